@@ -1,0 +1,357 @@
+//! The records of the one data model: entries, versions, relations, namespaces, and the
+//! change-feed events that every write leaves behind.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Error::invalid($field, format!(
+                        "unknown {} '{}' (expected one of: {})",
+                        $field, s, [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What an entry is. A kind is a manifest schema plus a name rule.
+    Kind, "kind" {
+        Tool => "tool",
+        Recipe => "recipe",
+        Skill => "skill",
+        Module => "module",
+        Package => "package",
+    }
+);
+
+string_enum!(
+    /// Lifecycle of an entry.
+    Status, "status" {
+        Draft => "draft",
+        Review => "review",
+        Published => "published",
+        Deprecated => "deprecated",
+        Archived => "archived",
+    }
+);
+
+string_enum!(
+    /// Who may see an entry: everyone and in lists (`public`), by exact name only
+    /// (`unlisted`), or only those with rights (`private`).
+    Visibility, "visibility" {
+        Public => "public",
+        Unlisted => "unlisted",
+        Private => "private",
+    }
+);
+
+string_enum!(
+    /// The type of an edge between two entries.
+    RelationKind, "relation" {
+        Implements => "implements",
+        DependsOn => "depends_on",
+        MapsTo => "maps_to",
+        Composes => "composes",
+        Alias => "alias",
+    }
+);
+
+string_enum!(
+    /// Who owns a namespace.
+    OwnerKind, "owner_kind" {
+        User => "user",
+        Organisation => "organisation",
+    }
+);
+
+/// A namespace: the owner of entries (a user or an organisation; ecosystems such as
+/// `pypi` and `npm` are organisations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Namespace {
+    pub name: String,
+    pub owner_kind: OwnerKind,
+    pub display_name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Popularity counters and the normalized score (0..1) that search blends into relevance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Popularity {
+    /// Normalized across ecosystems, 0 (unknown) to 1 (most used); see docs/popularity.md.
+    pub score: f64,
+    /// Downloads in the last month, where the source reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_downloads: Option<u64>,
+    /// Download rank in its ecosystem (1 = most downloaded), where the source reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+}
+
+/// Why an entry is deprecated, and what to use instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Deprecation {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+}
+
+/// An entry: one named thing in the registry, with immutable versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Entry {
+    pub id: i64,
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub display_name: Option<String>,
+    pub description: String,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub keywords: Vec<String>,
+    pub status: Status,
+    pub visibility: Visibility,
+    pub deprecation: Option<Deprecation>,
+    pub popularity: Popularity,
+    /// The highest published, unyanked version (semver order).
+    pub latest_version: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Entry {
+    pub fn key(&self) -> EntryKey {
+        EntryKey {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The address of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct EntryKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl EntryKey {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        EntryKey {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Input to create an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntry {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Defaults to `draft`; publishing the first version makes a draft `published`.
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    #[serde(default)]
+    pub popularity: Option<Popularity>,
+}
+
+/// Changes to an entry; absent fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryPatch {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    #[serde(default)]
+    pub popularity: Option<Popularity>,
+    #[serde(default)]
+    pub deprecation: Option<Deprecation>,
+}
+
+impl EntryPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == EntryPatch::default()
+    }
+}
+
+/// An immutable published version of an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Version {
+    pub version: String,
+    pub manifest: serde_json::Value,
+    /// sha256 (hex) of the canonical JSON of the manifest.
+    pub sha256: String,
+    pub changelog: Option<String>,
+    pub breaking: bool,
+    pub yanked: bool,
+    pub yank_reason: Option<String>,
+    pub published_at: Timestamp,
+}
+
+/// Input to publish a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersion {
+    pub version: String,
+    #[serde(default = "empty_object")]
+    pub manifest: serde_json::Value,
+    #[serde(default)]
+    pub changelog: Option<String>,
+    #[serde(default)]
+    pub breaking: bool,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A typed edge between two entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Relation {
+    pub kind: RelationKind,
+    pub from: EntryKey,
+    pub to: EntryKey,
+    /// For `maps_to`: how sure the mapping is, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// For `maps_to`: where the mapping came from (curated, scraped, inferred...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// For `composes`: the step's position in the composition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_order: Option<i32>,
+}
+
+/// What a change-feed row is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedEntity {
+    Namespace,
+    Entry,
+    Version,
+    Relation,
+}
+
+impl FeedEntity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedEntity::Namespace => "namespace",
+            FeedEntity::Entry => "entry",
+            FeedEntity::Version => "version",
+            FeedEntity::Relation => "relation",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "namespace" => FeedEntity::Namespace,
+            "entry" => FeedEntity::Entry,
+            "version" => FeedEntity::Version,
+            "relation" => FeedEntity::Relation,
+            _ => return None,
+        })
+    }
+}
+
+/// What happened to the entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedOp {
+    Create,
+    Update,
+    Delete,
+}
+
+impl FeedOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedOp::Create => "create",
+            FeedOp::Update => "update",
+            FeedOp::Delete => "delete",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "create" => FeedOp::Create,
+            "update" => FeedOp::Update,
+            "delete" => FeedOp::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the change feed, written in the same transaction as the change itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedEvent {
+    /// Monotonic, gap-free position in the feed.
+    pub seq: i64,
+    pub entity: FeedEntity,
+    /// The id of the changed row (entry id, version id, relation id, namespace id).
+    pub entity_id: i64,
+    /// The entry the change touches, when it touches one (derived views re-read it).
+    pub entry_id: Option<i64>,
+    pub op: FeedOp,
+    pub at: Timestamp,
+}

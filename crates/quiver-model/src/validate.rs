@@ -1,0 +1,278 @@
+//! Validation and normalization of write inputs. Every write path calls these before it
+//! touches the store, so bad input is refused with a field and a reason and changes nothing.
+
+use crate::names::{validate_name, validate_namespace};
+use crate::{Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Result};
+use crate::{EntryPatch, Popularity};
+
+pub use semver::Version as SemverVersion;
+
+pub const MAX_DESCRIPTION: usize = 8 * 1024;
+pub const MAX_DISPLAY_NAME: usize = 200;
+pub const MAX_TAGS: usize = 64;
+pub const MAX_TAG_LEN: usize = 64;
+pub const MAX_CHANGELOG: usize = 64 * 1024;
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+fn text(field: &str, value: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} bytes long (got {})", v.len()),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+fn opt_text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) => {
+            let v = text(field, v, max)?;
+            Ok(if v.is_empty() { None } else { Some(v) })
+        }
+    }
+}
+
+/// Tags and keywords: trimmed, lowercased, de-duplicated, order kept.
+fn labels(field: &str, values: &[String]) -> Result<Vec<String>> {
+    if values.len() > MAX_TAGS {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_TAGS} values (got {})", values.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let v = v.trim().to_lowercase();
+        let f = format!("{field}[{i}]");
+        if v.is_empty() {
+            return Err(Error::invalid(f, "must not be empty"));
+        }
+        if v.len() > MAX_TAG_LEN {
+            return Err(Error::invalid(f, format!("must be at most {MAX_TAG_LEN} bytes")));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(Error::invalid(f, "must not contain control characters"));
+        }
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn category(value: &Option<String>) -> Result<Option<String>> {
+    let Some(c) = opt_text("category", value, 64)? else {
+        return Ok(None);
+    };
+    let c = c.to_lowercase();
+    if !c
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b' '))
+    {
+        return Err(Error::invalid(
+            "category",
+            "must be letters, digits, ' ', '-', '_', '.' or '/'",
+        ));
+    }
+    Ok(Some(c))
+}
+
+fn popularity(p: &Option<Popularity>) -> Result<()> {
+    if let Some(p) = p {
+        if !(0.0..=1.0).contains(&p.score) || p.score.is_nan() {
+            return Err(Error::invalid("popularity.score", "must be between 0 and 1"));
+        }
+    }
+    Ok(())
+}
+
+/// Validate and normalize a new entry in place.
+pub fn new_entry(e: &mut NewEntry) -> Result<()> {
+    validate_namespace(&e.namespace)?;
+    validate_name(e.kind, &e.namespace, &e.name)?;
+    e.display_name = opt_text("display_name", &e.display_name, MAX_DISPLAY_NAME)?;
+    e.description = text("description", &e.description, MAX_DESCRIPTION)?;
+    e.category = category(&e.category)?;
+    e.tags = labels("tags", &e.tags)?;
+    e.keywords = labels("keywords", &e.keywords)?;
+    popularity(&e.popularity)?;
+    Ok(())
+}
+
+/// Validate and normalize an entry patch in place.
+pub fn entry_patch(p: &mut EntryPatch) -> Result<()> {
+    if p.is_empty() {
+        return Err(Error::invalid("body", "no field to change"));
+    }
+    p.display_name = match &p.display_name {
+        Some(_) => Some(opt_text("display_name", &p.display_name, MAX_DISPLAY_NAME)?.unwrap_or_default()),
+        None => None,
+    };
+    if let Some(d) = &p.description {
+        p.description = Some(text("description", d, MAX_DESCRIPTION)?);
+    }
+    if p.category.is_some() {
+        p.category = Some(category(&p.category)?.unwrap_or_default());
+    }
+    if let Some(t) = &p.tags {
+        p.tags = Some(labels("tags", t)?);
+    }
+    if let Some(k) = &p.keywords {
+        p.keywords = Some(labels("keywords", k)?);
+    }
+    if let Some(d) = &mut p.deprecation {
+        d.message = text("deprecation.message", &d.message, 1024)?;
+        if d.message.is_empty() {
+            return Err(Error::invalid("deprecation.message", "must not be empty"));
+        }
+    }
+    popularity(&p.popularity)?;
+    Ok(())
+}
+
+/// Parse a version string as semver (`1.2.3`, `1.0.0-beta.1`, `2.0.0+build.5`).
+pub fn semver(v: &str) -> Result<semver::Version> {
+    semver::Version::parse(v).map_err(|e| {
+        Error::invalid(
+            "version",
+            format!("'{v}' is not a semantic version (MAJOR.MINOR.PATCH): {e}"),
+        )
+    })
+}
+
+/// Validate a version to publish for an entry of `kind`.
+pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<semver::Version> {
+    let parsed = semver(&v.version)?;
+    v.version = parsed.to_string();
+    v.changelog = opt_text("changelog", &v.changelog, MAX_CHANGELOG)?;
+    if !v.manifest.is_object() {
+        return Err(Error::invalid("manifest", "must be a JSON object"));
+    }
+    let size = crate::manifest::canonical_json(&v.manifest).len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(Error::invalid(
+            "manifest",
+            format!("must be at most {MAX_MANIFEST_BYTES} bytes (got {size})"),
+        ));
+    }
+    crate::manifest::validate_manifest(kind, &v.manifest)?;
+    Ok(parsed)
+}
+
+/// Validate a relation's own fields (that both ends exist is the store's business).
+pub fn relation(r: &Relation) -> Result<()> {
+    for (side, key) in [("from", &r.from), ("to", &r.to)] {
+        validate_namespace(&key.namespace).map_err(|e| e.in_field(side))?;
+        validate_name(key.kind, &key.namespace, &key.name).map_err(|e| e.in_field(side))?;
+    }
+    if r.from == r.to {
+        return Err(Error::invalid("to", "a relation cannot point at its own entry"));
+    }
+    match r.kind {
+        RelationKind::MapsTo => match r.confidence {
+            Some(c) if (0.0..=1.0).contains(&c) => {}
+            Some(_) => return Err(Error::invalid("confidence", "must be between 0 and 1")),
+            None => return Err(Error::invalid("confidence", "is required for maps_to")),
+        },
+        _ if r.confidence.is_some() => {
+            return Err(Error::invalid("confidence", "only maps_to relations carry a confidence"))
+        }
+        _ => {}
+    }
+    match r.kind {
+        RelationKind::Composes => match r.step_order {
+            Some(s) if s >= 0 => {}
+            Some(_) => return Err(Error::invalid("step_order", "must be 0 or more")),
+            None => return Err(Error::invalid("step_order", "is required for composes")),
+        },
+        _ if r.step_order.is_some() => {
+            return Err(Error::invalid("step_order", "only composes relations carry a step order"))
+        }
+        _ => {}
+    }
+    if let Some(s) = &r.source {
+        text("source", s, 200)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EntryKey;
+
+    fn entry() -> NewEntry {
+        NewEntry {
+            kind: Kind::Tool,
+            namespace: "tpmjs".into(),
+            name: "text.csvParse".into(),
+            display_name: None,
+            description: "  Parse CSV text into rows  ".into(),
+            category: Some("Text".into()),
+            tags: vec!["CSV".into(), "csv".into(), " parse ".into()],
+            keywords: vec![],
+            status: None,
+            visibility: None,
+            popularity: None,
+        }
+    }
+
+    #[test]
+    fn normalizes_entries() {
+        let mut e = entry();
+        new_entry(&mut e).unwrap();
+        assert_eq!(e.description, "Parse CSV text into rows");
+        assert_eq!(e.category.as_deref(), Some("text"));
+        assert_eq!(e.tags, vec!["csv", "parse"]);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        let mut e = entry();
+        e.tags = vec!["".into()];
+        assert_eq!(new_entry(&mut e).unwrap_err().field.as_deref(), Some("tags[0]"));
+        let mut e = entry();
+        e.description = "x".repeat(MAX_DESCRIPTION + 1);
+        assert_eq!(new_entry(&mut e).unwrap_err().field.as_deref(), Some("description"));
+    }
+
+    #[test]
+    fn versions_are_semver() {
+        let mut v = NewVersion {
+            version: "1.2".into(),
+            manifest: serde_json::json!({}),
+            changelog: None,
+            breaking: false,
+        };
+        assert_eq!(new_version(Kind::Tool, &mut v).unwrap_err().field.as_deref(), Some("version"));
+        v.version = "1.2.3-beta.1".into();
+        new_version(Kind::Tool, &mut v).unwrap();
+    }
+
+    #[test]
+    fn relation_rules() {
+        let a = EntryKey::new(Kind::Package, "npm", "react");
+        let b = EntryKey::new(Kind::Skill, "vercel", "react-best-practices");
+        let mut r = Relation {
+            kind: RelationKind::MapsTo,
+            from: b.clone(),
+            to: a.clone(),
+            confidence: None,
+            source: None,
+            step_order: None,
+        };
+        assert_eq!(relation(&r).unwrap_err().field.as_deref(), Some("confidence"));
+        r.confidence = Some(0.9);
+        relation(&r).unwrap();
+        r.to = b.clone();
+        assert_eq!(relation(&r).unwrap_err().field.as_deref(), Some("to"));
+        r.to = EntryKey::new(Kind::Package, "npm", "_bad");
+        assert_eq!(relation(&r).unwrap_err().field.as_deref(), Some("to.name"));
+    }
+}

@@ -1,0 +1,438 @@
+//! The conformance suite: what every [`Store`] backend must do.
+//!
+//! Each check takes a fresh, empty store. A backend's test file instantiates all of them
+//! with [`conformance_suite!`](crate::conformance_suite), passing an async factory:
+//!
+//! ```ignore
+//! quiver_store::conformance_suite!(async { my_backend_for_tests().await });
+//! ```
+//!
+//! The factory returns a [`TestStore`], which keeps whatever the backend needs alive for
+//! the test (a temporary directory, a schema to drop) and releases it on drop.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use quiver_model::{
+    EntryKey, EntryPatch, ErrorCode, FeedEntity, FeedOp, Kind, NewEntry, NewVersion, Popularity,
+    Relation, RelationKind, Status, Visibility,
+};
+use serde_json::json;
+
+use crate::{valid_version, Direction, EntryFilter, ImportRecord, Store};
+
+/// A store for one test, and whatever keeps it alive.
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// A validated new entry for tests.
+pub fn new_entry(kind: Kind, ns: &str, name: &str, description: &str) -> NewEntry {
+    let mut e = NewEntry {
+        kind,
+        namespace: ns.into(),
+        name: name.into(),
+        display_name: None,
+        description: description.into(),
+        category: Some("testing".into()),
+        tags: vec!["alpha".into(), "beta".into()],
+        keywords: vec![],
+        status: None,
+        visibility: None,
+        popularity: None,
+    };
+    quiver_model::validate::new_entry(&mut e).expect("test entry is valid");
+    e
+}
+
+fn version(kind: Kind, v: &str) -> crate::ValidVersion {
+    valid_version(
+        kind,
+        NewVersion {
+            version: v.into(),
+            manifest: json!({"summary": format!("release {v}")}),
+            changelog: Some(format!("changes in {v}")),
+            breaking: false,
+        },
+    )
+    .expect("test version is valid")
+}
+
+fn key(kind: Kind, ns: &str, name: &str) -> EntryKey {
+    EntryKey::new(kind, ns, name)
+}
+
+pub async fn create_and_get(s: &dyn Store) {
+    let created = s
+        .create_entry(new_entry(Kind::Tool, "tpmjs", "text.csvParse", "Parse CSV"))
+        .await
+        .unwrap();
+    assert_eq!(created.status, Status::Draft);
+    assert_eq!(created.visibility, Visibility::Public);
+    assert_eq!(created.tags, vec!["alpha", "beta"]);
+    let got = s
+        .get_entry(&key(Kind::Tool, "tpmjs", "text.csvParse"))
+        .await
+        .unwrap()
+        .expect("entry exists");
+    assert_eq!(got, created);
+    assert!(s
+        .get_entry(&key(Kind::Tool, "tpmjs", "text.csvparse"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get_entry(&key(Kind::Skill, "tpmjs", "text.csvParse"))
+        .await
+        .unwrap()
+        .is_none());
+    let ns = s.get_namespace("tpmjs").await.unwrap().expect("namespace created");
+    assert_eq!(ns.name, "tpmjs");
+}
+
+pub async fn duplicate_names_conflict(s: &dyn Store) {
+    s.create_entry(new_entry(Kind::Package, "pypi", "Django_Rest", "x"))
+        .await
+        .unwrap();
+    let err = s
+        .create_entry(new_entry(Kind::Package, "pypi", "django-rest", "y"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert_eq!(err.field.as_deref(), Some("name"));
+    // Lookup is by the normalized key too.
+    let e = s
+        .get_entry(&key(Kind::Package, "pypi", "DJANGO.rest"))
+        .await
+        .unwrap()
+        .expect("normalized lookup");
+    assert_eq!(e.name, "Django_Rest");
+    // The same name in another kind or namespace is another entry.
+    s.create_entry(new_entry(Kind::Package, "npm", "django-rest", "z"))
+        .await
+        .unwrap();
+    let head_before = s.feed_head().await.unwrap();
+    let _ = s
+        .create_entry(new_entry(Kind::Package, "npm", "django-rest", "again"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s.feed_head().await.unwrap(),
+        head_before,
+        "a refused write leaves no feed row"
+    );
+}
+
+pub async fn update_entry(s: &dyn Store) {
+    let k = key(Kind::Skill, "upskill", "react-best-practices");
+    s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "old"))
+        .await
+        .unwrap();
+    let patch = EntryPatch {
+        description: Some("new description".into()),
+        tags: Some(vec!["react".into()]),
+        category: Some(String::new()),
+        ..Default::default()
+    };
+    let e = s.update_entry(&k, patch).await.unwrap();
+    assert_eq!(e.description, "new description");
+    assert_eq!(e.tags, vec!["react"]);
+    assert_eq!(e.category, None);
+    assert!(e.updated_at >= e.created_at);
+    let filter = EntryFilter {
+        tags: vec!["alpha".into()],
+        ..Default::default()
+    };
+    assert!(s.list_entries(&filter, None, 10).await.unwrap().items.is_empty());
+    let missing = s
+        .update_entry(&key(Kind::Skill, "upskill", "nope"), EntryPatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::NotFound);
+}
+
+pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
+    let k = key(Kind::Module, "mlld", "env");
+    s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "env helpers"))
+        .await
+        .unwrap();
+    for v in ["1.0.0", "1.10.0", "1.2.0", "2.0.0-beta.1"] {
+        s.publish_version(&k, version(k.kind, v)).await.unwrap();
+    }
+    let e = s.get_entry(&k).await.unwrap().unwrap();
+    assert_eq!(e.status, Status::Published, "first version publishes a draft");
+    assert_eq!(e.latest_version.as_deref(), Some("1.10.0"), "releases beat pre-releases");
+    let err = s
+        .publish_version(&k, version(k.kind, "1.2.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    assert_eq!(err.field.as_deref(), Some("version"));
+    let vs: Vec<String> = s
+        .list_versions(&k)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(vs, vec!["2.0.0-beta.1", "1.10.0", "1.2.0", "1.0.0"]);
+    let v = s.get_version(&k, "1.2.0").await.unwrap().unwrap();
+    assert_eq!(v.manifest, json!({"summary": "release 1.2.0"}));
+    assert_eq!(v.sha256.len(), 64);
+    assert!(s.get_version(&k, "9.9.9").await.unwrap().is_none());
+    let missing = s
+        .publish_version(&key(Kind::Module, "mlld", "nope"), version(Kind::Module, "1.0.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::NotFound);
+}
+
+pub async fn yank_and_unyank(s: &dyn Store) {
+    let k = key(Kind::Recipe, "tsuku", "ripgrep");
+    s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "rg"))
+        .await
+        .unwrap();
+    s.publish_version(&k, version(k.kind, "14.0.0")).await.unwrap();
+    s.publish_version(&k, version(k.kind, "14.1.0")).await.unwrap();
+    let v = s
+        .set_yanked(&k, "14.1.0", true, Some("broken build".into()))
+        .await
+        .unwrap();
+    assert!(v.yanked);
+    assert_eq!(v.yank_reason.as_deref(), Some("broken build"));
+    let e = s.get_entry(&k).await.unwrap().unwrap();
+    assert_eq!(e.latest_version.as_deref(), Some("14.0.0"));
+    let v = s.set_yanked(&k, "14.1.0", false, None).await.unwrap();
+    assert!(!v.yanked && v.yank_reason.is_none());
+    let e = s.get_entry(&k).await.unwrap().unwrap();
+    assert_eq!(e.latest_version.as_deref(), Some("14.1.0"));
+    let err = s.set_yanked(&k, "0.0.1", true, None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
+
+pub async fn list_filters_and_pages(s: &dyn Store) {
+    for i in 0..25 {
+        let kind = if i % 2 == 0 { Kind::Tool } else { Kind::Skill };
+        let ns = if i % 3 == 0 { "one" } else { "two" };
+        let mut e = new_entry(kind, ns, &format!("item{i}"), "d");
+        if i % 5 == 0 {
+            e.visibility = Some(Visibility::Private);
+        }
+        s.create_entry(e).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s
+            .list_entries(&EntryFilter::default(), cursor.as_deref(), 7)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.iter().map(|e| e.name.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25, "pages cover every entry exactly once");
+    let f = EntryFilter {
+        kinds: vec![Kind::Tool],
+        namespaces: vec!["one".into()],
+        visibilities: vec![Visibility::Public, Visibility::Unlisted],
+        ..Default::default()
+    };
+    let names: Vec<String> = s
+        .list_entries(&f, None, 100)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    // i even, i % 3 == 0, i % 5 != 0: 6, 12, 18, 24
+    assert_eq!(names, vec!["item6", "item12", "item18", "item24"]);
+    let bad = s
+        .list_entries(&EntryFilter::default(), Some("garbage"), 5)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.field.as_deref(), Some("cursor"));
+}
+
+pub async fn relations(s: &dyn Store) {
+    let skill = key(Kind::Skill, "upskill", "react-best-practices");
+    let pkg = key(Kind::Package, "npm", "react");
+    let tool = key(Kind::Tool, "tpmjs", "web.fetchText");
+    for k in [&skill, &pkg, &tool] {
+        s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "d"))
+            .await
+            .unwrap();
+    }
+    let rel = Relation {
+        kind: RelationKind::MapsTo,
+        from: pkg.clone(),
+        to: skill.clone(),
+        confidence: Some(0.8),
+        source: Some("curated".into()),
+        step_order: None,
+    };
+    s.add_relation(rel.clone()).await.unwrap();
+    // Idempotent on (kind, from, to): the second add updates.
+    s.add_relation(Relation {
+        confidence: Some(0.9),
+        ..rel.clone()
+    })
+    .await
+    .unwrap();
+    s.add_relation(Relation {
+        kind: RelationKind::Implements,
+        from: pkg.clone(),
+        to: tool.clone(),
+        confidence: None,
+        source: None,
+        step_order: None,
+    })
+    .await
+    .unwrap();
+    let out = s.list_relations(&pkg, Direction::Outgoing).await.unwrap();
+    assert_eq!(out.len(), 2);
+    let maps = out.iter().find(|r| r.kind == RelationKind::MapsTo).unwrap();
+    assert_eq!(maps.confidence, Some(0.9));
+    assert_eq!(maps.to, skill);
+    let incoming = s.list_relations(&skill, Direction::Incoming).await.unwrap();
+    assert_eq!(incoming.len(), 1);
+    assert!(s
+        .list_relations(&skill, Direction::Outgoing)
+        .await
+        .unwrap()
+        .is_empty());
+    let err = s
+        .add_relation(Relation {
+            to: key(Kind::Skill, "upskill", "missing"),
+            ..rel
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("to"));
+}
+
+pub async fn feed_records_every_write(s: &dyn Store) {
+    assert_eq!(s.feed_head().await.unwrap(), 0);
+    let k = key(Kind::Tool, "t", "a.b");
+    let e = s
+        .create_entry(new_entry(k.kind, &k.namespace, &k.name, "d"))
+        .await
+        .unwrap();
+    s.update_entry(
+        &k,
+        EntryPatch {
+            description: Some("d2".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.publish_version(&k, version(k.kind, "0.1.0")).await.unwrap();
+    s.set_yanked(&k, "0.1.0", true, None).await.unwrap();
+    let events = s.feed_since(0, 100).await.unwrap();
+    let shape: Vec<(FeedEntity, FeedOp)> = events.iter().map(|e| (e.entity, e.op)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (FeedEntity::Namespace, FeedOp::Create),
+            (FeedEntity::Entry, FeedOp::Create),
+            (FeedEntity::Entry, FeedOp::Update),
+            (FeedEntity::Version, FeedOp::Create),
+            (FeedEntity::Version, FeedOp::Update),
+        ]
+    );
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev.seq, i as i64 + 1, "the feed is gap-free");
+    }
+    assert!(events[1..].iter().all(|ev| ev.entry_id == Some(e.id)));
+    assert_eq!(s.feed_head().await.unwrap(), 5);
+    assert_eq!(s.feed_since(3, 100).await.unwrap().len(), 2);
+    assert_eq!(s.feed_since(0, 2).await.unwrap().len(), 2);
+}
+
+pub async fn import_is_idempotent(s: &dyn Store) {
+    let rec = |name: &str, desc: &str, score: f64, v: &str| ImportRecord {
+        entry: NewEntry {
+            popularity: Some(Popularity {
+                score,
+                monthly_downloads: Some(10),
+                rank: None,
+            }),
+            ..new_entry(Kind::Package, "npm", name, desc)
+        },
+        version: Some(version(Kind::Package, v)),
+    };
+    let batch = vec![rec("left-pad", "pads", 0.5, "1.0.0"), rec("@types/node", "types", 0.9, "20.1.0")];
+    let c = s.import_batch(batch.clone()).await.unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged), (2, 0, 0));
+    let head = s.feed_head().await.unwrap();
+    let c = s.import_batch(batch).await.unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged), (0, 0, 2));
+    assert_eq!(s.feed_head().await.unwrap(), head, "unchanged records write no feed");
+    let c = s
+        .import_batch(vec![
+            rec("left-pad", "pads strings", 0.5, "1.0.0"),
+            rec("@types/node", "types", 0.9, "20.2.0"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((c.created, c.updated, c.unchanged), (0, 2, 0));
+    let e = s
+        .get_entry(&key(Kind::Package, "npm", "@types/node"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.latest_version.as_deref(), Some("20.2.0"));
+    assert_eq!(e.status, Status::Published);
+    assert_eq!(e.popularity.score, 0.9);
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.entries, stats.versions), (2, 3));
+}
+
+pub async fn entries_by_id(s: &dyn Store) {
+    let a = s
+        .create_entry(new_entry(Kind::Tool, "x", "a", "d"))
+        .await
+        .unwrap();
+    let b = s
+        .create_entry(new_entry(Kind::Tool, "x", "b", "d"))
+        .await
+        .unwrap();
+    let mut got = s.get_entries_by_id(&[b.id, a.id, 999_999]).await.unwrap();
+    got.sort_by_key(|e| e.id);
+    assert_eq!(got, vec![a, b]);
+}
+
+/// Instantiate every conformance check as a `#[tokio::test]` for one backend.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@each $factory;
+            create_and_get,
+            duplicate_names_conflict,
+            update_entry,
+            versions_are_immutable_and_ordered,
+            yank_and_unyank,
+            list_filters_and_pages,
+            relations,
+            feed_records_every_write,
+            import_is_idempotent,
+            entries_by_id
+        );
+    };
+    (@each $factory:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(ts) = $factory.await else { return };
+                $crate::conformance::$name(&*ts.store).await;
+                drop(ts);
+            }
+        )+
+    };
+}

@@ -1,0 +1,167 @@
+//! quiver's storage: one [`Store`] trait, its SQLite backend, and the conformance suite that
+//! every backend must pass.
+//!
+//! Design decisions:
+//! - **One write path with a change feed.** Every write commits, in the same transaction, a
+//!   row to the feed (monotonic sequence, entity, id, operation). Derived views (the search
+//!   index, caches, other nodes) follow the feed from their last position, so they can be
+//!   rebuilt at any time and never miss a committed write.
+//! - **No SQL dialect in the trait.** Methods speak the model's types; filters are plain
+//!   structs. The PostgreSQL backend implements the same trait and passes the same
+//!   [`conformance`] suite.
+//! - **Validation is the engine's, integrity is the store's.** Callers pass inputs already
+//!   validated by `quiver_model::validate`; the store enforces uniqueness, existence of
+//!   referenced rows and immutability of versions, and reports each as an engine error.
+
+use async_trait::async_trait;
+use quiver_model::{
+    Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion, OwnerKind,
+    Relation, Result, Status, Version, Visibility,
+};
+use quiver_model::validate::SemverVersion;
+use serde::{Deserialize, Serialize};
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
+
+/// Which entries a listing returns. Empty vectors mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryFilter {
+    pub kinds: Vec<Kind>,
+    pub namespaces: Vec<String>,
+    pub categories: Vec<String>,
+    pub tags: Vec<String>,
+    pub statuses: Vec<Status>,
+    /// Visibilities the caller may list. The engine always sets this; an empty list here
+    /// means "any" and is only for trusted callers (export, index rebuild).
+    pub visibilities: Vec<Visibility>,
+}
+
+/// A page of results and the cursor that continues after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque; pass back to get the next page. `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A version ready to store: validated, with its manifest hash computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidVersion {
+    pub version: NewVersion,
+    pub semver: SemverVersion,
+    pub sha256: String,
+}
+
+/// Which relations of an entry to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Outgoing,
+    Incoming,
+    Both,
+}
+
+/// One record of a bulk import: an entry and, optionally, its current version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRecord {
+    pub entry: NewEntry,
+    pub version: Option<ValidVersion>,
+}
+
+/// What a bulk import batch did, per record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl std::ops::AddAssign for ImportCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+    }
+}
+
+/// Row counts, for health pages and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    pub entries: u64,
+    pub versions: u64,
+    pub relations: u64,
+    pub feed_head: i64,
+    /// Bytes on disk, where the backend can tell.
+    pub size_bytes: Option<u64>,
+}
+
+/// The storage trait. Every write appends to the change feed in the same transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    async fn ensure_namespace(&self, name: &str, owner_kind: OwnerKind) -> Result<Namespace>;
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>>;
+
+    /// Create an entry (creating its namespace as an organisation if it does not exist).
+    /// Conflict if (kind, namespace, name) is taken, after the kind's name normalization.
+    async fn create_entry(&self, entry: NewEntry) -> Result<Entry>;
+    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry>;
+    /// Exact lookup by key (name compared after the kind's normalization).
+    async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>>;
+    /// Entries by id, in no particular order; unknown ids are skipped.
+    async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>>;
+    /// Entries matching the filter, in creation order, `limit` at a time.
+    async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Entry>>;
+
+    /// Publish a new version. Conflict if the version exists (versions are immutable).
+    /// Publishing the first version of a draft entry makes it published.
+    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version>;
+    /// Versions of an entry, newest (semver) first.
+    async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>>;
+    async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>>;
+    /// Yank (with a reason) or unyank a version. Only the yank flag changes.
+    async fn set_yanked(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        yanked: bool,
+        reason: Option<String>,
+    ) -> Result<Version>;
+
+    /// Add a relation between two existing entries (idempotent on kind, from, to).
+    async fn add_relation(&self, relation: Relation) -> Result<Relation>;
+    async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>>;
+
+    /// Feed events after `after`, oldest first, at most `limit`.
+    async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>>;
+    /// The newest feed position (0 when the feed is empty).
+    async fn feed_head(&self) -> Result<i64>;
+
+    /// Upsert a batch in one transaction: create what is new, update what differs, leave
+    /// what is the same untouched (no feed row). Records must be validated.
+    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<ImportCounts>;
+
+    async fn stats(&self) -> Result<StoreStats>;
+}
+
+/// Validate a version for `kind` and compute its manifest hash: the one way to make a
+/// [`ValidVersion`].
+pub fn valid_version(kind: Kind, mut version: NewVersion) -> Result<ValidVersion> {
+    let parsed = quiver_model::validate::new_version(kind, &mut version)?;
+    let sha256 = quiver_model::manifest::manifest_sha256(&version.manifest);
+    Ok(ValidVersion {
+        version,
+        semver: parsed,
+        sha256,
+    })
+}

@@ -1,0 +1,1041 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One writer connection behind a mutex (SQLite serializes writers anyway, and one
+//! connection keeps the feed sequence gap-free) and a small pool of read connections. WAL
+//! mode lets readers run beside the writer; `synchronous=FULL` makes a commit durable
+//! before it is acknowledged. rusqlite is blocking, so every call runs on tokio's blocking
+//! pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use jiff::Timestamp;
+use quiver_model::names::name_key;
+use quiver_model::validate::SemverVersion;
+use quiver_model::{
+    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
+    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
+    Version, Visibility,
+};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::{
+    Direction, EntryFilter, ImportCounts, ImportRecord, Page, Store, StoreStats, ValidVersion,
+};
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+/// Names of the SQLite migrations, in order (the PostgreSQL set must match them).
+pub fn migration_names() -> Vec<&'static str> {
+    MIGRATIONS.iter().map(|(n, _)| *n).collect()
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+/// A store in one SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB page cache per connection
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and run pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .context(format!("creating data directory {}", dir.display()))?;
+            }
+        }
+        let mut writer = Connection::open(&path)
+            .context(format!("opening SQLite database {}", path.display()))?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .context("enabling WAL")?;
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .context("setting synchronous=FULL")?;
+        configure(&writer).context("configuring SQLite")?;
+        migrate(&mut writer)?;
+
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| {
+            configure(c)?;
+            c.pragma_update(None, "query_only", "ON")
+        });
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(2))
+            .build(manager)
+            .context("opening SQLite read pool")?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                path,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.get().context("taking a read connection")?;
+            f(&conn)
+        })
+        .await
+        .context("read task")?
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| Error::internal("writing", "writer lock poisoned"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .context("beginning a write transaction")?;
+            let out = f(&tx)?;
+            tx.commit().context("committing")?;
+            Ok(out)
+        })
+        .await
+        .context("write task")?
+    }
+}
+
+/// Apply the migrations this database has not seen, each in its own transaction.
+///
+/// Hand-written rather than a migration crate: it is twenty lines, and the same file-list
+/// runner serves both backends, which keeps their migration sets in step by name.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .context("creating schema_migrations")?;
+    for (name, sql) in MIGRATIONS {
+        let done: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .context("reading schema_migrations")?;
+        if done {
+            continue;
+        }
+        let tx = conn.transaction().context("beginning migration")?;
+        tx.execute_batch(sql)
+            .context(format!("applying migration {name}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, ?2)",
+            params![name, now_ms()],
+        )
+        .context("recording migration")?;
+        tx.commit().context(format!("committing migration {name}"))?;
+        tracing::info!(migration = name, "applied migration");
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+fn feed(
+    tx: &Transaction<'_>,
+    entity: FeedEntity,
+    entity_id: i64,
+    entry_id: Option<i64>,
+    op: FeedOp,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO feed (entity, entity_id, entry_id, op, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![entity.as_str(), entity_id, entry_id, op.as_str(), now_ms()]))
+    .context("appending to the change feed")?;
+    Ok(())
+}
+
+const ENTRY_COLS: &str = "id, kind, namespace, name, display_name, description, category, tags, \
+     keywords, status, visibility, deprecation, popularity, monthly_downloads, download_rank, \
+     latest_version, created_at, updated_at";
+
+fn parse_enum<T: std::str::FromStr>(s: String) -> rusqlite::Result<T> {
+    s.parse::<T>().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("bad enum value {s}").into(),
+        )
+    })
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let tags: String = r.get(7)?;
+    let keywords: String = r.get(8)?;
+    let deprecation: Option<String> = r.get(11)?;
+    Ok(Entry {
+        id: r.get(0)?,
+        kind: parse_enum(r.get(1)?)?,
+        namespace: r.get(2)?,
+        name: r.get(3)?,
+        display_name: r.get(4)?,
+        description: r.get(5)?,
+        category: r.get(6)?,
+        tags: json_col(&tags)?,
+        keywords: json_col(&keywords)?,
+        status: parse_enum(r.get(9)?)?,
+        visibility: parse_enum(r.get(10)?)?,
+        deprecation: deprecation.as_deref().map(json_col::<Deprecation>).transpose()?,
+        popularity: Popularity {
+            score: r.get(12)?,
+            monthly_downloads: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+            rank: r.get::<_, Option<i64>>(14)?.map(|v| v as u32),
+        },
+        latest_version: r.get(15)?,
+        created_at: ts(r.get(16)?),
+        updated_at: ts(r.get(17)?),
+    })
+}
+
+fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
+    let manifest: String = r.get(1)?;
+    Ok(Version {
+        version: r.get(0)?,
+        manifest: json_col(&manifest)?,
+        sha256: r.get(2)?,
+        changelog: r.get(3)?,
+        breaking: r.get(4)?,
+        yanked: r.get(5)?,
+        yank_reason: r.get(6)?,
+        published_at: ts(r.get(7)?),
+    })
+}
+
+const VERSION_COLS: &str =
+    "version, manifest, sha256, changelog, breaking, yanked, yank_reason, published_at";
+
+fn get_entry_conn(conn: &Connection, key: &EntryKey) -> Result<Option<Entry>> {
+    let nk = name_key(key.kind, &key.namespace, &key.name);
+    conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLS} FROM entries WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![key.kind.as_str(), key.namespace, nk], entry_from_row)
+            .optional()
+    })
+    .context("reading an entry")
+}
+
+fn entry_id(conn: &Connection, key: &EntryKey) -> Result<Option<i64>> {
+    let nk = name_key(key.kind, &key.namespace, &key.name);
+    conn.prepare_cached(
+        "SELECT id FROM entries WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![key.kind.as_str(), key.namespace, nk], |r| r.get(0))
+            .optional()
+    })
+    .context("resolving an entry")
+}
+
+fn require_entry_id(conn: &Connection, key: &EntryKey) -> Result<i64> {
+    entry_id(conn, key)?.ok_or_else(|| Error::not_found(key))
+}
+
+fn get_entry_by_id(conn: &Connection, id: i64) -> Result<Entry> {
+    conn.prepare_cached(&format!("SELECT {ENTRY_COLS} FROM entries WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], entry_from_row))
+        .context("reading an entry by id")
+}
+
+fn ensure_namespace_tx(tx: &Transaction<'_>, name: &str, owner: OwnerKind) -> Result<()> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO namespaces (name, owner_kind, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![name, owner.as_str(), now_ms()]))
+        .context("creating a namespace")?;
+    if inserted > 0 {
+        feed(tx, FeedEntity::Namespace, tx.last_insert_rowid(), None, FeedOp::Create)?;
+    }
+    Ok(())
+}
+
+fn write_tags(tx: &Transaction<'_>, id: i64, tags: &[String], replace: bool) -> Result<()> {
+    if replace {
+        tx.prepare_cached("DELETE FROM entry_tags WHERE entry_id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .context("clearing tags")?;
+    }
+    let mut stmt = tx
+        .prepare_cached("INSERT OR IGNORE INTO entry_tags (tag, entry_id) VALUES (?1, ?2)")
+        .context("preparing tag insert")?;
+    for t in tags {
+        stmt.execute(params![t, id]).context("writing tags")?;
+    }
+    Ok(())
+}
+
+fn insert_entry(tx: &Transaction<'_>, e: &NewEntry, status: Status) -> Result<i64> {
+    let now = now_ms();
+    let pop = e.popularity.clone().unwrap_or_default();
+    let res = tx
+        .prepare_cached(
+            "INSERT INTO entries (kind, namespace, name, name_key, display_name, description, \
+             category, tags, keywords, status, visibility, deprecation, popularity, \
+             monthly_downloads, download_rank, latest_version, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13, ?14, NULL, ?15, ?15)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                e.kind.as_str(),
+                e.namespace,
+                e.name,
+                name_key(e.kind, &e.namespace, &e.name),
+                e.display_name,
+                e.description,
+                e.category,
+                serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&e.keywords).unwrap_or_else(|_| "[]".into()),
+                status.as_str(),
+                e.visibility.unwrap_or(Visibility::Public).as_str(),
+                pop.score,
+                pop.monthly_downloads.map(|v| v as i64),
+                pop.rank.map(i64::from),
+                now,
+            ])
+        });
+    match res {
+        Ok(_) => {}
+        Err(err) if is_unique_violation(&err) => {
+            let key = EntryKey::new(e.kind, &e.namespace, &e.name);
+            return Err(Error::conflict("name", format!("{key} already exists")));
+        }
+        Err(err) => return Err(Error::internal("creating an entry", err)),
+    }
+    let id = tx.last_insert_rowid();
+    write_tags(tx, id, &e.tags, false)?;
+    feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Create)?;
+    Ok(id)
+}
+
+fn insert_version(tx: &Transaction<'_>, entry_id: i64, v: &ValidVersion) -> Result<i64> {
+    let res = tx
+        .prepare_cached(
+            "INSERT INTO versions (entry_id, version, manifest, sha256, changelog, breaking, \
+             yanked, yank_reason, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                entry_id,
+                v.version.version,
+                quiver_model::manifest::canonical_json(&v.version.manifest),
+                v.sha256,
+                v.version.changelog,
+                v.version.breaking,
+                now_ms(),
+            ])
+        });
+    match res {
+        Ok(_) => {}
+        Err(err) if is_unique_violation(&err) => {
+            return Err(Error::conflict(
+                "version",
+                format!(
+                    "version {} is already published; versions are immutable",
+                    v.version.version
+                ),
+            ))
+        }
+        Err(err) => return Err(Error::internal("publishing a version", err)),
+    }
+    let id = tx.last_insert_rowid();
+    feed(tx, FeedEntity::Version, id, Some(entry_id), FeedOp::Create)?;
+    Ok(id)
+}
+
+/// Recompute an entry's latest version: the highest unyanked release, else the highest
+/// unyanked pre-release, else none.
+fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT version FROM versions WHERE entry_id = ?1 AND yanked = 0")
+        .context("preparing latest-version query")?;
+    let versions: Vec<String> = stmt
+        .query_map([entry_id], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .context("reading versions")?;
+    let mut parsed: Vec<SemverVersion> = versions
+        .iter()
+        .filter_map(|v| SemverVersion::parse(v).ok())
+        .collect();
+    parsed.sort();
+    let latest = parsed
+        .iter()
+        .rev()
+        .find(|v| v.pre.is_empty())
+        .or_else(|| parsed.last())
+        .map(|v| v.to_string());
+    tx.prepare_cached("UPDATE entries SET latest_version = ?1, updated_at = ?2 WHERE id = ?3")
+        .and_then(|mut s| s.execute(params![latest, now_ms(), entry_id]))
+        .context("updating latest version")?;
+    Ok(latest)
+}
+
+fn relation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Relation> {
+    Ok(Relation {
+        kind: parse_enum(r.get(0)?)?,
+        from: EntryKey {
+            kind: parse_enum(r.get(1)?)?,
+            namespace: r.get(2)?,
+            name: r.get(3)?,
+        },
+        to: EntryKey {
+            kind: parse_enum(r.get(4)?)?,
+            namespace: r.get(5)?,
+            name: r.get(6)?,
+        },
+        confidence: r.get(7)?,
+        source: r.get(8)?,
+        step_order: r.get(9)?,
+    })
+}
+
+fn encode_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<i64> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("id:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+}
+
+/// Fields an import compares to decide between "updated" and "unchanged".
+type ImportComparable = (
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+    f64,
+    Option<i64>,
+    Option<i64>,
+);
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ensure_namespace(&self, name: &str, owner_kind: OwnerKind) -> Result<Namespace> {
+        let n = name.to_string();
+        self.write(move |tx| ensure_namespace_tx(tx, &n, owner_kind))
+            .await?;
+        self.get_namespace(name)
+            .await?
+            .ok_or_else(|| Error::internal("creating a namespace", "not found after insert"))
+    }
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(Namespace {
+                        name: r.get(0)?,
+                        owner_kind: parse_enum(r.get(1)?)?,
+                        display_name: r.get(2)?,
+                        created_at: ts(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .context("reading a namespace")
+        })
+        .await
+    }
+
+    async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
+        self.write(move |tx| {
+            ensure_namespace_tx(tx, &entry.namespace, OwnerKind::Organisation)?;
+            let id = insert_entry(tx, &entry, entry.status.unwrap_or(Status::Draft))?;
+            get_entry_by_id(tx, id)
+        })
+        .await
+    }
+
+    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let mut e = get_entry_conn(tx, &key)?.ok_or_else(|| Error::not_found(&key))?;
+            let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+            if let Some(d) = patch.display_name {
+                e.display_name = none_if_empty(d);
+            }
+            if let Some(d) = patch.description {
+                e.description = d;
+            }
+            if let Some(c) = patch.category {
+                e.category = none_if_empty(c);
+            }
+            let tags_changed = patch.tags.is_some();
+            if let Some(t) = patch.tags {
+                e.tags = t;
+            }
+            if let Some(k) = patch.keywords {
+                e.keywords = k;
+            }
+            if let Some(s) = patch.status {
+                e.status = s;
+            }
+            if let Some(v) = patch.visibility {
+                e.visibility = v;
+            }
+            if let Some(p) = patch.popularity {
+                e.popularity = p;
+            }
+            if let Some(d) = patch.deprecation {
+                e.deprecation = Some(d);
+            }
+            if e.status != Status::Deprecated {
+                e.deprecation = None;
+            }
+            tx.prepare_cached(
+                "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, tags = ?4, \
+                 keywords = ?5, status = ?6, visibility = ?7, deprecation = ?8, popularity = ?9, \
+                 monthly_downloads = ?10, download_rank = ?11, updated_at = ?12 WHERE id = ?13",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.display_name,
+                    e.description,
+                    e.category,
+                    serde_json::to_string(&e.tags).unwrap_or_default(),
+                    serde_json::to_string(&e.keywords).unwrap_or_default(),
+                    e.status.as_str(),
+                    e.visibility.as_str(),
+                    e.deprecation
+                        .as_ref()
+                        .map(|d| serde_json::to_string(d).unwrap_or_default()),
+                    e.popularity.score,
+                    e.popularity.monthly_downloads.map(|v| v as i64),
+                    e.popularity.rank.map(i64::from),
+                    now_ms(),
+                    e.id,
+                ])
+            })
+            .context("updating an entry")?;
+            if tags_changed {
+                write_tags(tx, e.id, &e.tags, true)?;
+            }
+            feed(tx, FeedEntity::Entry, e.id, Some(e.id), FeedOp::Update)?;
+            get_entry_by_id(tx, e.id)
+        })
+        .await
+    }
+
+    async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>> {
+        let key = key.clone();
+        self.read(move |c| get_entry_conn(c, &key)).await
+    }
+
+    async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {ENTRY_COLS} FROM entries WHERE id IN ({placeholders})"
+                    ))
+                    .context("preparing entries by id")?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(chunk.iter()), entry_from_row)
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .context("reading entries by id")?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Entry>> {
+        let after = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+        let filter = filter.clone();
+        self.read(move |c| {
+            use rusqlite::types::Value as V;
+            let mut sql = format!("SELECT {ENTRY_COLS} FROM entries WHERE id > ?");
+            let mut args: Vec<V> = vec![V::Integer(after)];
+            let mut any_of = |col: &str, vals: Vec<String>, sql: &mut String| {
+                if !vals.is_empty() {
+                    sql.push_str(&format!(
+                        " AND {col} IN ({})",
+                        vec!["?"; vals.len()].join(",")
+                    ));
+                    args.extend(vals.into_iter().map(V::Text));
+                }
+            };
+            any_of(
+                "kind",
+                filter.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+                &mut sql,
+            );
+            any_of("namespace", filter.namespaces.clone(), &mut sql);
+            any_of("category", filter.categories.clone(), &mut sql);
+            any_of(
+                "status",
+                filter.statuses.iter().map(|s| s.as_str().to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "visibility",
+                filter
+                    .visibilities
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect(),
+                &mut sql,
+            );
+            for t in &filter.tags {
+                sql.push_str(
+                    " AND EXISTS (SELECT 1 FROM entry_tags t WHERE t.tag = ? AND t.entry_id = entries.id)",
+                );
+                args.push(V::Text(t.clone()));
+            }
+            sql.push_str(" ORDER BY id LIMIT ?");
+            args.push(V::Integer(limit as i64 + 1));
+            let mut stmt = c.prepare_cached(&sql).context("preparing a listing")?;
+            let mut items = stmt
+                .query_map(rusqlite::params_from_iter(args), entry_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing entries")?;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|e| encode_cursor(e.id))
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let id = require_entry_id(tx, &key)?;
+            insert_version(tx, id, &version)?;
+            refresh_latest(tx, id)?;
+            tx.prepare_cached(
+                "UPDATE entries SET status = 'published' WHERE id = ?1 AND status = 'draft'",
+            )
+            .and_then(|mut s| s.execute([id]))
+            .context("publishing a draft")?;
+            tx.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![id, version.version.version], version_from_row))
+            .context("reading the new version")
+        })
+        .await
+    }
+
+    async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let id = require_entry_id(c, &key)?;
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1"
+                ))
+                .context("preparing versions")?;
+            let mut vs = stmt
+                .query_map([id], version_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing versions")?;
+            vs.sort_by(|a, b| {
+                let pa = SemverVersion::parse(&a.version).ok();
+                let pb = SemverVersion::parse(&b.version).ok();
+                pb.cmp(&pa)
+            });
+            Ok(vs)
+        })
+        .await
+    }
+
+    async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>> {
+        let key = key.clone();
+        let version = version.to_string();
+        self.read(move |c| {
+            let id = require_entry_id(c, &key)?;
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![id, version], version_from_row).optional())
+            .context("reading a version")
+        })
+        .await
+    }
+
+    async fn set_yanked(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        yanked: bool,
+        reason: Option<String>,
+    ) -> Result<Version> {
+        let key = key.clone();
+        let version = version.to_string();
+        self.write(move |tx| {
+            let id = require_entry_id(tx, &key)?;
+            let vid: i64 = tx
+                .query_row(
+                    "SELECT id FROM versions WHERE entry_id = ?1 AND version = ?2",
+                    params![id, version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .context("resolving a version")?
+                .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+            let reason = if yanked { reason } else { None };
+            tx.execute(
+                "UPDATE versions SET yanked = ?1, yank_reason = ?2 WHERE id = ?3",
+                params![yanked, reason, vid],
+            )
+            .context("yanking a version")?;
+            refresh_latest(tx, id)?;
+            feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
+            tx.query_row(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = ?1"),
+                [vid],
+                version_from_row,
+            )
+            .context("reading the yanked version")
+        })
+        .await
+    }
+
+    async fn add_relation(&self, relation: Relation) -> Result<Relation> {
+        self.write(move |tx| {
+            let from = entry_id(tx, &relation.from)?.ok_or_else(|| {
+                Error::invalid("from", format!("{} does not exist", relation.from))
+            })?;
+            let to = entry_id(tx, &relation.to)?
+                .ok_or_else(|| Error::invalid("to", format!("{} does not exist", relation.to)))?;
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM relations WHERE kind = ?1 AND from_id = ?2 AND to_id = ?3",
+                    params![relation.kind.as_str(), from, to],
+                    |r| r.get(0),
+                )
+                .optional()
+                .context("reading a relation")?;
+            let (rid, op) = match existing {
+                Some(rid) => {
+                    tx.execute(
+                        "UPDATE relations SET confidence = ?1, source = ?2, step_order = ?3 WHERE id = ?4",
+                        params![relation.confidence, relation.source, relation.step_order, rid],
+                    )
+                    .context("updating a relation")?;
+                    (rid, FeedOp::Update)
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO relations (kind, from_id, to_id, confidence, source, step_order, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            relation.kind.as_str(),
+                            from,
+                            to,
+                            relation.confidence,
+                            relation.source,
+                            relation.step_order,
+                            now_ms()
+                        ],
+                    )
+                    .context("adding a relation")?;
+                    (tx.last_insert_rowid(), FeedOp::Create)
+                }
+            };
+            feed(tx, FeedEntity::Relation, rid, Some(from), op)?;
+            let from_key = get_entry_by_id(tx, from)?.key();
+            let to_key = get_entry_by_id(tx, to)?.key();
+            Ok(Relation {
+                from: from_key,
+                to: to_key,
+                ..relation
+            })
+        })
+        .await
+    }
+
+    async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let id = require_entry_id(c, &key)?;
+            let cond = match direction {
+                Direction::Outgoing => "r.from_id = ?1",
+                Direction::Incoming => "r.to_id = ?1",
+                Direction::Both => "(r.from_id = ?1 OR r.to_id = ?1)",
+            };
+            let sql = format!(
+                "SELECT r.kind, f.kind, f.namespace, f.name, t.kind, t.namespace, t.name, \
+                 r.confidence, r.source, r.step_order FROM relations r \
+                 JOIN entries f ON f.id = r.from_id JOIN entries t ON t.id = r.to_id \
+                 WHERE {cond} ORDER BY r.kind, r.step_order, r.id"
+            );
+            let mut stmt = c.prepare_cached(&sql).context("preparing relations")?;
+            let rows = stmt
+                .query_map([id], relation_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing relations")?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, entity, entity_id, entry_id, op, at FROM feed \
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .context("preparing feed read")?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |r| {
+                    let entity: String = r.get(1)?;
+                    let op: String = r.get(4)?;
+                    Ok(FeedEvent {
+                        seq: r.get(0)?,
+                        entity: FeedEntity::parse(&entity).unwrap_or(FeedEntity::Entry),
+                        entity_id: r.get(2)?,
+                        entry_id: r.get(3)?,
+                        op: FeedOp::parse(&op).unwrap_or(FeedOp::Update),
+                        at: ts(r.get(5)?),
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("reading the feed")?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn feed_head(&self) -> Result<i64> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))
+                .context("reading the feed head")
+        })
+        .await
+    }
+
+    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<ImportCounts> {
+        self.write(move |tx| {
+            let mut counts = ImportCounts::default();
+            let mut namespaces: Vec<String> = Vec::new();
+            for rec in &batch {
+                let e = &rec.entry;
+                if !namespaces.contains(&e.namespace) {
+                    ensure_namespace_tx(tx, &e.namespace, OwnerKind::Organisation)?;
+                    namespaces.push(e.namespace.clone());
+                }
+                let nk = name_key(e.kind, &e.namespace, &e.name);
+                let existing: Option<ImportComparable> = tx
+                    .prepare_cached(
+                        "SELECT id, display_name, description, category, tags, keywords, popularity, \
+                         monthly_downloads, download_rank FROM entries \
+                         WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![e.kind.as_str(), e.namespace, nk], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                            ))
+                        })
+                        .optional()
+                    })
+                    .context("looking up an imported entry")?;
+                let pop = e.popularity.clone().unwrap_or_default();
+                let tags = serde_json::to_string(&e.tags).unwrap_or_default();
+                let keywords = serde_json::to_string(&e.keywords).unwrap_or_default();
+                match existing {
+                    None => {
+                        let id = insert_entry(tx, e, e.status.unwrap_or(Status::Published))?;
+                        if let Some(v) = &rec.version {
+                            insert_version(tx, id, v)?;
+                            tx.prepare_cached("UPDATE entries SET latest_version = ?1 WHERE id = ?2")
+                                .and_then(|mut s| s.execute(params![v.version.version, id]))
+                                .context("setting latest version")?;
+                        }
+                        counts.created += 1;
+                    }
+                    Some(old) => {
+                        let id = old.0;
+                        let same = old.1 == e.display_name
+                            && old.2 == e.description
+                            && old.3 == e.category
+                            && old.4 == tags
+                            && old.5 == keywords
+                            && old.6 == pop.score
+                            && old.7 == pop.monthly_downloads.map(|v| v as i64)
+                            && old.8 == pop.rank.map(i64::from);
+                        let mut changed = false;
+                        if !same {
+                            tx.prepare_cached(
+                                "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, \
+                                 tags = ?4, keywords = ?5, popularity = ?6, monthly_downloads = ?7, \
+                                 download_rank = ?8, updated_at = ?9 WHERE id = ?10",
+                            )
+                            .and_then(|mut s| {
+                                s.execute(params![
+                                    e.display_name,
+                                    e.description,
+                                    e.category,
+                                    tags,
+                                    keywords,
+                                    pop.score,
+                                    pop.monthly_downloads.map(|v| v as i64),
+                                    pop.rank.map(i64::from),
+                                    now_ms(),
+                                    id
+                                ])
+                            })
+                            .context("updating an imported entry")?;
+                            write_tags(tx, id, &e.tags, true)?;
+                            feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Update)?;
+                            changed = true;
+                        }
+                        if let Some(v) = &rec.version {
+                            let exists: bool = tx
+                                .prepare_cached(
+                                    "SELECT EXISTS (SELECT 1 FROM versions WHERE entry_id = ?1 AND version = ?2)",
+                                )
+                                .and_then(|mut s| {
+                                    s.query_row(params![id, v.version.version], |r| r.get(0))
+                                })
+                                .context("checking an imported version")?;
+                            if !exists {
+                                insert_version(tx, id, v)?;
+                                refresh_latest(tx, id)?;
+                                changed = true;
+                            }
+                        }
+                        if changed {
+                            counts.updated += 1;
+                        } else {
+                            counts.unchanged += 1;
+                        }
+                    }
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let path = self.inner.path.clone();
+        self.read(move |c| {
+            let count = |sql: &str| -> Result<u64> {
+                c.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map(|v| v as u64)
+                    .context("counting rows")
+            };
+            let size = ["", "-wal", "-shm"]
+                .iter()
+                .filter_map(|suffix| {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    std::fs::metadata(p).ok().map(|m| m.len())
+                })
+                .sum();
+            Ok(StoreStats {
+                entries: count("SELECT COUNT(*) FROM entries")?,
+                versions: count("SELECT COUNT(*) FROM versions")?,
+                relations: count("SELECT COUNT(*) FROM relations")?,
+                feed_head: c
+                    .query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))
+                    .context("reading the feed head")?,
+                size_bytes: Some(size),
+            })
+        })
+        .await
+    }
+}
