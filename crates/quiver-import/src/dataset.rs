@@ -280,7 +280,11 @@ impl DatasetReader {
             )
             .ok()
         });
-        Ok(ImportRecord { entry, version })
+        Ok(ImportRecord {
+            entry,
+            deprecation: None,
+            versions: version.into_iter().map(Into::into).collect(),
+        })
     }
 }
 
@@ -383,11 +387,11 @@ mod tests {
         let r = recs[0].as_ref().unwrap();
         assert_eq!(r.entry.name, "requests");
         assert_eq!(r.entry.popularity.as_ref().unwrap().rank, Some(4));
-        assert_eq!(r.version.as_ref().unwrap().version.version, "2.32.3");
+        assert_eq!(r.versions[0].version.version.version, "2.32.3");
         let rej = recs[1].as_ref().unwrap_err();
         assert_eq!(rej.line, Some(3));
         assert!(rej.reason.contains("white space"), "{}", rej.reason);
-        assert!(recs[2].as_ref().unwrap().version.is_none());
+        assert!(recs[2].as_ref().unwrap().versions.is_empty());
 
         let npm = "name\tversion\tdownloads_a_month\tsummary\n@types/node\t22.0.0\t100\tTypes\n";
         let recs: Vec<_> = DatasetReader::from_reader(Box::new(npm.as_bytes()))

@@ -19,7 +19,9 @@ use quiver_model::{
 };
 use serde_json::json;
 
-use crate::{valid_version, Direction, EntryFilter, ImportRecord, Store};
+use crate::{
+    valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, Store,
+};
 
 /// A store for one test, and whatever keeps it alive.
 pub struct TestStore {
@@ -365,29 +367,64 @@ pub async fn import_is_idempotent(s: &dyn Store) {
             }),
             ..new_entry(Kind::Package, "npm", name, desc)
         },
-        version: Some(version(Kind::Package, v)),
+        deprecation: None,
+        versions: vec![version(Kind::Package, v).into()],
     };
     let batch = vec![rec("left-pad", "pads", 0.5, "1.0.0"), rec("@types/node", "types", 0.9, "20.1.0")];
-    let c = s.import_batch(batch.clone()).await.unwrap();
-    assert_eq!((c.created, c.updated, c.unchanged), (2, 0, 0));
+    let count = |outcomes: Vec<ImportOutcome>| {
+        let mut c = ImportCounts::default();
+        outcomes.iter().for_each(|o| c.add(o));
+        (c.created, c.updated, c.unchanged, c.rejected)
+    };
+    assert_eq!(count(s.import_batch(batch.clone()).await.unwrap()), (2, 0, 0, 0));
     let head = s.feed_head().await.unwrap();
-    let c = s.import_batch(batch).await.unwrap();
-    assert_eq!((c.created, c.updated, c.unchanged), (0, 0, 2));
+    assert_eq!(count(s.import_batch(batch).await.unwrap()), (0, 0, 2, 0));
     assert_eq!(s.feed_head().await.unwrap(), head, "unchanged records write no feed");
-    let c = s
+    let outcomes = s
         .import_batch(vec![
             rec("left-pad", "pads strings", 0.5, "1.0.0"),
             rec("@types/node", "types", 0.9, "20.2.0"),
         ])
         .await
         .unwrap();
-    assert_eq!((c.created, c.updated, c.unchanged), (0, 2, 0));
+    assert_eq!(count(outcomes), (0, 2, 0, 0));
+    // A published version with a different manifest is refused; the rest of the batch lands.
+    let mut changed = rec("left-pad", "pads strings again", 0.5, "1.0.0");
+    changed.versions[0] = valid_version(
+        Kind::Package,
+        NewVersion {
+            version: "1.0.0".into(),
+            manifest: json!({"summary": "tampered"}),
+            changelog: None,
+            breaking: false,
+        },
+    )
+    .unwrap()
+    .into();
+    let mut yanked = rec("@types/node", "types", 0.9, "20.2.0");
+    yanked.versions[0].yanked = true;
+    yanked.versions[0].yank_reason = Some("bad types".into());
+    let outcomes = s.import_batch(vec![changed, yanked]).await.unwrap();
+    assert!(matches!(&outcomes[0], ImportOutcome::Rejected(e) if e.code == ErrorCode::Conflict));
+    assert_eq!(outcomes[1], ImportOutcome::Updated);
+    let lp = s
+        .get_entry(&key(Kind::Package, "npm", "left-pad"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lp.description, "pads strings", "a rejected record writes nothing");
+    let v = s
+        .get_version(&key(Kind::Package, "npm", "@types/node"), "20.2.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(v.yanked);
     let e = s
         .get_entry(&key(Kind::Package, "npm", "@types/node"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(e.latest_version.as_deref(), Some("20.2.0"));
+    assert_eq!(e.latest_version.as_deref(), Some("20.1.0"), "20.2.0 is yanked");
     assert_eq!(e.status, Status::Published);
     assert_eq!(e.popularity.score, 0.9);
     let stats = s.stats().await.unwrap();

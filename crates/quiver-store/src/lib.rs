@@ -15,7 +15,7 @@
 
 use async_trait::async_trait;
 use quiver_model::{
-    Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion, OwnerKind,
+    Deprecation, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion, OwnerKind,
     Relation, Result, Status, Version, Visibility,
 };
 use quiver_model::validate::SemverVersion;
@@ -64,19 +64,61 @@ pub enum Direction {
     Both,
 }
 
-/// One record of a bulk import: an entry and, optionally, its current version.
+/// One record of a bulk import: an entry with its versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportRecord {
     pub entry: NewEntry,
-    pub version: Option<ValidVersion>,
+    pub deprecation: Option<Deprecation>,
+    pub versions: Vec<ImportVersion>,
 }
 
-/// What a bulk import batch did, per record.
+/// A version in an import record, with its yank state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportVersion {
+    pub version: ValidVersion,
+    pub yanked: bool,
+    pub yank_reason: Option<String>,
+}
+
+impl From<ValidVersion> for ImportVersion {
+    fn from(version: ValidVersion) -> Self {
+        ImportVersion {
+            version,
+            yanked: false,
+            yank_reason: None,
+        }
+    }
+}
+
+/// What an import did with one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// The record conflicts with the store (for example a published version whose
+    /// manifest differs: versions are immutable). Nothing of the record was written.
+    Rejected(quiver_model::Error),
+}
+
+/// Counts of import outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportCounts {
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
+    pub rejected: u64,
+}
+
+impl ImportCounts {
+    pub fn add(&mut self, o: &ImportOutcome) {
+        match o {
+            ImportOutcome::Created => self.created += 1,
+            ImportOutcome::Updated => self.updated += 1,
+            ImportOutcome::Unchanged => self.unchanged += 1,
+            ImportOutcome::Rejected(_) => self.rejected += 1,
+        }
+    }
 }
 
 impl std::ops::AddAssign for ImportCounts {
@@ -84,6 +126,7 @@ impl std::ops::AddAssign for ImportCounts {
         self.created += o.created;
         self.updated += o.updated;
         self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
     }
 }
 
@@ -148,8 +191,9 @@ pub trait Store: Send + Sync + 'static {
     async fn feed_head(&self) -> Result<i64>;
 
     /// Upsert a batch in one transaction: create what is new, update what differs, leave
-    /// what is the same untouched (no feed row). Records must be validated.
-    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<ImportCounts>;
+    /// what is the same untouched (no feed row). Records must be validated. One outcome per
+    /// record, in order; a rejected record writes nothing and does not stop the others.
+    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<Vec<ImportOutcome>>;
 
     async fn stats(&self) -> Result<StoreStats>;
 }

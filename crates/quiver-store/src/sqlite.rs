@@ -23,7 +23,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
-    Direction, EntryFilter, ImportCounts, ImportRecord, Page, Store, StoreStats, ValidVersion,
+    Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, Page, Store, StoreStats,
+    ValidVersion,
 };
 
 const MIGRATIONS: &[(&str, &str)] = &[(
@@ -467,18 +468,199 @@ fn decode_cursor(c: &str) -> Result<i64> {
         .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
 }
 
-/// Fields an import compares to decide between "updated" and "unchanged".
-type ImportComparable = (
-    i64,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-    String,
-    f64,
-    Option<i64>,
-    Option<i64>,
-);
+/// The fields an import sets, as stored, to tell "updated" from "unchanged".
+#[derive(PartialEq)]
+struct ImportedFields {
+    display_name: Option<String>,
+    description: String,
+    category: Option<String>,
+    tags: String,
+    keywords: String,
+    status: String,
+    visibility: String,
+    deprecation: Option<String>,
+    popularity: f64,
+    monthly_downloads: Option<i64>,
+    download_rank: Option<i64>,
+}
+
+impl ImportedFields {
+    fn of(rec: &ImportRecord) -> Self {
+        let e = &rec.entry;
+        let pop = e.popularity.clone().unwrap_or_default();
+        ImportedFields {
+            display_name: e.display_name.clone(),
+            description: e.description.clone(),
+            category: e.category.clone(),
+            tags: serde_json::to_string(&e.tags).unwrap_or_default(),
+            keywords: serde_json::to_string(&e.keywords).unwrap_or_default(),
+            status: e.status.unwrap_or(Status::Published).as_str().to_string(),
+            visibility: e.visibility.unwrap_or(Visibility::Public).as_str().to_string(),
+            deprecation: rec
+                .deprecation
+                .as_ref()
+                .map(|d| serde_json::to_string(d).unwrap_or_default()),
+            popularity: pop.score,
+            monthly_downloads: pop.monthly_downloads.map(|v| v as i64),
+            download_rank: pop.rank.map(i64::from),
+        }
+    }
+}
+
+fn write_imported_fields(tx: &Transaction<'_>, id: i64, f: &ImportedFields) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, tags = ?4, \
+         keywords = ?5, status = ?6, visibility = ?7, deprecation = ?8, popularity = ?9, \
+         monthly_downloads = ?10, download_rank = ?11, updated_at = ?12 WHERE id = ?13",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            f.display_name,
+            f.description,
+            f.category,
+            f.tags,
+            f.keywords,
+            f.status,
+            f.visibility,
+            f.deprecation,
+            f.popularity,
+            f.monthly_downloads,
+            f.download_rank,
+            now_ms(),
+            id
+        ])
+    })
+    .context("updating an imported entry")?;
+    Ok(())
+}
+
+/// Import one record inside the batch transaction. Conflicts are checked before anything
+/// is written, so a rejected record leaves no trace.
+fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome> {
+    let e = &rec.entry;
+    let nk = name_key(e.kind, &e.namespace, &e.name);
+    let fields = ImportedFields::of(rec);
+    let existing: Option<(i64, ImportedFields)> = tx
+        .prepare_cached(
+            "SELECT id, display_name, description, category, tags, keywords, status, visibility, \
+             deprecation, popularity, monthly_downloads, download_rank FROM entries \
+             WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![e.kind.as_str(), e.namespace, nk], |r| {
+                Ok((
+                    r.get(0)?,
+                    ImportedFields {
+                        display_name: r.get(1)?,
+                        description: r.get(2)?,
+                        category: r.get(3)?,
+                        tags: r.get(4)?,
+                        keywords: r.get(5)?,
+                        status: r.get(6)?,
+                        visibility: r.get(7)?,
+                        deprecation: r.get(8)?,
+                        popularity: r.get(9)?,
+                        monthly_downloads: r.get(10)?,
+                        download_rank: r.get(11)?,
+                    },
+                ))
+            })
+            .optional()
+        })
+        .context("looking up an imported entry")?;
+
+    let Some((id, old)) = existing else {
+        let id = insert_entry(tx, e, e.status.unwrap_or(Status::Published))?;
+        if rec.deprecation.is_some() {
+            write_imported_fields(tx, id, &fields)?;
+        }
+        for v in &rec.versions {
+            let vid = insert_version(tx, id, &v.version)?;
+            if v.yanked {
+                set_yank_row(tx, vid, true, v.yank_reason.clone())?;
+            }
+        }
+        if !rec.versions.is_empty() {
+            refresh_latest(tx, id)?;
+        }
+        return Ok(ImportOutcome::Created);
+    };
+
+    // Versions first: an existing version with another manifest rejects the whole record.
+    let mut version_plan: Vec<(&ImportVersion, Option<(i64, bool, Option<String>)>)> = Vec::new();
+    for v in &rec.versions {
+        let row: Option<(i64, String, bool, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT id, sha256, yanked, yank_reason FROM versions WHERE entry_id = ?1 AND version = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id, v.version.version.version], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .context("checking an imported version")?;
+        if let Some((_, sha, _, _)) = &row {
+            if *sha != v.version.sha256 {
+                return Ok(ImportOutcome::Rejected(Error::conflict(
+                    "version",
+                    format!(
+                        "version {} of {} is already published with another manifest; \
+                         versions are immutable",
+                        v.version.version.version,
+                        EntryKey::new(e.kind, &e.namespace, &e.name)
+                    ),
+                )));
+            }
+        }
+        version_plan.push((v, row.map(|(vid, _, y, r)| (vid, y, r))));
+    }
+    let mut changed = false;
+    if old != fields {
+        write_imported_fields(tx, id, &fields)?;
+        if old.tags != fields.tags {
+            write_tags(tx, id, &e.tags, true)?;
+        }
+        feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Update)?;
+        changed = true;
+    }
+    let mut versions_changed = false;
+    for (v, row) in version_plan {
+        match row {
+            None => {
+                let vid = insert_version(tx, id, &v.version)?;
+                if v.yanked {
+                    set_yank_row(tx, vid, true, v.yank_reason.clone())?;
+                }
+                versions_changed = true;
+            }
+            Some((vid, yanked, reason)) => {
+                let want_reason = if v.yanked { v.yank_reason.clone() } else { None };
+                if yanked != v.yanked || reason != want_reason {
+                    set_yank_row(tx, vid, v.yanked, want_reason)?;
+                    feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
+                    versions_changed = true;
+                }
+            }
+        }
+    }
+    if versions_changed {
+        refresh_latest(tx, id)?;
+        changed = true;
+    }
+    Ok(if changed {
+        ImportOutcome::Updated
+    } else {
+        ImportOutcome::Unchanged
+    })
+}
+
+fn set_yank_row(tx: &Transaction<'_>, vid: i64, yanked: bool, reason: Option<String>) -> Result<()> {
+    tx.prepare_cached("UPDATE versions SET yanked = ?1, yank_reason = ?2 WHERE id = ?3")
+        .and_then(|mut s| s.execute(params![yanked, reason, vid]))
+        .context("yanking a version")?;
+    Ok(())
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -766,11 +948,7 @@ impl Store for SqliteStore {
                 .context("resolving a version")?
                 .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
             let reason = if yanked { reason } else { None };
-            tx.execute(
-                "UPDATE versions SET yanked = ?1, yank_reason = ?2 WHERE id = ?3",
-                params![yanked, reason, vid],
-            )
-            .context("yanking a version")?;
+            set_yank_row(tx, vid, yanked, reason)?;
             refresh_latest(tx, id)?;
             feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
             tx.query_row(
@@ -898,114 +1076,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<ImportCounts> {
+    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<Vec<ImportOutcome>> {
         self.write(move |tx| {
-            let mut counts = ImportCounts::default();
+            let mut outcomes = Vec::with_capacity(batch.len());
             let mut namespaces: Vec<String> = Vec::new();
             for rec in &batch {
-                let e = &rec.entry;
-                if !namespaces.contains(&e.namespace) {
-                    ensure_namespace_tx(tx, &e.namespace, OwnerKind::Organisation)?;
-                    namespaces.push(e.namespace.clone());
+                if !namespaces.contains(&rec.entry.namespace) {
+                    ensure_namespace_tx(tx, &rec.entry.namespace, OwnerKind::Organisation)?;
+                    namespaces.push(rec.entry.namespace.clone());
                 }
-                let nk = name_key(e.kind, &e.namespace, &e.name);
-                let existing: Option<ImportComparable> = tx
-                    .prepare_cached(
-                        "SELECT id, display_name, description, category, tags, keywords, popularity, \
-                         monthly_downloads, download_rank FROM entries \
-                         WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![e.kind.as_str(), e.namespace, nk], |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                                r.get(8)?,
-                            ))
-                        })
-                        .optional()
-                    })
-                    .context("looking up an imported entry")?;
-                let pop = e.popularity.clone().unwrap_or_default();
-                let tags = serde_json::to_string(&e.tags).unwrap_or_default();
-                let keywords = serde_json::to_string(&e.keywords).unwrap_or_default();
-                match existing {
-                    None => {
-                        let id = insert_entry(tx, e, e.status.unwrap_or(Status::Published))?;
-                        if let Some(v) = &rec.version {
-                            insert_version(tx, id, v)?;
-                            tx.prepare_cached("UPDATE entries SET latest_version = ?1 WHERE id = ?2")
-                                .and_then(|mut s| s.execute(params![v.version.version, id]))
-                                .context("setting latest version")?;
-                        }
-                        counts.created += 1;
-                    }
-                    Some(old) => {
-                        let id = old.0;
-                        let same = old.1 == e.display_name
-                            && old.2 == e.description
-                            && old.3 == e.category
-                            && old.4 == tags
-                            && old.5 == keywords
-                            && old.6 == pop.score
-                            && old.7 == pop.monthly_downloads.map(|v| v as i64)
-                            && old.8 == pop.rank.map(i64::from);
-                        let mut changed = false;
-                        if !same {
-                            tx.prepare_cached(
-                                "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, \
-                                 tags = ?4, keywords = ?5, popularity = ?6, monthly_downloads = ?7, \
-                                 download_rank = ?8, updated_at = ?9 WHERE id = ?10",
-                            )
-                            .and_then(|mut s| {
-                                s.execute(params![
-                                    e.display_name,
-                                    e.description,
-                                    e.category,
-                                    tags,
-                                    keywords,
-                                    pop.score,
-                                    pop.monthly_downloads.map(|v| v as i64),
-                                    pop.rank.map(i64::from),
-                                    now_ms(),
-                                    id
-                                ])
-                            })
-                            .context("updating an imported entry")?;
-                            write_tags(tx, id, &e.tags, true)?;
-                            feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Update)?;
-                            changed = true;
-                        }
-                        if let Some(v) = &rec.version {
-                            let exists: bool = tx
-                                .prepare_cached(
-                                    "SELECT EXISTS (SELECT 1 FROM versions WHERE entry_id = ?1 AND version = ?2)",
-                                )
-                                .and_then(|mut s| {
-                                    s.query_row(params![id, v.version.version], |r| r.get(0))
-                                })
-                                .context("checking an imported version")?;
-                            if !exists {
-                                insert_version(tx, id, v)?;
-                                refresh_latest(tx, id)?;
-                                changed = true;
-                            }
-                        }
-                        if changed {
-                            counts.updated += 1;
-                        } else {
-                            counts.unchanged += 1;
-                        }
-                    }
-                }
+                outcomes.push(import_one(tx, rec)?);
             }
-            Ok(counts)
+            Ok(outcomes)
         })
         .await
     }
