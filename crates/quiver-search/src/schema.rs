@@ -1,0 +1,217 @@
+//! The index schema and the mapping of an [`Entry`] to a document.
+
+use quiver_model::{Entry, Kind, Status, Visibility};
+use serde::{Deserialize, Serialize};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
+    INDEXED, STORED,
+};
+use tantivy::TantivyDocument;
+
+use crate::analysis::{joined, pep503, EN_TOKENIZER, NAME_TOKENIZER};
+
+pub const F_ID: &str = "id";
+pub const F_FLAGS: &str = "flags";
+pub const F_KIND: &str = "kind";
+pub const F_STATUS: &str = "status";
+pub const F_NAMESPACE: &str = "namespace";
+pub const F_CATEGORY: &str = "category";
+pub const F_TAGS: &str = "tags";
+pub const F_NAME_EXACT: &str = "name_exact";
+pub const F_NAME_JOINED: &str = "name_joined";
+pub const F_NAME_TOKENS: &str = "name_tokens";
+pub const F_NAME_SORT: &str = "name_sort";
+pub const F_DESCRIPTION: &str = "description";
+pub const F_KEYWORDS: &str = "keywords";
+pub const F_POPULARITY: &str = "popularity";
+pub const F_UPDATED: &str = "updated";
+pub const F_PAYLOAD: &str = "payload";
+
+/// Field handles.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub id: Field,
+    pub flags: Field,
+    pub kind: Field,
+    pub status: Field,
+    pub namespace: Field,
+    pub category: Field,
+    pub tags: Field,
+    pub name_exact: Field,
+    pub name_joined: Field,
+    pub name_tokens: Field,
+    pub name_sort: Field,
+    pub description: Field,
+    pub keywords: Field,
+    pub popularity: Field,
+    pub updated: Field,
+    pub payload: Field,
+}
+
+pub fn build() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    // Exact-value strings: indexed as one term, and as fast columns (filters, facets).
+    let keyword = || {
+        TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            )
+            .set_fast("raw")
+    };
+    let raw_term = || {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        )
+    };
+    let text = |tokenizer: &str| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokenizer)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+    };
+    let id = b.add_i64_field(F_ID, INDEXED | FAST);
+    let flags = b.add_u64_field(F_FLAGS, FAST);
+    let kind = b.add_text_field(F_KIND, keyword());
+    let status = b.add_text_field(F_STATUS, keyword());
+    let namespace = b.add_text_field(F_NAMESPACE, keyword());
+    let category = b.add_text_field(F_CATEGORY, keyword());
+    let tags = b.add_text_field(F_TAGS, keyword());
+    let name_exact = b.add_text_field(F_NAME_EXACT, raw_term());
+    let name_joined = b.add_text_field(F_NAME_JOINED, raw_term());
+    let name_tokens = b.add_text_field(F_NAME_TOKENS, text(NAME_TOKENIZER));
+    let name_sort = b.add_text_field(F_NAME_SORT, TextOptions::default().set_fast("raw"));
+    let description = b.add_text_field(F_DESCRIPTION, text(EN_TOKENIZER));
+    let keywords = b.add_text_field(F_KEYWORDS, text(EN_TOKENIZER));
+    let popularity = b.add_f64_field(F_POPULARITY, NumericOptions::default().set_fast());
+    let updated = b.add_i64_field(F_UPDATED, NumericOptions::default().set_fast());
+    let payload = b.add_text_field(F_PAYLOAD, STORED);
+    let fields = Fields {
+        id,
+        flags,
+        kind,
+        status,
+        namespace,
+        category,
+        tags,
+        name_exact,
+        name_joined,
+        name_tokens,
+        name_sort,
+        description,
+        keywords,
+        popularity,
+        updated,
+        payload,
+    };
+    (b.build(), fields)
+}
+
+fn index_of<T: PartialEq>(all: &[T], v: &T) -> u64 {
+    all.iter().position(|x| x == v).unwrap_or(0) as u64
+}
+
+/// Packs status (bits 0-2), private (bit 3) and kind (bits 4-6) into one fast value.
+pub fn flags(kind: Kind, status: Status, visibility: Visibility) -> u64 {
+    index_of(Status::ALL, &status)
+        | (u64::from(visibility == Visibility::Private) << 3)
+        | (index_of(Kind::ALL, &kind) << 4)
+}
+pub fn flags_status(f: u64) -> u64 {
+    f & 0b111
+}
+pub fn flags_private(f: u64) -> bool {
+    f & 0b1000 != 0
+}
+pub fn flags_kind(f: u64) -> u64 {
+    (f >> 4) & 0b111
+}
+
+/// What a hit shows, stored with the document so that search never reads the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payload {
+    pub id: i64,
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+    pub popularity: f64,
+}
+
+/// Whether an entry belongs in the index at all: unlisted entries never do.
+pub fn indexable(e: &Entry) -> bool {
+    e.visibility != Visibility::Unlisted
+}
+
+/// The document for an entry.
+pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_i64(f.id, e.id);
+    d.add_u64(f.flags, flags(e.kind, e.status, e.visibility));
+    d.add_text(f.kind, e.kind.as_str());
+    d.add_text(f.status, e.status.as_str());
+    d.add_text(f.namespace, &e.namespace);
+    if let Some(c) = &e.category {
+        d.add_text(f.category, c);
+    }
+    for t in &e.tags {
+        d.add_text(f.tags, t);
+    }
+    let lower = e.name.to_lowercase();
+    d.add_text(f.name_exact, &lower);
+    let norm = pep503(&e.name);
+    if norm != lower {
+        d.add_text(f.name_exact, &norm);
+    }
+    d.add_text(f.name_joined, joined(&e.name));
+    d.add_text(f.name_tokens, &e.name);
+    if let Some(dn) = &e.display_name {
+        if !dn.is_empty() && dn != &e.name {
+            d.add_text(f.name_tokens, dn);
+            let j = joined(dn);
+            if j != joined(&e.name) && !j.is_empty() {
+                d.add_text(f.name_joined, j);
+            }
+        }
+    }
+    d.add_text(f.name_sort, &lower);
+    d.add_text(f.description, &e.description);
+    for k in e.keywords.iter().chain(e.tags.iter()).chain(e.category.iter()) {
+        d.add_text(f.keywords, k);
+    }
+    d.add_f64(f.popularity, e.popularity.score.clamp(0.0, 1.0));
+    d.add_i64(f.updated, e.updated_at.as_second());
+    let payload = Payload {
+        id: e.id,
+        kind: e.kind,
+        namespace: e.namespace.clone(),
+        name: e.name.clone(),
+        display_name: e.display_name.clone(),
+        description: e.description.clone(),
+        category: e.category.clone(),
+        tags: e.tags.clone(),
+        status: e.status,
+        latest_version: e.latest_version.clone(),
+        popularity: e.popularity.score,
+    };
+    d.add_text(
+        f.payload,
+        serde_json::to_string(&payload).unwrap_or_default(),
+    );
+    d
+}

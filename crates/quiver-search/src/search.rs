@@ -1,0 +1,703 @@
+//! Query planning and execution.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quiver_model::{Context, Error, Kind, Result, Status};
+use serde::{Deserialize, Serialize};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query,
+    TermQuery, TermSetQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Searcher, TantivyDocument, Term};
+
+use crate::analysis::{self, joined, pep503, query_words};
+use crate::collect::{FacetCounts, Filter, Fruit, HitCollector};
+use crate::expand::{ExpandQuery, Expansion};
+use crate::schema::{Fields, Payload};
+use crate::{
+    decode_cursor, encode_cursor, FacetCount, Facets, Hit, SearchIndex, SearchQuery,
+    SearchResults, Sort, DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW,
+};
+
+/// The ranking weights. Scores of the parts add up; popularity (0..1) is multiplied by
+/// `popularity` and added last.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ranking {
+    /// The lowercased (or PEP 503) name equals the query.
+    pub exact: f32,
+    /// The joined name equals the joined query, for a one-word query.
+    pub joined: f32,
+    /// The joined name equals the joined query, for a query of several words.
+    pub joined_multi: f32,
+    /// The joined name starts with the joined query.
+    pub prefix: f32,
+    /// The joined name is within the edit distance of the joined query.
+    pub fuzzy: f32,
+    /// An unknown query word is within the edit distance of a name word.
+    pub fuzzy_word: f32,
+    /// BM25 boosts per field.
+    pub name_boost: f32,
+    pub description_boost: f32,
+    pub keywords_boost: f32,
+    /// Weight of popularity (0..1) added to the final score.
+    pub popularity: f32,
+    /// The query score is multiplied by `popularity ^ popularity_exponent`, so that a
+    /// used package that matches well beats an unused one that matches a bit better.
+    pub popularity_exponent: f32,
+    /// Largest edit distance tried on names (0 disables fuzzy matching).
+    pub max_distance: u8,
+    /// Prefix and fuzzy matching of the joined name are skipped when a visible exact
+    /// match is at least this popular.
+    pub expand_below_popularity: f64,
+    /// A word is "unknown" (and matched fuzzily) when fewer documents than this hold it.
+    pub unknown_df: u64,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Ranking {
+            exact: 15.0,
+            joined: 25.0,
+            joined_multi: 12.0,
+            prefix: 8.0,
+            fuzzy: 10.0,
+            fuzzy_word: 4.0,
+            name_boost: 2.0,
+            description_boost: 1.0,
+            keywords_boost: 1.0,
+            popularity: 20.0,
+            popularity_exponent: 3.0,
+            max_distance: 2,
+            expand_below_popularity: 0.6,
+            unknown_df: 3,
+        }
+    }
+}
+
+/// Edit distance allowed for a term of `len` characters.
+pub fn fuzzy_distance(len: usize) -> u8 {
+    match len {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+fn term_q(field: Field, text: &str, opt: IndexRecordOption) -> Box<dyn Query> {
+    Box::new(TermQuery::new(Term::from_field_text(field, text), opt))
+}
+
+fn boxed_const(q: Box<dyn Query>, score: f32) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(q, score))
+}
+
+struct Planner<'a> {
+    searcher: &'a Searcher,
+    f: &'a Fields,
+    r: Ranking,
+    en: TextAnalyzer,
+}
+
+/// The analysed query.
+struct Plan {
+    raw_lower: String,
+    words: Vec<String>,
+    /// Per word: its English stem (None for stop words).
+    stems: Vec<Option<String>>,
+    joined: String,
+}
+
+/// Which expansions of the joined name a query gets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Expand {
+    prefix: bool,
+    fuzzy: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    And,
+    Or,
+}
+
+impl Planner<'_> {
+    fn distance(&self, len: usize) -> u8 {
+        fuzzy_distance(len).min(self.r.max_distance)
+    }
+
+    fn df(&self, field: Field, text: &str) -> u64 {
+        self.searcher
+            .doc_freq(&Term::from_field_text(field, text))
+            .unwrap_or(0)
+    }
+
+    fn stem(&mut self, w: &str) -> Option<String> {
+        analysis::analyze(&mut self.en, w)
+            .into_iter()
+            .next()
+            .map(|t| t.2)
+    }
+
+    fn plan(&mut self, q: &str) -> Plan {
+        let mut words = query_words(q);
+        words.truncate(12);
+        let stems = words.iter().map(|w| self.stem(w)).collect();
+        Plan {
+            raw_lower: q.trim().to_lowercase(),
+            joined: joined(q),
+            words,
+            stems,
+        }
+    }
+
+    /// The clause for one query word: its name words, description and keywords.
+    fn word_clause(&self, w: &str, stem: Option<&str>) -> Box<dyn Query> {
+        let f = self.f;
+        let r = &self.r;
+        let mut subs: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Should,
+            Box::new(BoostQuery::new(
+                term_q(f.name_tokens, w, IndexRecordOption::WithFreqs),
+                r.name_boost,
+            )),
+        )];
+        if let Some(s) = stem {
+            subs.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(
+                    term_q(f.description, s, IndexRecordOption::WithFreqs),
+                    r.description_boost,
+                )),
+            ));
+            subs.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(
+                    term_q(f.keywords, s, IndexRecordOption::WithFreqs),
+                    r.keywords_boost,
+                )),
+            ));
+        }
+        let len = w.chars().count();
+        let d = self.distance(len);
+        if d > 0 && r.fuzzy_word > 0.0 {
+            let df = self.df(f.name_tokens, w)
+                + stem.map_or(0, |s| self.df(f.description, s) + self.df(f.keywords, s));
+            if df < r.unknown_df {
+                subs.push((
+                    Occur::Should,
+                    Box::new(ExpandQuery {
+                        field: f.name_tokens,
+                        text: w.to_string(),
+                        expansion: Expansion::Fuzzy {
+                            distance: d,
+                            score: r.fuzzy_word,
+                        },
+                    }),
+                ));
+                if let Some(s) = stem {
+                    subs.push((
+                        Occur::Should,
+                        Box::new(ExpandQuery {
+                            field: f.description,
+                            text: s.to_string(),
+                            expansion: Expansion::Fuzzy {
+                                distance: d,
+                                score: r.fuzzy_word * 0.5,
+                            },
+                        }),
+                    ));
+                }
+            }
+        }
+        Box::new(BooleanQuery::new(subs))
+    }
+
+    /// The text part: every (non stop) word must match (AND), or any (OR).
+    fn text_clause(&self, p: &Plan, mode: Mode) -> Option<Box<dyn Query>> {
+        let has_content = p.stems.iter().any(Option::is_some);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (w, s) in p.words.iter().zip(&p.stems) {
+            // A stop word ("for", "the") is not required when other words carry meaning.
+            if s.is_none() && has_content && mode == Mode::And {
+                continue;
+            }
+            let occur = match mode {
+                Mode::And => Occur::Must,
+                Mode::Or => Occur::Should,
+            };
+            clauses.push((occur, self.word_clause(w, s.as_deref())));
+        }
+        match clauses.len() {
+            0 => None,
+            1 => clauses.pop().map(|c| c.1),
+            _ => Some(Box::new(BooleanQuery::new(clauses))),
+        }
+    }
+
+    /// Which name expansions are worth their cost: none when a visible, popular
+    /// package has exactly the joined name (`django`, `requests`); prefix and fuzzy
+    /// otherwise (`expresss` exists, `express` is meant; `beautifulsoup` exists,
+    /// `beautifulsoup4` is meant).
+    fn expansions(&self, p: &Plan, filter: &Arc<Filter>) -> Expand {
+        if p.joined.is_empty() {
+            return Expand::default();
+        }
+        let q = TermQuery::new(
+            Term::from_field_text(self.f.name_joined, &p.joined),
+            IndexRecordOption::Basic,
+        );
+        let best = self
+            .searcher
+            .search(
+                &q,
+                &HitCollector {
+                    filter: filter.clone(),
+                    sort: Sort::Popularity,
+                    window: 1,
+                    facets: false,
+                    pop_weight: 0.0,
+                    pop_exponent: 0.0,
+                    scoring: false,
+                },
+            )
+            .ok()
+            .and_then(|f| f.top.first().map(|r| r.key))
+            .unwrap_or(0.0);
+        if best >= self.r.expand_below_popularity {
+            return Expand::default();
+        }
+        Expand {
+            prefix: true,
+            fuzzy: self.r.fuzzy > 0.0
+                && self.distance(p.joined.chars().count()) > 0
+                && p.words.len() <= 3,
+        }
+    }
+
+    fn query(&self, p: &Plan, mode: Mode, expand: Expand) -> Box<dyn Query> {
+        let f = self.f;
+        let r = &self.r;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !p.raw_lower.is_empty() {
+            let mut terms = vec![Term::from_field_text(f.name_exact, &p.raw_lower)];
+            let norm = pep503(&p.raw_lower);
+            if norm != p.raw_lower && !norm.is_empty() {
+                terms.push(Term::from_field_text(f.name_exact, &norm));
+            }
+            clauses.push((
+                Occur::Should,
+                boxed_const(Box::new(TermSetQuery::new(terms)), r.exact),
+            ));
+        }
+        if !p.joined.is_empty() {
+            let w = if p.words.len() > 1 {
+                r.joined_multi
+            } else {
+                r.joined
+            };
+            clauses.push((
+                Occur::Should,
+                boxed_const(term_q(f.name_joined, &p.joined, IndexRecordOption::Basic), w),
+            ));
+            if expand.prefix && p.joined.len() >= 3 && p.words.len() <= 4 && r.prefix > 0.0 {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(ExpandQuery {
+                        field: f.name_joined,
+                        text: p.joined.clone(),
+                        expansion: Expansion::Prefix {
+                            max_extra: if p.joined.len() >= 6 { 64 } else { 8 },
+                            near: 4,
+                            score: r.prefix,
+                        },
+                    }),
+                ));
+            }
+            if expand.fuzzy {
+                let d = self.distance(p.joined.chars().count());
+                clauses.push((
+                    Occur::Should,
+                    Box::new(ExpandQuery {
+                        field: f.name_joined,
+                        text: p.joined.clone(),
+                        expansion: Expansion::Fuzzy {
+                            distance: d,
+                            score: r.fuzzy,
+                        },
+                    }),
+                ));
+            }
+        }
+        if let Some(t) = self.text_clause(p, mode) {
+            clauses.push((Occur::Should, t));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+}
+
+fn status_mask(statuses: &[Status]) -> u32 {
+    let wanted: &[Status] = if statuses.is_empty() {
+        &[Status::Published, Status::Deprecated]
+    } else {
+        statuses
+    };
+    Status::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| wanted.contains(s))
+        .fold(0, |m, (i, _)| m | (1 << i))
+}
+
+fn kind_mask(kinds: &[Kind]) -> u32 {
+    Kind::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| kinds.is_empty() || kinds.contains(k))
+        .fold(0, |m, (i, _)| m | (1 << i))
+}
+
+/// For a query without text: the posting lists of the given filters drive the search
+/// (or every document, for a plain browse).
+fn browse_query(f: &Fields, q: &SearchQuery) -> Box<dyn Query> {
+    let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let mut any_of = |field: Field, values: Vec<String>| {
+        if !values.is_empty() {
+            let terms = values
+                .iter()
+                .map(|v| Term::from_field_text(field, v))
+                .collect::<Vec<_>>();
+            must.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
+        }
+    };
+    any_of(f.namespace, q.namespaces.clone());
+    any_of(f.category, q.categories.clone());
+    any_of(f.tags, q.tags.clone());
+    any_of(
+        f.kind,
+        q.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+    );
+    if must.is_empty() {
+        Box::new(AllQuery)
+    } else {
+        Box::new(BooleanQuery::new(must))
+    }
+}
+
+fn top_facets(m: HashMap<String, u64>, n: usize) -> Vec<FacetCount> {
+    let mut v: Vec<FacetCount> = m
+        .into_iter()
+        .filter(|(_, c)| *c > 0)
+        .map(|(value, count)| FacetCount { value, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+    v.truncate(n);
+    v
+}
+
+fn facets_of(fc: FacetCounts) -> Facets {
+    let fixed = |counts: [u64; 8], names: &[&str]| {
+        top_facets(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.to_string(), counts[i]))
+                .collect(),
+            names.len(),
+        )
+    };
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    Facets {
+        kind: fixed(fc.kind, &kinds),
+        status: fixed(fc.status, &statuses),
+        namespace: top_facets(fc.namespace, 20),
+        category: top_facets(fc.category, 20),
+        tags: top_facets(fc.tags, 30),
+    }
+}
+
+/// Optimal string alignment distance (Levenshtein with adjacent transpositions).
+fn osa_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+fn escape_html(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The description with the words whose stems the query holds wrapped in `<mark>`;
+/// None when no word matches.
+fn highlight(en: &mut TextAnalyzer, text: &str, stems: &[String]) -> Option<String> {
+    const MAX_CHARS: usize = 240;
+    let marks: Vec<(usize, usize)> = analysis::analyze(en, text)
+        .into_iter()
+        .filter(|t| stems.contains(&t.2))
+        .map(|t| (t.0, t.1))
+        .collect();
+    if marks.is_empty() {
+        return None;
+    }
+    // A window of at most MAX_CHARS bytes that starts a little before the first mark.
+    let mut start = marks[0].0.saturating_sub(60);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    if start > 0 {
+        if let Some(sp) = text[..start].rfind(' ') {
+            start = sp + 1;
+        }
+    }
+    let mut end = (start + MAX_CHARS).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end - start + 32);
+    if start > 0 {
+        out.push('…');
+    }
+    let mut at = start;
+    for (a, b) in marks {
+        if a < at || b > end {
+            continue;
+        }
+        escape_html(&text[at..a], &mut out);
+        out.push_str("<mark>");
+        escape_html(&text[a..b], &mut out);
+        out.push_str("</mark>");
+        at = b;
+    }
+    escape_html(&text[at..end], &mut out);
+    if end < text.len() {
+        out.push('…');
+    }
+    Some(out)
+}
+
+pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
+    let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit };
+    if limit > MAX_LIMIT {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be at most {MAX_LIMIT} (got {limit})"),
+        ));
+    }
+    let offset = match &q.cursor {
+        Some(c) if !c.is_empty() => decode_cursor(c)?,
+        _ => 0,
+    };
+    if offset >= MAX_WINDOW {
+        return Err(Error::invalid(
+            "cursor",
+            format!("paging stops after {MAX_WINDOW} results; refine the query"),
+        ));
+    }
+    let window = (offset + limit).min(MAX_WINDOW);
+    let filter = Arc::new(Filter {
+        status_mask: status_mask(&q.statuses),
+        kind_mask: kind_mask(&q.kinds),
+        private_namespaces: q.private_namespaces.clone(),
+        namespaces: q.namespaces.clone(),
+        categories: q.categories.clone(),
+        tags: q.tags.clone(),
+    });
+    let searcher = ix.reader.searcher();
+    let ranking = ix.ranking();
+    let mut planner = Planner {
+        searcher: &searcher,
+        f: &ix.fields,
+        r: ranking,
+        en: analysis::english(),
+    };
+    let text = q.q.trim();
+    let collector = |sort: Sort, window: usize, scoring: bool| HitCollector {
+        filter: filter.clone(),
+        sort,
+        window,
+        facets: q.facets,
+        pop_weight: ranking.popularity,
+        pop_exponent: ranking.popularity_exponent,
+        scoring,
+    };
+    let scoring = q.sort == Sort::Relevance;
+    let mut plan = None;
+    let fruit: Fruit = if text.is_empty() {
+        searcher
+            .search(&*browse_query(&ix.fields, q), &collector(q.sort, window, false))
+            .context("searching")?
+    } else {
+        let p = planner.plan(text);
+        let expand = planner.expansions(&p, &filter);
+        let query = planner.query(&p, Mode::And, expand);
+        let mut fruit = searcher
+            .search(&*query, &collector(q.sort, window, scoring))
+            .context("searching")?;
+        let content_words = p.stems.iter().filter(|s| s.is_some()).count();
+        if fruit.total == 0 && content_words > 1 {
+            let query = planner.query(&p, Mode::Or, expand);
+            fruit = searcher
+                .search(&*query, &collector(q.sort, window, scoring))
+                .context("searching")?;
+        }
+        plan = Some(p);
+        fruit
+    };
+
+    let stems: Vec<String> = plan
+        .as_ref()
+        .map(|p| p.stems.iter().flatten().cloned().collect())
+        .unwrap_or_default();
+    let mut hits = Vec::with_capacity(limit);
+    for r in fruit.top.iter().skip(offset).take(limit) {
+        let doc: TantivyDocument = searcher.doc(r.addr).context("reading a hit")?;
+        let payload = doc
+            .get_first(ix.fields.payload)
+            .and_then(|v| v.as_str())
+            .unwrap_or("{}");
+        let p: Payload = serde_json::from_str(payload).context("decoding a hit")?;
+        let highlight = if q.highlight && !stems.is_empty() {
+            highlight(&mut planner.en, &p.description, &stems)
+        } else {
+            None
+        };
+        hits.push(Hit {
+            id: p.id,
+            kind: p.kind,
+            namespace: p.namespace,
+            name: p.name,
+            display_name: p.display_name,
+            description: p.description,
+            category: p.category,
+            tags: p.tags,
+            status: p.status,
+            latest_version: p.latest_version,
+            popularity: p.popularity,
+            score: r.score,
+            highlight,
+        });
+    }
+    let next = offset + hits.len();
+    let next_cursor = (!hits.is_empty()
+        && (next as u64) < fruit.total
+        && next < MAX_WINDOW)
+        .then(|| encode_cursor(next));
+    let suggestion = match (&plan, fruit.total) {
+        (Some(p), 0) => suggest(&planner, p, &filter)?,
+        _ => None,
+    };
+    Ok(SearchResults {
+        hits,
+        total: fruit.total,
+        facets: fruit.facets.map(facets_of),
+        next_cursor,
+        suggestion,
+    })
+}
+
+/// The closest popular visible name to the joined query, when nothing matched.
+fn suggest(pl: &Planner, p: &Plan, filter: &Arc<Filter>) -> Result<Option<String>> {
+    let len = p.joined.chars().count();
+    if len < 3 {
+        return Ok(None);
+    }
+    let d = fuzzy_distance(len).clamp(1, pl.r.max_distance.max(1));
+    let q = ExpandQuery {
+        field: pl.f.name_joined,
+        text: p.joined.clone(),
+        expansion: Expansion::Fuzzy {
+            distance: d,
+            score: 1.0,
+        },
+    };
+    let fruit = pl
+        .searcher
+        .search(
+            &q,
+            &HitCollector {
+                filter: filter.clone(),
+                sort: Sort::Popularity,
+                window: 10,
+                facets: false,
+                pop_weight: 0.0,
+                pop_exponent: 0.0,
+                scoring: false,
+            },
+        )
+        .context("suggesting")?;
+    let mut best: Option<(usize, f64, String)> = None;
+    for r in &fruit.top {
+        let doc: TantivyDocument = pl.searcher.doc(r.addr).context("reading a suggestion")?;
+        let Some(payload) = doc.get_first(pl.f.payload).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let Ok(pay) = serde_json::from_str::<Payload>(payload) else {
+            continue;
+        };
+        let dist = osa_distance(&joined(&pay.name), &p.joined);
+        let better = match &best {
+            None => true,
+            Some((bd, bp, _)) => dist < *bd || (dist == *bd && r.key > *bp),
+        };
+        if better {
+            best = Some((dist, r.key, pay.name));
+        }
+    }
+    Ok(best.map(|b| b.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        assert_eq!(osa_distance("reqeusts", "requests"), 1);
+        assert_eq!(osa_distance("djnago", "django"), 1);
+        assert_eq!(osa_distance("kitten", "sitting"), 3);
+        assert_eq!(fuzzy_distance(4), 0);
+        assert_eq!(fuzzy_distance(5), 1);
+        assert_eq!(fuzzy_distance(9), 2);
+    }
+
+    #[test]
+    fn highlights_stems() {
+        let mut en = analysis::english();
+        let h = highlight(&mut en, "Fast <YAML> parsers & emitters", &["yaml".into(), "parser".into()]);
+        assert_eq!(
+            h.as_deref(),
+            Some("Fast &lt;<mark>YAML</mark>&gt; <mark>parsers</mark> &amp; emitters")
+        );
+        assert_eq!(highlight(&mut en, "nothing here", &["yaml".into()]), None);
+    }
+}
