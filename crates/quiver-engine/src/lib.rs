@@ -1,1 +1,409 @@
-//! quiver-engine
+//! quiver's engine: the registry service that the HTTP API and the CLI call.
+//!
+//! [`Registry`] owns a [`Store`] and a [`SearchIndex`] and is the one place where the
+//! rules of a write are applied: input validation (names, semver, manifests against the
+//! kind's schema), who may see and change what ([`Caller`]), and waking the derived views
+//! after a commit. The index is never written directly: a follower task tails the store's
+//! change feed (woken by writes in this process, polling for writes from other processes
+//! such as `quiver import`), so every committed write reaches search, and a crash between
+//! the commit and the index update is repaired by the catch-up at the next start.
+//!
+//! Visibility rule (until accounts land): public entries are seen by everyone; unlisted
+//! entries by exact name only, never in lists or search; private entries only by an admin
+//! caller — to everyone else they answer exactly like entries that do not exist.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_model::{
+    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation,
+    Result, Status, Version, Visibility,
+};
+use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
+use quiver_store::{Direction, EntryFilter, Page, SqliteStore, Store, StoreStats};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use quiver_search as search;
+pub use quiver_store as store;
+
+/// Who is asking. Accounts and tokens refine this later; the engine already takes it on
+/// every call so that no route can forget to pass it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Admin,
+}
+
+impl Caller {
+    fn sees_private(self) -> bool {
+        matches!(self, Caller::Admin)
+    }
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the embedded store and the index live.
+    pub data_dir: PathBuf,
+    /// Whether callers that are not admins may write. Off once an admin token is set.
+    pub open_writes: bool,
+    /// How often the index follower polls the feed for writes made by other processes.
+    pub poll_interval: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            open_writes: true,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Paths inside a data directory.
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("quiver.db")
+}
+
+pub fn index_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("index")
+}
+
+/// Health of the engine's parts, for `/readyz` and `quiver bench`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStatus {
+    pub backend: &'static str,
+    pub store: StoreStats,
+    pub index: IndexStats,
+    /// Feed events the index has not applied yet.
+    pub index_lag: i64,
+}
+
+/// The registry service.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    index: Arc<SearchIndex>,
+    changed: Notify,
+    config: EngineConfig,
+}
+
+const MAX_PAGE: usize = 100;
+
+impl Registry {
+    /// Open the embedded store and index in `config.data_dir`, and bring the index up to
+    /// the store's feed before returning.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Registry>> {
+        std::fs::create_dir_all(&config.data_dir).context(format!(
+            "creating data directory {}",
+            config.data_dir.display()
+        ))?;
+        let store = Arc::new(SqliteStore::open(store_path(&config.data_dir))?);
+        let index = Arc::new(SearchIndex::open(&index_path(&config.data_dir))?);
+        Self::with_parts(store, index, config).await
+    }
+
+    /// Assemble a registry from an existing store and index (catching the index up).
+    pub async fn with_parts(
+        store: Arc<dyn Store>,
+        index: Arc<SearchIndex>,
+        config: EngineConfig,
+    ) -> Result<Arc<Registry>> {
+        let caught = index.catch_up(&*store).await?;
+        tracing::info!(
+            applied = caught.applied_events,
+            position = caught.position,
+            "search index caught up with the change feed"
+        );
+        Ok(Arc::new(Registry {
+            store,
+            index,
+            changed: Notify::new(),
+            config,
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn index(&self) -> &Arc<SearchIndex> {
+        &self.index
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Tail the change feed into the index until the returned handle is aborted.
+    pub fn spawn_follower(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = me.changed.notified() => {}
+                    _ = tokio::time::sleep(me.config.poll_interval) => {}
+                }
+                if let Err(e) = me.index.catch_up(&*me.store).await {
+                    tracing::warn!(error = %e, "index follower could not catch up; will retry");
+                }
+            }
+        })
+    }
+
+    /// Apply every committed write to the index now (tests and tools use it for
+    /// read-your-writes; the follower does the same in the background).
+    pub async fn sync_index(&self) -> Result<i64> {
+        Ok(self.index.catch_up(&*self.store).await?.position)
+    }
+
+    fn wrote(&self) {
+        self.changed.notify_one();
+    }
+
+    fn check_write(&self, caller: Caller) -> Result<()> {
+        if self.config.open_writes || caller == Caller::Admin {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "writes need an admin token (Authorization: Bearer ...)",
+            ))
+        }
+    }
+
+    /// The entry, if the caller may see it; otherwise the same not-found as a missing one.
+    async fn visible_entry(&self, caller: Caller, key: &EntryKey) -> Result<Entry> {
+        match self.store.get_entry(key).await? {
+            Some(e) if e.visibility != Visibility::Private || caller.sees_private() => Ok(e),
+            _ => Err(Error::not_found(key)),
+        }
+    }
+
+    // ---- entries -------------------------------------------------------------------
+
+    pub async fn create_entry(&self, caller: Caller, mut entry: NewEntry) -> Result<Entry> {
+        self.check_write(caller)?;
+        quiver_model::validate::new_entry(&mut entry)?;
+        let e = self.store.create_entry(entry).await?;
+        self.wrote();
+        Ok(e)
+    }
+
+    pub async fn get_entry(&self, caller: Caller, key: &EntryKey) -> Result<Entry> {
+        self.visible_entry(caller, key).await
+    }
+
+    pub async fn update_entry(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        mut patch: EntryPatch,
+    ) -> Result<Entry> {
+        self.check_write(caller)?;
+        quiver_model::validate::entry_patch(&mut patch)?;
+        if patch.deprecation.is_some() && patch.status.is_none() {
+            patch.status = Some(Status::Deprecated);
+        }
+        if patch.deprecation.is_some() && patch.status != Some(Status::Deprecated) {
+            return Err(Error::invalid(
+                "deprecation",
+                "only a deprecated entry carries a deprecation",
+            ));
+        }
+        self.visible_entry(caller, key).await?;
+        let e = self.store.update_entry(key, patch).await?;
+        self.wrote();
+        Ok(e)
+    }
+
+    /// Deprecate an entry with a message and an optional replacement.
+    pub async fn deprecate(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        message: String,
+        replacement: Option<String>,
+    ) -> Result<Entry> {
+        if let Some(r) = &replacement {
+            if r.trim().is_empty() || r.len() > 300 {
+                return Err(Error::invalid(
+                    "replacement",
+                    "must be 1 to 300 characters when given",
+                ));
+            }
+        }
+        let patch = EntryPatch {
+            status: Some(Status::Deprecated),
+            deprecation: Some(Deprecation {
+                message,
+                replacement,
+            }),
+            ..Default::default()
+        };
+        self.update_entry(caller, key, patch).await
+    }
+
+    pub async fn list_entries(
+        &self,
+        caller: Caller,
+        mut filter: EntryFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Entry>> {
+        check_limit(limit)?;
+        filter.visibilities = if caller.sees_private() {
+            vec![Visibility::Public, Visibility::Private]
+        } else {
+            vec![Visibility::Public]
+        };
+        self.store.list_entries(&filter, cursor, limit).await
+    }
+
+    // ---- versions ------------------------------------------------------------------
+
+    pub async fn publish_version(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        version: NewVersion,
+    ) -> Result<Version> {
+        self.check_write(caller)?;
+        let valid = quiver_store::valid_version(key.kind, version)?;
+        let entry = self.visible_entry(caller, key).await?;
+        if entry.status == Status::Archived {
+            return Err(Error::invalid(
+                "status",
+                "an archived entry takes no new versions",
+            ));
+        }
+        let v = self.store.publish_version(key, valid).await?;
+        self.wrote();
+        Ok(v)
+    }
+
+    pub async fn list_versions(&self, caller: Caller, key: &EntryKey) -> Result<Vec<Version>> {
+        self.visible_entry(caller, key).await?;
+        self.store.list_versions(key).await
+    }
+
+    pub async fn get_version(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        version: &str,
+    ) -> Result<Version> {
+        self.visible_entry(caller, key).await?;
+        self.store
+            .get_version(key, version)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+    }
+
+    pub async fn yank(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        version: &str,
+        reason: Option<String>,
+    ) -> Result<Version> {
+        self.check_write(caller)?;
+        if let Some(r) = &reason {
+            if r.len() > 1000 {
+                return Err(Error::invalid("reason", "must be at most 1000 bytes"));
+            }
+        }
+        self.visible_entry(caller, key).await?;
+        let v = self.store.set_yanked(key, version, true, reason).await?;
+        self.wrote();
+        Ok(v)
+    }
+
+    pub async fn unyank(&self, caller: Caller, key: &EntryKey, version: &str) -> Result<Version> {
+        self.check_write(caller)?;
+        self.visible_entry(caller, key).await?;
+        let v = self.store.set_yanked(key, version, false, None).await?;
+        self.wrote();
+        Ok(v)
+    }
+
+    // ---- relations -----------------------------------------------------------------
+
+    pub async fn add_relation(&self, caller: Caller, relation: Relation) -> Result<Relation> {
+        self.check_write(caller)?;
+        quiver_model::validate::relation(&relation)?;
+        for (field, key) in [("from", &relation.from), ("to", &relation.to)] {
+            self.visible_entry(caller, key)
+                .await
+                .map_err(|_| Error::invalid(field, format!("{key} does not exist")))?;
+        }
+        let r = self.store.add_relation(relation).await?;
+        self.wrote();
+        Ok(r)
+    }
+
+    /// Relations of an entry, leaving out those whose other end the caller may not see.
+    pub async fn list_relations(
+        &self,
+        caller: Caller,
+        key: &EntryKey,
+        direction: Direction,
+    ) -> Result<Vec<Relation>> {
+        self.visible_entry(caller, key).await?;
+        let all = self.store.list_relations(key, direction).await?;
+        let mut out = Vec::with_capacity(all.len());
+        for r in all {
+            let other = if r.from == *key { &r.to } else { &r.from };
+            if self.visible_entry(caller, other).await.is_ok() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- search --------------------------------------------------------------------
+
+    /// Search the index. Runs on the calling thread: it is fast and CPU-bound.
+    pub fn search(&self, caller: Caller, mut query: SearchQuery) -> Result<SearchResults> {
+        check_limit(query.limit)?;
+        // Until accounts exist nobody is granted private namespaces in search; admins see
+        // private entries by name and in lists.
+        let _ = caller;
+        query.private_namespaces.clear();
+        self.index.search(&query)
+    }
+
+    // ---- health --------------------------------------------------------------------
+
+    pub async fn status(&self) -> Result<EngineStatus> {
+        let store = self.store.stats().await?;
+        let index = self.index.stats();
+        Ok(EngineStatus {
+            backend: self.store.backend(),
+            index_lag: (store.feed_head - index.position).max(0),
+            store,
+            index,
+        })
+    }
+
+    /// Ready when the store answers.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.feed_head().await.map(|_| ())
+    }
+
+    /// The JSON Schema of a kind's manifest.
+    pub fn kind_schema(kind: Kind) -> &'static serde_json::Value {
+        quiver_model::manifest::kind_schema(kind)
+    }
+}
+
+fn check_limit(limit: usize) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(())
+}

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     NotFound,
     /// The write conflicts with existing state (name taken, version already published).
     Conflict,
+    /// The request carried credentials that are not valid.
+    Unauthorized,
     /// The caller may not do this.
     Forbidden,
     /// Something failed inside quiver or its storage.
@@ -28,6 +30,7 @@ impl ErrorCode {
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
@@ -73,6 +76,14 @@ impl Error {
             code: ErrorCode::Conflict,
             message: message.into(),
             field: Some(field.into()),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Error {
+            code: ErrorCode::Unauthorized,
+            message: message.into(),
+            field: None,
         }
     }
 

@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn tool_schemas_must_be_valid_schemas() {
-        let ok = json!({"input_schema": {"type": "object", "properties": {"url": {"type": "string"}}}});
+        let ok =
+            json!({"input_schema": {"type": "object", "properties": {"url": {"type": "string"}}}});
         validate_manifest(Kind::Tool, &ok).unwrap();
         let bad = json!({"input_schema": {"type": "no-such-type"}});
         let e = validate_manifest(Kind::Tool, &bad).unwrap_err();

@@ -21,7 +21,10 @@ fn common(field: &str, value: &str, max: usize) -> Result<()> {
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(Error::invalid(
             field,
-            format!("must not contain control characters (found U+{:04X})", c as u32),
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                c as u32
+            ),
         ));
     }
     if value.chars().any(char::is_whitespace) {
@@ -76,9 +79,11 @@ pub fn validate_name(kind: Kind, namespace: &str, name: &str) -> Result<()> {
             // mlld style `@namespace/name`: the namespace is the owner; the name is
             // lowercase letters, digits and single hyphens.
             common("name", name, 64)?;
-            let ok = name
-                .split('-')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            let ok = name.split('-').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
             if !ok {
                 return Err(Error::invalid(
                     "name",
@@ -90,7 +95,11 @@ pub fn validate_name(kind: Kind, namespace: &str, name: &str) -> Result<()> {
         }
         Kind::Recipe | Kind::Skill => {
             common("name", name, 128)?;
-            let extra: &[u8] = if kind == Kind::Recipe { b"._+-" } else { b"._-" };
+            let extra: &[u8] = if kind == Kind::Recipe {
+                b"._+-"
+            } else {
+                b"._-"
+            };
             let mut bytes = name.bytes();
             let first_ok = bytes
                 .next()
@@ -143,12 +152,7 @@ fn validate_package_name(ecosystem: &str, name: &str) -> Result<()> {
             let (scope, bare) = match name.strip_prefix('@') {
                 Some(rest) => match rest.split_once('/') {
                     Some((s, n)) => (Some(s), n),
-                    None => {
-                        return Err(Error::invalid(
-                            "name",
-                            "a scoped npm name is @scope/name",
-                        ))
-                    }
+                    None => return Err(Error::invalid("name", "a scoped npm name is @scope/name")),
                 },
                 None => (None, name),
             };
@@ -156,8 +160,9 @@ fn validate_package_name(ecosystem: &str, name: &str) -> Result<()> {
                 !p.is_empty()
                     && !p.starts_with('.')
                     && !p.starts_with('_')
-                    && p.bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+                    && p.bytes().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+                    })
             };
             if !scope.is_none_or(part_ok) || !part_ok(bare) {
                 return Err(Error::invalid(
@@ -172,8 +177,7 @@ fn validate_package_name(ecosystem: &str, name: &str) -> Result<()> {
             common("name", name, 214)?;
             let b = name.as_bytes();
             let ok = b[0].is_ascii_alphanumeric()
-                && b
-                    .iter()
+                && b.iter()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'+'));
             if !ok {
                 return Err(Error::invalid(

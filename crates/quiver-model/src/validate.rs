@@ -2,8 +2,8 @@
 //! touches the store, so bad input is refused with a field and a reason and changes nothing.
 
 use crate::names::{validate_name, validate_namespace};
-use crate::{Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Result};
 use crate::{EntryPatch, Popularity};
+use crate::{Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Result};
 
 pub use semver::Version as SemverVersion;
 
@@ -22,7 +22,9 @@ fn text(field: &str, value: &str, max: usize) -> Result<String> {
             format!("must be at most {max} bytes long (got {})", v.len()),
         ));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if v.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
     Ok(v.to_string())
@@ -54,7 +56,10 @@ fn labels(field: &str, values: &[String]) -> Result<Vec<String>> {
             return Err(Error::invalid(f, "must not be empty"));
         }
         if v.len() > MAX_TAG_LEN {
-            return Err(Error::invalid(f, format!("must be at most {MAX_TAG_LEN} bytes")));
+            return Err(Error::invalid(
+                f,
+                format!("must be at most {MAX_TAG_LEN} bytes"),
+            ));
         }
         if v.chars().any(char::is_control) {
             return Err(Error::invalid(f, "must not contain control characters"));
@@ -86,7 +91,10 @@ fn category(value: &Option<String>) -> Result<Option<String>> {
 fn popularity(p: &Option<Popularity>) -> Result<()> {
     if let Some(p) = p {
         if !(0.0..=1.0).contains(&p.score) || p.score.is_nan() {
-            return Err(Error::invalid("popularity.score", "must be between 0 and 1"));
+            return Err(Error::invalid(
+                "popularity.score",
+                "must be between 0 and 1",
+            ));
         }
     }
     Ok(())
@@ -111,7 +119,9 @@ pub fn entry_patch(p: &mut EntryPatch) -> Result<()> {
         return Err(Error::invalid("body", "no field to change"));
     }
     p.display_name = match &p.display_name {
-        Some(_) => Some(opt_text("display_name", &p.display_name, MAX_DISPLAY_NAME)?.unwrap_or_default()),
+        Some(_) => {
+            Some(opt_text("display_name", &p.display_name, MAX_DISPLAY_NAME)?.unwrap_or_default())
+        }
         None => None,
     };
     if let Some(d) = &p.description {
@@ -172,7 +182,10 @@ pub fn relation(r: &Relation) -> Result<()> {
         validate_name(key.kind, &key.namespace, &key.name).map_err(|e| e.in_field(side))?;
     }
     if r.from == r.to {
-        return Err(Error::invalid("to", "a relation cannot point at its own entry"));
+        return Err(Error::invalid(
+            "to",
+            "a relation cannot point at its own entry",
+        ));
     }
     match r.kind {
         RelationKind::MapsTo => match r.confidence {
@@ -181,7 +194,10 @@ pub fn relation(r: &Relation) -> Result<()> {
             None => return Err(Error::invalid("confidence", "is required for maps_to")),
         },
         _ if r.confidence.is_some() => {
-            return Err(Error::invalid("confidence", "only maps_to relations carry a confidence"))
+            return Err(Error::invalid(
+                "confidence",
+                "only maps_to relations carry a confidence",
+            ))
         }
         _ => {}
     }
@@ -192,7 +208,10 @@ pub fn relation(r: &Relation) -> Result<()> {
             None => return Err(Error::invalid("step_order", "is required for composes")),
         },
         _ if r.step_order.is_some() => {
-            return Err(Error::invalid("step_order", "only composes relations carry a step order"))
+            return Err(Error::invalid(
+                "step_order",
+                "only composes relations carry a step order",
+            ))
         }
         _ => {}
     }
@@ -236,10 +255,16 @@ mod tests {
     fn rejects_bad_fields() {
         let mut e = entry();
         e.tags = vec!["".into()];
-        assert_eq!(new_entry(&mut e).unwrap_err().field.as_deref(), Some("tags[0]"));
+        assert_eq!(
+            new_entry(&mut e).unwrap_err().field.as_deref(),
+            Some("tags[0]")
+        );
         let mut e = entry();
         e.description = "x".repeat(MAX_DESCRIPTION + 1);
-        assert_eq!(new_entry(&mut e).unwrap_err().field.as_deref(), Some("description"));
+        assert_eq!(
+            new_entry(&mut e).unwrap_err().field.as_deref(),
+            Some("description")
+        );
     }
 
     #[test]
@@ -250,7 +275,13 @@ mod tests {
             changelog: None,
             breaking: false,
         };
-        assert_eq!(new_version(Kind::Tool, &mut v).unwrap_err().field.as_deref(), Some("version"));
+        assert_eq!(
+            new_version(Kind::Tool, &mut v)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("version")
+        );
         v.version = "1.2.3-beta.1".into();
         new_version(Kind::Tool, &mut v).unwrap();
     }
@@ -267,7 +298,10 @@ mod tests {
             source: None,
             step_order: None,
         };
-        assert_eq!(relation(&r).unwrap_err().field.as_deref(), Some("confidence"));
+        assert_eq!(
+            relation(&r).unwrap_err().field.as_deref(),
+            Some("confidence")
+        );
         r.confidence = Some(0.9);
         relation(&r).unwrap();
         r.to = b.clone();

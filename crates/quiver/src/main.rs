@@ -1,1 +1,109 @@
-fn main() {}
+//! The `quiver` binary: server, client commands, importer, exporter and benchmark.
+//!
+//! Arguments are parsed by clap into [`Cli`]; each subcommand is a thin function over the
+//! engine (local commands: serve, import, export, relevance, bench) or over the HTTP API
+//! (client commands: publish, info, search, list). Exit codes: 0 success, 1 the operation
+//! failed (not found, refused...), 2 usage errors (clap's own).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod client;
+mod local;
+
+/// quiver: a registry for the tools developers and AI agents use.
+#[derive(Parser)]
+#[command(name = "quiver", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the embedded store lives (local commands).
+#[derive(Args, Clone)]
+pub struct DataDir {
+    /// Data directory of the embedded store and index.
+    #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./quiver-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Which server to talk to (client commands).
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// Base URL of a running quiver server.
+    #[arg(long, env = "QUIVER_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// API token (sent as a bearer token).
+    #[arg(long, env = "QUIVER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server over the embedded store.
+    Serve(local::ServeArgs),
+    /// Import data set TSV files or quiver JSONL into the store (no server needed).
+    Import(local::ImportArgs),
+    /// Export the store as quiver JSONL.
+    Export(local::ExportArgs),
+    /// Report hit rates at 1, 3 and 10 of the relevance set against the local index.
+    Relevance(local::RelevanceArgs),
+    /// Publish an entry version from a JSON file to a server.
+    Publish(client::PublishArgs),
+    /// Show an entry and its versions: `quiver info package npm/@types/node`.
+    Info(client::InfoArgs),
+    /// Search a server.
+    Search(client::SearchArgs),
+    /// List entries on a server.
+    List(client::ListArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tower_http=warn,tantivy=warn")
+    });
+    let json_logs = std::env::var("QUIVER_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => local::serve(a).await,
+            Command::Import(a) => local::import(a).await,
+            Command::Export(a) => local::export(a).await,
+            Command::Relevance(a) => local::relevance(a).await,
+            Command::Publish(a) => client::publish(a).await,
+            Command::Info(a) => client::info(a).await,
+            Command::Search(a) => client::search(a).await,
+            Command::List(a) => client::list(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

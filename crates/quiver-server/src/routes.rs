@@ -1,0 +1,393 @@
+//! Route handlers: each parses its input, calls one engine method, and shapes the answer.
+
+use std::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quiver_engine::Registry;
+use quiver_model::{
+    EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Status,
+};
+use quiver_search::{SearchQuery, SearchResults, Sort};
+use quiver_store::{Direction, EntryFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{json_with_etag, Auth, JsonBody, Params};
+use crate::AppState;
+
+/// What an entry path addresses below `/api/v1/entries/{kind}/{namespace}/`.
+#[derive(Debug, PartialEq)]
+enum Sub {
+    Entry,
+    Versions,
+    Version(String),
+    Yank(String),
+    Unyank(String),
+    Relations,
+    Deprecate,
+}
+
+/// Split `name[/rest]`. npm scoped names carry a slash (`@types/node`), so a first segment
+/// that starts with '@' takes the next one with it; `%2F` works too.
+fn parse_entry_path(kind: &str, namespace: &str, rest: &str) -> ApiResult<(EntryKey, Sub)> {
+    let kind: Kind = kind.parse().map_err(ApiError::from)?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    let (name, tail) = if segs[0].starts_with('@') && segs.len() >= 2 && !segs[1].is_empty() {
+        (format!("{}/{}", segs[0], segs[1]), &segs[2..])
+    } else {
+        (segs[0].to_string(), &segs[1..])
+    };
+    let tail: Vec<&str> = tail.iter().copied().filter(|s| !s.is_empty()).collect();
+    let sub = match tail.as_slice() {
+        [] => Sub::Entry,
+        ["versions"] => Sub::Versions,
+        ["versions", v] => Sub::Version(v.to_string()),
+        ["versions", v, "yank"] => Sub::Yank(v.to_string()),
+        ["versions", v, "unyank"] => Sub::Unyank(v.to_string()),
+        ["relations"] => Sub::Relations,
+        ["deprecate"] => Sub::Deprecate,
+        _ => return Err(ApiError::not_found("route")),
+    };
+    if name.is_empty() {
+        return Err(ApiError::not_found("route"));
+    }
+    Ok((EntryKey::new(kind, namespace, name), sub))
+}
+
+fn entry_location(key: &EntryKey) -> String {
+    format!(
+        "/api/v1/entries/{}/{}/{}",
+        key.kind, key.namespace, key.name
+    )
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        error: Error::invalid("method", "this method is not allowed on this path"),
+    }
+}
+
+const LIST_PARAMS: &[&str] = &[
+    "kind",
+    "namespace",
+    "category",
+    "tag",
+    "status",
+    "cursor",
+    "limit",
+];
+
+pub async fn list_entries(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), LIST_PARAMS)?;
+    let filter = EntryFilter {
+        kinds: p.list::<Kind>("kind")?,
+        namespaces: p.strings("namespace"),
+        categories: p.strings("category"),
+        tags: p.strings("tag"),
+        statuses: p.list::<Status>("status")?,
+        visibilities: vec![],
+    };
+    let limit = p.usize("limit", 20)?;
+    let page = state
+        .registry
+        .list_entries(caller, filter, p.get("cursor"), limit)
+        .await?;
+    json_with_etag(&headers, &page)
+}
+
+pub async fn create_entry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(entry): JsonBody<NewEntry>,
+) -> ApiResult<Response> {
+    let e = state.registry.create_entry(caller, entry).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, entry_location(&e.key()))],
+        Json(e),
+    )
+        .into_response())
+}
+
+pub async fn entry_get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((kind, namespace, rest)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
+    let r = &state.registry;
+    match sub {
+        Sub::Entry => {
+            Params::parse(query.as_deref(), &[])?;
+            json_with_etag(&headers, &r.get_entry(caller, &key).await?)
+        }
+        Sub::Versions => {
+            Params::parse(query.as_deref(), &[])?;
+            json_with_etag(&headers, &r.list_versions(caller, &key).await?)
+        }
+        Sub::Version(v) => {
+            Params::parse(query.as_deref(), &[])?;
+            json_with_etag(&headers, &r.get_version(caller, &key, &v).await?)
+        }
+        Sub::Relations => {
+            let p = Params::parse(query.as_deref(), &["direction"])?;
+            let direction = match p.get("direction").unwrap_or("both") {
+                "outgoing" => Direction::Outgoing,
+                "incoming" => Direction::Incoming,
+                "both" => Direction::Both,
+                other => {
+                    return Err(Error::invalid(
+                        "direction",
+                        format!("'{other}' is not outgoing, incoming or both"),
+                    )
+                    .into())
+                }
+            };
+            json_with_etag(&headers, &r.list_relations(caller, &key, direction).await?)
+        }
+        Sub::Yank(_) | Sub::Unyank(_) | Sub::Deprecate => Err(method_not_allowed()),
+    }
+}
+
+/// Body of `POST .../versions/{version}/yank`.
+#[derive(Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct YankRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `POST .../deprecate`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeprecateRequest {
+    pub message: String,
+    #[serde(default)]
+    pub replacement: Option<String>,
+}
+
+/// Body of `POST .../relations`: an edge from this entry.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelationRequest {
+    pub kind: RelationKind,
+    pub to: EntryKey,
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub step_order: Option<i32>,
+}
+
+async fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: axum::extract::Request,
+) -> ApiResult<T> {
+    use axum::extract::FromRequest;
+    let empty = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v == "0")
+        || !req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+    if empty {
+        return Ok(T::default());
+    }
+    JsonBody::<T>::from_request(req, &()).await.map(|b| b.0)
+}
+
+pub async fn entry_post(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((kind, namespace, rest)): Path<(String, String, String)>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    use axum::extract::FromRequest;
+    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
+    let r = &state.registry;
+    match sub {
+        Sub::Versions => {
+            let JsonBody(v) = JsonBody::<NewVersion>::from_request(req, &()).await?;
+            let v = r.publish_version(caller, &key, v).await?;
+            let loc = format!("{}/versions/{}", entry_location(&key), v.version);
+            Ok((StatusCode::CREATED, [(LOCATION, loc)], Json(v)).into_response())
+        }
+        Sub::Yank(v) => {
+            let body: YankRequest = optional_body(req).await?;
+            Ok(Json(r.yank(caller, &key, &v, body.reason).await?).into_response())
+        }
+        Sub::Unyank(v) => Ok(Json(r.unyank(caller, &key, &v).await?).into_response()),
+        Sub::Deprecate => {
+            let JsonBody(d) = JsonBody::<DeprecateRequest>::from_request(req, &()).await?;
+            Ok(Json(r.deprecate(caller, &key, d.message, d.replacement).await?).into_response())
+        }
+        Sub::Relations => {
+            let JsonBody(b) = JsonBody::<RelationRequest>::from_request(req, &()).await?;
+            let rel = Relation {
+                kind: b.kind,
+                from: key,
+                to: b.to,
+                confidence: b.confidence,
+                source: b.source,
+                step_order: b.step_order,
+            };
+            let rel = r.add_relation(caller, rel).await?;
+            Ok((StatusCode::CREATED, Json(rel)).into_response())
+        }
+        Sub::Entry | Sub::Version(_) => Err(method_not_allowed()),
+    }
+}
+
+pub async fn entry_patch(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((kind, namespace, rest)): Path<(String, String, String)>,
+    JsonBody(patch): JsonBody<EntryPatch>,
+) -> ApiResult<Response> {
+    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
+    if sub != Sub::Entry {
+        return Err(method_not_allowed());
+    }
+    Ok(Json(state.registry.update_entry(caller, &key, patch).await?).into_response())
+}
+
+const SEARCH_PARAMS: &[&str] = &[
+    "q",
+    "kind",
+    "namespace",
+    "category",
+    "tag",
+    "status",
+    "sort",
+    "limit",
+    "cursor",
+    "facets",
+    "highlight",
+];
+
+/// A search answer: the results and how long the engine took.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct SearchResponse {
+    #[serde(flatten)]
+    pub results: SearchResults,
+    /// Time spent in the engine, microseconds.
+    pub took_us: u64,
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), SEARCH_PARAMS)?;
+    let q = p.get("q").unwrap_or("").to_string();
+    if q.len() > 256 {
+        return Err(Error::invalid("q", "must be at most 256 bytes").into());
+    }
+    let sort = match p.get("sort").unwrap_or("relevance") {
+        "relevance" => Sort::Relevance,
+        "popularity" => Sort::Popularity,
+        "recent" => Sort::Recent,
+        "name" => Sort::Name,
+        other => {
+            return Err(Error::invalid(
+                "sort",
+                format!("'{other}' is not relevance, popularity, recent or name"),
+            )
+            .into())
+        }
+    };
+    let query = SearchQuery {
+        q,
+        kinds: p.list::<Kind>("kind")?,
+        namespaces: p.strings("namespace"),
+        categories: p.strings("category"),
+        tags: p.strings("tag"),
+        statuses: p.list::<Status>("status")?,
+        sort,
+        limit: p.usize("limit", 20)?,
+        cursor: p.get("cursor").map(str::to_string),
+        facets: p.bool("facets")?,
+        highlight: p.bool("highlight")?,
+        private_namespaces: vec![],
+    };
+    let started = Instant::now();
+    let results = state.registry.search(caller, query)?;
+    let took_us = started.elapsed().as_micros() as u64;
+    Ok(Json(SearchResponse { results, took_us }).into_response())
+}
+
+/// A kind and the JSON Schema its manifests are validated against.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct KindInfo {
+    pub kind: Kind,
+    pub schema: serde_json::Value,
+}
+
+pub async fn kinds(headers: HeaderMap) -> ApiResult<Response> {
+    let all: Vec<KindInfo> = Kind::ALL
+        .iter()
+        .map(|k| KindInfo {
+            kind: *k,
+            schema: Registry::kind_schema(*k).clone(),
+        })
+        .collect();
+    json_with_etag(&headers, &all)
+}
+
+pub async fn kind_schema(Path(kind): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let kind: Kind = kind.parse().map_err(ApiError::from)?;
+    json_with_etag(&headers, Registry::kind_schema(kind))
+}
+
+pub async fn status(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.registry.status().await?).into_response())
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Response> {
+    state.registry.ready().await?;
+    Ok(Json(serde_json::json!({"status": "ready"})).into_response())
+}
+
+pub async fn openapi(headers: HeaderMap) -> ApiResult<Response> {
+    json_with_etag(&headers, crate::openapi::document())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths() {
+        let (k, s) = parse_entry_path("package", "npm", "@types/node/versions/1.0.0/yank").unwrap();
+        assert_eq!(k.name, "@types/node");
+        assert_eq!(s, Sub::Yank("1.0.0".into()));
+        let (k, s) = parse_entry_path("tool", "tpmjs", "text.csvParse").unwrap();
+        assert_eq!(k.name, "text.csvParse");
+        assert_eq!(s, Sub::Entry);
+        let (_, s) = parse_entry_path("tool", "tpmjs", "x/relations").unwrap();
+        assert_eq!(s, Sub::Relations);
+        assert!(parse_entry_path("tool", "tpmjs", "x/nope").is_err());
+        let e = parse_entry_path("gadget", "tpmjs", "x").unwrap_err();
+        assert_eq!(e.error.field.as_deref(), Some("kind"));
+    }
+}

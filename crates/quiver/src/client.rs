@@ -1,0 +1,365 @@
+//! Client commands: talk to a running server over its HTTP API.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Args;
+use quiver_model::Kind;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::Remote;
+
+struct Client {
+    http: reqwest::Client,
+    remote: Remote,
+}
+
+impl Client {
+    fn new(remote: Remote) -> Self {
+        Client {
+            http: reqwest::Client::new(),
+            remote,
+        }
+    }
+
+    /// Send a request; `Ok(None)` for 404, the JSON body for success, an error carrying
+    /// the server's message (and field) otherwise.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Option<Value>> {
+        let url = format!("{}{}", self.remote.server.trim_end_matches('/'), path);
+        let is_get = method == Method::GET;
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.remote.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "could not reach the server at {} (is `quiver serve` running? set --server or QUIVER_SERVER)",
+                    self.remote.server
+                )
+            } else {
+                anyhow!("request to {url} failed: {e}")
+            }
+        })?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(Some(value));
+        }
+        if status == StatusCode::NOT_FOUND && is_get {
+            return Ok(None);
+        }
+        let e = &value["error"];
+        let msg = e["message"]
+            .as_str()
+            .unwrap_or("the server refused the request");
+        match e["field"].as_str() {
+            Some(f) => bail!("{msg} (field: {f}; HTTP {status})"),
+            None => bail!("{msg} (HTTP {status})"),
+        }
+    }
+}
+
+/// `namespace/name`, where npm scoped names keep their own slash (`npm/@types/node`).
+fn split_name(full: &str) -> anyhow::Result<(String, String)> {
+    let (ns, name) = full.split_once('/').ok_or_else(|| {
+        anyhow!("name '{full}' must be written namespace/name, e.g. npm/@types/node")
+    })?;
+    if ns.is_empty() || name.is_empty() {
+        bail!("name '{full}' must be written namespace/name");
+    }
+    Ok((ns.to_string(), name.to_string()))
+}
+
+fn entry_path(kind: Kind, ns: &str, name: &str) -> String {
+    format!("/api/v1/entries/{kind}/{ns}/{name}")
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// A JSON file: the entry's fields (kind, namespace, name, description, ...) and the
+    /// version's (version, manifest, changelog, breaking).
+    pub file: PathBuf,
+}
+
+const VERSION_FIELDS: &[&str] = &["version", "manifest", "changelog", "breaking"];
+
+pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let doc: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", a.file.display()))?;
+    let Value::Object(doc) = doc else {
+        bail!("{} must hold a JSON object", a.file.display());
+    };
+    let (mut entry, mut version) = (Map::new(), Map::new());
+    for (k, v) in doc {
+        if VERSION_FIELDS.contains(&k.as_str()) {
+            version.insert(k, v);
+        } else {
+            entry.insert(k, v);
+        }
+    }
+    let get = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(kind), Some(ns), Some(name)) = (get("kind"), get("namespace"), get("name")) else {
+        bail!("{} needs kind, namespace and name", a.file.display());
+    };
+    if !version.contains_key("version") {
+        bail!("{} needs a version", a.file.display());
+    }
+    let kind: Kind = kind.parse()?;
+    let client = Client::new(a.remote.clone());
+    let path = entry_path(kind, &ns, &name);
+    if client.call(Method::GET, &path, None).await?.is_none() {
+        client
+            .call(Method::POST, "/api/v1/entries", Some(&Value::Object(entry)))
+            .await?;
+    }
+    let v = client
+        .call(
+            Method::POST,
+            &format!("{path}/versions"),
+            Some(&Value::Object(version)),
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&v);
+    }
+    println!(
+        "published {kind} {ns}/{name} {} (sha256 {})",
+        v["version"].as_str().unwrap_or("?"),
+        v["sha256"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The entry's kind.
+    pub kind: Kind,
+    /// namespace/name, e.g. npm/@types/node or tpmjs/web.fetchText.
+    pub name: String,
+}
+
+pub async fn info(a: InfoArgs) -> anyhow::Result<()> {
+    let (ns, name) = split_name(&a.name)?;
+    let client = Client::new(a.remote.clone());
+    let path = entry_path(a.kind, &ns, &name);
+    let entry = client
+        .call(Method::GET, &path, None)
+        .await?
+        .ok_or_else(|| anyhow!("{} {ns}/{name} not found", a.kind))?;
+    let versions = client
+        .call(Method::GET, &format!("{path}/versions"), None)
+        .await?
+        .unwrap_or(json!([]));
+    if a.remote.json {
+        return print_json(&json!({"entry": entry, "versions": versions}));
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    println!(
+        "{} {}/{}  [{}]",
+        s(&entry["kind"]),
+        s(&entry["namespace"]),
+        s(&entry["name"]),
+        s(&entry["status"])
+    );
+    if !entry["display_name"].is_null() {
+        println!("  {}", s(&entry["display_name"]));
+    }
+    println!("  {}", s(&entry["description"]));
+    if let Some(c) = entry["category"].as_str() {
+        println!("  category: {c}");
+    }
+    if let Some(tags) = entry["tags"].as_array().filter(|t| !t.is_empty()) {
+        let tags: Vec<String> = tags.iter().map(s).collect();
+        println!("  tags: {}", tags.join(", "));
+    }
+    println!(
+        "  latest: {}",
+        entry["latest_version"].as_str().unwrap_or("(none)")
+    );
+    println!(
+        "  popularity: {:.3}",
+        entry["popularity"]["score"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(d) = entry["deprecation"].as_object() {
+        println!(
+            "  DEPRECATED: {}",
+            d.get("message").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    for v in versions.as_array().into_iter().flatten() {
+        let yanked = if v["yanked"] == true {
+            "  (yanked)"
+        } else {
+            ""
+        };
+        println!(
+            "  - {}  {}{}",
+            s(&v["version"]),
+            s(&v["published_at"]),
+            yanked
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// What to look for.
+    pub query: Vec<String>,
+    /// Only these kinds (comma-separated).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only these namespaces / ecosystems (comma-separated).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// relevance, popularity, recent or name.
+    #[arg(long)]
+    pub sort: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+        .collect();
+    parts.join("&")
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
+    let q = a.query.join(" ");
+    let client = Client::new(a.remote.clone());
+    let qs = query_string(&[
+        ("q", Some(q.clone())),
+        ("kind", a.kind),
+        ("namespace", a.namespace),
+        ("sort", a.sort),
+        ("limit", Some(a.limit.to_string())),
+    ]);
+    let r = client
+        .call(Method::GET, &format!("/api/v1/search?{qs}"), None)
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&r);
+    }
+    let hits = r["hits"].as_array().cloned().unwrap_or_default();
+    if hits.is_empty() {
+        match r["suggestion"].as_str() {
+            Some(s) => println!("no results for '{q}'. Did you mean '{s}'?"),
+            None => println!("no results for '{q}'"),
+        }
+        return Ok(());
+    }
+    println!("{} results ({} µs)", r["total"], r["took_us"]);
+    for h in hits {
+        let s = |k: &str| h[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<8} {}/{}  {}",
+            s("kind"),
+            s("namespace"),
+            s("name"),
+            h["latest_version"].as_str().unwrap_or("")
+        );
+        let d = s("description");
+        if !d.is_empty() {
+            let short: String = d.chars().take(100).collect();
+            println!("         {short}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub category: Option<String>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Continue after a previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+pub async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let client = Client::new(a.remote.clone());
+    let qs = query_string(&[
+        ("kind", a.kind),
+        ("namespace", a.namespace),
+        ("category", a.category),
+        ("tag", a.tag),
+        ("status", a.status),
+        ("limit", Some(a.limit.to_string())),
+        ("cursor", a.cursor),
+    ]);
+    let r = client
+        .call(Method::GET, &format!("/api/v1/entries?{qs}"), None)
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&r);
+    }
+    for e in r["items"].as_array().into_iter().flatten() {
+        let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<8} {}/{}  {}  [{}]",
+            s("kind"),
+            s("namespace"),
+            s("name"),
+            e["latest_version"].as_str().unwrap_or("-"),
+            s("status")
+        );
+    }
+    if let Some(c) = r["next_cursor"].as_str() {
+        println!("more: --cursor {c}");
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Commands that work on the embedded store directly: serve, import, export, relevance.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver_engine::{index_path, store_path, EngineConfig, Registry};
+use quiver_import::pipeline::{self, ImportOptions, NoProgress, Progress, Source};
+use quiver_import::Format;
+use quiver_model::{Kind, Status};
+use quiver_search::{SearchIndex, SearchQuery};
+use quiver_server::AppState;
+use quiver_store::{EntryFilter, SqliteStore, Store};
+
+use crate::DataDir;
+
+/// The demo data set compiled into the binary: a few dozen entries of all five kinds.
+pub const DEMO_JSONL: &str = include_str!("../demo/demo.jsonl");
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Address to listen on.
+    #[arg(long, env = "QUIVER_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Load the demo data set (idempotent) before serving.
+    #[arg(long)]
+    pub demo: bool,
+    /// Bearer token of the admin. When set, only the admin may write.
+    #[arg(long, env = "QUIVER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Import the embedded demo data into a store.
+pub async fn load_demo(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(".demo.jsonl");
+    std::fs::write(&path, DEMO_JSONL).context("writing the demo data")?;
+    let report = pipeline::import(
+        store,
+        vec![Source::new(&path).with_format(Format::Jsonl)],
+        ImportOptions::default(),
+        &NoProgress,
+    )
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let report = report?;
+    let t = &report.totals;
+    if t.rejected > 0 {
+        bail!("the demo data was rejected in part:\n{report}");
+    }
+    tracing::info!(
+        created = t.created,
+        updated = t.updated,
+        unchanged = t.unchanged,
+        "demo data loaded"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config = EngineConfig::new(&a.data.data_dir);
+    config.open_writes = a.admin_token.is_none();
+    if config.open_writes {
+        tracing::warn!("no admin token set: anyone who can reach this server may write");
+    }
+    let registry = Registry::open(config)
+        .await
+        .with_context(|| format!("opening the store in {}", a.data.data_dir.display()))?;
+    if a.demo {
+        load_demo(&**registry.store(), &a.data.data_dir).await?;
+        registry.sync_index().await?;
+    }
+    let follower = registry.spawn_follower();
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    let addr = listener.local_addr()?;
+    let status = registry.status().await?;
+    tracing::info!(
+        entries = status.store.entries,
+        indexed = status.index.docs,
+        ready_in_ms = started.elapsed().as_millis() as u64,
+        "quiver listening on http://{addr}"
+    );
+    println!("quiver listening on http://{addr}");
+    let state = AppState {
+        registry: registry.clone(),
+        admin_token: a.admin_token,
+    };
+    quiver_server::serve(listener, state, shutdown_signal()).await?;
+    follower.abort();
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Files to import: data set TSV (gzip or plain) or quiver JSONL; `-` for stdin.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Force the format instead of detecting it (tsv, jsonl).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Show what would be created, updated, unchanged and rejected; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// Do not bring the search index up to date at the end (a running server does it
+    /// from the change feed).
+    #[arg(long)]
+    pub no_index: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A progress bar on a terminal: records read, bytes of the input, rate and ETA.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn begin(&self, total_bytes: u64) {
+        self.0.set_length(total_bytes);
+    }
+    fn file(&self, path: &Path, format: Format) {
+        self.0.set_message(format!("{} ({format})", path.display()));
+    }
+    fn advance(&self, records: u64, bytes: u64) {
+        self.0.set_position(bytes);
+        self.0.set_prefix(format!("{records} records"));
+    }
+    fn relations(&self, done: u64, total: u64) {
+        self.0.set_message(format!("relations {done}/{total}"));
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let store = SqliteStore::open(store_path(&a.data.data_dir))
+        .with_context(|| format!("opening the store in {}", a.data.data_dir.display()))?;
+    let opts = ImportOptions {
+        batch_size: a.batch_size,
+        dry_run: a.dry_run,
+        format: a.format,
+        ..Default::default()
+    };
+    let sources = a.files.iter().map(Source::new).collect();
+    let report = if std::io::stderr().is_terminal() && !a.json {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {prefix} ({bytes_per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        pipeline::import(&store, sources, opts, &Bar(bar)).await?
+    } else {
+        pipeline::import(&store, sources, opts, &NoProgress).await?
+    };
+    let mut index_note = String::new();
+    if !a.dry_run && !a.no_index {
+        let index_started = Instant::now();
+        match SearchIndex::open(&index_path(&a.data.data_dir)) {
+            Ok(index) => match index.catch_up(&store).await {
+                Ok(c) => {
+                    index_note = format!(
+                        "search index: {} events applied in {:.1}s (position {})",
+                        c.applied_events,
+                        index_started.elapsed().as_secs_f64(),
+                        c.position
+                    )
+                }
+                Err(e) => {
+                    index_note = format!(
+                        "search index not updated here ({e}); a running server indexes the new entries from the change feed"
+                    )
+                }
+            },
+            Err(e) => index_note = format!("search index not opened: {e}"),
+        }
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["index"] = serde_json::Value::String(index_note);
+        v["total_secs"] = serde_json::json!(started.elapsed().as_secs_f64());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{report}");
+        if !index_note.is_empty() {
+            println!("{index_note}");
+        }
+        println!("total time: {:.1}s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Only entries of these kinds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub kind: Vec<Kind>,
+    /// Only entries in these namespaces (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub namespace: Vec<String>,
+    /// Only entries with these statuses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub status: Vec<Status>,
+}
+
+pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let path = store_path(&a.data.data_dir);
+    if !path.exists() {
+        bail!("no store at {}", path.display());
+    }
+    let store = SqliteStore::open(&path)?;
+    let filter = EntryFilter {
+        kinds: a.kind,
+        namespaces: a.namespace,
+        statuses: a.status,
+        ..Default::default()
+    };
+    let n = match &a.output {
+        Some(p) => {
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            let n = quiver_import::export::export(&store, filter, &mut w).await?;
+            w.flush()?;
+            n
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            let n = quiver_import::export::export(&store, filter, &mut w).await?;
+            w.flush()?;
+            n
+        }
+    };
+    eprintln!("exported {n} entries");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RelevanceArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The relevance set (TSV: query, expected namespace/name alternatives, class).
+    #[arg(long, default_value = "relevance/queries.tsv")]
+    pub set: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
+    let cases = quiver_search::relevance::load_set(&a.set)?;
+    let registry = open_registry(&a.data.data_dir).await?;
+    let report = quiver_search::relevance::evaluate(&cases, |q| {
+        registry
+            .index()
+            .search(&SearchQuery {
+                limit: 10,
+                ..SearchQuery::text(q)
+            })
+            .map(|r| r.hits.into_iter().map(|h| (h.namespace, h.name)).collect())
+            .unwrap_or_default()
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// Open the registry of a data directory that must already hold a store.
+pub async fn open_registry(data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
+    if !store_path(data_dir).exists() {
+        bail!(
+            "no store at {} (import data first, or pass --data-dir)",
+            store_path(data_dir).display()
+        );
+    }
+    Ok(Registry::open(EngineConfig::new(data_dir)).await?)
+}
