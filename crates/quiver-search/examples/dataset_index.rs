@@ -48,6 +48,11 @@ fn typo(s: &str) -> Option<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let mut files: Vec<PathBuf> = Vec::new();
     let mut dir = PathBuf::from("/tmp/quiver-bench");
     let mut reindex = false;
@@ -95,7 +100,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let stats = store.stats().await?;
-    println!("store: {} entries, feed head {}", stats.entries, stats.feed_head);
+    println!(
+        "store: {} entries, feed head {}",
+        stats.entries, stats.feed_head
+    );
 
     let index_dir = dir.join("index");
     if reindex && index_dir.exists() {
@@ -154,7 +162,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|h| (h.namespace, h.name))
             .collect()
     });
-    println!("\nrelevance ({} cases, {}):\n{report}", cases.len(), set.display());
+    println!(
+        "\nrelevance ({} cases, {}):\n{report}",
+        cases.len(),
+        set.display()
+    );
 
     if !latency {
         return Ok(());
@@ -202,7 +214,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             index.search(&SearchQuery::text(q.as_str()))?;
             let us = t.elapsed().as_micros() as u64;
             all.record(us)?;
-            per.entry(class).or_insert_with(|| Histogram::new(3).unwrap()).record(us)?;
+            per.entry(class)
+                .or_insert_with(|| Histogram::new(3).unwrap())
+                .record(us)?;
             if round == 2 {
                 slow.push((us, q.clone()));
             }
@@ -224,7 +238,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         line(c, h);
     }
     line("all", &all);
-    slow.sort_by(|a, b| b.0.cmp(&a.0));
+    slow.sort_by_key(|s| std::cmp::Reverse(s.0));
     println!(
         "slowest: {}",
         slow.iter()

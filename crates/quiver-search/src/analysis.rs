@@ -209,7 +209,8 @@ mod tests {
         );
         assert_eq!(terms("beautifulsoup4"), ["beautifulsoup4", "beautifulsoup"]);
         assert_eq!(terms("@types/node"), ["types", "node"]);
-        assert_eq!(terms("base64"), ["base64"]);
+        assert_eq!(terms("base64"), ["base64", "base"]);
+        assert_eq!(terms("s3"), ["s3"]);
     }
 
     #[test]
@@ -218,7 +219,10 @@ mod tests {
         assert_eq!(joined("scikit learn"), "scikitlearn");
         assert_eq!(joined("@types/node"), "typesnode");
         assert_eq!(pep503("Django_REST..framework"), "django-rest-framework");
-        assert_eq!(query_words("Python client for elasticsearch"), ["python", "client", "for", "elasticsearch"]);
+        assert_eq!(
+            query_words("Python client for elasticsearch"),
+            ["python", "client", "for", "elasticsearch"]
+        );
     }
 
     #[test]

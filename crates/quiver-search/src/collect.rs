@@ -119,13 +119,21 @@ pub struct HitCollector {
     pub scoring: bool,
 }
 
+/// popularity^exponent for popularity 0, 1/1024, .. 1 (floored at 0.01).
+fn pop_table(exponent: f32) -> Vec<f64> {
+    (0..=1024)
+        .map(|i| (f64::from(i) / 1024.0).max(0.01).powf(f64::from(exponent)))
+        .collect()
+}
+
 pub struct HitSegmentCollector {
     segment: u32,
     filter: Arc<Filter>,
     sort: Sort,
     window: usize,
     pop_weight: f32,
-    pop_exponent: f64,
+    /// popularity^exponent, tabulated per 1/1024.
+    pop_pow: Arc<Vec<f64>>,
     flags: Arc<dyn ColumnValues<u64>>,
     pop: Arc<dyn ColumnValues<f64>>,
     updated: Option<Arc<dyn ColumnValues<i64>>>,
@@ -157,6 +165,10 @@ impl Collector for HitCollector {
     type Child = HitSegmentCollector;
 
     fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        let pop_pow = Arc::new(match self.sort {
+            Sort::Relevance => pop_table(self.pop_exponent),
+            _ => vec![],
+        });
         let ff = reader.fast_fields();
         let flags = ff.u64(schema::F_FLAGS)?.first_or_default_col(0);
         let pop = ff.f64(schema::F_POPULARITY)?.first_or_default_col(0.0);
@@ -214,7 +226,7 @@ impl Collector for HitCollector {
             sort: self.sort,
             window: self.window,
             pop_weight: self.pop_weight,
-            pop_exponent: f64::from(self.pop_exponent),
+            pop_pow,
             flags,
             pop,
             updated,
@@ -364,7 +376,7 @@ impl SegmentCollector for HitSegmentCollector {
         let pop = self.pop.get_val(doc);
         let (key, tie) = match self.sort {
             Sort::Relevance => (
-                f64::from(score) * pop.max(0.01).powf(self.pop_exponent)
+                f64::from(score) * self.pop_pow[(pop.clamp(0.0, 1.0) * 1024.0) as usize]
                     + f64::from(self.pop_weight) * pop,
                 pop,
             ),

@@ -46,7 +46,11 @@ pub struct ExpandQuery {
 
 impl fmt::Debug for ExpandQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Expand({:?}, {:?}, {:?})", self.field, self.text, self.expansion)
+        write!(
+            f,
+            "Expand({:?}, {:?}, {:?})",
+            self.field, self.text, self.expansion
+        )
     }
 }
 
@@ -126,19 +130,20 @@ impl ExpandQuery {
         let dict = inverted.terms();
         let text = self.text.as_bytes();
         let mut out: Vec<(DocId, Score)> = Vec::new();
-        let mut push_term = |ti: &tantivy::postings::TermInfo, score: Score| -> tantivy::Result<()> {
-            let mut postings =
-                inverted.read_block_postings_from_terminfo(ti, IndexRecordOption::Basic)?;
-            loop {
-                let docs = postings.docs();
-                if docs.is_empty() {
-                    break;
+        let mut push_term =
+            |ti: &tantivy::postings::TermInfo, score: Score| -> tantivy::Result<()> {
+                let mut postings =
+                    inverted.read_block_postings_from_terminfo(ti, IndexRecordOption::Basic)?;
+                loop {
+                    let docs = postings.docs();
+                    if docs.is_empty() {
+                        break;
+                    }
+                    out.extend(docs.iter().map(|d| (*d, score)));
+                    postings.advance();
                 }
-                out.extend(docs.iter().map(|d| (*d, score)));
-                postings.advance();
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         match self.expansion {
             Expansion::Prefix {
                 max_extra,

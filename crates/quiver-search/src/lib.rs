@@ -221,13 +221,13 @@ pub const MAX_WINDOW: usize = 1000;
 
 /// Bumped when the schema or the analysis changes: an index of another version is
 /// rebuilt from the feed.
-const INDEX_VERSION: u32 = 1;
+const INDEX_VERSION: u32 = 2;
 /// Feed events read per batch.
 const FEED_BATCH: usize = 20_000;
 /// A backlog above this is a bulk load (big writer, rare commits).
 const BULK_THRESHOLD: i64 = 50_000;
 /// In a bulk load, commit (and so persist progress) every this many events.
-const BULK_COMMIT_EVERY: u64 = 600_000;
+const BULK_COMMIT_EVERY: u64 = 4_000_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CommitPayload {
@@ -275,8 +275,7 @@ impl SearchIndex {
                 for e in std::fs::read_dir(dir).context("listing the index directory")? {
                     let p = e.context("listing the index directory")?.path();
                     if p.is_file() {
-                        std::fs::remove_file(&p)
-                            .context(format!("removing {}", p.display()))?;
+                        std::fs::remove_file(&p).context(format!("removing {}", p.display()))?;
                     }
                 }
             }
@@ -333,7 +332,7 @@ impl SearchIndex {
         }
         let bulk = head - start > BULK_THRESHOLD;
         let (threads, budget) = if bulk {
-            (2, 2 * 400_000_000)
+            (2, 2 * 300_000_000)
         } else {
             (1, 50_000_000)
         };
@@ -349,41 +348,63 @@ impl SearchIndex {
         let mut pos = start;
         let mut applied = 0u64;
         let mut since_commit = 0u64;
+        let started = std::time::Instant::now();
+        let mut index_time = std::time::Duration::ZERO;
+        // A two-stage pipeline: while batch N is indexed, the entries of batch N+1 and
+        // the events of batch N+2 are read from the store.
         let result: Result<()> = async {
-            loop {
-                let events = store.feed_since(pos, FEED_BATCH).await?;
-                let Some(last) = events.last() else { break };
+            let mut cur_events = store.feed_since(pos, FEED_BATCH).await?;
+            let mut cur_entries = fetch_entries(store, &cur_events).await?;
+            let mut next_events = match cur_events.last() {
+                Some(l) => store.feed_since(l.seq, FEED_BATCH).await?,
+                None => vec![],
+            };
+            while let Some(last) = cur_events.last() {
                 let last_seq = last.seq;
-                let mut ids: Vec<i64> = events.iter().filter_map(|e| e.entry_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let entries = if ids.is_empty() {
-                    vec![]
-                } else {
-                    store.get_entries_by_id(&ids).await?
-                };
-                blocking(|| -> Result<()> {
-                    for id in &ids {
-                        if !fresh || added.contains(id) {
-                            writer.delete_term(Term::from_field_i64(self.fields.id, *id));
+                let after_next = next_events.last().map(|e| e.seq);
+                let fetch = async {
+                    tokio::join!(fetch_entries(store, &next_events), async {
+                        match after_next {
+                            Some(s) => store.feed_since(s, FEED_BATCH).await,
+                            None => Ok(vec![]),
                         }
-                    }
-                    for e in &entries {
-                        if schema::indexable(e) {
-                            writer
-                                .add_document(schema::document(&self.fields, e))
-                                .context("indexing an entry")?;
-                            if fresh {
-                                added.insert(e.id);
+                    })
+                };
+                let index = async {
+                    blocking(|| -> Result<()> {
+                        let t = std::time::Instant::now();
+                        let mut ids: Vec<i64> =
+                            cur_events.iter().filter_map(|e| e.entry_id).collect();
+                        ids.sort_unstable();
+                        ids.dedup();
+                        for id in &ids {
+                            if !fresh || added.contains(id) {
+                                writer.delete_term(Term::from_field_i64(self.fields.id, *id));
                             }
                         }
-                    }
-                    Ok(())
-                })?;
+                        for e in &cur_entries {
+                            if schema::indexable(e) {
+                                writer
+                                    .add_document(schema::document(&self.fields, e))
+                                    .context("indexing an entry")?;
+                                if fresh {
+                                    added.insert(e.id);
+                                }
+                            }
+                        }
+                        index_time += t.elapsed();
+                        Ok(())
+                    })
+                };
+                let ((entries, events), indexed) = tokio::join!(fetch, index);
+                indexed?;
                 pos = last_seq;
-                applied += events.len() as u64;
-                since_commit += events.len() as u64;
-                if bulk && since_commit >= BULK_COMMIT_EVERY && pos < head {
+                applied += cur_events.len() as u64;
+                since_commit += cur_events.len() as u64;
+                cur_events = std::mem::take(&mut next_events);
+                cur_entries = entries?;
+                next_events = events?;
+                if bulk && since_commit >= BULK_COMMIT_EVERY && !cur_events.is_empty() {
                     blocking(|| self.commit(&mut writer, pos))?;
                     since_commit = 0;
                 }
@@ -396,6 +417,7 @@ impl SearchIndex {
             let _ = writer.rollback();
             return Err(e);
         }
+        let before_commit = started.elapsed();
         blocking(|| -> Result<()> {
             self.commit(&mut writer, pos)?;
             writer
@@ -403,6 +425,14 @@ impl SearchIndex {
                 .context("merging index segments")?;
             self.reader.reload().context("reloading the index reader")
         })?;
+        tracing::info!(
+            events = applied,
+            position = pos,
+            feeding_ms = before_commit.as_millis() as u64,
+            adding_ms = index_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "search index caught up"
+        );
         Ok(CatchUp {
             applied_events: applied,
             position: pos,
@@ -448,6 +478,20 @@ impl SearchIndex {
             segments: searcher.segment_readers().len() as u64,
         }
     }
+}
+
+/// The entries touched by `events` (deleted ones are absent).
+async fn fetch_entries(
+    store: &dyn quiver_store::Store,
+    events: &[quiver_model::FeedEvent],
+) -> Result<Vec<quiver_model::Entry>> {
+    let mut ids: Vec<i64> = events.iter().filter_map(|e| e.entry_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    store.get_entries_by_id(&ids).await
 }
 
 /// Run CPU-heavy or blocking work from async code: on a multi-threaded runtime the

@@ -82,7 +82,9 @@ pub fn parse_set(text: &str) -> Result<Vec<RelevanceCase>> {
         }
         let bad = |why: &str| Error::invalid("relevance set", format!("line {}: {why}", i + 1));
         if cols.len() < 3 {
-            return Err(bad("expected 3 tab-separated columns: query, expected, class"));
+            return Err(bad(
+                "expected 3 tab-separated columns: query, expected, class",
+            ));
         }
         let mut expected = Vec::new();
         for e in cols[1].split('|').map(str::trim).filter(|e| !e.is_empty()) {
@@ -152,7 +154,11 @@ where
                 class: c.class.clone(),
                 expected: c.expected.iter().map(|(a, b)| format!("{a}/{b}")).collect(),
                 rank,
-                got: got.iter().take(5).map(|(a, b)| format!("{a}/{b}")).collect(),
+                got: got
+                    .iter()
+                    .take(5)
+                    .map(|(a, b)| format!("{a}/{b}"))
+                    .collect(),
             });
         }
     }

@@ -191,11 +191,16 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
     }
     d.add_text(f.name_sort, &lower);
     d.add_text(f.description, &e.description);
-    for k in e.keywords.iter().chain(e.tags.iter()).chain(e.category.iter()) {
+    for k in e
+        .keywords
+        .iter()
+        .chain(e.tags.iter())
+        .chain(e.category.iter())
+    {
         d.add_text(f.keywords, k);
     }
     d.add_f64(f.popularity, e.popularity.score.clamp(0.0, 1.0));
-    d.add_i64(f.updated, e.updated_at.as_second());
+    d.add_i64(f.updated, e.updated_at.as_millisecond());
     let payload = Payload {
         id: e.id,
         kind: e.kind,

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use quiver_model::{Context, Error, Kind, Result, Status};
 use serde::{Deserialize, Serialize};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query,
-    TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
@@ -18,8 +17,8 @@ use crate::collect::{FacetCounts, Filter, Fruit, HitCollector};
 use crate::expand::{ExpandQuery, Expansion};
 use crate::schema::{Fields, Payload};
 use crate::{
-    decode_cursor, encode_cursor, FacetCount, Facets, Hit, SearchIndex, SearchQuery,
-    SearchResults, Sort, DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW,
+    decode_cursor, encode_cursor, FacetCount, Facets, Hit, SearchIndex, SearchQuery, SearchResults,
+    Sort, DEFAULT_LIMIT, MAX_LIMIT, MAX_WINDOW,
 };
 
 /// The ranking weights. Scores of the parts add up; popularity (0..1) is multiplied by
@@ -301,7 +300,10 @@ impl Planner<'_> {
             };
             clauses.push((
                 Occur::Should,
-                boxed_const(term_q(f.name_joined, &p.joined, IndexRecordOption::Basic), w),
+                boxed_const(
+                    term_q(f.name_joined, &p.joined, IndexRecordOption::Basic),
+                    w,
+                ),
             ));
             if expand.prefix && p.joined.len() >= 3 && p.words.len() <= 4 && r.prefix > 0.0 {
                 clauses.push((
@@ -428,13 +430,15 @@ fn osa_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -554,7 +558,10 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
     let mut plan = None;
     let fruit: Fruit = if text.is_empty() {
         searcher
-            .search(&*browse_query(&ix.fields, q), &collector(q.sort, window, false))
+            .search(
+                &*browse_query(&ix.fields, q),
+                &collector(q.sort, window, false),
+            )
             .context("searching")?
     } else {
         let p = planner.plan(text);
@@ -608,9 +615,7 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         });
     }
     let next = offset + hits.len();
-    let next_cursor = (!hits.is_empty()
-        && (next as u64) < fruit.total
-        && next < MAX_WINDOW)
+    let next_cursor = (!hits.is_empty() && (next as u64) < fruit.total && next < MAX_WINDOW)
         .then(|| encode_cursor(next));
     let suggestion = match (&plan, fruit.total) {
         (Some(p), 0) => suggest(&planner, p, &filter)?,
@@ -693,7 +698,11 @@ mod tests {
     #[test]
     fn highlights_stems() {
         let mut en = analysis::english();
-        let h = highlight(&mut en, "Fast <YAML> parsers & emitters", &["yaml".into(), "parser".into()]);
+        let h = highlight(
+            &mut en,
+            "Fast <YAML> parsers & emitters",
+            &["yaml".into(), "parser".into()],
+        );
         assert_eq!(
             h.as_deref(),
             Some("Fast &lt;<mark>YAML</mark>&gt; <mark>parsers</mark> &amp; emitters")

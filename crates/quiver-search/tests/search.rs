@@ -52,17 +52,42 @@ async fn fixture(entries: Vec<NewEntry>) -> Fixture {
 fn packages() -> Vec<NewEntry> {
     vec![
         entry("pypi", "requests", "Python HTTP for Humans.", 0.9),
-        entry("pypi", "requests-oauthlib", "OAuthlib authentication support for Requests.", 0.7),
+        entry(
+            "pypi",
+            "requests-oauthlib",
+            "OAuthlib authentication support for Requests.",
+            0.7,
+        ),
         entry("pypi", "Django", "A high-level Python web framework.", 0.8),
-        entry("pypi", "scikit-learn", "A set of python modules for machine learning", 0.8),
+        entry(
+            "pypi",
+            "scikit-learn",
+            "A set of python modules for machine learning",
+            0.8,
+        ),
         entry("pypi", "beautifulsoup4", "Screen-scraping library", 0.8),
         entry("pypi", "PyYAML", "YAML parser and emitter for Python", 0.85),
-        entry("pypi", "elasticsearch", "Python client for Elasticsearch", 0.7),
-        entry("npm", "express", "Fast, unopinionated, minimalist web framework", 0.9),
+        entry(
+            "pypi",
+            "elasticsearch",
+            "Python client for Elasticsearch",
+            0.7,
+        ),
+        entry(
+            "npm",
+            "express",
+            "Fast, unopinionated, minimalist web framework",
+            0.9,
+        ),
         entry("npm", "expresss", "temp test", 0.3),
         entry("npm", "chalk", "Terminal string styling done right", 0.92),
         entry("npm", "js-yaml", "YAML 1.2 parser and serializer", 0.9),
-        entry("npm", "@types/node", "TypeScript definitions for node", 0.95),
+        entry(
+            "npm",
+            "@types/node",
+            "TypeScript definitions for node",
+            0.95,
+        ),
         entry("npm", "left-pad", "String left pad", 0.5),
     ]
 }
@@ -86,7 +111,12 @@ async fn finds_names_exactly_split_prefixed_and_misspelt() {
     assert_eq!(top(ix, "django")[0], "pypi/Django");
     assert_eq!(top(ix, "@types/node")[0], "npm/@types/node");
     // split / joined
-    for q in ["scikit learn", "scikitlearn", "scikit-learn", "Scikit_Learn"] {
+    for q in [
+        "scikit learn",
+        "scikitlearn",
+        "scikit-learn",
+        "Scikit_Learn",
+    ] {
         assert_eq!(top(ix, q)[0], "pypi/scikit-learn", "{q}");
     }
     // prefix
@@ -99,7 +129,10 @@ async fn finds_names_exactly_split_prefixed_and_misspelt() {
     assert!(ex.iter().take(2).any(|n| n == "npm/express"), "{ex:?}");
     // descriptive
     assert_eq!(top(ix, "terminal string styling")[0], "npm/chalk");
-    assert_eq!(top(ix, "python client for elasticsearch")[0], "pypi/elasticsearch");
+    assert_eq!(
+        top(ix, "python client for elasticsearch")[0],
+        "pypi/elasticsearch"
+    );
     let yaml = top(ix, "yaml parser");
     assert!(yaml[..2].contains(&"pypi/PyYAML".to_string()), "{yaml:?}");
     assert!(yaml[..2].contains(&"npm/js-yaml".to_string()), "{yaml:?}");
@@ -114,7 +147,12 @@ async fn private_and_unlisted_never_leak() {
     private.visibility = Some(Visibility::Private);
     private.kind = Kind::Tool;
     private.name = "secretYaml".into();
-    let mut unlisted = entry("pypi", "hidden-yaml", "YAML parser nobody should list", 0.99);
+    let mut unlisted = entry(
+        "pypi",
+        "hidden-yaml",
+        "YAML parser nobody should list",
+        0.99,
+    );
     unlisted.visibility = Some(Visibility::Unlisted);
     es.push(private);
     es.push(unlisted);
@@ -128,21 +166,38 @@ async fn private_and_unlisted_never_leak() {
         })
         .unwrap();
     let n = names(&anon);
-    assert!(!n.iter().any(|x| x.contains("secret") || x.contains("hidden")), "{n:?}");
+    assert!(
+        !n.iter()
+            .any(|x| x.contains("secret") || x.contains("hidden")),
+        "{n:?}"
+    );
     assert_eq!(anon.total, 2);
     let facets = anon.facets.unwrap();
     assert!(!facets.namespace.iter().any(|c| c.value == "acme"));
     assert!(!facets.kind.iter().any(|c| c.value == "tool"));
-    assert_eq!(facets.kind, vec![quiver_search::FacetCount { value: "package".into(), count: 2 }]);
+    assert_eq!(
+        facets.kind,
+        vec![quiver_search::FacetCount {
+            value: "package".into(),
+            count: 2
+        }]
+    );
 
     // A typo of the private name suggests nothing private to an anonymous caller.
     let r = ix.search(&SearchQuery::text("secretyamk")).unwrap();
     assert_eq!(r.total, 0);
     assert_eq!(r.suggestion, None);
     // Browsing everything does not show them either.
-    let all = ix.search(&SearchQuery { limit: 100, ..SearchQuery::default() }).unwrap();
+    let all = ix
+        .search(&SearchQuery {
+            limit: 100,
+            ..SearchQuery::default()
+        })
+        .unwrap();
     assert_eq!(all.total, 13);
-    assert!(!names(&all).iter().any(|x| x.contains("secret") || x.contains("hidden")));
+    assert!(!names(&all)
+        .iter()
+        .any(|x| x.contains("secret") || x.contains("hidden")));
 
     // With rights on the namespace, the private entry appears (the unlisted one never).
     let member = ix
@@ -154,7 +209,12 @@ async fn private_and_unlisted_never_leak() {
         .unwrap();
     assert_eq!(names(&member)[0], "acme/secretYaml");
     assert_eq!(member.total, 3);
-    assert!(member.facets.unwrap().namespace.iter().any(|c| c.value == "acme" && c.count == 1));
+    assert!(member
+        .facets
+        .unwrap()
+        .namespace
+        .iter()
+        .any(|c| c.value == "acme" && c.count == 1));
     let r = ix
         .search(&SearchQuery {
             private_namespaces: vec!["acme".into()],
@@ -232,7 +292,11 @@ async fn statuses_default_to_published_and_deprecated() {
     let r = f.index.search(&SearchQuery::text("yaml parser")).unwrap();
     let n = names(&r);
     assert!(n.contains(&"npm/yaml-old".to_string()));
-    assert!(!n.iter().any(|x| x.ends_with("draft") || x.ends_with("archived")), "{n:?}");
+    assert!(
+        !n.iter()
+            .any(|x| x.ends_with("draft") || x.ends_with("archived")),
+        "{n:?}"
+    );
     let r = f
         .index
         .search(&SearchQuery {
@@ -266,8 +330,14 @@ async fn filters_and_sorts() {
     };
     assert_eq!(q(&|q| q.kinds = vec![Kind::Tool]), ["acme/text.yamlParse"]);
     assert_eq!(q(&|q| q.namespaces = vec!["npm".into()]), ["npm/js-yaml"]);
-    assert_eq!(q(&|q| q.categories = vec!["text".into()]), ["acme/text.yamlParse"]);
-    assert_eq!(q(&|q| q.tags = vec!["parsing".into()]), ["acme/text.yamlParse"]);
+    assert_eq!(
+        q(&|q| q.categories = vec!["text".into()]),
+        ["acme/text.yamlParse"]
+    );
+    assert_eq!(
+        q(&|q| q.tags = vec!["parsing".into()]),
+        ["acme/text.yamlParse"]
+    );
     assert!(q(&|q| q.tags = vec!["nope".into()]).is_empty());
     // Filters without text browse.
     let r = ix
@@ -296,7 +366,8 @@ async fn filters_and_sorts() {
     let pop = q(&|q| q.sort = Sort::Popularity);
     assert_eq!(pop[0], "npm/js-yaml");
     assert_eq!(pop.last().unwrap(), "acme/text.yamlParse");
-    // Recent: the last updated first.
+    // Recent: the last updated first (timestamps are in milliseconds).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     f.store
         .update_entry(
             &EntryKey::new(Kind::Package, "pypi", "requests"),
@@ -318,7 +389,10 @@ async fn filters_and_sorts() {
         .unwrap();
     let fc = r.facets.unwrap();
     assert!(fc.tags.iter().any(|c| c.value == "parsing" && c.count == 1));
-    assert!(fc.category.iter().any(|c| c.value == "text" && c.count == 1));
+    assert!(fc
+        .category
+        .iter()
+        .any(|c| c.value == "text" && c.count == 1));
     // Highlights mark the matched words.
     let r = ix
         .search(&SearchQuery {
@@ -335,7 +409,14 @@ async fn filters_and_sorts() {
 #[tokio::test]
 async fn cursor_pages_through_everything_once() {
     let es: Vec<NewEntry> = (0..45)
-        .map(|i| entry("npm", &format!("yaml-thing-{i}"), "a YAML tool", 0.3 + i as f64 / 100.0))
+        .map(|i| {
+            entry(
+                "npm",
+                &format!("yaml-thing-{i}"),
+                "a YAML tool",
+                0.3 + i as f64 / 100.0,
+            )
+        })
         .collect();
     let f = fixture(es).await;
     let mut seen = Vec::new();
@@ -394,7 +475,10 @@ async fn suggestion_when_nothing_matches() {
     }
     let r = f.index.search(&SearchQuery::text("chalkk zzzzzz")).unwrap();
     assert!(r.total > 0 || r.suggestion.is_some());
-    let r = f.index.search(&SearchQuery::text("qqqqqqqqqqqqqq")).unwrap();
+    let r = f
+        .index
+        .search(&SearchQuery::text("qqqqqqqqqqqqqq"))
+        .unwrap();
     assert_eq!((r.total, r.suggestion), (0, None));
 }
 
@@ -409,7 +493,12 @@ async fn crash_before_catch_up_resumes_from_the_committed_position() {
         .await
         .unwrap();
     f.store
-        .create_entry(entry("pypi", "httpx", "The next generation HTTP client.", 0.85))
+        .create_entry(entry(
+            "pypi",
+            "httpx",
+            "The next generation HTTP client.",
+            0.85,
+        ))
         .await
         .unwrap();
     let Fixture {
