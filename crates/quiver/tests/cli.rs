@@ -1,0 +1,170 @@
+//! The `quiver` binary end to end: the README's quick start, client commands, and a
+//! SIGKILL in the middle of writes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quiver");
+
+/// A `quiver serve` child, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("QUIVER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn quiver serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("quiver listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server announces its address");
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL on unix
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quiver(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("QUIVER_LOG", "warn")
+        .output()
+        .expect("run quiver");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_server_answers_client_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--demo"]);
+    let s = ["--server", server.base.as_str()];
+
+    let (ok, out, err) = quiver(&[&["search"], &s[..], &["terminal", "string", "styling"]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("npm/chalk"), "{out}");
+
+    let (ok, out, _) = quiver(&[&["search"], &s[..], &["--json", "ripgrp"]].concat());
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hits"][0]["name"], "ripgrep", "typo forgiven: {v}");
+
+    let (ok, out, _) = quiver(&[&["info"], &s[..], &["package", "npm/@types/node"]].concat());
+    assert!(ok);
+    assert!(out.contains("TypeScript definitions"), "{out}");
+
+    let (ok, out, _) = quiver(&[&["list"], &s[..], &["--kind", "module", "--json"]].concat());
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 5);
+
+    // publish: creates the entry, then the version; a second publish of the same version fails.
+    let file = dir.path().join("tool.json");
+    std::fs::write(
+        &file,
+        json!({
+            "kind": "tool", "namespace": "acme", "name": "text.slugify",
+            "description": "Turn a title into a URL slug", "tags": ["text"],
+            "version": "1.0.0", "manifest": {"input_schema": {"type": "object"}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = quiver(&[&["publish"], &s[..], &[f]].concat());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("published tool acme/text.slugify 1.0.0"), "{out}");
+    let (ok, _, err) = quiver(&[&["publish"], &s[..], &[f]].concat());
+    assert!(!ok);
+    assert!(err.contains("already published") && err.contains("field: version"), "{err}");
+
+    // Errors are sentences, not panics.
+    let (ok, _, err) = quiver(&[&["info"], &s[..], &["tool", "acme/nope"]].concat());
+    assert!(!ok && err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = quiver(&["search", "--server", "http://127.0.0.1:1", "x"]);
+    assert!(!ok && err.contains("could not reach the server"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    let started = Instant::now();
+    // Write as fast as we can and kill the server in the middle of it.
+    for i in 0..200 {
+        let name = format!("crash.tool{i}");
+        let r = http
+            .post(server.url("/api/v1/entries"))
+            .json(&json!({"kind": "tool", "namespace": "acme", "name": name,
+                          "description": format!("pelican number {i}"), "status": "published"}))
+            .send()
+            .await;
+        if matches!(r, Ok(ref r) if r.status() == 201) {
+            acknowledged.push(name);
+        }
+        if i == 120 {
+            break;
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    server.kill9();
+
+    let server = Server::start(dir.path(), &[]);
+    let status = get(&server.url("/api/v1/status")).await;
+    assert_eq!(status["index_lag"], 0, "{status}");
+    assert_eq!(status["store"]["entries"], acknowledged.len(), "{status}");
+    for name in acknowledged.iter().step_by(10) {
+        let r = http
+            .get(server.url(&format!("/api/v1/entries/tool/acme/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name} was acknowledged, so it survives");
+    }
+    let found = get(&server.url("/api/v1/search?q=pelican&limit=1")).await;
+    assert_eq!(found["total"], acknowledged.len(), "the index agrees with the store");
+}
