@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 mod routes;
 
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(|| async {
             error::ApiError {
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
                 ),
             }
         })
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(state)
@@ -70,6 +73,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    metrics::handle();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,0 +1,83 @@
+//! Prometheus metrics at `/metrics`: request counts and latencies by route, and, read at
+//! scrape time, the change feed's head, the index's position and lag, and index size.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ApiResult;
+use crate::AppState;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// The process-wide recorder. Installed once; a second server in the same process (tests)
+/// shares it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .expect("non-empty buckets");
+        match builder.install_recorder() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics shows gauges only");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// Count and time every request by its route template (not its raw path, so names in
+/// paths do not explode the label set).
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("quiver_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("quiver_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
+    let status = state.registry.status().await?;
+    metrics::gauge!("quiver_feed_head").set(status.store.feed_head as f64);
+    metrics::gauge!("quiver_index_position").set(status.index.position as f64);
+    metrics::gauge!("quiver_index_lag_events").set(status.index_lag as f64);
+    metrics::gauge!("quiver_index_docs").set(status.index.docs as f64);
+    metrics::gauge!("quiver_index_size_bytes").set(status.index.size_bytes as f64);
+    metrics::gauge!("quiver_store_entries").set(status.store.entries as f64);
+    if let Some(b) = status.store.size_bytes {
+        metrics::gauge!("quiver_store_size_bytes").set(b as f64);
+    }
+    let mut body = handle().render();
+    if !body.contains("quiver_feed_head") {
+        // No recorder installed in this process: render the gauges by hand.
+        body.push_str(&format!(
+            "quiver_feed_head {}\nquiver_index_position {}\nquiver_index_lag_events {}\n",
+            status.store.feed_head, status.index.position, status.index_lag
+        ));
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response())
+}
