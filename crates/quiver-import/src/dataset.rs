@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use quiver_model::{Kind, NewEntry, NewVersion, Popularity, Status, Visibility};
+use quiver_model::{Error, Kind, NewEntry, NewVersion, Popularity, Status, Visibility};
 use quiver_store::{valid_version, ImportRecord};
 use serde_json::json;
 
@@ -101,8 +101,7 @@ pub fn coerce_version(v: &str) -> Option<String> {
             return None;
         }
         release.push(v[start..i].parse().ok()?);
-        if i < bytes.len() && bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-        {
+        if i < bytes.len() && bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
             i += 1;
         } else {
             break;
@@ -169,6 +168,8 @@ pub struct DatasetReader {
     lines: Box<dyn BufRead + Send>,
     line_no: u64,
     buf: String,
+    /// Set after an unrecoverable read error: the rest of the file is not read.
+    done: bool,
 }
 
 impl DatasetReader {
@@ -189,7 +190,11 @@ impl DatasetReader {
     }
 
     pub fn from_reader(r: Box<dyn Read + Send>) -> Result<Self, String> {
-        let mut lines: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, r));
+        Self::from_bufread(Box::new(BufReader::with_capacity(1 << 20, r)))
+    }
+
+    /// Read from an already buffered source (its first line is the header).
+    pub fn from_bufread(mut lines: Box<dyn BufRead + Send>) -> Result<Self, String> {
         let mut header = String::new();
         lines
             .read_line(&mut header)
@@ -205,6 +210,7 @@ impl DatasetReader {
             lines,
             line_no: 1,
             buf: String::new(),
+            done: false,
         })
     }
 
@@ -212,14 +218,24 @@ impl DatasetReader {
         self.layout
     }
 
-    fn parse(&self, line: &str) -> Result<ImportRecord, String> {
+    /// The 1-based line number of the record last returned.
+    pub fn line(&self) -> u64 {
+        self.line_no
+    }
+
+    fn parse(&self, line: &str) -> Result<ImportRecord, Error> {
         let cols: Vec<&str> = line.split('\t').collect();
         let (name, version, popularity, summary, month) = match (self.layout, cols.as_slice()) {
             (Layout::Pypi, [name, version, month, rank, summary]) => {
                 let rank = if rank.is_empty() {
                     None
                 } else {
-                    Some(rank.parse::<u32>().map_err(|_| format!("rank: '{rank}' is not a number"))?)
+                    Some(rank.parse::<u32>().map_err(|_| {
+                        Error::invalid(
+                            "rank_among_15000_most_downloaded",
+                            format!("'{rank}' is not a number"),
+                        )
+                    })?)
                 };
                 let pop = Popularity {
                     score: popularity_score(pypi_estimated_downloads(rank)),
@@ -229,9 +245,12 @@ impl DatasetReader {
                 (*name, *version, pop, *summary, Some(*month))
             }
             (Layout::Npm, [name, version, downloads, summary]) => {
-                let d = downloads
-                    .parse::<u64>()
-                    .map_err(|_| format!("downloads_a_month: '{downloads}' is not a number"))?;
+                let d = downloads.parse::<u64>().map_err(|_| {
+                    Error::invalid(
+                        "downloads_a_month",
+                        format!("'{downloads}' is not a number"),
+                    )
+                })?;
                 let pop = Popularity {
                     score: popularity_score(d as f64),
                     monthly_downloads: Some(d),
@@ -240,10 +259,13 @@ impl DatasetReader {
                 (*name, *version, pop, *summary, None)
             }
             (_, cols) => {
-                return Err(format!(
-                    "expected {} tab-separated columns, found {}",
-                    if self.layout == Layout::Pypi { 5 } else { 4 },
-                    cols.len()
+                return Err(Error::invalid(
+                    "line",
+                    format!(
+                        "expected {} tab-separated columns, found {}",
+                        if self.layout == Layout::Pypi { 5 } else { 4 },
+                        cols.len()
+                    ),
                 ))
             }
         };
@@ -260,7 +282,7 @@ impl DatasetReader {
             visibility: Some(Visibility::Public),
             popularity: Some(popularity),
         };
-        quiver_model::validate::new_entry(&mut entry).map_err(|e| e.message)?;
+        quiver_model::validate::new_entry(&mut entry)?;
         let version = coerce_version(version).and_then(|sv| {
             let mut manifest = serde_json::Map::new();
             if sv != version {
@@ -308,31 +330,52 @@ impl Iterator for DatasetReader {
     type Item = Result<ImportRecord, Rejected>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         loop {
-            self.buf.clear();
-            match self.lines.read_line(&mut self.buf) {
-                Ok(0) => return None,
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let read = self.lines.read_line(&mut buf);
+            self.line_no += 1;
+            match read {
+                Ok(0) => {
+                    self.buf = buf;
+                    return None;
+                }
                 Ok(_) => {}
                 Err(e) => {
-                    self.line_no += 1;
+                    // Invalid UTF-8 costs only its line (read_line consumed it); any other
+                    // error (truncated gzip, I/O) ends the file.
+                    let fatal = e.kind() != std::io::ErrorKind::InvalidData;
+                    self.done = fatal;
+                    self.buf = buf;
                     return Some(Err(Rejected {
                         line: Some(self.line_no),
                         name: None,
-                        reason: format!("unreadable line: {e}"),
+                        field: None,
+                        reason: if fatal {
+                            format!("read error, stopped reading this file: {e}")
+                        } else {
+                            format!("unreadable line: {e}")
+                        },
                     }));
                 }
             }
-            self.line_no += 1;
-            let line = self.buf.trim_end_matches(['\n', '\r']);
+            let line = buf.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
+                self.buf = buf;
                 continue;
             }
-            let line = line.to_string();
-            return Some(self.parse(&line).map_err(|reason| Rejected {
-                line: Some(self.line_no),
-                name: line.split('\t').next().map(str::to_string),
-                reason,
-            }));
+            let out = self.parse(line).map_err(|e| {
+                Rejected::from_error(
+                    Some(self.line_no),
+                    line.split('\t').next().map(str::to_string),
+                    &e,
+                )
+            });
+            self.buf = buf;
+            return Some(out);
         }
     }
 }
@@ -399,7 +442,10 @@ mod tests {
             .collect();
         let r = recs[0].as_ref().unwrap();
         assert_eq!(r.entry.namespace, "npm");
-        assert_eq!(r.entry.popularity.as_ref().unwrap().monthly_downloads, Some(100));
+        assert_eq!(
+            r.entry.popularity.as_ref().unwrap().monthly_downloads,
+            Some(100)
+        );
         assert!(DatasetReader::from_reader(Box::new("a\tb\n".as_bytes())).is_err());
     }
 }
