@@ -40,7 +40,10 @@ async fn index_catches_up_after_a_crash_between_commit_and_index() {
     {
         let registry = Registry::open(EngineConfig::new(dir.path())).await.unwrap();
         let key = registry
-            .create_entry(Caller::Anonymous, entry("before.crash", "walrus tusk polisher"))
+            .create_entry(
+                Caller::Anonymous,
+                entry("before.crash", "walrus tusk polisher"),
+            )
             .await
             .unwrap()
             .key();
@@ -86,14 +89,21 @@ async fn index_catches_up_after_a_crash_between_commit_and_index() {
             .await
             .unwrap();
         let index = SearchIndex::open(&index_path(dir.path())).unwrap();
-        assert!(index.position() < store.feed_head().await.unwrap(), "the index is behind");
+        assert!(
+            index.position() < store.feed_head().await.unwrap(),
+            "the index is behind"
+        );
         assert_eq!(names(&index, "walrus"), vec!["before.crash"]);
     }
 
     // Restart: the engine catches the index up before it serves.
     let registry = Registry::open(EngineConfig::new(dir.path())).await.unwrap();
     let head = registry.store().feed_head().await.unwrap();
-    assert_eq!(registry.index().position(), head, "neither behind nor ahead");
+    assert_eq!(
+        registry.index().position(),
+        head,
+        "neither behind nor ahead"
+    );
     let mut found = names(registry.index(), "walrus");
     found.sort();
     assert_eq!(found, vec!["after.crash", "before.crash"]);
@@ -123,5 +133,8 @@ async fn the_follower_indexes_writes_from_another_process() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     follower.abort();
-    assert!(seen, "the follower picked up the other process's write from the feed");
+    assert!(
+        seen,
+        "the follower picked up the other process's write from the feed"
+    );
 }

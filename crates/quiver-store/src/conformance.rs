@@ -89,7 +89,11 @@ pub async fn create_and_get(s: &dyn Store) {
         .await
         .unwrap()
         .is_none());
-    let ns = s.get_namespace("tpmjs").await.unwrap().expect("namespace created");
+    let ns = s
+        .get_namespace("tpmjs")
+        .await
+        .unwrap()
+        .expect("namespace created");
     assert_eq!(ns.name, "tpmjs");
 }
 
@@ -146,7 +150,12 @@ pub async fn update_entry(s: &dyn Store) {
         tags: vec!["alpha".into()],
         ..Default::default()
     };
-    assert!(s.list_entries(&filter, None, 10).await.unwrap().items.is_empty());
+    assert!(s
+        .list_entries(&filter, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     let missing = s
         .update_entry(&key(Kind::Skill, "upskill", "nope"), EntryPatch::default())
         .await
@@ -163,8 +172,16 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
         s.publish_version(&k, version(k.kind, v)).await.unwrap();
     }
     let e = s.get_entry(&k).await.unwrap().unwrap();
-    assert_eq!(e.status, Status::Published, "first version publishes a draft");
-    assert_eq!(e.latest_version.as_deref(), Some("1.10.0"), "releases beat pre-releases");
+    assert_eq!(
+        e.status,
+        Status::Published,
+        "first version publishes a draft"
+    );
+    assert_eq!(
+        e.latest_version.as_deref(),
+        Some("1.10.0"),
+        "releases beat pre-releases"
+    );
     let err = s
         .publish_version(&k, version(k.kind, "1.2.0"))
         .await
@@ -184,7 +201,10 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
     assert_eq!(v.sha256.len(), 64);
     assert!(s.get_version(&k, "9.9.9").await.unwrap().is_none());
     let missing = s
-        .publish_version(&key(Kind::Module, "mlld", "nope"), version(Kind::Module, "1.0.0"))
+        .publish_version(
+            &key(Kind::Module, "mlld", "nope"),
+            version(Kind::Module, "1.0.0"),
+        )
         .await
         .unwrap_err();
     assert_eq!(missing.code, ErrorCode::NotFound);
@@ -195,8 +215,12 @@ pub async fn yank_and_unyank(s: &dyn Store) {
     s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "rg"))
         .await
         .unwrap();
-    s.publish_version(&k, version(k.kind, "14.0.0")).await.unwrap();
-    s.publish_version(&k, version(k.kind, "14.1.0")).await.unwrap();
+    s.publish_version(&k, version(k.kind, "14.0.0"))
+        .await
+        .unwrap();
+    s.publish_version(&k, version(k.kind, "14.1.0"))
+        .await
+        .unwrap();
     let v = s
         .set_yanked(&k, "14.1.0", true, Some("broken build".into()))
         .await
@@ -334,7 +358,9 @@ pub async fn feed_records_every_write(s: &dyn Store) {
     )
     .await
     .unwrap();
-    s.publish_version(&k, version(k.kind, "0.1.0")).await.unwrap();
+    s.publish_version(&k, version(k.kind, "0.1.0"))
+        .await
+        .unwrap();
     s.set_yanked(&k, "0.1.0", true, None).await.unwrap();
     let events = s.feed_since(0, 100).await.unwrap();
     let shape: Vec<(FeedEntity, FeedOp)> = events.iter().map(|e| (e.entity, e.op)).collect();
@@ -370,16 +396,26 @@ pub async fn import_is_idempotent(s: &dyn Store) {
         deprecation: None,
         versions: vec![version(Kind::Package, v).into()],
     };
-    let batch = vec![rec("left-pad", "pads", 0.5, "1.0.0"), rec("@types/node", "types", 0.9, "20.1.0")];
+    let batch = vec![
+        rec("left-pad", "pads", 0.5, "1.0.0"),
+        rec("@types/node", "types", 0.9, "20.1.0"),
+    ];
     let count = |outcomes: Vec<ImportOutcome>| {
         let mut c = ImportCounts::default();
         outcomes.iter().for_each(|o| c.add(o));
         (c.created, c.updated, c.unchanged, c.rejected)
     };
-    assert_eq!(count(s.import_batch(batch.clone()).await.unwrap()), (2, 0, 0, 0));
+    assert_eq!(
+        count(s.import_batch(batch.clone()).await.unwrap()),
+        (2, 0, 0, 0)
+    );
     let head = s.feed_head().await.unwrap();
     assert_eq!(count(s.import_batch(batch).await.unwrap()), (0, 0, 2, 0));
-    assert_eq!(s.feed_head().await.unwrap(), head, "unchanged records write no feed");
+    assert_eq!(
+        s.feed_head().await.unwrap(),
+        head,
+        "unchanged records write no feed"
+    );
     let outcomes = s
         .import_batch(vec![
             rec("left-pad", "pads strings", 0.5, "1.0.0"),
@@ -412,7 +448,10 @@ pub async fn import_is_idempotent(s: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(lp.description, "pads strings", "a rejected record writes nothing");
+    assert_eq!(
+        lp.description, "pads strings",
+        "a rejected record writes nothing"
+    );
     let v = s
         .get_version(&key(Kind::Package, "npm", "@types/node"), "20.2.0")
         .await
@@ -424,7 +463,11 @@ pub async fn import_is_idempotent(s: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(e.latest_version.as_deref(), Some("20.1.0"), "20.2.0 is yanked");
+    assert_eq!(
+        e.latest_version.as_deref(),
+        Some("20.1.0"),
+        "20.2.0 is yanked"
+    );
     assert_eq!(e.status, Status::Published);
     assert_eq!(e.popularity.score, 0.9);
     let stats = s.stats().await.unwrap();

@@ -14,11 +14,11 @@
 //!   referenced rows and immutability of versions, and reports each as an engine error.
 
 use async_trait::async_trait;
-use quiver_model::{
-    Deprecation, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion, OwnerKind,
-    Relation, Result, Status, Version, Visibility,
-};
 use quiver_model::validate::SemverVersion;
+use quiver_model::{
+    Deprecation, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion,
+    OwnerKind, Relation, Result, Status, Version, Visibility,
+};
 use serde::{Deserialize, Serialize};
 
 pub mod conformance;

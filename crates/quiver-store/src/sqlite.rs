@@ -16,8 +16,7 @@ use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
     Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
-    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
-    Version, Visibility,
+    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Version, Visibility,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -165,7 +164,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             params![name, now_ms()],
         )
         .context("recording migration")?;
-        tx.commit().context(format!("committing migration {name}"))?;
+        tx.commit()
+            .context(format!("committing migration {name}"))?;
         tracing::info!(migration = name, "applied migration");
     }
     Ok(())
@@ -198,7 +198,15 @@ fn feed(
     tx.prepare_cached(
         "INSERT INTO feed (entity, entity_id, entry_id, op, at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| s.execute(params![entity.as_str(), entity_id, entry_id, op.as_str(), now_ms()]))
+    .and_then(|mut s| {
+        s.execute(params![
+            entity.as_str(),
+            entity_id,
+            entry_id,
+            op.as_str(),
+            now_ms()
+        ])
+    })
     .context("appending to the change feed")?;
     Ok(())
 }
@@ -239,7 +247,10 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         keywords: json_col(&keywords)?,
         status: parse_enum(r.get(9)?)?,
         visibility: parse_enum(r.get(10)?)?,
-        deprecation: deprecation.as_deref().map(json_col::<Deprecation>).transpose()?,
+        deprecation: deprecation
+            .as_deref()
+            .map(json_col::<Deprecation>)
+            .transpose()?,
         popularity: Popularity {
             score: r.get(12)?,
             monthly_downloads: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
@@ -274,8 +285,11 @@ fn get_entry_conn(conn: &Connection, key: &EntryKey) -> Result<Option<Entry>> {
         "SELECT {ENTRY_COLS} FROM entries WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3"
     ))
     .and_then(|mut s| {
-        s.query_row(params![key.kind.as_str(), key.namespace, nk], entry_from_row)
-            .optional()
+        s.query_row(
+            params![key.kind.as_str(), key.namespace, nk],
+            entry_from_row,
+        )
+        .optional()
     })
     .context("reading an entry")
 }
@@ -311,7 +325,13 @@ fn ensure_namespace_tx(tx: &Transaction<'_>, name: &str, owner: OwnerKind) -> Re
         .and_then(|mut s| s.execute(params![name, owner.as_str(), now_ms()]))
         .context("creating a namespace")?;
     if inserted > 0 {
-        feed(tx, FeedEntity::Namespace, tx.last_insert_rowid(), None, FeedOp::Create)?;
+        feed(
+            tx,
+            FeedEntity::Namespace,
+            tx.last_insert_rowid(),
+            None,
+            FeedOp::Create,
+        )?;
     }
     Ok(())
 }
@@ -495,7 +515,11 @@ impl ImportedFields {
             tags: serde_json::to_string(&e.tags).unwrap_or_default(),
             keywords: serde_json::to_string(&e.keywords).unwrap_or_default(),
             status: e.status.unwrap_or(Status::Published).as_str().to_string(),
-            visibility: e.visibility.unwrap_or(Visibility::Public).as_str().to_string(),
+            visibility: e
+                .visibility
+                .unwrap_or(Visibility::Public)
+                .as_str()
+                .to_string(),
             deprecation: rec
                 .deprecation
                 .as_ref()
@@ -635,7 +659,11 @@ fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome>
                 versions_changed = true;
             }
             Some((vid, yanked, reason)) => {
-                let want_reason = if v.yanked { v.yank_reason.clone() } else { None };
+                let want_reason = if v.yanked {
+                    v.yank_reason.clone()
+                } else {
+                    None
+                };
                 if yanked != v.yanked || reason != want_reason {
                     set_yank_row(tx, vid, v.yanked, want_reason)?;
                     feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
@@ -655,7 +683,12 @@ fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome>
     })
 }
 
-fn set_yank_row(tx: &Transaction<'_>, vid: i64, yanked: bool, reason: Option<String>) -> Result<()> {
+fn set_yank_row(
+    tx: &Transaction<'_>,
+    vid: i64,
+    yanked: bool,
+    reason: Option<String>,
+) -> Result<()> {
     tx.prepare_cached("UPDATE versions SET yanked = ?1, yank_reason = ?2 WHERE id = ?3")
         .and_then(|mut s| s.execute(params![yanked, reason, vid]))
         .context("yanking a version")?;
@@ -921,7 +954,10 @@ impl Store for SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
             ))
-            .and_then(|mut s| s.query_row(params![id, version], version_from_row).optional())
+            .and_then(|mut s| {
+                s.query_row(params![id, version], version_from_row)
+                    .optional()
+            })
             .context("reading a version")
         })
         .await
