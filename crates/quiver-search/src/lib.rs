@@ -23,7 +23,9 @@
 //! plus the PEP 503 form for PyPI), `name_joined` (letters and digits only, so
 //! `scikit-learn`, `scikit learn` and `scikitlearn` meet; prefix and fuzzy matching run
 //! on this field), and `name_tokens` (words split on separators and camelCase).
-//! Descriptions and keywords/tags use an English analyzer with stop words and stemming.
+//! `description` is the searchable text: the name words, keywords, tags and the
+//! description, through an English analyzer (stop words, stemming), so that each query
+//! word is a single term lookup. `keywords` (keywords, tags, category) is a booster.
 //! Kind, status, namespace, category and tags are raw terms and fast columns; a packed
 //! `flags` column (status, kind, private bit), `popularity` and `updated` are fast
 //! values; everything a hit shows is one stored JSON payload, so search never reads the
@@ -35,20 +37,27 @@
 //! [`SearchQuery::private_namespaces`]. Hits, totals, facet counts and suggestions all go
 //! through that same collector, so none of them can leak a private entry.
 //!
-//! **Ranking.** One boolean query, summed scores, plus popularity:
+//! **Ranking.** One boolean query whose clause scores add up, then popularity:
 //! - exact name (`name_exact`) and joined name (`name_joined`) matches carry large
 //!   constant scores, so typing a name finds it first;
-//! - joined-name prefix (`beautifulsoup` -> `beautifulsoup4`) a smaller constant;
+//! - joined-name prefix completions (`beautifulsoup` -> `beautifulsoup4`), scored higher
+//!   for short completions, bounded in length so short prefixes stay cheap;
 //! - Levenshtein matching on the joined name (distance 0 for <= 4 chars, 1 for 5-8,
-//!   2 beyond, transpositions cost 1) only when no popular exact name exists, and per word
-//!   only when the word is (almost) unknown to the index: fuzzy automata are the most
-//!   expensive part, so they run only when exact and prefix matching are weak;
-//! - text: every query word must match (AND) in the name words, description or keywords
-//!   (BM25, names boosted); when no document matches all words the query falls back to
-//!   OR. A conjunctive candidate set keeps scoring off the 100K-document posting lists of
-//!   common words;
-//! - popularity (0..1, normalized across ecosystems) is added with a weight to the final
-//!   score in the collector, so generic queries surface what people use.
+//!   2 beyond, transpositions cost 1, first letter fixed; see `expand`) and per word for
+//!   words (almost) unknown to the index. Prefix and fuzzy expansion are skipped when a
+//!   visible, popular package has exactly the joined name (`django`): they are the
+//!   costly part and add nothing then, while `expresss` (an unused package) still leads
+//!   to `express`;
+//! - text: every query word must be in `description` (AND, BM25), with the word among
+//!   the name words and keywords as optional boosts; when no document holds all words
+//!   the query falls back to OR. The conjunction is an intersection of plain posting
+//!   lists driven by the rarest word, so common words ("python") are never scored
+//!   exhaustively on their own;
+//! - popularity `p` (0..1, normalized across ecosystems) blends in the collector:
+//!   `score * p^4 + 20 * p`. The multiplicative part makes a used package that matches
+//!   well beat an unused one that matches slightly better (the registry is full of
+//!   squatted and abandoned names such as `http-client`, `orm`, `matplot`); the additive
+//!   part orders weak matches by use.
 //!
 //! Weights live in [`Ranking`]; `relevance/queries.tsv` with [`relevance::evaluate`] is
 //! the yardstick they were tuned on.
@@ -221,7 +230,7 @@ pub const MAX_WINDOW: usize = 1000;
 
 /// Bumped when the schema or the analysis changes: an index of another version is
 /// rebuilt from the feed.
-const INDEX_VERSION: u32 = 2;
+const INDEX_VERSION: u32 = 3;
 /// Feed events read per batch.
 const FEED_BATCH: usize = 20_000;
 /// A backlog above this is a bulk load (big writer, rare commits).

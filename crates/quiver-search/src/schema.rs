@@ -8,7 +8,7 @@ use tantivy::schema::{
 };
 use tantivy::TantivyDocument;
 
-use crate::analysis::{joined, pep503, EN_TOKENIZER, NAME_TOKENIZER};
+use crate::analysis::{joined, name_index_tokens, pep503, EN_TOKENIZER, NAME_TOKENIZER};
 
 pub const F_ID: &str = "id";
 pub const F_FLAGS: &str = "flags";
@@ -190,7 +190,26 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
         }
     }
     d.add_text(f.name_sort, &lower);
-    d.add_text(f.description, &e.description);
+    // `description` is the searchable text: the name words, the keywords and the
+    // description, so that every query word is one term lookup in one field.
+    let mut text = String::with_capacity(e.description.len() + 64);
+    for name in std::iter::once(&e.name).chain(e.display_name.iter()) {
+        for (_, _, t) in name_index_tokens(name) {
+            text.push_str(&t);
+            text.push(' ');
+        }
+    }
+    for k in e
+        .keywords
+        .iter()
+        .chain(e.tags.iter())
+        .chain(e.category.iter())
+    {
+        text.push_str(k);
+        text.push_str(" ; ");
+    }
+    text.push_str(&e.description);
+    d.add_text(f.description, &text);
     for k in e
         .keywords
         .iter()

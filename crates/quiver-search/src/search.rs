@@ -65,11 +65,11 @@ impl Default for Ranking {
             prefix: 8.0,
             fuzzy: 10.0,
             fuzzy_word: 4.0,
-            name_boost: 2.0,
+            name_boost: 0.5,
             description_boost: 1.0,
             keywords_boost: 1.0,
             popularity: 20.0,
-            popularity_exponent: 3.0,
+            popularity_exponent: 4.0,
             max_distance: 2,
             expand_below_popularity: 0.6,
             unknown_df: 3,
@@ -153,69 +153,65 @@ impl Planner<'_> {
         }
     }
 
-    /// The clause for one query word: its name words, description and keywords.
-    fn word_clause(&self, w: &str, stem: Option<&str>) -> Box<dyn Query> {
+    /// The clauses for one query word: what a document must match (the word's stem in
+    /// `description`, which also holds the name words and keywords; a name word for a
+    /// stop word; fuzzy expansions for an unknown word) and the optional boosts (the word
+    /// among the name words, or the keywords).
+    fn word_clause(&self, w: &str, stem: Option<&str>) -> (Box<dyn Query>, Vec<Box<dyn Query>>) {
         let f = self.f;
         let r = &self.r;
-        let mut subs: Vec<(Occur, Box<dyn Query>)> = vec![(
-            Occur::Should,
+        let name_term = || -> Box<dyn Query> {
             Box::new(BoostQuery::new(
                 term_q(f.name_tokens, w, IndexRecordOption::WithFreqs),
                 r.name_boost,
+            ))
+        };
+        let Some(s) = stem else {
+            return (name_term(), vec![]);
+        };
+        let mut required: Vec<Box<dyn Query>> = vec![Box::new(BoostQuery::new(
+            term_q(f.description, s, IndexRecordOption::WithFreqs),
+            r.description_boost,
+        ))];
+        let boosts: Vec<Box<dyn Query>> = vec![
+            name_term(),
+            Box::new(BoostQuery::new(
+                term_q(f.keywords, s, IndexRecordOption::WithFreqs),
+                r.keywords_boost,
             )),
-        )];
-        if let Some(s) = stem {
-            subs.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(
-                    term_q(f.description, s, IndexRecordOption::WithFreqs),
-                    r.description_boost,
-                )),
-            ));
-            subs.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(
-                    term_q(f.keywords, s, IndexRecordOption::WithFreqs),
-                    r.keywords_boost,
-                )),
-            ));
+        ];
+        let d = self.distance(w.chars().count());
+        if d > 0 && r.fuzzy_word > 0.0 && self.df(f.description, s) < r.unknown_df {
+            required.push(Box::new(ExpandQuery {
+                field: f.name_tokens,
+                text: w.to_string(),
+                expansion: Expansion::Fuzzy {
+                    distance: d,
+                    score: r.fuzzy_word,
+                },
+            }));
+            required.push(Box::new(ExpandQuery {
+                field: f.description,
+                text: s.to_string(),
+                expansion: Expansion::Fuzzy {
+                    distance: d,
+                    score: r.fuzzy_word * 0.5,
+                },
+            }));
         }
-        let len = w.chars().count();
-        let d = self.distance(len);
-        if d > 0 && r.fuzzy_word > 0.0 {
-            let df = self.df(f.name_tokens, w)
-                + stem.map_or(0, |s| self.df(f.description, s) + self.df(f.keywords, s));
-            if df < r.unknown_df {
-                subs.push((
-                    Occur::Should,
-                    Box::new(ExpandQuery {
-                        field: f.name_tokens,
-                        text: w.to_string(),
-                        expansion: Expansion::Fuzzy {
-                            distance: d,
-                            score: r.fuzzy_word,
-                        },
-                    }),
-                ));
-                if let Some(s) = stem {
-                    subs.push((
-                        Occur::Should,
-                        Box::new(ExpandQuery {
-                            field: f.description,
-                            text: s.to_string(),
-                            expansion: Expansion::Fuzzy {
-                                distance: d,
-                                score: r.fuzzy_word * 0.5,
-                            },
-                        }),
-                    ));
-                }
-            }
-        }
-        Box::new(BooleanQuery::new(subs))
+        let required: Box<dyn Query> = if required.len() == 1 {
+            required.pop().expect("one clause")
+        } else {
+            Box::new(BooleanQuery::new(
+                required.into_iter().map(|q| (Occur::Should, q)).collect(),
+            ))
+        };
+        (required, boosts)
     }
 
-    /// The text part: every (non stop) word must match (AND), or any (OR).
+    /// The text part: every (non stop) word must match (AND), or any (OR). Required
+    /// clauses are plain term postings, so a conjunction is an intersection driven by
+    /// the rarest word; the name and keyword boosts are only looked up for its results.
     fn text_clause(&self, p: &Plan, mode: Mode) -> Option<Box<dyn Query>> {
         let has_content = p.stems.iter().any(Option::is_some);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -228,12 +224,14 @@ impl Planner<'_> {
                 Mode::And => Occur::Must,
                 Mode::Or => Occur::Should,
             };
-            clauses.push((occur, self.word_clause(w, s.as_deref())));
+            let (required, boosts) = self.word_clause(w, s.as_deref());
+            clauses.push((occur, required));
+            clauses.extend(boosts.into_iter().map(|b| (Occur::Should, b)));
         }
-        match clauses.len() {
-            0 => None,
-            1 => clauses.pop().map(|c| c.1),
-            _ => Some(Box::new(BooleanQuery::new(clauses))),
+        if clauses.is_empty() {
+            None
+        } else {
+            Some(Box::new(BooleanQuery::new(clauses)))
         }
     }
 
