@@ -370,7 +370,9 @@ impl Iterator for DatasetReader {
             let out = self.parse(line).map_err(|e| {
                 Rejected::from_error(
                     Some(self.line_no),
-                    line.split('\t').next().map(str::to_string),
+                    line.split('\t')
+                        .next()
+                        .map(|n| format!("{}/{n}", self.layout.namespace())),
                     &e,
                 )
             });

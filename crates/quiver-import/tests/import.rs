@@ -519,3 +519,60 @@ async fn export_round_trips() {
     assert_eq!(n, 2);
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
 }
+
+/// Signals once the import has read `at` records.
+struct StopAt {
+    at: u64,
+    notify: tokio::sync::Notify,
+}
+
+impl Progress for StopAt {
+    fn advance(&self, records: u64, _bytes: u64) {
+        if records >= self.at {
+            self.notify.notify_one();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_converges_when_re_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..2000)
+        .map(|i| {
+            format!(
+                r#"{{"kind":"package","namespace":"npm","name":"pkg-{i}","versions":[{{"version":"1.0.{i}"}}]}}"#
+            ) + "\n"
+        })
+        .collect();
+    let path = write(dir.path(), "many.jsonl", &text);
+    let opts = ImportOptions {
+        batch_size: 100,
+        ..Default::default()
+    };
+
+    let s = store(dir.path(), "q.db");
+    let stop = StopAt {
+        at: 500,
+        notify: tokio::sync::Notify::new(),
+    };
+    tokio::select! {
+        r = import(&s, vec![Source::new(&path)], opts.clone(), &stop) => {
+            panic!("the import finished before it could be interrupted: {}", r.unwrap())
+        }
+        _ = stop.notify.notified() => {}
+    }
+    // The import future is dropped mid-way; whatever it committed is whole batches.
+    let partial = s.stats().await.unwrap().entries;
+    assert!((500..2000).contains(&partial), "{partial}");
+    assert_eq!(partial % 100, 0, "only whole batches are committed");
+
+    let report = run(&s, &[&path], opts.clone()).await;
+    let t = report.totals;
+    assert_eq!(t.created + t.unchanged, 2000, "{report}");
+    assert!(t.unchanged >= partial, "{report}");
+    assert_eq!(t.rejected, 0);
+
+    let clean = store(dir.path(), "clean.db");
+    run(&clean, &[&path], opts).await;
+    assert_eq!(export_string(&s).await, export_string(&clean).await);
+}
