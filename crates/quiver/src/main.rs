@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
 mod client;
 mod local;
 
@@ -61,6 +62,8 @@ enum Command {
     Search(client::SearchArgs),
     /// List entries on a server.
     List(client::ListArgs),
+    /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and PostgreSQL.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Command::Info(a) => client::info(a).await,
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,
+            Command::Bench(a) => bench::run(a).await,
         }
     });
     match result {

@@ -1,0 +1,1711 @@
+//! `quiver bench`: the benchmark of issue 3 on the 1.1M-package data set, with SQLite FTS5
+//! and PostgreSQL full-text + pg_trgm measured on the same rows and the same queries.
+//!
+//! The run, in order (progress lines go to stderr):
+//! 1. read the rows with the importer's own reader (the peers are fed exactly these) and
+//!    draw a seeded query mix: exact names (popular and random), typos of popular names,
+//!    the relevance set's descriptive/generic queries, and word pairs from summaries;
+//! 2. `quiver import --json` in a child process: wall time to searchable (the import
+//!    builds the index at its end), rate, the child's peak RSS, store and index sizes;
+//! 3. `quiver serve` in a child process: time to `/readyz` 200, then through HTTP on
+//!    loopback with one sequential keep-alive client: exact lookups, the search mix
+//!    (client-side latency and the engine's own `took_us`), then N concurrent clients
+//!    for a fixed time, the server's memory, and the relevance set;
+//! 4. the peers, called in-process (no HTTP, no JSON: this flatters them);
+//! 5. one table side by side, with the pass/fail of the quality bars.
+//!
+//! Child servers are stopped on every exit path (a guard that kills on drop), every wait
+//! has a timeout, and the PostgreSQL schema is dropped also when a step fails.
+
+mod data;
+mod fts5;
+mod http;
+mod pg;
+mod proc;
+mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, ValueEnum};
+use quiver_search::relevance::{self, RelevanceCase, RelevanceReport};
+use serde::{Deserialize, Serialize};
+
+use data::{encode_name, encode_query_value, QClass, Query, Rng, Row};
+use http::Client;
+use proc::ChildGuard;
+use stats::{fmt_bytes, fmt_int, fmt_ms, fmt_ratio, fmt_secs, pct, Lat, LatSummary};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Data set files [default: ../shared/data/pypi.tsv.gz ../shared/data/npm.tsv.gz].
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Take only the first N rows of each file (a quick run).
+    #[arg(long)]
+    pub rows: Option<usize>,
+    /// Work directory [default: a fresh temporary directory].
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Keep what the bench wrote in the work directory (store, index, peer databases).
+    #[arg(long)]
+    pub keep: bool,
+    /// The relevance set.
+    #[arg(long, default_value = "relevance/queries.tsv")]
+    pub relevance: PathBuf,
+    /// Exact lookups to time.
+    #[arg(long, default_value_t = 20_000)]
+    pub lookups: usize,
+    /// Search queries in the mix.
+    #[arg(long, default_value_t = 2_000)]
+    pub queries: usize,
+    /// Concurrent keep-alive clients for the throughput test.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds of the throughput test.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Do not measure the peers.
+    #[arg(long)]
+    pub skip_peers: bool,
+    /// Which peers to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub peers: Vec<PeerKind>,
+    /// PostgreSQL for the PostgreSQL peer (a fresh schema is created and dropped).
+    #[arg(
+        long,
+        env = "QUIVER_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    pub postgres_url: String,
+    /// Also print every figure as JSON on stdout (the table then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the random draws (lookups, query mix).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Longest wait for the import, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub import_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerKind {
+    Sqlite,
+    Postgres,
+}
+
+// ---- progress -------------------------------------------------------------------------
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+/// Set on Ctrl-C: long loops on blocking threads stop early.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        let t = STARTED.get().map_or(0.0, |s| s.elapsed().as_secs_f64());
+        eprintln!("bench [{t:7.1}s] {}", format!($($arg)*));
+    }};
+}
+
+fn cancelled() -> anyhow::Result<()> {
+    if CANCEL.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+// ---- the figures ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    pub files: Vec<PathBuf>,
+    pub rows: u64,
+    pub rows_pypi: u64,
+    pub rows_npm: u64,
+    pub rows_rejected_by_reader: u64,
+    pub queries: usize,
+    pub lookups: usize,
+    pub concurrency: usize,
+    pub duration_secs: f64,
+    pub seed: u64,
+    pub cpus: usize,
+    /// The 1-minute load average when the bench started and when quiver's measures ended:
+    /// above the number of CPUs, other work competed with the bench.
+    pub load_avg_start: f64,
+    pub load_avg_after_quiver: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportFigures {
+    /// Wall time of `quiver import` (store and index) until the process exited.
+    pub secs: f64,
+    pub records: u64,
+    pub created: u64,
+    pub rejected: u64,
+    pub rows_per_sec: f64,
+    /// The import pipeline's own time for the store (from its report).
+    pub store_phase_secs: Option<f64>,
+    /// The index build at the end (from the import's report).
+    pub index_phase_secs: Option<f64>,
+    pub peak_rss_bytes: u64,
+    pub store_bytes: u64,
+    pub index_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassLatency {
+    pub http: LatSummary,
+    pub engine: LatSummary,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadFigures {
+    pub concurrency: usize,
+    pub secs: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub requests_per_sec: f64,
+    pub latency: LatSummary,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuiverFigures {
+    pub import: ImportFigures,
+    pub cold_start_secs: f64,
+    pub lookup: LatSummary,
+    pub lookup_errors: u64,
+    pub lookup_scoped: u64,
+    pub lookup_npm: u64,
+    pub search_http: LatSummary,
+    pub search_engine: LatSummary,
+    pub search_errors: u64,
+    pub search_per_class: BTreeMap<String, ClassLatency>,
+    pub load: LoadFigures,
+    pub serving_peak_rss_bytes: u64,
+    pub serving_rss_bytes: u64,
+    pub relevance: RelevanceReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerFigures {
+    pub peer: String,
+    /// Why the peer was not measured (or stopped).
+    pub skipped: Option<String>,
+    /// Inserting the rows (SQLite: one transaction; PostgreSQL: COPY).
+    pub load_secs: f64,
+    /// Building the indexes after the load (FTS5 optimize; the GIN indexes).
+    pub index_secs: f64,
+    pub disk_bytes: Option<u64>,
+    pub search: LatSummary,
+    pub search_errors: u64,
+    pub search_per_class: BTreeMap<String, LatSummary>,
+    pub relevance: Option<RelevanceReport>,
+}
+
+impl PeerFigures {
+    fn skipped(peer: &str, why: String) -> Self {
+        PeerFigures {
+            peer: peer.into(),
+            skipped: Some(why),
+            ..Default::default()
+        }
+    }
+
+    fn measured(&self) -> bool {
+        self.skipped.is_none()
+    }
+
+    fn total_secs(&self) -> f64 {
+        self.load_secs + self.index_secs
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Could not be judged (a peer was not measured).
+    Unverified,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bar {
+    pub bar: String,
+    pub value: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub setup: Setup,
+    pub quiver: QuiverFigures,
+    pub peers: Vec<PeerFigures>,
+    pub bars: Vec<Bar>,
+}
+
+// ---- the work directory ---------------------------------------------------------------
+
+/// What the bench writes in the work directory (removed at the end unless `--keep`).
+const OWNED: &[&str] = &[
+    "input",
+    "quiver",
+    "import.json",
+    "import.log",
+    "serve.log",
+    "fts5.db",
+    "fts5.db-wal",
+    "fts5.db-shm",
+];
+
+struct Work {
+    dir: PathBuf,
+    temp: Option<tempfile::TempDir>,
+    keep: bool,
+}
+
+impl Work {
+    fn new(a: &BenchArgs) -> anyhow::Result<Work> {
+        match &a.work {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("creating the work directory {}", d.display()))?;
+                let w = Work {
+                    dir: d.clone(),
+                    temp: None,
+                    keep: a.keep,
+                };
+                // A previous run's store would turn the import into a no-op.
+                w.remove_owned();
+                Ok(w)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("quiver-bench-").tempdir()?;
+                Ok(Work {
+                    dir: t.path().to_path_buf(),
+                    temp: Some(t),
+                    keep: a.keep,
+                })
+            }
+        }
+    }
+
+    fn remove_owned(&self) {
+        for name in OWNED {
+            let p = self.dir.join(name);
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(&p);
+            } else if p.exists() {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+
+    fn finish(self) {
+        if self.keep {
+            let dir = match self.temp {
+                Some(t) => t.keep(),
+                None => self.dir,
+            };
+            progress!("kept the work directory {}", dir.display());
+        } else if self.temp.is_none() {
+            self.remove_owned();
+        }
+        // A TempDir removes itself when dropped.
+    }
+}
+
+// ---- the run --------------------------------------------------------------------------
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    STARTED.get_or_init(Instant::now);
+    let work = Work::new(&a)?;
+    progress!("work directory {}", work.dir.display());
+    let pg_schema: Arc<Mutex<Option<String>>> = Arc::default();
+    let result = tokio::select! {
+        r = bench(&a, &work.dir, pg_schema.clone()) => r,
+        _ = tokio::signal::ctrl_c() => {
+            CANCEL.store(true, Ordering::Relaxed);
+            Err(anyhow!("interrupted"))
+        }
+    };
+    // The bench future is dropped by now: its child processes were stopped.
+    let leftover = pg_schema.lock().map(|mut s| s.take()).unwrap_or(None);
+    if let Some(schema) = leftover {
+        progress!("dropping the PostgreSQL schema {schema}");
+        if let Err(e) = pg::drop_schema(&a.postgres_url, &schema).await {
+            eprintln!("bench: could not drop the PostgreSQL schema {schema}: {e:#}");
+        }
+    }
+    work.finish();
+    result
+}
+
+async fn bench(
+    a: &BenchArgs,
+    work: &Path,
+    pg_schema: Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the quiver binary")?;
+    let files = if a.data.is_empty() {
+        vec![
+            PathBuf::from("../shared/data/pypi.tsv.gz"),
+            PathBuf::from("../shared/data/npm.tsv.gz"),
+        ]
+    } else {
+        a.data.clone()
+    };
+    for f in &files {
+        if !f.is_file() {
+            bail!(
+                "data file {} not found (run from the repository root, or pass --data FILE...)",
+                f.display()
+            );
+        }
+    }
+    let cases = Arc::new(relevance::load_set(&a.relevance)?);
+    if a.concurrency == 0 || a.queries == 0 || a.duration.is_nan() || a.duration <= 0.0 {
+        bail!("--concurrency, --queries and --duration must be positive");
+    }
+
+    // 0. The rows and the queries.
+    let input_files = match a.rows {
+        Some(n) => {
+            let dir = work.join("input");
+            std::fs::create_dir_all(&dir)?;
+            let mut out = Vec::new();
+            for f in &files {
+                out.push(data::truncate_file(f, &dir, n)?);
+            }
+            out
+        }
+        None => files.clone(),
+    };
+    progress!("reading the rows of {}", show_paths(&input_files));
+    let inputs = input_files.clone();
+    let loaded = tokio::task::spawn_blocking(move || data::load_rows(&inputs)).await??;
+    let rows = Arc::new(loaded.rows);
+    if rows.is_empty() {
+        bail!("no rows in {}", show_paths(&input_files));
+    }
+    let rows_npm = rows.iter().filter(|r| r.namespace == "npm").count() as u64;
+    progress!(
+        "{} rows ({} pypi, {} npm), {} rejected by the reader",
+        fmt_int(rows.len() as u64),
+        fmt_int(rows.len() as u64 - rows_npm),
+        fmt_int(rows_npm),
+        fmt_int(loaded.rejected)
+    );
+    let mut rng = Rng::new(a.seed);
+    let mix = Arc::new(data::query_mix(&rows, &cases, a.queries, &mut rng));
+    let warm = Arc::new(data::query_mix(&rows, &cases, 200, &mut Rng::new(!a.seed)));
+    let setup = Setup {
+        files: files.clone(),
+        rows: rows.len() as u64,
+        rows_pypi: rows.len() as u64 - rows_npm,
+        rows_npm,
+        rows_rejected_by_reader: loaded.rejected,
+        queries: mix.len(),
+        lookups: a.lookups,
+        concurrency: a.concurrency,
+        duration_secs: a.duration,
+        seed: a.seed,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_avg_start: load_avg(),
+        load_avg_after_quiver: 0.0,
+    };
+
+    // 1-7. quiver.
+    let import = run_import(&exe, work, &input_files, a.import_timeout).await?;
+    let quiver =
+        measure_quiver(&exe, work, a, &rows, &mix, &warm, &cases, &mut rng, import).await?;
+    let mut setup = setup;
+    setup.load_avg_after_quiver = load_avg();
+
+    // 8. The peers.
+    let mut peers = Vec::new();
+    if !a.skip_peers {
+        let mut kinds = a.peers.clone();
+        kinds.dedup();
+        for kind in kinds {
+            cancelled()?;
+            let fig = match kind {
+                PeerKind::Sqlite => {
+                    run_fts5(
+                        work.join("fts5.db"),
+                        rows.clone(),
+                        mix.clone(),
+                        warm.clone(),
+                        cases.clone(),
+                    )
+                    .await
+                }
+                PeerKind::Postgres => run_pg(a, &rows, &mix, &warm, &cases, &pg_schema).await,
+            };
+            peers.push(fig);
+        }
+    }
+
+    let bars = judge(&quiver, &peers);
+    let report = Report {
+        setup,
+        quiver,
+        peers,
+        bars,
+    };
+    let table = render(&report);
+    if a.json {
+        eprintln!("{table}");
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{table}");
+    }
+    Ok(())
+}
+
+/// The 1-minute load average (0 where unknown).
+fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn show_paths(p: &[PathBuf]) -> String {
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sleep between polls of a child process.
+const POLL: Duration = Duration::from_millis(20);
+
+async fn run_import(
+    exe: &Path,
+    work: &Path,
+    files: &[PathBuf],
+    timeout_secs: u64,
+) -> anyhow::Result<ImportFigures> {
+    let data_dir = work.join("quiver");
+    let out_path = work.join("import.json");
+    let log_path = work.join("import.log");
+    progress!(
+        "import: {} import --data-dir {} --json ...",
+        exe.display(),
+        data_dir.display()
+    );
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .arg("import")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--json")
+        .args(files)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()
+        .context("starting quiver import")?;
+    let mut guard = ChildGuard::new(child, "quiver import", log_path);
+    let pid = guard.id();
+    let timeout = Duration::from_secs(timeout_secs);
+    let mut sampled_peak = 0u64;
+    let mut last_note = Instant::now();
+    let status = loop {
+        if let Some(s) = guard.try_wait()? {
+            break s;
+        }
+        if let Some((hwm, _)) = proc::memory(pid) {
+            sampled_peak = sampled_peak.max(hwm);
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "quiver import did not finish within {timeout:?}; its log ends with:\n{}",
+                guard.log_tail(20)
+            );
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            last_note = Instant::now();
+            progress!(
+                "import: {:.0} s, peak RSS so far {}",
+                started.elapsed().as_secs_f64(),
+                fmt_bytes(sampled_peak)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!(
+            "quiver import failed ({status}); its log ends with:\n{}",
+            guard.log_tail(20)
+        );
+    }
+    // The import is the first child this process reaps: RUSAGE_CHILDREN's maximum is its.
+    let peak_rss_bytes = proc::children_peak_rss().max(sampled_peak);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?)
+        .context("reading the import's JSON report")?;
+    let totals = &report["totals"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let index_note = report["index"].as_str().unwrap_or("");
+    let index_path = quiver_engine::index_path(&data_dir);
+    let index_bytes = proc::disk_size(&index_path);
+    let fig = ImportFigures {
+        secs,
+        records: n(&totals["records"]),
+        created: n(&totals["created"]),
+        rejected: n(&totals["rejected"]),
+        rows_per_sec: n(&totals["records"]) as f64 / secs.max(1e-9),
+        store_phase_secs: report["elapsed_secs"].as_f64(),
+        index_phase_secs: parse_index_secs(index_note),
+        peak_rss_bytes,
+        store_bytes: proc::disk_size(&data_dir).saturating_sub(index_bytes),
+        index_bytes,
+    };
+    if fig.index_phase_secs.is_none() {
+        eprintln!("bench: WARNING: the import did not report building the index: {index_note:?}");
+    }
+    progress!(
+        "import: {} in {} ({:.0} rows/s), {} created, {} rejected, peak RSS {}",
+        fmt_int(fig.records),
+        fmt_secs(secs),
+        fig.rows_per_sec,
+        fmt_int(fig.created),
+        fmt_int(fig.rejected),
+        fmt_bytes(peak_rss_bytes)
+    );
+    Ok(fig)
+}
+
+/// The index time out of the import's note, `search index: N events applied in 6.2s ...`.
+fn parse_index_secs(note: &str) -> Option<f64> {
+    let rest = note.split(" applied in ").nth(1)?;
+    rest.split('s').next()?.trim().parse().ok()
+}
+
+/// The search response, as much of it as the bench reads.
+#[derive(Deserialize)]
+struct SearchResp {
+    hits: Vec<HitLite>,
+    took_us: u64,
+}
+
+#[derive(Deserialize)]
+struct HitLite {
+    namespace: String,
+    name: String,
+}
+
+fn search_path(q: &str) -> String {
+    format!("/api/v1/search?q={}&limit=10", encode_query_value(q))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure_quiver(
+    exe: &Path,
+    work: &Path,
+    a: &BenchArgs,
+    rows: &Arc<Vec<Row>>,
+    mix: &Arc<Vec<Query>>,
+    warm: &[Query],
+    cases: &[RelevanceCase],
+    rng: &mut Rng,
+    import: ImportFigures,
+) -> anyhow::Result<QuiverFigures> {
+    let mut fig = QuiverFigures {
+        import,
+        ..Default::default()
+    };
+
+    // 2. Cold start.
+    let port = proc::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let log_path = work.join("serve.log");
+    progress!("serve: starting on {addr}");
+    let started = Instant::now();
+    let child = Command::new(exe)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(work.join("quiver"))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()
+        .context("starting quiver serve")?;
+    let mut server = ChildGuard::new(child, "quiver serve", log_path);
+    wait_ready(&mut server, addr, Duration::from_secs(300)).await?;
+    fig.cold_start_secs = started.elapsed().as_secs_f64();
+    progress!(
+        "serve: /readyz answered 200 after {}",
+        fmt_secs(fig.cold_start_secs)
+    );
+
+    // 3. Exact lookups.
+    let mut client = Client::new(addr);
+    let picks = lookup_picks(rows, 1_000 + a.lookups, rng);
+    let (warm_picks, picks) = picks.split_at(1_000.min(picks.len()));
+    for &i in warm_picks {
+        let _ = client.get(&lookup_path(&rows[i])).await;
+    }
+    progress!(
+        "lookups: {} sequential GETs (after 1,000 to warm up)",
+        fmt_int(picks.len() as u64)
+    );
+    let mut lat = Lat::default();
+    let mut first_error = None;
+    for &i in picks {
+        let r = &rows[i];
+        let path = lookup_path(r);
+        let t = Instant::now();
+        let res = client.get(&path).await;
+        lat.record(t.elapsed());
+        if r.namespace == "npm" {
+            fig.lookup_npm += 1;
+            if r.name.starts_with('@') {
+                fig.lookup_scoped += 1;
+            }
+        }
+        match res {
+            Ok((s, _)) if s.is_success() => {}
+            Ok((s, body)) => {
+                fig.lookup_errors += 1;
+                first_error.get_or_insert_with(|| {
+                    format!("{path}: {s} {}", String::from_utf8_lossy(&body))
+                });
+            }
+            Err(e) => {
+                fig.lookup_errors += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    fig.lookup = lat.summary();
+    if let Some(e) = first_error {
+        eprintln!(
+            "bench: WARNING: {} lookups failed; the first: {e}",
+            fig.lookup_errors
+        );
+    }
+    progress!(
+        "lookups: p50 {} p99 {} max {}",
+        fmt_ms(fig.lookup.p50_ms),
+        fmt_ms(fig.lookup.p99_ms),
+        fmt_ms(fig.lookup.max_ms)
+    );
+
+    // 4. The search mix, sequentially.
+    for q in warm {
+        let _ = client.get(&search_path(&q.text)).await;
+    }
+    progress!(
+        "search: {} queries, one client (after {} to warm up)",
+        mix.len(),
+        warm.len()
+    );
+    let (mut http_all, mut engine_all) = (Lat::default(), Lat::default());
+    let mut per_class: BTreeMap<QClass, (Lat, Lat)> = BTreeMap::new();
+    let mut first_error = None;
+    for q in mix.iter() {
+        let path = search_path(&q.text);
+        let t = Instant::now();
+        let res = client.get(&path).await;
+        let elapsed = t.elapsed();
+        let took = match res {
+            Ok((s, body)) if s.is_success() => serde_json::from_slice::<SearchResp>(&body)
+                .map(|r| r.took_us)
+                .map_err(|e| anyhow!("{path}: unreadable answer: {e}")),
+            Ok((s, body)) => Err(anyhow!("{path}: {s} {}", String::from_utf8_lossy(&body))),
+            Err(e) => Err(e),
+        };
+        match took {
+            Ok(us) => {
+                http_all.record(elapsed);
+                engine_all.record_us(us);
+                let c = per_class.entry(q.class).or_default();
+                c.0.record(elapsed);
+                c.1.record_us(us);
+            }
+            Err(e) => {
+                fig.search_errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        eprintln!(
+            "bench: WARNING: {} searches failed; the first: {e:#}",
+            fig.search_errors
+        );
+    }
+    fig.search_http = http_all.summary();
+    fig.search_engine = engine_all.summary();
+    fig.search_per_class = per_class
+        .iter()
+        .map(|(c, (h, e))| {
+            (
+                c.key().to_string(),
+                ClassLatency {
+                    http: h.summary(),
+                    engine: e.summary(),
+                },
+            )
+        })
+        .collect();
+    progress!(
+        "search: p50 {} p95 {} p99 {} (engine p95 {})",
+        fmt_ms(fig.search_http.p50_ms),
+        fmt_ms(fig.search_http.p95_ms),
+        fmt_ms(fig.search_http.p99_ms),
+        fmt_ms(fig.search_engine.p95_ms)
+    );
+
+    // 5. Throughput under concurrent load.
+    fig.load = load_test(
+        addr,
+        mix,
+        a.concurrency,
+        Duration::from_secs_f64(a.duration),
+    )
+    .await?;
+    progress!(
+        "load: {:.0} requests/s with {} clients, p99 {}",
+        fig.load.requests_per_sec,
+        a.concurrency,
+        fmt_ms(fig.load.latency.p99_ms)
+    );
+
+    // 6. Serving memory.
+    let (hwm, rss) = proc::memory(server.id()).ok_or_else(|| {
+        anyhow!(
+            "the server is gone; its log ends with:\n{}",
+            server.log_tail(20)
+        )
+    })?;
+    fig.serving_peak_rss_bytes = hwm;
+    fig.serving_rss_bytes = rss;
+    progress!("serve: peak RSS {}, RSS {}", fmt_bytes(hwm), fmt_bytes(rss));
+
+    // 7. Relevance through HTTP.
+    let mut answers: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for c in cases {
+        if answers.contains_key(&c.query) {
+            continue;
+        }
+        let (s, body) = client.get(&search_path(&c.query)).await?;
+        if !s.is_success() {
+            bail!(
+                "search {:?}: {s} {}",
+                c.query,
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let r: SearchResp = serde_json::from_slice(&body)?;
+        answers.insert(
+            c.query.clone(),
+            r.hits.into_iter().map(|h| (h.namespace, h.name)).collect(),
+        );
+    }
+    fig.relevance = relevance::evaluate(cases, |q| answers.get(q).cloned().unwrap_or_default());
+    progress!(
+        "relevance: hit@1 {} hit@3 {} hit@10 {}",
+        pct(fig.relevance.hit_at_1),
+        pct(fig.relevance.hit_at_3),
+        pct(fig.relevance.hit_at_10)
+    );
+
+    if server.stop(Duration::from_secs(10)).is_none() {
+        eprintln!("bench: WARNING: the server did not stop on SIGTERM within 10 s");
+    }
+    Ok(fig)
+}
+
+async fn wait_ready(
+    server: &mut ChildGuard,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = server.try_wait()? {
+            bail!(
+                "quiver serve exited ({s}) before it was ready; its log ends with:\n{}",
+                server.log_tail(20)
+            );
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "quiver serve was not ready within {timeout:?}; its log ends with:\n{}",
+                server.log_tail(20)
+            );
+        }
+        let mut c = Client::new(addr);
+        if let Ok(Ok((s, _))) = tokio::time::timeout(Duration::from_secs(2), c.get("/readyz")).await
+        {
+            if s.is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn lookup_path(r: &Row) -> String {
+    format!(
+        "/api/v1/entries/package/{}/{}",
+        r.namespace,
+        encode_name(&r.name)
+    )
+}
+
+/// Rows to look up: half PyPI, 35% unscoped npm, 15% scoped npm (as far as there are).
+fn lookup_picks(rows: &[Row], n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut pools: [Vec<usize>; 3] = Default::default();
+    for (i, r) in rows.iter().enumerate() {
+        let p = match (r.namespace, r.name.starts_with('@')) {
+            ("npm", true) => 2,
+            ("npm", false) => 1,
+            _ => 0,
+        };
+        pools[p].push(i);
+    }
+    let weights = [50, 35, 15];
+    let total: usize = (0..3)
+        .filter(|&p| !pools[p].is_empty())
+        .map(|p| weights[p])
+        .sum();
+    (0..n)
+        .map(|_| {
+            let mut x = rng.below(total.max(1));
+            for p in 0..3 {
+                if pools[p].is_empty() {
+                    continue;
+                }
+                if x < weights[p] {
+                    return *rng.pick(&pools[p]);
+                }
+                x -= weights[p];
+            }
+            rng.below(rows.len())
+        })
+        .collect()
+}
+
+async fn load_test(
+    addr: SocketAddr,
+    mix: &Arc<Vec<Query>>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadFigures> {
+    progress!(
+        "load: {concurrency} keep-alive clients for {:.0} s",
+        duration.as_secs_f64()
+    );
+    let paths: Arc<Vec<String>> = Arc::new(mix.iter().map(|q| search_path(&q.text)).collect());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let paths = paths.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::new(addr);
+            let mut lat = Lat::default();
+            let (mut n, mut errors) = (0u64, 0u64);
+            let mut i = w * paths.len() / concurrency;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.get(&paths[i % paths.len()]).await {
+                    Ok((s, _)) if s.is_success() => {
+                        lat.record(t.elapsed());
+                        n += 1;
+                    }
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (lat, n, errors)
+        }));
+    }
+    let mut lat = Lat::default();
+    let (mut n, mut errors) = (0u64, 0u64);
+    let all = tokio::time::timeout(duration + Duration::from_secs(30), async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await);
+        }
+        out
+    })
+    .await
+    .map_err(|_| anyhow!("the load clients did not stop in time"))?;
+    let secs = started.elapsed().as_secs_f64();
+    for r in all {
+        let (l, k, e) = r?;
+        lat.add(&l);
+        n += k;
+        errors += e;
+    }
+    Ok(LoadFigures {
+        concurrency,
+        secs,
+        requests: n,
+        errors,
+        requests_per_sec: n as f64 / secs,
+        latency: lat.summary(),
+    })
+}
+
+// ---- the peers ------------------------------------------------------------------------
+
+const FTS5: &str = "sqlite-fts5";
+const POSTGRES: &str = "postgres";
+
+async fn run_fts5(
+    path: PathBuf,
+    rows: Arc<Vec<Row>>,
+    mix: Arc<Vec<Query>>,
+    warm: Arc<Vec<Query>>,
+    cases: Arc<Vec<RelevanceCase>>,
+) -> PeerFigures {
+    let res = tokio::task::spawn_blocking(move || -> anyhow::Result<PeerFigures> {
+        progress!(
+            "sqlite-fts5: loading {} rows into {}",
+            fmt_int(rows.len() as u64),
+            path.display()
+        );
+        let (db, loaded) = fts5::Fts5::load(&path, &rows)?;
+        let mut fig = PeerFigures {
+            peer: FTS5.into(),
+            load_secs: loaded.load_secs,
+            index_secs: loaded.index_secs,
+            ..Default::default()
+        };
+        let mut size = proc::disk_size(&path);
+        for ext in ["-wal", "-shm"] {
+            size += proc::disk_size(&PathBuf::from(format!("{}{ext}", path.display())));
+        }
+        fig.disk_bytes = Some(size);
+        progress!(
+            "sqlite-fts5: loaded in {} + optimize {}, {} on disk",
+            fmt_secs(loaded.load_secs),
+            fmt_secs(loaded.index_secs),
+            fmt_bytes(size)
+        );
+        for q in warm.iter() {
+            let _ = db.search(&q.text);
+        }
+        let mut progress_at = Instant::now();
+        let (search, per_class) = time_queries(&mix, &mut fig.search_errors, |i, q| {
+            cancelled()?;
+            if progress_at.elapsed() > Duration::from_secs(10) {
+                progress_at = Instant::now();
+                progress!("sqlite-fts5: {i}/{} queries", mix.len());
+            }
+            db.search(q).map(|_| ())
+        })?;
+        fig.search = search;
+        fig.search_per_class = per_class;
+        fig.relevance = Some(relevance::evaluate(&cases, |q| {
+            db.search(q).unwrap_or_default()
+        }));
+        Ok(fig)
+    })
+    .await;
+    finish_peer(FTS5, res.map_err(anyhow::Error::from).and_then(|r| r))
+}
+
+/// Time every query of the mix through `run`, overall and per class.
+fn time_queries(
+    mix: &[Query],
+    errors: &mut u64,
+    mut run: impl FnMut(usize, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<(LatSummary, BTreeMap<String, LatSummary>)> {
+    let mut all = Lat::default();
+    let mut per_class: BTreeMap<QClass, Lat> = BTreeMap::new();
+    for (i, q) in mix.iter().enumerate() {
+        let t = Instant::now();
+        let res = run(i, &q.text);
+        let elapsed = t.elapsed();
+        match res {
+            Ok(()) => {
+                all.record(elapsed);
+                per_class.entry(q.class).or_default().record(elapsed);
+            }
+            Err(e) if e.to_string() == "interrupted" => return Err(e),
+            Err(_) => *errors += 1,
+        }
+    }
+    Ok((
+        all.summary(),
+        per_class
+            .iter()
+            .map(|(c, l)| (c.key().to_string(), l.summary()))
+            .collect(),
+    ))
+}
+
+fn finish_peer(name: &str, res: anyhow::Result<PeerFigures>) -> PeerFigures {
+    match res {
+        Ok(fig) => {
+            progress!(
+                "{name}: search p50 {} p95 {} p99 {}; hit@3 {}",
+                fmt_ms(fig.search.p50_ms),
+                fmt_ms(fig.search.p95_ms),
+                fmt_ms(fig.search.p99_ms),
+                fig.relevance
+                    .as_ref()
+                    .map_or("-".into(), |r| pct(r.hit_at_3))
+            );
+            fig
+        }
+        Err(e) => {
+            shout(&format!("the {name} peer FAILED and is left out: {e:#}"));
+            PeerFigures::skipped(name, format!("failed: {e:#}"))
+        }
+    }
+}
+
+/// A message that must not be missed in the progress lines.
+fn shout(msg: &str) {
+    let line = "!".repeat(78);
+    eprintln!("{line}\n!! bench: {msg}\n{line}");
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn run_pg(
+    a: &BenchArgs,
+    rows: &[Row],
+    mix: &[Query],
+    warm: &[Query],
+    cases: &[RelevanceCase],
+    schema_slot: &Mutex<Option<String>>,
+) -> PeerFigures {
+    let shown = redact_url(&a.postgres_url);
+    progress!("postgres: connecting to {shown}");
+    let client = match pg::connect(&a.postgres_url).await {
+        Ok(c) => c,
+        Err(e) => {
+            shout(&format!(
+                "PostgreSQL at {shown} is unreachable ({e:#}): the PostgreSQL peer is SKIPPED"
+            ));
+            return PeerFigures::skipped(POSTGRES, format!("unreachable: {e:#}"));
+        }
+    };
+    let schema = pg::schema_name(a.seed);
+    if let Ok(mut s) = schema_slot.lock() {
+        *s = Some(schema.clone());
+    }
+    let res = measure_pg(client, &schema, rows, mix, warm, cases).await;
+    progress!("postgres: dropping the schema {schema}");
+    match pg::drop_schema(&a.postgres_url, &schema).await {
+        Ok(()) => {
+            if let Ok(mut s) = schema_slot.lock() {
+                *s = None;
+            }
+        }
+        Err(e) => {
+            eprintln!("bench: could not drop the PostgreSQL schema {schema} (will retry): {e:#}")
+        }
+    }
+    finish_peer(POSTGRES, res)
+}
+
+async fn measure_pg(
+    client: tokio_postgres::Client,
+    schema: &str,
+    rows: &[Row],
+    mix: &[Query],
+    warm: &[Query],
+    cases: &[RelevanceCase],
+) -> anyhow::Result<PeerFigures> {
+    progress!(
+        "postgres: loading {} rows with COPY into schema {schema}",
+        fmt_int(rows.len() as u64)
+    );
+    let (db, loaded) = pg::Pg::load(client, schema, rows).await?;
+    progress!(
+        "postgres: COPY {} + indexes {}, {} ({} of indexes)",
+        fmt_secs(loaded.load_secs),
+        fmt_secs(loaded.index_secs),
+        fmt_bytes(loaded.total_bytes),
+        fmt_bytes(loaded.index_bytes)
+    );
+    let mut fig = PeerFigures {
+        peer: POSTGRES.into(),
+        load_secs: loaded.load_secs,
+        index_secs: loaded.index_secs,
+        disk_bytes: Some(loaded.total_bytes),
+        ..Default::default()
+    };
+    for q in warm {
+        db.search(&q.text).await?;
+    }
+    let mut all = Lat::default();
+    let mut per_class: BTreeMap<QClass, Lat> = BTreeMap::new();
+    let mut progress_at = Instant::now();
+    for (i, q) in mix.iter().enumerate() {
+        if progress_at.elapsed() > Duration::from_secs(10) {
+            progress_at = Instant::now();
+            progress!("postgres: {i}/{} queries", mix.len());
+        }
+        let t = Instant::now();
+        let res = db.search(&q.text).await;
+        let elapsed = t.elapsed();
+        match res {
+            Ok(_) => {
+                all.record(elapsed);
+                per_class.entry(q.class).or_default().record(elapsed);
+            }
+            Err(e) => {
+                if fig.search_errors == 0 {
+                    eprintln!("bench: postgres: query {:?} failed: {e:#}", q.text);
+                }
+                fig.search_errors += 1;
+            }
+        }
+    }
+    fig.search = all.summary();
+    fig.search_per_class = per_class
+        .iter()
+        .map(|(c, l)| (c.key().to_string(), l.summary()))
+        .collect();
+    let mut answers = HashMap::new();
+    for c in cases {
+        if !answers.contains_key(&c.query) {
+            answers.insert(
+                c.query.clone(),
+                db.search(&c.query).await.unwrap_or_default(),
+            );
+        }
+    }
+    fig.relevance = Some(relevance::evaluate(cases, |q| {
+        answers.get(q).cloned().unwrap_or_default()
+    }));
+    Ok(fig)
+}
+
+// ---- bars and the table ---------------------------------------------------------------
+
+const GB: u64 = 1_000_000_000;
+
+fn judge(q: &QuiverFigures, peers: &[PeerFigures]) -> Vec<Bar> {
+    let v = |ok: bool| if ok { Verdict::Pass } else { Verdict::Fail };
+    let mut bars = vec![
+        Bar {
+            bar: "import of everything, searchable, < 30 s".into(),
+            value: fmt_secs(q.import.secs),
+            verdict: v(q.import.secs < 30.0),
+        },
+        Bar {
+            bar: "search p95 < 5 ms (HTTP, loopback)".into(),
+            value: fmt_ms(q.search_http.p95_ms),
+            verdict: v(q.search_http.p95_ms < 5.0 && q.search_errors == 0),
+        },
+        Bar {
+            bar: "lookup p99 < 1 ms (HTTP, loopback)".into(),
+            value: fmt_ms(q.lookup.p99_ms),
+            verdict: v(q.lookup.p99_ms < 1.0 && q.lookup_errors == 0),
+        },
+        Bar {
+            bar: "serving memory < 1 GB (peak RSS)".into(),
+            value: fmt_bytes(q.serving_peak_rss_bytes),
+            verdict: v(q.serving_peak_rss_bytes < GB),
+        },
+        Bar {
+            bar: "relevance hit@3 >= 90%".into(),
+            value: pct(q.relevance.hit_at_3),
+            verdict: v(q.relevance.hit_at_3 >= 0.9),
+        },
+    ];
+    let mut ahead = Verdict::Pass;
+    let mut vs = Vec::new();
+    for want in [FTS5, POSTGRES] {
+        match peers.iter().find(|p| p.peer == want && p.measured()) {
+            Some(p) => {
+                let h = p.relevance.as_ref().map_or(0.0, |r| r.hit_at_3);
+                vs.push(format!("{want} {}", pct(h)));
+                if q.relevance.hit_at_3 <= h {
+                    ahead = Verdict::Fail;
+                }
+            }
+            None => {
+                vs.push(format!("{want} not measured"));
+                if ahead == Verdict::Pass {
+                    ahead = Verdict::Unverified;
+                }
+            }
+        }
+    }
+    bars.push(Bar {
+        bar: "hit@3 ahead of both peers".into(),
+        value: format!("{} vs {}", pct(q.relevance.hit_at_3), vs.join(", ")),
+        verdict: ahead,
+    });
+    bars
+}
+
+fn peer_title(p: &str) -> &'static str {
+    match p {
+        FTS5 => "SQLite FTS5",
+        POSTGRES => "PostgreSQL FTS+pg_trgm",
+        _ => "peer",
+    }
+}
+
+/// Misses listed in the text report.
+const MAX_MISSES: usize = 20;
+
+/// Rows of cells as text, each column as wide as its widest cell.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = widths[c].saturating_sub(cell.chars().count());
+            line.push_str(cell);
+            if c + 1 < r.len() {
+                line.push_str(&" ".repeat(pad + 3));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The report as text: the side-by-side table, quiver's own figures, the bars.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let q = &r.quiver;
+    let measured: Vec<&PeerFigures> = r.peers.iter().filter(|p| p.measured()).collect();
+    let _ = writeln!(
+        s,
+        "quiver bench: {} rows ({} pypi + {} npm), {} queries, {} CPUs",
+        fmt_int(r.setup.rows),
+        fmt_int(r.setup.rows_pypi),
+        fmt_int(r.setup.rows_npm),
+        fmt_int(r.setup.queries as u64),
+        r.setup.cpus
+    );
+    let busy = r.setup.load_avg_start.max(r.setup.load_avg_after_quiver);
+    if busy > r.setup.cpus as f64 * 0.75 {
+        let _ = writeln!(
+            s,
+            "!! the machine was busy (load average {:.1} at the start, {:.1} after quiver's \
+             measures, on {} CPUs): latencies are inflated",
+            r.setup.load_avg_start, r.setup.load_avg_after_quiver, r.setup.cpus
+        );
+    }
+    let _ = writeln!(s);
+
+    // Side by side.
+    let mut t: Vec<Vec<String>> = Vec::new();
+    let mut head = vec![String::new(), "quiver (HTTP)".to_string()];
+    head.extend(
+        measured
+            .iter()
+            .map(|p| format!("{} (in-process)", peer_title(&p.peer))),
+    );
+    t.push(head);
+    let mut row = vec!["load + index".to_string(), fmt_secs(q.import.secs)];
+    row.extend(measured.iter().map(|p| {
+        format!(
+            "{} {}",
+            fmt_secs(p.total_secs()),
+            fmt_ratio(p.total_secs(), q.import.secs)
+        )
+    }));
+    t.push(row);
+    let mut row = vec![
+        "  rate".to_string(),
+        format!("{} rows/s", fmt_int(q.import.rows_per_sec as u64)),
+    ];
+    row.extend(measured.iter().map(|p| {
+        format!(
+            "{} rows/s",
+            fmt_int((r.setup.rows as f64 / p.total_secs().max(1e-9)) as u64)
+        )
+    }));
+    t.push(row);
+    let mut row = vec![
+        "on disk".to_string(),
+        fmt_bytes(q.import.store_bytes + q.import.index_bytes),
+    ];
+    row.extend(
+        measured
+            .iter()
+            .map(|p| p.disk_bytes.map_or("-".into(), fmt_bytes)),
+    );
+    t.push(row);
+    type Get = fn(&LatSummary) -> f64;
+    let gets: [(&str, Get); 3] = [
+        ("search p50", |l| l.p50_ms),
+        ("search p95", |l| l.p95_ms),
+        ("search p99", |l| l.p99_ms),
+    ];
+    for (label, get) in gets {
+        let base = get(&q.search_http);
+        let mut row = vec![label.to_string(), fmt_ms(base)];
+        row.extend(measured.iter().map(|p| {
+            format!(
+                "{} {}",
+                fmt_ms(get(&p.search)),
+                fmt_ratio(get(&p.search), base)
+            )
+        }));
+        t.push(row);
+    }
+    type Hit = fn(&RelevanceReport) -> f64;
+    let hits: [(&str, Hit); 3] = [
+        ("hit@1", |r| r.hit_at_1),
+        ("hit@3", |r| r.hit_at_3),
+        ("hit@10", |r| r.hit_at_10),
+    ];
+    for (label, get) in hits {
+        let mut row = vec![label.to_string(), pct(get(&q.relevance))];
+        row.extend(
+            measured
+                .iter()
+                .map(|p| p.relevance.as_ref().map_or("-".into(), |x| pct(get(x)))),
+        );
+        t.push(row);
+    }
+    s.push_str(&table(&t));
+    let _ = writeln!(
+        s,
+        "(quiver is timed through HTTP on loopback, client included; the peers in-process, \
+         with no HTTP and no JSON, which flatters them)"
+    );
+    for p in r.peers.iter().filter(|p| !p.measured()) {
+        let _ = writeln!(
+            s,
+            "!! {} NOT MEASURED: {}",
+            peer_title(&p.peer),
+            p.skipped.as_deref().unwrap_or("")
+        );
+    }
+    let _ = writeln!(s);
+
+    // Search by class.
+    let mut t: Vec<Vec<String>> = Vec::new();
+    let mut head: Vec<String> = ["search p50 / p95", "n", "quiver HTTP", "quiver engine"]
+        .map(String::from)
+        .into();
+    head.extend(measured.iter().map(|p| peer_title(&p.peer).to_string()));
+    t.push(head);
+    let pair = |l: &LatSummary| format!("{} / {}", fmt_ms(l.p50_ms), fmt_ms(l.p95_ms));
+    for class in QClass::ALL {
+        let Some(c) = q.search_per_class.get(class.key()) else {
+            continue;
+        };
+        let mut row = vec![
+            format!("  {}", class.label()),
+            c.http.count.to_string(),
+            pair(&c.http),
+            pair(&c.engine),
+        ];
+        row.extend(
+            measured
+                .iter()
+                .map(|p| p.search_per_class.get(class.key()).map_or("-".into(), pair)),
+        );
+        t.push(row);
+    }
+    s.push_str(&table(&t));
+    let _ = writeln!(s);
+
+    // Relevance by class.
+    let mut t: Vec<Vec<String>> = Vec::new();
+    let mut head: Vec<String> = ["hit@1 / @3 / @10", "cases", "quiver"]
+        .map(String::from)
+        .into();
+    head.extend(measured.iter().map(|p| peer_title(&p.peer).to_string()));
+    t.push(head);
+    let three = |c: &relevance::ClassScore| {
+        format!(
+            "{} / {} / {}",
+            pct(c.hit_at_1),
+            pct(c.hit_at_3),
+            pct(c.hit_at_10)
+        )
+    };
+    for (class, c) in &q.relevance.per_class {
+        let mut row = vec![format!("  {class}"), c.cases.to_string(), three(c)];
+        row.extend(measured.iter().map(|p| {
+            p.relevance
+                .as_ref()
+                .and_then(|r| r.per_class.get(class))
+                .map_or("-".into(), three)
+        }));
+        t.push(row);
+    }
+    s.push_str(&table(&t));
+    if !q.relevance.misses.is_empty() {
+        let _ = writeln!(s, "quiver's misses (not in the first 3):");
+        for m in q.relevance.misses.iter().take(MAX_MISSES) {
+            let _ = writeln!(
+                s,
+                "  [{}] {:?}: want {} (rank {}), got {}",
+                m.class,
+                m.query,
+                m.expected.join("|"),
+                m.rank.map_or("-".to_string(), |r| r.to_string()),
+                m.got.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        if q.relevance.misses.len() > MAX_MISSES {
+            let _ = writeln!(
+                s,
+                "  ... and {} more (all in --json)",
+                q.relevance.misses.len() - MAX_MISSES
+            );
+        }
+    }
+    let _ = writeln!(s);
+
+    // quiver alone.
+    let i = &q.import;
+    let phases = match (i.store_phase_secs, i.index_phase_secs) {
+        (Some(a), Some(b)) => format!(" (store {} + index {})", fmt_secs(a), fmt_secs(b)),
+        (Some(a), None) => format!(" (store {a:.2} s, index not reported)"),
+        _ => String::new(),
+    };
+    let _ = writeln!(s, "quiver");
+    let _ = writeln!(
+        s,
+        "  import          {} to searchable{phases}, {} rows/s; {} created, {} rejected; peak RSS {}",
+        fmt_secs(i.secs),
+        fmt_int(i.rows_per_sec as u64),
+        fmt_int(i.created),
+        fmt_int(i.rejected),
+        fmt_bytes(i.peak_rss_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  on disk         store {}, index {}",
+        fmt_bytes(i.store_bytes),
+        fmt_bytes(i.index_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  cold start      {} until /readyz answers 200 (page cache warm)",
+        fmt_secs(q.cold_start_secs)
+    );
+    let _ = writeln!(
+        s,
+        "  lookup (HTTP)   p50 {}  p99 {}  max {}  over {} GETs ({} npm, {} scoped), {} errors",
+        fmt_ms(q.lookup.p50_ms),
+        fmt_ms(q.lookup.p99_ms),
+        fmt_ms(q.lookup.max_ms),
+        fmt_int(q.lookup.count),
+        fmt_int(q.lookup_npm),
+        fmt_int(q.lookup_scoped),
+        q.lookup_errors
+    );
+    let full = |l: &LatSummary| {
+        format!(
+            "p50 {}  p95 {}  p99 {}  max {}",
+            fmt_ms(l.p50_ms),
+            fmt_ms(l.p95_ms),
+            fmt_ms(l.p99_ms),
+            fmt_ms(l.max_ms)
+        )
+    };
+    let _ = writeln!(
+        s,
+        "  search (HTTP)   {}  ({} errors)",
+        full(&q.search_http),
+        q.search_errors
+    );
+    let _ = writeln!(s, "  search (engine) {}  (took_us)", full(&q.search_engine));
+    let _ = writeln!(
+        s,
+        "  throughput      {:.0} requests/s with {} clients for {:.0} s: p50 {}  p99 {}, {} errors",
+        q.load.requests_per_sec,
+        q.load.concurrency,
+        q.load.secs,
+        fmt_ms(q.load.latency.p50_ms),
+        fmt_ms(q.load.latency.p99_ms),
+        q.load.errors
+    );
+    let _ = writeln!(
+        s,
+        "  serving memory  peak RSS {}, RSS {} after the load",
+        fmt_bytes(q.serving_peak_rss_bytes),
+        fmt_bytes(q.serving_rss_bytes)
+    );
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "bars");
+    for b in &r.bars {
+        let v = match b.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unverified => "N/A ",
+        };
+        let _ = writeln!(s, "  {v}  {:<42} {}", b.bar, b.value);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lat(p50: f64, p95: f64, p99: f64) -> LatSummary {
+        LatSummary {
+            count: 100,
+            mean_ms: p50,
+            p50_ms: p50,
+            p95_ms: p95,
+            p99_ms: p99,
+            max_ms: p99 * 2.0,
+        }
+    }
+
+    fn rel(h3: f64) -> RelevanceReport {
+        RelevanceReport {
+            cases: 10,
+            hit_at_1: h3 - 0.1,
+            hit_at_3: h3,
+            hit_at_10: h3 + 0.05,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_and_bars() {
+        let mut q = QuiverFigures {
+            import: ImportFigures {
+                secs: 21.3,
+                rows_per_sec: 52_000.0,
+                store_phase_secs: Some(15.0),
+                index_phase_secs: Some(6.3),
+                ..Default::default()
+            },
+            lookup: lat(0.1, 0.2, 0.4),
+            search_http: lat(0.9, 2.1, 3.0),
+            serving_peak_rss_bytes: 700 << 20,
+            relevance: rel(0.93),
+            ..Default::default()
+        };
+        q.search_per_class.insert(
+            "typo".into(),
+            ClassLatency {
+                http: lat(1.0, 2.0, 3.0),
+                engine: lat(0.5, 1.0, 1.5),
+            },
+        );
+        let fts = PeerFigures {
+            peer: FTS5.into(),
+            load_secs: 7.0,
+            index_secs: 0.4,
+            search: lat(6.0, 133.0, 200.0),
+            relevance: Some(rel(0.4)),
+            ..Default::default()
+        };
+        let pg = PeerFigures::skipped(POSTGRES, "unreachable: refused".into());
+        let peers = vec![fts, pg];
+        let bars = judge(&q, &peers);
+        assert_eq!(bars.len(), 6);
+        assert!(
+            bars[..5].iter().all(|b| b.verdict == Verdict::Pass),
+            "{bars:?}"
+        );
+        assert_eq!(bars[5].verdict, Verdict::Unverified);
+        let report = Report {
+            setup: Setup {
+                files: vec![],
+                rows: 1_113_297,
+                rows_pypi: 886_323,
+                rows_npm: 226_974,
+                rows_rejected_by_reader: 0,
+                queries: 2000,
+                lookups: 20_000,
+                concurrency: 8,
+                duration_secs: 10.0,
+                seed: 42,
+                cpus: 2,
+                load_avg_start: 0.2,
+                load_avg_after_quiver: 0.5,
+            },
+            quiver: q,
+            peers,
+            bars,
+        };
+        let t = render(&report);
+        assert!(t.contains("1,113,297 rows"), "{t}");
+        assert!(t.contains("133 ms (63x)"), "{t}");
+        assert!(t.contains("7.40 s (0.35x)"), "{t}");
+        assert!(
+            t.contains("PostgreSQL FTS+pg_trgm NOT MEASURED: unreachable"),
+            "{t}"
+        );
+        assert!(t.contains("PASS  search p95 < 5 ms"), "{t}");
+        assert!(t.contains("N/A   hit@3 ahead of both peers"), "{t}");
+        assert!(serde_json::to_string(&report).is_ok());
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            parse_index_secs("search index: 1113297 events applied in 6.2s (position 1113297)"),
+            Some(6.2)
+        );
+        assert_eq!(parse_index_secs("search index not updated here"), None);
+        assert_eq!(
+            redact_url("postgres://u:secret@127.0.0.1:5432/test"),
+            "postgres://u:***@127.0.0.1:5432/test"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres:***@127.0.0.1/test"
+        );
+        let rows: Vec<Row> = ["a", "@s/b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Row {
+                namespace: if i == 0 { "pypi" } else { "npm" },
+                name: n.to_string(),
+                summary: String::new(),
+                popularity: 0.0,
+            })
+            .collect();
+        let picks = lookup_picks(&rows, 1000, &mut Rng::new(5));
+        let scoped = picks.iter().filter(|&&i| i == 1).count();
+        assert!((100..200).contains(&scoped), "{scoped}");
+        assert_eq!(lookup_path(&rows[1]), "/api/v1/entries/package/npm/@s/b");
+    }
+}

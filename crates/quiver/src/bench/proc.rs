@@ -1,0 +1,155 @@
+//! Child processes (killed on every exit path), their memory, sizes on disk, free ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) and reaped when dropped.
+pub struct ChildGuard {
+    child: Option<Child>,
+    pub name: &'static str,
+    /// The child's stderr goes here.
+    pub log: PathBuf,
+}
+
+impl ChildGuard {
+    pub fn new(child: Child, name: &'static str, log: PathBuf) -> Self {
+        ChildGuard {
+            child: Some(child),
+            name,
+            log,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The exit status, if the child has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(c) => c.try_wait(),
+            None => Ok(None),
+        }
+    }
+
+    /// Ask the child to stop (SIGTERM), wait up to `grace`, then kill it. Returns its
+    /// exit status when it stopped by itself within the grace period.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!(
+            "bench: {} (pid {}) did not stop within {grace:?}: killing it",
+            self.name,
+            child.id()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The last lines of the child's log, to explain a failure.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Peak and current resident memory of a live process, in bytes (VmHWM, VmRSS).
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| {
+        s.lines().find(|l| l.starts_with(key)).and_then(|l| {
+            l[key.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((kb("VmHWM:")? * 1024, kb("VmRSS:")? * 1024))
+}
+
+/// The largest peak resident memory among the children this process has reaped, bytes.
+pub fn children_peak_rss() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u.max_rss().max(0) as u64 * 1024)
+        .unwrap_or(0)
+}
+
+/// Total size of the files under `path` (or of the file itself).
+pub fn disk_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| disk_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_memory_and_sizes() {
+        let (hwm, rss) = memory(std::process::id()).unwrap();
+        assert!(hwm >= rss && rss > 0);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/b"), [0u8; 50]).unwrap();
+        assert_eq!(disk_size(dir.path()), 150);
+        assert!(free_port().unwrap() > 0);
+    }
+
+    #[test]
+    fn guard_stops_the_child() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut g = ChildGuard::new(child, "sleep", PathBuf::from("/nonexistent"));
+        assert!(g.try_wait().unwrap().is_none());
+        let started = Instant::now();
+        drop(g);
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
