@@ -3,7 +3,7 @@
 //! Names get their own analysis rather than a general text analyzer, because people type
 //! package names in many shapes: `scikit-learn`, `scikit learn`, `scikitlearn`,
 //! `SQLAlchemy`, `beautifulsoup` for `beautifulsoup4`. Three name forms are indexed:
-//! - `name_exact`: the lowercased name (and, for PyPI, its PEP 503 form);
+//! - `name_sort`: the lowercased name (for PyPI, its PEP 503 form), a fast column;
 //! - `name_joined`: lowercase letters and digits only (`scikitlearn`, `typesnode`), so that
 //!   every way of separating the words meets on one term; prefix and fuzzy matching run on
 //!   it too;

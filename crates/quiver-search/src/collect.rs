@@ -117,6 +117,9 @@ pub struct HitCollector {
     /// The query score is multiplied by popularity to this power.
     pub pop_exponent: f32,
     pub scoring: bool,
+    /// `name_sort` values that are an exact match of the query, and the score they add.
+    pub exact_names: Arc<Vec<String>>,
+    pub exact_bonus: f32,
 }
 
 /// popularity^exponent for popularity 0, 1/1024, .. 1 (floored at 0.01).
@@ -139,6 +142,8 @@ pub struct HitSegmentCollector {
     updated: Option<Arc<dyn ColumnValues<i64>>>,
     name_col: Option<StrColumn>,
     name_ords: Option<Arc<dyn ColumnValues<u64>>>,
+    exact_ords: Vec<u64>,
+    exact_bonus: f32,
     ns_col: Option<StrColumn>,
     ns_ords: Column<u64>,
     private_ords: Vec<u64>,
@@ -176,15 +181,20 @@ impl Collector for HitCollector {
             Sort::Recent => Some(ff.i64(schema::F_UPDATED)?.first_or_default_col(0)),
             _ => None,
         };
-        let (name_col, name_ords) = match self.sort {
-            Sort::Name => {
-                let c = ff.str(schema::F_NAME_SORT)?;
-                let o = c
-                    .as_ref()
-                    .map(|c| c.ords().clone().first_or_default_col(u64::MAX));
-                (c, o)
-            }
-            _ => (None, None),
+        let exact = self.sort == Sort::Relevance && !self.exact_names.is_empty();
+        let (name_col, name_ords) = if self.sort == Sort::Name || exact {
+            let c = ff.str(schema::F_NAME_SORT)?;
+            let o = c
+                .as_ref()
+                .map(|c| c.ords().clone().first_or_default_col(u64::MAX));
+            (c, o)
+        } else {
+            (None, None)
+        };
+        let exact_ords = if exact {
+            ords_of(&name_col, &self.exact_names)?
+        } else {
+            vec![]
         };
         let ns_col = ff.str(schema::F_NAMESPACE)?;
         let ns_ords = match &ns_col {
@@ -232,6 +242,8 @@ impl Collector for HitCollector {
             updated,
             name_col,
             name_ords,
+            exact_ords,
+            exact_bonus: self.exact_bonus,
             ns_col,
             ns_ords,
             private_ords,
@@ -300,6 +312,16 @@ impl Collector for HitCollector {
 }
 
 impl HitSegmentCollector {
+    #[inline]
+    fn exact_bonus_of(&self, doc: DocId) -> f32 {
+        match &self.name_ords {
+            Some(c) if !self.exact_ords.is_empty() && self.exact_ords.contains(&c.get_val(doc)) => {
+                self.exact_bonus
+            }
+            _ => 0.0,
+        }
+    }
+
     #[inline]
     fn allowed(&self, doc: DocId, flags: u64) -> bool {
         let f = &self.filter;
@@ -376,7 +398,8 @@ impl SegmentCollector for HitSegmentCollector {
         let pop = self.pop.get_val(doc);
         let (key, tie) = match self.sort {
             Sort::Relevance => (
-                f64::from(score) * self.pop_pow[(pop.clamp(0.0, 1.0) * 1024.0) as usize]
+                f64::from(score + self.exact_bonus_of(doc))
+                    * self.pop_pow[(pop.clamp(0.0, 1.0) * 1024.0) as usize]
                     + f64::from(self.pop_weight) * pop,
                 pop,
             ),

@@ -19,8 +19,9 @@
 //! not need, and commits rarely; afterwards the writer is dropped so the serving
 //! process keeps only the memory-mapped segments.
 //!
-//! **Fields.** Names are indexed three ways (see [`analysis`]): `name_exact` (lowercase,
-//! plus the PEP 503 form for PyPI), `name_joined` (letters and digits only, so
+//! **Fields.** Names are indexed three ways (see [`analysis`]): `name_sort` (a fast
+//! column of the lowercase name, PEP 503 form for PyPI: name sort and exact matches),
+//! `name_joined` (letters and digits only, so
 //! `scikit-learn`, `scikit learn` and `scikitlearn` meet; prefix and fuzzy matching run
 //! on this field), and `name_tokens` (words split on separators and camelCase).
 //! `description` is the searchable text: the name words, keywords, tags and the
@@ -38,8 +39,9 @@
 //! through that same collector, so none of them can leak a private entry.
 //!
 //! **Ranking.** One boolean query whose clause scores add up, then popularity:
-//! - exact name (`name_exact`) and joined name (`name_joined`) matches carry large
-//!   constant scores, so typing a name finds it first;
+//! - exact name (`name_sort`, checked per candidate in the collector) and joined name
+//!   (`name_joined`) matches carry large constant scores, so typing a name finds it
+//!   first;
 //! - joined-name prefix completions (`beautifulsoup` -> `beautifulsoup4`), scored higher
 //!   for short completions, bounded in length so short prefixes stay cheap;
 //! - Levenshtein matching on the joined name (distance 0 for <= 4 chars, 1 for 5-8,
@@ -230,7 +232,7 @@ pub const MAX_WINDOW: usize = 1000;
 
 /// Bumped when the schema or the analysis changes: an index of another version is
 /// rebuilt from the feed.
-const INDEX_VERSION: u32 = 3;
+const INDEX_VERSION: u32 = 4;
 /// Feed events read per batch.
 const FEED_BATCH: usize = 20_000;
 /// A backlog above this is a bulk load (big writer, rare commits).

@@ -17,7 +17,6 @@ pub const F_STATUS: &str = "status";
 pub const F_NAMESPACE: &str = "namespace";
 pub const F_CATEGORY: &str = "category";
 pub const F_TAGS: &str = "tags";
-pub const F_NAME_EXACT: &str = "name_exact";
 pub const F_NAME_JOINED: &str = "name_joined";
 pub const F_NAME_TOKENS: &str = "name_tokens";
 pub const F_NAME_SORT: &str = "name_sort";
@@ -37,7 +36,6 @@ pub struct Fields {
     pub namespace: Field,
     pub category: Field,
     pub tags: Field,
-    pub name_exact: Field,
     pub name_joined: Field,
     pub name_tokens: Field,
     pub name_sort: Field,
@@ -78,12 +76,12 @@ pub fn build() -> (Schema, Fields) {
     };
     let id = b.add_i64_field(F_ID, INDEXED | FAST);
     let flags = b.add_u64_field(F_FLAGS, FAST);
-    let kind = b.add_text_field(F_KIND, keyword());
-    let status = b.add_text_field(F_STATUS, keyword());
+    // Kind and status are also packed in `flags`: indexed terms only.
+    let kind = b.add_text_field(F_KIND, raw_term());
+    let status = b.add_text_field(F_STATUS, raw_term());
     let namespace = b.add_text_field(F_NAMESPACE, keyword());
     let category = b.add_text_field(F_CATEGORY, keyword());
     let tags = b.add_text_field(F_TAGS, keyword());
-    let name_exact = b.add_text_field(F_NAME_EXACT, raw_term());
     let name_joined = b.add_text_field(F_NAME_JOINED, raw_term());
     let name_tokens = b.add_text_field(F_NAME_TOKENS, text(NAME_TOKENIZER));
     let name_sort = b.add_text_field(F_NAME_SORT, TextOptions::default().set_fast("raw"));
@@ -100,7 +98,6 @@ pub fn build() -> (Schema, Fields) {
         namespace,
         category,
         tags,
-        name_exact,
         name_joined,
         name_tokens,
         name_sort,
@@ -158,6 +155,16 @@ pub fn indexable(e: &Entry) -> bool {
     e.visibility != Visibility::Unlisted
 }
 
+/// The `name_sort` value: the lowercased name (PEP 503 form for PyPI). It orders the
+/// name sort and tells exact name matches apart in the collector.
+pub fn name_sort_key(namespace: &str, name: &str) -> String {
+    if namespace == "pypi" {
+        pep503(name)
+    } else {
+        name.to_lowercase()
+    }
+}
+
 /// The document for an entry.
 pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
     let mut d = TantivyDocument::default();
@@ -172,12 +179,7 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
     for t in &e.tags {
         d.add_text(f.tags, t);
     }
-    let lower = e.name.to_lowercase();
-    d.add_text(f.name_exact, &lower);
-    let norm = pep503(&e.name);
-    if norm != lower {
-        d.add_text(f.name_exact, &norm);
-    }
+    let sort_key = name_sort_key(&e.namespace, &e.name);
     d.add_text(f.name_joined, joined(&e.name));
     d.add_text(f.name_tokens, &e.name);
     if let Some(dn) = &e.display_name {
@@ -189,7 +191,7 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
             }
         }
     }
-    d.add_text(f.name_sort, &lower);
+    d.add_text(f.name_sort, &sort_key);
     // `description` is the searchable text: the name words, the keywords and the
     // description, so that every query word is one term lookup in one field.
     let mut text = String::with_capacity(e.description.len() + 64);

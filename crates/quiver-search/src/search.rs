@@ -26,7 +26,7 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ranking {
-    /// The lowercased (or PEP 503) name equals the query.
+    /// The lowercased (PEP 503 for PyPI) name equals the query (added in the collector).
     pub exact: f32,
     /// The joined name equals the joined query, for a one-word query.
     pub joined: f32,
@@ -103,7 +103,6 @@ struct Planner<'a> {
 
 /// The analysed query.
 struct Plan {
-    raw_lower: String,
     words: Vec<String>,
     /// Per word: its English stem (None for stop words).
     stems: Vec<Option<String>>,
@@ -146,7 +145,6 @@ impl Planner<'_> {
         words.truncate(12);
         let stems = words.iter().map(|w| self.stem(w)).collect();
         Plan {
-            raw_lower: q.trim().to_lowercase(),
             joined: joined(q),
             words,
             stems,
@@ -259,6 +257,8 @@ impl Planner<'_> {
                     pop_weight: 0.0,
                     pop_exponent: 0.0,
                     scoring: false,
+                    exact_names: Default::default(),
+                    exact_bonus: 0.0,
                 },
             )
             .ok()
@@ -279,17 +279,6 @@ impl Planner<'_> {
         let f = self.f;
         let r = &self.r;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if !p.raw_lower.is_empty() {
-            let mut terms = vec![Term::from_field_text(f.name_exact, &p.raw_lower)];
-            let norm = pep503(&p.raw_lower);
-            if norm != p.raw_lower && !norm.is_empty() {
-                terms.push(Term::from_field_text(f.name_exact, &norm));
-            }
-            clauses.push((
-                Occur::Should,
-                boxed_const(Box::new(TermSetQuery::new(terms)), r.exact),
-            ));
-        }
         if !p.joined.is_empty() {
             let w = if p.words.len() > 1 {
                 r.joined_multi
@@ -543,6 +532,16 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         en: analysis::english(),
     };
     let text = q.q.trim();
+    let mut exact_names = Vec::new();
+    if !text.is_empty() {
+        let lower = text.to_lowercase();
+        let norm = pep503(&lower);
+        if norm != lower && !norm.is_empty() {
+            exact_names.push(norm);
+        }
+        exact_names.push(lower);
+    }
+    let exact_names = Arc::new(exact_names);
     let collector = |sort: Sort, window: usize, scoring: bool| HitCollector {
         filter: filter.clone(),
         sort,
@@ -551,6 +550,8 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         pop_weight: ranking.popularity,
         pop_exponent: ranking.popularity_exponent,
         scoring,
+        exact_names: exact_names.clone(),
+        exact_bonus: ranking.exact,
     };
     let scoring = q.sort == Sort::Relevance;
     let mut plan = None;
@@ -655,6 +656,8 @@ fn suggest(pl: &Planner, p: &Plan, filter: &Arc<Filter>) -> Result<Option<String
                 pop_weight: 0.0,
                 pop_exponent: 0.0,
                 scoring: false,
+                exact_names: Default::default(),
+                exact_bonus: 0.0,
             },
         )
         .context("suggesting")?;
