@@ -1,0 +1,461 @@
+//! quiver's PostgreSQL store: the same [`Store`](quiver_store::Store) trait as the embedded
+//! SQLite backend, for running many stateless quiver nodes over one database.
+//!
+//! Design decisions:
+//! - **A pool of connections.** `tokio-postgres` connections in a `deadpool-postgres` pool
+//!   (fast recycling, per-connection prepared-statement cache). Reads run concurrently on
+//!   any connection; nothing is cached in the store, so every node reads what the primary
+//!   has committed.
+//! - **Migrations in step with SQLite.** `migrations/postgres/` holds the same migration
+//!   names as quiver-store's `migrations/sqlite/` ([`migration_names`]), and the same
+//!   tables and column names with PostgreSQL types (a test fails if they drift). They run
+//!   at [`PostgresStore::connect`], each in its own transaction, recorded in
+//!   `schema_migrations`, under a session `pg_advisory_lock` so that several nodes starting
+//!   at once migrate exactly once.
+//! - **A gap-free feed in commit order.** A `BIGSERIAL` would hand out numbers at insert
+//!   time: with two concurrent transactions, seq 8 can commit before seq 7, and a follower
+//!   reading `seq > 7` would never see 7; a rolled-back transaction would also leave a hole.
+//!   So every write transaction first takes `pg_advisory_xact_lock(FEED_LOCK, schema)`,
+//!   reads the committed head and numbers its feed rows from there. Writers are serialized
+//!   (as SQLite's single writer is), they commit in seq order, and a rollback gives its
+//!   numbers back. Reads take no lock. The lock is per schema, so isolated schemas (tests,
+//!   several registries in one database) do not wait for each other.
+//! - **NOTIFY on commit.** A write transaction that appended to the feed ends with
+//!   `pg_notify(channel, '<head seq>')`, which PostgreSQL delivers only if and when the
+//!   transaction commits. The channel is `quiver_feed` for the `public` schema and
+//!   `quiver_feed.<schema>` otherwise. [`PostgresStore::listen`] keeps a dedicated
+//!   connection LISTENing (reconnecting with backoff, re-reading the head after every
+//!   reconnect, and polling the head now and then as a fallback) and hands out the newest
+//!   head; the payload is a wake-up hint, followers still read `feed_since` until empty.
+//! - **Bulk import by COPY.** [`import_batch`](quiver_store::Store::import_batch) reads the
+//!   existing rows of the whole batch in two set-based queries (keys and versions passed as
+//!   arrays), decides every record's outcome in Rust with exactly the SQLite backend's rules
+//!   (created / updated / unchanged / rejected when a published version's manifest differs,
+//!   which writes nothing for that record), then writes with binary `COPY` into the tables
+//!   (ids drawn from the sequences up front) and `UPDATE … FROM unnest(…)` for changes, and
+//!   appends the feed rows for changed records only, in record order — all in one
+//!   transaction. A key that occurs twice in a batch is handled in a second round that sees
+//!   the first, as SQLite's record-by-record loop would.
+//! - **Schema isolation.** [`PostgresOptions::schema`] puts every table in a schema of its
+//!   own (created if missing; every pooled connection gets `search_path` through the
+//!   connection's startup options). Tests use one schema each ([`testing`]) and drop it
+//!   afterwards.
+//! - **Errors.** Unique violations become the same `conflict` errors (field and message) as
+//!   SQLite's, missing rows the same `not_found`, anything else an `internal` error with
+//!   the operation as context.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use quiver_model::{Context, Error, Result};
+use tokio_postgres::NoTls;
+
+mod import;
+mod listen;
+mod store;
+pub mod testing;
+
+pub use listen::FeedListener;
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// Names of the PostgreSQL migrations, in order (they match the SQLite set).
+pub fn migration_names() -> Vec<&'static str> {
+    MIGRATIONS.iter().map(|(n, _)| *n).collect()
+}
+
+/// First key of the advisory lock held while migrating (the second is the schema's hash).
+const MIGRATE_LOCK: i32 = 0x5156_0001;
+/// First key of the advisory lock every write transaction holds (the second is the
+/// schema's hash): it serializes feed writers.
+const FEED_LOCK: i32 = 0x5156_0002;
+
+/// How to connect.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database?...` (any libpq-style URL or key=value
+    /// string that tokio-postgres accepts).
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: usize,
+    /// Keep every table in this schema (created if missing) instead of the URL's
+    /// `search_path`. Lowercase letters, digits and `_`, starting with a letter or `_`.
+    pub schema: Option<String>,
+    /// How often a [`FeedListener`] reads the feed head even without a notification: the
+    /// polling fallback, and a liveness check of its connection.
+    pub listen_poll_interval: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            max_connections: 16,
+            schema: None,
+            listen_poll_interval: Duration::from_secs(5),
+        }
+    }
+
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    pub fn listen_poll_interval(mut self, every: Duration) -> Self {
+        self.listen_poll_interval = every;
+        self
+    }
+}
+
+/// Whether a `--database` value names a PostgreSQL database (`postgres://` or
+/// `postgresql://`) rather than an embedded SQLite path: how the binary picks its backend.
+pub fn is_postgres_url(database: &str) -> bool {
+    let d = database.trim_start().to_ascii_lowercase();
+    d.starts_with("postgres://") || d.starts_with("postgresql://")
+}
+
+/// The URL without its password, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return url.to_string();
+    }
+    // key=value form: hide password=...
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .field("listen_poll_interval", &self.listen_poll_interval)
+            .finish()
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    /// For connections outside the pool (the listener).
+    config: tokio_postgres::Config,
+    schema: String,
+    lock_key: i32,
+    channel: String,
+    listen_poll_interval: Duration,
+}
+
+/// A store in one PostgreSQL database (and schema).
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_schema(s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            format!(
+                "'{s}' is not a plain schema name (lowercase letters, digits and _, \
+                 at most 63 characters)"
+            ),
+        ))
+    }
+}
+
+/// Parse the URL and apply the options that every connection shares.
+fn pg_config(opts: &PostgresOptions) -> Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = opts
+        .url
+        .parse()
+        .map_err(|e| Error::invalid("database", format!("is not a PostgreSQL URL: {e}")))?;
+    if let Some(schema) = &opts.schema {
+        validate_schema(schema)?;
+        let mut o = config.get_options().unwrap_or_default().to_string();
+        if !o.is_empty() {
+            o.push(' ');
+        }
+        o.push_str(&format!("-c search_path={schema}"));
+        config.options(&o);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("quiver");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// Where the config points, without secrets, for error messages.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}:{port}/{}",
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Open one connection outside the pool, driving it on a task.
+async fn connect_one(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .context(format!("connecting to PostgreSQL at {}", describe(config)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Apply the migrations this schema has not seen, each in its own transaction, under a
+/// session advisory lock so that concurrent starts migrate once.
+async fn migrate(client: &mut tokio_postgres::Client, schema: Option<&str>) -> Result<()> {
+    let target: String = match schema {
+        Some(s) => s.to_string(),
+        None => client
+            .query_one("SELECT COALESCE(current_schema(), '')", &[])
+            .await
+            .context("reading the current schema")?
+            .get(0),
+    };
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1::int4, hashtext($2::text))",
+            &[&MIGRATE_LOCK, &target],
+        )
+        .await
+        .context("taking the migration lock")?;
+    let result = migrate_locked(client, schema).await;
+    let unlocked = client
+        .execute(
+            "SELECT pg_advisory_unlock($1::int4, hashtext($2::text))",
+            &[&MIGRATE_LOCK, &target],
+        )
+        .await
+        .context("releasing the migration lock");
+    result.and(unlocked.map(|_| ()))
+}
+
+async fn migrate_locked(client: &mut tokio_postgres::Client, schema: Option<&str>) -> Result<()> {
+    if let Some(s) = schema {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+            .await
+            .context(format!("creating schema {s}"))?;
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .context("creating schema_migrations")?;
+    for (name, sql) in MIGRATIONS {
+        let done: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1)",
+                &[name],
+            )
+            .await
+            .context("reading schema_migrations")?
+            .get(0);
+        if done {
+            continue;
+        }
+        let tx = client.transaction().await.context("beginning migration")?;
+        tx.batch_execute(sql)
+            .await
+            .context(format!("applying migration {name}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES ($1, $2)",
+            &[name, &store::now_ms()],
+        )
+        .await
+        .context("recording migration")?;
+        tx.commit()
+            .await
+            .context(format!("committing migration {name}"))?;
+        tracing::info!(migration = name, "applied migration");
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Connect with default options and run pending migrations.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        Self::connect_with(PostgresOptions::new(url)).await
+    }
+
+    /// Connect and run pending migrations.
+    pub async fn connect_with(opts: PostgresOptions) -> Result<PostgresStore> {
+        let config = pg_config(&opts)?;
+        {
+            let mut client = connect_one(&config).await?;
+            migrate(&mut client, opts.schema.as_deref()).await?;
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .context("building the PostgreSQL pool")?;
+        let row = pool
+            .get()
+            .await
+            .context(format!("connecting to PostgreSQL at {}", describe(&config)))?
+            .query_one(
+                "SELECT current_schema()::text, hashtext(current_schema())",
+                &[],
+            )
+            .await
+            .context("reading the current schema")?;
+        let schema: String = row.get(0);
+        let lock_key: i32 = row.get(1);
+        let channel = if schema == "public" {
+            "quiver_feed".to_string()
+        } else {
+            let mut c = format!("quiver_feed.{schema}");
+            c.truncate(63);
+            c
+        };
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                schema,
+                lock_key,
+                channel,
+                listen_poll_interval: opts.listen_poll_interval,
+            }),
+        })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The NOTIFY channel this store's writes signal on.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// A connection from the pool (for tests and tools that need raw SQL).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .context("taking a PostgreSQL connection")
+    }
+
+    /// Follow the feed head: a dedicated connection LISTENs on this store's channel and the
+    /// listener yields the newest head after each commit (see [`FeedListener`]).
+    pub fn listen(&self) -> FeedListener {
+        listen::spawn(
+            self.inner.config.clone(),
+            self.inner.channel.clone(),
+            self.inner.schema.clone(),
+            self.inner.listen_poll_interval,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_url("host=h password=secret dbname=x"),
+            "host=h password=*** dbname=x"
+        );
+        let o = PostgresOptions::new("postgres://u:secret@h/db");
+        assert!(!format!("{o:?}").contains("secret"));
+    }
+
+    #[test]
+    fn postgres_urls_are_recognized() {
+        assert!(is_postgres_url("postgres://postgres@127.0.0.1:5432/test"));
+        assert!(is_postgres_url("postgresql://h/db"));
+        assert!(!is_postgres_url("/var/lib/quiver"));
+        assert!(!is_postgres_url("quiver.db"));
+    }
+
+    #[test]
+    fn schema_names_are_plain() {
+        assert!(validate_schema("quiver_test_1").is_ok());
+        for bad in ["", "Quiver", "a-b", "1abc", "a;drop", &"a".repeat(64)] {
+            assert!(validate_schema(bad).is_err(), "{bad}");
+        }
+    }
+}

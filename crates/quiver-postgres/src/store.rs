@@ -1,0 +1,974 @@
+//! The [`Store`] implementation: row mapping, the write transaction with its feed lock,
+//! and every trait method except the bulk import (see `import.rs`).
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use deadpool_postgres::GenericClient;
+use jiff::Timestamp;
+use quiver_model::names::name_key;
+use quiver_model::validate::SemverVersion;
+use quiver_model::{
+    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
+    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Version, Visibility,
+};
+use quiver_store::{
+    Direction, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats, ValidVersion,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, FEED_LOCK};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// A write transaction: it holds the feed lock from its first statement to its commit,
+/// and numbers its feed rows from the committed head.
+pub(crate) struct Writer<'a> {
+    pub(crate) tx: deadpool_postgres::Transaction<'a>,
+    /// The last seq written (or the committed head before any).
+    pub(crate) head: i64,
+    start: i64,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) async fn begin(
+        client: &'a mut deadpool_postgres::Object,
+        lock_key: i32,
+    ) -> Result<Writer<'a>> {
+        let tx = client
+            .transaction()
+            .await
+            .context("beginning a write transaction")?;
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+            .await
+            .context("preparing the feed lock")?;
+        tx.execute(&lock, &[&FEED_LOCK, &lock_key])
+            .await
+            .context("taking the feed lock")?;
+        // A new statement, so a new snapshot: it sees every transaction that held the lock
+        // before us (they released it only after their commit became visible).
+        let head_stmt = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed")
+            .await
+            .context("preparing the feed head")?;
+        let head: i64 = tx
+            .query_one(&head_stmt, &[])
+            .await
+            .context("reading the feed head")?
+            .get(0);
+        Ok(Writer {
+            tx,
+            head,
+            start: head,
+        })
+    }
+
+    pub(crate) async fn feed(
+        &mut self,
+        entity: FeedEntity,
+        entity_id: i64,
+        entry_id: Option<i64>,
+        op: FeedOp,
+    ) -> Result<()> {
+        let stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO feed (seq, entity, entity_id, entry_id, op, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await
+            .context("preparing the feed append")?;
+        let seq = self.head + 1;
+        self.tx
+            .execute(
+                &stmt,
+                &[
+                    &seq,
+                    &entity.as_str(),
+                    &entity_id,
+                    &entry_id,
+                    &op.as_str(),
+                    &now_ms(),
+                ],
+            )
+            .await
+            .context("appending to the change feed")?;
+        self.head = seq;
+        Ok(())
+    }
+
+    /// Reserve `n` feed positions (for a bulk append); returns the first.
+    pub(crate) fn reserve(&mut self, n: usize) -> i64 {
+        let first = self.head + 1;
+        self.head += n as i64;
+        first
+    }
+
+    /// Signal the new head (delivered on commit) and commit.
+    pub(crate) async fn commit(self, channel: &str) -> Result<()> {
+        if self.head > self.start {
+            self.tx
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&channel, &self.head.to_string()],
+                )
+                .await
+                .context("notifying the feed")?;
+        }
+        self.tx.commit().await.context("committing")
+    }
+}
+
+fn parse_enum<T: std::str::FromStr>(s: &str) -> std::result::Result<T, BoxError> {
+    s.parse::<T>()
+        .map_err(|_| format!("bad enum value {s}").into())
+}
+
+pub(crate) const ENTRY_COLS: &str = "id, kind, namespace, name, display_name, description, \
+     category, tags, keywords, status, visibility, deprecation, popularity, monthly_downloads, \
+     download_rank, latest_version, created_at, updated_at";
+
+fn decode_entry(r: &Row) -> std::result::Result<Entry, BoxError> {
+    let tags: String = r.try_get(7)?;
+    let keywords: String = r.try_get(8)?;
+    let deprecation: Option<String> = r.try_get(11)?;
+    let kind: String = r.try_get(1)?;
+    let status: String = r.try_get(9)?;
+    let visibility: String = r.try_get(10)?;
+    Ok(Entry {
+        id: r.try_get(0)?,
+        kind: parse_enum(&kind)?,
+        namespace: r.try_get(2)?,
+        name: r.try_get(3)?,
+        display_name: r.try_get(4)?,
+        description: r.try_get(5)?,
+        category: r.try_get(6)?,
+        tags: serde_json::from_str(&tags)?,
+        keywords: serde_json::from_str(&keywords)?,
+        status: parse_enum(&status)?,
+        visibility: parse_enum(&visibility)?,
+        deprecation: deprecation
+            .as_deref()
+            .map(serde_json::from_str::<Deprecation>)
+            .transpose()?,
+        popularity: Popularity {
+            score: r.try_get(12)?,
+            monthly_downloads: r.try_get::<_, Option<i64>>(13)?.map(|v| v as u64),
+            rank: r.try_get::<_, Option<i64>>(14)?.map(|v| v as u32),
+        },
+        latest_version: r.try_get(15)?,
+        created_at: ts(r.try_get(16)?),
+        updated_at: ts(r.try_get(17)?),
+    })
+}
+
+pub(crate) fn entry_from_row(r: &Row) -> Result<Entry> {
+    decode_entry(r).context("decoding an entry")
+}
+
+const VERSION_COLS: &str =
+    "version, manifest, sha256, changelog, breaking, yanked, yank_reason, published_at";
+
+fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
+    let manifest: String = r.try_get(1)?;
+    Ok(Version {
+        version: r.try_get(0)?,
+        manifest: serde_json::from_str(&manifest)?,
+        sha256: r.try_get(2)?,
+        changelog: r.try_get(3)?,
+        breaking: r.try_get(4)?,
+        yanked: r.try_get(5)?,
+        yank_reason: r.try_get(6)?,
+        published_at: ts(r.try_get(7)?),
+    })
+}
+
+fn version_from_row(r: &Row) -> Result<Version> {
+    decode_version(r).context("decoding a version")
+}
+
+fn decode_relation(r: &Row) -> std::result::Result<Relation, BoxError> {
+    let kind: String = r.try_get(0)?;
+    let from_kind: String = r.try_get(1)?;
+    let to_kind: String = r.try_get(4)?;
+    Ok(Relation {
+        kind: parse_enum(&kind)?,
+        from: EntryKey {
+            kind: parse_enum(&from_kind)?,
+            namespace: r.try_get(2)?,
+            name: r.try_get(3)?,
+        },
+        to: EntryKey {
+            kind: parse_enum(&to_kind)?,
+            namespace: r.try_get(5)?,
+            name: r.try_get(6)?,
+        },
+        confidence: r.try_get(7)?,
+        source: r.try_get(8)?,
+        step_order: r.try_get(9)?,
+    })
+}
+
+async fn get_entry_conn<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Option<Entry>> {
+    let nk = name_key(key.kind, &key.namespace, &key.name);
+    let stmt = c
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLS} FROM entries WHERE kind = $1 AND namespace = $2 AND name_key = $3"
+        ))
+        .await
+        .context("preparing an entry lookup")?;
+    c.query_opt(&stmt, &[&key.kind.as_str(), &key.namespace, &nk])
+        .await
+        .context("reading an entry")?
+        .as_ref()
+        .map(entry_from_row)
+        .transpose()
+}
+
+async fn entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Option<i64>> {
+    let nk = name_key(key.kind, &key.namespace, &key.name);
+    let stmt = c
+        .prepare_cached(
+            "SELECT id FROM entries WHERE kind = $1 AND namespace = $2 AND name_key = $3",
+        )
+        .await
+        .context("preparing an entry lookup")?;
+    Ok(
+        c.query_opt(&stmt, &[&key.kind.as_str(), &key.namespace, &nk])
+            .await
+            .context("resolving an entry")?
+            .map(|r| r.get(0)),
+    )
+}
+
+async fn require_entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<i64> {
+    entry_id(c, key).await?.ok_or_else(|| Error::not_found(key))
+}
+
+async fn get_entry_by_id<C: GenericClient>(c: &C, id: i64) -> Result<Entry> {
+    let stmt = c
+        .prepare_cached(&format!("SELECT {ENTRY_COLS} FROM entries WHERE id = $1"))
+        .await
+        .context("preparing an entry read")?;
+    let row = c
+        .query_one(&stmt, &[&id])
+        .await
+        .context("reading an entry by id")?;
+    entry_from_row(&row)
+}
+
+pub(crate) async fn ensure_namespace_tx(
+    w: &mut Writer<'_>,
+    name: &str,
+    owner: OwnerKind,
+) -> Result<()> {
+    let stmt =
+        w.tx.prepare_cached(
+            "INSERT INTO namespaces (name, owner_kind, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .await
+        .context("preparing a namespace insert")?;
+    let rows =
+        w.tx.query(&stmt, &[&name, &owner.as_str(), &now_ms()])
+            .await
+            .context("creating a namespace")?;
+    if let Some(r) = rows.first() {
+        w.feed(FeedEntity::Namespace, r.get(0), None, FeedOp::Create)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_tags(w: &Writer<'_>, id: i64, tags: &[String], replace: bool) -> Result<()> {
+    if replace {
+        w.tx.execute("DELETE FROM entry_tags WHERE entry_id = $1", &[&id])
+            .await
+            .context("clearing tags")?;
+    }
+    if !tags.is_empty() {
+        let stmt =
+            w.tx.prepare_cached(
+                "INSERT INTO entry_tags (tag, entry_id) SELECT t, $2 FROM unnest($1::text[]) AS t \
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .context("preparing tag insert")?;
+        w.tx.execute(&stmt, &[&tags, &id])
+            .await
+            .context("writing tags")?;
+    }
+    Ok(())
+}
+
+fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+async fn insert_entry(w: &mut Writer<'_>, e: &NewEntry, status: Status) -> Result<i64> {
+    let now = now_ms();
+    let pop = e.popularity.clone().unwrap_or_default();
+    let stmt = w
+        .tx
+        .prepare_cached(
+            "INSERT INTO entries (kind, namespace, name, name_key, display_name, description, \
+             category, tags, keywords, status, visibility, deprecation, popularity, \
+             monthly_downloads, download_rank, latest_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, NULL, $15, $15) \
+             RETURNING id",
+        )
+        .await
+        .context("preparing an entry insert")?;
+    let res =
+        w.tx.query_one(
+            &stmt,
+            &[
+                &e.kind.as_str(),
+                &e.namespace,
+                &e.name,
+                &name_key(e.kind, &e.namespace, &e.name),
+                &e.display_name,
+                &e.description,
+                &e.category,
+                &json_text(&e.tags),
+                &json_text(&e.keywords),
+                &status.as_str(),
+                &e.visibility.unwrap_or(Visibility::Public).as_str(),
+                &pop.score,
+                &pop.monthly_downloads.map(|v| v as i64),
+                &pop.rank.map(i64::from),
+                &now,
+            ],
+        )
+        .await;
+    let id: i64 = match res {
+        Ok(row) => row.get(0),
+        Err(err) if is_unique_violation(&err) => {
+            let key = EntryKey::new(e.kind, &e.namespace, &e.name);
+            return Err(Error::conflict("name", format!("{key} already exists")));
+        }
+        Err(err) => return Err(Error::internal("creating an entry", err)),
+    };
+    write_tags(w, id, &e.tags, false).await?;
+    w.feed(FeedEntity::Entry, id, Some(id), FeedOp::Create)
+        .await?;
+    Ok(id)
+}
+
+fn version_conflict(version: &str) -> Error {
+    Error::conflict(
+        "version",
+        format!("version {version} is already published; versions are immutable"),
+    )
+}
+
+async fn insert_version(w: &mut Writer<'_>, entry_id: i64, v: &ValidVersion) -> Result<i64> {
+    let stmt =
+        w.tx.prepare_cached(
+            "INSERT INTO versions (entry_id, version, manifest, sha256, changelog, breaking, \
+             yanked, yank_reason, published_at) VALUES ($1, $2, $3, $4, $5, $6, FALSE, NULL, $7) \
+             RETURNING id",
+        )
+        .await
+        .context("preparing a version insert")?;
+    let res =
+        w.tx.query_one(
+            &stmt,
+            &[
+                &entry_id,
+                &v.version.version,
+                &quiver_model::manifest::canonical_json(&v.version.manifest),
+                &v.sha256,
+                &v.version.changelog,
+                &v.version.breaking,
+                &now_ms(),
+            ],
+        )
+        .await;
+    let id: i64 = match res {
+        Ok(row) => row.get(0),
+        Err(err) if is_unique_violation(&err) => return Err(version_conflict(&v.version.version)),
+        Err(err) => return Err(Error::internal("publishing a version", err)),
+    };
+    w.feed(FeedEntity::Version, id, Some(entry_id), FeedOp::Create)
+        .await?;
+    Ok(id)
+}
+
+/// The latest version among `versions` (unyanked ones): the highest release, else the
+/// highest pre-release, else none. The same rule as the SQLite backend.
+pub(crate) fn latest_of<'v>(versions: impl IntoIterator<Item = &'v str>) -> Option<String> {
+    let mut parsed: Vec<SemverVersion> = versions
+        .into_iter()
+        .filter_map(|v| SemverVersion::parse(v).ok())
+        .collect();
+    parsed.sort();
+    parsed
+        .iter()
+        .rev()
+        .find(|v| v.pre.is_empty())
+        .or_else(|| parsed.last())
+        .map(|v| v.to_string())
+}
+
+/// Recompute an entry's latest version.
+async fn refresh_latest(w: &Writer<'_>, entry_id: i64) -> Result<Option<String>> {
+    let stmt =
+        w.tx.prepare_cached("SELECT version FROM versions WHERE entry_id = $1 AND NOT yanked")
+            .await
+            .context("preparing latest-version query")?;
+    let rows =
+        w.tx.query(&stmt, &[&entry_id])
+            .await
+            .context("reading versions")?;
+    let latest = latest_of(rows.iter().map(|r| r.get::<_, &str>(0)));
+    w.tx.execute(
+        "UPDATE entries SET latest_version = $1, updated_at = $2 WHERE id = $3",
+        &[&latest, &now_ms(), &entry_id],
+    )
+    .await
+    .context("updating latest version")?;
+    Ok(latest)
+}
+
+async fn set_yank_row(
+    w: &Writer<'_>,
+    vid: i64,
+    yanked: bool,
+    reason: Option<String>,
+) -> Result<()> {
+    w.tx.execute(
+        "UPDATE versions SET yanked = $1, yank_reason = $2 WHERE id = $3",
+        &[&yanked, &reason, &vid],
+    )
+    .await
+    .context("yanking a version")?;
+    Ok(())
+}
+
+pub(crate) fn encode_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+}
+
+pub(crate) fn decode_cursor(c: &str) -> Result<i64> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("id:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+}
+
+impl PostgresStore {
+    pub(crate) async fn pooled(&self) -> Result<deadpool_postgres::Object> {
+        self.client().await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ensure_namespace(&self, name: &str, owner_kind: OwnerKind) -> Result<Namespace> {
+        {
+            let mut client = self.pooled().await?;
+            let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+            ensure_namespace_tx(&mut w, name, owner_kind).await?;
+            w.commit(&self.inner.channel).await?;
+        }
+        self.get_namespace(name)
+            .await?
+            .ok_or_else(|| Error::internal("creating a namespace", "not found after insert"))
+    }
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>> {
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = $1",
+            )
+            .await
+            .context("preparing a namespace read")?;
+        let Some(r) = c
+            .query_opt(&stmt, &[&name])
+            .await
+            .context("reading a namespace")?
+        else {
+            return Ok(None);
+        };
+        let decode = || -> std::result::Result<Namespace, BoxError> {
+            let owner: String = r.try_get(1)?;
+            Ok(Namespace {
+                name: r.try_get(0)?,
+                owner_kind: parse_enum(&owner)?,
+                display_name: r.try_get(2)?,
+                created_at: ts(r.try_get(3)?),
+            })
+        };
+        decode().context("decoding a namespace").map(Some)
+    }
+
+    async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        ensure_namespace_tx(&mut w, &entry.namespace, OwnerKind::Organisation).await?;
+        let id = insert_entry(&mut w, &entry, entry.status.unwrap_or(Status::Draft)).await?;
+        let e = get_entry_by_id(&w.tx, id).await?;
+        w.commit(&self.inner.channel).await?;
+        Ok(e)
+    }
+
+    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let mut e = get_entry_conn(&w.tx, key)
+            .await?
+            .ok_or_else(|| Error::not_found(key))?;
+        let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+        if let Some(d) = patch.display_name {
+            e.display_name = none_if_empty(d);
+        }
+        if let Some(d) = patch.description {
+            e.description = d;
+        }
+        if let Some(c) = patch.category {
+            e.category = none_if_empty(c);
+        }
+        let tags_changed = patch.tags.is_some();
+        if let Some(t) = patch.tags {
+            e.tags = t;
+        }
+        if let Some(k) = patch.keywords {
+            e.keywords = k;
+        }
+        if let Some(s) = patch.status {
+            e.status = s;
+        }
+        if let Some(v) = patch.visibility {
+            e.visibility = v;
+        }
+        if let Some(p) = patch.popularity {
+            e.popularity = p;
+        }
+        if let Some(d) = patch.deprecation {
+            e.deprecation = Some(d);
+        }
+        if e.status != Status::Deprecated {
+            e.deprecation = None;
+        }
+        let stmt = w
+            .tx
+            .prepare_cached(
+                "UPDATE entries SET display_name = $1, description = $2, category = $3, tags = $4, \
+                 keywords = $5, status = $6, visibility = $7, deprecation = $8, popularity = $9, \
+                 monthly_downloads = $10, download_rank = $11, updated_at = $12 WHERE id = $13",
+            )
+            .await
+            .context("preparing an entry update")?;
+        w.tx.execute(
+            &stmt,
+            &[
+                &e.display_name,
+                &e.description,
+                &e.category,
+                &json_text(&e.tags),
+                &json_text(&e.keywords),
+                &e.status.as_str(),
+                &e.visibility.as_str(),
+                &e.deprecation.as_ref().map(json_text),
+                &e.popularity.score,
+                &e.popularity.monthly_downloads.map(|v| v as i64),
+                &e.popularity.rank.map(i64::from),
+                &now_ms(),
+                &e.id,
+            ],
+        )
+        .await
+        .context("updating an entry")?;
+        if tags_changed {
+            write_tags(&w, e.id, &e.tags, true).await?;
+        }
+        w.feed(FeedEntity::Entry, e.id, Some(e.id), FeedOp::Update)
+            .await?;
+        let out = get_entry_by_id(&w.tx, e.id).await?;
+        w.commit(&self.inner.channel).await?;
+        Ok(out)
+    }
+
+    async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>> {
+        let c = self.pooled().await?;
+        get_entry_conn(&c, key).await
+    }
+
+    async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM entries WHERE id = ANY($1)"
+            ))
+            .await
+            .context("preparing entries by id")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(10_000) {
+            let rows = c
+                .query(&stmt, &[&chunk])
+                .await
+                .context("reading entries by id")?;
+            for r in &rows {
+                out.push(entry_from_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Entry>> {
+        let after = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+        let mut sql = format!("SELECT {ENTRY_COLS} FROM entries WHERE id > $1");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
+        let mut any_of = |col: &str, vals: Vec<String>, sql: &mut String| {
+            if !vals.is_empty() {
+                args.push(Box::new(vals));
+                sql.push_str(&format!(" AND {col} = ANY(${})", args.len()));
+            }
+        };
+        any_of(
+            "kind",
+            filter
+                .kinds
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            &mut sql,
+        );
+        any_of("namespace", filter.namespaces.clone(), &mut sql);
+        any_of("category", filter.categories.clone(), &mut sql);
+        any_of(
+            "status",
+            filter
+                .statuses
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            &mut sql,
+        );
+        any_of(
+            "visibility",
+            filter
+                .visibilities
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            &mut sql,
+        );
+        for t in &filter.tags {
+            args.push(Box::new(t.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM entry_tags t WHERE t.tag = ${} AND t.entry_id = entries.id)",
+                args.len()
+            ));
+        }
+        args.push(Box::new(limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(&sql)
+            .await
+            .context("preparing a listing")?;
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = c.query(&stmt, &params).await.context("listing entries")?;
+        let mut items = rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| encode_cursor(e.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        let vid = insert_version(&mut w, id, &version).await?;
+        refresh_latest(&w, id).await?;
+        w.tx.execute(
+            "UPDATE entries SET status = 'published' WHERE id = $1 AND status = 'draft'",
+            &[&id],
+        )
+        .await
+        .context("publishing a draft")?;
+        let row =
+            w.tx.query_one(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
+                &[&vid],
+            )
+            .await
+            .context("reading the new version")?;
+        let v = version_from_row(&row)?;
+        w.commit(&self.inner.channel).await?;
+        Ok(v)
+    }
+
+    async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>> {
+        let c = self.pooled().await?;
+        let id = require_entry_id(&c, key).await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE entry_id = $1 ORDER BY id"
+            ))
+            .await
+            .context("preparing versions")?;
+        let rows = c.query(&stmt, &[&id]).await.context("listing versions")?;
+        let mut vs = rows
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        vs.sort_by(|a, b| {
+            let pa = SemverVersion::parse(&a.version).ok();
+            let pb = SemverVersion::parse(&b.version).ok();
+            pb.cmp(&pa)
+        });
+        Ok(vs)
+    }
+
+    async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>> {
+        let c = self.pooled().await?;
+        let id = require_entry_id(&c, key).await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE entry_id = $1 AND version = $2"
+            ))
+            .await
+            .context("preparing a version read")?;
+        c.query_opt(&stmt, &[&id, &version])
+            .await
+            .context("reading a version")?
+            .as_ref()
+            .map(version_from_row)
+            .transpose()
+    }
+
+    async fn set_yanked(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        yanked: bool,
+        reason: Option<String>,
+    ) -> Result<Version> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        let vid: i64 =
+            w.tx.query_opt(
+                "SELECT id FROM versions WHERE entry_id = $1 AND version = $2",
+                &[&id, &version],
+            )
+            .await
+            .context("resolving a version")?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+        let reason = if yanked { reason } else { None };
+        set_yank_row(&w, vid, yanked, reason).await?;
+        refresh_latest(&w, id).await?;
+        w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
+            .await?;
+        let row =
+            w.tx.query_one(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
+                &[&vid],
+            )
+            .await
+            .context("reading the yanked version")?;
+        let v = version_from_row(&row)?;
+        w.commit(&self.inner.channel).await?;
+        Ok(v)
+    }
+
+    async fn add_relation(&self, relation: Relation) -> Result<Relation> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let from = entry_id(&w.tx, &relation.from)
+            .await?
+            .ok_or_else(|| Error::invalid("from", format!("{} does not exist", relation.from)))?;
+        let to = entry_id(&w.tx, &relation.to)
+            .await?
+            .ok_or_else(|| Error::invalid("to", format!("{} does not exist", relation.to)))?;
+        let existing: Option<i64> =
+            w.tx.query_opt(
+                "SELECT id FROM relations WHERE kind = $1 AND from_id = $2 AND to_id = $3",
+                &[&relation.kind.as_str(), &from, &to],
+            )
+            .await
+            .context("reading a relation")?
+            .map(|r| r.get(0));
+        let (rid, op) = match existing {
+            Some(rid) => {
+                w.tx.execute(
+                    "UPDATE relations SET confidence = $1, source = $2, step_order = $3 WHERE id = $4",
+                    &[&relation.confidence, &relation.source, &relation.step_order, &rid],
+                )
+                .await
+                .context("updating a relation")?;
+                (rid, FeedOp::Update)
+            }
+            None => {
+                let rid: i64 =
+                    w.tx.query_one(
+                        "INSERT INTO relations (kind, from_id, to_id, confidence, source, \
+                         step_order, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        &[
+                            &relation.kind.as_str(),
+                            &from,
+                            &to,
+                            &relation.confidence,
+                            &relation.source,
+                            &relation.step_order,
+                            &now_ms(),
+                        ],
+                    )
+                    .await
+                    .context("adding a relation")?
+                    .get(0);
+                (rid, FeedOp::Create)
+            }
+        };
+        w.feed(FeedEntity::Relation, rid, Some(from), op).await?;
+        let from_key = get_entry_by_id(&w.tx, from).await?.key();
+        let to_key = get_entry_by_id(&w.tx, to).await?.key();
+        w.commit(&self.inner.channel).await?;
+        Ok(Relation {
+            from: from_key,
+            to: to_key,
+            ..relation
+        })
+    }
+
+    async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>> {
+        let c = self.pooled().await?;
+        let id = require_entry_id(&c, key).await?;
+        let cond = match direction {
+            Direction::Outgoing => "r.from_id = $1",
+            Direction::Incoming => "r.to_id = $1",
+            Direction::Both => "(r.from_id = $1 OR r.to_id = $1)",
+        };
+        // SQLite's order: byte-wise text, NULL step orders first.
+        let sql = format!(
+            "SELECT r.kind, f.kind, f.namespace, f.name, t.kind, t.namespace, t.name, \
+             r.confidence, r.source, r.step_order FROM relations r \
+             JOIN entries f ON f.id = r.from_id JOIN entries t ON t.id = r.to_id \
+             WHERE {cond} ORDER BY r.kind COLLATE \"C\", r.step_order NULLS FIRST, r.id"
+        );
+        let stmt = c
+            .prepare_cached(&sql)
+            .await
+            .context("preparing relations")?;
+        let rows = c.query(&stmt, &[&id]).await.context("listing relations")?;
+        rows.iter()
+            .map(|r| decode_relation(r).context("decoding a relation"))
+            .collect()
+    }
+
+    async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT seq, entity, entity_id, entry_id, op, at FROM feed \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .await
+            .context("preparing feed read")?;
+        let rows = c
+            .query(&stmt, &[&after, &(limit as i64)])
+            .await
+            .context("reading the feed")?;
+        Ok(rows
+            .iter()
+            .map(|r| FeedEvent {
+                seq: r.get(0),
+                entity: FeedEntity::parse(r.get(1)).unwrap_or(FeedEntity::Entry),
+                entity_id: r.get(2),
+                entry_id: r.get(3),
+                op: FeedOp::parse(r.get(4)).unwrap_or(FeedOp::Update),
+                at: ts(r.get(5)),
+            })
+            .collect())
+    }
+
+    async fn feed_head(&self) -> Result<i64> {
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed")
+            .await
+            .context("preparing the feed head")?;
+        Ok(c.query_one(&stmt, &[])
+            .await
+            .context("reading the feed head")?
+            .get(0))
+    }
+
+    async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<Vec<ImportOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let outcomes = crate::import::import_batch(&mut w, &batch).await?;
+        w.commit(&self.inner.channel).await?;
+        Ok(outcomes)
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let c = self.pooled().await?;
+        let row = c
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM entries)::int8, \
+                        (SELECT COUNT(*) FROM versions)::int8, \
+                        (SELECT COUNT(*) FROM relations)::int8, \
+                        (SELECT COALESCE(MAX(seq), 0) FROM feed)::int8, \
+                        (SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) \
+                           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p'))::int8",
+                &[],
+            )
+            .await
+            .context("counting rows")?;
+        Ok(StoreStats {
+            entries: row.get::<_, i64>(0) as u64,
+            versions: row.get::<_, i64>(1) as u64,
+            relations: row.get::<_, i64>(2) as u64,
+            feed_head: row.get(3),
+            size_bytes: Some(row.get::<_, i64>(4) as u64),
+        })
+    }
+}
