@@ -116,7 +116,12 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// sha256 (lowercase hex) of the canonical JSON of a manifest.
 pub fn manifest_sha256(value: &Value) -> String {
-    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
+    sha256_hex(&canonical_json(value))
+}
+
+/// sha256 (lowercase hex) of a canonical JSON text.
+pub fn sha256_hex(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 #[cfg(test)]

@@ -156,15 +156,17 @@ pub fn semver(v: &str) -> Result<semver::Version> {
     })
 }
 
-/// Validate a version to publish for an entry of `kind`.
-pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<semver::Version> {
+/// Validate a version to publish for an entry of `kind`; returns the parsed version and
+/// the canonical JSON of the manifest (what is stored and hashed).
+pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<(semver::Version, String)> {
     let parsed = semver(&v.version)?;
     v.version = parsed.to_string();
     v.changelog = opt_text("changelog", &v.changelog, MAX_CHANGELOG)?;
     if !v.manifest.is_object() {
         return Err(Error::invalid("manifest", "must be a JSON object"));
     }
-    let size = crate::manifest::canonical_json(&v.manifest).len();
+    let canonical = crate::manifest::canonical_json(&v.manifest);
+    let size = canonical.len();
     if size > MAX_MANIFEST_BYTES {
         return Err(Error::invalid(
             "manifest",
@@ -172,7 +174,7 @@ pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<semver::Version> {
         ));
     }
     crate::manifest::validate_manifest(kind, &v.manifest)?;
-    Ok(parsed)
+    Ok((parsed, canonical))
 }
 
 /// Validate a relation's own fields (that both ends exist is the store's business).

@@ -124,9 +124,8 @@ fn assert_envelope(body: &Value, code: &str, field: Option<&str>) {
         e["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-    match field {
-        Some(f) => assert_eq!(e["field"], f, "{body}"),
-        None => {}
+    if let Some(f) = field {
+        assert_eq!(e["field"], f, "{body}");
     }
 }
 
@@ -242,7 +241,8 @@ async fn invalid_input_is_refused_and_changes_nothing() {
     let head = app.feed_head().await;
 
     // Each case: method, path, body, expected status, code, field.
-    let cases: Vec<(&str, String, Value, StatusCode, &str, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, String, Value, StatusCode, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/entries".into(),

@@ -303,7 +303,15 @@ pub async fn relations(s: &dyn Store) {
         step_order: None,
     };
     s.add_relation(rel.clone()).await.unwrap();
-    // Idempotent on (kind, from, to): the second add updates.
+    // Adding the same relation again writes nothing.
+    let head = s.feed_head().await.unwrap();
+    s.add_relation(rel.clone()).await.unwrap();
+    assert_eq!(
+        s.feed_head().await.unwrap(),
+        head,
+        "an identical relation is a no-op"
+    );
+    // Idempotent on (kind, from, to): a different one updates.
     s.add_relation(Relation {
         confidence: Some(0.9),
         ..rel.clone()

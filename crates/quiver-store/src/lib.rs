@@ -53,6 +53,8 @@ pub struct ValidVersion {
     pub version: NewVersion,
     pub semver: SemverVersion,
     pub sha256: String,
+    /// The canonical JSON of the manifest (what is stored, and what `sha256` hashes).
+    pub canonical: String,
 }
 
 /// Which relations of an entry to return.
@@ -201,11 +203,12 @@ pub trait Store: Send + Sync + 'static {
 /// Validate a version for `kind` and compute its manifest hash: the one way to make a
 /// [`ValidVersion`].
 pub fn valid_version(kind: Kind, mut version: NewVersion) -> Result<ValidVersion> {
-    let parsed = quiver_model::validate::new_version(kind, &mut version)?;
-    let sha256 = quiver_model::manifest::manifest_sha256(&version.manifest);
+    let (parsed, canonical) = quiver_model::validate::new_version(kind, &mut version)?;
+    let sha256 = quiver_model::manifest::sha256_hex(&canonical);
     Ok(ValidVersion {
         version,
         semver: parsed,
         sha256,
+        canonical,
     })
 }

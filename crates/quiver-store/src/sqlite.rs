@@ -351,7 +351,12 @@ fn write_tags(tx: &Transaction<'_>, id: i64, tags: &[String], replace: bool) -> 
     Ok(())
 }
 
-fn insert_entry(tx: &Transaction<'_>, e: &NewEntry, status: Status) -> Result<i64> {
+fn insert_entry(
+    tx: &Transaction<'_>,
+    e: &NewEntry,
+    status: Status,
+    latest_version: Option<&str>,
+) -> Result<i64> {
     let now = now_ms();
     let pop = e.popularity.clone().unwrap_or_default();
     let res = tx
@@ -359,7 +364,7 @@ fn insert_entry(tx: &Transaction<'_>, e: &NewEntry, status: Status) -> Result<i6
             "INSERT INTO entries (kind, namespace, name, name_key, display_name, description, \
              category, tags, keywords, status, visibility, deprecation, popularity, \
              monthly_downloads, download_rank, latest_version, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13, ?14, NULL, ?15, ?15)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13, ?14, ?16, ?15, ?15)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -378,6 +383,7 @@ fn insert_entry(tx: &Transaction<'_>, e: &NewEntry, status: Status) -> Result<i6
                 pop.monthly_downloads.map(|v| v as i64),
                 pop.rank.map(i64::from),
                 now,
+                latest_version,
             ])
         });
     match res {
@@ -389,7 +395,9 @@ fn insert_entry(tx: &Transaction<'_>, e: &NewEntry, status: Status) -> Result<i6
         Err(err) => return Err(Error::internal("creating an entry", err)),
     }
     let id = tx.last_insert_rowid();
-    write_tags(tx, id, &e.tags, false)?;
+    if !e.tags.is_empty() {
+        write_tags(tx, id, &e.tags, false)?;
+    }
     feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Create)?;
     Ok(id)
 }
@@ -404,7 +412,7 @@ fn insert_version(tx: &Transaction<'_>, entry_id: i64, v: &ValidVersion) -> Resu
             s.execute(params![
                 entry_id,
                 v.version.version,
-                quiver_model::manifest::canonical_json(&v.version.manifest),
+                v.canonical,
                 v.sha256,
                 v.version.changelog,
                 v.version.breaking,
@@ -429,6 +437,23 @@ fn insert_version(tx: &Transaction<'_>, entry_id: i64, v: &ValidVersion) -> Resu
     Ok(id)
 }
 
+/// The latest of some unyanked versions: the highest release, else the highest
+/// pre-release.
+fn latest_of<'a>(versions: impl Iterator<Item = &'a SemverVersion>) -> Option<String> {
+    let (mut release, mut pre): (Option<&SemverVersion>, Option<&SemverVersion>) = (None, None);
+    for v in versions {
+        let slot = if v.pre.is_empty() {
+            &mut release
+        } else {
+            &mut pre
+        };
+        if slot.is_none_or(|best| v > best) {
+            *slot = Some(v);
+        }
+    }
+    release.or(pre).map(ToString::to_string)
+}
+
 /// Recompute an entry's latest version: the highest unyanked release, else the highest
 /// unyanked pre-release, else none.
 fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>> {
@@ -439,17 +464,11 @@ fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>>
         .query_map([entry_id], |r| r.get(0))
         .and_then(|rows| rows.collect())
         .context("reading versions")?;
-    let mut parsed: Vec<SemverVersion> = versions
+    let parsed: Vec<SemverVersion> = versions
         .iter()
         .filter_map(|v| SemverVersion::parse(v).ok())
         .collect();
-    parsed.sort();
-    let latest = parsed
-        .iter()
-        .rev()
-        .find(|v| v.pre.is_empty())
-        .or_else(|| parsed.last())
-        .map(|v| v.to_string());
+    let latest = latest_of(parsed.iter());
     tx.prepare_cached("UPDATE entries SET latest_version = ?1, updated_at = ?2 WHERE id = ?3")
         .and_then(|mut s| s.execute(params![latest, now_ms(), entry_id]))
         .context("updating latest version")?;
@@ -487,6 +506,9 @@ fn decode_cursor(c: &str) -> Result<i64> {
         .and_then(|s| s.strip_prefix("id:").and_then(|n| n.parse().ok()))
         .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
 }
+
+/// A stored version's id and yank state.
+type StoredYank = (i64, bool, Option<String>);
 
 /// The fields an import sets, as stored, to tell "updated" from "unchanged".
 #[derive(PartialEq)]
@@ -594,7 +616,20 @@ fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome>
         .context("looking up an imported entry")?;
 
     let Some((id, old)) = existing else {
-        let id = insert_entry(tx, e, e.status.unwrap_or(Status::Published))?;
+        // A new entry: its latest version follows from the record alone, so it is written
+        // with the row instead of being read back.
+        let latest = latest_of(
+            rec.versions
+                .iter()
+                .filter(|v| !v.yanked)
+                .map(|v| &v.version.semver),
+        );
+        let id = insert_entry(
+            tx,
+            e,
+            e.status.unwrap_or(Status::Published),
+            latest.as_deref(),
+        )?;
         if rec.deprecation.is_some() {
             write_imported_fields(tx, id, &fields)?;
         }
@@ -604,14 +639,11 @@ fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome>
                 set_yank_row(tx, vid, true, v.yank_reason.clone())?;
             }
         }
-        if !rec.versions.is_empty() {
-            refresh_latest(tx, id)?;
-        }
         return Ok(ImportOutcome::Created);
     };
 
     // Versions first: an existing version with another manifest rejects the whole record.
-    let mut version_plan: Vec<(&ImportVersion, Option<(i64, bool, Option<String>)>)> = Vec::new();
+    let mut version_plan: Vec<(&ImportVersion, Option<StoredYank>)> = Vec::new();
     for v in &rec.versions {
         let row: Option<(i64, String, bool, Option<String>)> = tx
             .prepare_cached(
@@ -734,7 +766,7 @@ impl Store for SqliteStore {
     async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
         self.write(move |tx| {
             ensure_namespace_tx(tx, &entry.namespace, OwnerKind::Organisation)?;
-            let id = insert_entry(tx, &entry, entry.status.unwrap_or(Status::Draft))?;
+            let id = insert_entry(tx, &entry, entry.status.unwrap_or(Status::Draft), None)?;
             get_entry_by_id(tx, id)
         })
         .await
@@ -1004,16 +1036,32 @@ impl Store for SqliteStore {
             })?;
             let to = entry_id(tx, &relation.to)?
                 .ok_or_else(|| Error::invalid("to", format!("{} does not exist", relation.to)))?;
-            let existing: Option<i64> = tx
+            type Stored = (i64, Option<f64>, Option<String>, Option<i32>);
+            let existing: Option<Stored> = tx
                 .query_row(
-                    "SELECT id FROM relations WHERE kind = ?1 AND from_id = ?2 AND to_id = ?3",
+                    "SELECT id, confidence, source, step_order FROM relations \
+                     WHERE kind = ?1 AND from_id = ?2 AND to_id = ?3",
                     params![relation.kind.as_str(), from, to],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .context("reading a relation")?;
             let (rid, op) = match existing {
-                Some(rid) => {
+                Some((_, confidence, source, step_order))
+                    if confidence == relation.confidence
+                        && source == relation.source
+                        && step_order == relation.step_order =>
+                {
+                    // Identical: nothing changes, so nothing is written (no feed row).
+                    let from_key = get_entry_by_id(tx, from)?.key();
+                    let to_key = get_entry_by_id(tx, to)?.key();
+                    return Ok(Relation {
+                        from: from_key,
+                        to: to_key,
+                        ..relation
+                    });
+                }
+                Some((rid, ..)) => {
                     tx.execute(
                         "UPDATE relations SET confidence = ?1, source = ?2, step_order = ?3 WHERE id = ?4",
                         params![relation.confidence, relation.source, relation.step_order, rid],
