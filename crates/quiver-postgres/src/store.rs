@@ -824,16 +824,39 @@ impl Store for PostgresStore {
         let to = entry_id(&w.tx, &relation.to)
             .await?
             .ok_or_else(|| Error::invalid("to", format!("{} does not exist", relation.to)))?;
-        let existing: Option<i64> =
+        let stored =
             w.tx.query_opt(
-                "SELECT id FROM relations WHERE kind = $1 AND from_id = $2 AND to_id = $3",
+                "SELECT id, confidence, source, step_order FROM relations \
+                 WHERE kind = $1 AND from_id = $2 AND to_id = $3",
                 &[&relation.kind.as_str(), &from, &to],
             )
             .await
             .context("reading a relation")?
-            .map(|r| r.get(0));
-        let (rid, op) = match existing {
-            Some(rid) => {
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, Option<f64>>(1),
+                    r.get::<_, Option<String>>(2),
+                    r.get::<_, Option<i32>>(3),
+                )
+            });
+        let (rid, op) = match stored {
+            Some((_, confidence, source, step_order))
+                if confidence == relation.confidence
+                    && source == relation.source
+                    && step_order == relation.step_order =>
+            {
+                // Identical: nothing changes, so nothing is written (no feed row).
+                let from_key = get_entry_by_id(&w.tx, from).await?.key();
+                let to_key = get_entry_by_id(&w.tx, to).await?.key();
+                w.commit(&self.inner.channel).await?;
+                return Ok(Relation {
+                    from: from_key,
+                    to: to_key,
+                    ..relation
+                });
+            }
+            Some((rid, ..)) => {
                 w.tx.execute(
                     "UPDATE relations SET confidence = $1, source = $2, step_order = $3 WHERE id = $4",
                     &[&relation.confidence, &relation.source, &relation.step_order, &rid],
