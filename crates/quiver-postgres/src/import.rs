@@ -677,7 +677,6 @@ async fn import_round(
             id: i64,
             entry_id: i64,
             v: &'a quiver_store::ImportVersion,
-            manifest: String,
             yank_reason: Option<&'a str>,
         }
         let rows: Vec<Row> = plan
@@ -702,7 +701,6 @@ async fn import_round(
                     id,
                     entry_id,
                     v,
-                    manifest: quiver_model::manifest::canonical_json(&v.version.version.manifest),
                     yank_reason: if v.yanked {
                         v.yank_reason.as_deref()
                     } else {
@@ -731,7 +729,7 @@ async fn import_round(
                     &r.id as &(dyn ToSql + Sync),
                     &r.entry_id,
                     &nv.version,
-                    &r.manifest,
+                    &r.v.version.canonical,
                     &r.v.version.sha256,
                     &nv.changelog,
                     &nv.breaking,

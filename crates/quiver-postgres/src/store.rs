@@ -391,7 +391,7 @@ async fn insert_version(w: &mut Writer<'_>, entry_id: i64, v: &ValidVersion) -> 
             &[
                 &entry_id,
                 &v.version.version,
-                &quiver_model::manifest::canonical_json(&v.version.manifest),
+                &v.canonical,
                 &v.sha256,
                 &v.version.changelog,
                 &v.version.breaking,
