@@ -112,6 +112,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.entries, stats.feed_head
     );
 
+    if std::env::var("QUIVER_TIME_STORE_READ").is_ok() {
+        // How long reading the feed and the touched entries takes on its own.
+        let t = Instant::now();
+        let (mut pos, mut n) = (0i64, 0usize);
+        loop {
+            let ev = store.feed_since(pos, 20_000).await?;
+            let Some(last) = ev.last() else { break };
+            pos = last.seq;
+            let mut ids: Vec<i64> = ev.iter().filter_map(|e| e.entry_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            n += store.get_entries_by_id(&ids).await?.len();
+        }
+        println!(
+            "store read alone: {n} entries in {:.2}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let index_dir = dir.join("index");
     if reindex && index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)?;
@@ -215,6 +233,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all = Histogram::<u64>::new(3)?;
     let mut cpu = Histogram::<u64>::new(3)?;
     let mut per: std::collections::BTreeMap<&str, Histogram<u64>> = Default::default();
+    let mut per_cpu: std::collections::BTreeMap<&str, Histogram<u64>> = Default::default();
     let mut slow: Vec<(u64, String)> = Vec::new();
     for round in 0..3 {
         for (q, class) in &mix {
@@ -223,7 +242,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             index.search(&SearchQuery::text(q.as_str()))?;
             let us = t.elapsed().as_micros() as u64;
             if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
-                cpu.record((b.saturating_sub(a) / 1000).max(1))?;
+                let c = (b.saturating_sub(a) / 1000).max(1);
+                cpu.record(c)?;
+                per_cpu
+                    .entry(class)
+                    .or_insert_with(|| Histogram::new(3).unwrap())
+                    .record(c)?;
             }
             all.record(us)?;
             per.entry(class)
@@ -250,7 +274,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         line(c, h);
     }
     line("all", &all);
-    line("all (cpu)", &cpu);
+    println!("the same, as CPU time of the searching thread:");
+    for (c, h) in &per_cpu {
+        line(c, h);
+    }
+    line("all", &cpu);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "(wall-clock figures include waiting for a CPU; load average now {})",
