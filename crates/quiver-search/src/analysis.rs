@@ -7,19 +7,17 @@
 //! - `name_joined`: lowercase letters and digits only (`scikitlearn`, `typesnode`), so that
 //!   every way of separating the words meets on one term; prefix and fuzzy matching run on
 //!   it too;
-//! - `name_tokens`: the words of the name (split on non-alphanumerics and camelCase, the
-//!   unsplit run kept as well, trailing digits dropped as an extra form).
+//! - the name words, at the head of the searchable text: split on non-alphanumerics and
+//!   camelCase, the unsplit run kept as well, trailing digits dropped as an extra form.
 //!
 //! Descriptions and keywords use an English analyzer (lowercase, ASCII folding, stop
 //! words, Snowball stemming).
 
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
+    StopWordFilter, TextAnalyzer, TokenStream,
 };
 
-/// Name of the registered name tokenizer.
-pub const NAME_TOKENIZER: &str = "quiver_name";
 /// Name of the registered English analyzer.
 pub const EN_TOKENIZER: &str = "quiver_en";
 
@@ -51,7 +49,7 @@ fn runs(s: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(move |r| (r.as_ptr() as usize - s.as_ptr() as usize, r))
 }
 
-/// The terms indexed in `name_tokens` for a name (or display name).
+/// The words of a name (or display name) put in the searchable text.
 pub fn name_index_tokens(name: &str) -> Vec<(usize, usize, String)> {
     let mut out: Vec<(usize, usize, String)> = Vec::new();
     let mut push = |from: usize, to: usize, t: String| {
@@ -119,52 +117,6 @@ pub fn query_words(q: &str) -> Vec<String> {
     out
 }
 
-/// Tokenizer for `name_tokens`.
-#[derive(Clone, Default)]
-pub struct NameTokenizer {
-    token: Token,
-}
-
-pub struct NameTokenStream<'a> {
-    tokens: std::vec::IntoIter<(usize, usize, String)>,
-    token: &'a mut Token,
-    position: usize,
-}
-
-impl Tokenizer for NameTokenizer {
-    type TokenStream<'a> = NameTokenStream<'a>;
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> NameTokenStream<'a> {
-        self.token.reset();
-        NameTokenStream {
-            tokens: name_index_tokens(text).into_iter(),
-            token: &mut self.token,
-            position: 0,
-        }
-    }
-}
-
-impl TokenStream for NameTokenStream<'_> {
-    fn advance(&mut self) -> bool {
-        match self.tokens.next() {
-            Some((from, to, text)) => {
-                self.token.offset_from = from;
-                self.token.offset_to = to;
-                self.token.position = self.position;
-                self.token.text = text;
-                self.position += 1;
-                true
-            }
-            None => false,
-        }
-    }
-    fn token(&self) -> &Token {
-        self.token
-    }
-    fn token_mut(&mut self) -> &mut Token {
-        self.token
-    }
-}
-
 /// The English analyzer for descriptions and keywords.
 pub fn english() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
@@ -174,11 +126,6 @@ pub fn english() -> TextAnalyzer {
         .filter(StopWordFilter::new(Language::English).expect("English stop words"))
         .filter(Stemmer::new(Language::English))
         .build()
-}
-
-/// The analyzer for `name_tokens`.
-pub fn names() -> TextAnalyzer {
-    TextAnalyzer::builder(NameTokenizer::default()).build()
 }
 
 /// Run `analyzer` over `text`, returning (offset_from, offset_to, term).

@@ -8,7 +8,7 @@ use tantivy::schema::{
 };
 use tantivy::TantivyDocument;
 
-use crate::analysis::{joined, name_index_tokens, pep503, EN_TOKENIZER, NAME_TOKENIZER};
+use crate::analysis::{joined, name_index_tokens, pep503, EN_TOKENIZER};
 
 pub const F_ID: &str = "id";
 pub const F_FLAGS: &str = "flags";
@@ -18,7 +18,6 @@ pub const F_NAMESPACE: &str = "namespace";
 pub const F_CATEGORY: &str = "category";
 pub const F_TAGS: &str = "tags";
 pub const F_NAME_JOINED: &str = "name_joined";
-pub const F_NAME_TOKENS: &str = "name_tokens";
 pub const F_NAME_SORT: &str = "name_sort";
 pub const F_DESCRIPTION: &str = "description";
 pub const F_KEYWORDS: &str = "keywords";
@@ -37,7 +36,6 @@ pub struct Fields {
     pub category: Field,
     pub tags: Field,
     pub name_joined: Field,
-    pub name_tokens: Field,
     pub name_sort: Field,
     pub description: Field,
     pub keywords: Field,
@@ -83,7 +81,6 @@ pub fn build() -> (Schema, Fields) {
     let category = b.add_text_field(F_CATEGORY, keyword());
     let tags = b.add_text_field(F_TAGS, keyword());
     let name_joined = b.add_text_field(F_NAME_JOINED, raw_term());
-    let name_tokens = b.add_text_field(F_NAME_TOKENS, text(NAME_TOKENIZER));
     let name_sort = b.add_text_field(F_NAME_SORT, TextOptions::default().set_fast("raw"));
     let description = b.add_text_field(F_DESCRIPTION, text(EN_TOKENIZER));
     let keywords = b.add_text_field(F_KEYWORDS, text(EN_TOKENIZER));
@@ -99,7 +96,6 @@ pub fn build() -> (Schema, Fields) {
         category,
         tags,
         name_joined,
-        name_tokens,
         name_sort,
         description,
         keywords,
@@ -181,10 +177,8 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
     }
     let sort_key = name_sort_key(&e.namespace, &e.name);
     d.add_text(f.name_joined, joined(&e.name));
-    d.add_text(f.name_tokens, &e.name);
     if let Some(dn) = &e.display_name {
         if !dn.is_empty() && dn != &e.name {
-            d.add_text(f.name_tokens, dn);
             let j = joined(dn);
             if j != joined(&e.name) && !j.is_empty() {
                 d.add_text(f.name_joined, j);

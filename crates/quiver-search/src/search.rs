@@ -36,10 +36,9 @@ pub struct Ranking {
     pub prefix: f32,
     /// The joined name is within the edit distance of the joined query.
     pub fuzzy: f32,
-    /// An unknown query word is within the edit distance of a name word.
+    /// An unknown query word is within the edit distance of a word of the text.
     pub fuzzy_word: f32,
     /// BM25 boosts per field.
-    pub name_boost: f32,
     pub description_boost: f32,
     pub keywords_boost: f32,
     /// Weight of popularity (0..1) added to the final score.
@@ -65,7 +64,6 @@ impl Default for Ranking {
             prefix: 8.0,
             fuzzy: 10.0,
             fuzzy_word: 4.0,
-            name_boost: 0.5,
             description_boost: 1.0,
             keywords_boost: 1.0,
             popularity: 20.0,
@@ -152,59 +150,35 @@ impl Planner<'_> {
     }
 
     /// The clauses for one query word: what a document must match (the word's stem in
-    /// `description`, which also holds the name words and keywords; a name word for a
-    /// stop word; fuzzy expansions for an unknown word) and the optional boosts (the word
-    /// among the name words, or the keywords).
-    fn word_clause(&self, w: &str, stem: Option<&str>) -> (Box<dyn Query>, Vec<Box<dyn Query>>) {
+    /// `description`, which also holds the name words and keywords, or fuzzy expansions
+    /// of an unknown word) and an optional boost (the word among the keywords). None for
+    /// a stop word.
+    fn word_clause(&self, w: &str, stem: Option<&str>) -> Option<(Box<dyn Query>, Box<dyn Query>)> {
         let f = self.f;
         let r = &self.r;
-        let name_term = || -> Box<dyn Query> {
-            Box::new(BoostQuery::new(
-                term_q(f.name_tokens, w, IndexRecordOption::WithFreqs),
-                r.name_boost,
-            ))
-        };
-        let Some(s) = stem else {
-            return (name_term(), vec![]);
-        };
-        let mut required: Vec<Box<dyn Query>> = vec![Box::new(BoostQuery::new(
+        let s = stem?;
+        let term: Box<dyn Query> = Box::new(BoostQuery::new(
             term_q(f.description, s, IndexRecordOption::WithFreqs),
             r.description_boost,
-        ))];
-        let boosts: Vec<Box<dyn Query>> = vec![
-            name_term(),
-            Box::new(BoostQuery::new(
-                term_q(f.keywords, s, IndexRecordOption::WithFreqs),
-                r.keywords_boost,
-            )),
-        ];
+        ));
+        let boost: Box<dyn Query> = Box::new(BoostQuery::new(
+            term_q(f.keywords, s, IndexRecordOption::WithFreqs),
+            r.keywords_boost,
+        ));
         let d = self.distance(w.chars().count());
         if d > 0 && r.fuzzy_word > 0.0 && self.df(f.description, s) < r.unknown_df {
-            required.push(Box::new(ExpandQuery {
-                field: f.name_tokens,
-                text: w.to_string(),
-                expansion: Expansion::Fuzzy {
-                    distance: d,
-                    score: r.fuzzy_word,
-                },
-            }));
-            required.push(Box::new(ExpandQuery {
+            let fuzzy: Box<dyn Query> = Box::new(ExpandQuery {
                 field: f.description,
                 text: s.to_string(),
                 expansion: Expansion::Fuzzy {
                     distance: d,
-                    score: r.fuzzy_word * 0.5,
+                    score: r.fuzzy_word,
                 },
-            }));
+            });
+            let either = BooleanQuery::new(vec![(Occur::Should, term), (Occur::Should, fuzzy)]);
+            return Some((Box::new(either), boost));
         }
-        let required: Box<dyn Query> = if required.len() == 1 {
-            required.pop().expect("one clause")
-        } else {
-            Box::new(BooleanQuery::new(
-                required.into_iter().map(|q| (Occur::Should, q)).collect(),
-            ))
-        };
-        (required, boosts)
+        Some((term, boost))
     }
 
     /// The text part: every (non stop) word must match (AND), or any (OR). Required
@@ -222,9 +196,11 @@ impl Planner<'_> {
                 Mode::And => Occur::Must,
                 Mode::Or => Occur::Should,
             };
-            let (required, boosts) = self.word_clause(w, s.as_deref());
+            let Some((required, boost)) = self.word_clause(w, s.as_deref()) else {
+                continue;
+            };
             clauses.push((occur, required));
-            clauses.extend(boosts.into_iter().map(|b| (Occur::Should, b)));
+            clauses.push((Occur::Should, boost));
         }
         if clauses.is_empty() {
             None
