@@ -20,6 +20,7 @@ use quiver_model::{
     Context, Deprecation, Entry, EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation,
     Result, Status, Version, Visibility,
 };
+use quiver_postgres::{PostgresOptions, PostgresStore};
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
 use quiver_store::{Direction, EntryFilter, Page, SqliteStore, Store, StoreStats};
 use serde::Serialize;
@@ -45,8 +46,10 @@ impl Caller {
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where the embedded store and the index live.
+    /// Where the embedded store (unless `database` names another) and the index live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`) to use instead of the embedded SQLite store.
+    pub database: Option<String>,
     /// Whether callers that are not admins may write. Off once an admin token is set.
     pub open_writes: bool,
     /// How often the index follower polls the feed for writes made by other processes.
@@ -57,6 +60,7 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             data_dir: data_dir.into(),
+            database: None,
             open_writes: true,
             poll_interval: Duration::from_millis(500),
         }
@@ -70,6 +74,32 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
 
 pub fn index_path(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
+}
+
+/// The store a configuration names: PostgreSQL when `database` is a PostgreSQL URL,
+/// else SQLite in the data directory. The PostgreSQL handle is returned too, for its
+/// change notifications.
+pub async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn Store>, Option<PostgresStore>)> {
+    match config.database.as_deref() {
+        Some(url) if quiver_postgres::is_postgres_url(url) => {
+            let pg = PostgresStore::connect_with(PostgresOptions::new(url)).await?;
+            Ok((Arc::new(pg.clone()), Some(pg)))
+        }
+        Some(other) => Err(Error::invalid(
+            "database",
+            format!(
+                "'{}' is not a PostgreSQL URL (postgres://...); leave it unset for the embedded store",
+                quiver_postgres::redact_url(other)
+            ),
+        )),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).context(format!(
+                "creating data directory {}",
+                config.data_dir.display()
+            ))?;
+            Ok((Arc::new(SqliteStore::open(store_path(&config.data_dir))?), None))
+        }
+    }
 }
 
 /// Health of the engine's parts, for `/readyz` and `quiver bench`.
@@ -88,6 +118,9 @@ pub struct Registry {
     index: Arc<SearchIndex>,
     changed: Notify,
     config: EngineConfig,
+    /// The PostgreSQL store, when that is the backend: its NOTIFY wakes the follower when
+    /// another node writes.
+    pg: Option<PostgresStore>,
 }
 
 const MAX_PAGE: usize = 100;
@@ -96,13 +129,9 @@ impl Registry {
     /// Open the embedded store and index in `config.data_dir`, and bring the index up to
     /// the store's feed before returning.
     pub async fn open(config: EngineConfig) -> Result<Arc<Registry>> {
-        std::fs::create_dir_all(&config.data_dir).context(format!(
-            "creating data directory {}",
-            config.data_dir.display()
-        ))?;
-        let store = Arc::new(SqliteStore::open(store_path(&config.data_dir))?);
+        let (store, pg) = open_store(&config).await?;
         let index = Arc::new(SearchIndex::open(&index_path(&config.data_dir))?);
-        Self::with_parts(store, index, config).await
+        Self::assemble(store, index, config, pg).await
     }
 
     /// Assemble a registry from an existing store and index (catching the index up).
@@ -110,6 +139,25 @@ impl Registry {
         store: Arc<dyn Store>,
         index: Arc<SearchIndex>,
         config: EngineConfig,
+    ) -> Result<Arc<Registry>> {
+        Self::assemble(store, index, config, None).await
+    }
+
+    /// Assemble a registry over a PostgreSQL store, whose notifications wake the follower
+    /// when another node writes.
+    pub async fn with_postgres(
+        pg: PostgresStore,
+        index: Arc<SearchIndex>,
+        config: EngineConfig,
+    ) -> Result<Arc<Registry>> {
+        Self::assemble(Arc::new(pg.clone()), index, config, Some(pg)).await
+    }
+
+    async fn assemble(
+        store: Arc<dyn Store>,
+        index: Arc<SearchIndex>,
+        config: EngineConfig,
+        pg: Option<PostgresStore>,
     ) -> Result<Arc<Registry>> {
         let caught = index.catch_up(&*store).await?;
         tracing::info!(
@@ -122,6 +170,7 @@ impl Registry {
             index,
             changed: Notify::new(),
             config,
+            pg,
         }))
     }
 
@@ -137,13 +186,25 @@ impl Registry {
         &self.config
     }
 
-    /// Tail the change feed into the index until the returned handle is aborted.
+    /// Tail the change feed into the index until the returned handle is aborted. Woken by
+    /// writes in this process, by PostgreSQL notifications of other nodes' writes, and
+    /// by a poll as the fallback.
     pub fn spawn_follower(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut listener = me.pg.as_ref().map(PostgresStore::listen);
             loop {
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(l) => {
+                            l.next().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 tokio::select! {
                     _ = me.changed.notified() => {}
+                    _ = notified => {}
                     _ = tokio::time::sleep(me.config.poll_interval) => {}
                 }
                 if let Err(e) = me.index.catch_up(&*me.store).await {

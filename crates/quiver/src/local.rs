@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_engine::{index_path, store_path, EngineConfig, Registry};
+use quiver_engine::{index_path, open_store, store_path, Registry};
 use quiver_import::pipeline::{self, ImportOptions, NoProgress, Progress, Source};
 use quiver_import::Format;
 use quiver_model::{Kind, Status};
 use quiver_search::{SearchIndex, SearchQuery};
 use quiver_server::AppState;
-use quiver_store::{EntryFilter, SqliteStore, Store};
+use quiver_store::{EntryFilter, Store};
 
 use crate::DataDir;
 
@@ -86,7 +86,7 @@ async fn shutdown_signal() {
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut config = EngineConfig::new(&a.data.data_dir);
+    let mut config = a.data.config();
     config.open_writes = a.admin_token.is_none();
     if config.open_writes {
         tracing::warn!("no admin token set: anyone who can reach this server may write");
@@ -169,8 +169,8 @@ impl Progress for Bar {
 
 pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let store = SqliteStore::open(store_path(&a.data.data_dir))
-        .with_context(|| format!("opening the store in {}", a.data.data_dir.display()))?;
+    let (store, _) = open_store(&a.data.config()).await?;
+    let store = &*store;
     let opts = ImportOptions {
         batch_size: a.batch_size,
         dry_run: a.dry_run,
@@ -186,15 +186,15 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
             .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        pipeline::import(&store, sources, opts, &Bar(bar)).await?
+        pipeline::import(store, sources, opts, &Bar(bar)).await?
     } else {
-        pipeline::import(&store, sources, opts, &NoProgress).await?
+        pipeline::import(store, sources, opts, &NoProgress).await?
     };
     let mut index_note = String::new();
     if !a.dry_run && !a.no_index {
         let index_started = Instant::now();
         match SearchIndex::open(&index_path(&a.data.data_dir)) {
-            Ok(index) => match index.catch_up(&store).await {
+            Ok(index) => match index.catch_up(store).await {
                 Ok(c) => {
                     index_note = format!(
                         "search index: {} events applied in {:.1}s (position {})",
@@ -246,11 +246,11 @@ pub struct ExportArgs {
 }
 
 pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
-    let path = store_path(&a.data.data_dir);
-    if !path.exists() {
-        bail!("no store at {}", path.display());
+    if a.data.database.is_none() && !store_path(&a.data.data_dir).exists() {
+        bail!("no store at {}", store_path(&a.data.data_dir).display());
     }
-    let store = SqliteStore::open(&path)?;
+    let (store, _) = open_store(&a.data.config()).await?;
+    let store = &*store;
     let filter = EntryFilter {
         kinds: a.kind,
         namespaces: a.namespace,
@@ -262,14 +262,14 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
             let f =
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
-            let n = quiver_import::export::export(&store, filter, &mut w).await?;
+            let n = quiver_import::export::export(store, filter, &mut w).await?;
             w.flush()?;
             n
         }
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            let n = quiver_import::export::export(&store, filter, &mut w).await?;
+            let n = quiver_import::export::export(store, filter, &mut w).await?;
             w.flush()?;
             n
         }
@@ -292,7 +292,7 @@ pub struct RelevanceArgs {
 
 pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
     let cases = quiver_search::relevance::load_set(&a.set)?;
-    let registry = open_registry(&a.data.data_dir).await?;
+    let registry = open_registry(&a.data).await?;
     let report = quiver_search::relevance::evaluate(&cases, |q| {
         registry
             .index()
@@ -311,13 +311,13 @@ pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open the registry of a data directory that must already hold a store.
-pub async fn open_registry(data_dir: &Path) -> anyhow::Result<Arc<Registry>> {
-    if !store_path(data_dir).exists() {
+/// Open the registry of a data directory (or database) that must already hold a store.
+pub async fn open_registry(data: &DataDir) -> anyhow::Result<Arc<Registry>> {
+    if data.database.is_none() && !store_path(&data.data_dir).exists() {
         bail!(
             "no store at {} (import data first, or pass --data-dir)",
-            store_path(data_dir).display()
+            store_path(&data.data_dir).display()
         );
     }
-    Ok(Registry::open(EngineConfig::new(data_dir)).await?)
+    Ok(Registry::open(data.config()).await?)
 }

@@ -28,6 +28,19 @@ pub struct DataDir {
     /// Data directory of the embedded store and index.
     #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./quiver-data")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (postgres://user@host/db) to use instead of the embedded store;
+    /// the search index stays in the data directory.
+    #[arg(long = "database", env = "QUIVER_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+}
+
+impl DataDir {
+    /// The engine configuration for these options.
+    pub fn config(&self) -> quiver_engine::EngineConfig {
+        let mut c = quiver_engine::EngineConfig::new(&self.data_dir);
+        c.database = self.database.clone();
+        c
+    }
 }
 
 /// Which server to talk to (client commands).
