@@ -28,7 +28,13 @@ fn rss() -> String {
             .map(|l| l[k.len()..].trim().to_string())
             .unwrap_or_default()
     };
-    format!("RSS {} (peak {})", get("VmRSS:"), get("VmHWM:"))
+    format!(
+        "RSS {} (peak {}; anonymous {}, file-backed {})",
+        get("VmRSS:"),
+        get("VmHWM:"),
+        get("RssAnon:"),
+        get("RssFile:")
+    )
 }
 
 /// Nanoseconds this thread has spent on a CPU: the latency a query would have on an
