@@ -58,7 +58,7 @@
 //!   lists driven by the rarest word, so common words ("python") are never scored
 //!   exhaustively on their own;
 //! - popularity `p` (0..1, normalized across ecosystems) blends in the collector:
-//!   `score * p^4 + 20 * p`. The multiplicative part makes a used package that matches
+//!   `score * p^4 + 10 * p`. The multiplicative part makes a used package that matches
 //!   well beat an unused one that matches slightly better (the registry is full of
 //!   squatted and abandoned names such as `http-client`, `orm`, `matplot`); the additive
 //!   part orders weak matches by use.

@@ -66,7 +66,7 @@ impl Default for Ranking {
             fuzzy_word: 4.0,
             description_boost: 1.0,
             keywords_boost: 1.0,
-            popularity: 20.0,
+            popularity: 10.0,
             popularity_exponent: 4.0,
             max_distance: 2,
             expand_below_popularity: 0.6,
