@@ -59,10 +59,16 @@ pub mod testing;
 
 pub use listen::FeedListener;
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_jobs",
+        include_str!("../migrations/postgres/0002_jobs.sql"),
+    ),
+];
 
 /// Names of the PostgreSQL migrations, in order (they match the SQLite set).
 pub fn migration_names() -> Vec<&'static str> {

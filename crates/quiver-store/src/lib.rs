@@ -22,8 +22,11 @@ use quiver_model::{
 use serde::{Deserialize, Serialize};
 
 pub mod conformance;
+pub mod jobs;
+pub mod jobs_conformance;
 mod sqlite;
 
+pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
 
 /// Which entries a listing returns. Empty vectors mean "any".

@@ -26,10 +26,18 @@ use crate::{
     ValidVersion,
 };
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+mod jobs;
+
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_jobs",
+        include_str!("../migrations/sqlite/0002_jobs.sql"),
+    ),
+];
 
 /// Names of the SQLite migrations, in order (the PostgreSQL set must match them).
 pub fn migration_names() -> Vec<&'static str> {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use quiver_store::conformance::TestStore;
-use quiver_store::SqliteStore;
+use quiver_store::jobs_conformance::{JobsOpener, JobsTestStore};
+use quiver_store::{JobQueue, JobState, NewJob, SqliteStore};
 
 async fn sqlite() -> Option<TestStore> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -22,4 +23,48 @@ fn reopening_runs_no_migration_twice() {
     let path = dir.path().join("q.db");
     drop(SqliteStore::open(&path).unwrap());
     SqliteStore::open(&path).unwrap();
+}
+
+struct SqliteOpener(std::path::PathBuf);
+
+#[async_trait::async_trait]
+impl JobsOpener for SqliteOpener {
+    async fn open(&self) -> Arc<dyn JobQueue> {
+        Arc::new(SqliteStore::open(&self.0).expect("reopen sqlite"))
+    }
+}
+
+async fn sqlite_jobs() -> Option<JobsTestStore> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("quiver.db");
+    let store = SqliteStore::open(&path).expect("open sqlite");
+    Some(JobsTestStore {
+        queue: Arc::new(store),
+        opener: Box::new(SqliteOpener(path)),
+        guard: Box::new(dir),
+    })
+}
+
+quiver_store::jobs_suite!(sqlite_jobs());
+
+#[tokio::test]
+async fn jobs_survive_closing_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let id = store
+        .enqueue(NewJob::new("validate", serde_json::json!({"v": 1})).dedup_key("k"))
+        .await
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    let job = store.get_job(id).await.unwrap().expect("job survived");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(
+        store
+            .enqueue(NewJob::new("validate", serde_json::json!({})).dedup_key("k"))
+            .await
+            .unwrap(),
+        id
+    );
 }
