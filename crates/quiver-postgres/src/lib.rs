@@ -40,6 +40,9 @@
 //!   own (created if missing; every pooled connection gets `search_path` through the
 //!   connection's startup options). Tests use one schema each ([`testing`]) and drop it
 //!   afterwards.
+//! - **A durable job queue.** [`JobQueue`](quiver_store::JobQueue) on the `jobs` table
+//!   (migration `0002_jobs`): workers in any number of processes take jobs with
+//!   `SELECT … FOR UPDATE SKIP LOCKED` and a lease; job writes take no feed lock.
 //! - **Errors.** Unique violations become the same `conflict` errors (field and message) as
 //!   SQLite's, missing rows the same `not_found`, anything else an `internal` error with
 //!   the operation as context.
@@ -53,6 +56,7 @@ use quiver_model::{Context, Error, Result};
 use tokio_postgres::NoTls;
 
 mod import;
+mod jobs;
 mod listen;
 mod store;
 pub mod testing;

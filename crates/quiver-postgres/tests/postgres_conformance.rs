@@ -4,3 +4,5 @@
 //! without it every test prints `SKIPPED: QUIVER_TEST_POSTGRES_URL not set` and passes.
 
 quiver_store::conformance_suite!(quiver_postgres::testing::test_store());
+
+quiver_store::jobs_suite!(quiver_postgres::testing::jobs_test_store());
