@@ -15,7 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_model::ErrorCode;
 use serde_json::json;
 
-use crate::jobs::{backoff, JobFilter, JobQueue, JobState, NewJob};
+use crate::jobs::{backoff, Job, JobCounts, JobFilter, JobQueue, JobState, NewJob};
+use crate::worker::{Handler, Worker, WorkerOptions};
 
 /// Opens another handle on the test's database (another process, or a restart).
 #[async_trait]
@@ -462,6 +463,163 @@ pub async fn jobs_survive_reopening(t: &JobsTestStore) {
     assert_eq!(j.id, queued);
 }
 
+/// A test handler: records the payload's `n`, fails on `fail`, panics on `panic`, sleeps
+/// `sleep_ms` after signalling `started`.
+struct Recorder {
+    ran: Arc<std::sync::Mutex<Vec<i64>>>,
+    started: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    fn kind(&self) -> &str {
+        "rec"
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), String> {
+        let p = &job.payload;
+        self.started.notify_one();
+        if let Some(ms) = p["sleep_ms"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if p["panic"].as_bool() == Some(true) {
+            panic!("test handler asked to panic");
+        }
+        if p["fail"].as_bool() == Some(true) {
+            return Err("asked to fail".into());
+        }
+        self.ran.lock().unwrap().push(p["n"].as_i64().unwrap_or(-1));
+        Ok(())
+    }
+}
+
+fn recorder() -> (
+    Recorder,
+    Arc<std::sync::Mutex<Vec<i64>>>,
+    Arc<tokio::sync::Notify>,
+) {
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Arc::new(tokio::sync::Notify::new());
+    (
+        Recorder {
+            ran: ran.clone(),
+            started: started.clone(),
+        },
+        ran,
+        started,
+    )
+}
+
+fn fast(id: &str) -> WorkerOptions {
+    WorkerOptions::new(id).poll_interval(Duration::from_millis(20))
+}
+
+/// Wait (bounded, generously) until the counts satisfy `done`.
+async fn wait_for(q: &dyn JobQueue, done: impl Fn(&JobCounts) -> bool) {
+    for _ in 0..3000 {
+        let c = q.job_counts().await.unwrap();
+        if done(&c) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("jobs did not finish: {:?}", q.job_counts().await.unwrap());
+}
+
+pub async fn worker_runs_handlers_and_records_outcomes(t: &JobsTestStore) {
+    let (h, ran, _) = recorder();
+    let worker = Worker::new(t.queue.clone(), fast("w1")).handler(h);
+    assert_eq!(worker.kinds(), ["rec".to_string()]);
+    let q = &*t.queue;
+    let ok = q
+        .enqueue(NewJob::new("rec", json!({"n": 1})))
+        .await
+        .unwrap();
+    let failing = q
+        .enqueue(NewJob::new("rec", json!({"fail": true})).max_attempts(1))
+        .await
+        .unwrap();
+    let panicking = q
+        .enqueue(NewJob::new("rec", json!({"panic": true})).max_attempts(1))
+        .await
+        .unwrap();
+    let other_kind = q.enqueue(NewJob::new("other", json!({}))).await.unwrap();
+    let handle = worker.spawn();
+    handle.wake();
+    wait_for(q, |c| c.succeeded == 1 && c.dead == 2).await;
+    handle.shutdown().await;
+    assert_eq!(*ran.lock().unwrap(), vec![1]);
+    assert_eq!(
+        q.get_job(ok).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let f = q.get_job(failing).await.unwrap().unwrap();
+    assert_eq!(f.last_error.as_deref(), Some("asked to fail"));
+    let p = q.get_job(panicking).await.unwrap().unwrap();
+    assert!(p.last_error.unwrap().contains("panicked"));
+    assert_eq!(
+        q.get_job(other_kind).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "a worker takes only its handlers' kinds"
+    );
+}
+
+pub async fn worker_shutdown_finishes_the_job_in_hand(t: &JobsTestStore) {
+    let (h, ran, started) = recorder();
+    let handle = Worker::new(t.queue.clone(), fast("w1")).handler(h).spawn();
+    let id = t
+        .queue
+        .enqueue(NewJob::new("rec", json!({"n": 7, "sleep_ms": 300})))
+        .await
+        .unwrap();
+    handle.wake();
+    started.notified().await;
+    handle.shutdown().await;
+    assert_eq!(*ran.lock().unwrap(), vec![7]);
+    let job = t.queue.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "finished before stopping");
+}
+
+pub async fn workers_on_two_handles_run_each_job_once(t: &JobsTestStore) {
+    const JOBS: i64 = 30;
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for node in 0..2 {
+        let q = t.opener.open().await;
+        for w in 0..2 {
+            let h = Recorder {
+                ran: ran.clone(),
+                started: Arc::new(tokio::sync::Notify::new()),
+            };
+            handles.push(
+                Worker::new(q.clone(), fast(&format!("node{node}-w{w}")))
+                    .handler(h)
+                    .spawn(),
+            );
+        }
+    }
+    for n in 0..JOBS {
+        t.queue
+            .enqueue(NewJob::new("rec", json!({"n": n})))
+            .await
+            .unwrap();
+    }
+    for h in &handles {
+        h.wake();
+    }
+    wait_for(&*t.queue, |c| c.succeeded == JOBS as u64).await;
+    for h in handles {
+        h.shutdown().await;
+    }
+    let mut ran = ran.lock().unwrap().clone();
+    ran.sort_unstable();
+    assert_eq!(
+        ran,
+        (0..JOBS).collect::<Vec<_>>(),
+        "every job ran exactly once"
+    );
+}
+
 /// Instantiate every job-queue check as a `#[tokio::test]` for one backend.
 #[macro_export]
 macro_rules! jobs_suite {
@@ -475,7 +633,10 @@ macro_rules! jobs_suite {
             expired_lease_is_taken_again,
             two_workers_never_hold_the_same_job,
             dead_jobs_are_retried,
-            jobs_survive_reopening
+            jobs_survive_reopening,
+            worker_runs_handlers_and_records_outcomes,
+            worker_shutdown_finishes_the_job_in_hand,
+            workers_on_two_handles_run_each_job_once
         );
     };
     (@each $factory:expr; $($name:ident),+) => {

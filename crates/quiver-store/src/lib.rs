@@ -25,6 +25,7 @@ pub mod conformance;
 pub mod jobs;
 pub mod jobs_conformance;
 mod sqlite;
+pub mod worker;
 
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
