@@ -336,6 +336,17 @@ impl JobQueue for PostgresStore {
         Ok(job_page(items, limit))
     }
 
+    async fn prune_jobs(&self, finished_before: Timestamp) -> Result<u64> {
+        let before = finished_before.as_millisecond();
+        let c = self.pooled().await?;
+        c.execute(
+            "DELETE FROM jobs WHERE state = 'succeeded' AND finished_at < $1",
+            &[&before],
+        )
+        .await
+        .context("pruning jobs")
+    }
+
     async fn job_counts(&self) -> Result<JobCounts> {
         let c = self.pooled().await?;
         let rows = c

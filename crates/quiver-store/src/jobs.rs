@@ -337,6 +337,10 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Jobs by state.
     async fn job_counts(&self) -> Result<JobCounts>;
 
+    /// Delete succeeded jobs that finished before `finished_before` (dead jobs stay until
+    /// retried): the table's history does not grow without bound. Returns how many.
+    async fn prune_jobs(&self, finished_before: Timestamp) -> Result<u64>;
+
     async fn enqueue(&self, job: NewJob) -> Result<JobId> {
         self.enqueue_at(job, Timestamp::now()).await
     }

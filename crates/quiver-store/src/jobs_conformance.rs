@@ -131,6 +131,12 @@ pub async fn enqueue_take_complete(t: &JobsTestStore) {
         succeeded.items.iter().map(|j| j.id).collect::<Vec<_>>(),
         vec![id]
     );
+
+    // Pruning drops succeeded jobs finished before the cutoff, nothing else.
+    assert_eq!(q.prune_jobs(plus(now, 10)).await.unwrap(), 0);
+    assert_eq!(q.prune_jobs(plus(now, 11)).await.unwrap(), 1);
+    assert!(q.get_job(id).await.unwrap().is_none());
+    assert!(q.get_job(later).await.unwrap().is_some());
 }
 
 pub async fn listing_pages_newest_first(t: &JobsTestStore) {
@@ -347,7 +353,7 @@ pub async fn expired_lease_is_taken_again(t: &JobsTestStore) {
 }
 
 pub async fn two_workers_never_hold_the_same_job(t: &JobsTestStore) {
-    const JOBS: usize = 40;
+    const JOBS: usize = 100;
     for i in 0..JOBS {
         t.queue
             .enqueue(NewJob::new("k", json!(i)).priority((i % 3) as i32))

@@ -256,6 +256,20 @@ impl JobQueue for SqliteStore {
         .await
     }
 
+    async fn prune_jobs(&self, finished_before: Timestamp) -> Result<u64> {
+        let before = finished_before.as_millisecond();
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM jobs WHERE state = 'succeeded' AND finished_at < ?1",
+                    [before],
+                )
+                .context("pruning jobs")?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn job_counts(&self) -> Result<JobCounts> {
         self.read(|c| {
             let mut counts = JobCounts::default();
