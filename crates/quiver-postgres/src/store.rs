@@ -971,6 +971,10 @@ impl Store for PostgresStore {
         Ok(outcomes)
     }
 
+    fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn quiver_store::JobQueue>> {
+        Some(self)
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         let c = self.pooled().await?;
         let row = c

@@ -9,6 +9,10 @@
 //! - **No SQL dialect in the trait.** Methods speak the model's types; filters are plain
 //!   structs. The PostgreSQL backend implements the same trait and passes the same
 //!   [`conformance`] suite.
+//! - **Durable jobs in the same database.** [`JobQueue`] (see [`jobs`]) keeps background
+//!   work (validation of published versions, index rebuilds) in a `jobs` table with
+//!   leases, backoff and dead letters; [`worker`] runs handlers for it. Job writes are not
+//!   in the change feed.
 //! - **Validation is the engine's, integrity is the store's.** Callers pass inputs already
 //!   validated by `quiver_model::validate`; the store enforces uniqueness, existence of
 //!   referenced rows and immutability of versions, and reports each as an engine error.
@@ -202,6 +206,12 @@ pub trait Store: Send + Sync + 'static {
     async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<Vec<ImportOutcome>>;
 
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// The same database's durable job queue, for callers holding an `Arc<dyn Store>`.
+    /// Both built-in backends have one; `None` only for stores without jobs.
+    fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn JobQueue>> {
+        None
+    }
 }
 
 /// Validate a version for `kind` and compute its manifest hash: the one way to make a

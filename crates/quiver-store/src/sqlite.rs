@@ -1184,6 +1184,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn job_queue(self: Arc<Self>) -> Option<Arc<dyn crate::JobQueue>> {
+        Some(self)
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         let path = self.inner.path.clone();
         self.read(move |c| {

@@ -68,3 +68,14 @@ async fn jobs_survive_closing_the_file() {
         id
     );
 }
+
+#[tokio::test]
+async fn the_store_exposes_its_job_queue() {
+    let ts = sqlite().await.unwrap();
+    let q = ts.store.clone().job_queue().expect("sqlite has jobs");
+    let id = q
+        .enqueue(NewJob::new("k", serde_json::json!({})))
+        .await
+        .unwrap();
+    assert!(q.get_job(id).await.unwrap().is_some());
+}
