@@ -138,6 +138,8 @@ pub struct Setup {
     pub concurrency: usize,
     pub duration_secs: f64,
     pub seed: u64,
+    /// `--rows`: only the first N rows of each file were used.
+    pub rows_limit: Option<usize>,
     pub cpus: usize,
     /// The 1-minute load average when the bench started and when quiver's measures ended:
     /// above the number of CPUs, other work competed with the bench.
@@ -153,6 +155,9 @@ pub struct ImportFigures {
     pub created: u64,
     pub rejected: u64,
     pub rows_per_sec: f64,
+    /// CPU time of the import process (user + system): what it would take with a core
+    /// to itself, when it runs on one thread.
+    pub cpu_secs: f64,
     /// The import pipeline's own time for the store (from its report).
     pub store_phase_secs: Option<f64>,
     /// The index build at the end (from the import's report).
@@ -189,6 +194,10 @@ pub struct QuiverFigures {
     pub search_http: LatSummary,
     pub search_engine: LatSummary,
     pub search_errors: u64,
+    /// The server's CPU time per request (user + system, all threads), milliseconds:
+    /// what competes with other work on a busy machine.
+    pub lookup_server_cpu_ms: f64,
+    pub search_server_cpu_ms: f64,
     pub search_per_class: BTreeMap<String, ClassLatency>,
     pub load: LoadFigures,
     pub serving_peak_rss_bytes: u64,
@@ -334,7 +343,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let pg_schema: Arc<Mutex<Option<String>>> = Arc::default();
     let result = tokio::select! {
         r = bench(&a, &work.dir, pg_schema.clone()) => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted() => {
             CANCEL.store(true, Ordering::Relaxed);
             Err(anyhow!("interrupted"))
         }
@@ -349,6 +358,22 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     work.finish();
     result
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 async fn bench(
@@ -420,6 +445,7 @@ async fn bench(
         concurrency: a.concurrency,
         duration_secs: a.duration,
         seed: a.seed,
+        rows_limit: a.rows,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_avg_start: load_avg(),
         load_avg_after_quiver: 0.0,
@@ -552,8 +578,9 @@ async fn run_import(
             guard.log_tail(20)
         );
     }
-    // The import is the first child this process reaps: RUSAGE_CHILDREN's maximum is its.
-    let peak_rss_bytes = proc::children_peak_rss().max(sampled_peak);
+    // The import is the first child this process reaps: RUSAGE_CHILDREN is its usage.
+    let (rusage_peak, cpu_secs) = proc::children_usage();
+    let peak_rss_bytes = rusage_peak.max(sampled_peak);
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?)
         .context("reading the import's JSON report")?;
     let totals = &report["totals"];
@@ -567,6 +594,7 @@ async fn run_import(
         created: n(&totals["created"]),
         rejected: n(&totals["rejected"]),
         rows_per_sec: n(&totals["records"]) as f64 / secs.max(1e-9),
+        cpu_secs,
         store_phase_secs: report["elapsed_secs"].as_f64(),
         index_phase_secs: parse_index_secs(index_note),
         peak_rss_bytes,
@@ -577,10 +605,11 @@ async fn run_import(
         eprintln!("bench: WARNING: the import did not report building the index: {index_note:?}");
     }
     progress!(
-        "import: {} in {} ({:.0} rows/s), {} created, {} rejected, peak RSS {}",
+        "import: {} in {} ({:.0} rows/s, CPU {}), {} created, {} rejected, peak RSS {}",
         fmt_int(fig.records),
         fmt_secs(secs),
         fig.rows_per_sec,
+        fmt_secs(cpu_secs),
         fmt_int(fig.created),
         fmt_int(fig.rejected),
         fmt_bytes(peak_rss_bytes)
@@ -666,6 +695,7 @@ async fn measure_quiver(
     );
     let mut lat = Lat::default();
     let mut first_error = None;
+    let cpu_before = proc::cpu_secs(server.id());
     for &i in picks {
         let r = &rows[i];
         let path = lookup_path(r);
@@ -693,6 +723,7 @@ async fn measure_quiver(
         }
     }
     fig.lookup = lat.summary();
+    fig.lookup_server_cpu_ms = cpu_per_request(server.id(), cpu_before, picks.len());
     if let Some(e) = first_error {
         eprintln!(
             "bench: WARNING: {} lookups failed; the first: {e}",
@@ -718,6 +749,7 @@ async fn measure_quiver(
     let (mut http_all, mut engine_all) = (Lat::default(), Lat::default());
     let mut per_class: BTreeMap<QClass, (Lat, Lat)> = BTreeMap::new();
     let mut first_error = None;
+    let cpu_before = proc::cpu_secs(server.id());
     for q in mix.iter() {
         let path = search_path(&q.text);
         let t = Instant::now();
@@ -751,6 +783,7 @@ async fn measure_quiver(
         );
     }
     fig.search_http = http_all.summary();
+    fig.search_server_cpu_ms = cpu_per_request(server.id(), cpu_before, mix.len());
     fig.search_engine = engine_all.summary();
     fig.search_per_class = per_class
         .iter()
@@ -830,6 +863,14 @@ async fn measure_quiver(
         eprintln!("bench: WARNING: the server did not stop on SIGTERM within 10 s");
     }
     Ok(fig)
+}
+
+/// Milliseconds of the process's CPU time since `before`, per request.
+fn cpu_per_request(pid: u32, before: Option<f64>, requests: usize) -> f64 {
+    match (before, proc::cpu_secs(pid)) {
+        (Some(a), Some(b)) if requests > 0 => (b - a) * 1000.0 / requests as f64,
+        _ => f64::NAN,
+    }
 }
 
 async fn wait_ready(
@@ -1319,6 +1360,13 @@ pub fn render(r: &Report) -> String {
         fmt_int(r.setup.queries as u64),
         r.setup.cpus
     );
+    if let Some(n) = r.setup.rows_limit {
+        let _ = writeln!(
+            s,
+            "!! only the first {} rows of each file (--rows): the bars are judged on the full set",
+            fmt_int(n as u64)
+        );
+    }
     let busy = r.setup.load_avg_start.max(r.setup.load_avg_after_quiver);
     if busy > r.setup.cpus as f64 * 0.75 {
         let _ = writeln!(
@@ -1505,9 +1553,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "quiver");
     let _ = writeln!(
         s,
-        "  import          {} to searchable{phases}, {} rows/s; {} created, {} rejected; peak RSS {}",
+        "  import          {} to searchable{phases}, {} rows/s, CPU {}; {} created, {} rejected; peak RSS {}",
         fmt_secs(i.secs),
         fmt_int(i.rows_per_sec as u64),
+        fmt_secs(i.cpu_secs),
         fmt_int(i.created),
         fmt_int(i.rejected),
         fmt_bytes(i.peak_rss_bytes)
@@ -1549,7 +1598,14 @@ pub fn render(r: &Report) -> String {
         full(&q.search_http),
         q.search_errors
     );
+
     let _ = writeln!(s, "  search (engine) {}  (took_us)", full(&q.search_engine));
+    let _ = writeln!(
+        s,
+        "  server CPU      {} per lookup, {} per search (user + system, all threads)",
+        fmt_ms(q.lookup_server_cpu_ms),
+        fmt_ms(q.search_server_cpu_ms)
+    );
     let _ = writeln!(
         s,
         "  throughput      {:.0} requests/s with {} clients for {:.0} s: p50 {}  p99 {}, {} errors",
@@ -1657,6 +1713,7 @@ mod tests {
                 concurrency: 8,
                 duration_secs: 10.0,
                 seed: 42,
+                rows_limit: None,
                 cpus: 2,
                 load_avg_start: 0.2,
                 load_avg_after_quiver: 0.5,

@@ -95,11 +95,34 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((kb("VmHWM:")? * 1024, kb("VmRSS:")? * 1024))
 }
 
-/// The largest peak resident memory among the children this process has reaped, bytes.
-pub fn children_peak_rss() -> u64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|u| u.max_rss().max(0) as u64 * 1024)
-        .unwrap_or(0)
+/// What the children this process has reaped used: the largest peak resident memory
+/// (bytes) and the CPU time (user + system, seconds) of all of them.
+pub fn children_usage() -> (u64, f64) {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN) {
+        Ok(u) => {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            (
+                u.max_rss().max(0) as u64 * 1024,
+                secs(u.user_time()) + secs(u.system_time()),
+            )
+        }
+        Err(_) => (0, 0.0),
+    }
+}
+
+/// CPU time (user + system, seconds) a live process has used so far.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User + system CPU seconds out of a `/proc/<pid>/stat` line.
+fn stat_cpu_secs(s: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces) start at field 3, state.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 /// Total size of the files under `path` (or of the file itself).
@@ -132,6 +155,9 @@ mod tests {
     fn own_memory_and_sizes() {
         let (hwm, rss) = memory(std::process::id()).unwrap();
         assert!(hwm >= rss && rss > 0);
+        assert!(cpu_secs(std::process::id()).is_some());
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
+        assert_eq!(stat_cpu_secs(stat), Some(3.25));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
