@@ -22,7 +22,11 @@ use quiver_model::{
 };
 use quiver_postgres::{PostgresOptions, PostgresStore};
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
-use quiver_store::{Direction, EntryFilter, Page, SqliteStore, Store, StoreStats};
+use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
+use quiver_store::{
+    Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, JobQueue, NewJob, Page, SqliteStore,
+    Store, StoreStats,
+};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -110,6 +114,52 @@ pub struct EngineStatus {
     pub index: IndexStats,
     /// Feed events the index has not applied yet.
     pub index_lag: i64,
+    /// Jobs by state (the queue depth).
+    pub jobs: Option<JobCounts>,
+}
+
+/// The job kind that rebuilds one node's search index from the store.
+pub const REBUILD_INDEX: &str = "rebuild_index";
+
+/// Runs `rebuild_index:<node>` jobs: this node's index, replayed from the feed. Idempotent:
+/// a rebuild of a rebuilt index yields the same index.
+struct RebuildIndex {
+    kind: String,
+    store: Arc<dyn Store>,
+    index: Arc<SearchIndex>,
+}
+
+#[async_trait::async_trait]
+impl Handler for RebuildIndex {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    async fn run(&self, _job: &Job) -> std::result::Result<(), String> {
+        let c = self
+            .index
+            .rebuild(&*self.store)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            events = c.applied_events,
+            position = c.position,
+            "search index rebuilt"
+        );
+        Ok(())
+    }
+}
+
+/// A name for this node, stable across restarts: the host and the index directory.
+fn node_id(config: &EngineConfig) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".to_string());
+    let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    format!("{host}:{}", dir.display())
 }
 
 /// The registry service.
@@ -121,6 +171,9 @@ pub struct Registry {
     /// The PostgreSQL store, when that is the backend: its NOTIFY wakes the follower when
     /// another node writes.
     pg: Option<PostgresStore>,
+    /// The store's durable job queue.
+    jobs: Option<Arc<dyn JobQueue>>,
+    node: String,
 }
 
 const MAX_PAGE: usize = 100;
@@ -166,6 +219,8 @@ impl Registry {
             "search index caught up with the change feed"
         );
         Ok(Arc::new(Registry {
+            jobs: store.clone().job_queue(),
+            node: node_id(&config),
             store,
             index,
             changed: Notify::new(),
@@ -435,12 +490,81 @@ impl Registry {
         self.index.search(&query)
     }
 
+    // ---- jobs ---------------------------------------------------------------------
+
+    fn job_queue(&self) -> Result<&Arc<dyn JobQueue>> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| Error::internal("jobs", "this store has no job queue"))
+    }
+
+    /// Start this process's job worker (one per process; on PostgreSQL, one per node).
+    pub fn spawn_worker(self: &Arc<Self>) -> Result<WorkerHandle> {
+        let queue = self.job_queue()?.clone();
+        let worker_id = format!("{}:{}", self.node, std::process::id());
+        let worker = Worker::new(queue, WorkerOptions::new(worker_id)).handler(RebuildIndex {
+            kind: format!("{REBUILD_INDEX}:{}", self.node),
+            store: self.store.clone(),
+            index: self.index.clone(),
+        });
+        Ok(worker.spawn())
+    }
+
+    /// Queue a rebuild of this node's search index (deduplicated while one is pending).
+    pub async fn request_index_rebuild(&self, caller: Caller) -> Result<Job> {
+        self.check_write(caller)?;
+        let kind = format!("{REBUILD_INDEX}:{}", self.node);
+        let q = self.job_queue()?;
+        let id = q
+            .enqueue(
+                NewJob::new(&kind, serde_json::json!({"node": self.node}))
+                    .dedup_key(kind.clone())
+                    .max_attempts(3),
+            )
+            .await?;
+        q.get_job(id)
+            .await?
+            .ok_or_else(|| Error::internal("queueing a rebuild", "job vanished"))
+    }
+
+    /// Jobs, newest first. Payloads can name private entries, so this is for writers.
+    pub async fn list_jobs(
+        &self,
+        caller: Caller,
+        filter: JobFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>> {
+        self.check_write(caller)?;
+        check_limit(limit)?;
+        self.job_queue()?.list_jobs(&filter, cursor, limit).await
+    }
+
+    pub async fn get_job(&self, caller: Caller, id: JobId) -> Result<Job> {
+        self.check_write(caller)?;
+        self.job_queue()?
+            .get_job(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("job {id}")))
+    }
+
+    /// Put a dead job back in the queue with its attempts reset.
+    pub async fn retry_job(&self, caller: Caller, id: JobId) -> Result<Job> {
+        self.check_write(caller)?;
+        self.job_queue()?.retry(id).await
+    }
+
     // ---- health --------------------------------------------------------------------
 
     pub async fn status(&self) -> Result<EngineStatus> {
         let store = self.store.stats().await?;
         let index = self.index.stats();
+        let jobs = match &self.jobs {
+            Some(q) => Some(q.job_counts().await?),
+            None => None,
+        };
         Ok(EngineStatus {
+            jobs,
             backend: self.store.backend(),
             index_lag: (store.feed_head - index.position).max(0),
             store,

@@ -451,6 +451,26 @@ impl SearchIndex {
         })
     }
 
+    /// Rebuild the index from the store: drop every document, then replay the whole feed.
+    /// Searches answer from the emptied index until the replay commits (seconds for a
+    /// million entries); use it to repair an index, not routinely.
+    pub async fn rebuild(&self, store: &dyn quiver_store::Store) -> Result<CatchUp> {
+        {
+            let _guard = self.write_lock.lock().await;
+            let mut writer: IndexWriter<TantivyDocument> = self
+                .index
+                .writer_with_num_threads(1, 50_000_000)
+                .context("opening the index writer")?;
+            blocking(|| -> Result<()> {
+                writer
+                    .delete_all_documents()
+                    .context("emptying the index")?;
+                self.commit(&mut writer, 0)
+            })?;
+        }
+        self.catch_up(store).await
+    }
+
     /// Commit with `pos` in the payload, then publish it to readers.
     fn commit(&self, writer: &mut IndexWriter<TantivyDocument>, pos: i64) -> Result<()> {
         let payload = serde_json::to_string(&CommitPayload {

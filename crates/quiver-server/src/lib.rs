@@ -26,6 +26,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Bearer token that makes a caller an admin (and, once set, the only writer).
     pub admin_token: Option<String>,
+    /// Wakes this process's job worker after a job is queued here.
+    pub worker_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The whole HTTP surface.
@@ -45,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/kinds", get(routes::kinds))
         .route("/kinds/{kind}/schema", get(routes::kind_schema))
         .route("/status", get(routes::status))
+        .route("/jobs", get(routes::list_jobs))
+        .route("/jobs/{id}", get(routes::get_job))
+        .route("/jobs/{id}/retry", axum::routing::post(routes::retry_job))
+        .route("/index/rebuild", axum::routing::post(routes::rebuild_index))
         .route("/openapi.json", get(routes::openapi));
     Router::new()
         .nest("/api/v1", api)

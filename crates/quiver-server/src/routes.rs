@@ -372,6 +372,59 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
+const JOB_PARAMS: &[&str] = &["state", "kind", "cursor", "limit"];
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), JOB_PARAMS)?;
+    let filter = quiver_store::JobFilter {
+        states: p.list::<quiver_store::JobState>("state")?,
+        kinds: p.strings("kind"),
+    };
+    let page = state
+        .registry
+        .list_jobs(caller, filter, p.get("cursor"), p.usize("limit", 20)?)
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+fn job_id(id: &str) -> ApiResult<quiver_store::JobId> {
+    id.parse()
+        .map_err(|_| Error::invalid("id", format!("'{id}' is not a job id")).into())
+}
+
+pub async fn get_job(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.registry.get_job(caller, job_id(&id)?).await?).into_response())
+}
+
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.registry.retry_job(caller, job_id(&id)?).await?).into_response())
+}
+
+/// Queue a rebuild of this node's search index; answers 202 with the job to poll.
+pub async fn rebuild_index(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Response> {
+    let job = state.registry.request_index_rebuild(caller).await?;
+    if let Some(w) = &state.worker_wake {
+        w.notify_one();
+    }
+    let loc = format!("/api/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(LOCATION, loc)], Json(job)).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

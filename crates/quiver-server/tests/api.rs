@@ -31,10 +31,13 @@ impl TestApp {
         let follower = registry.spawn_follower();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let worker = registry.spawn_worker().unwrap();
         let state = AppState {
             registry: registry.clone(),
             admin_token: admin_token.map(str::to_string),
+            worker_wake: Some(worker.notifier()),
         };
+        std::mem::forget(worker);
         let server = tokio::spawn(async move {
             quiver_server::serve(listener, state, std::future::pending())
                 .await
@@ -672,4 +675,39 @@ async fn health_and_readiness() {
         );
     }
     assert!(text.contains("route=\"/api/v1/status\""), "{text}");
+}
+
+#[tokio::test]
+async fn index_rebuild_runs_as_a_durable_job() {
+    let app = TestApp::start().await;
+    let mut body = tool("text.rebuildMe", "capybara grooming kit");
+    body["status"] = json!("published");
+    app.post("/api/v1/entries", body).await;
+    let (s, job) = app.post("/api/v1/index/rebuild", json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        let (_, j) = app.get(&format!("/api/v1/jobs/{id}")).await;
+        state = j["state"].clone();
+        if state == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "succeeded");
+    let (_, list) = app.get("/api/v1/jobs?state=succeeded").await;
+    assert_eq!(list["items"][0]["id"], id);
+    app.search_until("capybara", |b| {
+        hit_names(b).contains(&"tpmjs/text.rebuildMe".to_string())
+    })
+    .await;
+    let (s, b) = app
+        .post(&format!("/api/v1/jobs/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "only dead jobs are retried: {b}");
+    let (s, _) = app.get("/api/v1/jobs/999999").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = app.get("/api/v1/jobs/abc").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
 }

@@ -111,11 +111,15 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "quiver listening on http://{addr}"
     );
     println!("quiver listening on http://{addr}");
+    let worker = registry.spawn_worker()?;
     let state = AppState {
         registry: registry.clone(),
         admin_token: a.admin_token,
+        worker_wake: Some(worker.notifier()),
     };
     quiver_server::serve(listener, state, shutdown_signal()).await?;
+    // In-flight requests are done; let the worker finish the job in hand.
+    worker.shutdown().await;
     follower.abort();
     Ok(())
 }
@@ -320,4 +324,100 @@ pub async fn open_registry(data: &DataDir) -> anyhow::Result<Arc<Registry>> {
         );
     }
     Ok(Registry::open(data.config()).await?)
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(subcommand)]
+    pub action: JobsAction,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum JobsAction {
+    /// Jobs, newest first.
+    List {
+        /// Only these states (queued, running, succeeded, dead; comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<quiver_store::JobState>,
+        /// Only these kinds (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// One job.
+    Show { id: quiver_store::JobId },
+    /// Put a dead job back in the queue with its attempts reset.
+    Retry { id: quiver_store::JobId },
+}
+
+pub async fn jobs(a: JobsArgs) -> anyhow::Result<()> {
+    let (store, _) = open_store(&a.data.config()).await?;
+    let queue = store
+        .job_queue()
+        .ok_or_else(|| anyhow::anyhow!("this store has no job queue"))?;
+    let show = |job: &quiver_store::Job| {
+        println!(
+            "{:>6}  {:<9} {:<40} attempts {}/{}  run_at {}{}",
+            job.id,
+            job.state.as_str(),
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+            job.run_at,
+            job.last_error
+                .as_deref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
+        )
+    };
+    match a.action {
+        JobsAction::List {
+            state,
+            kind,
+            limit,
+            cursor,
+        } => {
+            let filter = quiver_store::JobFilter {
+                states: state,
+                kinds: kind,
+            };
+            let page = queue.list_jobs(&filter, cursor.as_deref(), limit).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                page.items.iter().for_each(show);
+                if let Some(c) = page.next_cursor {
+                    println!("more: --cursor {c}");
+                }
+            }
+        }
+        JobsAction::Show { id } => {
+            let job = queue
+                .get_job(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("job {id} not found"))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                show(&job);
+            }
+        }
+        JobsAction::Retry { id } => {
+            let job = queue.retry(id).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                show(&job);
+            }
+        }
+    }
+    Ok(())
 }

@@ -67,6 +67,8 @@ enum Command {
     Export(local::ExportArgs),
     /// Report hit rates at 1, 3 and 10 of the relevance set against the local index.
     Relevance(local::RelevanceArgs),
+    /// List, show and retry durable jobs in the store.
+    Jobs(local::JobsArgs),
     /// Publish an entry version from a JSON file to a server.
     Publish(client::PublishArgs),
     /// Show an entry and its versions: `quiver info package npm/@types/node`.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             Command::Import(a) => local::import(a).await,
             Command::Export(a) => local::export(a).await,
             Command::Relevance(a) => local::relevance(a).await,
+            Command::Jobs(a) => local::jobs(a).await,
             Command::Publish(a) => client::publish(a).await,
             Command::Info(a) => client::info(a).await,
             Command::Search(a) => client::search(a).await,

@@ -82,7 +82,8 @@ async fn demo_server_answers_client_commands() {
     let server = Server::start(dir.path(), &["--demo"]);
     let s = ["--server", server.base.as_str()];
 
-    let (ok, out, err) = quiver(&[&["search"], &s[..], &["terminal", "string", "styling"]].concat());
+    let (ok, out, err) =
+        quiver(&[&["search"], &s[..], &["terminal", "string", "styling"]].concat());
     assert!(ok, "{err}");
     assert!(out.contains("npm/chalk"), "{out}");
 
@@ -115,14 +116,44 @@ async fn demo_server_answers_client_commands() {
     let f = file.to_str().unwrap();
     let (ok, out, err) = quiver(&[&["publish"], &s[..], &[f]].concat());
     assert!(ok, "{out}{err}");
-    assert!(out.contains("published tool acme/text.slugify 1.0.0"), "{out}");
+    assert!(
+        out.contains("published tool acme/text.slugify 1.0.0"),
+        "{out}"
+    );
     let (ok, _, err) = quiver(&[&["publish"], &s[..], &[f]].concat());
     assert!(!ok);
-    assert!(err.contains("already published") && err.contains("field: version"), "{err}");
+    assert!(
+        err.contains("already published") && err.contains("field: version"),
+        "{err}"
+    );
+
+    // A rebuild queued through the API is a durable job that `quiver jobs` lists.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/index/rebuild", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let d = dir.path().to_str().unwrap();
+    let (ok, out, err) = quiver(&["jobs", "--data-dir", d, "list", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["items"][0]["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("rebuild_index:"),
+        "{v}"
+    );
+    let (ok, _, err) = quiver(&["jobs", "--data-dir", d, "retry", "999"]);
+    assert!(!ok && err.contains("not found"), "{err}");
 
     // Errors are sentences, not panics.
     let (ok, _, err) = quiver(&[&["info"], &s[..], &["tool", "acme/nope"]].concat());
-    assert!(!ok && err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    assert!(
+        !ok && err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
     let (ok, _, err) = quiver(&["search", "--server", "http://127.0.0.1:1", "x"]);
     assert!(!ok && err.contains("could not reach the server"), "{err}");
 }
@@ -166,5 +197,9 @@ async fn sigkill_loses_no_acknowledged_write() {
         assert_eq!(r.status(), 200, "{name} was acknowledged, so it survives");
     }
     let found = get(&server.url("/api/v1/search?q=pelican&limit=1")).await;
-    assert_eq!(found["total"], acknowledged.len(), "the index agrees with the store");
+    assert_eq!(
+        found["total"],
+        acknowledged.len(),
+        "the index agrees with the store"
+    );
 }
