@@ -150,6 +150,58 @@ impl Handler for RebuildIndex {
     }
 }
 
+/// The job kind that validates a published version and records the result on it.
+pub const VALIDATE_VERSION: &str = "validate_version";
+
+/// Runs `validate_version` jobs: checks the version's manifest against its kind's current
+/// schema (and, for tools, that its input and output schemas are schemas) and records the
+/// result on the version. Idempotent: a result already recorded for the same manifest hash
+/// is left alone.
+struct ValidateVersion {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl Handler for ValidateVersion {
+    fn kind(&self) -> &str {
+        VALIDATE_VERSION
+    }
+
+    async fn run(&self, job: &Job) -> std::result::Result<(), String> {
+        let key: EntryKey = serde_json::from_value(job.payload["entry"].clone())
+            .map_err(|e| format!("payload.entry: {e}"))?;
+        let version = job.payload["version"]
+            .as_str()
+            .ok_or("payload.version: missing")?
+            .to_string();
+        let v = match self.store.get_version(&key, &version).await {
+            Ok(Some(v)) => v,
+            // The entry or version is gone: nothing to validate.
+            Ok(None) => return Ok(()),
+            Err(e) if e.code == quiver_model::ErrorCode::NotFound => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if v.validation.as_ref().is_some_and(|r| r.sha256 == v.sha256) {
+            return Ok(());
+        }
+        let errors = match quiver_model::manifest::validate_manifest(key.kind, &v.manifest) {
+            Ok(()) => vec![],
+            Err(e) => vec![e.message],
+        };
+        let result = quiver_model::Validation {
+            passed: errors.is_empty(),
+            errors,
+            sha256: v.sha256.clone(),
+            checked_at: jiff::Timestamp::now(),
+        };
+        self.store
+            .set_validation(&key, &version, result)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
 /// A name for this node, stable across restarts: the host and the index directory.
 fn node_id(config: &EngineConfig) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -174,6 +226,8 @@ pub struct Registry {
     /// The store's durable job queue.
     jobs: Option<Arc<dyn JobQueue>>,
     node: String,
+    /// Wakes this process's worker when a job is queued here.
+    worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
 }
 
 const MAX_PAGE: usize = 100;
@@ -221,6 +275,7 @@ impl Registry {
         Ok(Arc::new(Registry {
             jobs: store.clone().job_queue(),
             node: node_id(&config),
+            worker_wake: std::sync::Mutex::new(None),
             store,
             index,
             changed: Notify::new(),
@@ -277,6 +332,17 @@ impl Registry {
 
     fn wrote(&self) {
         self.changed.notify_one();
+    }
+
+    fn wake_worker(&self) {
+        if let Some(n) = self
+            .worker_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            n.notify_one();
+        }
     }
 
     fn check_write(&self, caller: Caller) -> Result<()> {
@@ -396,6 +462,18 @@ impl Registry {
         }
         let v = self.store.publish_version(key, valid).await?;
         self.wrote();
+        // The schema checks also run as a durable job that records its result on the
+        // version (so a kind's schema change can be re-checked the same way).
+        if let Some(q) = &self.jobs {
+            let job = NewJob::new(
+                VALIDATE_VERSION,
+                serde_json::json!({"entry": key, "version": v.version}),
+            )
+            .dedup_key(format!("validate:{key}@{}", v.version))
+            .max_attempts(5);
+            q.enqueue(job).await?;
+            self.wake_worker();
+        }
         Ok(v)
     }
 
@@ -502,12 +580,18 @@ impl Registry {
     pub fn spawn_worker(self: &Arc<Self>) -> Result<WorkerHandle> {
         let queue = self.job_queue()?.clone();
         let worker_id = format!("{}:{}", self.node, std::process::id());
-        let worker = Worker::new(queue, WorkerOptions::new(worker_id)).handler(RebuildIndex {
-            kind: format!("{REBUILD_INDEX}:{}", self.node),
-            store: self.store.clone(),
-            index: self.index.clone(),
-        });
-        Ok(worker.spawn())
+        let worker = Worker::new(queue, WorkerOptions::new(worker_id))
+            .handler(RebuildIndex {
+                kind: format!("{REBUILD_INDEX}:{}", self.node),
+                store: self.store.clone(),
+                index: self.index.clone(),
+            })
+            .handler(ValidateVersion {
+                store: self.store.clone(),
+            });
+        let handle = worker.spawn();
+        *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
+        Ok(handle)
     }
 
     /// Queue a rebuild of this node's search index (deduplicated while one is pending).
@@ -522,6 +606,7 @@ impl Registry {
                     .max_attempts(3),
             )
             .await?;
+        self.wake_worker();
         q.get_job(id)
             .await?
             .ok_or_else(|| Error::internal("queueing a rebuild", "job vanished"))

@@ -249,6 +249,20 @@ pub struct Version {
     pub yanked: bool,
     pub yank_reason: Option<String>,
     pub published_at: Timestamp,
+    /// The result of the validation job, once it has run (absent while pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+}
+
+/// What the validation job found for a version's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Validation {
+    pub passed: bool,
+    /// Each failed check, as `field: reason`.
+    pub errors: Vec<String>,
+    /// The manifest hash this result is for (a result is never recomputed for it).
+    pub sha256: String,
+    pub checked_at: Timestamp,
 }
 
 /// Input to publish a version.

@@ -72,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_jobs",
         include_str!("../migrations/postgres/0002_jobs.sql"),
     ),
+    (
+        "0003_version_validation",
+        include_str!("../migrations/postgres/0003_version_validation.sql"),
+    ),
 ];
 
 /// Names of the PostgreSQL migrations, in order (they match the SQLite set).

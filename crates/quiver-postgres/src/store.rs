@@ -180,8 +180,8 @@ pub(crate) fn entry_from_row(r: &Row) -> Result<Entry> {
     decode_entry(r).context("decoding an entry")
 }
 
-const VERSION_COLS: &str =
-    "version, manifest, sha256, changelog, breaking, yanked, yank_reason, published_at";
+const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
+     published_at, validation";
 
 fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
     let manifest: String = r.try_get(1)?;
@@ -194,6 +194,11 @@ fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
         yanked: r.try_get(5)?,
         yank_reason: r.try_get(6)?,
         published_at: ts(r.try_get(7)?),
+        validation: r
+            .try_get::<_, Option<String>>(8)?
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?,
     })
 }
 
@@ -810,6 +815,45 @@ impl Store for PostgresStore {
             )
             .await
             .context("reading the yanked version")?;
+        let v = version_from_row(&row)?;
+        w.commit(&self.inner.channel).await?;
+        Ok(v)
+    }
+
+    async fn set_validation(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        validation: quiver_model::Validation,
+    ) -> Result<Version> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        let vid: i64 =
+            w.tx.query_opt(
+                "SELECT id FROM versions WHERE entry_id = $1 AND version = $2",
+                &[&id, &version],
+            )
+            .await
+            .context("resolving a version")?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+        let json = serde_json::to_string(&validation).unwrap_or_default();
+        w.tx.execute(
+            "UPDATE versions SET validation = $1 WHERE id = $2",
+            &[&json, &vid],
+        )
+        .await
+        .context("recording a validation")?;
+        w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
+            .await?;
+        let row =
+            w.tx.query_one(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
+                &[&vid],
+            )
+            .await
+            .context("reading the validated version")?;
         let v = version_from_row(&row)?;
         w.commit(&self.inner.channel).await?;
         Ok(v)

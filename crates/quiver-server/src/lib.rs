@@ -26,8 +26,6 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Bearer token that makes a caller an admin (and, once set, the only writer).
     pub admin_token: Option<String>,
-    /// Wakes this process's job worker after a job is queued here.
-    pub worker_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The whole HTTP surface.

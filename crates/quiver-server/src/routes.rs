@@ -418,9 +418,6 @@ pub async fn rebuild_index(
     Auth(caller): Auth,
 ) -> ApiResult<Response> {
     let job = state.registry.request_index_rebuild(caller).await?;
-    if let Some(w) = &state.worker_wake {
-        w.notify_one();
-    }
     let loc = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(LOCATION, loc)], Json(job)).into_response())
 }

@@ -35,7 +35,6 @@ impl TestApp {
         let state = AppState {
             registry: registry.clone(),
             admin_token: admin_token.map(str::to_string),
-            worker_wake: Some(worker.notifier()),
         };
         std::mem::forget(worker);
         let server = tokio::spawn(async move {
@@ -184,6 +183,24 @@ async fn create_publish_read_list_search_yank() {
     let (s, v) = app.get(&format!("{path}/versions/1.0.0")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["manifest"], manifest);
+    // The schema checks also ran as a durable job, which recorded its result.
+    let mut validation = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = app.get(&format!("{path}/versions/1.0.0")).await;
+        validation = v["validation"].clone();
+        if !validation.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(validation["passed"], true, "{validation}");
+    assert_eq!(validation["sha256"], v["sha256"]);
+    let (_, jobs) = app.get("/api/v1/jobs?kind=validate_version").await;
+    assert_eq!(
+        jobs["items"].as_array().unwrap().len(),
+        2,
+        "one job per version: {jobs}"
+    );
 
     let (_, list) = app.get("/api/v1/entries?kind=tool&namespace=tpmjs").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
@@ -241,6 +258,14 @@ async fn invalid_input_is_refused_and_changes_nothing() {
         .post(&format!("{path}/versions"), json!({"version": "1.0.0"}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
+    // Let the validation job record its result first: that write is not a refused request.
+    for _ in 0..100 {
+        let (_, v) = app.get(&format!("{path}/versions/1.0.0")).await;
+        if !v["validation"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let head = app.feed_head().await;
 
     // Each case: method, path, body, expected status, code, field.

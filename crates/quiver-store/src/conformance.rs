@@ -237,6 +237,46 @@ pub async fn yank_and_unyank(s: &dyn Store) {
     assert_eq!(err.code, ErrorCode::NotFound);
 }
 
+pub async fn validation_is_recorded(s: &dyn Store) {
+    let k = key(Kind::Tool, "acme", "text.checked");
+    s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "d"))
+        .await
+        .unwrap();
+    let v = s
+        .publish_version(&k, version(k.kind, "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(v.validation, None, "pending until the job runs");
+    let head = s.feed_head().await.unwrap();
+    let result = quiver_model::Validation {
+        passed: false,
+        errors: vec!["manifest.steps.0: missing action".into()],
+        sha256: v.sha256.clone(),
+        checked_at: jiff::Timestamp::from_millisecond(1_700_000_000_000).unwrap(),
+    };
+    let got = s.set_validation(&k, "1.0.0", result.clone()).await.unwrap();
+    assert_eq!(got.validation.as_ref(), Some(&result));
+    assert_eq!(
+        s.get_version(&k, "1.0.0")
+            .await
+            .unwrap()
+            .unwrap()
+            .validation,
+        Some(result)
+    );
+    let events = s.feed_since(head, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].entity, events[0].op),
+        (FeedEntity::Version, FeedOp::Update)
+    );
+    let missing = s
+        .set_validation(&k, "9.9.9", got.validation.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::NotFound);
+}
+
 pub async fn list_filters_and_pages(s: &dyn Store) {
     for i in 0..25 {
         let kind = if i % 2 == 0 { Kind::Tool } else { Kind::Skill };
@@ -506,6 +546,7 @@ macro_rules! conformance_suite {
             update_entry,
             versions_are_immutable_and_ordered,
             yank_and_unyank,
+            validation_is_recorded,
             list_filters_and_pages,
             relations,
             feed_records_every_write,

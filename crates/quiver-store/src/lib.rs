@@ -191,6 +191,14 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<String>,
     ) -> Result<Version>;
 
+    /// Record the validation job's result on a version (a feed row: version update).
+    async fn set_validation(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        validation: quiver_model::Validation,
+    ) -> Result<Version>;
+
     /// Add a relation between two existing entries (idempotent on kind, from, to).
     async fn add_relation(&self, relation: Relation) -> Result<Relation>;
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>>;

@@ -16,7 +16,8 @@ use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
     Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
-    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Version, Visibility,
+    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Validation, Version,
+    Visibility,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -36,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_jobs",
         include_str!("../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        "0003_version_validation",
+        include_str!("../migrations/sqlite/0003_version_validation.sql"),
     ),
 ];
 
@@ -281,11 +286,16 @@ fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
         yanked: r.get(5)?,
         yank_reason: r.get(6)?,
         published_at: ts(r.get(7)?),
+        validation: r
+            .get::<_, Option<String>>(8)?
+            .as_deref()
+            .map(json_col)
+            .transpose()?,
     })
 }
 
-const VERSION_COLS: &str =
-    "version, manifest, sha256, changelog, breaking, yanked, yank_reason, published_at";
+const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
+     published_at, validation";
 
 fn get_entry_conn(conn: &Connection, key: &EntryKey) -> Result<Option<Entry>> {
     let nk = name_key(key.kind, &key.namespace, &key.name);
@@ -1033,6 +1043,41 @@ impl Store for SqliteStore {
                 version_from_row,
             )
             .context("reading the yanked version")
+        })
+        .await
+    }
+
+    async fn set_validation(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        validation: Validation,
+    ) -> Result<Version> {
+        let key = key.clone();
+        let version = version.to_string();
+        self.write(move |tx| {
+            let id = require_entry_id(tx, &key)?;
+            let vid: i64 = tx
+                .query_row(
+                    "SELECT id FROM versions WHERE entry_id = ?1 AND version = ?2",
+                    params![id, version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .context("resolving a version")?
+                .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+            tx.execute(
+                "UPDATE versions SET validation = ?1 WHERE id = ?2",
+                params![serde_json::to_string(&validation).unwrap_or_default(), vid],
+            )
+            .context("recording a validation")?;
+            feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
+            tx.query_row(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = ?1"),
+                [vid],
+                version_from_row,
+            )
+            .context("reading the validated version")
         })
         .await
     }

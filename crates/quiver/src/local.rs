@@ -115,7 +115,6 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         registry: registry.clone(),
         admin_token: a.admin_token,
-        worker_wake: Some(worker.notifier()),
     };
     quiver_server::serve(listener, state, shutdown_signal()).await?;
     // In-flight requests are done; let the worker finish the job in hand.

@@ -1,0 +1,2 @@
+-- The validation job's result on each version (JSON), NULL while pending.
+ALTER TABLE versions ADD COLUMN validation TEXT;
