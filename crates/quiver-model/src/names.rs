@@ -198,23 +198,28 @@ fn validate_package_name(ecosystem: &str, name: &str) -> Result<()> {
 /// since npm kept legacy names that differ only in case.
 pub fn name_key(kind: Kind, namespace: &str, name: &str) -> String {
     if kind == Kind::Package && namespace == "pypi" {
-        let mut out = String::with_capacity(name.len());
-        let mut sep = false;
-        for c in name.chars() {
-            if matches!(c, '-' | '_' | '.') {
-                sep = true;
-            } else {
-                if sep && !out.is_empty() {
-                    out.push('-');
-                }
-                sep = false;
-                out.push(c.to_ascii_lowercase());
-            }
-        }
-        out
+        pep503(name)
     } else {
         name.to_string()
     }
+}
+
+/// PEP 503 normalization: lowercase, and each run of `-`, `_`, `.` becomes one `-`.
+pub fn pep503(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -87,23 +87,7 @@ pub fn joined(s: &str) -> String {
         .collect()
 }
 
-/// PEP 503 normalization: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub fn pep503(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
+pub use quiver_model::names::pep503;
 
 /// The words of a query: lowercase alphanumeric runs, in order, without repeats.
 pub fn query_words(q: &str) -> Vec<String> {
