@@ -21,82 +21,39 @@ use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 
 use quiver_model::names::name_key;
-use quiver_model::{
-    Context, EntryKey, Error, FeedEntity, FeedOp, OwnerKind, Result, Status, Visibility,
-};
+use quiver_model::{Context, EntryKey, Error, FeedEntity, FeedOp, OwnerKind, Result};
 use quiver_store::{ImportOutcome, ImportRecord};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::store::{latest_of, now_ms, Writer};
+use quiver_store::ImportedFields;
 
-/// The fields an import sets, as stored, to tell "updated" from "unchanged".
-#[derive(PartialEq)]
-struct Fields {
-    display_name: Option<String>,
-    description: String,
-    category: Option<String>,
-    tags: String,
-    keywords: String,
-    status: String,
-    visibility: String,
-    deprecation: Option<String>,
-    popularity: f64,
-    monthly_downloads: Option<i64>,
-    download_rank: Option<i64>,
-}
-
-impl Fields {
-    fn of(rec: &ImportRecord) -> Self {
-        let e = &rec.entry;
-        let pop = e.popularity.clone().unwrap_or_default();
-        Fields {
-            display_name: e.display_name.clone(),
-            description: e.description.clone(),
-            category: e.category.clone(),
-            tags: serde_json::to_string(&e.tags).unwrap_or_default(),
-            keywords: serde_json::to_string(&e.keywords).unwrap_or_default(),
-            status: e.status.unwrap_or(Status::Published).as_str().to_string(),
-            visibility: e
-                .visibility
-                .unwrap_or(Visibility::Public)
-                .as_str()
-                .to_string(),
-            deprecation: rec
-                .deprecation
-                .as_ref()
-                .map(|d| serde_json::to_string(d).unwrap_or_default()),
-            popularity: pop.score,
-            monthly_downloads: pop.monthly_downloads.map(|v| v as i64),
-            download_rank: pop.rank.map(i64::from),
-        }
-    }
-
-    fn from_row(
-        r: &tokio_postgres::Row,
-        at: usize,
-    ) -> std::result::Result<Self, tokio_postgres::Error> {
-        Ok(Fields {
-            display_name: r.try_get(at)?,
-            description: r.try_get(at + 1)?,
-            category: r.try_get(at + 2)?,
-            tags: r.try_get(at + 3)?,
-            keywords: r.try_get(at + 4)?,
-            status: r.try_get(at + 5)?,
-            visibility: r.try_get(at + 6)?,
-            deprecation: r.try_get(at + 7)?,
-            popularity: r.try_get(at + 8)?,
-            monthly_downloads: r.try_get(at + 9)?,
-            download_rank: r.try_get(at + 10)?,
-        })
-    }
+/// The fields an import compares, read back from a row starting at column `at`.
+fn fields_from_row(
+    r: &tokio_postgres::Row,
+    at: usize,
+) -> std::result::Result<ImportedFields, tokio_postgres::Error> {
+    Ok(ImportedFields {
+        display_name: r.try_get(at)?,
+        description: r.try_get(at + 1)?,
+        category: r.try_get(at + 2)?,
+        tags: r.try_get(at + 3)?,
+        keywords: r.try_get(at + 4)?,
+        status: r.try_get(at + 5)?,
+        visibility: r.try_get(at + 6)?,
+        deprecation: r.try_get(at + 7)?,
+        popularity: r.try_get(at + 8)?,
+        monthly_downloads: r.try_get(at + 9)?,
+        download_rank: r.try_get(at + 10)?,
+    })
 }
 
 /// A record, prepared once.
 struct Prepared {
     kind: &'static str,
     name_key: String,
-    fields: Fields,
+    fields: ImportedFields,
 }
 
 /// A feed row waiting for its seq: ordered by (record, position within the record).
@@ -188,7 +145,7 @@ pub(crate) async fn import_batch(
         .map(|rec| Prepared {
             kind: rec.entry.kind.as_str(),
             name_key: name_key(rec.entry.kind, &rec.entry.namespace, &rec.entry.name),
-            fields: Fields::of(rec),
+            fields: ImportedFields::of(rec),
         })
         .collect();
 
@@ -329,10 +286,10 @@ async fn import_round(
             .await
             .context("looking up imported entries")?;
     // position in round -> (id, stored fields)
-    let mut existing: HashMap<usize, (i64, Fields)> = HashMap::with_capacity(rows.len());
+    let mut existing: HashMap<usize, (i64, ImportedFields)> = HashMap::with_capacity(rows.len());
     for r in &rows {
         let pos = r.get::<_, i64>(0) as usize - 1;
-        let fields = Fields::from_row(r, 2).context("decoding an imported entry")?;
+        let fields = fields_from_row(r, 2).context("decoding an imported entry")?;
         existing.insert(pos, (r.get(1), fields));
     }
 

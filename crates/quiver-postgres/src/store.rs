@@ -417,17 +417,11 @@ async fn insert_version(w: &mut Writer<'_>, entry_id: i64, v: &ValidVersion) -> 
 /// The latest version among `versions` (unyanked ones): the highest release, else the
 /// highest pre-release, else none. The same rule as the SQLite backend.
 pub(crate) fn latest_of<'v>(versions: impl IntoIterator<Item = &'v str>) -> Option<String> {
-    let mut parsed: Vec<SemverVersion> = versions
+    let parsed: Vec<SemverVersion> = versions
         .into_iter()
         .filter_map(|v| SemverVersion::parse(v).ok())
         .collect();
-    parsed.sort();
-    parsed
-        .iter()
-        .rev()
-        .find(|v| v.pre.is_empty())
-        .or_else(|| parsed.last())
-        .map(|v| v.to_string())
+    quiver_store::latest_of(parsed.iter())
 }
 
 /// Recompute an entry's latest version.

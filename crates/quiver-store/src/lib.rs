@@ -140,6 +140,67 @@ impl std::ops::AddAssign for ImportCounts {
     }
 }
 
+/// The fields an import sets, as stored, to tell "updated" from "unchanged".
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedFields {
+    pub display_name: Option<String>,
+    pub description: String,
+    pub category: Option<String>,
+    pub tags: String,
+    pub keywords: String,
+    pub status: String,
+    pub visibility: String,
+    pub deprecation: Option<String>,
+    pub popularity: f64,
+    pub monthly_downloads: Option<i64>,
+    pub download_rank: Option<i64>,
+}
+
+impl ImportedFields {
+    /// The fields of a record, as the store keeps them (JSON columns as text).
+    pub fn of(rec: &ImportRecord) -> Self {
+        let e = &rec.entry;
+        let pop = e.popularity.clone().unwrap_or_default();
+        ImportedFields {
+            display_name: e.display_name.clone(),
+            description: e.description.clone(),
+            category: e.category.clone(),
+            tags: serde_json::to_string(&e.tags).unwrap_or_default(),
+            keywords: serde_json::to_string(&e.keywords).unwrap_or_default(),
+            status: e.status.unwrap_or(Status::Published).as_str().to_string(),
+            visibility: e
+                .visibility
+                .unwrap_or(Visibility::Public)
+                .as_str()
+                .to_string(),
+            deprecation: rec
+                .deprecation
+                .as_ref()
+                .map(|d| serde_json::to_string(d).unwrap_or_default()),
+            popularity: pop.score,
+            monthly_downloads: pop.monthly_downloads.map(|v| v as i64),
+            download_rank: pop.rank.map(i64::from),
+        }
+    }
+}
+
+/// The latest of some unyanked versions: the highest release, else the highest
+/// pre-release.
+pub fn latest_of<'a>(versions: impl Iterator<Item = &'a SemverVersion>) -> Option<String> {
+    let (mut release, mut pre): (Option<&SemverVersion>, Option<&SemverVersion>) = (None, None);
+    for v in versions {
+        let slot = if v.pre.is_empty() {
+            &mut release
+        } else {
+            &mut pre
+        };
+        if slot.is_none_or(|best| v > best) {
+            *slot = Some(v);
+        }
+    }
+    release.or(pre).map(ToString::to_string)
+}
+
 /// Row counts, for health pages and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {

@@ -23,8 +23,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
-    Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, Page, Store, StoreStats,
-    ValidVersion,
+    latest_of, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, ImportedFields,
+    Page, Store, StoreStats, ValidVersion,
 };
 
 mod jobs;
@@ -328,6 +328,21 @@ fn require_entry_id(conn: &Connection, key: &EntryKey) -> Result<i64> {
     entry_id(conn, key)?.ok_or_else(|| Error::not_found(key))
 }
 
+fn require_version_id(
+    conn: &Connection,
+    entry_id: i64,
+    key: &EntryKey,
+    version: &str,
+) -> Result<i64> {
+    conn.prepare_cached("SELECT id FROM versions WHERE entry_id = ?1 AND version = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![entry_id, version], |r| r.get(0))
+                .optional()
+        })
+        .context("resolving a version")?
+        .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+}
+
 fn get_entry_by_id(conn: &Connection, id: i64) -> Result<Entry> {
     conn.prepare_cached(&format!("SELECT {ENTRY_COLS} FROM entries WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id], entry_from_row))
@@ -455,23 +470,6 @@ fn insert_version(tx: &Transaction<'_>, entry_id: i64, v: &ValidVersion) -> Resu
     Ok(id)
 }
 
-/// The latest of some unyanked versions: the highest release, else the highest
-/// pre-release.
-fn latest_of<'a>(versions: impl Iterator<Item = &'a SemverVersion>) -> Option<String> {
-    let (mut release, mut pre): (Option<&SemverVersion>, Option<&SemverVersion>) = (None, None);
-    for v in versions {
-        let slot = if v.pre.is_empty() {
-            &mut release
-        } else {
-            &mut pre
-        };
-        if slot.is_none_or(|best| v > best) {
-            *slot = Some(v);
-        }
-    }
-    release.or(pre).map(ToString::to_string)
-}
-
 /// Recompute an entry's latest version: the highest unyanked release, else the highest
 /// unyanked pre-release, else none.
 fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>> {
@@ -527,49 +525,6 @@ fn decode_cursor(c: &str) -> Result<i64> {
 
 /// A stored version's id and yank state.
 type StoredYank = (i64, bool, Option<String>);
-
-/// The fields an import sets, as stored, to tell "updated" from "unchanged".
-#[derive(PartialEq)]
-struct ImportedFields {
-    display_name: Option<String>,
-    description: String,
-    category: Option<String>,
-    tags: String,
-    keywords: String,
-    status: String,
-    visibility: String,
-    deprecation: Option<String>,
-    popularity: f64,
-    monthly_downloads: Option<i64>,
-    download_rank: Option<i64>,
-}
-
-impl ImportedFields {
-    fn of(rec: &ImportRecord) -> Self {
-        let e = &rec.entry;
-        let pop = e.popularity.clone().unwrap_or_default();
-        ImportedFields {
-            display_name: e.display_name.clone(),
-            description: e.description.clone(),
-            category: e.category.clone(),
-            tags: serde_json::to_string(&e.tags).unwrap_or_default(),
-            keywords: serde_json::to_string(&e.keywords).unwrap_or_default(),
-            status: e.status.unwrap_or(Status::Published).as_str().to_string(),
-            visibility: e
-                .visibility
-                .unwrap_or(Visibility::Public)
-                .as_str()
-                .to_string(),
-            deprecation: rec
-                .deprecation
-                .as_ref()
-                .map(|d| serde_json::to_string(d).unwrap_or_default()),
-            popularity: pop.score,
-            monthly_downloads: pop.monthly_downloads.map(|v| v as i64),
-            download_rank: pop.rank.map(i64::from),
-        }
-    }
-}
 
 fn write_imported_fields(tx: &Transaction<'_>, id: i64, f: &ImportedFields) -> Result<()> {
     tx.prepare_cached(
@@ -1024,15 +979,7 @@ impl Store for SqliteStore {
         let version = version.to_string();
         self.write(move |tx| {
             let id = require_entry_id(tx, &key)?;
-            let vid: i64 = tx
-                .query_row(
-                    "SELECT id FROM versions WHERE entry_id = ?1 AND version = ?2",
-                    params![id, version],
-                    |r| r.get(0),
-                )
-                .optional()
-                .context("resolving a version")?
-                .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+            let vid = require_version_id(tx, id, &key, &version)?;
             let reason = if yanked { reason } else { None };
             set_yank_row(tx, vid, yanked, reason)?;
             refresh_latest(tx, id)?;
@@ -1057,15 +1004,7 @@ impl Store for SqliteStore {
         let version = version.to_string();
         self.write(move |tx| {
             let id = require_entry_id(tx, &key)?;
-            let vid: i64 = tx
-                .query_row(
-                    "SELECT id FROM versions WHERE entry_id = ?1 AND version = ?2",
-                    params![id, version],
-                    |r| r.get(0),
-                )
-                .optional()
-                .context("resolving a version")?
-                .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+            let vid = require_version_id(tx, id, &key, &version)?;
             tx.execute(
                 "UPDATE versions SET validation = ?1 WHERE id = ?2",
                 params![serde_json::to_string(&validation).unwrap_or_default(), vid],
