@@ -260,6 +260,22 @@ async fn entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Option<i64>
     )
 }
 
+async fn require_version_id<C: GenericClient>(
+    c: &C,
+    entry_id: i64,
+    key: &EntryKey,
+    version: &str,
+) -> Result<i64> {
+    c.query_opt(
+        "SELECT id FROM versions WHERE entry_id = $1 AND version = $2",
+        &[&entry_id, &version],
+    )
+    .await
+    .context("resolving a version")?
+    .map(|r| r.get(0))
+    .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+}
+
 async fn require_entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<i64> {
     entry_id(c, key).await?.ok_or_else(|| Error::not_found(key))
 }
@@ -788,15 +804,7 @@ impl Store for PostgresStore {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
-        let vid: i64 =
-            w.tx.query_opt(
-                "SELECT id FROM versions WHERE entry_id = $1 AND version = $2",
-                &[&id, &version],
-            )
-            .await
-            .context("resolving a version")?
-            .map(|r| r.get(0))
-            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+        let vid = require_version_id(&w.tx, id, key, version).await?;
         let reason = if yanked { reason } else { None };
         set_yank_row(&w, vid, yanked, reason).await?;
         refresh_latest(&w, id).await?;
@@ -823,15 +831,7 @@ impl Store for PostgresStore {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
-        let vid: i64 =
-            w.tx.query_opt(
-                "SELECT id FROM versions WHERE entry_id = $1 AND version = $2",
-                &[&id, &version],
-            )
-            .await
-            .context("resolving a version")?
-            .map(|r| r.get(0))
-            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))?;
+        let vid = require_version_id(&w.tx, id, key, version).await?;
         let json = serde_json::to_string(&validation).unwrap_or_default();
         w.tx.execute(
             "UPDATE versions SET validation = $1 WHERE id = $2",

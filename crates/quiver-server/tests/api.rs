@@ -81,6 +81,19 @@ impl TestApp {
         self.registry.store().feed_head().await.unwrap()
     }
 
+    /// The validation result of a version once its job has recorded it (Null after two
+    /// seconds without one).
+    async fn validation_of(&self, version_path: &str) -> Value {
+        for _ in 0..100 {
+            let (_, v) = self.get(version_path).await;
+            if !v["validation"].is_null() {
+                return v["validation"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Value::Null
+    }
+
     /// Search until `pred` holds or two seconds pass (the index follows the feed).
     async fn search_until(&self, q: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
@@ -184,15 +197,7 @@ async fn create_publish_read_list_search_yank() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["manifest"], manifest);
     // The schema checks also ran as a durable job, which recorded its result.
-    let mut validation = Value::Null;
-    for _ in 0..100 {
-        let (_, v) = app.get(&format!("{path}/versions/1.0.0")).await;
-        validation = v["validation"].clone();
-        if !validation.is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let validation = app.validation_of(&format!("{path}/versions/1.0.0")).await;
     assert_eq!(validation["passed"], true, "{validation}");
     assert_eq!(validation["sha256"], v["sha256"]);
     let (_, jobs) = app.get("/api/v1/jobs?kind=validate_version").await;
@@ -259,13 +264,10 @@ async fn invalid_input_is_refused_and_changes_nothing() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // Let the validation job record its result first: that write is not a refused request.
-    for _ in 0..100 {
-        let (_, v) = app.get(&format!("{path}/versions/1.0.0")).await;
-        if !v["validation"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(!app
+        .validation_of(&format!("{path}/versions/1.0.0"))
+        .await
+        .is_null());
     let head = app.feed_head().await;
 
     // Each case: method, path, body, expected status, code, field.
