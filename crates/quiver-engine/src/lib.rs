@@ -8,44 +8,54 @@
 //! such as `quiver import`), so every committed write reaches search, and a crash between
 //! the commit and the index update is repaired by the catch-up at the next start.
 //!
-//! Visibility rule (until accounts land): public entries are seen by everyone; unlisted
-//! entries by exact name only, never in lists or search; private entries only by an admin
-//! caller — to everyone else they answer exactly like entries that do not exist.
+//! Access: every method takes the [`Caller`] (a `quiver_auth::Principal`, resolved from a
+//! bearer token by [`Registry::resolve_token`]) and asks `quiver_auth::authorize` before it
+//! touches the store — reads and writes alike. Public entries are seen by everyone;
+//! unlisted entries by exact name only, never in lists or search; private entries only by
+//! those with rights in their namespace — to everyone else they answer exactly like
+//! entries that do not exist. A server with no admin token and no accounts is "open":
+//! anonymous callers may write, as before accounts existed (the laptop demo). Accounts,
+//! tokens and memberships are in [`accounts`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quiver_auth::{authorize, Action, Decision, Principal, Target};
+
 use quiver_model::{
-    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation,
-    Result, Status, Version, Visibility,
+    Context, Entry, EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation, Result,
+    Status, Version, Visibility,
 };
 use quiver_postgres::{PostgresOptions, PostgresStore};
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
 use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
 use quiver_store::{
-    Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, JobQueue, NewJob, Page, SqliteStore,
-    Store, StoreStats,
+    AccountStore, AuditLog, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, JobQueue,
+    NewJob, Page, SqliteStore, Store, StoreStats,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
 
+pub use quiver_auth as auth;
 pub use quiver_search as search;
 pub use quiver_store as store;
 
-/// Who is asking. Accounts and tokens refine this later; the engine already takes it on
-/// every call so that no route can forget to pass it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-    Admin,
-}
+pub mod accounts;
+pub mod audit;
+pub mod device;
+pub mod gates;
+pub mod lifecycle;
+pub mod oidc;
+pub mod review;
 
-impl Caller {
-    fn sees_private(self) -> bool {
-        matches!(self, Caller::Admin)
-    }
-}
+use audit::{diff_of, Event};
+
+/// Who is asking: anonymous, the bootstrap admin (the server's admin token), or a user
+/// through one of their API tokens. The engine takes it on every call so that no route
+/// can forget to pass it.
+pub type Caller = Principal;
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -54,10 +64,22 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL (`postgres://...`) to use instead of the embedded SQLite store.
     pub database: Option<String>,
-    /// Whether callers that are not admins may write. Off once an admin token is set.
+    /// A read replica of `database` for the API's reads (see
+    /// `quiver_postgres::PostgresOptions::read_url`).
+    pub read_database: Option<String>,
+    /// Whether anonymous callers may write while no account exists (the laptop demo). Off
+    /// once an admin token is set; ends by itself when the first user registers.
     pub open_writes: bool,
+    /// How long a password login's session token lives.
+    pub session_ttl: Duration,
     /// How often the index follower polls the feed for writes made by other processes.
     pub poll_interval: Duration,
+    /// Device-code sign-in (`quiver login`): code lifetime, polling interval, page.
+    pub device: device::DeviceSettings,
+    /// An outside OAuth2/OIDC sign-in provider, when one is configured.
+    pub oidc: Option<oidc::OidcConfig>,
+    /// Review and publisher trust (`review.rs`); off unless enabled.
+    pub review: review::ReviewSettings,
 }
 
 impl EngineConfig {
@@ -65,8 +87,13 @@ impl EngineConfig {
         EngineConfig {
             data_dir: data_dir.into(),
             database: None,
+            read_database: None,
             open_writes: true,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
             poll_interval: Duration::from_millis(500),
+            device: device::DeviceSettings::default(),
+            oidc: None,
+            review: review::ReviewSettings::default(),
         }
     }
 }
@@ -86,7 +113,20 @@ pub fn index_path(data_dir: &Path) -> PathBuf {
 pub async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn Store>, Option<PostgresStore>)> {
     match config.database.as_deref() {
         Some(url) if quiver_postgres::is_postgres_url(url) => {
-            let pg = PostgresStore::connect_with(PostgresOptions::new(url)).await?;
+            let mut opts = PostgresOptions::new(url);
+            if let Some(read) = &config.read_database {
+                if !quiver_postgres::is_postgres_url(read) {
+                    return Err(Error::invalid(
+                        "read_database",
+                        format!(
+                            "'{}' is not a PostgreSQL URL (postgres://...)",
+                            quiver_postgres::redact_url(read)
+                        ),
+                    ));
+                }
+                opts.read_url = Some(read.clone());
+            }
+            let pg = PostgresStore::connect_with(opts).await?;
             Ok((Arc::new(pg.clone()), Some(pg)))
         }
         Some(other) => Err(Error::invalid(
@@ -95,6 +135,10 @@ pub async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn Store>, Option
                 "'{}' is not a PostgreSQL URL (postgres://...); leave it unset for the embedded store",
                 quiver_postgres::redact_url(other)
             ),
+        )),
+        None if config.read_database.is_some() => Err(Error::invalid(
+            "read_database",
+            "a read replica needs a PostgreSQL database (--database postgres://...)",
         )),
         None => {
             std::fs::create_dir_all(&config.data_dir).context(format!(
@@ -153,55 +197,6 @@ impl Handler for RebuildIndex {
 /// The job kind that validates a published version and records the result on it.
 pub const VALIDATE_VERSION: &str = "validate_version";
 
-/// Runs `validate_version` jobs: checks the version's manifest against its kind's current
-/// schema (and, for tools, that its input and output schemas are schemas) and records the
-/// result on the version. Idempotent: a result already recorded for the same manifest hash
-/// is left alone.
-struct ValidateVersion {
-    store: Arc<dyn Store>,
-}
-
-#[async_trait::async_trait]
-impl Handler for ValidateVersion {
-    fn kind(&self) -> &str {
-        VALIDATE_VERSION
-    }
-
-    async fn run(&self, job: &Job) -> std::result::Result<(), String> {
-        let key: EntryKey = serde_json::from_value(job.payload["entry"].clone())
-            .map_err(|e| format!("payload.entry: {e}"))?;
-        let version = job.payload["version"]
-            .as_str()
-            .ok_or("payload.version: missing")?
-            .to_string();
-        let v = match self.store.get_version(&key, &version).await {
-            Ok(Some(v)) => v,
-            // The entry or version is gone: nothing to validate.
-            Ok(None) => return Ok(()),
-            Err(e) if e.code == quiver_model::ErrorCode::NotFound => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        };
-        if v.validation.as_ref().is_some_and(|r| r.sha256 == v.sha256) {
-            return Ok(());
-        }
-        let errors = match quiver_model::manifest::validate_manifest(key.kind, &v.manifest) {
-            Ok(()) => vec![],
-            Err(e) => vec![e.message],
-        };
-        let result = quiver_model::Validation {
-            passed: errors.is_empty(),
-            errors,
-            sha256: v.sha256.clone(),
-            checked_at: jiff::Timestamp::now(),
-        };
-        self.store
-            .set_validation(&key, &version, result)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
-
 /// A name for this node, stable across restarts: the host and the index directory.
 fn node_id(config: &EngineConfig) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -228,6 +223,12 @@ pub struct Registry {
     node: String,
     /// Wakes this process's worker when a job is queued here.
     worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
+    /// The store's accounts.
+    accounts: Option<Arc<dyn AccountStore>>,
+    /// The store's audit log.
+    audit: Option<Arc<dyn AuditLog>>,
+    /// Set once a user account has been seen: the open mode has ended for good.
+    accounts_exist: AtomicBool,
 }
 
 const MAX_PAGE: usize = 100;
@@ -274,6 +275,9 @@ impl Registry {
         );
         Ok(Arc::new(Registry {
             jobs: store.clone().job_queue(),
+            accounts: store.clone().accounts(),
+            audit: store.clone().audit_log(),
+            accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
             store,
@@ -345,123 +349,264 @@ impl Registry {
         }
     }
 
-    fn check_write(&self, caller: Caller) -> Result<()> {
-        if self.config.open_writes || caller == Caller::Admin {
-            Ok(())
-        } else {
-            Err(Error::forbidden(
-                "writes need an admin token (Authorization: Bearer ...)",
-            ))
+    /// Whether anonymous callers may write: no admin token configured and no account yet.
+    async fn is_open(&self) -> Result<bool> {
+        if !self.config.open_writes || self.accounts_exist.load(Ordering::Relaxed) {
+            return Ok(false);
         }
+        let users = match &self.accounts {
+            Some(a) => a.count_users().await?,
+            None => 0,
+        };
+        if users > 0 {
+            self.accounts_exist.store(true, Ordering::Relaxed);
+        }
+        Ok(users == 0)
+    }
+
+    /// The policy's decision for this caller (anonymous callers of an open server write).
+    async fn decide(&self, caller: &Caller, action: Action, target: &Target) -> Result<Decision> {
+        let open = Principal::Open;
+        let p = if *caller == Principal::Anonymous
+            && !matches!(action, Action::Read | Action::List)
+            && self.is_open().await?
+        {
+            &open
+        } else {
+            caller
+        };
+        Ok(authorize(p, action, target))
+    }
+
+    /// Allow `action` on `target`, or the policy's error (`what` names a hidden target).
+    async fn require(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: &Target,
+        what: &(dyn std::fmt::Display + Sync),
+    ) -> Result<()> {
+        let decision = self.decide(caller, action, target).await?;
+        if !decision.is_allowed() && !matches!(action, Action::Read | Action::List) {
+            let reason = match &decision {
+                quiver_auth::Decision::Unauthenticated(m) | quiver_auth::Decision::Forbidden(m) => {
+                    m.clone()
+                }
+                _ => "the target is hidden from the caller".to_string(),
+            };
+            let target_name = match &target.name {
+                Some(n) => format!("{}/{n}", target.namespace),
+                None if target.namespace.is_empty() => "site".to_string(),
+                None => format!("namespace {}", target.namespace),
+            };
+            self.record(
+                caller,
+                Event {
+                    action: audit::action_name(action),
+                    namespace: Some(&target.namespace),
+                    target: target_name,
+                    denied: Some(reason),
+                    reason: None,
+                    diff: None,
+                },
+            )
+            .await;
+        }
+        decision.check(what)
+    }
+
+    /// Site operations: the admin (or anyone on an open server).
+    async fn require_admin(&self, caller: &Caller) -> Result<()> {
+        self.require(caller, Action::Administer, &Target::site(), &"this")
+            .await
     }
 
     /// The entry, if the caller may see it; otherwise the same not-found as a missing one.
-    async fn visible_entry(&self, caller: Caller, key: &EntryKey) -> Result<Entry> {
-        match self.store.get_entry(key).await? {
-            Some(e) if e.visibility != Visibility::Private || caller.sees_private() => Ok(e),
-            _ => Err(Error::not_found(key)),
-        }
+    async fn visible_entry(&self, caller: &Caller, key: &EntryKey) -> Result<Entry> {
+        let e = self
+            .store
+            .get_entry(key)
+            .await?
+            .ok_or_else(|| Error::not_found(key))?;
+        self.require(caller, Action::Read, &entry_target(&e), key)
+            .await?;
+        Ok(e)
+    }
+
+    /// The entry, if the caller may see it and do `action` to it.
+    async fn writable_entry(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        action: Action,
+    ) -> Result<Entry> {
+        let e = self.visible_entry(caller, key).await?;
+        self.require(caller, action, &entry_target(&e), key).await?;
+        Ok(e)
     }
 
     // ---- entries -------------------------------------------------------------------
 
-    pub async fn create_entry(&self, caller: Caller, mut entry: NewEntry) -> Result<Entry> {
-        self.check_write(caller)?;
+    pub async fn create_entry(&self, caller: &Caller, mut entry: NewEntry) -> Result<Entry> {
         quiver_model::validate::new_entry(&mut entry)?;
+        self.check_initial_status(caller, entry.status)?;
+        let target = Target::entry(
+            &entry.namespace,
+            &entry.name,
+            entry.visibility.unwrap_or(Visibility::Public),
+        );
+        self.require(caller, Action::CreateEntry, &target, &"this")
+            .await?;
         let e = self.store.create_entry(entry).await?;
         self.wrote();
+        self.record(
+            caller,
+            Event {
+                action: "entry.create",
+                namespace: Some(&e.namespace),
+                target: e.key().to_string(),
+                denied: None,
+                reason: None,
+                diff: Some(diff_of::<Entry, _>(None, Some(&e))),
+            },
+        )
+        .await;
         Ok(e)
     }
 
-    pub async fn get_entry(&self, caller: Caller, key: &EntryKey) -> Result<Entry> {
+    pub async fn get_entry(&self, caller: &Caller, key: &EntryKey) -> Result<Entry> {
         self.visible_entry(caller, key).await
     }
 
     pub async fn update_entry(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         mut patch: EntryPatch,
     ) -> Result<Entry> {
-        self.check_write(caller)?;
+        let before = self.writable_entry(caller, key, Action::Publish).await?;
         quiver_model::validate::entry_patch(&mut patch)?;
-        if patch.deprecation.is_some() && patch.status.is_none() {
-            patch.status = Some(Status::Deprecated);
-        }
-        if patch.deprecation.is_some() && patch.status != Some(Status::Deprecated) {
+        // Status changes follow the lifecycle and carry a reason (`lifecycle.rs`).
+        if patch.deprecation.is_some() || patch.status.is_some_and(|s| s != before.status) {
             return Err(Error::invalid(
-                "deprecation",
-                "only a deprecated entry carries a deprecation",
+                "status",
+                "a status change (and a deprecation) needs a reason: POST .../status with {\"status\", \"reason\"}, or POST .../deprecate",
             ));
         }
-        self.visible_entry(caller, key).await?;
         let e = self.store.update_entry(key, patch).await?;
         self.wrote();
+        self.record(
+            caller,
+            Event {
+                action: "entry.update",
+                namespace: Some(&e.namespace),
+                target: key.to_string(),
+                denied: None,
+                reason: None,
+                diff: Some(diff_of(Some(&before), Some(&e))),
+            },
+        )
+        .await;
         Ok(e)
     }
 
     /// Deprecate an entry with a message and an optional replacement.
     pub async fn deprecate(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         message: String,
         replacement: Option<String>,
     ) -> Result<Entry> {
-        if let Some(r) = &replacement {
-            if r.trim().is_empty() || r.len() > 300 {
-                return Err(Error::invalid(
-                    "replacement",
-                    "must be 1 to 300 characters when given",
-                ));
-            }
-        }
-        let patch = EntryPatch {
-            status: Some(Status::Deprecated),
-            deprecation: Some(Deprecation {
-                message,
-                replacement,
-            }),
-            ..Default::default()
+        // The message is the reason of the change.
+        let change = lifecycle::StatusChange {
+            status: Status::Deprecated,
+            reason: message.clone(),
+            message: Some(message),
+            replacement,
         };
-        self.update_entry(caller, key, patch).await
+        self.change_status(caller, key, change).await
     }
 
+    /// Entries matching the filter. Private ones are listed to admins and moderators, and
+    /// to members when the filter names only namespaces they may read every private entry
+    /// of; every item then passes the policy once more (so nothing is listed that a read by
+    /// name would hide).
     pub async fn list_entries(
         &self,
-        caller: Caller,
+        caller: &Caller,
         mut filter: EntryFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Entry>> {
         check_limit(limit)?;
-        filter.visibilities = if caller.sees_private() {
+        let granted = caller.private_namespaces();
+        let with_private = caller.reads_all_private()
+            || (!filter.namespaces.is_empty()
+                && filter.namespaces.iter().all(|n| granted.contains(n)));
+        filter.visibilities = if with_private {
             vec![Visibility::Public, Visibility::Private]
         } else {
             vec![Visibility::Public]
         };
-        self.store.list_entries(&filter, cursor, limit).await
+        let mut page = self.store.list_entries(&filter, cursor, limit).await?;
+        page.items
+            .retain(|e| authorize(caller, Action::List, &entry_target(e)).is_allowed());
+        Ok(page)
     }
 
     // ---- versions ------------------------------------------------------------------
 
     pub async fn publish_version(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         version: NewVersion,
     ) -> Result<Version> {
-        self.check_write(caller)?;
-        let valid = quiver_store::valid_version(key.kind, version)?;
         let entry = self.visible_entry(caller, key).await?;
+        // The first version of a name is part of publishing it new (`publish-new`); later
+        // ones are updates (`publish-update`).
+        let action =
+            if entry.latest_version.is_none() && self.store.list_versions(key).await?.is_empty() {
+                Action::CreateEntry
+            } else {
+                Action::Publish
+            };
+        self.require(caller, action, &entry_target(&entry), key)
+            .await?;
+        let valid = quiver_store::valid_version(key.kind, version)?;
         if entry.status == Status::Archived {
             return Err(Error::invalid(
                 "status",
                 "an archived entry takes no new versions",
             ));
         }
+        // The first version of a draft: published, or sent to review (`review.rs`).
+        if action == Action::CreateEntry && entry.status == Status::Draft {
+            if let Some(why) = self
+                .publish_decision(caller, key.kind, &valid.version.manifest)
+                .await?
+            {
+                self.submit_for_review(caller, key, why).await?;
+            }
+        }
         let v = self.store.publish_version(key, valid).await?;
         self.wrote();
+        self.record(
+            caller,
+            Event {
+                action: "version.publish",
+                namespace: Some(&key.namespace),
+                target: format!("{key}@{}", v.version),
+                denied: None,
+                reason: None,
+                diff: Some(serde_json::json!({
+                    "version": {"before": null, "after": v.version},
+                    "sha256": {"before": null, "after": v.sha256},
+                })),
+            },
+        )
+        .await;
         // The schema checks also run as a durable job that records its result on the
         // version (so a kind's schema change can be re-checked the same way).
         if let Some(q) = &self.jobs {
@@ -477,14 +622,14 @@ impl Registry {
         Ok(v)
     }
 
-    pub async fn list_versions(&self, caller: Caller, key: &EntryKey) -> Result<Vec<Version>> {
+    pub async fn list_versions(&self, caller: &Caller, key: &EntryKey) -> Result<Vec<Version>> {
         self.visible_entry(caller, key).await?;
         self.store.list_versions(key).await
     }
 
     pub async fn get_version(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         version: &str,
     ) -> Result<Version> {
@@ -497,36 +642,67 @@ impl Registry {
 
     pub async fn yank(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         version: &str,
         reason: Option<String>,
     ) -> Result<Version> {
-        self.check_write(caller)?;
+        self.writable_entry(caller, key, Action::Yank).await?;
         if let Some(r) = &reason {
             if r.len() > 1000 {
                 return Err(Error::invalid("reason", "must be at most 1000 bytes"));
             }
         }
-        self.visible_entry(caller, key).await?;
-        let v = self.store.set_yanked(key, version, true, reason).await?;
+        let v = self
+            .store
+            .set_yanked(key, version, true, reason.clone())
+            .await?;
         self.wrote();
+        self.record_yank(caller, key, &v, reason).await;
         Ok(v)
     }
 
-    pub async fn unyank(&self, caller: Caller, key: &EntryKey, version: &str) -> Result<Version> {
-        self.check_write(caller)?;
-        self.visible_entry(caller, key).await?;
+    pub async fn unyank(&self, caller: &Caller, key: &EntryKey, version: &str) -> Result<Version> {
+        self.writable_entry(caller, key, Action::Yank).await?;
         let v = self.store.set_yanked(key, version, false, None).await?;
         self.wrote();
+        self.record_yank(caller, key, &v, None).await;
         Ok(v)
+    }
+
+    async fn record_yank(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        v: &Version,
+        reason: Option<String>,
+    ) {
+        self.record(
+            caller,
+            Event {
+                action: if v.yanked {
+                    "version.yank"
+                } else {
+                    "version.unyank"
+                },
+                namespace: Some(&key.namespace),
+                target: format!("{key}@{}", v.version),
+                denied: None,
+                reason,
+                diff: Some(serde_json::json!({"yanked": {"before": !v.yanked, "after": v.yanked}})),
+            },
+        )
+        .await;
     }
 
     // ---- relations -----------------------------------------------------------------
 
-    pub async fn add_relation(&self, caller: Caller, relation: Relation) -> Result<Relation> {
-        self.check_write(caller)?;
+    pub async fn add_relation(&self, caller: &Caller, relation: Relation) -> Result<Relation> {
         quiver_model::validate::relation(&relation)?;
+        // An edge is a change to the entry it starts from; its other end need only be
+        // visible.
+        self.writable_entry(caller, &relation.from, Action::Publish)
+            .await?;
         for (field, key) in [("from", &relation.from), ("to", &relation.to)] {
             self.visible_entry(caller, key)
                 .await
@@ -534,13 +710,25 @@ impl Registry {
         }
         let r = self.store.add_relation(relation).await?;
         self.wrote();
+        self.record(
+            caller,
+            Event {
+                action: "relation.add",
+                namespace: Some(&r.from.namespace),
+                target: format!("{} {} {}", r.from, r.kind, r.to),
+                denied: None,
+                reason: None,
+                diff: Some(diff_of::<Relation, _>(None, Some(&r))),
+            },
+        )
+        .await;
         Ok(r)
     }
 
     /// Relations of an entry, leaving out those whose other end the caller may not see.
     pub async fn list_relations(
         &self,
-        caller: Caller,
+        caller: &Caller,
         key: &EntryKey,
         direction: Direction,
     ) -> Result<Vec<Relation>> {
@@ -559,12 +747,13 @@ impl Registry {
     // ---- search --------------------------------------------------------------------
 
     /// Search the index. Runs on the calling thread: it is fast and CPU-bound.
-    pub fn search(&self, caller: Caller, mut query: SearchQuery) -> Result<SearchResults> {
+    /// Private entries are searched only in the namespaces where the caller may read
+    /// every private entry (their memberships; a token needs `read-private` and no name
+    /// pattern). Admins and moderators see private entries by name and in lists, not in
+    /// search (the index grants private namespaces by name, not "all").
+    pub fn search(&self, caller: &Caller, mut query: SearchQuery) -> Result<SearchResults> {
         check_limit(query.limit)?;
-        // Until accounts exist nobody is granted private namespaces in search; admins see
-        // private entries by name and in lists.
-        let _ = caller;
-        query.private_namespaces.clear();
+        query.private_namespaces = caller.private_namespaces();
         self.index.search(&query)
     }
 
@@ -586,8 +775,9 @@ impl Registry {
                 store: self.store.clone(),
                 index: self.index.clone(),
             })
-            .handler(ValidateVersion {
+            .handler(gates::ValidateVersion {
                 store: self.store.clone(),
+                index: self.index.clone(),
             });
         let handle = worker.spawn();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
@@ -595,8 +785,8 @@ impl Registry {
     }
 
     /// Queue a rebuild of this node's search index (deduplicated while one is pending).
-    pub async fn request_index_rebuild(&self, caller: Caller) -> Result<Job> {
-        self.check_write(caller)?;
+    pub async fn request_index_rebuild(&self, caller: &Caller) -> Result<Job> {
+        self.require_admin(caller).await?;
         let kind = format!("{REBUILD_INDEX}:{}", self.node);
         let q = self.job_queue()?;
         let id = q
@@ -615,18 +805,18 @@ impl Registry {
     /// Jobs, newest first. Payloads can name private entries, so this is for writers.
     pub async fn list_jobs(
         &self,
-        caller: Caller,
+        caller: &Caller,
         filter: JobFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Job>> {
-        self.check_write(caller)?;
+        self.require_admin(caller).await?;
         check_limit(limit)?;
         self.job_queue()?.list_jobs(&filter, cursor, limit).await
     }
 
-    pub async fn get_job(&self, caller: Caller, id: JobId) -> Result<Job> {
-        self.check_write(caller)?;
+    pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Job> {
+        self.require_admin(caller).await?;
         self.job_queue()?
             .get_job(id)
             .await?
@@ -634,8 +824,8 @@ impl Registry {
     }
 
     /// Put a dead job back in the queue with its attempts reset.
-    pub async fn retry_job(&self, caller: Caller, id: JobId) -> Result<Job> {
-        self.check_write(caller)?;
+    pub async fn retry_job(&self, caller: &Caller, id: JobId) -> Result<Job> {
+        self.require_admin(caller).await?;
         self.job_queue()?.retry(id).await
     }
 
@@ -668,6 +858,11 @@ impl Registry {
     }
 }
 
+/// What the policy needs to know about an entry.
+fn entry_target(e: &Entry) -> Target {
+    Target::entry(&e.namespace, &e.name, e.visibility)
+}
+
 fn check_limit(limit: usize) -> Result<()> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::invalid(
@@ -676,4 +871,13 @@ fn check_limit(limit: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Compile-time check: the engine's futures are `Send` (axum handlers need it).
+#[allow(dead_code)]
+fn _send_check(r: &Registry, c: &Caller, e: NewEntry, k: &EntryKey) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(r.create_entry(c, e));
+    is_send(r.get_entry(c, k));
+    is_send(r.resolve_token("x"));
 }

@@ -39,7 +39,7 @@ async fn node(schema: &TestSchema, dir: &std::path::Path) -> Arc<Registry> {
 }
 
 fn finds(r: &Registry, q: &str, name: &str) -> bool {
-    r.search(Caller::Anonymous, SearchQuery::text(q))
+    r.search(&Caller::Anonymous, SearchQuery::text(q))
         .unwrap()
         .hits
         .iter()
@@ -70,7 +70,7 @@ async fn a_write_on_one_node_is_found_on_another_and_a_late_node_catches_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     a.create_entry(
-        Caller::Anonymous,
+        &Caller::Anonymous,
         entry("otter.polish", "sea otter fur polisher"),
     )
     .await
@@ -83,7 +83,7 @@ async fn a_write_on_one_node_is_found_on_another_and_a_late_node_catches_up() {
     drop(b);
     for i in 0..5 {
         a.create_entry(
-            Caller::Anonymous,
+            &Caller::Anonymous,
             entry(&format!("otter.comb{i}"), "sea otter whisker comb"),
         )
         .await

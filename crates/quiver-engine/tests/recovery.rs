@@ -41,7 +41,7 @@ async fn index_catches_up_after_a_crash_between_commit_and_index() {
         let registry = Registry::open(EngineConfig::new(dir.path())).await.unwrap();
         let key = registry
             .create_entry(
-                Caller::Anonymous,
+                &Caller::Anonymous,
                 entry("before.crash", "walrus tusk polisher"),
             )
             .await
@@ -49,7 +49,7 @@ async fn index_catches_up_after_a_crash_between_commit_and_index() {
             .key();
         registry
             .publish_version(
-                Caller::Anonymous,
+                &Caller::Anonymous,
                 &key,
                 NewVersion {
                     version: "1.0.0".into(),

@@ -114,7 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let file = std::fs::File::create(&path)?;
         let n = quiver_import::export(&store, EntryFilter::default(), file).await?;
         println!(
-            "exported {n} entries to {} in {:.2} s",
+            "exported {} entries and {} documents to {} in {:.2} s",
+            n.entries,
+            n.documents,
             path.display(),
             started.elapsed().as_secs_f64()
         );

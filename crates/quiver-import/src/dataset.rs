@@ -351,6 +351,7 @@ impl Iterator for DatasetReader {
                     self.done = fatal;
                     self.buf = buf;
                     return Some(Err(Rejected {
+                        file: None,
                         line: Some(self.line_no),
                         name: None,
                         field: None,

@@ -11,6 +11,8 @@
 //!   the store's order (kind, step order, creation), and manifests with sorted keys (the
 //!   store keeps them canonical), so exporting the same content twice gives the same
 //!   bytes, and export → import → export is a fixed point.
+//! - **Documents too.** A whole-store export (no filter) ends with every document, one
+//!   `{"document": {...}}` line each, so an export is a full backup.
 //! - **Not a snapshot.** Each page is read on its own; an entry written during a long
 //!   export may appear in its new state or not at all. Stop writers for a point-in-time
 //!   copy (or copy the database file).
@@ -23,16 +25,25 @@ use futures_util::StreamExt;
 use quiver_model::{Context, Entry, Result};
 use quiver_store::{Direction, EntryFilter, Store};
 
-use crate::jsonl::JsonlEntry;
+use crate::jsonl::{JsonlDocument, JsonlEntry};
 
 /// Entries listed per page.
 pub const PAGE: usize = 1000;
 /// Entries whose versions and relations are read at once.
 const CONCURRENT_READS: usize = 8;
 
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Exported {
+    pub entries: u64,
+    pub documents: u64,
+}
+
 /// Write every entry matching `filter` as one line of quiver JSONL to `out`, with its
-/// versions and outgoing relations. Returns the number of entries written.
-pub async fn export(store: &dyn Store, filter: EntryFilter, out: impl Write) -> Result<u64> {
+/// versions and outgoing relations, then, when the filter selects everything (a backup),
+/// every document, collection by collection in key order.
+pub async fn export(store: &dyn Store, filter: EntryFilter, out: impl Write) -> Result<Exported> {
+    let whole = filter == EntryFilter::default();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut cursor: Option<String> = None;
     let mut written = 0u64;
@@ -58,6 +69,36 @@ pub async fn export(store: &dyn Store, filter: EntryFilter, out: impl Write) -> 
             None => break,
         }
     }
+    let mut documents = 0u64;
+    if whole {
+        for (collection, _) in store.document_collections().await? {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = store
+                    .list_documents(&collection, cursor.as_deref(), PAGE)
+                    .await?;
+                for d in page.items {
+                    let line = JsonlDocument {
+                        document: quiver_model::NewDocument {
+                            collection: d.collection,
+                            key: d.key,
+                            body: d.body,
+                        },
+                    };
+                    serde_json::to_writer(&mut out, &line).context("writing the export")?;
+                    out.write_all(b"\n").context("writing the export")?;
+                    documents += 1;
+                }
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+    }
     out.flush().context("writing the export")?;
-    Ok(written)
+    Ok(Exported {
+        entries: written,
+        documents,
+    })
 }

@@ -28,6 +28,18 @@ pub enum Format {
     Tsv,
     /// quiver's JSONL: one entry per line with its versions and relations, gzip or plain.
     Jsonl,
+    /// A `blocks.yml` tool catalog and npm manifests with a `tpmjs` field.
+    Blocks,
+    /// Ops tool profiles: YAML files with `tool_name`, capabilities and patterns.
+    #[serde(rename = "ops-tools")]
+    OpsTools,
+    /// Install recipes (TOML) with their queues, failure records, discovery entries and
+    /// dependency mapping.
+    Recipes,
+    /// Skill registries, package-to-skill mappings and a scraped leaderboard (JSON).
+    Skills,
+    /// A module registry (`modules.json`, per-module files, legacy registries, advisories).
+    Modules,
 }
 
 impl Format {
@@ -35,7 +47,30 @@ impl Format {
         match self {
             Format::Tsv => "tsv",
             Format::Jsonl => "jsonl",
+            Format::Blocks => "blocks",
+            Format::OpsTools => "ops-tools",
+            Format::Recipes => "recipes",
+            Format::Skills => "skills",
+            Format::Modules => "modules",
         }
+    }
+
+    /// Every format, for help texts and errors.
+    pub const ALL: [Format; 7] = [
+        Format::Tsv,
+        Format::Jsonl,
+        Format::Blocks,
+        Format::OpsTools,
+        Format::Recipes,
+        Format::Skills,
+        Format::Modules,
+    ];
+
+    /// Whether this is one of the source systems' formats (read by a
+    /// [`Reader`](crate::formats::Reader), whole files at a time), rather than a
+    /// line-streamed one.
+    pub fn is_system(self) -> bool {
+        !matches!(self, Format::Tsv | Format::Jsonl)
     }
 }
 
@@ -51,9 +86,17 @@ impl FromStr for Format {
         match s {
             "tsv" | "dataset" => Ok(Format::Tsv),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            "blocks" => Ok(Format::Blocks),
+            "ops-tools" | "ops" => Ok(Format::OpsTools),
+            "recipes" => Ok(Format::Recipes),
+            "skills" => Ok(Format::Skills),
+            "modules" => Ok(Format::Modules),
             _ => Err(Error::invalid(
                 "format",
-                format!("unknown format '{s}' (expected tsv or jsonl)"),
+                format!(
+                    "unknown format '{s}' (expected one of: {})",
+                    Format::ALL.map(Format::as_str).join(", ")
+                ),
             )),
         }
     }
@@ -105,7 +148,7 @@ pub(crate) fn open(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn BufRead
     })
 }
 
-fn has_jsonl_name(path: &Path) -> bool {
+pub(crate) fn has_jsonl_name(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())

@@ -407,7 +407,62 @@ pub fn parse_line(line: &[u8]) -> Result<(ImportRecord, Vec<Relation>), LineErro
     })
 }
 
-/// Reads quiver JSONL, one record (with its relations) per non-blank line.
+/// One line of quiver JSONL: an entry (with its versions and relations), or a document.
+// Entries are nearly every line of a large import; boxing them to shrink the rare
+// document variant would cost an allocation per line.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonlItem {
+    Entry(ImportRecord, Vec<Relation>),
+    Document(quiver_model::NewDocument),
+}
+
+/// A document line: `{"document": {"collection": ..., "key": ..., "body": ...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlDocument {
+    pub document: quiver_model::NewDocument,
+}
+
+/// Whether a line is a document line (its first key is `document`).
+fn is_document_line(line: &[u8]) -> bool {
+    let rest = line.trim_ascii_start();
+    rest.strip_prefix(b"{")
+        .is_some_and(|r| r.trim_ascii_start().starts_with(b"\"document\""))
+}
+
+/// Parse and validate one document line.
+pub fn parse_document_line(line: &[u8]) -> Result<quiver_model::NewDocument, LineError> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let parsed: Result<JsonlDocument, _> = serde_path_to_error::deserialize(&mut de);
+    let fail = |field: String, message: String| LineError {
+        name: None,
+        error: Error::invalid(field, message),
+    };
+    let doc = parsed
+        .map_err(|e| {
+            let path = e.path().to_string();
+            fail(
+                if path == "." { "line".into() } else { path },
+                json_message(e.inner()),
+            )
+        })?
+        .document;
+    de.end().map_err(|e| {
+        fail(
+            "line".into(),
+            format!("malformed JSON: {}", json_message(&e)),
+        )
+    })?;
+    quiver_model::validate::document(&doc).map_err(|error| LineError {
+        name: Some(format!("{}/{}", doc.collection, doc.key)),
+        error: error.in_field("document"),
+    })?;
+    Ok(doc)
+}
+
+/// Reads quiver JSONL, one record (an entry with its relations, or a document) per
+/// non-blank line.
 pub struct JsonlReader {
     lines: Box<dyn BufRead + Send>,
     line_no: u64,
@@ -436,7 +491,7 @@ impl JsonlReader {
 }
 
 impl Iterator for JsonlReader {
-    type Item = Result<(ImportRecord, Vec<Relation>), Rejected>;
+    type Item = Result<JsonlItem, Rejected>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -455,6 +510,7 @@ impl Iterator for JsonlReader {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(Rejected {
+                        file: None,
                         line: Some(self.line_no),
                         name: None,
                         field: None,
@@ -469,9 +525,13 @@ impl Iterator for JsonlReader {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            let item = if is_document_line(line) {
+                parse_document_line(line).map(JsonlItem::Document)
+            } else {
+                parse_line(line).map(|(rec, rels)| JsonlItem::Entry(rec, rels))
+            };
             return Some(
-                parse_line(line)
-                    .map_err(|e| Rejected::from_error(Some(self.line_no), e.name, &e.error)),
+                item.map_err(|e| Rejected::from_error(Some(self.line_no), e.name, &e.error)),
             );
         }
     }
@@ -585,6 +645,9 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(out[0].is_ok());
         assert_eq!(out[1].as_ref().unwrap_err().line, Some(4));
-        assert_eq!(out[2].as_ref().unwrap().0.entry.name, "b");
+        match out[2].as_ref().unwrap() {
+            JsonlItem::Entry(rec, _) => assert_eq!(rec.entry.name, "b"),
+            other => panic!("expected an entry, got {other:?}"),
+        }
     }
 }

@@ -17,9 +17,11 @@
 
 pub mod dataset;
 pub mod export;
+pub mod formats;
 mod input;
 pub mod jsonl;
 pub mod pipeline;
+mod plan;
 
 use std::fmt;
 
@@ -35,6 +37,10 @@ pub use pipeline::{
 /// A record an importer could not take, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejected {
+    /// The file the record came from, when a source is a folder of files (the report of
+    /// a single-file source names the file already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::path::PathBuf>,
     /// 1-based line in the source file, where known.
     pub line: Option<u64>,
     /// The record's name, where it could be read.
@@ -51,6 +57,7 @@ impl Rejected {
     /// A rejection from an engine error, which carries the field and the reason.
     pub fn from_error(line: Option<u64>, name: Option<String>, err: &quiver_model::Error) -> Self {
         Rejected {
+            file: None,
             line,
             name,
             field: err.field.clone(),
@@ -61,8 +68,11 @@ impl Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
         }
         if let Some(name) = &self.name {
             write!(f, "{name}: ")?;

@@ -516,7 +516,8 @@ async fn export_round_trips() {
     )
     .await
     .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n.entries, 2);
+    assert_eq!(n.documents, 0, "a filtered export has no documents");
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
 }
 
@@ -575,4 +576,77 @@ async fn an_interrupted_import_converges_when_re_run() {
     let clean = store(dir.path(), "clean.db");
     run(&clean, &[&path], opts).await;
     assert_eq!(export_string(&s).await, export_string(&clean).await);
+}
+
+#[tokio::test]
+async fn documents_round_trip_through_jsonl() {
+    use quiver_model::NewDocument;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(dir.path(), "a.db");
+    run(&a, &[Path::new(FIXTURE)], ImportOptions::default()).await;
+    a.put_documents(vec![
+        NewDocument::new(
+            "tsuku.queue",
+            "jq",
+            json!({"priority": 1, "source": "homebrew:jq"}),
+        ),
+        NewDocument::new("tsuku.queue", "fd", json!({"priority": 2})),
+        NewDocument::new("blocks.philosophy", "tpmjs/0000", json!({"text": "small"})),
+    ])
+    .await
+    .unwrap();
+    let first = export_string(&a).await;
+    let doc_lines: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with(r#"{"document""#))
+        .collect();
+    assert_eq!(doc_lines.len(), 3, "{first}");
+
+    // Into a fresh store, then again: documents created once, then unchanged.
+    let exported = write(dir.path(), "export.jsonl", &first);
+    let b = store(dir.path(), "b.db");
+    let report = run(&b, &[&exported], ImportOptions::default()).await;
+    assert_eq!(report.totals.documents.created, 3, "{report}");
+    assert!(!report.has_rejections(), "{report}");
+    assert_eq!(export_string(&b).await, first, "a fixed point");
+    let again = run(&b, &[&exported], ImportOptions::default()).await;
+    assert_eq!(again.totals.documents.unchanged, 3, "{again}");
+
+    // A bad document line and a repeated key: rejected with line and reason.
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        concat!(
+            "{\"document\": {\"collection\": \"Bad Name\", \"key\": \"k\", \"body\": 1}}\n",
+            "{\"document\": {\"collection\": \"t.x\", \"key\": \"k\", \"body\": 1}}\n",
+            "{\"document\": {\"collection\": \"t.x\", \"key\": \"k\", \"body\": 2}}\n",
+            "{\"document\": {\"collection\": \"t.x\", \"key\": \"k2\", \"bodee\": 2}}\n",
+        ),
+    );
+    let report = run(&b, &[&bad], ImportOptions::default()).await;
+    let shown: Vec<String> = report.files[0]
+        .rejected
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(report.totals.rejected, 3, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("line 1:") && shown[0].contains("collection"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|r| r.contains(":3: t.x/k: key:") && r.contains("bad.jsonl:2")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|r| r.starts_with("line 4:") && r.contains("bodee")),
+        "{shown:#?}"
+    );
+    let kept = b.get_document("t.x", "k").await.unwrap().unwrap();
+    assert_eq!(kept.body, json!(1), "the first occurrence is kept");
 }

@@ -10,6 +10,7 @@
 //! write path (API, CLI, importers) applies the same rules.
 
 mod error;
+pub mod gates;
 pub mod manifest;
 pub mod names;
 mod types;

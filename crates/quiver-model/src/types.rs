@@ -235,6 +235,45 @@ impl EntryPatch {
     pub fn is_empty(&self) -> bool {
         *self == EntryPatch::default()
     }
+
+    /// Apply the patch to `e` as every store does: an empty display name or category
+    /// clears it, and a deprecation is kept only while the entry is deprecated. Returns
+    /// whether the tags changed (stores keep a tag index).
+    pub fn apply_to(self, e: &mut Entry) -> bool {
+        let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+        if let Some(d) = self.display_name {
+            e.display_name = none_if_empty(d);
+        }
+        if let Some(d) = self.description {
+            e.description = d;
+        }
+        if let Some(c) = self.category {
+            e.category = none_if_empty(c);
+        }
+        let tags_changed = self.tags.is_some();
+        if let Some(t) = self.tags {
+            e.tags = t;
+        }
+        if let Some(k) = self.keywords {
+            e.keywords = k;
+        }
+        if let Some(s) = self.status {
+            e.status = s;
+        }
+        if let Some(v) = self.visibility {
+            e.visibility = v;
+        }
+        if let Some(p) = self.popularity {
+            e.popularity = p;
+        }
+        if let Some(d) = self.deprecation {
+            e.deprecation = Some(d);
+        }
+        if e.status != Status::Deprecated {
+            e.deprecation = None;
+        }
+        tags_changed
+    }
 }
 
 /// An immutable published version of an entry.
@@ -263,6 +302,15 @@ pub struct Validation {
     /// The manifest hash this result is for (a result is never recomputed for it).
     pub sha256: String,
     pub checked_at: Timestamp,
+    /// Each quality gate's verdict (`gates.rs`); absent in results made before gates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::gates::GateResult>,
+    /// Failed advisory gates, as `gate: finding` (they do not fail the version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The gate set that made this result (0: before gates).
+    #[serde(default)]
+    pub gates_version: u32,
 }
 
 /// Input to publish a version.
@@ -307,6 +355,7 @@ pub enum FeedEntity {
     Entry,
     Version,
     Relation,
+    Document,
 }
 
 impl FeedEntity {
@@ -316,6 +365,7 @@ impl FeedEntity {
             FeedEntity::Entry => "entry",
             FeedEntity::Version => "version",
             FeedEntity::Relation => "relation",
+            FeedEntity::Document => "document",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -324,6 +374,7 @@ impl FeedEntity {
             "entry" => FeedEntity::Entry,
             "version" => FeedEntity::Version,
             "relation" => FeedEntity::Relation,
+            "document" => FeedEntity::Document,
             _ => return None,
         })
     }
@@ -368,4 +419,42 @@ pub struct FeedEvent {
     pub entry_id: Option<i64>,
     pub op: FeedOp,
     pub at: Timestamp,
+}
+
+/// A document: data that a source system keeps beside its entries and that has no entry
+/// of its own (a work queue, failure records, a philosophy, domain entities, advisories).
+/// Documents live in named collections (`tsuku.priority_queue`, `blocks.entities`), are
+/// unique by key within one, are written with the same change feed as entries, and are
+/// read back by the exporters and, later, by the pipelines that use them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Document {
+    pub collection: String,
+    pub key: String,
+    pub body: serde_json::Value,
+    /// sha256 (hex) of the canonical JSON of the body.
+    pub sha256: String,
+    pub updated_at: Timestamp,
+}
+
+/// Input to write a document (an upsert by collection and key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDocument {
+    pub collection: String,
+    pub key: String,
+    pub body: serde_json::Value,
+}
+
+impl NewDocument {
+    pub fn new(
+        collection: impl Into<String>,
+        key: impl Into<String>,
+        body: serde_json::Value,
+    ) -> Self {
+        NewDocument {
+            collection: collection.into(),
+            key: key.into(),
+            body,
+        }
+    }
 }

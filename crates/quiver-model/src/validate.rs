@@ -3,7 +3,7 @@
 
 use crate::names::{validate_name, validate_namespace};
 use crate::{EntryPatch, Popularity};
-use crate::{Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Result};
+use crate::{Error, Kind, NewDocument, NewEntry, NewVersion, Relation, RelationKind, Result};
 
 pub use semver::Version as SemverVersion;
 
@@ -175,6 +175,42 @@ pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<(semver::Version, S
     }
     crate::manifest::validate_manifest(kind, &v.manifest)?;
     Ok((parsed, canonical))
+}
+
+/// Largest document body (canonical JSON): a whole work queue fits; a data dump does not.
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Validate a document; returns the canonical JSON of its body (what is stored and hashed).
+pub fn document(d: &NewDocument) -> Result<String> {
+    let c = &d.collection;
+    let ok = !c.is_empty()
+        && c.len() <= 64
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && c.as_bytes()[0].is_ascii_lowercase();
+    if !ok {
+        return Err(Error::invalid(
+            "collection",
+            "must be 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter",
+        ));
+    }
+    if d.key.is_empty() || d.key.len() > 512 {
+        return Err(Error::invalid("key", "must be 1-512 bytes long"));
+    }
+    if d.key.chars().any(char::is_control) {
+        return Err(Error::invalid("key", "must not contain control characters"));
+    }
+    let canonical = crate::manifest::canonical_json(&d.body);
+    if canonical.len() > MAX_DOCUMENT_BYTES {
+        return Err(Error::invalid(
+            "body",
+            format!(
+                "must be at most {MAX_DOCUMENT_BYTES} bytes (got {})",
+                canonical.len()
+            ),
+        ));
+    }
+    Ok(canonical)
 }
 
 /// Validate a relation's own fields (that both ends exist is the store's business).

@@ -6,7 +6,7 @@
 //!     [--batch-size 10000] [--keep] [--reimport] [FILE...]
 //! ```
 //!
-//! Files default to `/work/shared/data/{pypi,npm}.tsv.gz` (or `$QUIVER_DATA/...`); the URL
+//! Files default to `../shared/data/{pypi,npm}.tsv.gz` (from the repository root) (or `$QUIVER_DATA/...`); the URL
 //! to `$QUIVER_DATABASE_URL`, then `$QUIVER_TEST_POSTGRES_URL`. The schema is dropped
 //! first (a fresh import) unless `--keep`, and left in place afterwards for inspection.
 //! `--reimport` runs the same files a second time (every record unchanged, no writes).
@@ -60,7 +60,7 @@ fn args() -> Result<Args, String> {
         }
     }
     if a.files.is_empty() {
-        let dir = std::env::var("QUIVER_DATA").unwrap_or_else(|_| "/work/shared/data".into());
+        let dir = std::env::var("QUIVER_DATA").unwrap_or_else(|_| "../shared/data".into());
         for f in ["pypi.tsv.gz", "npm.tsv.gz"] {
             let p = PathBuf::from(&dir).join(f);
             if p.exists() {

@@ -55,8 +55,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use quiver_model::{Context, Error, Result};
 use tokio_postgres::NoTls;
 
+mod accounts;
+mod device;
 mod import;
 mod jobs;
+mod limits;
 mod listen;
 mod store;
 pub mod testing;
@@ -75,6 +78,26 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_version_validation",
         include_str!("../migrations/postgres/0003_version_validation.sql"),
+    ),
+    (
+        "0004_documents",
+        include_str!("../migrations/postgres/0004_documents.sql"),
+    ),
+    (
+        "0005_accounts",
+        include_str!("../migrations/postgres/0005_accounts.sql"),
+    ),
+    (
+        "0006_audit",
+        include_str!("../migrations/postgres/0006_audit.sql"),
+    ),
+    (
+        "0008_rate_limits",
+        include_str!("../migrations/postgres/0008_rate_limits.sql"),
+    ),
+    (
+        "0009_device_codes",
+        include_str!("../migrations/postgres/0009_device_codes.sql"),
     ),
 ];
 
@@ -103,6 +126,11 @@ pub struct PostgresOptions {
     /// How often a [`FeedListener`] reads the feed head even without a notification: the
     /// polling fallback, and a liveness check of its connection.
     pub listen_poll_interval: Duration,
+    /// A read replica (streaming replication of the same database) for the API's reads:
+    /// entries, versions, relations, documents, lists. Writes, the change feed and the
+    /// index follower's reads stay on the primary, so an index never lags the rows it
+    /// indexed; a read right after a write may not see it until the replica replays it.
+    pub read_url: Option<String>,
 }
 
 impl PostgresOptions {
@@ -112,6 +140,7 @@ impl PostgresOptions {
             max_connections: 16,
             schema: None,
             listen_poll_interval: Duration::from_secs(5),
+            read_url: None,
         }
     }
 
@@ -174,6 +203,8 @@ impl fmt::Debug for PostgresOptions {
 
 struct Inner {
     pool: Pool,
+    /// The read replica's pool, when one is configured.
+    read_pool: Option<Pool>,
     /// For connections outside the pool (the listener).
     config: tokio_postgres::Config,
     schema: String,
@@ -216,6 +247,23 @@ fn validate_schema(s: &str) -> Result<()> {
 }
 
 /// Parse the URL and apply the options that every connection shares.
+fn build_pool(config: &tokio_postgres::Config, max: usize) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
 fn pg_config(opts: &PostgresOptions) -> Result<tokio_postgres::Config> {
     let mut config: tokio_postgres::Config = opts
         .url
@@ -359,20 +407,24 @@ impl PostgresStore {
             let mut client = connect_one(&config).await?;
             migrate(&mut client, opts.schema.as_deref()).await?;
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(opts.max_connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .context("building the PostgreSQL pool")?;
+        let pool = build_pool(&config, opts.max_connections)?;
+        let read_pool = match &opts.read_url {
+            Some(url) => {
+                let read_config = pg_config(&PostgresOptions {
+                    url: url.clone(),
+                    ..opts.clone()
+                })
+                .map_err(|e| e.in_field("read_database"))?;
+                let pool = build_pool(&read_config, opts.max_connections)?;
+                // Fail now, with the replica named, rather than on the first read.
+                let _probe = pool.get().await.context(format!(
+                    "connecting to the PostgreSQL read replica at {}",
+                    describe(&read_config)
+                ))?;
+                Some(pool)
+            }
+            None => None,
+        };
         let row = pool
             .get()
             .await
@@ -395,6 +447,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
+                read_pool,
                 config,
                 schema,
                 lock_key,
@@ -412,6 +465,17 @@ impl PostgresStore {
     /// The NOTIFY channel this store's writes signal on.
     pub fn channel(&self) -> &str {
         &self.inner.channel
+    }
+
+    /// A connection for the API's reads: from the read replica's pool when there is one.
+    pub(crate) async fn read_client(&self) -> Result<deadpool_postgres::Object> {
+        match &self.inner.read_pool {
+            Some(pool) => pool
+                .get()
+                .await
+                .context("taking a PostgreSQL read-replica connection"),
+            None => self.client().await,
+        }
     }
 
     /// A connection from the pool (for tests and tools that need raw SQL).

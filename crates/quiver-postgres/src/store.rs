@@ -8,8 +8,9 @@ use jiff::Timestamp;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
-    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
-    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Version, Visibility,
+    Context, Deprecation, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent,
+    FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
+    Version, Visibility,
 };
 use quiver_store::{
     Direction, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats, ValidVersion,
@@ -28,6 +29,29 @@ pub(crate) fn now_ms() -> i64 {
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn document_from_row(r: &Row) -> Result<Document> {
+    let body: String = r.get(2);
+    Ok(Document {
+        collection: r.get(0),
+        key: r.get(1),
+        body: serde_json::from_str(&body).context("reading a stored document body")?,
+        sha256: r.get(3),
+        updated_at: ts(r.get(4)),
+    })
+}
+
+/// A version by id, inside a write (after changing it).
+async fn read_version(w: &Writer<'_>, vid: i64, what: &str) -> Result<Version> {
+    let row =
+        w.tx.query_one(
+            &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
+            &[&vid],
+        )
+        .await
+        .context(what)?;
+    version_from_row(&row)
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -513,7 +537,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>> {
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         let stmt = c
             .prepare_cached(
                 "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = $1",
@@ -555,38 +579,7 @@ impl Store for PostgresStore {
         let mut e = get_entry_conn(&w.tx, key)
             .await?
             .ok_or_else(|| Error::not_found(key))?;
-        let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
-        if let Some(d) = patch.display_name {
-            e.display_name = none_if_empty(d);
-        }
-        if let Some(d) = patch.description {
-            e.description = d;
-        }
-        if let Some(c) = patch.category {
-            e.category = none_if_empty(c);
-        }
-        let tags_changed = patch.tags.is_some();
-        if let Some(t) = patch.tags {
-            e.tags = t;
-        }
-        if let Some(k) = patch.keywords {
-            e.keywords = k;
-        }
-        if let Some(s) = patch.status {
-            e.status = s;
-        }
-        if let Some(v) = patch.visibility {
-            e.visibility = v;
-        }
-        if let Some(p) = patch.popularity {
-            e.popularity = p;
-        }
-        if let Some(d) = patch.deprecation {
-            e.deprecation = Some(d);
-        }
-        if e.status != Status::Deprecated {
-            e.deprecation = None;
-        }
+        let tags_changed = patch.apply_to(&mut e);
         let stmt = w
             .tx
             .prepare_cached(
@@ -627,7 +620,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>> {
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         get_entry_conn(&c, key).await
     }
 
@@ -708,7 +701,7 @@ impl Store for PostgresStore {
         }
         args.push(Box::new(limit as i64 + 1));
         sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         let stmt = c
             .prepare_cached(&sql)
             .await
@@ -756,7 +749,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>> {
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         let id = require_entry_id(&c, key).await?;
         let stmt = c
             .prepare_cached(&format!(
@@ -778,7 +771,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>> {
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         let id = require_entry_id(&c, key).await?;
         let stmt = c
             .prepare_cached(&format!(
@@ -810,14 +803,7 @@ impl Store for PostgresStore {
         refresh_latest(&w, id).await?;
         w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
             .await?;
-        let row =
-            w.tx.query_one(
-                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
-                &[&vid],
-            )
-            .await
-            .context("reading the yanked version")?;
-        let v = version_from_row(&row)?;
+        let v = read_version(&w, vid, "reading the yanked version").await?;
         w.commit(&self.inner.channel).await?;
         Ok(v)
     }
@@ -841,14 +827,7 @@ impl Store for PostgresStore {
         .context("recording a validation")?;
         w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
             .await?;
-        let row =
-            w.tx.query_one(
-                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = $1"),
-                &[&vid],
-            )
-            .await
-            .context("reading the validated version")?;
-        let v = version_from_row(&row)?;
+        let v = read_version(&w, vid, "reading the validated version").await?;
         w.commit(&self.inner.channel).await?;
         Ok(v)
     }
@@ -936,7 +915,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>> {
-        let c = self.pooled().await?;
+        let c = self.read_client().await?;
         let id = require_entry_id(&c, key).await?;
         let cond = match direction {
             Direction::Outgoing => "r.from_id = $1",
@@ -1009,7 +988,149 @@ impl Store for PostgresStore {
         Ok(outcomes)
     }
 
+    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let mut outcomes = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let canonical = match quiver_model::validate::document(d) {
+                Ok(c) => c,
+                Err(e) => {
+                    outcomes.push(ImportOutcome::Rejected(e));
+                    continue;
+                }
+            };
+            let sha = quiver_model::manifest::sha256_hex(&canonical);
+            let old =
+                w.tx.query_opt(
+                    "SELECT id, sha256 FROM documents WHERE collection = $1 AND key = $2",
+                    &[&d.collection, &d.key],
+                )
+                .await
+                .context("reading a document")?;
+            let outcome = match old {
+                Some(row) if row.get::<_, String>(1) == sha => ImportOutcome::Unchanged,
+                Some(row) => {
+                    let id: i64 = row.get(0);
+                    w.tx.execute(
+                        "UPDATE documents SET body = $2, sha256 = $3, updated_at = $4 WHERE id = $1",
+                        &[&id, &canonical, &sha, &now_ms()],
+                    )
+                    .await
+                    .context("updating a document")?;
+                    w.feed(FeedEntity::Document, id, None, FeedOp::Update)
+                        .await?;
+                    ImportOutcome::Updated
+                }
+                None => {
+                    let id: i64 =
+                        w.tx.query_one(
+                            "INSERT INTO documents (collection, key, body, sha256, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                            &[&d.collection, &d.key, &canonical, &sha, &now_ms()],
+                        )
+                        .await
+                        .context("inserting a document")?
+                        .get(0);
+                    w.feed(FeedEntity::Document, id, None, FeedOp::Create)
+                        .await?;
+                    ImportOutcome::Created
+                }
+            };
+            outcomes.push(outcome);
+        }
+        w.commit(&self.inner.channel).await?;
+        Ok(outcomes)
+    }
+
+    async fn get_document(&self, collection: &str, key: &str) -> Result<Option<Document>> {
+        let c = self.read_client().await?;
+        let row = c
+            .query_opt(
+                "SELECT collection, key, body, sha256, updated_at FROM documents \
+                 WHERE collection = $1 AND key = $2",
+                &[&collection, &key],
+            )
+            .await
+            .context("reading a document")?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    async fn list_documents(
+        &self,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Document>> {
+        let after = cursor
+            .map(quiver_store::decode_key_cursor)
+            .transpose()?
+            .unwrap_or_default();
+        let limit = limit.clamp(1, 10_000);
+        let c = self.read_client().await?;
+        let rows = c
+            .query(
+                "SELECT collection, key, body, sha256, updated_at FROM documents \
+                 WHERE collection = $1 AND key COLLATE \"C\" > $2 ORDER BY key COLLATE \"C\" LIMIT $3",
+                &[&collection, &after, &(limit as i64 + 1)],
+            )
+            .await
+            .context("listing documents")?;
+        let items = rows
+            .iter()
+            .map(document_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(quiver_store::page_by_key(items, limit))
+    }
+
+    async fn document_collections(&self) -> Result<Vec<(String, u64)>> {
+        let c = self.read_client().await?;
+        let rows = c
+            .query(
+                "SELECT collection, COUNT(*)::int8 FROM documents GROUP BY collection \
+                 ORDER BY collection COLLATE \"C\"",
+                &[],
+            )
+            .await
+            .context("listing collections")?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
     fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn quiver_store::JobQueue>> {
+        Some(self)
+    }
+
+    fn accounts(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn quiver_store::AccountStore>> {
+        Some(self)
+    }
+
+    fn audit_log(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn quiver_store::AuditLog>> {
+        Some(self)
+    }
+
+    fn rate_limiter(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn quiver_store::RateLimiter>> {
+        Some(self)
+    }
+
+    fn device_codes(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn quiver_store::DeviceCodeStore>> {
+        Some(self)
+    }
+
+    fn external_identities(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn quiver_store::ExternalIdentityStore>> {
         Some(self)
     }
 

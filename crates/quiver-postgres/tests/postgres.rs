@@ -595,3 +595,63 @@ async fn large_batches_round_trip() {
         "package number 4999 with ünïcödé and \t tabs"
     );
 }
+
+/// With a read replica configured, the API's reads go to it and everything else to the
+/// primary. (The "replica" here is a second schema that does not replicate, so where each
+/// read went shows in its answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_read_replica() {
+    let Some(url) = test_url() else { return };
+    let (primary, replica) = (TestSchema::new(&url), TestSchema::new(&url));
+    let on_primary = primary.store().await.unwrap();
+    let on_replica = replica.store().await.unwrap();
+    let in_schema = |s: &TestSchema| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-csearch_path%3D{}", s.name())
+    };
+    let mut opts = quiver_postgres::PostgresOptions::new(in_schema(&primary)).max_connections(2);
+    opts.read_url = Some(in_schema(&replica));
+    let store = PostgresStore::connect_with(opts).await.unwrap();
+
+    let written = store
+        .create_entry(new_entry(Kind::Tool, "acme", "written", "on the primary"))
+        .await
+        .unwrap();
+    let key = EntryKey::new(Kind::Tool, "acme", "written");
+    // The write went to the primary, with its feed row.
+    assert!(on_primary.get_entry(&key).await.unwrap().is_some());
+    assert_eq!(
+        store.feed_head().await.unwrap(),
+        on_primary.feed_head().await.unwrap()
+    );
+    // The index follower's reads stay on the primary.
+    assert_eq!(
+        store.get_entries_by_id(&[written.id]).await.unwrap().len(),
+        1
+    );
+    // The API's reads go to the replica, which has not seen the write.
+    assert!(store.get_entry(&key).await.unwrap().is_none());
+    let listed = store
+        .list_entries(&EntryFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty());
+    // And they see what the replica has.
+    on_replica
+        .create_entry(new_entry(
+            Kind::Tool,
+            "acme",
+            "replicated",
+            "on the replica",
+        ))
+        .await
+        .unwrap();
+    let replicated = EntryKey::new(Kind::Tool, "acme", "replicated");
+    assert!(store.get_entry(&replicated).await.unwrap().is_some());
+
+    // A replica that cannot be reached fails the connection, naming it.
+    let mut bad = quiver_postgres::PostgresOptions::new(in_schema(&primary)).max_connections(1);
+    bad.read_url = Some("postgres://postgres@127.0.0.1:1/test".into());
+    let err = PostgresStore::connect_with(bad).await.unwrap_err();
+    assert!(err.message.contains("read replica"), "{}", err.message);
+}

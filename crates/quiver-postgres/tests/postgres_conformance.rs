@@ -19,3 +19,5 @@ async fn the_store_exposes_its_job_queue() {
         .unwrap();
     assert!(q.get_job(id).await.unwrap().is_some());
 }
+
+quiver_store::accounts_suite!(quiver_postgres::testing::test_store());

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p quiver-search --example dataset_index -- \
-//!     /work/shared/data/pypi.tsv.gz /work/shared/data/npm.tsv.gz
+//!     ../shared/data/pypi.tsv.gz ../shared/data/npm.tsv.gz
 //! ```
 //!
 //! Options: `--dir D` (default /tmp/quiver-bench; the store is kept between runs and

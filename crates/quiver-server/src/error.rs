@@ -24,7 +24,7 @@ pub struct ErrorBody {
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: invalid_input, malformed_request, not_found,
-    /// conflict, unauthorized, forbidden, method_not_allowed, internal.
+    /// conflict, unauthorized, forbidden, method_not_allowed, rate_limited, internal.
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,

@@ -19,8 +19,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// The caller of a request: admin with the configured admin token, else anonymous. A
-/// token that does not match is refused (401) rather than silently downgraded.
+/// The caller of a request: anonymous without an `Authorization` header; the bootstrap
+/// admin with the configured admin token; else the user of an API token, resolved by the
+/// engine (revocation, expiry, rights). A token that does not resolve is refused (401)
+/// rather than silently downgraded to anonymous.
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<AppState> for Auth {
@@ -40,12 +42,12 @@ impl FromRequestParts<AppState> for Auth {
                     "the Authorization header must be 'Bearer <token>'",
                 ))
             })?;
-        match &state.admin_token {
-            Some(admin) if constant_time_eq(admin.as_bytes(), token.as_bytes()) => {
-                Ok(Auth(Caller::Admin))
+        if let Some(admin) = &state.admin_token {
+            if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
+                return Ok(Auth(Caller::BootstrapAdmin));
             }
-            _ => Err(Error::unauthorized("the token is not valid").into()),
         }
+        Ok(Auth(state.registry.resolve_token(token).await?))
     }
 }
 

@@ -6,14 +6,19 @@
 
 use std::sync::OnceLock;
 
-use quiver_model::{Entry, EntryPatch, NewEntry, NewVersion, Relation, Version};
+use quiver_engine::accounts::{Login, NewTokenSecret, Registered, Registration, TokenRequest};
+use quiver_model::{Entry, EntryPatch, Namespace, NewEntry, NewVersion, Relation, Version};
 use quiver_search::SearchResults;
+use quiver_store::{ApiToken, Membership, User};
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorBody;
-use crate::routes::{DeprecateRequest, KindInfo, RelationRequest, SearchResponse, YankRequest};
+use crate::routes::{
+    DeprecateRequest, KindInfo, MemberRequest, NamespaceRequest, RelationRequest, SearchResponse,
+    SiteRoleRequest, YankRequest,
+};
 
 /// One documented operation.
 pub struct Operation {
@@ -165,6 +170,16 @@ pub const OPERATIONS: &[Operation] = &[
         false
     ),
     op!(
+        "post",
+        "/api/v1/entries/{kind}/{namespace}/{name}/status",
+        "Move an entry along its lifecycle (draft, review, published, deprecated, archived) with a reason",
+        ENTRY_PATH,
+        Some("StatusChange"),
+        200,
+        Some("Entry"),
+        false
+    ),
+    op!(
         "get",
         "/api/v1/entries/{kind}/{namespace}/{name}/versions",
         "List versions, newest first",
@@ -284,6 +299,233 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         false
     ),
+    op!(
+        "post",
+        "/api/v1/users",
+        "Register a user (claims the user namespace of the same name)",
+        &[],
+        Some("Registration"),
+        201,
+        Some("User"),
+        false
+    ),
+    op!(
+        "put",
+        "/api/v1/users/{user}/role",
+        "Set a user's site role (admins only)",
+        &[("user", "path", "a user name")],
+        Some("SiteRoleRequest"),
+        200,
+        Some("User"),
+        false
+    ),
+    op!(
+        "put",
+        "/api/v1/users/{user}/trust",
+        "Set a publisher's trust level: new, standard, trusted or core (moderators and admins)",
+        &[("user", "path", "a user name")],
+        Some("TrustRequest"),
+        200,
+        Some("Trust"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/reviews",
+        "The moderation queue (moderators and admins)",
+        &[("state", "query", "pending (default), approved, rejected or changes_requested")],
+        None,
+        200,
+        Some("ReviewPage"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/entries/{kind}/{namespace}/{name}/review",
+        "An entry's review: state, changes asked, decisions and comments (its writers and moderators)",
+        ENTRY_PATH,
+        None,
+        200,
+        Some("Review"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/entries/{kind}/{namespace}/{name}/review",
+        "Approve, reject (with a reason), request changes (with a list), resubmit, or comment",
+        ENTRY_PATH,
+        Some("ReviewAction"),
+        200,
+        Some("Review"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/user",
+        "The signed-in user and their namespace memberships",
+        &[],
+        None,
+        200,
+        Some("Registered"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/session",
+        "Password login: answers a session token, shown once",
+        &[],
+        Some("Login"),
+        201,
+        Some("NewTokenSecret"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/tokens",
+        "The caller's API tokens, newest first (never the secrets)",
+        &[],
+        None,
+        200,
+        Some("ApiToken"),
+        true
+    ),
+    op!(
+        "post",
+        "/api/v1/tokens",
+        "Create an API token (shown once) within the calling token's scopes",
+        &[],
+        Some("TokenRequest"),
+        201,
+        Some("NewTokenSecret"),
+        false
+    ),
+    op!(
+        "delete",
+        "/api/v1/tokens/{id}",
+        "Revoke one of the caller's tokens",
+        &[("id", "path", "a token id")],
+        None,
+        200,
+        Some("ApiToken"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/namespaces",
+        "Create an organisation namespace owned by the caller (409 names the owner of a taken one)",
+        &[],
+        Some("NamespaceRequest"),
+        201,
+        Some("Namespace"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/namespaces/{namespace}/members",
+        "A namespace's members and their roles",
+        &[("namespace", "path", "a namespace")],
+        None,
+        200,
+        Some("Membership"),
+        true
+    ),
+    op!(
+        "put",
+        "/api/v1/namespaces/{namespace}/members/{user}",
+        "Add a member or change their role (owners and admins)",
+        &[
+            ("namespace", "path", "a namespace"),
+            ("user", "path", "a user name")
+        ],
+        Some("MemberRequest"),
+        200,
+        Some("Membership"),
+        false
+    ),
+    op!(
+        "delete",
+        "/api/v1/namespaces/{namespace}/members/{user}",
+        "Remove a member (owners and admins; a namespace keeps at least one owner)",
+        &[
+            ("namespace", "path", "a namespace"),
+            ("user", "path", "a user name")
+        ],
+        None,
+        204,
+        None,
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/audit",
+        "The audit log, newest first: writes and denied writes with diffs (admins; owners with namespace=theirs)",
+        &[
+            ("namespace", "query", "rows about this namespace"),
+            ("actor", "query", "rows by this actor"),
+            ("action", "query", "e.g. entry.create, version.publish, member.set"),
+            ("outcome", "query", "allowed or denied"),
+            ("cursor", "query", "next_cursor of the previous page"),
+            ("limit", "query", "1 to 100, default 20")
+        ],
+        None,
+        200,
+        Some("AuditPage"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/device/code",
+        "Device sign-in (RFC 8628): a device code to poll with and a user code to approve",
+        &[],
+        Some("DeviceCodeRequest"),
+        200,
+        Some("DeviceAuthorization"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/device/approve",
+        "Approve (or deny) a device's user code as the signed-in user",
+        &[],
+        Some("DeviceDecision"),
+        200,
+        Some("DeviceDecided"),
+        false
+    ),
+    op!(
+        "post",
+        "/api/v1/device/token",
+        "A device's poll: the token once approved (once only), else 400 with the RFC 8628 error code",
+        &[],
+        Some("DeviceTokenRequest"),
+        200,
+        Some("NewTokenSecret"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/auth/oidc/start",
+        "Sign in through the configured outside provider: a redirect with state and PKCE (404 when none is configured)",
+        &[],
+        None,
+        302,
+        None,
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/auth/oidc/callback",
+        "The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token",
+        &[
+            ("code", "query", "the provider's authorization code"),
+            ("state", "query", "the state sent at the start"),
+            ("error", "query", "the provider's error, when it refused")
+        ],
+        None,
+        201,
+        Some("NewTokenSecret"),
+        false
+    ),
     op!("get", "/healthz", "Liveness", &[], None, 200, None, false),
     op!(
         "get",
@@ -296,6 +538,14 @@ pub const OPERATIONS: &[Operation] = &[
         false
     ),
 ];
+
+/// A page of audit rows, as `GET /api/v1/audit` returns it.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct AuditPage {
+    items: Vec<quiver_store::AuditRecord>,
+    next_cursor: Option<String>,
+}
 
 /// A page of entries, as `GET /api/v1/entries` returns it.
 #[derive(JsonSchema)]
@@ -315,6 +565,7 @@ fn components() -> Map<String, Value> {
     add!(
         Entry,
         EntryPage,
+        AuditPage,
         NewEntry,
         EntryPatch,
         NewVersion,
@@ -323,10 +574,33 @@ fn components() -> Map<String, Value> {
         RelationRequest,
         YankRequest,
         DeprecateRequest,
+        quiver_engine::lifecycle::StatusChange,
+        quiver_engine::review::TrustRequest,
+        quiver_engine::review::Trust,
+        quiver_engine::review::ReviewAction,
+        quiver_engine::review::Review,
+        quiver_engine::review::ReviewPage,
         SearchResponse,
         SearchResults,
         KindInfo,
-        ErrorBody
+        ErrorBody,
+        Registration,
+        Login,
+        TokenRequest,
+        NewTokenSecret,
+        Registered,
+        User,
+        ApiToken,
+        Membership,
+        Namespace,
+        NamespaceRequest,
+        MemberRequest,
+        SiteRoleRequest,
+        quiver_engine::device::DeviceCodeRequest,
+        quiver_engine::device::DeviceAuthorization,
+        quiver_engine::device::DeviceDecision,
+        quiver_engine::device::DeviceDecided,
+        quiver_engine::device::DeviceTokenRequest
     );
     let mut defs = gen.take_definitions(true);
     defs.insert(
@@ -372,6 +646,11 @@ fn build() -> Value {
                         None => json!({}),
                     }}}
                 },
+                "429": {
+                    "description": "rate limited (code rate_limited): retry after Retry-After seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": schema_ref("ErrorBody")}}
+                },
                 "default": {
                     "description": "an error, in the one error envelope",
                     "content": {"application/json": {"schema": schema_ref("ErrorBody")}}
@@ -384,7 +663,15 @@ fn build() -> Value {
                 "content": {"application/json": {"schema": schema_ref(b)}}
             });
         }
-        if op.method != "get" {
+        if op.method != "get"
+            || [
+                "/api/v1/user",
+                "/api/v1/tokens",
+                "/api/v1/audit",
+                "/api/v1/reviews",
+            ]
+            .contains(&op.path)
+        {
             o["security"] = json!([{"bearer": []}, {}]);
         }
         paths

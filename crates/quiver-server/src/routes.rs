@@ -7,6 +7,8 @@ use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use quiver_engine::accounts::{Login, Registration, TokenRequest};
+use quiver_engine::auth::{NamespaceRole, SiteRole};
 use quiver_engine::Registry;
 use quiver_model::{
     EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Status,
@@ -29,6 +31,8 @@ enum Sub {
     Unyank(String),
     Relations,
     Deprecate,
+    Status,
+    Review,
 }
 
 /// Split `name[/rest]`. npm scoped names carry a slash (`@types/node`), so a first segment
@@ -50,6 +54,8 @@ fn parse_entry_path(kind: &str, namespace: &str, rest: &str) -> ApiResult<(Entry
         ["versions", v, "unyank"] => Sub::Unyank(v.to_string()),
         ["relations"] => Sub::Relations,
         ["deprecate"] => Sub::Deprecate,
+        ["status"] => Sub::Status,
+        ["review"] => Sub::Review,
         _ => return Err(ApiError::not_found("route")),
     };
     if name.is_empty() {
@@ -100,7 +106,7 @@ pub async fn list_entries(
     let limit = p.usize("limit", 20)?;
     let page = state
         .registry
-        .list_entries(caller, filter, p.get("cursor"), limit)
+        .list_entries(&caller, filter, p.get("cursor"), limit)
         .await?;
     json_with_etag(&headers, &page)
 }
@@ -110,7 +116,7 @@ pub async fn create_entry(
     Auth(caller): Auth,
     JsonBody(entry): JsonBody<NewEntry>,
 ) -> ApiResult<Response> {
-    let e = state.registry.create_entry(caller, entry).await?;
+    let e = state.registry.create_entry(&caller, entry).await?;
     Ok((
         StatusCode::CREATED,
         [(LOCATION, entry_location(&e.key()))],
@@ -131,15 +137,15 @@ pub async fn entry_get(
     match sub {
         Sub::Entry => {
             Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.get_entry(caller, &key).await?)
+            json_with_etag(&headers, &r.get_entry(&caller, &key).await?)
         }
         Sub::Versions => {
             Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.list_versions(caller, &key).await?)
+            json_with_etag(&headers, &r.list_versions(&caller, &key).await?)
         }
         Sub::Version(v) => {
             Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.get_version(caller, &key, &v).await?)
+            json_with_etag(&headers, &r.get_version(&caller, &key, &v).await?)
         }
         Sub::Relations => {
             let p = Params::parse(query.as_deref(), &["direction"])?;
@@ -155,9 +161,13 @@ pub async fn entry_get(
                     .into())
                 }
             };
-            json_with_etag(&headers, &r.list_relations(caller, &key, direction).await?)
+            json_with_etag(&headers, &r.list_relations(&caller, &key, direction).await?)
         }
-        Sub::Yank(_) | Sub::Unyank(_) | Sub::Deprecate => Err(method_not_allowed()),
+        Sub::Review => {
+            Params::parse(query.as_deref(), &[])?;
+            Ok(Json(r.get_review(&caller, &key).await?).into_response())
+        }
+        Sub::Yank(_) | Sub::Unyank(_) | Sub::Deprecate | Sub::Status => Err(method_not_allowed()),
     }
 }
 
@@ -219,18 +229,28 @@ pub async fn entry_post(
     match sub {
         Sub::Versions => {
             let JsonBody(v) = JsonBody::<NewVersion>::from_request(req, &()).await?;
-            let v = r.publish_version(caller, &key, v).await?;
+            let v = r.publish_version(&caller, &key, v).await?;
             let loc = format!("{}/versions/{}", entry_location(&key), v.version);
             Ok((StatusCode::CREATED, [(LOCATION, loc)], Json(v)).into_response())
         }
         Sub::Yank(v) => {
             let body: YankRequest = optional_body(req).await?;
-            Ok(Json(r.yank(caller, &key, &v, body.reason).await?).into_response())
+            Ok(Json(r.yank(&caller, &key, &v, body.reason).await?).into_response())
         }
-        Sub::Unyank(v) => Ok(Json(r.unyank(caller, &key, &v).await?).into_response()),
+        Sub::Unyank(v) => Ok(Json(r.unyank(&caller, &key, &v).await?).into_response()),
         Sub::Deprecate => {
             let JsonBody(d) = JsonBody::<DeprecateRequest>::from_request(req, &()).await?;
-            Ok(Json(r.deprecate(caller, &key, d.message, d.replacement).await?).into_response())
+            Ok(Json(r.deprecate(&caller, &key, d.message, d.replacement).await?).into_response())
+        }
+        Sub::Review => {
+            let JsonBody(a) =
+                JsonBody::<quiver_engine::review::ReviewAction>::from_request(req, &()).await?;
+            Ok(Json(r.review(&caller, &key, a).await?).into_response())
+        }
+        Sub::Status => {
+            let JsonBody(c) =
+                JsonBody::<quiver_engine::lifecycle::StatusChange>::from_request(req, &()).await?;
+            Ok(Json(r.change_status(&caller, &key, c).await?).into_response())
         }
         Sub::Relations => {
             let JsonBody(b) = JsonBody::<RelationRequest>::from_request(req, &()).await?;
@@ -242,7 +262,7 @@ pub async fn entry_post(
                 source: b.source,
                 step_order: b.step_order,
             };
-            let rel = r.add_relation(caller, rel).await?;
+            let rel = r.add_relation(&caller, rel).await?;
             Ok((StatusCode::CREATED, Json(rel)).into_response())
         }
         Sub::Entry | Sub::Version(_) => Err(method_not_allowed()),
@@ -259,7 +279,7 @@ pub async fn entry_patch(
     if sub != Sub::Entry {
         return Err(method_not_allowed());
     }
-    Ok(Json(state.registry.update_entry(caller, &key, patch).await?).into_response())
+    Ok(Json(state.registry.update_entry(&caller, &key, patch).await?).into_response())
 }
 
 const SEARCH_PARAMS: &[&str] = &[
@@ -323,7 +343,7 @@ pub async fn search(
         private_namespaces: vec![],
     };
     let started = Instant::now();
-    let results = state.registry.search(caller, query)?;
+    let results = state.registry.search(&caller, query)?;
     let took_us = started.elapsed().as_micros() as u64;
     Ok(Json(SearchResponse { results, took_us }).into_response())
 }
@@ -386,7 +406,7 @@ pub async fn list_jobs(
     };
     let page = state
         .registry
-        .list_jobs(caller, filter, p.get("cursor"), p.usize("limit", 20)?)
+        .list_jobs(&caller, filter, p.get("cursor"), p.usize("limit", 20)?)
         .await?;
     Ok(Json(page).into_response())
 }
@@ -401,7 +421,7 @@ pub async fn get_job(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.registry.get_job(caller, job_id(&id)?).await?).into_response())
+    Ok(Json(state.registry.get_job(&caller, job_id(&id)?).await?).into_response())
 }
 
 pub async fn retry_job(
@@ -409,7 +429,7 @@ pub async fn retry_job(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.registry.retry_job(caller, job_id(&id)?).await?).into_response())
+    Ok(Json(state.registry.retry_job(&caller, job_id(&id)?).await?).into_response())
 }
 
 /// Queue a rebuild of this node's search index; answers 202 with the job to poll.
@@ -417,9 +437,188 @@ pub async fn rebuild_index(
     State(state): State<AppState>,
     Auth(caller): Auth,
 ) -> ApiResult<Response> {
-    let job = state.registry.request_index_rebuild(caller).await?;
+    let job = state.registry.request_index_rebuild(&caller).await?;
     let loc = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(LOCATION, loc)], Json(job)).into_response())
+}
+
+// ---- accounts ------------------------------------------------------------------------
+
+/// Register a user (and their user namespace).
+pub async fn register(
+    State(state): State<AppState>,
+    JsonBody(r): JsonBody<Registration>,
+) -> ApiResult<Response> {
+    let user = state.registry.register(r).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// The signed-in user and their memberships.
+pub async fn whoami(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Response> {
+    Ok(Json(state.registry.whoami(&caller).await?).into_response())
+}
+
+/// Body of `PUT /api/v1/users/{name}/role`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteRoleRequest {
+    /// `admin`, `moderator`, or null for none.
+    pub site_role: Option<SiteRole>,
+}
+
+pub async fn set_site_role(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    JsonBody(b): JsonBody<SiteRoleRequest>,
+) -> ApiResult<Response> {
+    let user = state
+        .registry
+        .set_site_role(&caller, &name, b.site_role)
+        .await?;
+    Ok(Json(user).into_response())
+}
+
+/// `PUT /users/{name}/trust`: a publisher's trust level (moderators and admins).
+pub async fn set_trust(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    JsonBody(b): JsonBody<quiver_engine::review::TrustRequest>,
+) -> ApiResult<Response> {
+    let t = state.registry.set_trust(&caller, &name, b.level).await?;
+    Ok(Json(t).into_response())
+}
+
+/// `GET /reviews?state=pending`: the moderation queue (moderators and admins).
+pub async fn list_reviews(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), &["state"])?;
+    let st = match p.get("state") {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+                Error::invalid(
+                    "state",
+                    format!("'{s}' is not pending, approved, rejected or changes_requested"),
+                )
+            })?,
+        ),
+    };
+    Ok(Json(state.registry.list_reviews(&caller, st).await?).into_response())
+}
+
+/// Password login: answers a session token (shown once).
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(l): JsonBody<Login>,
+) -> ApiResult<Response> {
+    let t = state.registry.login(l).await?;
+    Ok((StatusCode::CREATED, Json(t)).into_response())
+}
+
+pub async fn list_tokens(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Response> {
+    Ok(Json(state.registry.list_tokens(&caller).await?).into_response())
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(r): JsonBody<TokenRequest>,
+) -> ApiResult<Response> {
+    let t = state.registry.create_token(&caller, r).await?;
+    Ok((StatusCode::CREATED, Json(t)).into_response())
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| Error::invalid("id", format!("'{id}' is not a token id")))?;
+    Ok(Json(state.registry.revoke_token(&caller, id).await?).into_response())
+}
+
+/// Body of `POST /api/v1/namespaces`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRequest {
+    /// Lowercase letters, digits, `-` and `_`.
+    pub name: String,
+}
+
+pub async fn create_namespace(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<NamespaceRequest>,
+) -> ApiResult<Response> {
+    let ns = state.registry.create_namespace(&caller, &b.name).await?;
+    let loc = format!("/api/v1/namespaces/{}/members", ns.name);
+    Ok((StatusCode::CREATED, [(LOCATION, loc)], Json(ns)).into_response())
+}
+
+pub async fn list_members(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.registry.members(&ns).await?).into_response())
+}
+
+/// Body of `PUT /api/v1/namespaces/{namespace}/members/{user}`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// `owner`, `maintainer` or `viewer`.
+    pub role: NamespaceRole,
+}
+
+pub async fn set_member(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((ns, user)): Path<(String, String)>,
+    JsonBody(b): JsonBody<MemberRequest>,
+) -> ApiResult<Response> {
+    let m = state
+        .registry
+        .set_member(&caller, &ns, &user, b.role)
+        .await?;
+    Ok(Json(m).into_response())
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((ns, user)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    state.registry.remove_member(&caller, &ns, &user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+const AUDIT_PARAMS: &[&str] = &["namespace", "actor", "action", "outcome", "cursor", "limit"];
+
+/// The audit log: admins read all of it, a namespace's owners read theirs.
+pub async fn list_audit(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), AUDIT_PARAMS)?;
+    let filter = quiver_store::AuditFilter {
+        namespace: p.get("namespace").map(str::to_string),
+        actor: p.get("actor").map(str::to_string),
+        action: p.get("action").map(str::to_string),
+        outcome: p.get("outcome").map(str::to_string),
+    };
+    let page = state
+        .registry
+        .list_audit(&caller, filter, p.get("cursor"), p.usize("limit", 20)?)
+        .await?;
+    Ok(Json(page).into_response())
 }
 
 #[cfg(test)]

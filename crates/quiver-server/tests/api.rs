@@ -548,12 +548,13 @@ async fn private_and_unlisted_entries_do_not_leak() {
         .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    // Writes need the token once one is configured; a wrong token is refused.
+    // Writes need credentials once an admin token is configured (401: sign in); a wrong
+    // token is refused.
     let (s, b) = app
         .post("/api/v1/entries", tool("x.y", "anonymous write"))
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert_envelope(&b, "forbidden", None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_envelope(&b, "unauthorized", None);
     let r = app
         .http
         .get(app.url("/api/v1/entries"))
@@ -637,11 +638,15 @@ async fn openapi_documents_every_operation() {
             .replace("{kind}", "tool")
             .replace("{namespace}", "ns")
             .replace("{name}", "a.b")
-            .replace("{version}", "1.0.0");
+            .replace("{version}", "1.0.0")
+            .replace("{user}", "someone")
+            .replace("{id}", "1");
         let req = match op.method {
             "get" => app.http.get(app.url(&path)),
             "post" => app.http.post(app.url(&path)).json(&json!({})),
             "patch" => app.http.patch(app.url(&path)).json(&json!({})),
+            "put" => app.http.put(app.url(&path)).json(&json!({})),
+            "delete" => app.http.delete(app.url(&path)),
             m => panic!("unexpected method {m}"),
         };
         let r = req.send().await.unwrap();

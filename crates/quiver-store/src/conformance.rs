@@ -253,6 +253,14 @@ pub async fn validation_is_recorded(s: &dyn Store) {
         errors: vec!["manifest.steps.0: missing action".into()],
         sha256: v.sha256.clone(),
         checked_at: jiff::Timestamp::from_millisecond(1_700_000_000_000).unwrap(),
+        gates: vec![quiver_model::gates::GateResult {
+            gate: "schema".into(),
+            level: quiver_model::gates::GateLevel::Required,
+            passed: false,
+            findings: vec!["manifest.steps.0: missing action".into()],
+        }],
+        warnings: vec!["examples: the manifest has no examples".into()],
+        gates_version: quiver_model::gates::GATES_VERSION,
     };
     let got = s.set_validation(&k, "1.0.0", result.clone()).await.unwrap();
     assert_eq!(got.validation.as_ref(), Some(&result));
@@ -536,6 +544,84 @@ pub async fn entries_by_id(s: &dyn Store) {
     assert_eq!(got, vec![a, b]);
 }
 
+pub async fn documents(s: &dyn Store) {
+    use quiver_model::NewDocument;
+    let head = s.feed_head().await.unwrap();
+    let docs = vec![
+        NewDocument::new("tsuku.queue", "b", json!({"priority": 2})),
+        NewDocument::new("tsuku.queue", "a", json!({"priority": 1, "tags": ["x"]})),
+        NewDocument::new("blocks.philosophy", "0", json!("small pieces")),
+        NewDocument::new("Bad Collection", "k", json!(1)),
+        NewDocument::new("tsuku.queue", "", json!(1)),
+    ];
+    let out = s.put_documents(docs.clone()).await.unwrap();
+    assert!(out[..3].iter().all(|o| *o == ImportOutcome::Created));
+    for (i, field) in [(3, "collection"), (4, "key")] {
+        match &out[i] {
+            ImportOutcome::Rejected(e) => {
+                assert_eq!(e.code, ErrorCode::InvalidInput);
+                assert_eq!(e.field.as_deref(), Some(field));
+            }
+            o => panic!("document {i}: expected a rejection, got {o:?}"),
+        }
+    }
+    assert_eq!(
+        s.feed_head().await.unwrap(),
+        head + 3,
+        "one feed row per write"
+    );
+    let ev = s.feed_since(head, 10).await.unwrap();
+    assert!(ev.iter().all(|e| e.entity == FeedEntity::Document
+        && e.op == FeedOp::Create
+        && e.entry_id.is_none()));
+
+    // Unchanged bodies write nothing; a key order change inside a body is no change.
+    let again = s
+        .put_documents(vec![
+            NewDocument::new("tsuku.queue", "a", json!({"tags": ["x"], "priority": 1})),
+            NewDocument::new("tsuku.queue", "b", json!({"priority": 3})),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again, [ImportOutcome::Unchanged, ImportOutcome::Updated]);
+    assert_eq!(s.feed_head().await.unwrap(), head + 4);
+
+    let b = s.get_document("tsuku.queue", "b").await.unwrap().unwrap();
+    assert_eq!(b.body, json!({"priority": 3}));
+    assert_eq!(b.sha256.len(), 64);
+    assert!(s.get_document("tsuku.queue", "zz").await.unwrap().is_none());
+
+    // Pages in key order, then the collections with their counts.
+    for k in ["c", "d", "e"] {
+        s.put_documents(vec![NewDocument::new("tsuku.queue", k, json!(k))])
+            .await
+            .unwrap();
+    }
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s
+            .list_documents("tsuku.queue", cursor.as_deref(), 2)
+            .await
+            .unwrap();
+        keys.extend(page.items.iter().map(|d| d.key.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+    let err = s.list_documents("tsuku.queue", Some("nonsense"), 2).await;
+    assert_eq!(err.unwrap_err().field.as_deref(), Some("cursor"));
+    assert_eq!(
+        s.document_collections().await.unwrap(),
+        vec![
+            ("blocks.philosophy".to_string(), 1),
+            ("tsuku.queue".to_string(), 5)
+        ]
+    );
+}
+
 /// Instantiate every conformance check as a `#[tokio::test]` for one backend.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -551,7 +637,8 @@ macro_rules! conformance_suite {
             relations,
             feed_records_every_write,
             import_is_idempotent,
-            entries_by_id
+            entries_by_id,
+            documents
         );
     };
     (@each $factory:expr; $($name:ident),+) => {

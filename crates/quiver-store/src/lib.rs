@@ -20,18 +20,29 @@
 use async_trait::async_trait;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
-    Deprecation, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewEntry, NewVersion,
-    OwnerKind, Relation, Result, Status, Version, Visibility,
+    Deprecation, Document, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewDocument,
+    NewEntry, NewVersion, OwnerKind, Relation, Result, Status, Version, Visibility,
 };
 use serde::{Deserialize, Serialize};
 
+pub mod accounts;
+pub mod accounts_conformance;
+pub mod audit;
 pub mod conformance;
+pub mod device;
 pub mod jobs;
 pub mod jobs_conformance;
+pub mod limits;
 mod sqlite;
 pub mod worker;
 
+pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};
+pub use audit::{AuditFilter, AuditLog, AuditRecord, NewAuditRecord};
+pub use device::{
+    DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, ExternalIdentityStore, NewDeviceCode,
+};
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
+pub use limits::{MemoryLimiter, RateLimiter, Verdict};
 pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
 
 /// Which entries a listing returns. Empty vectors mean "any".
@@ -274,6 +285,22 @@ pub trait Store: Send + Sync + 'static {
     /// record, in order; a rejected record writes nothing and does not stop the others.
     async fn import_batch(&self, batch: Vec<ImportRecord>) -> Result<Vec<ImportOutcome>>;
 
+    /// Upsert documents by (collection, key) in one transaction, with a feed row for each
+    /// one created or changed. Each outcome says what happened; an invalid document (see
+    /// `quiver_model::validate::document`) is `Rejected` and the others are still written.
+    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>>;
+    async fn get_document(&self, collection: &str, key: &str) -> Result<Option<Document>>;
+    /// A collection's documents in key order, a page at a time (`cursor` is the
+    /// previous page's `next_cursor`).
+    async fn list_documents(
+        &self,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Document>>;
+    /// Every collection with its number of documents, by name.
+    async fn document_collections(&self) -> Result<Vec<(String, u64)>>;
+
     async fn stats(&self) -> Result<StoreStats>;
 
     /// The same database's durable job queue, for callers holding an `Arc<dyn Store>`.
@@ -281,10 +308,71 @@ pub trait Store: Send + Sync + 'static {
     fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn JobQueue>> {
         None
     }
+
+    /// The same database's accounts (users, memberships, tokens), for callers holding an
+    /// `Arc<dyn Store>`. Both built-in backends have them.
+    fn accounts(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn AccountStore>> {
+        None
+    }
+
+    /// The same database's audit log. Both built-in backends have one.
+    fn audit_log(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn AuditLog>> {
+        None
+    }
+
+    /// Rate-limit counters in this database, shared by every node using it (PostgreSQL).
+    /// `None` where counting in the database would not pay (SQLite: one process, and a
+    /// write per request would queue reads behind its write lock); callers then count in
+    /// memory ([`MemoryLimiter`]).
+    fn rate_limiter(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn RateLimiter>> {
+        None
+    }
+
+    /// The same database's device authorization requests (RFC 8628). Both built-in
+    /// backends have them.
+    fn device_codes(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn DeviceCodeStore>> {
+        None
+    }
+
+    /// The same database's links to outside sign-in providers. Both built-in backends
+    /// have them.
+    fn external_identities(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn ExternalIdentityStore>> {
+        None
+    }
 }
 
 /// Validate a version for `kind` and compute its manifest hash: the one way to make a
 /// [`ValidVersion`].
+/// A cursor over a collection's keys (opaque to callers; the key itself, encoded).
+pub fn encode_key_cursor(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("key:{key}"))
+}
+
+/// The key a cursor of [`encode_key_cursor`] holds.
+pub fn decode_key_cursor(c: &str) -> Result<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("key:").map(str::to_string))
+        .ok_or_else(|| quiver_model::Error::invalid("cursor", "is not a cursor this server issued"))
+}
+
+/// A page from `limit + 1` documents read in key order.
+pub fn page_by_key(mut items: Vec<Document>, limit: usize) -> Page<Document> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|d| encode_key_cursor(&d.key))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
 pub fn valid_version(kind: Kind, mut version: NewVersion) -> Result<ValidVersion> {
     let (parsed, canonical) = quiver_model::validate::new_version(kind, &mut version)?;
     let sha256 = quiver_model::manifest::sha256_hex(&canonical);

@@ -15,9 +15,9 @@ use jiff::Timestamp;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
-    Context, Deprecation, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent, FeedOp,
-    Namespace, NewEntry, OwnerKind, Popularity, Relation, Result, Status, Validation, Version,
-    Visibility,
+    Context, Deprecation, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent,
+    FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
+    Validation, Version, Visibility,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -27,6 +27,8 @@ use crate::{
     Page, Store, StoreStats, ValidVersion,
 };
 
+mod accounts;
+mod device;
 mod jobs;
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -41,6 +43,26 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_version_validation",
         include_str!("../migrations/sqlite/0003_version_validation.sql"),
+    ),
+    (
+        "0004_documents",
+        include_str!("../migrations/sqlite/0004_documents.sql"),
+    ),
+    (
+        "0005_accounts",
+        include_str!("../migrations/sqlite/0005_accounts.sql"),
+    ),
+    (
+        "0006_audit",
+        include_str!("../migrations/sqlite/0006_audit.sql"),
+    ),
+    (
+        "0008_rate_limits",
+        include_str!("../migrations/sqlite/0008_rate_limits.sql"),
+    ),
+    (
+        "0009_device_codes",
+        include_str!("../migrations/sqlite/0009_device_codes.sql"),
     ),
 ];
 
@@ -491,6 +513,17 @@ fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>>
     Ok(latest)
 }
 
+fn document_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
+    let body: String = r.get(2)?;
+    Ok(Document {
+        collection: r.get(0)?,
+        key: r.get(1)?,
+        body: json_col(&body)?,
+        sha256: r.get(3)?,
+        updated_at: ts(r.get(4)?),
+    })
+}
+
 fn relation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Relation> {
     Ok(Relation {
         kind: parse_enum(r.get(0)?)?,
@@ -749,38 +782,7 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.write(move |tx| {
             let mut e = get_entry_conn(tx, &key)?.ok_or_else(|| Error::not_found(&key))?;
-            let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
-            if let Some(d) = patch.display_name {
-                e.display_name = none_if_empty(d);
-            }
-            if let Some(d) = patch.description {
-                e.description = d;
-            }
-            if let Some(c) = patch.category {
-                e.category = none_if_empty(c);
-            }
-            let tags_changed = patch.tags.is_some();
-            if let Some(t) = patch.tags {
-                e.tags = t;
-            }
-            if let Some(k) = patch.keywords {
-                e.keywords = k;
-            }
-            if let Some(s) = patch.status {
-                e.status = s;
-            }
-            if let Some(v) = patch.visibility {
-                e.visibility = v;
-            }
-            if let Some(p) = patch.popularity {
-                e.popularity = p;
-            }
-            if let Some(d) = patch.deprecation {
-                e.deprecation = Some(d);
-            }
-            if e.status != Status::Deprecated {
-                e.deprecation = None;
-            }
+            let tags_changed = patch.apply_to(&mut e);
             tx.prepare_cached(
                 "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, tags = ?4, \
                  keywords = ?5, status = ?6, visibility = ?7, deprecation = ?8, popularity = ?9, \
@@ -1168,7 +1170,137 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>> {
+        self.write(move |tx| {
+            let mut outcomes = Vec::with_capacity(docs.len());
+            for d in &docs {
+                let canonical = match quiver_model::validate::document(d) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        outcomes.push(ImportOutcome::Rejected(e));
+                        continue;
+                    }
+                };
+                let sha = quiver_model::manifest::sha256_hex(&canonical);
+                let old: Option<(i64, String)> = tx
+                    .prepare_cached("SELECT id, sha256 FROM documents WHERE collection = ?1 AND key = ?2")
+                    .and_then(|mut st| {
+                        st.query_row(params![d.collection, d.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .context("reading a document")?;
+                let outcome = match old {
+                    Some((_, old_sha)) if old_sha == sha => ImportOutcome::Unchanged,
+                    Some((id, _)) => {
+                        tx.prepare_cached(
+                            "UPDATE documents SET body = ?2, sha256 = ?3, updated_at = ?4 WHERE id = ?1",
+                        )
+                        .and_then(|mut st| st.execute(params![id, canonical, sha, now_ms()]))
+                        .context("updating a document")?;
+                        feed(tx, FeedEntity::Document, id, None, FeedOp::Update)?;
+                        ImportOutcome::Updated
+                    }
+                    None => {
+                        let id: i64 = tx
+                            .prepare_cached(
+                                "INSERT INTO documents (collection, key, body, sha256, updated_at) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                            )
+                            .and_then(|mut st| {
+                                st.query_row(
+                                    params![d.collection, d.key, canonical, sha, now_ms()],
+                                    |r| r.get(0),
+                                )
+                            })
+                            .context("inserting a document")?;
+                        feed(tx, FeedEntity::Document, id, None, FeedOp::Create)?;
+                        ImportOutcome::Created
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn get_document(&self, collection: &str, key: &str) -> Result<Option<Document>> {
+        let (collection, key) = (collection.to_string(), key.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT collection, key, body, sha256, updated_at FROM documents \
+                 WHERE collection = ?1 AND key = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![collection, key], document_from_row)
+                    .optional()
+            })
+            .context("reading a document")
+        })
+        .await
+    }
+
+    async fn list_documents(
+        &self,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Document>> {
+        let after = cursor.map(crate::decode_key_cursor).transpose()?;
+        let collection = collection.to_string();
+        let limit = limit.clamp(1, 10_000);
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT collection, key, body, sha256, updated_at FROM documents \
+                     WHERE collection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                )
+                .context("preparing a document list")?;
+            let items = st
+                .query_map(
+                    params![collection, after.unwrap_or_default(), limit as i64 + 1],
+                    document_from_row,
+                )
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing documents")?;
+            Ok(crate::page_by_key(items, limit))
+        })
+        .await
+    }
+
+    async fn document_collections(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT collection, COUNT(*) FROM documents GROUP BY collection ORDER BY collection",
+                )
+                .context("preparing the collection list")?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing collections")?;
+            Ok(rows)
+        })
+        .await
+    }
+
     fn job_queue(self: Arc<Self>) -> Option<Arc<dyn crate::JobQueue>> {
+        Some(self)
+    }
+
+    fn accounts(self: Arc<Self>) -> Option<Arc<dyn crate::AccountStore>> {
+        Some(self)
+    }
+
+    fn audit_log(self: Arc<Self>) -> Option<Arc<dyn crate::AuditLog>> {
+        Some(self)
+    }
+
+    fn device_codes(self: Arc<Self>) -> Option<Arc<dyn crate::DeviceCodeStore>> {
+        Some(self)
+    }
+
+    fn external_identities(self: Arc<Self>) -> Option<Arc<dyn crate::ExternalIdentityStore>> {
         Some(self)
     }
 

@@ -95,6 +95,22 @@ pub struct BenchArgs {
     /// Longest wait for the import, in seconds.
     #[arg(long, default_value_t = 1800)]
     pub import_timeout: u64,
+    /// quiver's own store: the embedded SQLite, or PostgreSQL at `--postgres-url` (in a
+    /// fresh schema, dropped at the end), where a second node is also measured.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: Backend,
+    /// Nodes to run over PostgreSQL (1 or 2): the second one joins after the first is
+    /// measured, catches up from the change feed, and is measured alone and under load
+    /// with the first.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub nodes: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -128,6 +144,8 @@ fn cancelled() -> anyhow::Result<()> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Setup {
+    /// quiver's own store.
+    pub backend: Backend,
     pub files: Vec<PathBuf>,
     pub rows: u64,
     pub rows_pypi: u64,
@@ -203,6 +221,25 @@ pub struct QuiverFigures {
     pub serving_peak_rss_bytes: u64,
     pub serving_rss_bytes: u64,
     pub relevance: RelevanceReport,
+    /// A second node over the same PostgreSQL database (with `--backend postgres`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_node: Option<NodeFigures>,
+}
+
+/// The second node of a PostgreSQL deployment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeFigures {
+    /// From its start (empty index) to `/readyz` 200: catching up from the change feed.
+    pub catch_up_secs: f64,
+    /// From a write acknowledged by node 1 to the entry found by search on node 2.
+    pub propagation: LatSummary,
+    /// Node 2's exact lookups and search mix (node 1 running, idle).
+    pub lookup: LatSummary,
+    pub search_http: LatSummary,
+    pub errors: u64,
+    /// The throughput test with the clients split between the two nodes.
+    pub load: LoadFigures,
+    pub serving_peak_rss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -272,6 +309,8 @@ const OWNED: &[&str] = &[
     "import.json",
     "import.log",
     "serve.log",
+    "quiver-node2",
+    "serve-node2.log",
     "fts5.db",
     "fts5.db-wal",
     "fts5.db-shm",
@@ -341,16 +380,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let work = Work::new(&a)?;
     progress!("work directory {}", work.dir.display());
     let pg_schema: Arc<Mutex<Option<String>>> = Arc::default();
+    let backend_schema: Arc<Mutex<Option<String>>> = Arc::default();
     let result = tokio::select! {
-        r = bench(&a, &work.dir, pg_schema.clone()) => r,
+        r = bench(&a, &work.dir, pg_schema.clone(), backend_schema.clone()) => r,
         _ = interrupted() => {
             CANCEL.store(true, Ordering::Relaxed);
             Err(anyhow!("interrupted"))
         }
     };
     // The bench future is dropped by now: its child processes were stopped.
-    let leftover = pg_schema.lock().map(|mut s| s.take()).unwrap_or(None);
-    if let Some(schema) = leftover {
+    let leftovers =
+        [pg_schema, backend_schema].map(|s| s.lock().map(|mut s| s.take()).unwrap_or(None));
+    for schema in leftovers.into_iter().flatten() {
         progress!("dropping the PostgreSQL schema {schema}");
         if let Err(e) = pg::drop_schema(&a.postgres_url, &schema).await {
             eprintln!("bench: could not drop the PostgreSQL schema {schema}: {e:#}");
@@ -380,6 +421,7 @@ async fn bench(
     a: &BenchArgs,
     work: &Path,
     pg_schema: Arc<Mutex<Option<String>>>,
+    backend_schema: Arc<Mutex<Option<String>>>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the quiver binary")?;
     let files = if a.data.is_empty() {
@@ -435,6 +477,7 @@ async fn bench(
     let mix = Arc::new(data::query_mix(&rows, &cases, a.queries, &mut rng));
     let warm = Arc::new(data::query_mix(&rows, &cases, 200, &mut Rng::new(!a.seed)));
     let setup = Setup {
+        backend: a.backend,
         files: files.clone(),
         rows: rows.len() as u64,
         rows_pypi: rows.len() as u64 - rows_npm,
@@ -452,9 +495,51 @@ async fn bench(
     };
 
     // 1-7. quiver.
-    let import = run_import(&exe, work, &input_files, a.import_timeout).await?;
-    let quiver =
-        measure_quiver(&exe, work, a, &rows, &mix, &warm, &cases, &mut rng, import).await?;
+    let database = match a.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let schema = pg::schema_name(a.seed.rotate_left(17));
+            let client = pg::connect(&a.postgres_url)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(&a.postgres_url)))?;
+            client
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .context("creating the bench's schema")?;
+            if let Ok(mut s) = backend_schema.lock() {
+                *s = Some(schema.clone());
+            }
+            progress!("backend: PostgreSQL schema {schema}");
+            Some(pg::url_with_schema(&a.postgres_url, &schema))
+        }
+    };
+    let mut import = run_import(
+        &exe,
+        work,
+        &input_files,
+        database.as_deref(),
+        a.import_timeout,
+    )
+    .await?;
+    if let (Some(schema), Backend::Postgres) = (
+        backend_schema.lock().ok().and_then(|s| s.clone()),
+        a.backend,
+    ) {
+        import.store_bytes = pg::schema_bytes(&a.postgres_url, &schema).await?;
+    }
+    let quiver = measure_quiver(
+        &exe,
+        work,
+        a,
+        database.as_deref(),
+        &rows,
+        &mix,
+        &warm,
+        &cases,
+        &mut rng,
+        import,
+    )
+    .await?;
     let mut setup = setup;
     setup.load_avg_after_quiver = load_avg();
 
@@ -521,6 +606,7 @@ async fn run_import(
     exe: &Path,
     work: &Path,
     files: &[PathBuf],
+    database: Option<&str>,
     timeout_secs: u64,
 ) -> anyhow::Result<ImportFigures> {
     let data_dir = work.join("quiver");
@@ -536,6 +622,7 @@ async fn run_import(
         .arg("import")
         .arg("--data-dir")
         .arg(&data_dir)
+        .args(database.map(|url| format!("--database={url}")))
         .arg("--json")
         .args(files)
         .stdin(Stdio::null())
@@ -645,6 +732,7 @@ async fn measure_quiver(
     exe: &Path,
     work: &Path,
     a: &BenchArgs,
+    database: Option<&str>,
     rows: &Arc<Vec<Row>>,
     mix: &Arc<Vec<Query>>,
     warm: &[Query],
@@ -663,18 +751,7 @@ async fn measure_quiver(
     let log_path = work.join("serve.log");
     progress!("serve: starting on {addr}");
     let started = Instant::now();
-    let child = Command::new(exe)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(work.join("quiver"))
-        .arg("--listen")
-        .arg(addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()
-        .context("starting quiver serve")?;
-    let mut server = ChildGuard::new(child, "quiver serve", log_path);
+    let mut server = start_node(exe, &work.join("quiver"), database, addr, log_path)?;
     wait_ready(&mut server, addr, Duration::from_secs(300)).await?;
     fig.cold_start_secs = started.elapsed().as_secs_f64();
     progress!(
@@ -859,8 +936,172 @@ async fn measure_quiver(
         pct(fig.relevance.hit_at_10)
     );
 
+    // 8. A second node over the same database.
+    if let (Some(url), 2) = (database, a.nodes) {
+        fig.second_node =
+            Some(measure_second_node(exe, work, url, addr, a, rows, mix, warm, rng).await?);
+    }
+
     if server.stop(Duration::from_secs(10)).is_none() {
         eprintln!("bench: WARNING: the server did not stop on SIGTERM within 10 s");
+    }
+    Ok(fig)
+}
+
+/// Start `quiver serve` on `addr` over `data_dir` (and PostgreSQL at `database`).
+fn start_node(
+    exe: &Path,
+    data_dir: &Path,
+    database: Option<&str>,
+    addr: SocketAddr,
+    log_path: PathBuf,
+) -> anyhow::Result<ChildGuard> {
+    let child = Command::new(exe)
+        .arg("serve")
+        .args(["--rate-limits", "off"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(database.map(|url| format!("--database={url}")))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()
+        .context("starting quiver serve")?;
+    Ok(ChildGuard::new(child, "quiver serve", log_path))
+}
+
+/// Writes timed from node 1's acknowledgement to a search hit on node 2.
+const PROPAGATION_WRITES: usize = 50;
+
+/// Start a second node over `database`, time its catch-up, the propagation of writes
+/// from node 1, its own lookups and searches, and the load split over both nodes.
+#[allow(clippy::too_many_arguments)]
+async fn measure_second_node(
+    exe: &Path,
+    work: &Path,
+    database: &str,
+    node1: SocketAddr,
+    a: &BenchArgs,
+    rows: &Arc<Vec<Row>>,
+    mix: &Arc<Vec<Query>>,
+    warm: &[Query],
+    rng: &mut Rng,
+) -> anyhow::Result<NodeFigures> {
+    let mut fig = NodeFigures::default();
+    let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
+    progress!("node 2: starting on {addr} with an empty index");
+    let started = Instant::now();
+    let mut node = start_node(
+        exe,
+        &work.join("quiver-node2"),
+        Some(database),
+        addr,
+        work.join("serve-node2.log"),
+    )?;
+    wait_ready(&mut node, addr, Duration::from_secs(1800)).await?;
+    fig.catch_up_secs = started.elapsed().as_secs_f64();
+    progress!(
+        "node 2: caught up from the feed and ready after {}",
+        fmt_secs(fig.catch_up_secs)
+    );
+
+    // Propagation: create on node 1, search on node 2 until found.
+    let mut client = Client::new(addr);
+    let mut lat = Lat::default();
+    let tag = rng.next_u64() & 0xffff_ffff;
+    for i in 0..PROPAGATION_WRITES {
+        cancelled()?;
+        let name = format!("bench-propagation-{tag:08x}-{i}");
+        let body = serde_json::json!({
+            "kind": "tool",
+            "namespace": "bench",
+            "name": name,
+            "description": "a write made on node 1, searched for on node 2",
+            "status": "published",
+        });
+        let (s, answer) = http::post_json(node1, "/api/v1/entries", &body).await?;
+        if !s.is_success() {
+            bail!(
+                "node 1 refused a write: {s} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let t = Instant::now();
+        let path = search_path(&name);
+        loop {
+            let (s, body) = client.get(&path).await?;
+            if s.is_success() {
+                let r: SearchResp = serde_json::from_slice(&body)?;
+                if r.hits.iter().any(|h| h.name == name) {
+                    break;
+                }
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("node 2 did not find {name} within 10 s of its write on node 1");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lat.record(t.elapsed());
+    }
+    fig.propagation = lat.summary();
+    progress!(
+        "node 2: writes on node 1 found by search on node 2 after p50 {} p99 {} max {}",
+        fmt_ms(fig.propagation.p50_ms),
+        fmt_ms(fig.propagation.p99_ms),
+        fmt_ms(fig.propagation.max_ms)
+    );
+
+    // Lookups and searches on node 2.
+    let picks = lookup_picks(rows, a.lookups / 2, rng);
+    for q in warm {
+        let _ = client.get(&search_path(&q.text)).await;
+    }
+    let mut lat = Lat::default();
+    for &i in &picks {
+        let t = Instant::now();
+        match client.get(&lookup_path(&rows[i])).await {
+            Ok((s, _)) if s.is_success() => lat.record(t.elapsed()),
+            _ => fig.errors += 1,
+        }
+    }
+    fig.lookup = lat.summary();
+    let mut lat = Lat::default();
+    for q in mix.iter() {
+        let t = Instant::now();
+        match client.get(&search_path(&q.text)).await {
+            Ok((s, _)) if s.is_success() => lat.record(t.elapsed()),
+            _ => fig.errors += 1,
+        }
+    }
+    fig.search_http = lat.summary();
+    progress!(
+        "node 2: lookups p50 {} p99 {}; search p50 {} p95 {} p99 {}",
+        fmt_ms(fig.lookup.p50_ms),
+        fmt_ms(fig.lookup.p99_ms),
+        fmt_ms(fig.search_http.p50_ms),
+        fmt_ms(fig.search_http.p95_ms),
+        fmt_ms(fig.search_http.p99_ms)
+    );
+
+    // Both nodes under load, the clients split between them.
+    fig.load = load_test_on(
+        &[node1, addr],
+        mix,
+        a.concurrency,
+        Duration::from_secs_f64(a.duration),
+    )
+    .await?;
+    progress!(
+        "load on two nodes: {:.0} requests/s with {} clients, p99 {}",
+        fig.load.requests_per_sec,
+        a.concurrency,
+        fmt_ms(fig.load.latency.p99_ms)
+    );
+    fig.serving_peak_rss_bytes = proc::memory(node.id()).map_or(0, |(hwm, _)| hwm);
+    if node.stop(Duration::from_secs(10)).is_none() {
+        eprintln!("bench: WARNING: node 2 did not stop on SIGTERM within 10 s");
     }
     Ok(fig)
 }
@@ -950,6 +1191,16 @@ async fn load_test(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadFigures> {
+    load_test_on(&[addr], mix, concurrency, duration).await
+}
+
+/// The throughput test, client `w` talking to node `w % nodes.len()`.
+async fn load_test_on(
+    nodes: &[SocketAddr],
+    mix: &Arc<Vec<Query>>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadFigures> {
     progress!(
         "load: {concurrency} keep-alive clients for {:.0} s",
         duration.as_secs_f64()
@@ -960,6 +1211,7 @@ async fn load_test(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let paths = paths.clone();
+        let addr = nodes[w % nodes.len()];
         tasks.push(tokio::spawn(async move {
             let mut c = Client::new(addr);
             let mut lat = Lat::default();
@@ -1299,6 +1551,13 @@ fn judge(q: &QuiverFigures, peers: &[PeerFigures]) -> Vec<Bar> {
             }
         }
     }
+    if let Some(n) = &q.second_node {
+        bars.push(Bar {
+            bar: "a write on one node found on another < 1 s".into(),
+            value: format!("max {}", fmt_ms(n.propagation.max_ms)),
+            verdict: v(n.propagation.count > 0 && n.propagation.max_ms < 1000.0),
+        });
+    }
     bars.push(Bar {
         bar: "hit@3 ahead of both peers".into(),
         value: format!("{} vs {}", pct(q.relevance.hit_at_3), vs.join(", ")),
@@ -1353,7 +1612,11 @@ pub fn render(r: &Report) -> String {
     let measured: Vec<&PeerFigures> = r.peers.iter().filter(|p| p.measured()).collect();
     let _ = writeln!(
         s,
-        "quiver bench: {} rows ({} pypi + {} npm), {} queries, {} CPUs",
+        "quiver bench ({} store): {} rows ({} pypi + {} npm), {} queries, {} CPUs",
+        match r.setup.backend {
+            Backend::Sqlite => "embedded SQLite",
+            Backend::Postgres => "PostgreSQL",
+        },
         fmt_int(r.setup.rows),
         fmt_int(r.setup.rows_pypi),
         fmt_int(r.setup.rows_npm),
@@ -1622,6 +1885,42 @@ pub fn render(r: &Report) -> String {
         fmt_bytes(q.serving_peak_rss_bytes),
         fmt_bytes(q.serving_rss_bytes)
     );
+    if let Some(n) = &q.second_node {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "second node (same PostgreSQL database, its own index)");
+        let _ = writeln!(
+            s,
+            "  catch-up        {} from an empty index to /readyz 200",
+            fmt_secs(n.catch_up_secs)
+        );
+        let _ = writeln!(
+            s,
+            "  propagation     {}  ({} writes on node 1, found by search on node 2)",
+            full(&n.propagation),
+            n.propagation.count
+        );
+        let _ = writeln!(s, "  lookup (HTTP)   {}", full(&n.lookup));
+        let _ = writeln!(
+            s,
+            "  search (HTTP)   {}  ({} errors)",
+            full(&n.search_http),
+            n.errors
+        );
+        let _ = writeln!(
+            s,
+            "  two nodes       {:.0} requests/s with {} clients split over both: p50 {}  p99 {}, {} errors",
+            n.load.requests_per_sec,
+            n.load.concurrency,
+            fmt_ms(n.load.latency.p50_ms),
+            fmt_ms(n.load.latency.p99_ms),
+            n.load.errors
+        );
+        let _ = writeln!(
+            s,
+            "  serving memory  node 2 peak RSS {}",
+            fmt_bytes(n.serving_peak_rss_bytes)
+        );
+    }
     let _ = writeln!(s);
 
     let _ = writeln!(s, "bars");
@@ -1703,6 +2002,7 @@ mod tests {
         assert_eq!(bars[5].verdict, Verdict::Unverified);
         let report = Report {
             setup: Setup {
+                backend: Backend::Sqlite,
                 files: vec![],
                 rows: 1_113_297,
                 rows_pypi: 886_323,

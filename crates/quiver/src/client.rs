@@ -16,7 +16,10 @@ struct Client {
 }
 
 impl Client {
-    fn new(remote: Remote) -> Self {
+    fn new(mut remote: Remote) -> Self {
+        if remote.token.is_none() {
+            remote.token = crate::login::stored_token(&remote.server);
+        }
         Client {
             http: reqwest::Client::new(),
             remote,

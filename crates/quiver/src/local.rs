@@ -34,6 +34,22 @@ pub struct ServeArgs {
     /// Bearer token of the admin. When set, only the admin may write.
     #[arg(long, env = "QUIVER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Rate limits per client: the defaults (empty), `off`, or `class=limit` pairs over the
+    /// defaults, e.g. `search=60/min,download=off` (classes: read, search, write,
+    /// registration, download; limits like `20/s`, `100/min`, `50/day`).
+    #[arg(long, env = "QUIVER_RATE_LIMITS", default_value = "")]
+    pub rate_limits: quiver_server::limits::RateLimits,
+    /// Count the last `X-Forwarded-For` address instead of the connection's (only behind a
+    /// reverse proxy that sets it).
+    #[arg(long)]
+    pub trust_forwarded_for: bool,
+    /// Review first publishes by the publisher's trust level (new and standard publishers
+    /// go to the moderation queue; trusted ones auto-publish up to --daily-auto-publish).
+    #[arg(long, env = "QUIVER_REVIEW")]
+    pub review: bool,
+    /// New entries a trusted publisher may publish a day without review.
+    #[arg(long, default_value_t = 10)]
+    pub daily_auto_publish: u64,
 }
 
 /// Import the embedded demo data into a store.
@@ -88,8 +104,13 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut config = a.data.config();
     config.open_writes = a.admin_token.is_none();
+    config.review.enabled = a.review;
+    config.review.daily_limit = a.daily_auto_publish;
     if config.open_writes {
-        tracing::warn!("no admin token set: anyone who can reach this server may write");
+        tracing::warn!(
+            "no admin token set: anyone who can reach this server may write until the first \
+             user registers (POST /api/v1/users), who becomes the site admin"
+        );
     }
     let registry = Registry::open(config)
         .await
@@ -116,7 +137,9 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         registry: registry.clone(),
         admin_token: a.admin_token,
     };
-    quiver_server::serve(listener, state, shutdown_signal()).await?;
+    let mut limits = a.rate_limits;
+    limits.trust_forwarded_for = a.trust_forwarded_for;
+    quiver_server::serve_with(listener, state, limits, shutdown_signal()).await?;
     // In-flight requests are done; let the worker finish the job in hand.
     worker.shutdown().await;
     follower.abort();
@@ -127,10 +150,13 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 pub struct ImportArgs {
     #[command(flatten)]
     pub data: DataDir,
-    /// Files to import: data set TSV (gzip or plain) or quiver JSONL; `-` for stdin.
+    /// Files or folders to import: data set TSV (gzip or plain), quiver JSONL (`-` for
+    /// stdin), or a source system's own files (a folder is walked and each file read by
+    /// the format that claims it).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Force the format instead of detecting it (tsv, jsonl).
+    /// Force the format instead of detecting it (tsv, jsonl, blocks, ops-tools, recipes,
+    /// skills, modules).
     #[arg(long)]
     pub format: Option<Format>,
     /// Show what would be created, updated, unchanged and rejected; write nothing.
@@ -172,7 +198,7 @@ impl Progress for Bar {
 
 pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (store, _) = open_store(&a.data.config()).await?;
+    let (store, _) = open_store(&a.data.primary_config()).await?;
     let store = &*store;
     let opts = ImportOptions {
         batch_size: a.batch_size,
@@ -234,9 +260,17 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
 pub struct ExportArgs {
     #[command(flatten)]
     pub data: DataDir,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (a folder, for the source systems'
+    /// formats other than a single blocks.yml).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// The format: quiver JSONL (everything, lossless), or a source system's own files
+    /// (blocks, ops-tools, recipes, skills, modules).
+    #[arg(long, default_value = "jsonl")]
+    pub format: Format,
+    /// Only entries in these categories (comma-separated; source systems' formats).
+    #[arg(long, value_delimiter = ',')]
+    pub category: Vec<String>,
     /// Only entries of these kinds (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub kind: Vec<Kind>,
@@ -254,6 +288,40 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
     }
     let (store, _) = open_store(&a.data.config()).await?;
     let store = &*store;
+    if a.format.is_system() {
+        let Some(out) = &a.output else {
+            bail!(
+                "--output is required for the {} format (a file or folder to write)",
+                a.format
+            );
+        };
+        if !a.kind.is_empty() || !a.namespace.is_empty() {
+            bail!("--kind and --namespace filter JSONL exports; the {} format takes --category and --status", a.format);
+        }
+        let filter = quiver_import::formats::ExportFilter {
+            categories: a.category,
+            statuses: a.status,
+        };
+        let s = quiver_import::formats::export_format(store, a.format, &filter, out).await?;
+        eprintln!(
+            "exported {} entries and {} documents as {} ({} files) to {}",
+            s.entries,
+            s.documents,
+            a.format,
+            s.files,
+            out.display()
+        );
+        return Ok(());
+    }
+    if a.format != Format::Jsonl {
+        bail!(
+            "export writes JSONL or a source system's format, not {}",
+            a.format
+        );
+    }
+    if !a.category.is_empty() {
+        bail!("--category filters the source systems' formats; for JSONL use --kind, --namespace or --status");
+    }
     let filter = EntryFilter {
         kinds: a.kind,
         namespaces: a.namespace,
@@ -277,7 +345,10 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
             n
         }
     };
-    eprintln!("exported {n} entries");
+    eprintln!(
+        "exported {} entries and {} documents",
+        n.entries, n.documents
+    );
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod client;
 mod local;
+mod login;
 
 /// quiver: a registry for the tools developers and AI agents use.
 #[derive(Parser)]
@@ -32,6 +33,14 @@ pub struct DataDir {
     /// the search index stays in the data directory.
     #[arg(long = "database", env = "QUIVER_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// A read replica of the PostgreSQL database for the API's reads (writes, the change
+    /// feed and the index follower stay on `--database`).
+    #[arg(
+        long = "read-database",
+        env = "QUIVER_READ_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub read_database: Option<String>,
 }
 
 impl DataDir {
@@ -39,6 +48,19 @@ impl DataDir {
     pub fn config(&self) -> quiver_engine::EngineConfig {
         let mut c = quiver_engine::EngineConfig::new(&self.data_dir);
         c.database = self.database.clone();
+        match login::oidc_from_env() {
+            Ok(o) => c.oidc = o,
+            Err(e) => eprintln!("warning: outside sign-in is off: {e:#}"),
+        }
+        c.read_database = self.read_database.clone();
+        c
+    }
+
+    /// The configuration for a bulk writer (import): everything on the primary, since an
+    /// import compares with what it just wrote.
+    pub fn primary_config(&self) -> quiver_engine::EngineConfig {
+        let mut c = self.config();
+        c.read_database = None;
         c
     }
 }
@@ -49,7 +71,8 @@ pub struct Remote {
     /// Base URL of a running quiver server.
     #[arg(long, env = "QUIVER_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
-    /// API token (sent as a bearer token).
+    /// API token (sent as a bearer token); default: the one `quiver login` stored for
+    /// this server.
     #[arg(long, env = "QUIVER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of text.
@@ -61,9 +84,9 @@ pub struct Remote {
 enum Command {
     /// Run the server over the embedded store.
     Serve(local::ServeArgs),
-    /// Import data set TSV files or quiver JSONL into the store (no server needed).
+    /// Import files or folders (data set TSV, quiver JSONL, the source systems' formats).
     Import(local::ImportArgs),
-    /// Export the store as quiver JSONL.
+    /// Export the store as quiver JSONL, or as a source system's own files.
     Export(local::ExportArgs),
     /// Report hit rates at 1, 3 and 10 of the relevance set against the local index.
     Relevance(local::RelevanceArgs),
@@ -79,6 +102,11 @@ enum Command {
     List(client::ListArgs),
     /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and PostgreSQL.
     Bench(bench::BenchArgs),
+    /// Sign in to a server with a device code (approve it in a signed-in session) and keep
+    /// the token in the user's config directory.
+    Login(login::LoginArgs),
+    /// Revoke the stored token of a server and forget it.
+    Logout(login::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +145,8 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Login(a) => login::login(a).await,
+            Command::Logout(a) => login::logout(a).await,
         }
     });
     match result {

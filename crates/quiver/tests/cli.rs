@@ -79,8 +79,19 @@ async fn get(url: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_server_answers_client_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--demo"]);
+    let server = Server::start(dir.path(), &["--demo", "--rate-limits", "search=500/min"]);
     let s = ["--server", server.base.as_str()];
+
+    // Rate limits are on, as configured.
+    let res = reqwest::get(format!("{}/api/v1/search?q=chalk", server.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("ratelimit-limit")
+            .and_then(|v| v.to_str().ok()),
+        Some("500")
+    );
 
     let (ok, out, err) =
         quiver(&[&["search"], &s[..], &["terminal", "string", "styling"]].concat());
@@ -161,7 +172,7 @@ async fn demo_server_answers_client_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), &["--rate-limits", "off"]);
     let http = reqwest::Client::new();
     let mut acknowledged = Vec::new();
     let started = Instant::now();
@@ -184,7 +195,7 @@ async fn sigkill_loses_no_acknowledged_write() {
     assert!(started.elapsed() < Duration::from_secs(60));
     server.kill9();
 
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), &["--rate-limits", "off"]);
     let status = get(&server.url("/api/v1/status")).await;
     assert_eq!(status["index_lag"], 0, "{status}");
     assert_eq!(status["store"]["entries"], acknowledged.len(), "{status}");
@@ -202,4 +213,110 @@ async fn sigkill_loses_no_acknowledged_write() {
         acknowledged.len(),
         "the index agrees with the store"
     );
+}
+
+/// Copy a folder tree (the project's small format fixtures) under `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn import_json(args: &[&str]) -> Value {
+    let (_, out, err) = quiver(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+}
+
+#[test]
+fn import_a_folder_of_source_system_files_and_export_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../quiver-import/tests/data");
+    let mixed = dir.path().join("mixed");
+    copy_tree(&Path::new(data).join("ops"), &mixed.join("ops"));
+    copy_tree(
+        &Path::new(data).join("blocks/catalog"),
+        &mixed.join("tpmjs"),
+    );
+    std::fs::write(mixed.join("NOTES.txt"), "not data").unwrap();
+    let store = dir.path().join("store");
+    let (store_s, mixed_s) = (store.to_str().unwrap(), mixed.to_str().unwrap());
+
+    // A dry run reports per format and the file nothing reads, and writes nothing.
+    let dry = import_json(&[
+        "import",
+        "--data-dir",
+        store_s,
+        "--dry-run",
+        "--json",
+        mixed_s,
+    ]);
+    assert_eq!(dry["dry_run"], true);
+    let formats: Vec<&str> = dry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["format"].as_str().unwrap())
+        .collect();
+    assert!(
+        formats.contains(&"ops-tools") && formats.contains(&"blocks"),
+        "{dry}"
+    );
+    let unread = dry["unread"].as_array().unwrap();
+    assert_eq!(unread.len(), 1, "{dry}");
+    assert!(unread[0]["file"].as_str().unwrap().ends_with("NOTES.txt"));
+    let would_create = dry["totals"]["created"].as_u64().unwrap();
+    assert!(would_create > 0);
+
+    let first = import_json(&["import", "--data-dir", store_s, "--json", mixed_s]);
+    assert_eq!(
+        first["totals"]["created"].as_u64(),
+        Some(would_create),
+        "{first}"
+    );
+    let again = import_json(&["import", "--data-dir", store_s, "--json", mixed_s]);
+    assert_eq!(again["totals"]["created"], 0, "{again}");
+    assert_eq!(again["totals"]["updated"], 0, "{again}");
+    assert_eq!(again["totals"]["documents"]["created"], 0, "{again}");
+
+    // Each format exports back; importing the export changes nothing.
+    for (format, out) in [("ops-tools", "ops-out"), ("blocks", "blocks-out")] {
+        let out = dir.path().join(out);
+        let (ok, _, err) = quiver(&[
+            "export",
+            "--data-dir",
+            store_s,
+            "--format",
+            format,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "export {format}: {err}");
+        let back = import_json(&[
+            "import",
+            "--data-dir",
+            store_s,
+            "--json",
+            "--format",
+            format,
+            out.to_str().unwrap(),
+        ]);
+        let t = &back["totals"];
+        assert_eq!(
+            (t["created"].as_u64(), t["updated"].as_u64()),
+            (Some(0), Some(0)),
+            "{format}: {back}"
+        );
+        assert!(t["unchanged"].as_u64().unwrap() > 0, "{format}: {back}");
+    }
+
+    // A format export needs somewhere to write.
+    let (ok, _, err) = quiver(&["export", "--data-dir", store_s, "--format", "recipes"]);
+    assert!(!ok && err.contains("--output"), "{err}");
 }

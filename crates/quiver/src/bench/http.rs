@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -77,4 +77,43 @@ impl Client {
         };
         Ok((status, body))
     }
+}
+
+/// POST `body` as JSON to `path` on a connection of its own (for the few writes the bench
+/// makes; the timed reads use [`Client`]).
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let run = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::post(path)
+            .header(hyper::header::HOST, "127.0.0.1")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| anyhow!("POST {path}: {e}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow!("POST {path}: reading the body: {e}"))?
+            .to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, run)
+        .await
+        .map_err(|_| anyhow!("POST {path}: no answer within {REQUEST_TIMEOUT:?}"))?
 }

@@ -179,6 +179,28 @@ impl Pg {
     }
 }
 
+/// `url` with every connection's `search_path` set to `schema` (a libpq `options`
+/// parameter, which quiver's store passes on to the server).
+pub fn url_with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// Bytes on disk of a schema's tables, their TOAST and indexes.
+pub async fn schema_bytes(url: &str, schema: &str) -> anyhow::Result<u64> {
+    let client = connect(url).await?;
+    let row = client
+        .query_one(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')",
+            &[&schema],
+        )
+        .await
+        .context("measuring the schema's size")?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
 /// Drop the bench's schema (on a connection of its own, so that it works whatever state
 /// the loading connection is in).
 pub async fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {

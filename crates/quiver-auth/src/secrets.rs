@@ -1,0 +1,166 @@
+//! Secrets: password hashes (argon2id, PHC strings) and API tokens (random, prefixed,
+//! stored only as a sha256 hash).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use quiver_model::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// Every API token starts with this, so that secret scanners (and people) recognize one.
+pub const TOKEN_PREFIX: &str = "qvr_";
+
+/// Random bytes in a token: 256 bits of entropy.
+const TOKEN_BYTES: usize = 32;
+
+/// Passwords shorter than this are refused at registration.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Longer ones too: argon2 hashes any length, but nobody types a kilobyte.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| Error::internal("reading the OS random source", e))?;
+    Ok(b)
+}
+
+/// Check a password's length (the only rule: length is what makes a password hard to guess).
+pub fn check_password(password: &str) -> Result<()> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN || password.len() > MAX_PASSWORD_LEN {
+        return Err(Error::invalid(
+            "password",
+            format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Hash a password with argon2id (the crate's default parameters: 19 MiB, 2 passes, as
+/// OWASP recommends) and a fresh 16-byte salt. The result is a PHC string
+/// (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) that carries its own parameters, so
+/// stronger parameters later still verify old hashes.
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|e| Error::internal("encoding a salt", e))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal("hashing a password", e))
+}
+
+/// Whether `password` matches a PHC string made by [`hash_password`]. A malformed stored
+/// hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A PHC string to verify against when the user does not exist, so that a login for an
+/// unknown name costs the same time as one with a wrong password.
+pub fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password("not a real password, only for timing").unwrap_or_default())
+}
+
+/// A new API token: `qvr_` and 43 base64url characters of 256 random bits. Shown to its
+/// owner once; only [`token_hash`] of it is stored.
+pub fn generate_token() -> Result<String> {
+    let bytes = random_bytes::<TOKEN_BYTES>()?;
+    Ok(format!("{TOKEN_PREFIX}{}", base64url(&bytes)))
+}
+
+/// Whether a bearer string looks like one of our API tokens (prefix and length).
+pub fn looks_like_token(s: &str) -> bool {
+    s.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The stored form of a token: sha256, hex.
+///
+/// Why a fast hash and not argon2 as for passwords: a token is 256 random bits, so there
+/// is nothing to guess by brute force — a slow hash only protects low-entropy secrets.
+/// Whoever reads the database gets digests that are useless as bearer credentials, and a
+/// plain digest lets every request find its token with one indexed lookup (a salted hash
+/// would need a scan).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 1);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password(
+            "correct horse battery",
+            "not a phc string"
+        ));
+        // A fresh salt each time.
+        assert_ne!(h, hash_password("correct horse battery").unwrap());
+        assert!(!verify_password("x", dummy_hash()));
+    }
+
+    #[test]
+    fn password_length_rule() {
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough now").is_ok());
+        assert!(check_password(&"x".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn tokens_are_prefixed_random_and_hashed() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert!(looks_like_token(&a), "{a}");
+        assert!(!looks_like_token("qvr_short"));
+        assert!(!looks_like_token(&a.replace("qvr_", "abc_")));
+        let h = token_hash(&a);
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, token_hash(&a));
+        assert_ne!(h, token_hash(&b));
+        assert!(!h.contains(&a[4..]));
+    }
+
+    #[test]
+    fn base64url_lengths() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url(&[0u8; 32]).len(), 43);
+    }
+}

@@ -1,0 +1,621 @@
+//! Accounts in the engine: registration, password login, API tokens, organisations and
+//! their members, and turning a bearer token into a [`Caller`].
+//!
+//! - A user registers with a name, an optional email and a password (argon2id-hashed
+//!   here; the store never sees the password). Registering claims the user namespace of
+//!   the same name; on a server without an admin token the first user to register also
+//!   becomes the site admin (someone must be able to administer the registry).
+//! - A password login returns a session token: an API token named `session` with every
+//!   scope, expiring after `EngineConfig::session_ttl`. Further tokens are made with a
+//!   token, never with more scopes than it has (nor a wider name pattern).
+//! - A token is shown once, at creation; the store keeps its sha256. Resolving a token
+//!   checks revocation and expiry, loads the user's site role and memberships, and
+//!   records the use (at most once a minute per token, to keep reads read-only).
+//! - A taken name is a conflict that names the namespace's owners.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+use quiver_auth::secrets;
+use quiver_auth::{
+    Account, Action, NamePattern, NamespaceRole, Principal, Scope, SiteRole, Target,
+};
+use quiver_model::{Error, Namespace, Result};
+use quiver_store::{AccountStore, ApiToken, Membership, NewToken, NewUser, User};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::audit::{diff_of, Event};
+use crate::{Caller, Registry};
+
+/// Uses of a token closer together than this are recorded once.
+const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
+
+/// A registration.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// The user name, also the user's namespace: lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+/// A password login.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+}
+
+/// A token to create.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// A label for the token (1 to 100 characters), e.g. "ci" or "laptop".
+    pub name: String,
+    /// What the token may do; never more than the token creating it.
+    pub scopes: Vec<Scope>,
+    /// Limit the token to entry names matching this glob (`text.*`).
+    #[serde(default)]
+    pub pattern: Option<NamePattern>,
+    /// Days until the token expires (1 to 366); none: it does not expire.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token just created: the secret is in this answer and nowhere else.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct NewTokenSecret {
+    /// The bearer token. Shown once: quiver keeps only its hash.
+    pub token: String,
+    #[serde(flatten)]
+    pub info: ApiToken,
+}
+
+/// Who the caller is, with their memberships.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Registered {
+    #[serde(flatten)]
+    pub user: User,
+    pub memberships: Vec<Membership>,
+}
+
+fn need_accounts(a: &Option<Arc<dyn AccountStore>>) -> Result<&Arc<dyn AccountStore>> {
+    a.as_ref()
+        .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))
+}
+
+fn unauthorized_token() -> Error {
+    Error::unauthorized("the token is not valid")
+}
+
+fn check_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("email", "is not an email address"))
+    }
+}
+
+/// User and namespace names follow the namespace rule; the error names the `name` field.
+fn check_name(name: &str) -> Result<()> {
+    quiver_model::names::validate_namespace(name).map_err(|mut e| {
+        e.field = Some("name".into());
+        e
+    })
+}
+
+fn check_token_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid("name", "must be 1 to 100 characters"));
+    }
+    Ok(())
+}
+
+impl Registry {
+    fn accounts(&self) -> Result<&Arc<dyn AccountStore>> {
+        need_accounts(&self.accounts)
+    }
+
+    /// The conflict for a taken namespace, naming its owners.
+    async fn namespace_taken(&self, name: &str) -> Error {
+        let owners: Vec<String> = match self.accounts().ok() {
+            Some(a) => a
+                .members(name)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.role == NamespaceRole::Owner)
+                .map(|m| m.user)
+                .collect(),
+            None => vec![],
+        };
+        let owner = if owners.is_empty() {
+            "the registry (no members; ask an admin)".to_string()
+        } else {
+            owners.join(", ")
+        };
+        Error::conflict(
+            "name",
+            format!("namespace '{name}' is already taken; it is owned by {owner}"),
+        )
+    }
+
+    /// Register a user: the account, the user namespace of the same name, its owner.
+    pub async fn register(&self, r: Registration) -> Result<User> {
+        let accounts = self.accounts()?.clone();
+        check_name(&r.name)?;
+        if let Some(e) = &r.email {
+            check_email(e)?;
+        }
+        secrets::check_password(&r.password)?;
+        if accounts.get_user(&r.name).await?.is_some() {
+            return Err(Error::conflict(
+                "name",
+                format!("user name '{}' is already taken", r.name),
+            ));
+        }
+        if self.store.get_namespace(&r.name).await?.is_some() {
+            return Err(self.namespace_taken(&r.name).await);
+        }
+        let password = r.password;
+        let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+            .await
+            .map_err(|e| Error::internal("hashing a password", e))??;
+        // Without an admin token, the first account administers the registry.
+        let first_admin = self.config.open_writes && accounts.count_users().await? == 0;
+        let user = accounts
+            .register_user(NewUser {
+                name: r.name.clone(),
+                email: r.email,
+                password_hash: hash,
+                site_role: first_admin.then_some(SiteRole::Admin),
+            })
+            .await;
+        let user = match user {
+            Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
+                return Err(
+                    if self.store.get_namespace(&r.name).await?.is_some()
+                        && accounts.get_user(&r.name).await?.is_none()
+                    {
+                        self.namespace_taken(&r.name).await
+                    } else {
+                        e
+                    },
+                );
+            }
+            other => other?,
+        };
+        self.accounts_exist.store(true, Ordering::Relaxed);
+        self.wrote();
+        let actor = Principal::User(Account {
+            id: user.id,
+            name: user.name.clone(),
+            ..Default::default()
+        });
+        self.record(
+            &actor,
+            Event {
+                action: "user.register",
+                namespace: Some(&user.name),
+                target: format!("user {}", user.name),
+                denied: None,
+                reason: None,
+                diff: Some(diff_of::<User, _>(None, Some(&user))),
+            },
+        )
+        .await;
+        Ok(user)
+    }
+
+    /// Check a password and return a session token (shown once).
+    pub async fn login(&self, l: Login) -> Result<NewTokenSecret> {
+        let accounts = self.accounts()?.clone();
+        let record = accounts.get_user(&l.name).await?;
+        let phc = record
+            .as_ref()
+            .map(|r| r.password_hash.clone())
+            .unwrap_or_else(|| secrets::dummy_hash().to_string());
+        let password = l.password;
+        let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &phc))
+            .await
+            .map_err(|e| Error::internal("checking a password", e))?;
+        let user = match record {
+            Some(r) if ok => r.user,
+            _ => {
+                self.record(
+                    &Principal::Anonymous,
+                    Event {
+                        action: "session.login",
+                        namespace: None,
+                        target: format!("user {}", l.name),
+                        denied: Some("wrong user name or password".into()),
+                        reason: None,
+                        diff: None,
+                    },
+                )
+                .await;
+                return Err(Error::unauthorized("wrong user name or password"));
+            }
+        };
+        let ttl = SignedDuration::try_from(self.config.session_ttl)
+            .map_err(|e| Error::internal("session lifetime", e))?;
+        let actor = Principal::User(Account {
+            id: user.id,
+            name: user.name.clone(),
+            ..Default::default()
+        });
+        self.issue_token(
+            &actor,
+            &accounts,
+            user.id,
+            "session".into(),
+            Scope::ALL.to_vec(),
+            None,
+            Some(Timestamp::now() + ttl),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_token(
+        &self,
+        actor: &Caller,
+        accounts: &Arc<dyn AccountStore>,
+        user_id: i64,
+        name: String,
+        scopes: Vec<Scope>,
+        pattern: Option<String>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<NewTokenSecret> {
+        let token = secrets::generate_token()?;
+        let info = accounts
+            .create_token(NewToken {
+                user_id,
+                name,
+                token_hash: secrets::token_hash(&token),
+                scopes,
+                pattern,
+                expires_at,
+            })
+            .await?;
+        self.record(
+            actor,
+            Event {
+                action: "token.create",
+                namespace: None,
+                target: format!("token {}", info.id),
+                denied: None,
+                reason: None,
+                // The metadata only: the secret is never logged.
+                diff: Some(diff_of::<ApiToken, _>(None, Some(&info))),
+            },
+        )
+        .await;
+        Ok(NewTokenSecret { token, info })
+    }
+
+    /// The caller a bearer token stands for: 401 unless it is a live token of ours.
+    pub async fn resolve_token(&self, bearer: &str) -> Result<Caller> {
+        if !secrets::looks_like_token(bearer) {
+            return Err(unauthorized_token());
+        }
+        let accounts = self.accounts()?;
+        let t = accounts
+            .token_by_hash(&secrets::token_hash(bearer))
+            .await?
+            .ok_or_else(unauthorized_token)?;
+        let now = Timestamp::now();
+        if t.revoked_at.is_some() {
+            return Err(Error::unauthorized("the token has been revoked"));
+        }
+        if t.expires_at.is_some_and(|e| now >= e) {
+            return Err(Error::unauthorized("the token has expired"));
+        }
+        let user = accounts
+            .get_user_by_id(t.user_id)
+            .await?
+            .ok_or_else(unauthorized_token)?;
+        let memberships = accounts.memberships_of(user.id).await?;
+        if t.last_used_at
+            .is_none_or(|u| now.duration_since(u) >= TOUCH_EVERY)
+        {
+            accounts.touch_token(t.id, now).await?;
+        }
+        let pattern = t.pattern.map(NamePattern::new).transpose()?;
+        Ok(Principal::Token {
+            account: Account {
+                id: user.id,
+                name: user.name,
+                site_role: user.site_role,
+                memberships: memberships
+                    .into_iter()
+                    .map(|m| (m.namespace, m.role))
+                    .collect(),
+            },
+            token_id: t.id,
+            scopes: t.scopes.into_iter().collect(),
+            pattern,
+        })
+    }
+
+    /// The signed-in account, or 401 (anonymous) / 403 (the admin token has no account).
+    fn account_of<'c>(&self, caller: &'c Caller) -> Result<&'c Account> {
+        match caller {
+            Principal::Anonymous | Principal::Open => Err(Error::unauthorized(
+                "sign in first (Authorization: Bearer <token>)",
+            )),
+            Principal::BootstrapAdmin => Err(Error::forbidden(
+                "the admin token has no account; sign in as a user",
+            )),
+            Principal::User(a) | Principal::Token { account: a, .. } => Ok(a),
+        }
+    }
+
+    /// The caller's account and memberships.
+    pub async fn whoami(&self, caller: &Caller) -> Result<Registered> {
+        let a = self.account_of(caller)?;
+        let accounts = self.accounts()?;
+        let user = accounts
+            .get_user_by_id(a.id)
+            .await?
+            .ok_or_else(unauthorized_token)?;
+        Ok(Registered {
+            memberships: accounts.memberships_of(user.id).await?,
+            user,
+        })
+    }
+
+    /// Create a token for the caller's account, within the calling token's scopes and
+    /// pattern.
+    pub async fn create_token(&self, caller: &Caller, r: TokenRequest) -> Result<NewTokenSecret> {
+        let a = self.account_of(caller)?;
+        check_token_name(&r.name)?;
+        if r.scopes.is_empty() {
+            return Err(Error::invalid("scopes", "name at least one scope"));
+        }
+        if let Principal::Token {
+            scopes, pattern, ..
+        } = caller
+        {
+            if !scopes.contains(&Scope::Admin) {
+                if let Some(s) = r.scopes.iter().find(|s| !scopes.contains(s)) {
+                    return Err(Error::forbidden(format!(
+                        "this token lacks the '{s}' scope, so it cannot grant it"
+                    )));
+                }
+            }
+            if pattern.is_some() && r.pattern != *pattern {
+                return Err(Error::forbidden(
+                    "this token is limited to a name pattern; a token it creates must have the same one",
+                ));
+            }
+        }
+        let expires_at = match r.expires_in_days {
+            None => None,
+            Some(d) if (1..=366).contains(&d) => {
+                Some(Timestamp::now() + SignedDuration::from_hours(24 * i64::from(d)))
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    "expires_in_days",
+                    "must be between 1 and 366",
+                ))
+            }
+        };
+        let accounts = self.accounts()?.clone();
+        let scopes: BTreeSet<Scope> = r.scopes.into_iter().collect();
+        self.issue_token(
+            caller,
+            &accounts,
+            a.id,
+            r.name,
+            scopes.into_iter().collect(),
+            r.pattern.map(String::from),
+            expires_at,
+        )
+        .await
+    }
+
+    /// The caller's tokens, newest first (revoked and expired ones too).
+    pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ApiToken>> {
+        let a = self.account_of(caller)?;
+        self.accounts()?.list_tokens(a.id).await
+    }
+
+    /// Revoke one of the caller's tokens (404 for anyone else's).
+    pub async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<ApiToken> {
+        let a = self.account_of(caller)?;
+        let t = self
+            .accounts()?
+            .revoke_token(a.id, id, Timestamp::now())
+            .await?;
+        self.record(
+            caller,
+            Event {
+                action: "token.revoke",
+                namespace: None,
+                target: format!("token {id}"),
+                denied: None,
+                reason: None,
+                diff: Some(
+                    serde_json::json!({"revoked_at": {"before": null, "after": t.revoked_at}}),
+                ),
+            },
+        )
+        .await;
+        Ok(t)
+    }
+
+    /// Create an organisation namespace owned by the caller.
+    pub async fn create_namespace(&self, caller: &Caller, name: &str) -> Result<Namespace> {
+        let a = self.account_of(caller)?;
+        if let Principal::Token {
+            pattern: Some(_), ..
+        } = caller
+        {
+            return Err(Error::forbidden(
+                "a token limited to a name pattern cannot create namespaces",
+            ));
+        }
+        check_name(name)?;
+        if self.store.get_namespace(name).await?.is_some() {
+            return Err(self.namespace_taken(name).await);
+        }
+        match self.accounts()?.create_org(name, a.id).await {
+            Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
+                Err(self.namespace_taken(name).await)
+            }
+            Err(e) => Err(e),
+            Ok(ns) => {
+                self.wrote();
+                self.record(
+                    caller,
+                    Event {
+                        action: "namespace.create",
+                        namespace: Some(&ns.name),
+                        target: format!("namespace {}", ns.name),
+                        denied: None,
+                        reason: None,
+                        diff: Some(diff_of::<Namespace, _>(None, Some(&ns))),
+                    },
+                )
+                .await;
+                Ok(ns)
+            }
+        }
+    }
+
+    async fn member_target(&self, caller: &Caller, namespace: &str) -> Result<()> {
+        if self.store.get_namespace(namespace).await?.is_none() {
+            return Err(Error::not_found(format!("namespace {namespace}")));
+        }
+        self.require(
+            caller,
+            Action::ManageMembers,
+            &Target::namespace(namespace),
+            &format!("namespace {namespace}"),
+        )
+        .await
+    }
+
+    async fn user_id(&self, name: &str) -> Result<i64> {
+        Ok(self
+            .accounts()?
+            .get_user(name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user {name}")))?
+            .user
+            .id)
+    }
+
+    /// Add a member to a namespace or change their role (owners and admins).
+    pub async fn set_member(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        user: &str,
+        role: NamespaceRole,
+    ) -> Result<Membership> {
+        self.member_target(caller, namespace).await?;
+        let id = self.user_id(user).await?;
+        let accounts = self.accounts()?;
+        let before = accounts
+            .members(namespace)
+            .await?
+            .into_iter()
+            .find(|m| m.user_id == id)
+            .map(|m| m.role);
+        let m = accounts.set_member(namespace, id, role).await?;
+        self.record(
+            caller,
+            Event {
+                action: "member.set",
+                namespace: Some(namespace),
+                target: format!("{user} in namespace {namespace}"),
+                denied: None,
+                reason: None,
+                diff: Some(serde_json::json!({"role": {"before": before, "after": m.role}})),
+            },
+        )
+        .await;
+        Ok(m)
+    }
+
+    /// Remove a member from a namespace (owners and admins).
+    pub async fn remove_member(&self, caller: &Caller, namespace: &str, user: &str) -> Result<()> {
+        self.member_target(caller, namespace).await?;
+        let id = self.user_id(user).await?;
+        let accounts = self.accounts()?;
+        let before = accounts
+            .members(namespace)
+            .await?
+            .into_iter()
+            .find(|m| m.user_id == id)
+            .map(|m| m.role);
+        if accounts.remove_member(namespace, id).await? {
+            self.record(
+                caller,
+                Event {
+                    action: "member.remove",
+                    namespace: Some(namespace),
+                    target: format!("{user} in namespace {namespace}"),
+                    denied: None,
+                    reason: None,
+                    diff: Some(serde_json::json!({"role": {"before": before, "after": null}})),
+                },
+            )
+            .await;
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "{user} as a member of namespace {namespace}"
+            )))
+        }
+    }
+
+    /// A namespace's members (anyone may read who owns a namespace).
+    pub async fn members(&self, namespace: &str) -> Result<Vec<Membership>> {
+        if self.store.get_namespace(namespace).await?.is_none() {
+            return Err(Error::not_found(format!("namespace {namespace}")));
+        }
+        self.accounts()?.members(namespace).await
+    }
+
+    /// Set a user's site role (admins only).
+    pub async fn set_site_role(
+        &self,
+        caller: &Caller,
+        user: &str,
+        role: Option<SiteRole>,
+    ) -> Result<User> {
+        self.require_admin(caller).await?;
+        let id = self.user_id(user).await?;
+        let accounts = self.accounts()?;
+        let before = accounts.get_user_by_id(id).await?;
+        let after = accounts.set_site_role(id, role).await?;
+        self.record(
+            caller,
+            Event {
+                action: "user.site_role",
+                namespace: None,
+                target: format!("user {user}"),
+                denied: None,
+                reason: None,
+                diff: Some(diff_of(before.as_ref(), Some(&after))),
+            },
+        )
+        .await;
+        Ok(after)
+    }
+}

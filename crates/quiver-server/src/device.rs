@@ -1,0 +1,240 @@
+//! Device-code sign-in routes (RFC 8628): `POST /api/v1/device/code`,
+//! `POST /api/v1/device/approve`, `POST /api/v1/device/token`. The protocol lives in the
+//! engine (`quiver_engine::device`); these shape its answers. A poll that gets no token is
+//! a 400 in the one error envelope whose `code` is the RFC's error code
+//! (`authorization_pending`, `slow_down`, `expired_token`, `access_denied`,
+//! `invalid_grant`).
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, HOST};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quiver_engine::device::{DeviceCodeRequest, DeviceDecision, DevicePoll, DeviceTokenRequest};
+
+use crate::error::{ApiResult, ErrorBody, ErrorDetail};
+use crate::extract::{Auth, JsonBody};
+use crate::AppState;
+
+/// The server's base URL as this client reached it (for the verification page's address
+/// when none is configured).
+pub(crate) fn own_base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub async fn device_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(r): JsonBody<DeviceCodeRequest>,
+) -> ApiResult<Response> {
+    let a = state.registry.start_device(r, &own_base(&headers)).await?;
+    Ok(no_store(Json(a).into_response()))
+}
+
+pub async fn device_approve(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(d): JsonBody<DeviceDecision>,
+) -> ApiResult<Response> {
+    Ok(Json(state.registry.decide_device(&caller, d).await?).into_response())
+}
+
+pub async fn device_token(
+    State(state): State<AppState>,
+    JsonBody(r): JsonBody<DeviceTokenRequest>,
+) -> ApiResult<Response> {
+    let poll = state.registry.poll_device(r).await?;
+    let message = match &poll {
+        DevicePoll::Token(t) => return Ok(no_store(Json(t).into_response())),
+        DevicePoll::Pending => {
+            "the request is waiting for approval; poll again after the interval".to_string()
+        }
+        DevicePoll::SlowDown { interval } => {
+            format!("polling too fast; wait {interval} seconds between polls")
+        }
+        DevicePoll::Expired => "the code expired; start the sign-in again".to_string(),
+        DevicePoll::Denied => "the request was denied".to_string(),
+        DevicePoll::InvalidGrant => {
+            "unknown device code, or its token was already handed out".to_string()
+        }
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: poll.error_code().unwrap_or("invalid_grant").to_string(),
+            message,
+            field: Some("device_code".into()),
+        },
+    };
+    Ok(no_store(
+        (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+    ))
+}
+
+// ---- the verification page ------------------------------------------------------------
+
+/// Query of `GET /device`.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    user_code: Option<String>,
+}
+
+/// Form of `POST /device`.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageForm {
+    #[serde(default)]
+    user_code: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    /// `approve` or `deny` (the button pressed).
+    #[serde(default)]
+    decision: String,
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html(status: StatusCode, body: &str) -> Response {
+    let doc = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>quiver: sign in a device</title></head>\
+         <body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">\
+         <h1>Sign in a device</h1>{body}</body></html>"
+    );
+    let mut resp = (status, axum::response::Html(doc)).into_response();
+    let h = resp.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn form(user_code: &str, message: &str) -> String {
+    format!(
+        "{message}<p>Enter the code your device shows, and sign in to approve it. The device \
+         gets a token of yours with the scopes it asked for.</p>\
+         <form method=\"post\" action=\"/device\">\
+         <p><label>Code <input name=\"user_code\" value=\"{}\" autocomplete=\"off\" required></label></p>\
+         <p><label>User name <input name=\"name\" autocomplete=\"username\" required></label></p>\
+         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+         <p><button name=\"decision\" value=\"approve\">Approve</button> \
+         <button name=\"decision\" value=\"deny\">Deny</button></p></form>",
+        escape(user_code)
+    )
+}
+
+/// `GET /device`: the page a device's user types the code at.
+pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Response {
+    html(
+        StatusCode::OK,
+        &form(q.user_code.as_deref().unwrap_or(""), ""),
+    )
+}
+
+/// `POST /device`: approve or deny with a user name and password.
+pub async fn page_submit(
+    State(state): State<AppState>,
+    axum::extract::Form(f): axum::extract::Form<PageForm>,
+) -> Response {
+    let deny = match f.decision.as_str() {
+        "approve" => false,
+        "deny" => true,
+        _ => {
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form(
+                    &f.user_code,
+                    "<p><strong>Choose Approve or Deny.</strong></p>",
+                ),
+            )
+        }
+    };
+    let decided = state
+        .registry
+        .decide_device_with_password(
+            &f.name,
+            &f.password,
+            DeviceDecision {
+                user_code: f.user_code.clone(),
+                deny,
+            },
+        )
+        .await;
+    match decided {
+        Ok(d) if deny => html(
+            StatusCode::OK,
+            &format!(
+                "<p>Denied: <strong>{}</strong> will not be signed in.</p>",
+                escape(&d.client_name)
+            ),
+        ),
+        Ok(d) => html(
+            StatusCode::OK,
+            &format!(
+                "<p>Approved: <strong>{}</strong> is signed in as {} (scopes: {}). You can close \
+                 this page.</p>",
+                escape(&d.client_name),
+                escape(&f.name),
+                escape(
+                    &d.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            ),
+        ),
+        Err(e) => {
+            let status = crate::error::status_of(e.code);
+            let message = if e.code == quiver_model::ErrorCode::Internal {
+                tracing::error!(error = %e.message, "internal error");
+                "internal error; the server log has the details".to_string()
+            } else {
+                e.message
+            };
+            html(
+                status,
+                &form(
+                    &f.user_code,
+                    &format!("<p><strong>{}</strong></p>", escape(&message)),
+                ),
+            )
+        }
+    }
+}

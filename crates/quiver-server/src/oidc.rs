@@ -1,0 +1,262 @@
+//! Sign-in through an outside OAuth2/OIDC provider (configured in
+//! `quiver_engine::oidc::OidcConfig`): `GET /api/v1/auth/oidc/start` redirects the browser
+//! to the provider with a random `state` and a PKCE challenge (S256); the provider sends it
+//! back to `GET /api/v1/auth/oidc/callback`, which checks the state, exchanges the code
+//! (with the PKCE verifier and the client secret) for an access token, asks the userinfo
+//! endpoint who it is, and lets the engine link or create the user and issue a session
+//! token.
+//!
+//! The state and the verifier travel in an `HttpOnly`, `SameSite=Lax` cookie scoped to
+//! these two paths, never through the provider: a callback without the browser that
+//! started the sign-in (a forged or replayed link) fails the state check, and an
+//! intercepted code is useless without the verifier. Nothing is kept on the server, so any
+//! node can answer the callback.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use quiver_engine::auth::secrets;
+use quiver_engine::oidc::ExternalUser;
+use quiver_model::Error;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiResult;
+use crate::AppState;
+
+const COOKIE_NAME: &str = "quiver_oidc";
+const COOKIE_PATH: &str = "/api/v1/auth/oidc";
+const CALLBACK: &str = "/api/v1/auth/oidc/callback";
+
+/// 43 random base64url characters (256 bits).
+fn random() -> Result<String, Error> {
+    let t = secrets::generate_token()?;
+    Ok(t.trim_start_matches(secrets::TOKEN_PREFIX).to_string())
+}
+
+fn pkce_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Percent-encoding of a query or form value (everything but RFC 3986's unreserved).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redirect_uri(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let cfg = state.registry.oidc()?;
+    Ok(cfg
+        .redirect_uri
+        .clone()
+        .unwrap_or_else(|| format!("{}{CALLBACK}", crate::device::own_base(headers))))
+}
+
+/// `GET /api/v1/auth/oidc/start`: off to the provider.
+pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let cfg = state.registry.oidc()?.clone();
+    let redirect = redirect_uri(&state, &headers)?;
+    let (st, verifier) = (random()?, random()?);
+    let sep = if cfg.authorize_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let location = format!(
+        "{}{sep}{}",
+        cfg.authorize_url,
+        form(&[
+            ("response_type", "code"),
+            ("client_id", &cfg.client_id),
+            ("redirect_uri", &redirect),
+            ("scope", &cfg.scopes),
+            ("state", &st),
+            ("code_challenge", &pkce_challenge(&verifier)),
+            ("code_challenge_method", "S256"),
+        ])
+    );
+    let secure = if redirect.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE_NAME}={st}.{verifier}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
+    );
+    let mut resp = StatusCode::FOUND.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        LOCATION,
+        HeaderValue::from_str(&location)
+            .map_err(|e| Error::internal("the provider's authorize URL", e))?,
+    );
+    h.insert(
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| Error::internal("a cookie", e))?,
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .and_then(|(_, v)| v.split_once('.'))
+        .map(|(s, v)| (s.to_string(), v.to_string()))
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn refused(why: &str) -> Error {
+    Error::unauthorized(format!("outside sign-in failed: {why}"))
+}
+
+/// `GET /api/v1/auth/oidc/callback`: the provider's answer.
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> ApiResult<Response> {
+    let cfg = state.registry.oidc()?.clone();
+    if let Some(e) = &q.error {
+        return Err(refused(&format!("the provider answered '{e}'")).into());
+    }
+    let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
+        return Err(Error::invalid("code", "the callback needs code and state").into());
+    };
+    let Some((want_state, verifier)) = cookie_value(&headers) else {
+        return Err(refused("no sign-in was started in this browser").into());
+    };
+    if !same(st, &want_state) {
+        return Err(refused("the state does not match this browser's sign-in").into());
+    }
+    let redirect = redirect_uri(&state, &headers)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| Error::internal("an HTTP client", e))?;
+    let token_resp = http
+        .post(&cfg.token_url)
+        .header("accept", "application/json")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &redirect),
+            ("client_id", &cfg.client_id),
+            ("client_secret", &cfg.client_secret),
+            ("code_verifier", &verifier),
+        ]))
+        .send()
+        .await
+        .map_err(|e| Error::internal("reaching the provider's token endpoint", e))?;
+    let ok = token_resp.status().is_success();
+    let body: Value = token_resp.json().await.unwrap_or(Value::Null);
+    let access = match body["access_token"].as_str() {
+        Some(t) if ok => t.to_string(),
+        _ => {
+            let why = body["error"].as_str().unwrap_or("no access token");
+            return Err(refused(&format!("the provider refused the code ({why})")).into());
+        }
+    };
+    let info_resp = http
+        .get(&cfg.userinfo_url)
+        .bearer_auth(&access)
+        .header("accept", "application/json")
+        .header("user-agent", "quiver")
+        .send()
+        .await
+        .map_err(|e| Error::internal("reaching the provider's userinfo endpoint", e))?;
+    if !info_resp.status().is_success() {
+        return Err(refused("the provider would not say who signed in").into());
+    }
+    let info: Value = info_resp.json().await.unwrap_or(Value::Null);
+    // OIDC's `sub`, or a GitHub-style numeric `id`.
+    let subject = match (&info["sub"], &info["id"]) {
+        (Value::String(s), _) => s.clone(),
+        (_, Value::Number(n)) => n.to_string(),
+        (_, Value::String(s)) => s.clone(),
+        _ => return Err(refused("the provider named no user").into()),
+    };
+    let text = |k: &str| info[k].as_str().map(str::to_string);
+    let who = ExternalUser {
+        subject,
+        login: text("preferred_username").or_else(|| text("login")),
+        email: text("email"),
+    };
+    let session = state.registry.external_sign_in(who).await?;
+    let mut resp = (StatusCode::CREATED, Json(session)).into_response();
+    let h = resp.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        SET_COOKIE,
+        HeaderValue::from_static(
+            "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_and_encoding() {
+        // RFC 7636 appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(enc("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("x=1; quiver_oidc=st.ver; y=2"),
+        );
+        assert_eq!(cookie_value(&h), Some(("st".into(), "ver".into())));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}

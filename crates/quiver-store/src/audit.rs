@@ -1,0 +1,121 @@
+//! The audit log (migration `0006_audit` on both backends): one row per write and per
+//! denied write — actor, action, target, outcome, reason and the change as a diff —
+//! newest first, filterable by namespace, actor, action and outcome, cursor-paginated.
+//! Reached through [`Store::audit_log`](crate::Store::audit_log).
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use jiff::Timestamp;
+use quiver_model::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::Page;
+
+/// A row to append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditRecord {
+    /// Who (a user name, `name (token N)`, `admin-token`, `anonymous`, `open`).
+    pub actor: String,
+    /// What, as `thing.verb`: `entry.create`, `version.publish`, `member.set`, ...
+    pub action: String,
+    /// The namespace the target is in, when there is one (owners read their namespace's log).
+    pub namespace: Option<String>,
+    /// The target (`tool/acme/text.csv@1.0.0`, `token 7`, `namespace acme`).
+    pub target: String,
+    /// `allowed` or `denied`.
+    pub outcome: String,
+    /// Why it was denied, or the reason given for the change (a yank's reason).
+    pub reason: Option<String>,
+    /// Changed fields: `{"field": {"before": ..., "after": ...}}`.
+    pub diff: Option<serde_json::Value>,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub namespace: Option<String>,
+    pub target: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub diff: Option<serde_json::Value>,
+}
+
+/// Which rows to list; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    pub namespace: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    async fn append_audit(&self, record: NewAuditRecord) -> Result<i64>;
+    /// Rows matching the filter, newest first, `limit` at a time.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>>;
+}
+
+pub fn encode_audit_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("audit:{id}"))
+}
+
+pub fn decode_audit_cursor(c: &str) -> Result<i64> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("audit:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+}
+
+/// A page from `limit + 1` rows read newest first.
+pub fn audit_page(mut items: Vec<AuditRecord>, limit: usize) -> Page<AuditRecord> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|r| encode_audit_cursor(r.id))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// The WHERE clause of a listing (`$n`/`?n` placeholders from `first`), with its values in
+/// order: shared by both backends so that they filter alike.
+pub fn audit_where(
+    filter: &AuditFilter,
+    before: Option<i64>,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<String>, Option<i64>) {
+    let mut clauses = vec![];
+    let mut values = vec![];
+    for (col, v) in [
+        ("namespace", &filter.namespace),
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("outcome", &filter.outcome),
+    ] {
+        if let Some(v) = v {
+            values.push(v.clone());
+            clauses.push(format!("{col} = {}", placeholder(values.len())));
+        }
+    }
+    if before.is_some() {
+        clauses.push(format!("id < {}", placeholder(values.len() + 1)));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, values, before)
+}

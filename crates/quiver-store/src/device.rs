@@ -1,0 +1,375 @@
+//! Device authorization requests (RFC 8628, migration `0009_device_codes` on both
+//! backends), behind the [`DeviceCodeStore`] trait reached through
+//! [`Store::device_codes`](crate::Store::device_codes).
+//!
+//! Design decisions:
+//! - **Codes stored hashed.** The device code and the user code are kept only as sha256
+//!   digests (made by `quiver_auth::device`); the store never sees either in clear.
+//! - **No token at rest.** Approval records who approved and keeps the requested scopes;
+//!   the API token is minted by [`DeviceCodeStore::redeem_device_code`], in the same
+//!   transaction that marks the request redeemed. So the secret exists only in the one
+//!   poll answer that carries it, and a second redeem finds nothing (exactly once).
+//! - The engine owns the protocol (expiry, `slow_down`, who may approve); the store only
+//!   makes each step atomic.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use quiver_auth::Scope;
+use quiver_model::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::ApiToken;
+
+/// Where a device authorization request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Waiting for a user to approve or deny it.
+    Pending,
+    /// Approved; the next poll receives the token.
+    Approved,
+    /// Denied by the user.
+    Denied,
+    /// Approved and its token handed out.
+    Redeemed,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+            DeviceStatus::Redeemed => "redeemed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => DeviceStatus::Pending,
+            "approved" => DeviceStatus::Approved,
+            "denied" => DeviceStatus::Denied,
+            "redeemed" => DeviceStatus::Redeemed,
+            _ => {
+                return Err(Error::invalid(
+                    "status",
+                    format!("unknown device status '{s}'"),
+                ))
+            }
+        })
+    }
+}
+
+/// A request to store. Both codes are sha256 digests, never the codes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeviceCode {
+    pub device_code_hash: String,
+    pub user_code_hash: String,
+    /// What the client calls itself (the token's name on approval).
+    pub client_name: String,
+    pub scopes: Vec<Scope>,
+    pub interval_secs: i64,
+    pub expires_at: Timestamp,
+}
+
+/// A stored request (no hashes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCode {
+    pub id: i64,
+    pub client_name: String,
+    pub scopes: Vec<Scope>,
+    pub status: DeviceStatus,
+    /// Who approved or denied it.
+    pub user_id: Option<i64>,
+    /// The token handed out, once redeemed.
+    pub token_id: Option<i64>,
+    /// The polling interval the client must keep (grows on `slow_down`).
+    pub interval_secs: i64,
+    pub expires_at: Timestamp,
+    /// The poll before the current one (what [`DeviceCodeStore::poll_device_code`]
+    /// returns), or the last poll.
+    pub last_polled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// The token a redeem mints: its owner and scopes come from the approved request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceToken {
+    pub name: String,
+    pub token_hash: String,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait DeviceCodeStore: Send + Sync + 'static {
+    /// Store a new pending request. Conflict (field `user_code`) if a request with this
+    /// user code exists (the engine draws another).
+    async fn create_device_code(&self, code: NewDeviceCode) -> Result<DeviceCode>;
+    /// The request with this user code, whatever its state.
+    async fn device_code_by_user_code(&self, user_code_hash: &str) -> Result<Option<DeviceCode>>;
+    /// Approve (`approve`) or deny a request that is still pending and not expired at
+    /// `now`, recording `user_id`. `None` if there is no such pending request.
+    async fn decide_device_code(
+        &self,
+        user_code_hash: &str,
+        user_id: i64,
+        approve: bool,
+        now: Timestamp,
+    ) -> Result<Option<DeviceCode>>;
+    /// Record a poll at `now`; answers the request as it was before this poll (so
+    /// `last_polled_at` is the previous poll), `None` for an unknown device code.
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<DeviceCode>>;
+    /// Set the polling interval of a request (on `slow_down`).
+    async fn set_device_interval(&self, id: i64, interval_secs: i64) -> Result<()>;
+    /// If the request is approved: in one transaction, create the token for the approving
+    /// user with the request's scopes and mark the request redeemed. `None` if it is not
+    /// (or no longer) approved — a token is handed out once.
+    async fn redeem_device_code(
+        &self,
+        device_code_hash: &str,
+        token: DeviceToken,
+    ) -> Result<Option<ApiToken>>;
+}
+
+/// Users signed in through an outside OAuth2/OIDC provider (same migration): the
+/// provider's stable subject linked to the quiver user made for it.
+#[async_trait]
+pub trait ExternalIdentityStore: Send + Sync + 'static {
+    /// The user linked to `(provider, subject)`.
+    async fn external_user(&self, provider: &str, subject: &str) -> Result<Option<i64>>;
+    /// Link `(provider, subject)` to a user. Conflict if it is linked already.
+    async fn link_external(&self, provider: &str, subject: &str, user_id: i64) -> Result<()>;
+}
+
+/// The checks every backend's [`DeviceCodeStore`] must pass (run by each backend's tests).
+#[doc(hidden)]
+pub mod conformance {
+    use std::sync::Arc;
+
+    use jiff::{SignedDuration, Timestamp};
+    use quiver_auth::Scope;
+
+    use super::*;
+    use crate::accounts::NewUser;
+    use crate::Store;
+
+    fn new_code(n: &str, expires_at: Timestamp) -> NewDeviceCode {
+        NewDeviceCode {
+            device_code_hash: format!("device-{n}"),
+            user_code_hash: format!("user-{n}"),
+            client_name: format!("client {n}"),
+            scopes: vec![Scope::PublishNew, Scope::Yank],
+            interval_secs: 5,
+            expires_at,
+        }
+    }
+
+    fn token(n: &str) -> DeviceToken {
+        DeviceToken {
+            name: format!("device: {n}"),
+            token_hash: format!("token-hash-{n}"),
+            expires_at: None,
+        }
+    }
+
+    /// Create, look up, poll, decide and redeem; a token is minted once, even when two
+    /// redeems race.
+    pub async fn run(store: Arc<dyn Store>) {
+        let accounts = store.clone().accounts().expect("accounts");
+        let devices = store.clone().device_codes().expect("device codes");
+        let user = accounts
+            .register_user(NewUser {
+                name: "devon".into(),
+                email: None,
+                password_hash: "$argon2id$not-checked-here".into(),
+                site_role: None,
+            })
+            .await
+            .unwrap();
+        let later = Timestamp::now() + SignedDuration::from_mins(10);
+
+        let c = devices
+            .create_device_code(new_code("a", later))
+            .await
+            .unwrap();
+        assert_eq!(c.status, DeviceStatus::Pending);
+        assert_eq!(c.scopes, vec![Scope::PublishNew, Scope::Yank]);
+        assert_eq!(
+            (c.user_id, c.token_id, c.last_polled_at),
+            (None, None, None)
+        );
+        let mut dup = new_code("b", later);
+        dup.user_code_hash = "user-a".into();
+        let e = devices.create_device_code(dup).await.unwrap_err();
+        assert_eq!(e.code, quiver_model::ErrorCode::Conflict);
+        assert_eq!(e.field.as_deref(), Some("user_code"));
+        assert_eq!(
+            devices.device_code_by_user_code("user-a").await.unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(
+            devices.device_code_by_user_code("user-x").await.unwrap(),
+            None
+        );
+
+        // Polls answer the state before them.
+        let t1 = Timestamp::now();
+        assert_eq!(
+            devices.poll_device_code("device-x", t1).await.unwrap(),
+            None
+        );
+        let p = devices
+            .poll_device_code("device-a", t1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.last_polled_at, None);
+        let t2 = t1 + SignedDuration::from_secs(7);
+        let p = devices
+            .poll_device_code("device-a", t2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.last_polled_at.map(|t| t.as_millisecond()),
+            Some(t1.as_millisecond())
+        );
+        devices.set_device_interval(c.id, 10).await.unwrap();
+        let p = devices
+            .poll_device_code("device-a", t2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.interval_secs, 10);
+
+        // Nothing to redeem before approval.
+        assert_eq!(
+            devices
+                .redeem_device_code("device-a", token("early"))
+                .await
+                .unwrap(),
+            None
+        );
+        let d = devices
+            .decide_device_code("user-a", user.id, true, Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.status, d.user_id),
+            (DeviceStatus::Approved, Some(user.id))
+        );
+        // Decided once.
+        assert_eq!(
+            devices
+                .decide_device_code("user-a", user.id, false, Timestamp::now())
+                .await
+                .unwrap(),
+            None
+        );
+
+        // Two redeems race: one token.
+        let (r1, r2) = tokio::join!(
+            devices.redeem_device_code("device-a", token("one")),
+            devices.redeem_device_code("device-a", token("two")),
+        );
+        let minted: Vec<ApiToken> = [r1.unwrap(), r2.unwrap()].into_iter().flatten().collect();
+        assert_eq!(minted.len(), 1, "{minted:?}");
+        let t = &minted[0];
+        assert_eq!(t.user_id, user.id);
+        assert_eq!(t.scopes, vec![Scope::PublishNew, Scope::Yank]);
+        assert!(t.name.starts_with("device: "));
+        assert_eq!(
+            devices
+                .redeem_device_code("device-a", token("three"))
+                .await
+                .unwrap(),
+            None
+        );
+        let done = devices
+            .device_code_by_user_code("user-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, DeviceStatus::Redeemed);
+        assert_eq!(done.token_id, Some(t.id));
+        let hash = if t.name == "device: one" {
+            "token-hash-one"
+        } else {
+            "token-hash-two"
+        };
+        assert_eq!(
+            accounts.token_by_hash(hash).await.unwrap().map(|x| x.id),
+            Some(t.id)
+        );
+
+        // Denied, and expired: neither can be approved or redeemed.
+        devices
+            .create_device_code(new_code("c", later))
+            .await
+            .unwrap();
+        let d = devices
+            .decide_device_code("user-c", user.id, false, Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.status, DeviceStatus::Denied);
+        assert_eq!(
+            devices
+                .redeem_device_code("device-c", token("c"))
+                .await
+                .unwrap(),
+            None
+        );
+        let past = Timestamp::now() - SignedDuration::from_secs(1);
+        devices
+            .create_device_code(new_code("d", past))
+            .await
+            .unwrap();
+        assert_eq!(
+            devices
+                .decide_device_code("user-d", user.id, true, Timestamp::now())
+                .await
+                .unwrap(),
+            None
+        );
+        // Requests expired for over a day are cleared when a new one is made.
+        let long_ago = Timestamp::now() - SignedDuration::from_hours(25);
+        devices
+            .create_device_code(new_code("e", long_ago))
+            .await
+            .unwrap();
+        devices
+            .create_device_code(new_code("f", later))
+            .await
+            .unwrap();
+        assert_eq!(
+            devices.device_code_by_user_code("user-e").await.unwrap(),
+            None
+        );
+        assert!(devices
+            .device_code_by_user_code("user-d")
+            .await
+            .unwrap()
+            .is_some());
+
+        // External identities: linked once, found by provider and subject.
+        let ext = store
+            .clone()
+            .external_identities()
+            .expect("external identities");
+        assert_eq!(ext.external_user("hub", "42").await.unwrap(), None);
+        ext.link_external("hub", "42", user.id).await.unwrap();
+        assert_eq!(ext.external_user("hub", "42").await.unwrap(), Some(user.id));
+        assert_eq!(ext.external_user("other", "42").await.unwrap(), None);
+        let e = ext.link_external("hub", "42", user.id).await.unwrap_err();
+        assert_eq!(e.code, quiver_model::ErrorCode::Conflict);
+    }
+}
