@@ -1,16 +1,48 @@
 //! The audit trail: every write and every denied write leaves a row (actor, action,
-//! target, outcome, reason, the change as a diff). Rows are appended after the write
-//! commits, in a statement of their own: a crash between the two loses the row (the
-//! write itself is in the change feed). Readable by admins, and by a namespace's owners
-//! for their namespace.
+//! target, outcome, reason, the change as a diff, the hashed client address). Readable
+//! by admins, and by a namespace's owners for their namespace; listed a page at a time
+//! or exported whole ([`Registry::export_audit`]).
+//!
+//! **When rows are written.** A row is appended after its write commits and before the
+//! write is answered, in a statement of its own. So every acknowledged write has its row;
+//! a crash between the commit and the append loses the row of a write that was never
+//! acknowledged (the write itself is in the change feed, gap-free).
+//!
+//! **Client addresses.** The HTTP layer runs each request inside [`with_client`], which
+//! puts the client's address in a task-local for the request's duration. The engine's
+//! methods keep their signatures (the caller is the principal); only [`Registry::record`]
+//! reads the address, and stores it hashed with a salt that the registry keeps in its
+//! store ([`SALT_COLLECTION`]), so every node hashes alike and the log holds no address.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use quiver_auth::{authorize, Action, Principal, Target};
-use quiver_model::{Error, Result};
-use quiver_store::{AuditFilter, AuditRecord, NewAuditRecord, Page};
+use quiver_model::{Error, NewDocument, Result};
+use quiver_store::{AuditFilter, AuditLog, AuditRecord, NewAuditRecord, Page};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{check_limit, Caller, Registry};
+
+/// Where the registry keeps its secrets (documents not served by any route).
+pub const SALT_COLLECTION: &str = "quiver.secrets";
+const SALT_KEY: &str = "audit-address-salt";
+
+tokio::task_local! {
+    /// The client address of the request being served, if known.
+    static CLIENT: Option<String>;
+}
+
+/// Run `fut` (one request) with `address` as its client address for the audit log.
+pub async fn with_client<F: Future>(address: Option<String>, fut: F) -> F::Output {
+    CLIENT.scope(address, fut).await
+}
+
+/// The client address of the current request, if any.
+fn current_client() -> Option<String> {
+    CLIENT.try_with(|c| c.clone()).ok().flatten()
+}
 
 /// The changed top-level fields of two JSON objects: `{"field": {"before", "after"}}`.
 /// Timestamps of the change itself (`updated_at`) are left out.
@@ -70,10 +102,54 @@ pub(crate) struct Event<'a> {
 }
 
 impl Registry {
+    /// The salt of client-address hashes: read from the store, or made and stored on
+    /// first use. (Two nodes making one at the same instant both re-read the stored one,
+    /// so they agree unless a write lands between one's write and the other's read.)
+    async fn audit_salt(&self) -> Result<&str> {
+        let salt = self
+            .audit_salt
+            .get_or_try_init(|| async {
+                if let Some(d) = self.store.get_document(SALT_COLLECTION, SALT_KEY).await? {
+                    if let Some(s) = d.body["salt"].as_str() {
+                        return Ok(s.to_string());
+                    }
+                }
+                let salt = quiver_auth::secrets::generate_salt()?;
+                self.store
+                    .put_documents(vec![NewDocument::new(
+                        SALT_COLLECTION,
+                        SALT_KEY,
+                        serde_json::json!({ "salt": salt }),
+                    )])
+                    .await?;
+                let stored = self.store.get_document(SALT_COLLECTION, SALT_KEY).await?;
+                Ok::<_, Error>(
+                    stored
+                        .and_then(|d| d.body["salt"].as_str().map(str::to_string))
+                        .unwrap_or(salt),
+                )
+            })
+            .await?;
+        Ok(salt)
+    }
+
+    /// The current request's client address, hashed (`None` outside a request).
+    async fn client_hash(&self) -> Option<String> {
+        let address = current_client()?;
+        match self.audit_salt().await {
+            Ok(salt) => Some(quiver_auth::secrets::address_hash(salt, &address)),
+            Err(err) => {
+                tracing::error!(error = %err, "no audit salt; the client address is not recorded");
+                None
+            }
+        }
+    }
+
     /// Append a row; a failure is logged, never returned (the write already happened).
     pub(crate) async fn record(&self, caller: &Caller, e: Event<'_>) {
         let Some(log) = &self.audit else { return };
         let row = NewAuditRecord {
+            client: self.client_hash().await,
             actor: caller.actor(),
             action: e.action.to_string(),
             namespace: e.namespace.filter(|n| !n.is_empty()).map(str::to_string),
@@ -92,16 +168,9 @@ impl Registry {
         }
     }
 
-    /// The audit log, newest first: everything for admins; one namespace's rows for its
-    /// owners (the filter must name it).
-    pub async fn list_audit(
-        &self,
-        caller: &Caller,
-        filter: AuditFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<AuditRecord>> {
-        check_limit(limit)?;
+    /// Whether `caller` may read the audit rows `filter` selects: admins everything,
+    /// a namespace's owners that namespace's rows (the filter must name it).
+    fn may_read_audit(&self, caller: &Caller, filter: &AuditFilter) -> Result<Arc<dyn AuditLog>> {
         let admin = authorize(caller, Action::Administer, &Target::site()).is_allowed();
         if !admin {
             if matches!(caller, Principal::Anonymous | Principal::Open) {
@@ -118,11 +187,69 @@ impl Registry {
                 ));
             }
         }
-        let log = self
-            .audit
-            .as_ref()
-            .ok_or_else(|| Error::internal("audit", "this store has no audit log"))?;
+        if let (Some(since), Some(until)) = (filter.since, filter.until) {
+            if since >= until {
+                return Err(Error::invalid("until", "must be later than since"));
+            }
+        }
+        self.audit
+            .clone()
+            .ok_or_else(|| Error::internal("audit", "this store has no audit log"))
+    }
+
+    /// The audit log, newest first, a page at a time (see [`Self::may_read_audit`]).
+    pub async fn list_audit(
+        &self,
+        caller: &Caller,
+        filter: AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>> {
+        check_limit(limit)?;
+        let log = self.may_read_audit(caller, &filter)?;
         log.list_audit(&filter, cursor, limit).await
+    }
+
+    /// Every audit row the filter selects, newest first, read a page at a time as the
+    /// export is consumed (the same rights as [`Self::list_audit`], checked once here).
+    pub fn export_audit(&self, caller: &Caller, filter: AuditFilter) -> Result<AuditExport> {
+        let log = self.may_read_audit(caller, &filter)?;
+        Ok(AuditExport {
+            log,
+            filter,
+            cursor: None,
+            done: false,
+        })
+    }
+}
+
+/// An audit export in progress: [`AuditExport::next_page`] until it gives `None`.
+pub struct AuditExport {
+    log: Arc<dyn AuditLog>,
+    filter: AuditFilter,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl AuditExport {
+    /// Rows read per page.
+    pub const PAGE: usize = 500;
+
+    /// The next rows, or `None` when all have been given.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditRecord>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .log
+            .list_audit(&self.filter, self.cursor.as_deref(), Self::PAGE)
+            .await?;
+        self.cursor = page.next_cursor;
+        self.done = self.cursor.is_none();
+        if page.items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(page.items))
     }
 }
 

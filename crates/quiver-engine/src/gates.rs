@@ -14,7 +14,7 @@ use quiver_model::gates::{self, GateInput, GateLevel, PopularName, GATES_VERSION
 use quiver_model::{Entry, EntryKey, ErrorCode, Validation, Version};
 use quiver_search::{SearchIndex, SearchQuery, Sort};
 use quiver_store::worker::Handler;
-use quiver_store::{Job, Store};
+use quiver_store::{AuditLog, Job, NewAuditRecord, Store};
 
 use crate::VALIDATE_VERSION;
 
@@ -25,7 +25,12 @@ pub const POPULAR_MIN: f64 = 0.5;
 pub(crate) struct ValidateVersion {
     pub store: Arc<dyn Store>,
     pub index: Arc<SearchIndex>,
+    /// Where a hold-back is recorded.
+    pub audit: Option<Arc<dyn AuditLog>>,
 }
+
+/// The actor of the audit rows the gates write.
+pub const GATES_ACTOR: &str = "quiver (quality gates)";
 
 /// Whether a stored result is current for this version.
 fn current(v: &Version, r: &Validation) -> bool {
@@ -143,9 +148,25 @@ impl Handler for ValidateVersion {
             );
             let reason: String = reason.chars().take(1000).collect();
             self.store
-                .set_yanked(&key, &version, true, Some(reason))
+                .set_yanked(&key, &version, true, Some(reason.clone()))
                 .await
                 .map_err(|e| e.to_string())?;
+            // The job may run again after a crash here; the version is then already
+            // yanked and no second row is written.
+            if let Some(log) = &self.audit {
+                log.append_audit(NewAuditRecord {
+                    actor: GATES_ACTOR.to_string(),
+                    action: "version.hold-back".to_string(),
+                    namespace: Some(key.namespace.clone()),
+                    target: format!("{key}@{version}"),
+                    outcome: "allowed".to_string(),
+                    reason: Some(reason),
+                    diff: Some(serde_json::json!({"yanked": {"before": false, "after": true}})),
+                    client: None,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            }
         }
         self.store
             .set_validation(&key, &version, result)

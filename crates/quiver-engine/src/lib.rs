@@ -227,6 +227,8 @@ pub struct Registry {
     accounts: Option<Arc<dyn AccountStore>>,
     /// The store's audit log.
     audit: Option<Arc<dyn AuditLog>>,
+    /// The salt of the audit log's client-address hashes, read from the store once.
+    audit_salt: tokio::sync::OnceCell<String>,
     /// Set once a user account has been seen: the open mode has ended for good.
     accounts_exist: AtomicBool,
 }
@@ -277,6 +279,7 @@ impl Registry {
             jobs: store.clone().job_queue(),
             accounts: store.clone().accounts(),
             audit: store.clone().audit_log(),
+            audit_salt: tokio::sync::OnceCell::new(),
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
@@ -778,6 +781,7 @@ impl Registry {
             .handler(gates::ValidateVersion {
                 store: self.store.clone(),
                 index: self.index.clone(),
+                audit: self.audit.clone(),
             });
         let handle = worker.spawn();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());

@@ -401,7 +401,7 @@ impl AccountStore for PostgresStore {
     }
 }
 
-const AUDIT_COLS: &str = "id, at, actor, action, namespace, target, outcome, reason, diff";
+const AUDIT_COLS: &str = "id, at, actor, action, namespace, target, outcome, reason, diff, client";
 
 fn audit_from_row(r: &Row) -> Result<quiver_store::AuditRecord> {
     let decode = || -> std::result::Result<quiver_store::AuditRecord, BoxError> {
@@ -416,6 +416,7 @@ fn audit_from_row(r: &Row) -> Result<quiver_store::AuditRecord> {
             outcome: r.try_get(6)?,
             reason: r.try_get(7)?,
             diff: diff.as_deref().map(serde_json::from_str).transpose()?,
+            client: r.try_get(9)?,
         })
     };
     decode().context("decoding an audit row")
@@ -426,8 +427,9 @@ impl quiver_store::AuditLog for PostgresStore {
     async fn append_audit(&self, a: quiver_store::NewAuditRecord) -> Result<i64> {
         let c = self.pooled().await?;
         Ok(c.query_one(
-            "INSERT INTO audit_log (at, actor, action, namespace, target, outcome, reason, diff) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO audit_log \
+             (at, actor, action, namespace, target, outcome, reason, diff, client) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             &[
                 &now_ms(),
                 &a.actor,
@@ -437,6 +439,7 @@ impl quiver_store::AuditLog for PostgresStore {
                 &a.outcome,
                 &a.reason,
                 &a.diff.map(|d| d.to_string()),
+                &a.client,
             ],
         )
         .await
@@ -453,18 +456,19 @@ impl quiver_store::AuditLog for PostgresStore {
         let before = cursor
             .map(quiver_store::audit::decode_audit_cursor)
             .transpose()?;
-        let (clause, values, before) =
-            quiver_store::audit::audit_where(filter, before, |n| format!("${n}"));
-        let mut args: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        if let Some(b) = &before {
-            args.push(b);
-        }
+        let w = quiver_store::audit::audit_where(filter, before, |n| format!("${n}"));
+        let args: Vec<&(dyn ToSql + Sync)> = w
+            .texts
+            .iter()
+            .map(|v| v as &(dyn ToSql + Sync))
+            .chain(w.ints.iter().map(|v| v as &(dyn ToSql + Sync)))
+            .collect();
         let c = self.pooled().await?;
         let rows = c
             .query(
                 &format!(
-                    "SELECT {AUDIT_COLS} FROM audit_log {clause} ORDER BY id DESC LIMIT {}",
+                    "SELECT {AUDIT_COLS} FROM audit_log {} ORDER BY id DESC LIMIT {}",
+                    w.sql,
                     limit + 1
                 ),
                 &args,

@@ -99,6 +99,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_device_codes",
         include_str!("../migrations/postgres/0009_device_codes.sql"),
     ),
+    (
+        "0010_audit_client",
+        include_str!("../migrations/postgres/0010_audit_client.sql"),
+    ),
 ];
 
 /// Names of the PostgreSQL migrations, in order (they match the SQLite set).

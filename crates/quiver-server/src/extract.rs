@@ -178,6 +178,21 @@ impl Params {
         }
     }
 
+    /// An RFC 3339 time (`2026-11-22T06:00:00Z`).
+    pub fn timestamp(&self, k: &str) -> ApiResult<Option<jiff::Timestamp>> {
+        self.get(k)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    Error::invalid(
+                        k,
+                        format!("'{v}' is not an RFC 3339 time such as 2026-11-22T06:00:00Z"),
+                    )
+                    .into()
+                })
+            })
+            .transpose()
+    }
+
     pub fn bool(&self, k: &str) -> ApiResult<bool> {
         match self.get(k) {
             None | Some("false") | Some("0") => Ok(false),

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
 /// when served with connect info (as [`serve_with`] does); without it, anonymous callers
 /// share one count.
 pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
+    let trust_forwarded_for = limits.trust_forwarded_for;
     let limiting = limits::Limiting::new(&state, limits);
     let api = Router::new()
         .route(
@@ -70,6 +71,7 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
         .route("/reviews", get(routes::list_reviews))
         .route("/user", get(routes::whoami))
         .route("/audit", get(routes::list_audit))
+        .route("/audit/export", get(routes::export_audit))
         .route("/session", axum::routing::post(routes::login))
         .route(
             "/tokens",
@@ -110,10 +112,14 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
     if let Some(l) = limiting {
         app = app.layer(axum::middleware::from_fn_with_state(l, limits::limit));
     }
-    app.layer(axum::middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
-        .with_state(state)
+    app.layer(axum::middleware::from_fn_with_state(
+        trust_forwarded_for,
+        limits::client_context,
+    ))
+    .layer(axum::middleware::from_fn(metrics::track))
+    .layer(TraceLayer::new_for_http())
+    .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
+    .with_state(state)
 }
 
 /// Serve until `shutdown` resolves, then finish in-flight requests. No rate limits: see

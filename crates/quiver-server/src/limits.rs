@@ -410,6 +410,17 @@ fn header(resp: &mut Response, name: &'static str, value: u64) {
         .insert(HeaderName::from_static(name), HeaderValue::from(value));
 }
 
+/// The middleware that gives the engine the request's client address (the same address
+/// rate limits count, [`client_address`]), for the audit log to record hashed.
+pub(crate) async fn client_context(
+    State(trust_forwarded_for): State<bool>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let address = client_address(&req, trust_forwarded_for).map(|ip| ip.to_string());
+    quiver_engine::audit::with_client(address, next.run(req)).await
+}
+
 /// The middleware: count the request, then serve it or answer 429.
 pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -> Response {
     let Some(class) = RouteClass::of(req.method(), req.uri().path()) else {

@@ -464,12 +464,31 @@ pub const OPERATIONS: &[Operation] = &[
             ("actor", "query", "rows by this actor"),
             ("action", "query", "e.g. entry.create, version.publish, member.set"),
             ("outcome", "query", "allowed or denied"),
+            ("since", "query", "rows at or after this RFC 3339 time"),
+            ("until", "query", "rows before this RFC 3339 time"),
             ("cursor", "query", "next_cursor of the previous page"),
             ("limit", "query", "1 to 100, default 20")
         ],
         None,
         200,
         Some("AuditPage"),
+        false
+    ),
+    op!(
+        "get",
+        "/api/v1/audit/export",
+        "Every audit row the filters select, newest first, streamed as JSON lines (application/x-ndjson, one AuditRecord per line); the same rights as the listing",
+        &[
+            ("namespace", "query", "rows about this namespace"),
+            ("actor", "query", "rows by this actor"),
+            ("action", "query", "e.g. entry.create, version.publish, member.set"),
+            ("outcome", "query", "allowed or denied"),
+            ("since", "query", "rows at or after this RFC 3339 time"),
+            ("until", "query", "rows before this RFC 3339 time")
+        ],
+        None,
+        200,
+        Some("AuditRecord"),
         false
     ),
     op!(
@@ -616,6 +635,15 @@ pub fn document() -> &'static Value {
     DOC.get_or_init(build)
 }
 
+/// The media type of an operation's success body: JSON, but JSON lines for exports.
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with("/export") {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    }
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -640,7 +668,7 @@ fn build() -> Value {
             "responses": {
                 op.status.to_string(): {
                     "description": "success",
-                    "content": {"application/json": {"schema": match op.response {
+                    "content": {content_type(op.path): {"schema": match op.response {
                         Some(r) if op.response_is_array => json!({"type": "array", "items": schema_ref(r)}),
                         Some(r) => schema_ref(r),
                         None => json!({}),
@@ -668,6 +696,7 @@ fn build() -> Value {
                 "/api/v1/user",
                 "/api/v1/tokens",
                 "/api/v1/audit",
+                "/api/v1/audit/export",
                 "/api/v1/reviews",
             ]
             .contains(&op.path)

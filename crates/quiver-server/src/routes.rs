@@ -102,6 +102,7 @@ pub async fn list_entries(
         tags: p.strings("tag"),
         statuses: p.list::<Status>("status")?,
         visibilities: vec![],
+        private_namespaces: None,
     };
     let limit = p.usize("limit", 20)?;
     let page = state
@@ -341,6 +342,7 @@ pub async fn search(
         facets: p.bool("facets")?,
         highlight: p.bool("highlight")?,
         private_namespaces: vec![],
+        all_private: false,
     };
     let started = Instant::now();
     let results = state.registry.search(&caller, query)?;
@@ -599,7 +601,27 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-const AUDIT_PARAMS: &[&str] = &["namespace", "actor", "action", "outcome", "cursor", "limit"];
+const AUDIT_PARAMS: &[&str] = &[
+    "namespace",
+    "actor",
+    "action",
+    "outcome",
+    "since",
+    "until",
+    "cursor",
+    "limit",
+];
+
+fn audit_filter(p: &Params) -> ApiResult<quiver_store::AuditFilter> {
+    Ok(quiver_store::AuditFilter {
+        namespace: p.get("namespace").map(str::to_string),
+        actor: p.get("actor").map(str::to_string),
+        action: p.get("action").map(str::to_string),
+        outcome: p.get("outcome").map(str::to_string),
+        since: p.timestamp("since")?,
+        until: p.timestamp("until")?,
+    })
+}
 
 /// The audit log: admins read all of it, a namespace's owners read theirs.
 pub async fn list_audit(
@@ -608,17 +630,56 @@ pub async fn list_audit(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(query.as_deref(), AUDIT_PARAMS)?;
-    let filter = quiver_store::AuditFilter {
-        namespace: p.get("namespace").map(str::to_string),
-        actor: p.get("actor").map(str::to_string),
-        action: p.get("action").map(str::to_string),
-        outcome: p.get("outcome").map(str::to_string),
-    };
     let page = state
         .registry
-        .list_audit(&caller, filter, p.get("cursor"), p.usize("limit", 20)?)
+        .list_audit(
+            &caller,
+            audit_filter(&p)?,
+            p.get("cursor"),
+            p.usize("limit", 20)?,
+        )
         .await?;
     Ok(Json(page).into_response())
+}
+
+/// The whole audit log (the same filters and rights as the listing), newest first, as
+/// JSON lines, streamed: one row per line, read from the store a page at a time.
+pub async fn export_audit(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(query.as_deref(), &AUDIT_PARAMS[..6])?;
+    let export = state.registry.export_audit(&caller, audit_filter(&p)?)?;
+    let lines = futures_util::stream::unfold(Some(export), |export| async move {
+        let mut export = export?;
+        match export.next_page().await {
+            Ok(Some(rows)) => {
+                let mut buf = Vec::with_capacity(rows.len() * 256);
+                for r in &rows {
+                    // A row is plain data: serializing it cannot fail.
+                    serde_json::to_writer(&mut buf, r).unwrap_or_default();
+                    buf.push(b'\n');
+                }
+                Some((Ok(axum::body::Bytes::from(buf)), Some(export)))
+            }
+            Ok(None) => None,
+            // A failure mid-stream can no longer change the status: the body ends early
+            // (the client sees a truncated transfer) and the error is logged.
+            Err(e) => {
+                tracing::error!(error = %e, "audit export failed");
+                Some((Err(std::io::Error::other(e.to_string())), None))
+            }
+        }
+    });
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/x-ndjson"),
+        )],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

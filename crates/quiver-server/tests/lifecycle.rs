@@ -450,6 +450,24 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
     );
     let (_, e) = app.get(&bad, Some(&olga)).await;
     assert_eq!(e["latest_version"], Value::Null, "{e}");
+    // The hold-back is in the audit log, by the gates, with the reason and the diff.
+    let (s, log) = app
+        .get(
+            "/api/v1/audit?namespace=acme&action=version.hold-back",
+            Some(&olga),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    let rows = log["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{log}");
+    assert_eq!(rows[0]["actor"], "quiver (quality gates)");
+    assert_eq!(rows[0]["target"], "tool acme/text.csvPrase@1.0.0");
+    assert_eq!(rows[0]["reason"], reason);
+    assert_eq!(
+        rows[0]["diff"]["yanked"],
+        json!({"before": false, "after": true})
+    );
+    assert_eq!(rows[0]["client"], Value::Null, "a job has no client");
     for (name, level, passed) in [
         ("schema", "required", true),
         ("io_schemas", "required", true),

@@ -298,6 +298,7 @@ pub async fn audit_log_appends_filters_and_pages(t: &TestStore) {
         outcome: outcome.into(),
         reason: (outcome == "denied").then(|| "no rights".to_string()),
         diff: Some(serde_json::json!({"description": {"before": null, "after": "x"}})),
+        client: (actor == "alice").then(|| "c0ffee".to_string()),
     };
     let mut ids = vec![];
     for (actor, ns, outcome) in [
@@ -319,6 +320,8 @@ pub async fn audit_log_appends_filters_and_pages(t: &TestStore) {
     );
     assert_eq!(all.items[2].reason.as_deref(), Some("no rights"));
     assert_eq!(all.items[2].diff, rec("bob", "acme", "denied").diff);
+    assert_eq!(all.items[3].client.as_deref(), Some("c0ffee"));
+    assert_eq!(all.items[2].client, None);
     assert!(all.next_cursor.is_none());
     let acme = AuditFilter {
         namespace: Some("acme".into()),
@@ -343,6 +346,42 @@ pub async fn audit_log_appends_filters_and_pages(t: &TestStore) {
         log.list_audit(&denied, None, 10).await.unwrap().items.len(),
         1
     );
+    // Time windows: rows at or after `since`, before `until`.
+    let first_at = all.items.last().unwrap().at;
+    let none_before = AuditFilter {
+        until: Some(first_at),
+        ..Default::default()
+    };
+    assert!(log
+        .list_audit(&none_before, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let from_first = AuditFilter {
+        since: Some(first_at),
+        until: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)),
+        namespace: Some("acme".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        log.list_audit(&from_first, None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    let after_all = AuditFilter {
+        since: Some(all.items[0].at + jiff::SignedDuration::from_secs(1)),
+        ..Default::default()
+    };
+    assert!(log
+        .list_audit(&after_all, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     let e = log
         .list_audit(&AuditFilter::default(), Some("garbage"), 10)
         .await

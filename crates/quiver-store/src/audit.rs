@@ -1,7 +1,8 @@
-//! The audit log (migration `0006_audit` on both backends): one row per write and per
-//! denied write — actor, action, target, outcome, reason and the change as a diff —
-//! newest first, filterable by namespace, actor, action and outcome, cursor-paginated.
-//! Reached through [`Store::audit_log`](crate::Store::audit_log).
+//! The audit log (migrations `0006_audit` and `0010_audit_client` on both backends): one
+//! row per write and per denied write — actor, action, target, outcome, reason, the change
+//! as a diff and the hashed client address — newest first, filterable by namespace, actor,
+//! action, outcome and time, cursor-paginated. Reached through
+//! [`Store::audit_log`](crate::Store::audit_log).
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -28,6 +29,10 @@ pub struct NewAuditRecord {
     pub reason: Option<String>,
     /// Changed fields: `{"field": {"before": ..., "after": ...}}`.
     pub diff: Option<serde_json::Value>,
+    /// The client's address, hashed with a salt of this registry (never the address):
+    /// the same client gives the same value, and the value does not give the address.
+    /// `None` for writes with no client (jobs, imports).
+    pub client: Option<String>,
 }
 
 /// A stored row.
@@ -42,6 +47,8 @@ pub struct AuditRecord {
     pub outcome: String,
     pub reason: Option<String>,
     pub diff: Option<serde_json::Value>,
+    /// The hashed client address (see [`NewAuditRecord::client`]).
+    pub client: Option<String>,
 }
 
 /// Which rows to list; `None` means any.
@@ -51,6 +58,10 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
+    /// Rows at or after this time.
+    pub since: Option<Timestamp>,
+    /// Rows before this time.
+    pub until: Option<Timestamp>,
 }
 
 #[async_trait]
@@ -89,15 +100,23 @@ pub fn audit_page(mut items: Vec<AuditRecord>, limit: usize) -> Page<AuditRecord
     Page { items, next_cursor }
 }
 
-/// The WHERE clause of a listing (`$n`/`?n` placeholders from `first`), with its values in
-/// order: shared by both backends so that they filter alike.
+/// The WHERE clause of a listing, shared by both backends so that they filter alike.
+pub struct AuditWhere {
+    /// `WHERE ...`, or empty. Placeholders come from the `placeholder` function: the
+    /// [`texts`](Self::texts) first (1..), then the [`ints`](Self::ints).
+    pub sql: String,
+    pub texts: Vec<String>,
+    pub ints: Vec<i64>,
+}
+
+/// The WHERE clause of a listing: the filter, and `id < before` for a cursor.
 pub fn audit_where(
     filter: &AuditFilter,
     before: Option<i64>,
     placeholder: impl Fn(usize) -> String,
-) -> (String, Vec<String>, Option<i64>) {
+) -> AuditWhere {
     let mut clauses = vec![];
-    let mut values = vec![];
+    let mut texts = vec![];
     for (col, v) in [
         ("namespace", &filter.namespace),
         ("actor", &filter.actor),
@@ -105,17 +124,26 @@ pub fn audit_where(
         ("outcome", &filter.outcome),
     ] {
         if let Some(v) = v {
-            values.push(v.clone());
-            clauses.push(format!("{col} = {}", placeholder(values.len())));
+            texts.push(v.clone());
+            clauses.push(format!("{col} = {}", placeholder(texts.len())));
         }
     }
-    if before.is_some() {
-        clauses.push(format!("id < {}", placeholder(values.len() + 1)));
+    let mut ints = vec![];
+    let ms = |t: &Timestamp| t.as_millisecond();
+    for (cond, v) in [
+        ("at >=", filter.since.as_ref().map(ms)),
+        ("at <", filter.until.as_ref().map(ms)),
+        ("id <", before),
+    ] {
+        if let Some(v) = v {
+            ints.push(v);
+            clauses.push(format!("{cond} {}", placeholder(texts.len() + ints.len())));
+        }
     }
     let sql = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    (sql, values, before)
+    AuditWhere { sql, texts, ints }
 }

@@ -64,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_device_codes",
         include_str!("../migrations/sqlite/0009_device_codes.sql"),
     ),
+    (
+        "0010_audit_client",
+        include_str!("../migrations/sqlite/0010_audit_client.sql"),
+    ),
 ];
 
 /// Names of the SQLite migrations, in order (the PostgreSQL set must match them).

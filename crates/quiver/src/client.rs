@@ -7,6 +7,7 @@ use clap::Args;
 use quiver_model::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
+use std::io::Write;
 
 use crate::Remote;
 
@@ -26,16 +27,14 @@ impl Client {
         }
     }
 
-    /// Send a request; `Ok(None)` for 404, the JSON body for success, an error carrying
-    /// the server's message (and field) otherwise.
-    async fn call(
+    /// Send a request and hand back the response, whatever its status.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> anyhow::Result<Option<Value>> {
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{}", self.remote.server.trim_end_matches('/'), path);
-        let is_get = method == Method::GET;
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.remote.token {
             req = req.bearer_auth(t);
@@ -43,7 +42,7 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
+        req.send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow!(
                     "could not reach the server at {} (is `quiver serve` running? set --server or QUIVER_SERVER)",
@@ -52,23 +51,40 @@ impl Client {
             } else {
                 anyhow!("request to {url} failed: {e}")
             }
-        })?;
+        })
+    }
+
+    /// Send a request; `Ok(None)` for 404, the JSON body for success, an error carrying
+    /// the server's message (and field) otherwise.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Option<Value>> {
+        let is_get = method == Method::GET;
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
+        if status == StatusCode::NOT_FOUND && is_get {
+            return Ok(None);
+        }
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(Some(value));
         }
-        if status == StatusCode::NOT_FOUND && is_get {
-            return Ok(None);
-        }
-        let e = &value["error"];
-        let msg = e["message"]
-            .as_str()
-            .unwrap_or("the server refused the request");
-        match e["field"].as_str() {
-            Some(f) => bail!("{msg} (field: {f}; HTTP {status})"),
-            None => bail!("{msg} (HTTP {status})"),
-        }
+        Err(refusal(status, &value))
+    }
+}
+
+/// The error for a refused request: the server's message, and field when it names one.
+fn refusal(status: StatusCode, body: &Value) -> anyhow::Error {
+    let e = &body["error"];
+    let msg = e["message"]
+        .as_str()
+        .unwrap_or("the server refused the request");
+    match e["field"].as_str() {
+        Some(f) => anyhow!("{msg} (field: {f}; HTTP {status})"),
+        None => anyhow!("{msg} (HTTP {status})"),
     }
 }
 
@@ -360,6 +376,116 @@ pub async fn list(a: ListArgs) -> anyhow::Result<()> {
             e["latest_version"].as_str().unwrap_or("-"),
             s("status")
         );
+    }
+    if let Some(c) = r["next_cursor"].as_str() {
+        println!("more: --cursor {c}");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Rows about this namespace (required unless you are an admin: owners read theirs).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Rows by this actor (a user name, `name (token N)`, ...).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Rows of this action: entry.create, version.publish, member.set, ...
+    #[arg(long)]
+    pub action: Option<String>,
+    /// allowed or denied.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Rows at or after this RFC 3339 time (2026-11-01T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Rows before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = 20, conflicts_with = "export")]
+    pub limit: usize,
+    /// Continue after a previous page.
+    #[arg(long, conflicts_with = "export")]
+    pub cursor: Option<String>,
+    /// Export every matching row as JSON lines (to --output, or standard output).
+    #[arg(long)]
+    pub export: bool,
+    /// The file the export is written to.
+    #[arg(long, short, requires = "export")]
+    pub output: Option<PathBuf>,
+}
+
+/// `quiver audit`: a page of the audit log, or (`--export`) all of it as JSON lines,
+/// streamed to a file as the server sends it.
+pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
+    let client = Client::new(a.remote.clone());
+    let filters = [
+        ("namespace", a.namespace),
+        ("actor", a.actor),
+        ("action", a.action),
+        ("outcome", a.outcome),
+        ("since", a.since),
+        ("until", a.until),
+    ];
+    if a.export {
+        let qs = query_string(&filters);
+        let mut resp = client
+            .send(Method::GET, &format!("/api/v1/audit/export?{qs}"), None)
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(refusal(status, &body));
+        }
+        let mut out: Box<dyn Write> = match &a.output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            )),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let mut rows = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .context("the server ended the export early")?
+        {
+            rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            out.write_all(&chunk).context("writing the export")?;
+        }
+        out.flush().context("writing the export")?;
+        if let Some(p) = &a.output {
+            eprintln!("{rows} audit rows written to {}", p.display());
+        }
+        return Ok(());
+    }
+    let mut pairs = filters.to_vec();
+    pairs.push(("limit", Some(a.limit.to_string())));
+    pairs.push(("cursor", a.cursor));
+    let qs = query_string(&pairs);
+    let r = client
+        .call(Method::GET, &format!("/api/v1/audit?{qs}"), None)
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&r);
+    }
+    for row in r["items"].as_array().into_iter().flatten() {
+        let s = |k: &str| row[k].as_str().unwrap_or("-").to_string();
+        let mut line = format!(
+            "{}  {:<7} {:<20} {:<18} {}",
+            s("at"),
+            s("outcome"),
+            s("actor"),
+            s("action"),
+            s("target")
+        );
+        if let Some(reason) = row["reason"].as_str() {
+            line.push_str(&format!("  ({reason})"));
+        }
+        println!("{line}");
     }
     if let Some(c) = r["next_cursor"].as_str() {
         println!("more: --cursor {c}");

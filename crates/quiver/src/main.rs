@@ -100,6 +100,8 @@ enum Command {
     Search(client::SearchArgs),
     /// List entries on a server.
     List(client::ListArgs),
+    /// Read or export a server's audit log (admins; owners with --namespace).
+    Audit(client::AuditArgs),
     /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and PostgreSQL.
     Bench(bench::BenchArgs),
     /// Sign in to a server with a device code (approve it in a signed-in session) and keep
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => local::jobs(a).await,
             Command::Publish(a) => client::publish(a).await,
             Command::Info(a) => client::info(a).await,
+            Command::Audit(a) => client::audit(a).await,
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,
             Command::Bench(a) => bench::run(a).await,

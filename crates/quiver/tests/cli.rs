@@ -170,6 +170,87 @@ async fn demo_server_answers_client_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_reads_and_exports_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--admin-token", "root-for-cli-tests"]);
+    let s = ["--server", server.base.as_str()];
+    let admin = ["--token", "root-for-cli-tests"];
+    let http = reqwest::Client::new();
+    let password = "correct horse battery staple";
+    let r = http
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": "olga", "email": "olga@example.org", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let session: Value = http
+        .post(server.url("/api/v1/session"))
+        .json(&json!({"name": "olga", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let olga = session["token"].as_str().unwrap();
+    for ns in ["acme", "beta"] {
+        let r = http
+            .post(server.url("/api/v1/namespaces"))
+            .bearer_auth(olga)
+            .json(&json!({"name": ns}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    let (ok, out, err) = quiver(&[&["audit"], &s[..], &admin[..]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("namespace.create") && out.contains("namespace acme"),
+        "{out}"
+    );
+    let (ok, out, err) =
+        quiver(&[&["audit"], &s[..], &admin[..], &["--json", "--limit", "1"]].concat());
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["items"][0]["target"], "namespace beta",
+        "newest first: {v}"
+    );
+    assert!(v["next_cursor"].is_string());
+
+    let file = dir.path().join("audit.jsonl");
+    let f = file.to_str().unwrap();
+    let (ok, _, err) = quiver(
+        &[
+            &["audit"],
+            &s[..],
+            &admin[..],
+            &["--export", "--namespace", "acme", "-o", f],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("1 audit rows written"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(rows[0]["namespace"], "acme");
+
+    // Refusals and bad input are sentences naming the field.
+    let (ok, _, err) = quiver(&[&["audit"], &s[..], &["--export"]].concat());
+    assert!(!ok && err.contains("sign in"), "{err}");
+    let (ok, _, err) =
+        quiver(&[&["audit"], &s[..], &admin[..], &["--since", "yesterday"]].concat());
+    assert!(!ok && err.contains("field: since"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--rate-limits", "off"]);

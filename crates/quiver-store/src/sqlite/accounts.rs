@@ -376,7 +376,7 @@ impl AccountStore for SqliteStore {
     }
 }
 
-const AUDIT_COLS: &str = "id, at, actor, action, namespace, target, outcome, reason, diff";
+const AUDIT_COLS: &str = "id, at, actor, action, namespace, target, outcome, reason, diff, client";
 
 fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::AuditRecord> {
     let diff: Option<String> = r.get(8)?;
@@ -390,6 +390,7 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::AuditRecord>
         outcome: r.get(6)?,
         reason: r.get(7)?,
         diff: diff.as_deref().map(super::json_col).transpose()?,
+        client: r.get(9)?,
     })
 }
 
@@ -398,8 +399,9 @@ impl crate::AuditLog for SqliteStore {
     async fn append_audit(&self, a: crate::NewAuditRecord) -> Result<i64> {
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO audit_log (at, actor, action, namespace, target, outcome, reason, diff) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO audit_log \
+                 (at, actor, action, namespace, target, outcome, reason, diff, client) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     now_ms(),
                     a.actor,
@@ -408,7 +410,8 @@ impl crate::AuditLog for SqliteStore {
                     a.target,
                     a.outcome,
                     a.reason,
-                    a.diff.map(|d| d.to_string())
+                    a.diff.map(|d| d.to_string()),
+                    a.client
                 ],
             )
             .context("appending to the audit log")?;
@@ -424,20 +427,23 @@ impl crate::AuditLog for SqliteStore {
         limit: usize,
     ) -> Result<crate::Page<crate::AuditRecord>> {
         let before = cursor.map(crate::audit::decode_audit_cursor).transpose()?;
-        let (clause, values, before) =
-            crate::audit::audit_where(filter, before, |n| format!("?{n}"));
+        let w = crate::audit::audit_where(filter, before, |n| format!("?{n}"));
         self.read(move |c| {
             let sql = format!(
-                "SELECT {AUDIT_COLS} FROM audit_log {clause} ORDER BY id DESC LIMIT {}",
+                "SELECT {AUDIT_COLS} FROM audit_log {} ORDER BY id DESC LIMIT {}",
+                w.sql,
                 limit + 1
             );
-            let mut args: Vec<Box<dyn rusqlite::ToSql>> = values
+            let args: Vec<Box<dyn rusqlite::ToSql>> = w
+                .texts
                 .into_iter()
                 .map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>)
+                .chain(
+                    w.ints
+                        .into_iter()
+                        .map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
+                )
                 .collect();
-            if let Some(b) = before {
-                args.push(Box::new(b));
-            }
             let rows = c
                 .prepare(&sql)
                 .and_then(|mut s| {
