@@ -50,6 +50,18 @@ pub struct ServeArgs {
     /// New entries a trusted publisher may publish a day without review.
     #[arg(long, default_value_t = 10)]
     pub daily_auto_publish: u64,
+    /// Seconds a device sign-in code (`quiver login`) waits for approval.
+    #[arg(long, env = "QUIVER_DEVICE_CODE_LIFETIME", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub device_code_lifetime: u64,
+    /// Seconds a device sign-in client is told to wait between polls.
+    #[arg(long, env = "QUIVER_DEVICE_POLL_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub device_poll_interval: u64,
+    /// The page users enter device codes at, when the server is reached under another
+    /// address than its own (behind a proxy); default: `<the server's address>/device`.
+    #[arg(long, env = "QUIVER_DEVICE_VERIFICATION_URI")]
+    pub device_verification_uri: Option<String>,
 }
 
 /// Import the embedded demo data into a store.
@@ -106,6 +118,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.open_writes = a.admin_token.is_none();
     config.review.enabled = a.review;
     config.review.daily_limit = a.daily_auto_publish;
+    config.device.lifetime = std::time::Duration::from_secs(a.device_code_lifetime);
+    config.device.interval = std::time::Duration::from_secs(a.device_poll_interval);
+    config.device.verification_uri = a.device_verification_uri;
+    if a.device_poll_interval >= a.device_code_lifetime {
+        bail!("--device-poll-interval must be shorter than --device-code-lifetime");
+    }
     if config.open_writes {
         tracing::warn!(
             "no admin token set: anyone who can reach this server may write until the first \

@@ -19,10 +19,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(data_dir: &Path) -> Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("QUIVER_LOG", "warn")
             .env_remove("QUIVER_ADMIN_TOKEN")
             .stdout(Stdio::piped())
@@ -104,9 +105,30 @@ async fn login_approve_store_0600_use_and_logout() {
     use reqwest::Method;
 
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
+    // Device codes as configured: a shorter life, a quicker poll (the login below is
+    // quicker too).
+    let server = Server::start(
+        data.path(),
+        &[
+            "--device-code-lifetime",
+            "120",
+            "--device-poll-interval",
+            "1",
+        ],
+    );
     let base = server.base.clone();
     let http = reqwest::Client::new();
+    let (s, b) = call(
+        &http,
+        Method::POST,
+        format!("{base}/api/v1/device/code"),
+        None,
+        Some(json!({"client_name": "probe"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["expires_in"], 120, "{b}");
+    assert_eq!(b["interval"], 1, "{b}");
 
     // A user with a private entry, which only a token of theirs can see.
     let (s, b) = call(
