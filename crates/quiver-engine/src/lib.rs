@@ -496,6 +496,16 @@ impl Registry {
                 "a status change (and a deprecation) needs a reason: POST .../status with {\"status\", \"reason\"}, or POST .../deprecate",
             ));
         }
+        // Gate results are keyed by the manifest, so an edit does not re-run them; the one
+        // gate that reads the entry is applied to the edit instead, once a version is out.
+        if let (Some(d), Some(_)) = (&patch.description, &before.latest_version) {
+            if let Some(why) = quiver_model::gates::description_problem(d) {
+                return Err(Error::invalid(
+                    "description",
+                    format!("{why}: the entry has published versions, which must keep passing the `description` quality gate"),
+                ));
+            }
+        }
         let e = self.store.update_entry(key, patch).await?;
         self.wrote();
         self.record(

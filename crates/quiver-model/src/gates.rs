@@ -166,14 +166,20 @@ fn io_schemas(input: &GateInput<'_>) -> Check {
 }
 
 fn description(input: &GateInput<'_>) -> Check {
-    let n = input.description.trim().chars().count();
-    if n < MIN_DESCRIPTION {
-        Err(vec![format!(
-            "the description has {n} characters; at least {MIN_DESCRIPTION} are needed"
-        )])
-    } else {
-        Ok(vec![])
+    match description_problem(input.description) {
+        Some(why) => Err(vec![why]),
+        None => Ok(vec![]),
     }
+}
+
+/// Why a description fails the `description` gate, if it does. (The one gate that reads
+/// the entry rather than the version: the engine also applies it to edits of entries
+/// with published versions, whose stored results are keyed by the manifest.)
+pub fn description_problem(description: &str) -> Option<String> {
+    let n = description.trim().chars().count();
+    (n < MIN_DESCRIPTION).then(|| {
+        format!("the description has {n} characters; at least {MIN_DESCRIPTION} are needed")
+    })
 }
 
 fn examples(input: &GateInput<'_>) -> Check {

@@ -551,6 +551,44 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
         second["validation"], first["validation"],
         "the same manifest is not validated twice"
     );
+
+    // The description gate reads the entry, not the manifest: once versions are out, an
+    // edit may not take the description below it (and changes nothing when refused).
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &good,
+            Some(&olga),
+            Some(json!({"description": "TSV"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        error_of(&b, "invalid_input", Some("description")).contains("quality gate"),
+        "{b}"
+    );
+    let (_, e) = app.get(&good, Some(&olga)).await;
+    assert_eq!(e["description"], "Split TSV text into typed rows");
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &good,
+            Some(&olga),
+            Some(json!({"description": "Split tab-separated text into typed rows"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // A draft without versions may still hold a short description.
+    let draft = create(&app, &olga, "text.draft", "Draft tool for later").await;
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &draft,
+            Some(&olga),
+            Some(json!({"description": "WIP"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 /// A server with review on and a daily auto-publish limit of 2.
