@@ -9,11 +9,19 @@
 //!   namespace rule; `-2`, `-3`... when taken), with no password (it signs in only
 //!   through the provider, or with tokens). Existing accounts are never linked by email:
 //!   the provider's email is not proof of owning the quiver account.
+//! - a signed-in user links an identity to their own account on purpose
+//!   ([`Registry::begin_oidc_link`]): the sign-in's `state` is recorded (hashed, for ten
+//!   minutes, in [`LINKS`], so any node can answer the callback) with the user, and the
+//!   callback that comes back with that state links the identity instead of signing in.
+//!   Only a password session or a token with every scope and no name pattern may start a
+//!   link: the identity then signs in with full rights, so a narrower token must not
+//!   be able to add one.
 
 use jiff::{SignedDuration, Timestamp};
 use quiver_auth::{secrets, Account, Principal, Scope};
-use quiver_model::{Error, ErrorCode, Result};
+use quiver_model::{Error, ErrorCode, NewDocument, Result};
 use quiver_store::{NewToken, NewUser};
+use serde::Serialize;
 
 use crate::accounts::NewTokenSecret;
 use crate::audit::{diff_of, Event};
@@ -42,6 +50,29 @@ pub struct ExternalUser {
     pub subject: String,
     pub login: Option<String>,
     pub email: Option<String>,
+}
+
+/// Pending links: key the hashed `state` of the sign-in, body the user and the expiry.
+pub const LINKS: &str = "quiver.oidc-links";
+
+/// How long a started link waits for the provider's callback.
+const LINK_TTL: SignedDuration = SignedDuration::from_secs(600);
+
+/// The end of a callback: a session for the person, or an identity linked to the user who
+/// started a link.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    SignedIn(NewTokenSecret),
+    Linked(LinkedIdentity),
+}
+
+/// An outside identity linked to a quiver user.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct LinkedIdentity {
+    pub provider: String,
+    pub subject: String,
+    pub user: String,
 }
 
 /// A user name from a provider's login: lowercase, allowed characters only.
@@ -73,6 +104,147 @@ impl Registry {
             .oidc
             .as_ref()
             .ok_or_else(|| Error::not_found("outside sign-in (no provider is configured)"))
+    }
+
+    /// Record that the sign-in with this `state` links an identity to the caller's
+    /// account (see the module's notes for who may).
+    pub async fn begin_oidc_link(&self, caller: &Principal, state: &str) -> Result<()> {
+        self.oidc()?;
+        let account = match caller {
+            Principal::User(a) => a,
+            Principal::Token {
+                account,
+                scopes,
+                pattern: None,
+                ..
+            } if Scope::ALL.iter().all(|s| scopes.contains(s)) => account,
+            Principal::Token { .. } => return Err(Error::forbidden(
+                "linking a sign-in needs a session or a token with every scope and no name pattern",
+            )),
+            _ => {
+                return Err(Error::unauthorized(
+                    "sign in to link an outside account to yours (Authorization: Bearer <token>)",
+                ))
+            }
+        };
+        let body = serde_json::json!({
+            "user_id": account.id,
+            "expires_at": (Timestamp::now() + LINK_TTL).to_string(),
+        });
+        self.store
+            .put_documents(vec![NewDocument::new(
+                LINKS,
+                secrets::token_hash(state),
+                body,
+            )])
+            .await?;
+        Ok(())
+    }
+
+    /// The provider's verified answer for the sign-in with `state`: a link, when a user
+    /// started one with that state ([`Self::begin_oidc_link`]), else a sign-in.
+    pub async fn external_callback(
+        &self,
+        who: ExternalUser,
+        state: &str,
+    ) -> Result<CallbackOutcome> {
+        let key = secrets::token_hash(state);
+        let Some(pending) = self.store.get_document(LINKS, &key).await? else {
+            return Ok(CallbackOutcome::SignedIn(self.external_sign_in(who).await?));
+        };
+        let body = &pending.body;
+        if body["used"] == true {
+            return Err(Error::unauthorized(
+                "outside sign-in failed: this link was completed already",
+            ));
+        }
+        // Used once, whatever happens next.
+        self.store
+            .put_documents(vec![NewDocument::new(
+                LINKS,
+                key,
+                serde_json::json!({"used": true}),
+            )])
+            .await?;
+        let expired = body["expires_at"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_none_or(|t| t < Timestamp::now());
+        if expired {
+            return Err(Error::unauthorized(
+                "outside sign-in failed: the link request expired; start it again",
+            ));
+        }
+        let user_id = body["user_id"]
+            .as_i64()
+            .ok_or_else(|| Error::internal("a pending link", "it names no user"))?;
+        Ok(CallbackOutcome::Linked(
+            self.link_identity(user_id, who).await?,
+        ))
+    }
+
+    /// Link `who` to the user `user_id`; a conflict when it signs in as another user.
+    async fn link_identity(&self, user_id: i64, who: ExternalUser) -> Result<LinkedIdentity> {
+        let provider = self.oidc()?.provider.clone();
+        if who.subject.is_empty() || who.subject.len() > 255 {
+            return Err(Error::unauthorized("the provider named no user"));
+        }
+        let accounts = self
+            .accounts
+            .clone()
+            .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))?;
+        let links =
+            self.store.clone().external_identities().ok_or_else(|| {
+                Error::internal("accounts", "this store has no external identities")
+            })?;
+        let user = accounts
+            .get_user_by_id(user_id)
+            .await?
+            .ok_or_else(|| Error::unauthorized("the user who started the link is gone"))?;
+        let linked = LinkedIdentity {
+            provider: provider.clone(),
+            subject: who.subject.clone(),
+            user: user.name.clone(),
+        };
+        match links.external_user(&provider, &who.subject).await? {
+            Some(id) if id == user.id => return Ok(linked),
+            Some(other) => {
+                let name = accounts
+                    .get_user_by_id(other)
+                    .await?
+                    .map(|u| u.name)
+                    .unwrap_or_else(|| format!("#{other}"));
+                return Err(Error::conflict(
+                    "identity",
+                    format!("this {provider} account already signs in as user '{name}'"),
+                ));
+            }
+            None => {}
+        }
+        links
+            .link_external(&provider, &who.subject, user.id)
+            .await?;
+        self.wrote();
+        let actor = Principal::User(Account {
+            id: user.id,
+            name: user.name.clone(),
+            ..Default::default()
+        });
+        self.record(
+            &actor,
+            Event {
+                action: "user.link",
+                namespace: Some(&user.name),
+                target: format!("user {}", user.name),
+                denied: None,
+                reason: Some(format!("linked a {provider} account")),
+                diff: Some(serde_json::json!({
+                    "identity": {"before": null, "after": format!("{provider}:{}", who.subject)}
+                })),
+            },
+        )
+        .await;
+        Ok(linked)
     }
 
     /// Sign in the person the provider vouched for: their linked user, or a new one; a

@@ -91,6 +91,7 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
         )
         .route("/device/token", axum::routing::post(device::device_token))
         .route("/auth/oidc/start", get(oidc::start))
+        .route("/auth/oidc/link", axum::routing::post(oidc::link))
         .route("/auth/oidc/callback", get(oidc::callback))
         .route("/openapi.json", get(routes::openapi));
     let mut app = Router::new()

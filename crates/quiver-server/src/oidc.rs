@@ -4,7 +4,8 @@
 //! back to `GET /api/v1/auth/oidc/callback`, which checks the state, exchanges the code
 //! (with the PKCE verifier and the client secret) for an access token, asks the userinfo
 //! endpoint who it is, and lets the engine link or create the user and issue a session
-//! token.
+//! token. `POST /api/v1/auth/oidc/link` starts the same dance for a signed-in user, whose
+//! callback links the identity to their account instead (see `quiver_engine::oidc`).
 //!
 //! The state and the verifier travel in an `HttpOnly`, `SameSite=Lax` cookie scoped to
 //! these two paths, never through the provider: a callback without the browser that
@@ -21,13 +22,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use quiver_engine::auth::secrets;
-use quiver_engine::oidc::ExternalUser;
+use quiver_engine::oidc::{CallbackOutcome, ExternalUser};
 use quiver_model::Error;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiResult;
+use crate::extract::Auth;
 use crate::AppState;
 
 const COOKIE_NAME: &str = "quiver_oidc";
@@ -73,10 +75,11 @@ fn redirect_uri(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
         .unwrap_or_else(|| format!("{}{CALLBACK}", crate::device::own_base(headers))))
 }
 
-/// `GET /api/v1/auth/oidc/start`: off to the provider.
-pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+/// A new sign-in at the provider: the authorize URL to send the browser to, the cookie
+/// that carries the state and the PKCE verifier, and the state.
+fn begin(state: &AppState, headers: &HeaderMap) -> ApiResult<(String, String, String)> {
     let cfg = state.registry.oidc()?.clone();
-    let redirect = redirect_uri(&state, &headers)?;
+    let redirect = redirect_uri(state, headers)?;
     let (st, verifier) = (random()?, random()?);
     let sep = if cfg.authorize_url.contains('?') {
         '&'
@@ -104,18 +107,44 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResu
     let cookie = format!(
         "{COOKIE_NAME}={st}.{verifier}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
     );
-    let mut resp = StatusCode::FOUND.into_response();
+    Ok((location, cookie, st))
+}
+
+fn set_cookie(resp: &mut Response, cookie: &str) -> ApiResult<()> {
     let h = resp.headers_mut();
     h.insert(
+        SET_COOKIE,
+        HeaderValue::from_str(cookie).map_err(|e| Error::internal("a cookie", e))?,
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(())
+}
+
+/// `GET /api/v1/auth/oidc/start`: off to the provider.
+pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let (location, cookie, _) = begin(&state, &headers)?;
+    let mut resp = StatusCode::FOUND.into_response();
+    resp.headers_mut().insert(
         LOCATION,
         HeaderValue::from_str(&location)
             .map_err(|e| Error::internal("the provider's authorize URL", e))?,
     );
-    h.insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| Error::internal("a cookie", e))?,
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_cookie(&mut resp, &cookie)?;
+    Ok(resp)
+}
+
+/// `POST /api/v1/auth/oidc/link`: a signed-in user starts a sign-in at the provider that
+/// links the identity to their account. Answers the URL to send the browser to (and the
+/// same cookie as `start`: the browser that completes the sign-in must be this one).
+pub async fn link(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (location, cookie, st) = begin(&state, &headers)?;
+    state.registry.begin_oidc_link(&caller, &st).await?;
+    let mut resp = Json(serde_json::json!({ "authorize_url": location })).into_response();
+    set_cookie(&mut resp, &cookie)?;
     Ok(resp)
 }
 
@@ -226,8 +255,12 @@ pub async fn callback(
         login: text("preferred_username").or_else(|| text("login")),
         email: text("email"),
     };
-    let session = state.registry.external_sign_in(who).await?;
-    let mut resp = (StatusCode::CREATED, Json(session)).into_response();
+    let mut resp = match state.registry.external_callback(who, st).await? {
+        CallbackOutcome::SignedIn(session) => (StatusCode::CREATED, Json(session)).into_response(),
+        CallbackOutcome::Linked(linked) => {
+            Json(serde_json::json!({ "linked": linked })).into_response()
+        }
+    };
     let h = resp.headers_mut();
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

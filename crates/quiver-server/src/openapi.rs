@@ -532,9 +532,19 @@ pub const OPERATIONS: &[Operation] = &[
         false
     ),
     op!(
+        "post",
+        "/api/v1/auth/oidc/link",
+        "A signed-in user (a session, or a token with every scope) starts a sign-in at the outside provider that links that identity to their account: answers {\"authorize_url\"} and sets the sign-in cookie",
+        &[],
+        None,
+        200,
+        None,
+        false
+    ),
+    op!(
         "get",
         "/api/v1/auth/oidc/callback",
-        "The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token",
+        "The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token (201); after a link started with POST /api/v1/auth/oidc/link, answers {\"linked\": {provider, subject, user}} (200)",
         &[
             ("code", "query", "the provider's authorization code"),
             ("state", "query", "the state sent at the start"),

@@ -310,6 +310,149 @@ async fn sign_in_through_a_fake_provider_links_one_user() {
         .all(|r| r["reason"] == "signed in through fakehub"));
 }
 
+/// A signed-in user's link up to the provider's redirect back: (callback URL, cookie),
+/// or the refusal of `POST .../link`.
+async fn begin_link(
+    s: &Setup,
+    token: Option<&str>,
+    profile: Value,
+) -> Result<(String, String), (StatusCode, Value)> {
+    s.fake.lock().unwrap().next_profile = profile;
+    let mut rb = s.http.post(format!("{}/api/v1/auth/oidc/link", s.base));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap();
+    if r.status() != StatusCode::OK {
+        let st = r.status();
+        return Err((st, r.json().await.unwrap_or(Value::Null)));
+    }
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let b: Value = r.json().await.unwrap();
+    let authorize = b["authorize_url"].as_str().unwrap();
+    let r = s.http.get(authorize).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND, "{authorize}");
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    Ok((callback, cookie))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_user_links_an_outside_account_to_theirs() {
+    let (s, _dir) = setup(true).await;
+    // alice has a password account.
+    let api = |path: &str| format!("{}{path}", s.base);
+    let r = s
+        .http
+        .post(api("/api/v1/users"))
+        .json(&json!({"name": "alice", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let session: Value = s
+        .http
+        .post(api("/api/v1/session"))
+        .json(&json!({"name": "alice", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alice = session["token"].as_str().unwrap().to_string();
+    let gh = json!({"id": 777, "login": "alice-gh"});
+
+    // Nobody signed in, or a narrow token, may not start a link.
+    let (st, b) = begin_link(&s, None, gh.clone()).await.unwrap_err();
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{b}");
+    let narrow: Value = s
+        .http
+        .post(api("/api/v1/tokens"))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "ci", "scopes": ["publish-update"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (st, b) = begin_link(&s, narrow["token"].as_str(), gh.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+
+    // alice links her provider account: the callback answers the link, not a session.
+    let (callback, cookie) = begin_link(&s, Some(&alice), gh.clone()).await.unwrap();
+    let (st, b) = finish(&s, &callback, Some(&cookie)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["linked"],
+        json!({"provider": "fakehub", "subject": "777", "user": "alice"})
+    );
+    assert!(b.get("token").is_none(), "{b}");
+
+    // From now on, signing in through the provider is alice (no alice-gh account).
+    let (callback, cookie, _) = begin(&s, gh.clone()).await;
+    let (st, b) = finish(&s, &callback, Some(&cookie)).await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        whoami(&s, b["token"].as_str().unwrap()).await["name"],
+        "alice"
+    );
+
+    // An identity that already signs in as someone else is not moved.
+    let octo = json!({"id": 4242, "login": "octo"});
+    let (callback, cookie, _) = begin(&s, octo.clone()).await;
+    let (st, _) = finish(&s, &callback, Some(&cookie)).await;
+    assert_eq!(st, StatusCode::CREATED, "octo signs up");
+    let (callback, cookie) = begin_link(&s, Some(&alice), octo).await.unwrap();
+    let (st, b) = finish(&s, &callback, Some(&cookie)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["error"]["field"], "identity");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("'octo'"),
+        "{b}"
+    );
+    // Linking the identity already linked to alice again is harmless.
+    let (callback, cookie) = begin_link(&s, Some(&alice), gh).await.unwrap();
+    let (st, b) = finish(&s, &callback, Some(&cookie)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+
+    // The link is in the audit log, and no user was created for it.
+    let log: Value = s
+        .http
+        .get(api("/api/v1/audit?action=user.link"))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = log["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{log}");
+    assert_eq!(rows[0]["target"], "user alice");
+    assert_eq!(rows[0]["diff"]["identity"]["after"], "fakehub:777");
+    let log: Value = s
+        .http
+        .get(api("/api/v1/audit?action=user.register&limit=100"))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["user octo", "user alice"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_verifier_or_a_provider_error_signs_nobody_in() {
     let (s, _dir) = setup(true).await;
