@@ -122,6 +122,16 @@ fn check_token_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A user as the actor of an audit row, for writes the user made before holding a token
+/// (registering, signing in).
+pub(crate) fn user_actor(user: &User) -> Principal {
+    Principal::User(Account {
+        id: user.id,
+        name: user.name.clone(),
+        ..Default::default()
+    })
+}
+
 impl Registry {
     fn accounts(&self) -> Result<&Arc<dyn AccountStore>> {
         need_accounts(&self.accounts)
@@ -198,11 +208,7 @@ impl Registry {
         };
         self.accounts_exist.store(true, Ordering::Relaxed);
         self.wrote();
-        let actor = Principal::User(Account {
-            id: user.id,
-            name: user.name.clone(),
-            ..Default::default()
-        });
+        let actor = user_actor(&user);
         self.record(
             &actor,
             Event {
@@ -250,11 +256,7 @@ impl Registry {
         };
         let ttl = SignedDuration::try_from(self.config.session_ttl)
             .map_err(|e| Error::internal("session lifetime", e))?;
-        let actor = Principal::User(Account {
-            id: user.id,
-            name: user.name.clone(),
-            ..Default::default()
-        });
+        let actor = user_actor(&user);
         self.issue_token(
             &actor,
             &accounts,

@@ -17,13 +17,15 @@
 //!   link: the identity then signs in with full rights, so a narrower token must not
 //!   be able to add one.
 
+use std::sync::Arc;
+
 use jiff::{SignedDuration, Timestamp};
-use quiver_auth::{secrets, Account, Principal, Scope};
+use quiver_auth::{secrets, Principal, Scope};
 use quiver_model::{Error, ErrorCode, NewDocument, Result};
-use quiver_store::{NewToken, NewUser};
+use quiver_store::{AccountStore, ExternalIdentityStore, NewToken, NewUser};
 use serde::Serialize;
 
-use crate::accounts::NewTokenSecret;
+use crate::accounts::{user_actor, NewTokenSecret};
 use crate::audit::{diff_of, Event};
 use crate::Registry;
 
@@ -183,12 +185,8 @@ impl Registry {
         ))
     }
 
-    /// Link `who` to the user `user_id`; a conflict when it signs in as another user.
-    async fn link_identity(&self, user_id: i64, who: ExternalUser) -> Result<LinkedIdentity> {
-        let provider = self.oidc()?.provider.clone();
-        if who.subject.is_empty() || who.subject.len() > 255 {
-            return Err(Error::unauthorized("the provider named no user"));
-        }
+    /// The store's accounts and its links to outside identities.
+    fn identity_stores(&self) -> Result<(Arc<dyn AccountStore>, Arc<dyn ExternalIdentityStore>)> {
         let accounts = self
             .accounts
             .clone()
@@ -197,6 +195,16 @@ impl Registry {
             self.store.clone().external_identities().ok_or_else(|| {
                 Error::internal("accounts", "this store has no external identities")
             })?;
+        Ok((accounts, links))
+    }
+
+    /// Link `who` to the user `user_id`; a conflict when it signs in as another user.
+    async fn link_identity(&self, user_id: i64, who: ExternalUser) -> Result<LinkedIdentity> {
+        let provider = self.oidc()?.provider.clone();
+        if who.subject.is_empty() || who.subject.len() > 255 {
+            return Err(Error::unauthorized("the provider named no user"));
+        }
+        let (accounts, links) = self.identity_stores()?;
         let user = accounts
             .get_user_by_id(user_id)
             .await?
@@ -225,11 +233,7 @@ impl Registry {
             .link_external(&provider, &who.subject, user.id)
             .await?;
         self.wrote();
-        let actor = Principal::User(Account {
-            id: user.id,
-            name: user.name.clone(),
-            ..Default::default()
-        });
+        let actor = user_actor(&user);
         self.record(
             &actor,
             Event {
@@ -254,14 +258,7 @@ impl Registry {
         if who.subject.is_empty() || who.subject.len() > 255 {
             return Err(Error::unauthorized("the provider named no user"));
         }
-        let accounts = self
-            .accounts
-            .clone()
-            .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))?;
-        let links =
-            self.store.clone().external_identities().ok_or_else(|| {
-                Error::internal("accounts", "this store has no external identities")
-            })?;
+        let (accounts, links) = self.identity_stores()?;
         let user = match links.external_user(&provider, &who.subject).await? {
             Some(id) => accounts
                 .get_user_by_id(id)
@@ -304,11 +301,7 @@ impl Registry {
                 self.accounts_exist
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.wrote();
-                let actor = Principal::User(Account {
-                    id: u.id,
-                    name: u.name.clone(),
-                    ..Default::default()
-                });
+                let actor = user_actor(&u);
                 self.record(
                     &actor,
                     Event {
@@ -337,11 +330,7 @@ impl Registry {
                 expires_at: Some(Timestamp::now() + ttl),
             })
             .await?;
-        let actor = Principal::User(Account {
-            id: user.id,
-            name: user.name.clone(),
-            ..Default::default()
-        });
+        let actor = user_actor(&user);
         self.record(
             &actor,
             Event {

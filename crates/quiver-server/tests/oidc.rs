@@ -212,6 +212,19 @@ async fn finish(s: &Setup, callback: &str, cookie: Option<&str>) -> (StatusCode,
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The audit log as the admin reads it, with `query`.
+async fn audit(s: &Setup, query: &str) -> Value {
+    let r = s
+        .http
+        .get(format!("{}/api/v1/audit?{query}", s.base))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
 async fn whoami(s: &Setup, token: &str) -> Value {
     let r = s
         .http
@@ -295,14 +308,7 @@ async fn sign_in_through_a_fake_provider_links_one_user() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // The audit log says how the user came to be.
-    let r = s
-        .http
-        .get(format!("{}/api/v1/audit?action=user.register", s.base))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap();
-    let log: Value = r.json().await.unwrap();
+    let log = audit(&s, "action=user.register").await;
     let rows = log["items"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{log}");
     assert!(rows
@@ -420,30 +426,12 @@ async fn a_signed_in_user_links_an_outside_account_to_theirs() {
     assert_eq!(st, StatusCode::OK, "{b}");
 
     // The link is in the audit log, and no user was created for it.
-    let log: Value = s
-        .http
-        .get(api("/api/v1/audit?action=user.link"))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = audit(&s, "action=user.link").await;
     let rows = log["items"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{log}");
     assert_eq!(rows[0]["target"], "user alice");
     assert_eq!(rows[0]["diff"]["identity"]["after"], "fakehub:777");
-    let log: Value = s
-        .http
-        .get(api("/api/v1/audit?action=user.register&limit=100"))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = audit(&s, "action=user.register&limit=100").await;
     let names: Vec<&str> = log["items"]
         .as_array()
         .unwrap()
@@ -485,14 +473,7 @@ async fn a_wrong_verifier_or_a_provider_error_signs_nobody_in() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Nobody was created.
-    let r = s
-        .http
-        .get(format!("{}/api/v1/audit?action=user.register", s.base))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap();
-    let log: Value = r.json().await.unwrap();
+    let log = audit(&s, "action=user.register").await;
     assert_eq!(log["items"].as_array().unwrap().len(), 0, "{log}");
 }
 
