@@ -492,3 +492,150 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `quiver whoami`: the signed-in user, their site role and namespaces.
+pub async fn whoami(a: WhoamiArgs) -> anyhow::Result<()> {
+    let client = Client::new(a.remote.clone());
+    if client.remote.token.is_none() {
+        bail!(
+            "not signed in to {}: run `quiver login` or pass --token",
+            client.remote.server
+        );
+    }
+    let me = client
+        .call(Method::GET, "/api/v1/user", None)
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&me);
+    }
+    let role = me["site_role"]
+        .as_str()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    println!("{}{role}", me["name"].as_str().unwrap_or("?"));
+    for m in me["memberships"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} {}",
+            m["namespace"].as_str().unwrap_or(""),
+            m["role"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TokensCommand {
+    /// Your tokens: name, scopes, pattern, expiry, last use (never the secret).
+    List,
+    /// Create a token and print it once (quiver keeps only its hash).
+    Create {
+        /// A label: "ci", "laptop".
+        name: String,
+        /// What it may do (repeatable): publish-new, publish-update, yank, manage-owners,
+        /// read-private, admin. Never more than the token you create it with.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Only entry names matching this glob (`text.*`).
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Days until it expires (1 to 366); default: never.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
+}
+
+/// `quiver tokens`: list, create and revoke the signed-in user's API tokens.
+pub async fn tokens(a: TokensArgs) -> anyhow::Result<()> {
+    let client = Client::new(a.remote.clone());
+    match a.command {
+        TokensCommand::List => {
+            let list = client
+                .call(Method::GET, "/api/v1/tokens", None)
+                .await?
+                .unwrap_or(Value::Null);
+            if a.remote.json {
+                return print_json(&list);
+            }
+            for t in list.as_array().into_iter().flatten() {
+                let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
+                let scopes: Vec<&str> = t["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let state = if t["revoked_at"].is_string() {
+                    "  [revoked]"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:>5}  {:<20} {:<40} pattern {}  expires {}  last used {}{state}",
+                    t["id"],
+                    s("name"),
+                    scopes.join(","),
+                    s("pattern"),
+                    s("expires_at"),
+                    s("last_used_at"),
+                );
+            }
+        }
+        TokensCommand::Create {
+            name,
+            scopes,
+            pattern,
+            expires_in_days,
+        } => {
+            let body = json!({
+                "name": name,
+                "scopes": scopes,
+                "pattern": pattern,
+                "expires_in_days": expires_in_days,
+            });
+            let t = client
+                .call(Method::POST, "/api/v1/tokens", Some(&body))
+                .await?
+                .unwrap_or(Value::Null);
+            if a.remote.json {
+                return print_json(&t);
+            }
+            eprintln!(
+                "token {} \"{}\" created; it is shown once, here:",
+                t["id"],
+                t["name"].as_str().unwrap_or("")
+            );
+            println!("{}", t["token"].as_str().unwrap_or(""));
+        }
+        TokensCommand::Revoke { id } => {
+            let t = client
+                .call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
+                .await?
+                .ok_or_else(|| anyhow!("no token {id} of yours"))?;
+            if a.remote.json {
+                return print_json(&t);
+            }
+            println!(
+                "revoked token {id} \"{}\"",
+                t["name"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}

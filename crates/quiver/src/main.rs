@@ -102,6 +102,10 @@ enum Command {
     List(client::ListArgs),
     /// Read or export a server's audit log (admins; owners with --namespace).
     Audit(client::AuditArgs),
+    /// Who the stored (or given) token signs in as.
+    Whoami(client::WhoamiArgs),
+    /// List, create and revoke your API tokens on a server.
+    Tokens(client::TokensArgs),
     /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and PostgreSQL.
     Bench(bench::BenchArgs),
     /// Sign in to a server with a device code (approve it in a signed-in session) and keep
@@ -145,6 +149,8 @@ fn main() -> ExitCode {
             Command::Publish(a) => client::publish(a).await,
             Command::Info(a) => client::info(a).await,
             Command::Audit(a) => client::audit(a).await,
+            Command::Whoami(a) => client::whoami(a).await,
+            Command::Tokens(a) => client::tokens(a).await,
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,
             Command::Bench(a) => bench::run(a).await,

@@ -170,7 +170,7 @@ async fn demo_server_answers_client_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_log_reads_and_exports_from_the_cli() {
+async fn audit_log_whoami_and_tokens_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--admin-token", "root-for-cli-tests"]);
     let s = ["--server", server.base.as_str()];
@@ -248,6 +248,70 @@ async fn the_audit_log_reads_and_exports_from_the_cli() {
     let (ok, _, err) =
         quiver(&[&["audit"], &s[..], &admin[..], &["--since", "yesterday"]].concat());
     assert!(!ok && err.contains("field: since"), "{err}");
+
+    // whoami and tokens: who a token is, and a token made, used and revoked from the CLI.
+    let as_olga = ["--token", olga];
+    let (ok, out, err) = quiver(&[&["whoami"], &s[..], &as_olga[..]].concat());
+    assert!(ok, "{err}");
+    assert!(out.starts_with("olga\n"), "{out}");
+    assert!(out.contains("acme") && out.contains("owner"), "{out}");
+    let (ok, secret, err) = quiver(
+        &[
+            &["tokens"],
+            &s[..],
+            &as_olga[..],
+            &[
+                "create",
+                "ci",
+                "--scope",
+                "publish-update",
+                "--pattern",
+                "text.*",
+                "--expires-in-days",
+                "30",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("shown once"), "{err}");
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("qvr_"), "{secret}");
+    let (ok, out, err) = quiver(&[&["tokens"], &s[..], &as_olga[..], &["--json", "list"]].concat());
+    assert!(ok, "{err}");
+    assert!(!out.contains(&secret[4..]), "a listing shows no secret");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let ci = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .expect("the new token is listed")
+        .clone();
+    assert_eq!(ci["scopes"], json!(["publish-update"]));
+    assert_eq!(ci["pattern"], "text.*");
+    assert!(ci["expires_at"].is_string());
+    let (ok, out, err) = quiver(&[&["whoami"], &s[..], &["--token", &secret]].concat());
+    assert!(ok && out.starts_with("olga"), "{out}{err}");
+    let id = ci["id"].to_string();
+    let (ok, out, err) = quiver(&[&["tokens"], &s[..], &as_olga[..], &["revoke", &id]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked token"), "{out}");
+    let (ok, _, err) = quiver(&[&["whoami"], &s[..], &["--token", &secret]].concat());
+    assert!(!ok && err.contains("revoked"), "{err}");
+    // Without any token: a sentence, not a request.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([&["whoami"], &s[..]].concat())
+        .env("QUIVER_CONFIG_DIR", empty.path())
+        .env_remove("QUIVER_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not signed in"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
