@@ -219,8 +219,8 @@ impl Principal {
         }
     }
 
-    /// Namespaces in which this principal may read every private entry (the search
-    /// index's grant; a patterned token gets none, it could see only some names).
+    /// Namespaces in which this principal may read every private entry (the grant of
+    /// search and of listings; a patterned token gets none, it could see only some names).
     pub fn private_namespaces(&self) -> Vec<String> {
         let account = match self {
             Principal::User(a) => a,

@@ -541,10 +541,10 @@ impl Registry {
         self.change_status(caller, key, change).await
     }
 
-    /// Entries matching the filter. Private ones are listed to admins and moderators, and
-    /// to members when the filter names only namespaces they may read every private entry
-    /// of; every item then passes the policy once more (so nothing is listed that a read by
-    /// name would hide).
+    /// Entries matching the filter. Private ones are listed to admins and moderators in
+    /// every namespace, and to members in the namespaces where they may read every private
+    /// entry (with or without a namespace filter); every item then passes the policy once
+    /// more (so nothing is listed that a read by name would hide).
     pub async fn list_entries(
         &self,
         caller: &Caller,
@@ -553,15 +553,11 @@ impl Registry {
         limit: usize,
     ) -> Result<Page<Entry>> {
         check_limit(limit)?;
-        let granted = caller.private_namespaces();
-        let with_private = caller.reads_all_private()
-            || (!filter.namespaces.is_empty()
-                && filter.namespaces.iter().all(|n| granted.contains(n)));
-        filter.visibilities = if with_private {
-            vec![Visibility::Public, Visibility::Private]
-        } else {
-            vec![Visibility::Public]
-        };
+        // Never unlisted; private ones everywhere or only in the caller's namespaces (for
+        // anonymous callers and outsiders, none).
+        filter.visibilities = vec![Visibility::Public, Visibility::Private];
+        filter.private_namespaces =
+            (!caller.reads_all_private()).then(|| caller.private_namespaces());
         let mut page = self.store.list_entries(&filter, cursor, limit).await?;
         page.items
             .retain(|e| authorize(caller, Action::List, &entry_target(e)).is_allowed());
@@ -760,12 +756,14 @@ impl Registry {
     // ---- search --------------------------------------------------------------------
 
     /// Search the index. Runs on the calling thread: it is fast and CPU-bound.
-    /// Private entries are searched only in the namespaces where the caller may read
-    /// every private entry (their memberships; a token needs `read-private` and no name
-    /// pattern). Admins and moderators see private entries by name and in lists, not in
-    /// search (the index grants private namespaces by name, not "all").
+    /// Private entries are found by admins and moderators in every namespace, and by
+    /// members in the namespaces where they may read every private entry (their
+    /// memberships; a token needs `read-private` and no name pattern). Both grants are set
+    /// here from the caller, whatever the query said; the index applies them in its one
+    /// collector, so hits, totals, facets and suggestions agree.
     pub fn search(&self, caller: &Caller, mut query: SearchQuery) -> Result<SearchResults> {
         check_limit(query.limit)?;
+        query.all_private = caller.reads_all_private();
         query.private_namespaces = caller.private_namespaces();
         self.index.search(&query)
     }

@@ -21,10 +21,13 @@
 //! audit row) and an event on the entry's review record, which keeps the comments, the
 //! changes asked and every decision.
 //!
-//! Storage: review records, trust levels and the daily auto-publish counts are documents
-//! (collections `quiver.reviews`, `quiver.trust`, `quiver.autopublish`) in the same store,
-//! so both backends keep them with no table of their own. The daily count is read, then
-//! written: two concurrent publishes by one trusted publisher can both pass the last slot.
+//! Storage: review records and trust levels are documents (collections `quiver.reviews`,
+//! `quiver.trust`) in the same store, so both backends keep them with no table of their
+//! own. The daily auto-publish count is the store's durable counters
+//! ([`quiver_store::Store::counters`], the `rate_limits` table): one atomic hit per
+//! auto-publish, class `auto-publish`, subject the user's id, window the UTC day, so
+//! concurrent publishes by one trusted publisher (on any node) never both take the last
+//! slot.
 
 use quiver_auth::Principal;
 use quiver_model::{gates::has_run_command, EntryKey, Error, Kind, NewDocument, Result, Status};
@@ -37,7 +40,12 @@ use crate::{Caller, Registry};
 
 pub const REVIEWS: &str = "quiver.reviews";
 pub const TRUST: &str = "quiver.trust";
-pub const AUTOPUBLISH: &str = "quiver.autopublish";
+/// The counter class of a trusted publisher's auto-publishes ([`Store::counters`]).
+///
+/// [`Store::counters`]: quiver_store::Store::counters
+pub const AUTOPUBLISH: &str = "auto-publish";
+/// The auto-publish window: a day, aligned to the epoch (the UTC day).
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Settings of review and trust.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,23 +330,25 @@ impl Registry {
                 account.name
             ))),
             TrustLevel::Trusted => {
-                let day = jiff::Timestamp::now()
-                    .to_zoned(jiff::tz::TimeZone::UTC)
-                    .date()
-                    .to_string();
-                let key = format!("{}:{day}", account.name);
-                let used = match self.store.get_document(AUTOPUBLISH, &key).await? {
-                    Some(d) => d.body["count"].as_u64().unwrap_or(0),
-                    None => 0,
-                };
-                if used >= settings.daily_limit {
+                // One atomic hit per auto-publish in the store's shared counters: the
+                // 24 h window is aligned to the epoch, so it is the UTC day.
+                let counters = self.store.clone().counters().ok_or_else(|| {
+                    Error::internal("trust", "this store has no durable counters")
+                })?;
+                let verdict = counters
+                    .hit(
+                        &format!("user:{}", account.id),
+                        AUTOPUBLISH,
+                        DAY,
+                        settings.daily_limit,
+                    )
+                    .await?;
+                if !verdict.is_allowed() {
                     return Ok(Some(format!(
                         "{} reached the daily auto-publish limit of {}",
                         account.name, settings.daily_limit
                     )));
                 }
-                self.put_doc(AUTOPUBLISH, key, serde_json::json!({"count": used + 1}))
-                    .await?;
                 Ok(None)
             }
         }

@@ -692,6 +692,13 @@ impl Store for PostgresStore {
                 .collect(),
             &mut sql,
         );
+        if let Some(granted) = &filter.private_namespaces {
+            args.push(Box::new(granted.clone()));
+            sql.push_str(&format!(
+                " AND (visibility <> 'private' OR namespace = ANY(${}))",
+                args.len()
+            ));
+        }
         for t in &filter.tags {
             args.push(Box::new(t.clone()));
             sql.push_str(&format!(
@@ -1125,6 +1132,12 @@ impl Store for PostgresStore {
     fn device_codes(
         self: std::sync::Arc<Self>,
     ) -> Option<std::sync::Arc<dyn quiver_store::DeviceCodeStore>> {
+        Some(self)
+    }
+
+    fn counters(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn quiver_store::RateLimiter>> {
         Some(self)
     }
 

@@ -24,7 +24,9 @@ pub struct Filter {
     pub status_mask: u32,
     /// Bit i set = kind `Kind::ALL[i]` allowed.
     pub kind_mask: u32,
-    /// Namespaces whose private entries the caller may see.
+    /// Whether the caller may see every private entry (admins, moderators).
+    pub all_private: bool,
+    /// Namespaces whose private entries the caller may see (when not `all_private`).
     pub private_namespaces: Vec<String>,
     /// When non-empty, only these namespaces.
     pub namespaces: Vec<String>,
@@ -331,10 +333,10 @@ impl HitSegmentCollector {
         if f.kind_mask & (1 << flags_kind(flags)) == 0 {
             return false;
         }
-        let needs_ns = flags_private(flags) || self.ns_filter.is_some();
-        if needs_ns {
+        let private_check = flags_private(flags) && !f.all_private;
+        if private_check || self.ns_filter.is_some() {
             let ns = self.ns_ords.first(doc);
-            if flags_private(flags) {
+            if private_check {
                 match ns {
                     Some(o) if self.private_ords.contains(&o) => {}
                     _ => return false,

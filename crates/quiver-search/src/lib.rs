@@ -36,8 +36,9 @@
 //!
 //! **Visibility.** Only public and private entries are indexed. Every search runs one
 //! collector ([`collect`]) that checks, per matching document, the flags column and
-//! the namespace column: a private document passes only when its namespace is in
-//! [`SearchQuery::private_namespaces`]. Hits, totals, facet counts and suggestions all go
+//! the namespace column: a private document passes only when the caller may read every
+//! private entry ([`SearchQuery::all_private`]: admins and moderators) or its namespace is
+//! in [`SearchQuery::private_namespaces`]. Hits, totals, facet counts and suggestions all go
 //! through that same collector, so none of them can leak a private entry.
 //!
 //! **Ranking.** One boolean query whose clause scores add up, then popularity:
@@ -125,6 +126,10 @@ pub struct SearchQuery {
     /// Namespaces whose private entries the caller may see (filled by the engine from
     /// the caller's rights; empty for anonymous callers).
     pub private_namespaces: Vec<String>,
+    /// Whether the caller may see every private entry, in any namespace (filled by the
+    /// engine: admins and moderators; false for everyone else). Never read from input.
+    #[serde(skip)]
+    pub all_private: bool,
 }
 
 impl Default for SearchQuery {
@@ -142,6 +147,7 @@ impl Default for SearchQuery {
             facets: false,
             highlight: false,
             private_namespaces: vec![],
+            all_private: false,
         }
     }
 }

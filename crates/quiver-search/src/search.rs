@@ -494,6 +494,7 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
     let filter = Arc::new(Filter {
         status_mask: status_mask(&q.statuses),
         kind_mask: kind_mask(&q.kinds),
+        all_private: q.all_private,
         private_namespaces: q.private_namespaces.clone(),
         namespaces: q.namespaces.clone(),
         categories: q.categories.clone(),

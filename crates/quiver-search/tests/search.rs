@@ -230,6 +230,43 @@ async fn private_and_unlisted_never_leak() {
         })
         .unwrap();
     assert_eq!(other.total, 2);
+
+    // A caller who reads every private entry (admin, moderator) finds it in hits, total,
+    // facets and suggestions, with no namespace named; the unlisted one still never.
+    let admin = ix
+        .search(&SearchQuery {
+            all_private: true,
+            facets: true,
+            ..SearchQuery::text("yaml parser")
+        })
+        .unwrap();
+    assert_eq!(names(&admin)[0], "acme/secretYaml");
+    assert_eq!(admin.total, 3);
+    assert!(!names(&admin).iter().any(|x| x.contains("hidden")));
+    let facets = admin.facets.unwrap();
+    assert!(facets
+        .namespace
+        .iter()
+        .any(|c| c.value == "acme" && c.count == 1));
+    assert!(facets
+        .kind
+        .iter()
+        .any(|c| c.value == "tool" && c.count == 1));
+    let r = ix
+        .search(&SearchQuery {
+            all_private: true,
+            ..SearchQuery::text("secretyamk")
+        })
+        .unwrap();
+    assert_eq!(names(&r), ["acme/secretYaml"]);
+    let all = ix
+        .search(&SearchQuery {
+            all_private: true,
+            limit: 100,
+            ..SearchQuery::default()
+        })
+        .unwrap();
+    assert_eq!(all.total, 14);
 }
 
 #[tokio::test]

@@ -90,14 +90,21 @@ fn entry_name(vis: &str) -> String {
     format!("{vis}.tool")
 }
 
+/// The private entry of namespace `zoo`.
+const OTHER: &str = "zoo.secret";
+
 /// One row of the matrix: what a role gets for each action on the public, unlisted and
 /// private entry of namespace `acme`. Statuses are HTTP statuses; `Y`/`N` say whether the
-/// entry appears in the list (`?namespace=acme`) and in search hits.
+/// entry appears in the lists (`?namespace=acme` and unfiltered, alike) and in search hits
+/// (counted in the total and the facets). `other` says whether the private entry of
+/// another namespace, `zoo` (no role in the matrix is a member), appears in the
+/// unfiltered list and in search.
 struct Row {
     role: &'static str,
     read: [u16; 3],
     list: [char; 3],
     search: [char; 3],
+    other: char,
     create: [u16; 3],
     publish: [u16; 3],
     yank: [u16; 3],
@@ -106,23 +113,23 @@ struct Row {
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //                                   public unlisted private
-    Row { role: "anonymous",      read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [401, 401, 401], publish: [401, 401, 404], yank: [401, 401, 404] },
-    Row { role: "user",           read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [403, 403, 403], publish: [403, 403, 404], yank: [403, 403, 404] },
-    Row { role: "viewer",         read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], create: [403, 403, 403], publish: [403, 403, 403], yank: [403, 403, 403] },
-    Row { role: "maintainer",     read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
-    Row { role: "owner",          read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
-    // Moderators and admins read every private entry by name and in lists; search grants
-    // private namespaces by membership only, so it shows them public entries only.
-    Row { role: "moderator",      read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'N'], create: [403, 403, 403], publish: [403, 403, 403], yank: [200, 200, 200] },
-    Row { role: "admin",          read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'N'], create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
-    Row { role: "admin-token",    read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'N'], create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
+    Row { role: "anonymous",      read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [401, 401, 401], publish: [401, 401, 404], yank: [401, 401, 404] },
+    Row { role: "user",           read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [403, 403, 403], publish: [403, 403, 404], yank: [403, 403, 404] },
+    Row { role: "viewer",         read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'N', create: [403, 403, 403], publish: [403, 403, 403], yank: [403, 403, 403] },
+    Row { role: "maintainer",     read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'N', create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
+    Row { role: "owner",          read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'N', create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
+    // Moderators and admins read every private entry, in every namespace: by name, in
+    // lists and in search.
+    Row { role: "moderator",      read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'Y', create: [403, 403, 403], publish: [403, 403, 403], yank: [200, 200, 200] },
+    Row { role: "admin",          read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'Y', create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
+    Row { role: "admin-token",    read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'Y', create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
     // The owner's tokens, one scope each: the owner's rights ∩ the scope.
-    Row { role: "publish-new",    read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [201, 201, 201], publish: [403, 403, 404], yank: [403, 403, 404] },
-    Row { role: "publish-update", read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [403, 403, 403], publish: [201, 201, 404], yank: [403, 403, 404] },
-    Row { role: "yank",           read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [403, 403, 403], publish: [403, 403, 404], yank: [200, 200, 404] },
-    Row { role: "manage-owners",  read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], create: [403, 403, 403], publish: [403, 403, 404], yank: [403, 403, 404] },
-    Row { role: "read-private",   read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], create: [403, 403, 403], publish: [403, 403, 403], yank: [403, 403, 403] },
-    Row { role: "admin-scope",    read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
+    Row { role: "publish-new",    read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [201, 201, 201], publish: [403, 403, 404], yank: [403, 403, 404] },
+    Row { role: "publish-update", read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [403, 403, 403], publish: [201, 201, 404], yank: [403, 403, 404] },
+    Row { role: "yank",           read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [403, 403, 403], publish: [403, 403, 404], yank: [200, 200, 404] },
+    Row { role: "manage-owners",  read: [200, 200, 404], list: ['Y', 'N', 'N'], search: ['Y', 'N', 'N'], other: 'N', create: [403, 403, 403], publish: [403, 403, 404], yank: [403, 403, 404] },
+    Row { role: "read-private",   read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'N', create: [403, 403, 403], publish: [403, 403, 403], yank: [403, 403, 403] },
+    Row { role: "admin-scope",    read: [200, 200, 200], list: ['Y', 'N', 'Y'], search: ['Y', 'N', 'Y'], other: 'N', create: [201, 201, 201], publish: [201, 201, 201], yank: [200, 200, 200] },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,17 +214,44 @@ async fn authorization_matrix() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
-    // Wait until the index has the private entry (the owner searches it).
-    let mut indexed = false;
-    for _ in 0..100 {
-        let (_, b) = app.get("/api/v1/search?q=zebra", Some(&olga)).await;
-        if names(&b["hits"]).contains(&entry_name("private")) {
-            indexed = true;
-            break;
+    // Another namespace, `zoo`, with a private entry that also matches the search; no
+    // role of the matrix is its member.
+    let zed = app.user("zed").await;
+    let (s, b) = app
+        .post("/api/v1/namespaces", Some(&zed), json!({"name": "zoo"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(&zed),
+            json!({"kind": "tool", "namespace": "zoo", "name": OTHER, "visibility": "private",
+                   "description": "zebra crossing counter", "category": "text"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/entries/tool/zoo/{OTHER}/versions"),
+            Some(&zed),
+            json!({"version": "1.0.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Wait until the index has both private entries (their owners search them).
+    for (owner, name) in [(&olga, entry_name("private")), (&zed, OTHER.to_string())] {
+        let mut indexed = false;
+        for _ in 0..100 {
+            let (_, b) = app.get("/api/v1/search?q=zebra", Some(owner)).await;
+            if names(&b["hits"]).contains(&name) {
+                indexed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(indexed, "the index never caught up with {name}");
     }
-    assert!(indexed, "the index never caught up");
 
     let mut failures: Vec<String> = vec![];
     let mut check = |role: &str, action: &str, vis: &str, want: String, got: String| {
@@ -234,6 +268,9 @@ async fn authorization_matrix() {
         let (s, list) = app.get("/api/v1/entries?namespace=acme&limit=100", t).await;
         assert_eq!(s, StatusCode::OK, "{}: {list}", row.role);
         let listed = names(&list["items"]);
+        let (s, all) = app.get("/api/v1/entries?limit=100", t).await;
+        assert_eq!(s, StatusCode::OK, "{}: {all}", row.role);
+        let listed_all = names(&all["items"]);
         let (s, found) = app
             .get("/api/v1/search?q=zebra&facets=true&limit=100", t)
             .await;
@@ -245,18 +282,35 @@ async fn authorization_matrix() {
             "{}: the total counts exactly the visible hits",
             row.role
         );
-        let acme_count = found["facets"]["namespace"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["value"] == "acme")
-            .map(|f| f["count"].as_u64().unwrap() as usize)
-            .unwrap_or(0);
+        let facet = |ns: &str| {
+            found["facets"]["namespace"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["value"] == ns)
+                .map(|f| f["count"].as_u64().unwrap() as usize)
+                .unwrap_or(0)
+        };
+        let other_hit = hits.iter().any(|n| n == OTHER);
         assert_eq!(
-            acme_count,
-            hits.len(),
+            (facet("acme"), facet("zoo")),
+            (hits.len() - usize::from(other_hit), usize::from(other_hit)),
             "{}: facet counts include nothing the caller cannot see: {found}",
             row.role
+        );
+        check(
+            row.role,
+            "list unfiltered",
+            "zoo private",
+            row.other.to_string(),
+            yn(listed_all.iter().any(|n| n == OTHER)).to_string(),
+        );
+        check(
+            row.role,
+            "search",
+            "zoo private",
+            row.other.to_string(),
+            yn(other_hit).to_string(),
         );
         for (i, vis) in VIS.iter().enumerate() {
             let name = entry_name(vis);
@@ -286,6 +340,13 @@ async fn authorization_matrix() {
                 vis,
                 row.list[i].to_string(),
                 yn(listed.contains(&name)).to_string(),
+            );
+            check(
+                row.role,
+                "list unfiltered",
+                vis,
+                row.list[i].to_string(),
+                yn(listed_all.contains(&name)).to_string(),
             );
             check(
                 row.role,
@@ -391,9 +452,11 @@ async fn authorization_matrix() {
     assert!(
         names(&list["items"])
             .iter()
-            .all(|n| !n.ends_with("private") && !n.ends_with(".unlisted")),
+            .all(|n| !n.ends_with("private") && !n.ends_with(".unlisted") && n != OTHER),
         "{list}"
     );
+    let (_, found) = app.get("/api/v1/search?q=zebra&limit=100", None).await;
+    assert_eq!(names(&found["hits"]), [entry_name("public")], "{found}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -933,3 +933,44 @@ async fn trust_levels_and_the_daily_auto_publish_limit() {
         .collect();
     assert_eq!(after, ["standard", "trusted", "core"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_publishes_take_the_daily_slots_exactly_once() {
+    let app = reviewed().await;
+    let (olga, mona, _) = setup(&app).await;
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/olga/trust",
+            Some(&mona),
+            Some(json!({"level": "trusted"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let mut paths = vec![];
+    for i in 0..6 {
+        paths.push(
+            create(
+                &app,
+                &olga,
+                &format!("race.n{i}"),
+                "A trusted publisher's tool",
+            )
+            .await,
+        );
+    }
+    // Six first versions at once: the counter is one atomic hit each, so exactly the
+    // daily limit (2) are published and the others go to review.
+    let results = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|p| publish(&app, &olga, p, "1.0.0", json!({}))),
+    )
+    .await;
+    let published = results
+        .iter()
+        .filter(|e| e["status"] == "published")
+        .count();
+    let queued = results.iter().filter(|e| e["status"] == "review").count();
+    assert_eq!((published, queued), (2, 4), "{results:?}");
+}

@@ -326,6 +326,60 @@ pub async fn list_filters_and_pages(s: &dyn Store) {
         .collect();
     // i even, i % 3 == 0, i % 5 != 0: 6, 12, 18, 24
     assert_eq!(names, vec!["item6", "item12", "item18", "item24"]);
+
+    // Private entries only in the granted namespaces; public ones everywhere.
+    // Private: i % 5 == 0 → item0 (one), item5 (two), item10 (two), item15 (one), item20 (two).
+    let private_names = |f: EntryFilter| async move {
+        let items = s.list_entries(&f, None, 100).await.unwrap().items;
+        let public = items
+            .iter()
+            .filter(|e| e.visibility == Visibility::Public)
+            .count();
+        let private: Vec<String> = items
+            .into_iter()
+            .filter(|e| e.visibility == Visibility::Private)
+            .map(|e| e.name)
+            .collect();
+        (public, private)
+    };
+    let granted = |ns: &[&str]| EntryFilter {
+        visibilities: vec![Visibility::Public, Visibility::Private],
+        private_namespaces: Some(ns.iter().map(|n| n.to_string()).collect()),
+        ..Default::default()
+    };
+    assert_eq!(
+        private_names(granted(&["one"])).await,
+        (20, vec!["item0".to_string(), "item15".to_string()])
+    );
+    assert_eq!(
+        private_names(granted(&["two", "elsewhere"])).await,
+        (
+            20,
+            vec![
+                "item5".to_string(),
+                "item10".to_string(),
+                "item20".to_string()
+            ]
+        )
+    );
+    assert_eq!(private_names(granted(&[])).await, (20, vec![]));
+    // Combined with a namespace filter, both apply.
+    let f = EntryFilter {
+        namespaces: vec!["two".into()],
+        ..granted(&["one"])
+    };
+    let (public, private) = private_names(f).await;
+    assert_eq!((public, private.len()), (13, 0));
+    // Visibilities keep their meaning: granting a namespace does not add private entries
+    // the visibilities leave out.
+    let f = EntryFilter {
+        visibilities: vec![Visibility::Public],
+        ..granted(&["one"])
+    };
+    assert_eq!(private_names(f).await, (20, vec![]));
+    // None: no restriction beyond the visibilities.
+    assert_eq!(private_names(EntryFilter::default()).await.1.len(), 5);
+
     let bad = s
         .list_entries(&EntryFilter::default(), Some("garbage"), 5)
         .await
@@ -622,6 +676,64 @@ pub async fn documents(s: &dyn Store) {
     );
 }
 
+/// The durable counters ([`Store::counters`]): concurrent hits from several tasks are
+/// each counted exactly once, the verdict flips after `limit`, and subjects and classes
+/// count apart.
+pub async fn counters(s: Arc<dyn Store>) {
+    use std::time::Duration;
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    let c = s.counters().expect("the backend has durable counters");
+    let limit = 30;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut allowed = 0u64;
+                for _ in 0..5 {
+                    if c.hit("user:1", "auto-publish", DAY, limit)
+                        .await
+                        .unwrap()
+                        .is_allowed()
+                    {
+                        allowed += 1;
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.unwrap();
+    }
+    // 40 hits, 30 allowed: exactly `limit`, whatever the interleaving.
+    assert_eq!(allowed, limit);
+    // The 41st hit is counted too and still limited, until the window (the UTC day) ends.
+    match c.hit("user:1", "auto-publish", DAY, limit).await.unwrap() {
+        crate::Verdict::Limited { retry_after } => assert!(retry_after <= DAY),
+        other => panic!("expected Limited, got {other:?}"),
+    }
+    // The count is exact (41 so far, limited hits included): with a limit of 42 the 42nd
+    // hit is the last one allowed, the 43rd is over.
+    assert!(matches!(
+        c.hit("user:1", "auto-publish", DAY, 42).await.unwrap(),
+        crate::Verdict::Allowed { remaining: 0, .. }
+    ));
+    assert!(!c
+        .hit("user:1", "auto-publish", DAY, 42)
+        .await
+        .unwrap()
+        .is_allowed());
+    // Other subjects and classes have their own counts.
+    for (subject, class) in [("user:2", "auto-publish"), ("user:1", "other-class")] {
+        assert!(matches!(
+            c.hit(subject, class, DAY, 1).await.unwrap(),
+            crate::Verdict::Allowed { remaining: 0, .. }
+        ));
+        assert!(!c.hit(subject, class, DAY, 1).await.unwrap().is_allowed());
+    }
+}
+
 /// Instantiate every conformance check as a `#[tokio::test]` for one backend.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -640,6 +752,17 @@ macro_rules! conformance_suite {
             entries_by_id,
             documents
         );
+        $crate::conformance_suite!(@arc $factory; counters);
+    };
+    (@arc $factory:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(ts) = $factory.await else { return };
+                $crate::conformance::$name(ts.store.clone()).await;
+                drop(ts);
+            }
+        )+
     };
     (@each $factory:expr; $($name:ident),+) => {
         $(

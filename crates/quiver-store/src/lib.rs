@@ -56,6 +56,9 @@ pub struct EntryFilter {
     /// Visibilities the caller may list. The engine always sets this; an empty list here
     /// means "any" and is only for trusted callers (export, index rebuild).
     pub visibilities: Vec<Visibility>,
+    /// When set, private entries pass only in these namespaces (a member's grants); other
+    /// visibilities are unaffected. `None` leaves private entries to `visibilities` alone.
+    pub private_namespaces: Option<Vec<String>>,
 }
 
 /// A page of results and the cursor that continues after it.
@@ -325,6 +328,16 @@ pub trait Store: Send + Sync + 'static {
     /// write per request would queue reads behind its write lock); callers then count in
     /// memory ([`MemoryLimiter`]).
     fn rate_limiter(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn RateLimiter>> {
+        None
+    }
+
+    /// Durable counters in this database, shared by every node using it: for rare events
+    /// that must be counted exactly once each, whatever the concurrency (a trusted
+    /// publisher's daily auto-publishes). Each hit is atomic (one upsert on the
+    /// `rate_limits` table); windows are aligned to the epoch, so a 24 h window is the
+    /// UTC day. Both built-in backends have them (SQLite too, unlike
+    /// [`Store::rate_limiter`]: these hits are rare, so the write lock costs nothing).
+    fn counters(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn RateLimiter>> {
         None
     }
 

@@ -5,11 +5,13 @@
 //! window is fixed and aligned to the epoch (`start = now - now % window`), so every node
 //! computes the same window for the same instant and counts in one row.
 //!
-//! Two implementations: [`MemoryLimiter`] (one process; what the SQLite mode uses — a write
-//! to the database file per read request would serialize reads behind its write lock) and
-//! the PostgreSQL store's, which keeps the counters in the `rate_limits` table (migration
-//! `0008_rate_limits`, present on SQLite too so that the schemas agree) with one atomic
-//! upsert per hit, so that every node shares the counts.
+//! Three implementations: [`MemoryLimiter`] (one process; what the SQLite mode uses for
+//! request rate limits — a write to the database file per read request would serialize
+//! reads behind its write lock), the PostgreSQL store's, which keeps the counters in the
+//! `rate_limits` table (migration `0008_rate_limits`) with one atomic upsert per hit, so
+//! that every node shares the counts, and the SQLite store's over the same table, offered
+//! only as [`Store::counters`](crate::Store::counters): durable counts of rare events
+//! (a trusted publisher's daily auto-publishes), one upsert in the writer's transaction.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -28,6 +28,7 @@ use crate::{
 };
 
 mod accounts;
+mod counters;
 mod device;
 mod jobs;
 
@@ -890,6 +891,17 @@ impl Store for SqliteStore {
                     .collect(),
                 &mut sql,
             );
+            if let Some(granted) = &filter.private_namespaces {
+                sql.push_str(" AND (visibility <> 'private'");
+                if !granted.is_empty() {
+                    sql.push_str(&format!(
+                        " OR namespace IN ({})",
+                        vec!["?"; granted.len()].join(",")
+                    ));
+                    args.extend(granted.iter().cloned().map(V::Text));
+                }
+                sql.push(')');
+            }
             for t in &filter.tags {
                 sql.push_str(
                     " AND EXISTS (SELECT 1 FROM entry_tags t WHERE t.tag = ? AND t.entry_id = entries.id)",
@@ -1301,6 +1313,10 @@ impl Store for SqliteStore {
     }
 
     fn device_codes(self: Arc<Self>) -> Option<Arc<dyn crate::DeviceCodeStore>> {
+        Some(self)
+    }
+
+    fn counters(self: Arc<Self>) -> Option<Arc<dyn crate::RateLimiter>> {
         Some(self)
     }
 
