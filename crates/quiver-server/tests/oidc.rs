@@ -212,29 +212,26 @@ async fn finish(s: &Setup, callback: &str, cookie: Option<&str>) -> (StatusCode,
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
-/// The audit log as the admin reads it, with `query`.
-async fn audit(s: &Setup, query: &str) -> Value {
+/// `GET path` with a bearer token: the JSON of a 200.
+async fn get_as(s: &Setup, path: &str, token: &str) -> Value {
     let r = s
         .http
-        .get(format!("{}/api/v1/audit?{query}", s.base))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
-async fn whoami(s: &Setup, token: &str) -> Value {
-    let r = s
-        .http
-        .get(format!("{}/api/v1/user", s.base))
+        .get(format!("{}{path}", s.base))
         .bearer_auth(token)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
     r.json().await.unwrap()
+}
+
+/// The audit log as the admin reads it, with `query`.
+async fn audit(s: &Setup, query: &str) -> Value {
+    get_as(s, &format!("/api/v1/audit?{query}"), ROOT).await
+}
+
+async fn whoami(s: &Setup, token: &str) -> Value {
+    get_as(s, "/api/v1/user", token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
