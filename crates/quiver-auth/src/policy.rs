@@ -21,44 +21,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 
 use quiver_model::{Error, Visibility};
 use serde::{Deserialize, Serialize};
 
-macro_rules! word_enum {
-    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
-        }
-
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self, Error> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(Error::invalid($field, format!(
-                        "unknown {} '{}' (expected one of: {})",
-                        $field, s, [$($text),+].join(", ")
-                    ))),
-                }
-            }
-        }
-    };
-}
-
-word_enum!(
+quiver_model::string_enum!(
     /// What a token may be used for.
     Scope, "scope" {
         PublishNew => "publish-new",
@@ -70,7 +37,7 @@ word_enum!(
     }
 );
 
-word_enum!(
+quiver_model::string_enum!(
     /// A member's role in a namespace, weakest first (so `>=` compares rights).
     NamespaceRole, "role" {
         Viewer => "viewer",
@@ -79,7 +46,7 @@ word_enum!(
     }
 );
 
-word_enum!(
+quiver_model::string_enum!(
     /// A user's role across the whole registry.
     SiteRole, "site_role" {
         Moderator => "moderator",
