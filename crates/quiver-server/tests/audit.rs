@@ -1,12 +1,7 @@
 //! The audit log through the HTTP API: hashed client addresses on every row written for a
 //! request, time windows, and the streamed export (its rights, filters and paging).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use quiver_engine::{EngineConfig, Registry};
 use quiver_server::limits::RateLimits;
-use quiver_server::AppState;
 use quiver_store::NewAuditRecord;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -14,49 +9,23 @@ use serde_json::{json, Value};
 const ROOT: &str = "root-token-for-tests";
 
 mod common;
-
-struct App {
-    api: common::Api,
-    registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for App {
-    type Target = common::Api;
-    fn deref(&self) -> &common::Api {
-        &self.api
-    }
-}
+use common::{App, Options};
 
 /// A server that trusts `X-Forwarded-For`, as behind a proxy, so that a test can be
 /// several clients.
 async fn start() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path());
-    config.open_writes = false;
-    config.poll_interval = Duration::from_millis(50);
-    let registry = Registry::open(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState {
-        registry: registry.clone(),
-        admin_token: Some(ROOT.into()),
-    };
-    let limits = RateLimits {
-        trust_forwarded_for: true,
-        ..RateLimits::off()
-    };
-    tokio::spawn(quiver_server::serve_with(
-        listener,
-        state,
-        limits,
-        std::future::pending(),
-    ));
-    App {
-        api: common::Api::new(base),
-        registry,
-        _dir: dir,
-    }
+    App::start(
+        Options {
+            admin_token: Some(ROOT),
+            limits: Some(RateLimits {
+                trust_forwarded_for: true,
+                ..RateLimits::off()
+            }),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
 }
 
 impl App {

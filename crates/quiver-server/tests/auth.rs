@@ -3,52 +3,29 @@
 //! the database file holds no password and no token in clear.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quiver_engine::{EngineConfig, Registry};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const ROOT: &str = "root-token-for-tests";
 
 mod common;
-use common::PASSWORD;
+use common::{App, Options, PASSWORD};
 
-/// The app derefs to its client, so tests call `app.get(...)`, `app.user(...)`.
-impl std::ops::Deref for App {
-    type Target = common::Api;
-    fn deref(&self) -> &common::Api {
-        &self.api
-    }
-}
-
-struct App {
-    api: common::Api,
-    registry: Arc<Registry>,
-    dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-    _follower: tokio::task::JoinHandle<()>,
+/// The embedded store, with `admin_token` as the bootstrap admin (none: open writes).
+async fn start(admin_token: Option<&str>) -> App {
+    App::start(
+        Options {
+            admin_token,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await
 }
 
 impl App {
-    async fn start(admin_token: Option<&str>) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        config.open_writes = admin_token.is_none();
-        config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::open(config).await.unwrap();
-        let follower = registry.spawn_follower();
-        let (base, server) = common::serve(registry.clone(), admin_token).await;
-        App {
-            api: common::Api::new(base),
-            registry,
-            dir,
-            _server: server,
-            _follower: follower,
-        }
-    }
-
     async fn token(
         &self,
         session: &str,
@@ -134,7 +111,7 @@ const MATRIX: &[Row] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix() {
-    let app = App::start(Some(ROOT)).await;
+    let app = start(Some(ROOT)).await;
     let mut creds: HashMap<&str, Option<String>> = HashMap::new();
     creds.insert("anonymous", None);
     creds.insert("admin-token", Some(ROOT.to_string()));
@@ -461,7 +438,7 @@ async fn authorization_matrix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_holds_no_password_and_no_token_in_clear() {
-    let app = App::start(Some(ROOT)).await;
+    let app = start(Some(ROOT)).await;
     let session = app.user("alice").await;
     let ci = app
         .token(&session, "ci", &["publish-new", "publish-update"], None)
@@ -511,7 +488,7 @@ async fn the_database_holds_no_password_and_no_token_in_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_shown_once_scoped_patterned_revocable_and_expire() {
-    let app = App::start(Some(ROOT)).await;
+    let app = start(Some(ROOT)).await;
     let session = app.user("tess").await;
     let (s, b) = app
         .post(
@@ -665,7 +642,7 @@ async fn tokens_are_shown_once_scoped_patterned_revocable_and_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_registrations_namespaces_and_members() {
-    let app = App::start(Some(ROOT)).await;
+    let app = start(Some(ROOT)).await;
     let olga = app.user("olga").await;
     // Wrong password and unknown user answer the same.
     let (s1, b1) = app
@@ -849,7 +826,7 @@ async fn logins_registrations_namespaces_and_members() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_server_closes_when_the_first_user_registers() {
-    let app = App::start(None).await;
+    let app = start(None).await;
     let mk = |name: &str| json!({"kind": "tool", "namespace": "demo", "name": name, "description": "open mode"});
     // No admin token, no accounts: anonymous writes work (the laptop demo).
     let (s, b) = app.post("/api/v1/entries", None, mk("a.b")).await;
@@ -880,7 +857,7 @@ async fn an_open_server_closes_when_the_first_user_registers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_and_denied_writes_leave_audit_rows_with_diffs() {
-    let app = App::start(Some(ROOT)).await;
+    let app = start(Some(ROOT)).await;
     let olga = app.user("olga").await;
     let sam = app.user("sam").await;
     app.post("/api/v1/namespaces", Some(&olga), json!({"name": "acme"}))

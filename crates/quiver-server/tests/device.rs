@@ -4,83 +4,41 @@
 //! what an approving token may grant, the audit rows, and no code or token in the
 //! database in clear.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use quiver_engine::device::DeviceSettings;
-use quiver_engine::{EngineConfig, Registry};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const ROOT: &str = "root-token-for-device-tests";
 
 mod common;
-use common::PASSWORD;
+use common::{App, Options, PASSWORD};
 
-/// The app derefs to its client, so tests call `app.get(...)`, `app.user(...)`.
-impl std::ops::Deref for App {
-    type Target = common::Api;
-    fn deref(&self) -> &common::Api {
-        &self.api
-    }
-}
-
-struct App {
-    api: common::Api,
-    _registry: Arc<Registry>,
-    dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-    _schema: Option<quiver_postgres::testing::TestSchema>,
+/// The embedded store (or a schema of `postgres`) with the bootstrap admin `ROOT` and
+/// these device-code settings.
+async fn start_on(device: DeviceSettings, postgres: Option<&str>) -> App {
+    App::start(
+        Options {
+            admin_token: Some(ROOT),
+            postgres,
+            ..Default::default()
+        },
+        |c| c.device = device,
+    )
+    .await
 }
 
 impl App {
-    async fn start(device: DeviceSettings) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        config.open_writes = false;
-        config.device = device;
-        let registry = Registry::open(config).await.unwrap();
-        App::serve(registry, dir, None).await
-    }
-
-    /// The same over PostgreSQL, in a schema of its own (dropped with the app).
-    async fn start_pg(device: DeviceSettings, url: &str) -> App {
-        let schema = quiver_postgres::testing::TestSchema::new(url);
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        config.open_writes = false;
-        config.device = device;
-        let index = Arc::new(
-            quiver_engine::search::SearchIndex::open(&quiver_engine::index_path(dir.path()))
-                .unwrap(),
-        );
-        let registry = Registry::with_postgres(schema.store().await.unwrap(), index, config)
-            .await
-            .unwrap();
-        App::serve(registry, dir, Some(schema)).await
-    }
-
-    async fn serve(
-        registry: Arc<Registry>,
-        dir: tempfile::TempDir,
-        schema: Option<quiver_postgres::testing::TestSchema>,
-    ) -> App {
-        let (base, server) = common::serve(registry.clone(), Some(ROOT)).await;
-        App {
-            api: common::Api::new(base),
-            _registry: registry,
-            dir,
-            _server: server,
-            _schema: schema,
-        }
-    }
-
     /// A server whose clients must wait `interval` between polls.
     async fn with_interval(secs: u64) -> App {
-        App::start(DeviceSettings {
-            interval: Duration::from_secs(secs),
-            ..Default::default()
-        })
+        start_on(
+            DeviceSettings {
+                interval: Duration::from_secs(secs),
+                ..Default::default()
+            },
+            None,
+        )
         .await
     }
 
@@ -340,11 +298,14 @@ async fn denied_requests_answer_access_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_codes_answer_expired_token_and_cannot_be_approved() {
-    let app = App::start(DeviceSettings {
-        lifetime: Duration::from_secs(1),
-        interval: Duration::from_secs(1),
-        verification_uri: Some("https://registry.invalid/activate".into()),
-    })
+    let app = start_on(
+        DeviceSettings {
+            lifetime: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            verification_uri: Some("https://registry.invalid/activate".into()),
+        },
+        None,
+    )
     .await;
     let carol = app.user("carol").await;
     let a = app.code(json!({"client_name": "slow"})).await;
@@ -588,12 +549,12 @@ async fn the_flow_on_postgres() {
     let Some(url) = quiver_postgres::testing::test_url() else {
         return;
     };
-    let app = App::start_pg(
+    let app = start_on(
         DeviceSettings {
             interval: Duration::from_secs(30),
             ..Default::default()
         },
-        &url,
+        Some(&url),
     )
     .await;
     let gail = app.user("gail").await;

@@ -3,58 +3,36 @@
 //! who may approve an entry in review; the gates the validation job runs on publish; the
 //! moderation queue; and publisher trust levels with the daily auto-publish limit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use quiver_engine::{EngineConfig, Registry};
+use quiver_engine::EngineConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const ROOT: &str = "root-token-for-lifecycle-tests";
 
 mod common;
+use common::{App, Options};
 
-/// The app derefs to its client, so tests call `app.get(...)`, `app.user(...)`.
-impl std::ops::Deref for App {
-    type Target = common::Api;
-    fn deref(&self) -> &common::Api {
-        &self.api
-    }
+/// The embedded store with the job worker (quality gates), the bootstrap admin `ROOT`,
+/// and `tweak` applied to the configuration.
+async fn start_with(tweak: impl FnOnce(&mut EngineConfig)) -> App {
+    App::start(
+        Options {
+            admin_token: Some(ROOT),
+            worker: true,
+            ..Default::default()
+        },
+        tweak,
+    )
+    .await
 }
 
-struct App {
-    api: common::Api,
-    _registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-    _follower: tokio::task::JoinHandle<()>,
+async fn start() -> App {
+    start_with(|_| {}).await
 }
 
 impl App {
-    async fn start() -> App {
-        App::start_with(|_| {}).await
-    }
-
-    async fn start_with(tweak: impl FnOnce(&mut EngineConfig)) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        tweak(&mut config);
-        config.open_writes = false;
-        config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::open(config).await.unwrap();
-        let follower = registry.spawn_follower();
-        let worker = registry.spawn_worker().unwrap();
-        std::mem::forget(worker);
-        let (base, server) = common::serve(registry.clone(), Some(ROOT)).await;
-        App {
-            api: common::Api::new(base),
-            _registry: registry,
-            _dir: dir,
-            _server: server,
-            _follower: follower,
-        }
-    }
-
     async fn site_role(&self, name: &str, role: &str) {
         let (s, b) = self
             .call(
@@ -132,7 +110,7 @@ async fn create(app: &App, token: &str, name: &str, description: &str) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_transitions_are_enforced_and_each_reason_is_recorded() {
-    let app = App::start().await;
+    let app = start().await;
     let (olga, mona, sam) = setup(&app).await;
     let path = create(&app, &olga, "text.csv", "Parse CSV text into rows").await;
 
@@ -343,7 +321,7 @@ async fn lifecycle_transitions_are_enforced_and_each_reason_is_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_can_send_an_entry_back_to_draft_and_the_first_version_publishes_a_draft() {
-    let app = App::start().await;
+    let app = start().await;
     let (olga, mona, _) = setup(&app).await;
     let path = create(&app, &olga, "text.tsv", "Parse TSV text into rows").await;
     let (s, _) = app.status(&path, &olga, "review", "please look").await;
@@ -392,7 +370,7 @@ fn gate<'a>(validation: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_twice() {
-    let app = App::start().await;
+    let app = start().await;
     let (olga, _, _) = setup(&app).await;
 
     // A popular tool that look-alikes are checked against.
@@ -593,7 +571,7 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
 
 /// A server with review on and a daily auto-publish limit of 2.
 async fn reviewed() -> App {
-    App::start_with(|c| {
+    start_with(|c| {
         c.review.enabled = true;
         c.review.daily_limit = 2;
     })
