@@ -1,63 +1,14 @@
 //! The `quiver` binary end to end: the README's quick start, client commands, and a
 //! SIGKILL in the middle of writes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_quiver");
-
-/// A `quiver serve` child, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("QUIVER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn quiver serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("quiver listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server announces its address");
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{Server, BIN, PASSWORD};
 
 fn quiver(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
@@ -176,17 +127,16 @@ async fn audit_log_whoami_and_tokens_from_the_cli() {
     let s = ["--server", server.base.as_str()];
     let admin = ["--token", "root-for-cli-tests"];
     let http = reqwest::Client::new();
-    let password = "correct horse battery staple";
     let r = http
         .post(server.url("/api/v1/users"))
-        .json(&json!({"name": "olga", "email": "olga@example.org", "password": password}))
+        .json(&json!({"name": "olga", "email": "olga@example.org", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
     let session: Value = http
         .post(server.url("/api/v1/session"))
-        .json(&json!({"name": "olga", "password": password}))
+        .json(&json!({"name": "olga", "password": PASSWORD}))
         .send()
         .await
         .unwrap()
