@@ -32,6 +32,24 @@ pub struct Operation {
     pub response_is_array: bool,
 }
 
+/// The audit log's listing parameters: its filters (which the export takes alone), then
+/// the page's.
+const AUDIT_PAGE: &[(&str, &str, &str)] = &[
+    ("namespace", "query", "rows about this namespace"),
+    ("actor", "query", "rows by this actor"),
+    (
+        "action",
+        "query",
+        "e.g. entry.create, version.publish, member.set",
+    ),
+    ("outcome", "query", "allowed or denied"),
+    ("since", "query", "rows at or after this RFC 3339 time"),
+    ("until", "query", "rows before this RFC 3339 time"),
+    ("cursor", "query", "next_cursor of the previous page"),
+    ("limit", "query", "1 to 100, default 20"),
+];
+const AUDIT_FILTERS: &[(&str, &str, &str)] = AUDIT_PAGE.split_at(6).0;
+
 const ENTRY_PATH: &[(&str, &str, &str)] = &[
     ("kind", "path", "tool, recipe, skill, module or package"),
     (
@@ -459,16 +477,7 @@ pub const OPERATIONS: &[Operation] = &[
         "get",
         "/api/v1/audit",
         "The audit log, newest first: writes and denied writes with diffs (admins; owners with namespace=theirs)",
-        &[
-            ("namespace", "query", "rows about this namespace"),
-            ("actor", "query", "rows by this actor"),
-            ("action", "query", "e.g. entry.create, version.publish, member.set"),
-            ("outcome", "query", "allowed or denied"),
-            ("since", "query", "rows at or after this RFC 3339 time"),
-            ("until", "query", "rows before this RFC 3339 time"),
-            ("cursor", "query", "next_cursor of the previous page"),
-            ("limit", "query", "1 to 100, default 20")
-        ],
+        AUDIT_PAGE,
         None,
         200,
         Some("AuditPage"),
@@ -478,14 +487,7 @@ pub const OPERATIONS: &[Operation] = &[
         "get",
         "/api/v1/audit/export",
         "Every audit row the filters select, newest first, streamed as JSON lines (application/x-ndjson, one AuditRecord per line); the same rights as the listing",
-        &[
-            ("namespace", "query", "rows about this namespace"),
-            ("actor", "query", "rows by this actor"),
-            ("action", "query", "e.g. entry.create, version.publish, member.set"),
-            ("outcome", "query", "allowed or denied"),
-            ("since", "query", "rows at or after this RFC 3339 time"),
-            ("until", "query", "rows before this RFC 3339 time")
-        ],
+        AUDIT_FILTERS,
         None,
         200,
         Some("AuditRecord"),
