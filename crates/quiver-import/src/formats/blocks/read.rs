@@ -165,6 +165,29 @@ fn yaml_key(k: &Yaml) -> Option<String> {
     }
 }
 
+/// The entries of a mapping under string keys (numbers and booleans read as text); an
+/// entry under any other key is rejected with `message` (at `origin`, on `field`) and
+/// left out.
+fn string_keyed<'a>(
+    map: &'a serde_yaml_ng::Mapping,
+    bundle: &mut Bundle,
+    origin: &Origin,
+    catalog: &str,
+    field: Option<&str>,
+    message: &str,
+) -> Vec<(String, &'a Yaml)> {
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        match yaml_key(k) {
+            Some(k) => out.push((k, v)),
+            None => bundle
+                .rejected
+                .push(origin.reject(Some(catalog.to_string()), field, message)),
+        }
+    }
+    out
+}
+
 fn read_catalog(rel: &Path, text: &str, bundle: &mut Bundle, blocks_out: &mut Vec<BlockRef>) {
     let file = Origin::new(rel, None);
     let mut doc: Yaml = match serde_yaml_ng::from_str(text) {
@@ -219,15 +242,14 @@ fn read_catalog(rel: &Path, text: &str, bundle: &mut Bundle, blocks_out: &mut Ve
     let mut body = Map::new();
     let mut keys = Vec::new();
     let mut layout = Map::new();
-    for (k, v) in top {
-        let Some(k) = yaml_key(k) else {
-            bundle.rejected.push(file.reject(
-                Some(catalog.clone()),
-                None,
-                "top-level keys must be strings",
-            ));
-            continue;
-        };
+    for (k, v) in string_keyed(
+        top,
+        bundle,
+        &file,
+        &catalog,
+        None,
+        "top-level keys must be strings",
+    ) {
         let at = lines.key(None, &k);
         let origin = Origin::new(rel, line_no(at));
         keys.push(Value::String(k.clone()));
@@ -347,15 +369,14 @@ fn read_domain(
     };
     let mut sections = Vec::new();
     let mut other = Map::new();
-    for (sk, sv) in map {
-        let Some(section) = yaml_key(sk) else {
-            bundle.rejected.push(origin.reject(
-                Some(catalog.to_string()),
-                Some("domain"),
-                "domain: section names must be strings",
-            ));
-            continue;
-        };
+    for (section, sv) in string_keyed(
+        map,
+        bundle,
+        origin,
+        catalog,
+        Some("domain"),
+        "domain: section names must be strings",
+    ) {
         sections.push(Value::String(section.clone()));
         let sat = lines.key(at, &section);
         let so = Origin::new(&origin.file, line_no(sat).or(origin.line));
@@ -387,16 +408,9 @@ fn read_domain(
             }
         };
         let mut order = Vec::new();
-        for (ik, iv) in items {
-            bundle.count(&section, 1);
-            let Some(id) = yaml_key(ik) else {
-                bundle.rejected.push(so.reject(
-                    Some(catalog.to_string()),
-                    Some(&field),
-                    format!("{field}: ids must be strings"),
-                ));
-                continue;
-            };
+        bundle.count(&section, items.len() as u64);
+        let ids_message = format!("{field}: ids must be strings");
+        for (id, iv) in string_keyed(items, bundle, &so, catalog, Some(&field), &ids_message) {
             let io = Origin::new(&origin.file, line_no(lines.key(sat, &id)).or(so.line));
             match to_json(iv) {
                 Ok(j) => {
@@ -442,15 +456,14 @@ fn read_blocks(
         return;
     };
     let mut order = Vec::new();
-    for (k, bv) in map {
-        let Some(id) = yaml_key(k) else {
-            bundle.rejected.push(origin.reject(
-                Some(catalog.to_string()),
-                Some("blocks"),
-                "blocks: block ids must be strings",
-            ));
-            continue;
-        };
+    for (id, bv) in string_keyed(
+        map,
+        bundle,
+        &origin,
+        catalog,
+        Some("blocks"),
+        "blocks: block ids must be strings",
+    ) {
         let bat = lines.key(at, &id);
         let bo = Origin::new(rel, line_no(bat).or(origin.line));
         if id == "domain_rules" {
