@@ -85,17 +85,7 @@ fn reader_reads_the_small_files() {
     assert_eq!(b.counts["legacy files"], 3);
     assert_eq!(b.counts["advisories"], 0);
 
-    let rejected: Vec<(String, Option<u64>, String)> = b
-        .rejected
-        .iter()
-        .map(|r| {
-            (
-                r.file.as_ref().unwrap().display().to_string(),
-                r.line,
-                r.reason.clone(),
-            )
-        })
-        .collect();
+    let rejected = common::rejections(&b);
     assert_eq!(rejected.len(), 7, "{rejected:#?}");
     let has = |file: &str, line: Option<u64>, text: &str| {
         assert!(

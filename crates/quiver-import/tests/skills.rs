@@ -119,17 +119,7 @@ fn reader_reads_the_small_files() {
     assert_eq!(b.warnings.len(), 1);
     assert_eq!(b.warnings[0].field.as_deref(), Some("installs"));
 
-    let rejected: Vec<(String, Option<u64>, String)> = b
-        .rejected
-        .iter()
-        .map(|r| {
-            (
-                r.file.as_ref().unwrap().display().to_string(),
-                r.line,
-                r.reason.clone(),
-            )
-        })
-        .collect();
+    let rejected = common::rejections(&b);
     assert_eq!(rejected.len(), 7, "{rejected:#?}");
     let has = |file: &str, line: u64, text: &str| {
         assert!(

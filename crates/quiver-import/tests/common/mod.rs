@@ -181,6 +181,20 @@ pub fn json_file(path: &Path) -> Value {
 }
 
 /// The records of a bundle, as `<namespace>/<name>`.
+/// A bundle's rejections as (file, line, reason).
+pub fn rejections(b: &Bundle) -> Vec<(String, Option<u64>, String)> {
+    b.rejected
+        .iter()
+        .map(|r| {
+            (
+                r.file.as_ref().unwrap().display().to_string(),
+                r.line,
+                r.reason.clone(),
+            )
+        })
+        .collect()
+}
+
 pub fn record_names(b: &Bundle) -> Vec<String> {
     b.records
         .iter()
