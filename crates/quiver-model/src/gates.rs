@@ -421,34 +421,14 @@ pub fn skeleton(name: &str) -> String {
     folded.replace("rn", "m").replace("vv", "w")
 }
 
-/// Edit distance with adjacent transpositions (optimal string alignment), capped: any
-/// distance above `cap` is reported as `cap + 1`.
+/// Edit distance with adjacent transpositions (optimal string alignment, `strsim`),
+/// capped: any distance above `cap` is reported as `cap + 1`, and names whose lengths
+/// differ by more than `cap` are not compared at all.
 pub fn distance(a: &str, b: &str, cap: usize) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > cap {
+    if a.chars().count().abs_diff(b.chars().count()) > cap {
         return cap + 1;
     }
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()].min(cap + 1)
+    strsim::osa_distance(a, b).min(cap + 1)
 }
 
 /// Whether `candidate` looks like `popular` without being it: the same look-alike form,
@@ -529,6 +509,19 @@ mod tests {
         );
         assert_eq!(raw_ip_urls("see https://[::1]/x"), vec!["https://[::1]"]);
         assert!(raw_ip_urls("https://1.2.3.4.example.org/").is_empty());
+    }
+
+    #[test]
+    fn distances_are_capped() {
+        assert_eq!(distance("reqeusts", "requests", 1), 1, "a swap is one edit");
+        assert_eq!(distance("kitten", "sitting", 5), 3);
+        assert_eq!(
+            distance("kitten", "sitting", 1),
+            2,
+            "above the cap: cap + 1"
+        );
+        assert_eq!(distance("a", "abcdef", 2), 3, "lengths too far apart");
+        assert_eq!(distance("same", "same", 0), 0);
     }
 
     #[test]

@@ -385,32 +385,6 @@ fn facets_of(fc: FacetCounts) -> Facets {
     }
 }
 
-/// Optimal string alignment distance (Levenshtein with adjacent transpositions).
-fn osa_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 fn escape_html(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
@@ -647,7 +621,7 @@ fn suggest(pl: &Planner, p: &Plan, filter: &Arc<Filter>) -> Result<Option<String
         let Ok(pay) = serde_json::from_str::<Payload>(payload) else {
             continue;
         };
-        let dist = osa_distance(&joined(&pay.name), &p.joined);
+        let dist = strsim::osa_distance(&joined(&pay.name), &p.joined);
         let better = match &best {
             None => true,
             Some((bd, bp, _)) => dist < *bd || (dist == *bd && r.key > *bp),
@@ -665,9 +639,10 @@ mod tests {
 
     #[test]
     fn distances() {
-        assert_eq!(osa_distance("reqeusts", "requests"), 1);
-        assert_eq!(osa_distance("djnago", "django"), 1);
-        assert_eq!(osa_distance("kitten", "sitting"), 3);
+        // The ranking's distance counts a swap of neighbours as one edit.
+        assert_eq!(strsim::osa_distance("reqeusts", "requests"), 1);
+        assert_eq!(strsim::osa_distance("djnago", "django"), 1);
+        assert_eq!(strsim::osa_distance("kitten", "sitting"), 3);
         assert_eq!(fuzzy_distance(4), 0);
         assert_eq!(fuzzy_distance(5), 1);
         assert_eq!(fuzzy_distance(9), 2);
