@@ -410,15 +410,21 @@ fn header(resp: &mut Response, name: &'static str, value: u64) {
         .insert(HeaderName::from_static(name), HeaderValue::from(value));
 }
 
-/// The middleware that gives the engine the request's client address (the same address
-/// rate limits count, [`client_address`]), for the audit log to record hashed.
+/// The request's client address ([`client_address`]), found once by [`client_context`]
+/// for the rate limits and the audit log.
+#[derive(Debug, Clone, Copy)]
+struct ClientAddress(Option<IpAddr>);
+
+/// The outermost middleware: finds the request's client address, keeps it on the request
+/// for the rate limits, and gives it to the engine for the audit log to record hashed.
 pub(crate) async fn client_context(
     State(trust_forwarded_for): State<bool>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    let address = client_address(&req, trust_forwarded_for).map(|ip| ip.to_string());
-    quiver_engine::audit::with_client(address, next.run(req)).await
+    let ip = client_address(&req, trust_forwarded_for);
+    req.extensions_mut().insert(ClientAddress(ip));
+    quiver_engine::audit::with_client(ip.map(|ip| ip.to_string()), next.run(req)).await
 }
 
 /// The middleware: count the request, then serve it or answer 429.
@@ -430,7 +436,8 @@ pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -
         return next.run(req).await;
     };
     let token = bearer(req.headers()).map(str::to_string);
-    let address = client_address(&req, l.limits.trust_forwarded_for);
+    // Set by `client_context`, the layer around this one (see `router_with`).
+    let address = req.extensions().get::<ClientAddress>().and_then(|c| c.0);
     let path = req.uri().path().to_string();
     let who = subject(&l, token, address, &path, class).await;
     let verdict = match l
