@@ -310,10 +310,12 @@ impl DatasetReader {
     }
 }
 
-/// Summaries are authors' text: drop control characters, cap the length.
+/// Summaries are authors' text: drop control characters and the invisible or
+/// text-direction characters an API write would refuse, cap the length.
 fn clean_summary(s: &str) -> String {
     let mut out: String = s
         .chars()
+        .filter(|&c| !quiver_model::validate::is_invisible(c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     if out.len() > quiver_model::validate::MAX_DESCRIPTION {

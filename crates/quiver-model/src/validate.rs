@@ -27,7 +27,82 @@ fn text(field: &str, value: &str, max: usize) -> Result<String> {
     {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
+    invisible(field, v)?;
     Ok(v.to_string())
+}
+
+/// Bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069), zero-width and
+/// direction marks (U+200B–U+200F) and the byte-order mark (U+FEFF) let one listing show
+/// text that reads differently from what is stored, so they are refused in every field a
+/// listing shows. A zero-width joiner between two emoji (as in "👩‍💻") stays: it joins
+/// pictographs, it cannot reorder or hide letters.
+fn invisible(field: &str, v: &str) -> Result<()> {
+    let chars: Vec<char> = v.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if !is_invisible(c) {
+            continue;
+        }
+        let emoji_join = c == '\u{200D}'
+            && i > 0
+            && chars.get(i + 1).is_some_and(|&n| pictograph(n))
+            && (pictograph(chars[i - 1]) || chars[i - 1] == '\u{FE0F}');
+        if !emoji_join {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "must not contain the invisible or text-direction character U+{:04X} (at character {})",
+                    c as u32,
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `c` is one of the invisible or text-direction characters [`text`] refuses
+/// (importers of authors' text drop them instead).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{FEFF}')
+}
+
+/// Whether `c` is in the blocks where emoji sequences live (pictographs, symbols,
+/// dingbats and the skin-tone modifiers).
+fn pictograph(c: char) -> bool {
+    matches!(c, '\u{1F000}'..='\u{1FAFF}' | '\u{2600}'..='\u{27BF}' | '\u{2B00}'..='\u{2BFF}')
+}
+
+/// NUL is refused in every string of a JSON value (keys included): stores and the
+/// programs that read exports treat it as the end of a string.
+fn no_nul(field: &str, value: &serde_json::Value) -> Result<()> {
+    fn walk(path: &mut String, value: &serde_json::Value) -> std::result::Result<(), String> {
+        use serde_json::Value;
+        match value {
+            Value::String(s) if s.contains('\0') => Err(path.clone()),
+            Value::Array(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk(path, v)?;
+                path.truncate(len);
+                Ok(())
+            }),
+            Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                if k.contains('\0') {
+                    return Err(path.clone());
+                }
+                walk(path, v)?;
+                path.truncate(len);
+                Ok(())
+            }),
+            _ => Ok(()),
+        }
+    }
+    let mut path = field.to_string();
+    walk(&mut path, value)
+        .map_err(|at| Error::invalid(at, "must not contain the NUL character (U+0000)"))
 }
 
 fn opt_text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>> {
@@ -64,6 +139,7 @@ fn labels(field: &str, values: &[String]) -> Result<Vec<String>> {
         if v.chars().any(char::is_control) {
             return Err(Error::invalid(f, "must not contain control characters"));
         }
+        invisible(&f, &v)?;
         if !out.contains(&v) {
             out.push(v);
         }
@@ -165,6 +241,7 @@ pub fn new_version(kind: Kind, v: &mut NewVersion) -> Result<(semver::Version, S
     if !v.manifest.is_object() {
         return Err(Error::invalid("manifest", "must be a JSON object"));
     }
+    no_nul("manifest", &v.manifest)?;
     let canonical = crate::manifest::canonical_json(&v.manifest);
     let size = canonical.len();
     if size > MAX_MANIFEST_BYTES {
@@ -200,6 +277,7 @@ pub fn document(d: &NewDocument) -> Result<String> {
     if d.key.chars().any(char::is_control) {
         return Err(Error::invalid("key", "must not contain control characters"));
     }
+    no_nul("body", &d.body)?;
     let canonical = crate::manifest::canonical_json(&d.body);
     if canonical.len() > MAX_DOCUMENT_BYTES {
         return Err(Error::invalid(
@@ -303,6 +381,60 @@ mod tests {
             new_entry(&mut e).unwrap_err().field.as_deref(),
             Some("description")
         );
+    }
+
+    #[test]
+    fn refuses_invisible_and_direction_characters() {
+        for bad in [
+            "a\u{202E}b",
+            "\u{200B}x",
+            "x\u{2066}y",
+            "\u{FEFF}bom",
+            "a\u{200D}b",
+        ] {
+            let mut e = entry();
+            e.display_name = Some(bad.into());
+            let err = new_entry(&mut e).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("display_name"), "{bad:?}");
+            let mut e = entry();
+            e.description = format!("fine {bad}");
+            assert_eq!(
+                new_entry(&mut e).unwrap_err().field.as_deref(),
+                Some("description")
+            );
+            let mut e = entry();
+            e.tags = vec!["ok".into(), bad.into()];
+            assert_eq!(
+                new_entry(&mut e).unwrap_err().field.as_deref(),
+                Some("tags[1]")
+            );
+            let mut e = entry();
+            e.keywords = vec![bad.into()];
+            assert_eq!(
+                new_entry(&mut e).unwrap_err().field.as_deref(),
+                Some("keywords[0]")
+            );
+        }
+        // A zero-width joiner inside an emoji sequence joins pictographs and stays.
+        let mut e = entry();
+        e.description = "for developers \u{1F469}\u{200D}\u{1F4BB} and \u{1F441}\u{FE0F}\u{200D}\u{1F5E8}\u{FE0F}".into();
+        new_entry(&mut e).unwrap();
+    }
+
+    #[test]
+    fn refuses_nul_in_manifests_and_documents() {
+        let mut v = NewVersion {
+            version: "1.0.0".into(),
+            manifest: serde_json::json!({"inputs": {"a": ["ok", "b\u{0}c"]}}),
+            changelog: None,
+            breaking: false,
+        };
+        let err = new_version(Kind::Package, &mut v).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("manifest.inputs.a[1]"));
+        v.manifest = serde_json::json!({"k\u{0}": 1});
+        assert!(new_version(Kind::Package, &mut v).is_err());
+        let d = NewDocument::new("queue", "k", serde_json::json!({"x": "\u{0}"}));
+        assert_eq!(document(&d).unwrap_err().field.as_deref(), Some("body.x"));
     }
 
     #[test]
