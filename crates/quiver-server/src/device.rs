@@ -6,14 +6,17 @@
 //! `invalid_grant`).
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use quiver_engine::device::{DeviceCodeRequest, DeviceDecision, DevicePoll, DeviceTokenRequest};
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use quiver_engine::accounts::NewTokenSecret;
+use quiver_engine::device::{
+    DeviceAuthorization, DeviceCodeRequest, DeviceDecided, DeviceDecision, DevicePoll,
+    DeviceTokenRequest,
+};
 
-use crate::error::{ApiResult, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::extract::{Auth, JsonBody};
+use crate::reply::{no_store, Headed, Json, Page};
 use crate::AppState;
 
 /// The server's base URL as this client reached it (for the verification page's address
@@ -32,36 +35,38 @@ pub(crate) fn own_base(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 pub async fn device_code(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(r): JsonBody<DeviceCodeRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Headed<Json<DeviceAuthorization>>> {
     let a = state.registry.start_device(r, &own_base(&headers)).await?;
-    Ok(no_store(Json(a).into_response()))
+    Ok(no_store(Json::ok(a)))
 }
 
 pub async fn device_approve(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(d): JsonBody<DeviceDecision>,
-) -> ApiResult<Response> {
-    Ok(Json(state.registry.decide_device(&caller, d).await?).into_response())
+) -> ApiResult<Json<DeviceDecided>> {
+    Ok(Json::ok(state.registry.decide_device(&caller, d).await?))
 }
 
 pub async fn device_token(
     State(state): State<AppState>,
     JsonBody(r): JsonBody<DeviceTokenRequest>,
-) -> ApiResult<Response> {
-    let poll = state.registry.poll_device(r).await?;
-    let message = match &poll {
-        DevicePoll::Token(t) => return Ok(no_store(Json(t).into_response())),
+) -> Result<Headed<Json<NewTokenSecret>>, Headed<ApiError>> {
+    let poll = state
+        .registry
+        .poll_device(r)
+        .await
+        .map_err(|e| no_store(e.into()))?;
+    let code = poll
+        .error_code()
+        .and_then(Code::from_name)
+        .unwrap_or(Code::InvalidGrant);
+    let message = match poll {
+        DevicePoll::Token(t) => return Ok(no_store(Json::ok(t))),
         DevicePoll::Pending => {
             "the request is waiting for approval; poll again after the interval".to_string()
         }
@@ -74,29 +79,24 @@ pub async fn device_token(
             "unknown device code, or its token was already handed out".to_string()
         }
     };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: poll.error_code().unwrap_or("invalid_grant").to_string(),
-            message,
-            field: Some("device_code".into()),
-        },
-    };
-    Ok(no_store(
-        (StatusCode::BAD_REQUEST, Json(body)).into_response(),
-    ))
+    Err(no_store(ApiError::new(
+        code,
+        message,
+        Some("device_code".into()),
+    )))
 }
 
 // ---- the verification page ------------------------------------------------------------
 
-/// Query of `GET /device`.
-#[derive(Debug, serde::Deserialize)]
+/// Query of `GET /device` (a link may carry the code).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct PageQuery {
     #[serde(default)]
     user_code: Option<String>,
 }
 
 /// Form of `POST /device`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct PageForm {
     #[serde(default)]
     user_code: String,
@@ -124,7 +124,7 @@ fn escape(s: &str) -> String {
     out
 }
 
-fn html(status: StatusCode, body: &str) -> Response {
+fn html(status: StatusCode, body: &str) -> Headed<Page> {
     let doc = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
@@ -132,17 +132,20 @@ fn html(status: StatusCode, body: &str) -> Response {
          <body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">\
          <h1>Sign in a device</h1>{body}</body></html>"
     );
-    let mut resp = (status, axum::response::Html(doc)).into_response();
-    let h = resp.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    let mut page = no_store(Page { status, html: doc });
+    page.headers.extend([
+        (
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            ),
         ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+        (
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ),
+    ]);
+    page
 }
 
 fn form(user_code: &str, message: &str) -> String {
@@ -160,7 +163,7 @@ fn form(user_code: &str, message: &str) -> String {
 }
 
 /// `GET /device`: the page a device's user types the code at.
-pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Response {
+pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Headed<Page> {
     html(
         StatusCode::OK,
         &form(q.user_code.as_deref().unwrap_or(""), ""),
@@ -171,7 +174,7 @@ pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> R
 pub async fn page_submit(
     State(state): State<AppState>,
     axum::extract::Form(f): axum::extract::Form<PageForm>,
-) -> Response {
+) -> Headed<Page> {
     let deny = match f.decision.as_str() {
         "approve" => false,
         "deny" => true,

@@ -391,6 +391,11 @@ async fn invalid_input_is_refused_and_changes_nothing() {
     let (s, b) = app.get("/api/v1/no/such/route", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_envelope(&b, "not_found", None);
+    // Below an entry, only its known sub-resources are routes.
+    let (s, b) = app.get(&format!("{path}/nope"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_envelope(&b, "not_found", None);
+    assert_eq!(b["error"]["message"], "route not found");
 
     assert_eq!(
         app.feed_head().await,
@@ -471,6 +476,32 @@ async fn scoped_npm_names_and_relations() {
         .await;
     assert_eq!(rels[0]["from"]["name"], "@types/node");
     assert_eq!(rels[0]["confidence"], 0.7);
+    // Versions of a scoped package, and their sub-resources, through the slash.
+    let (s, v) = app
+        .post(
+            "/api/v1/entries/package/npm/@types/node/versions",
+            None,
+            json!({"version": "1.0.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app
+        .post(
+            "/api/v1/entries/package/npm/@types/node/versions/1.0.0/yank",
+            None,
+            json!({"reason": "broken types"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["yanked"], true);
+    let (s, v) = app
+        .get(
+            "/api/v1/entries/package/npm/@types%2Fnode/versions/1.0.0",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["yank_reason"], "broken types");
 }
 
 #[tokio::test]

@@ -450,3 +450,80 @@ async fn two_servers_over_postgresql_share_the_count() {
         assert_eq!(r.get::<_, String>(1), "read");
     }
 }
+
+/// Each route's class, seen from outside: with every class allowed no request at all, the
+/// 429 names the class the request counted against; health, readiness, metrics and the
+/// device page are never limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_route_counts_against_its_class() {
+    let mut limits = RateLimits::off();
+    for c in RouteClass::ALL {
+        limits.set(c, Some(Limit::per_day(0)));
+    }
+    let app = serve(limits).await;
+    let entry = "/api/v1/entries/tool/acme/x";
+    let cases: &[(Method, String, Option<&str>)] = &[
+        (Method::GET, "/api/v1/search".into(), Some("search")),
+        (Method::GET, "/api/v1/entries".into(), Some("read")),
+        (Method::GET, entry.into(), Some("read")),
+        (Method::GET, format!("{entry}/versions"), Some("read")),
+        (
+            Method::GET,
+            format!("{entry}/versions/1.0.0"),
+            Some("download"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/entries/package/npm/@types/node/versions/1.0.0".into(),
+            Some("download"),
+        ),
+        (
+            Method::POST,
+            format!("{entry}/versions/1.0.0/yank"),
+            Some("write"),
+        ),
+        (Method::POST, "/api/v1/entries".into(), Some("registration")),
+        (
+            Method::POST,
+            "/api/v1/namespaces".into(),
+            Some("registration"),
+        ),
+        (Method::POST, "/api/v1/users".into(), Some("registration")),
+        (Method::POST, format!("{entry}/versions"), Some("write")),
+        (Method::PATCH, entry.into(), Some("write")),
+        (Method::DELETE, "/api/v1/tokens/3".into(), Some("write")),
+        (Method::GET, "/api/v1/no/such/route".into(), Some("read")),
+        (Method::POST, "/api/v1/no/such/route".into(), Some("write")),
+        (Method::GET, "/healthz".into(), None),
+        (Method::GET, "/readyz".into(), None),
+        (Method::GET, "/metrics".into(), None),
+        (Method::GET, "/device".into(), None),
+    ];
+    let http = reqwest::Client::new();
+    for (method, path, class) in cases {
+        let body = (*method != Method::GET && *method != Method::DELETE).then(|| json!({}));
+        let a = call(
+            &http,
+            method.clone(),
+            format!("{}{path}", app.base),
+            None,
+            body,
+        )
+        .await;
+        match class {
+            Some(class) => {
+                assert_limited(&a, DAY);
+                let message = a.body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.starts_with(&format!("too many {class} requests")),
+                    "{method} {path}: {message}"
+                );
+            }
+            None => assert_ne!(
+                a.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{method} {path} is not limited"
+            ),
+        }
+    }
+}
