@@ -109,29 +109,54 @@ pub struct PageForm {
     decision: String,
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// What the page shows: the form (with the code filled in and a problem, if any), or the
+/// outcome of a decision.
+#[derive(Default, serde::Serialize)]
+struct View<'a> {
+    user_code: &'a str,
+    problem: Option<&'a str>,
+    approved: Option<Approved<'a>>,
+    denied: Option<Denied<'a>>,
 }
 
-fn html(status: StatusCode, body: &str) -> Headed<Page> {
-    let doc = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>quiver: sign in a device</title></head>\
-         <body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">\
-         <h1>Sign in a device</h1>{body}</body></html>"
-    );
+#[derive(serde::Serialize)]
+struct Approved<'a> {
+    client: &'a str,
+    user: &'a str,
+    scopes: String,
+}
+
+#[derive(serde::Serialize)]
+struct Denied<'a> {
+    client: &'a str,
+}
+
+/// The page's template (`templates/device.html`), HTML-escaped by the template engine.
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.add_template("device.html", include_str!("../templates/device.html"))
+            .expect("the device page template parses");
+        env
+    })
+}
+
+fn render(view: &View) -> Result<String, minijinja::Error> {
+    templates().get_template("device.html")?.render(view)
+}
+
+fn html(status: StatusCode, view: View) -> Headed<Page> {
+    let (status, doc) = match render(&view) {
+        Ok(doc) => (status, doc),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the device page");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the server log has the details".to_string(),
+            )
+        }
+    };
     let mut page = no_store(Page { status, html: doc });
     page.headers.extend([
         (
@@ -148,25 +173,19 @@ fn html(status: StatusCode, body: &str) -> Headed<Page> {
     page
 }
 
-fn form(user_code: &str, message: &str) -> String {
-    format!(
-        "{message}<p>Enter the code your device shows, and sign in to approve it. The device \
-         gets a token of yours with the scopes it asked for.</p>\
-         <form method=\"post\" action=\"/device\">\
-         <p><label>Code <input name=\"user_code\" value=\"{}\" autocomplete=\"off\" required></label></p>\
-         <p><label>User name <input name=\"name\" autocomplete=\"username\" required></label></p>\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-         <p><button name=\"decision\" value=\"approve\">Approve</button> \
-         <button name=\"decision\" value=\"deny\">Deny</button></p></form>",
-        escape(user_code)
-    )
+fn form<'a>(user_code: &'a str, problem: Option<&'a str>) -> View<'a> {
+    View {
+        user_code,
+        problem,
+        ..View::default()
+    }
 }
 
 /// `GET /device`: the page a device's user types the code at.
 pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Headed<Page> {
     html(
         StatusCode::OK,
-        &form(q.user_code.as_deref().unwrap_or(""), ""),
+        form(q.user_code.as_deref().unwrap_or(""), None),
     )
 }
 
@@ -181,10 +200,7 @@ pub async fn page_submit(
         _ => {
             return html(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &form(
-                    &f.user_code,
-                    "<p><strong>Choose Approve or Deny.</strong></p>",
-                ),
+                form(&f.user_code, Some("Choose Approve or Deny.")),
             )
         }
     };
@@ -202,27 +218,27 @@ pub async fn page_submit(
     match decided {
         Ok(d) if deny => html(
             StatusCode::OK,
-            &format!(
-                "<p>Denied: <strong>{}</strong> will not be signed in.</p>",
-                escape(&d.client_name)
-            ),
+            View {
+                denied: Some(Denied {
+                    client: &d.client_name,
+                }),
+                ..View::default()
+            },
         ),
-        Ok(d) => html(
-            StatusCode::OK,
-            &format!(
-                "<p>Approved: <strong>{}</strong> is signed in as {} (scopes: {}). You can close \
-                 this page.</p>",
-                escape(&d.client_name),
-                escape(&f.name),
-                escape(
-                    &d.scopes
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            ),
-        ),
+        Ok(d) => {
+            let scopes: Vec<&str> = d.scopes.iter().map(|s| s.as_str()).collect();
+            html(
+                StatusCode::OK,
+                View {
+                    approved: Some(Approved {
+                        client: &d.client_name,
+                        user: &f.name,
+                        scopes: scopes.join(", "),
+                    }),
+                    ..View::default()
+                },
+            )
+        }
         Err(e) => {
             let status = crate::error::status_of(e.code);
             let message = if e.code == quiver_model::ErrorCode::Internal {
@@ -231,13 +247,41 @@ pub async fn page_submit(
             } else {
                 e.message
             };
-            html(
-                status,
-                &form(
-                    &f.user_code,
-                    &format!("<p><strong>{}</strong></p>", escape(&message)),
-                ),
-            )
+            html(status, form(&f.user_code, Some(&message)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let page = render(&form("\"><script>x</script>", Some("<b>no</b>"))).unwrap();
+        assert!(
+            !page.contains("<script>") && !page.contains("<b>"),
+            "{page}"
+        );
+        assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;"), "{page}");
+        assert!(page.contains("&lt;b&gt;no"), "{page}");
+        assert!(
+            page.contains("<form method=\"post\" action=\"/device\">"),
+            "{page}"
+        );
+        let done = render(&View {
+            approved: Some(Approved {
+                client: "build <box>",
+                user: "erin",
+                scopes: "publish-new".into(),
+            }),
+            ..View::default()
+        })
+        .unwrap();
+        assert!(
+            done.contains("Approved: <strong>build &lt;box&gt;</strong>"),
+            "{done}"
+        );
+        assert!(!done.contains("<form"), "{done}");
     }
 }

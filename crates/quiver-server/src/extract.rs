@@ -16,7 +16,6 @@ use quiver_model::Error;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -44,10 +43,8 @@ impl FromRequestParts<AppState> for Auth {
                     "the Authorization header must be 'Bearer <token>'",
                 ))
             })?;
-        if let Some(admin) = &state.admin_token {
-            if bool::from(admin.as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(Auth(Caller::BootstrapAdmin));
-            }
+        if state.is_admin_token(token) {
+            return Ok(Auth(Caller::BootstrapAdmin));
         }
         Ok(Auth(state.registry.resolve_token(token).await?))
     }

@@ -44,6 +44,17 @@ pub struct AppState {
     pub admin_token: Option<String>,
 }
 
+impl AppState {
+    /// Whether `token` is the bootstrap admin's, compared in constant time (the one place
+    /// the server compares it).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.admin_token
+            .as_ref()
+            .is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(token.as_bytes())))
+    }
+}
+
 /// The operation's summary in the document.
 fn doc(summary: &'static str) -> impl FnOnce(TransformOperation) -> TransformOperation {
     move |op| op.summary(summary)

@@ -378,7 +378,7 @@ async fn subject(
     let who = match token.as_deref() {
         Some(token) => {
             let mut who = hashed("token", token);
-            if class == RouteClass::Registration && l.app.admin_token.as_deref() != Some(token) {
+            if class == RouteClass::Registration && !l.app.is_admin_token(token) {
                 // Registrations count per user, whichever of their tokens is used. A token
                 // that does not resolve is refused by the route anyway; it counts as itself.
                 if let Ok(Caller::Token { account, .. } | Caller::User(account)) =
