@@ -173,6 +173,7 @@ async fn error_envelopes_match_their_snapshot() {
     let app = TestApp::builder()
         .admin_token(ROOT)
         .user("ada")
+        .token("ada", "reader", &["read-private"])
         .start()
         .await;
     let ada = app.session("ada").to_string();
@@ -209,6 +210,7 @@ async fn error_envelopes_match_their_snapshot() {
         answer(&app, Method::POST, "/api/v1/entries", None, Some(json!({"kind": "tool", "namespace": "acme", "name": "a.b", "description": "c"}))).await,
         answer(&app, Method::GET, "/api/v1/entries", Some("not-a-token"), None).await,
         answer(&app, Method::POST, "/api/v1/entries", Some(&ada), Some(json!({"kind": "tool", "namespace": "acme", "name": "a.b", "description": "c"}))).await,
+        answer(&app, Method::POST, "/api/v1/entries", Some(app.token("reader")), Some(json!({"kind": "tool", "namespace": "ada", "name": "a.b", "description": "c"}))).await,
         answer(&app, Method::POST, "/api/v1/entries", Some(ROOT), Some(json!({"kind": "tool", "namespace": "acme", "name": "text.csvParse", "description": "again"}))).await,
         answer(&app, Method::POST, "/api/v1/device/token", None, Some(json!({"device_code": "nope", "grant_type": "urn:ietf:params:oauth:grant-type:device_code"}))).await,
     ];
