@@ -6,14 +6,17 @@
 //! `invalid_grant`).
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use quiver_engine::device::{DeviceCodeRequest, DeviceDecision, DevicePoll, DeviceTokenRequest};
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use quiver_engine::accounts::NewTokenSecret;
+use quiver_engine::device::{
+    DeviceAuthorization, DeviceCodeRequest, DeviceDecided, DeviceDecision, DevicePoll,
+    DeviceTokenRequest,
+};
 
-use crate::error::{ApiResult, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, ApiResult, Code};
 use crate::extract::{Auth, JsonBody};
+use crate::reply::{no_store, Headed, Json, Page};
 use crate::AppState;
 
 /// The server's base URL as this client reached it (for the verification page's address
@@ -32,36 +35,38 @@ pub(crate) fn own_base(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 pub async fn device_code(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(r): JsonBody<DeviceCodeRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Headed<Json<DeviceAuthorization>>> {
     let a = state.registry.start_device(r, &own_base(&headers)).await?;
-    Ok(no_store(Json(a).into_response()))
+    Ok(no_store(Json::ok(a)))
 }
 
 pub async fn device_approve(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(d): JsonBody<DeviceDecision>,
-) -> ApiResult<Response> {
-    Ok(Json(state.registry.decide_device(&caller, d).await?).into_response())
+) -> ApiResult<Json<DeviceDecided>> {
+    Ok(Json::ok(state.registry.decide_device(&caller, d).await?))
 }
 
 pub async fn device_token(
     State(state): State<AppState>,
     JsonBody(r): JsonBody<DeviceTokenRequest>,
-) -> ApiResult<Response> {
-    let poll = state.registry.poll_device(r).await?;
-    let message = match &poll {
-        DevicePoll::Token(t) => return Ok(no_store(Json(t).into_response())),
+) -> Result<Headed<Json<NewTokenSecret>>, Headed<ApiError>> {
+    let poll = state
+        .registry
+        .poll_device(r)
+        .await
+        .map_err(|e| no_store(e.into()))?;
+    let code = poll
+        .error_code()
+        .and_then(Code::from_name)
+        .unwrap_or(Code::InvalidGrant);
+    let message = match poll {
+        DevicePoll::Token(t) => return Ok(no_store(Json::ok(t))),
         DevicePoll::Pending => {
             "the request is waiting for approval; poll again after the interval".to_string()
         }
@@ -74,29 +79,24 @@ pub async fn device_token(
             "unknown device code, or its token was already handed out".to_string()
         }
     };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: poll.error_code().unwrap_or("invalid_grant").to_string(),
-            message,
-            field: Some("device_code".into()),
-        },
-    };
-    Ok(no_store(
-        (StatusCode::BAD_REQUEST, Json(body)).into_response(),
-    ))
+    Err(no_store(ApiError::new(
+        code,
+        message,
+        Some("device_code".into()),
+    )))
 }
 
 // ---- the verification page ------------------------------------------------------------
 
-/// Query of `GET /device`.
-#[derive(Debug, serde::Deserialize)]
+/// Query of `GET /device` (a link may carry the code).
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct PageQuery {
     #[serde(default)]
     user_code: Option<String>,
 }
 
 /// Form of `POST /device`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct PageForm {
     #[serde(default)]
     user_code: String,
@@ -109,61 +109,83 @@ pub struct PageForm {
     decision: String,
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// What the page shows: the form (with the code filled in and a problem, if any), or the
+/// outcome of a decision.
+#[derive(Default, serde::Serialize)]
+struct View<'a> {
+    user_code: &'a str,
+    problem: Option<&'a str>,
+    approved: Option<Approved<'a>>,
+    denied: Option<Denied<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Approved<'a> {
+    client: &'a str,
+    user: &'a str,
+    scopes: String,
+}
+
+#[derive(serde::Serialize)]
+struct Denied<'a> {
+    client: &'a str,
+}
+
+/// The page's template (`templates/device.html`), HTML-escaped by the template engine.
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.add_template("device.html", include_str!("../templates/device.html"))
+            .expect("the device page template parses");
+        env
+    })
+}
+
+fn render(view: &View) -> Result<String, minijinja::Error> {
+    templates().get_template("device.html")?.render(view)
+}
+
+fn html(status: StatusCode, view: View) -> Headed<Page> {
+    let (status, doc) = match render(&view) {
+        Ok(doc) => (status, doc),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the device page");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the server log has the details".to_string(),
+            )
         }
-    }
-    out
-}
-
-fn html(status: StatusCode, body: &str) -> Response {
-    let doc = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>quiver: sign in a device</title></head>\
-         <body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">\
-         <h1>Sign in a device</h1>{body}</body></html>"
-    );
-    let mut resp = (status, axum::response::Html(doc)).into_response();
-    let h = resp.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    };
+    let mut page = no_store(Page { status, html: doc });
+    page.headers.extend([
+        (
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            ),
         ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+        (
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ),
+    ]);
+    page
 }
 
-fn form(user_code: &str, message: &str) -> String {
-    format!(
-        "{message}<p>Enter the code your device shows, and sign in to approve it. The device \
-         gets a token of yours with the scopes it asked for.</p>\
-         <form method=\"post\" action=\"/device\">\
-         <p><label>Code <input name=\"user_code\" value=\"{}\" autocomplete=\"off\" required></label></p>\
-         <p><label>User name <input name=\"name\" autocomplete=\"username\" required></label></p>\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-         <p><button name=\"decision\" value=\"approve\">Approve</button> \
-         <button name=\"decision\" value=\"deny\">Deny</button></p></form>",
-        escape(user_code)
-    )
+fn form<'a>(user_code: &'a str, problem: Option<&'a str>) -> View<'a> {
+    View {
+        user_code,
+        problem,
+        ..View::default()
+    }
 }
 
 /// `GET /device`: the page a device's user types the code at.
-pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Response {
+pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> Headed<Page> {
     html(
         StatusCode::OK,
-        &form(q.user_code.as_deref().unwrap_or(""), ""),
+        form(q.user_code.as_deref().unwrap_or(""), None),
     )
 }
 
@@ -171,17 +193,14 @@ pub async fn page(axum::extract::Query(q): axum::extract::Query<PageQuery>) -> R
 pub async fn page_submit(
     State(state): State<AppState>,
     axum::extract::Form(f): axum::extract::Form<PageForm>,
-) -> Response {
+) -> Headed<Page> {
     let deny = match f.decision.as_str() {
         "approve" => false,
         "deny" => true,
         _ => {
             return html(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &form(
-                    &f.user_code,
-                    "<p><strong>Choose Approve or Deny.</strong></p>",
-                ),
+                form(&f.user_code, Some("Choose Approve or Deny.")),
             )
         }
     };
@@ -199,27 +218,27 @@ pub async fn page_submit(
     match decided {
         Ok(d) if deny => html(
             StatusCode::OK,
-            &format!(
-                "<p>Denied: <strong>{}</strong> will not be signed in.</p>",
-                escape(&d.client_name)
-            ),
+            View {
+                denied: Some(Denied {
+                    client: &d.client_name,
+                }),
+                ..View::default()
+            },
         ),
-        Ok(d) => html(
-            StatusCode::OK,
-            &format!(
-                "<p>Approved: <strong>{}</strong> is signed in as {} (scopes: {}). You can close \
-                 this page.</p>",
-                escape(&d.client_name),
-                escape(&f.name),
-                escape(
-                    &d.scopes
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            ),
-        ),
+        Ok(d) => {
+            let scopes: Vec<&str> = d.scopes.iter().map(|s| s.as_str()).collect();
+            html(
+                StatusCode::OK,
+                View {
+                    approved: Some(Approved {
+                        client: &d.client_name,
+                        user: &f.name,
+                        scopes: scopes.join(", "),
+                    }),
+                    ..View::default()
+                },
+            )
+        }
         Err(e) => {
             let status = crate::error::status_of(e.code);
             let message = if e.code == quiver_model::ErrorCode::Internal {
@@ -228,13 +247,41 @@ pub async fn page_submit(
             } else {
                 e.message
             };
-            html(
-                status,
-                &form(
-                    &f.user_code,
-                    &format!("<p><strong>{}</strong></p>", escape(&message)),
-                ),
-            )
+            html(status, form(&f.user_code, Some(&message)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let page = render(&form("\"><script>x</script>", Some("<b>no</b>"))).unwrap();
+        assert!(
+            !page.contains("<script>") && !page.contains("<b>"),
+            "{page}"
+        );
+        assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;"), "{page}");
+        assert!(page.contains("&lt;b&gt;no"), "{page}");
+        assert!(
+            page.contains("<form method=\"post\" action=\"/device\">"),
+            "{page}"
+        );
+        let done = render(&View {
+            approved: Some(Approved {
+                client: "build <box>",
+                user: "erin",
+                scopes: "publish-new".into(),
+            }),
+            ..View::default()
+        })
+        .unwrap();
+        assert!(
+            done.contains("Approved: <strong>build &lt;box&gt;</strong>"),
+            "{done}"
+        );
+        assert!(!done.contains("<form"), "{done}");
     }
 }

@@ -1,20 +1,125 @@
-//! The one JSON error envelope, and the one place engine errors become HTTP statuses.
+//! The one JSON error envelope, the one table of error codes, and the one place engine
+//! errors become HTTP statuses.
 //!
 //! Every error leaves the server as
 //! `{"error": {"code": "invalid_input", "message": "name: ...", "field": "name"}}`.
+//! [`Code`] lists every code the API answers with its HTTP status and a short
+//! description ([`Code::info`]: the table); the envelope's response, the engine's
+//! [`ErrorCode`] mapping and the OpenAPI document (the `code` property of `ErrorDetail`)
+//! all read it.
 
+use std::borrow::Cow;
+
+use aide::generate::GenContext;
+use aide::openapi::{
+    MediaType, Operation, Response as DocResponse, SchemaObject, StatusCode as DocStatus,
+};
+use aide::OperationOutput;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quiver_model::{Error, ErrorCode};
+use schemars::{json_schema, Schema, SchemaGenerator};
 use serde::Serialize;
 
-/// An error on the request path.
+/// Every error code the API answers, with its status and meaning in [`Code::info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    Conflict,
+    Unauthorized,
+    Forbidden,
+    MethodNotAllowed,
+    RateLimited,
+    Internal,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    AccessDenied,
+    InvalidGrant,
+}
+
+impl Code {
+    pub const ALL: [Code; 14] = [
+        Code::InvalidInput,
+        Code::MalformedRequest,
+        Code::NotFound,
+        Code::Conflict,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::MethodNotAllowed,
+        Code::RateLimited,
+        Code::Internal,
+        Code::AuthorizationPending,
+        Code::SlowDown,
+        Code::ExpiredToken,
+        Code::AccessDenied,
+        Code::InvalidGrant,
+    ];
+
+    /// The table: the code's name in the envelope, its HTTP status, and what it means.
+    pub const fn info(self) -> (&'static str, StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Code::InvalidInput => ("invalid_input", S::UNPROCESSABLE_ENTITY, "a value breaks a rule (a body field, a query or path parameter); `field` names it"),
+            Code::MalformedRequest => ("malformed_request", S::BAD_REQUEST, "the request could not be read: a body that is not JSON, a wrong content type, a query string that does not parse"),
+            Code::NotFound => ("not_found", S::NOT_FOUND, "no such route, or no such entry, version, user, job or token visible to the caller"),
+            Code::Conflict => ("conflict", S::CONFLICT, "the write conflicts with what is stored: a taken name, a version already published, a transition not allowed from the current status"),
+            Code::Unauthorized => ("unauthorized", S::UNAUTHORIZED, "credentials are missing (for a write that needs them) or not valid"),
+            Code::Forbidden => ("forbidden", S::FORBIDDEN, "the caller is known but may not do this"),
+            Code::MethodNotAllowed => ("method_not_allowed", S::METHOD_NOT_ALLOWED, "the path exists but not with this method"),
+            Code::RateLimited => ("rate_limited", S::TOO_MANY_REQUESTS, "too many requests of this route class; retry after Retry-After seconds"),
+            Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "something failed inside quiver; the server log has the details"),
+            Code::AuthorizationPending => ("authorization_pending", S::BAD_REQUEST, "device sign-in (RFC 8628): not approved yet; poll again after the interval"),
+            Code::SlowDown => ("slow_down", S::BAD_REQUEST, "device sign-in (RFC 8628): polling too fast; wait longer between polls"),
+            Code::ExpiredToken => ("expired_token", S::BAD_REQUEST, "device sign-in (RFC 8628): the device code expired; start again"),
+            Code::AccessDenied => ("access_denied", S::BAD_REQUEST, "device sign-in (RFC 8628): the user denied the request"),
+            Code::InvalidGrant => ("invalid_grant", S::BAD_REQUEST, "device sign-in (RFC 8628): unknown device code, or its token was already handed out"),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.info().0
+    }
+
+    pub const fn status(self) -> StatusCode {
+        self.info().1
+    }
+
+    /// The code named `name` in the envelope.
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Code {
+        match code {
+            ErrorCode::InvalidInput => Code::InvalidInput,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::Conflict => Code::Conflict,
+            ErrorCode::Unauthorized => Code::Unauthorized,
+            ErrorCode::Forbidden => Code::Forbidden,
+            // `ErrorCode` may grow: an unknown code is treated as internal.
+            _ => Code::Internal,
+        }
+    }
+}
+
+/// The HTTP status of an engine error.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    Code::from(code).status()
+}
+
+/// An error on the request path: the API's code and the engine's error (message, field).
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
+    pub code: Code,
     pub error: Error,
 }
 
+/// The error envelope.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -23,8 +128,8 @@ pub struct ErrorBody {
 /// The error envelope's content.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: invalid_input, malformed_request, not_found,
-    /// conflict, unauthorized, forbidden, method_not_allowed, rate_limited, internal.
+    /// Stable machine-readable code; each is listed with its HTTP status.
+    #[schemars(schema_with = "code_schema")]
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
@@ -33,74 +138,143 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// The codes of [`Code::info`] as the schema of `ErrorDetail.code`: one `const` per code
+/// with its description and HTTP status (`x-http-status`).
+fn code_schema(_: &mut SchemaGenerator) -> Schema {
+    let one_of: Vec<serde_json::Value> = Code::ALL
+        .iter()
+        .map(|c| {
+            let (name, status, description) = c.info();
+            serde_json::json!({
+                "const": name,
+                "description": description,
+                "x-http-status": status.as_u16(),
+            })
+        })
+        .collect();
+    json_schema!({"type": "string", "oneOf": one_of})
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         ApiError {
-            status: status_of(error.code),
+            code: error.code.into(),
             error,
         }
     }
 }
 
 impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>, field: Option<String>) -> Self {
+        let kind = match code {
+            Code::Internal => ErrorCode::Internal,
+            Code::NotFound => ErrorCode::NotFound,
+            Code::Conflict => ErrorCode::Conflict,
+            Code::Unauthorized => ErrorCode::Unauthorized,
+            Code::Forbidden => ErrorCode::Forbidden,
+            _ => ErrorCode::InvalidInput,
+        };
+        let error = Error {
+            code: kind,
+            message: message.into(),
+            field,
+        };
+        ApiError { code, error }
+    }
+
     /// A request that could not be read at all (syntax): 400.
     pub fn malformed(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error: Error {
-                code: ErrorCode::InvalidInput,
-                message: message.into(),
-                field: Some(field.into()),
-            },
-        }
+        ApiError::new(Code::MalformedRequest, message, Some(field.into()))
     }
 
     pub fn not_found(what: &str) -> Self {
         Error::not_found(what).into()
     }
+
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(
+            Code::MethodNotAllowed,
+            "this method is not allowed on this path",
+            Some("method".into()),
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// The envelope, as it is sent.
+    pub fn body(&self) -> ErrorBody {
+        let message = if self.code == Code::Internal {
+            Cow::Borrowed("internal error; the server log has the details")
+        } else {
+            Cow::Borrowed(self.error.message.as_str())
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_string(),
+                message: message.into_owned(),
+                field: self.error.field.clone(),
+            },
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = if self.status == StatusCode::BAD_REQUEST {
-            "malformed_request".to_string()
-        } else if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            "method_not_allowed".to_string()
-        } else {
-            self.error.code.as_str().to_string()
-        };
-        let message = if self.error.code == ErrorCode::Internal {
+        if self.code == Code::Internal {
             tracing::error!(error = %self.error.message, "internal error");
-            "internal error; the server log has the details".to_string()
-        } else {
-            self.error.message
-        };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message,
-                field: self.error.field,
-            },
-        };
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        }
+        let mut resp = (self.status(), axum::Json(self.body())).into_response();
+        if self.code == Code::Unauthorized {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer"),
             );
         }
         resp
+    }
+}
+
+/// The envelope as an OpenAPI response.
+pub(crate) fn error_response(ctx: &mut GenContext, description: &str) -> DocResponse {
+    DocResponse {
+        description: description.to_string(),
+        content: [(
+            "application/json".to_string(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<ErrorBody>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+/// Documented as the default response: every error leaves in the one envelope.
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(error_response(
+            ctx,
+            "an error, in the one error envelope (see ErrorDetail.code for the codes and their statuses)",
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(None, r)])
+            .unwrap_or_default()
     }
 }
 

@@ -1,20 +1,21 @@
-//! Request extractors and response helpers: the caller, JSON bodies with field-precise
-//! errors, query parameters, and ETag handling.
+//! Request extractors: the caller, JSON bodies with field-precise errors, and typed query
+//! and path parameters. Each also describes itself to the OpenAPI document
+//! ([`aide::OperationInput`]), so a handler's signature is its documentation.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::collections::BTreeSet;
 
+use aide::generate::GenContext;
+use aide::openapi::{MediaType, Operation, ReferenceOr, RequestBody, SchemaObject};
+use aide::OperationInput;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use quiver_engine::Caller;
 use quiver_model::Error;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -42,17 +43,22 @@ impl FromRequestParts<AppState> for Auth {
                     "the Authorization header must be 'Bearer <token>'",
                 ))
             })?;
-        if let Some(admin) = &state.admin_token {
-            if constant_time_eq(admin.as_bytes(), token.as_bytes()) {
-                return Ok(Auth(Caller::BootstrapAdmin));
-            }
+        if state.is_admin_token(token) {
+            return Ok(Auth(Caller::BootstrapAdmin));
         }
         Ok(Auth(state.registry.resolve_token(token).await?))
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Documented as optional bearer authentication: anonymous callers are served too, with
+/// what anonymous callers may see.
+impl OperationInput for Auth {
+    fn operation_input(_: &mut GenContext, operation: &mut Operation) {
+        let bearer = [("bearer".to_string(), Vec::new())].into_iter().collect();
+        if operation.security.is_empty() {
+            operation.security = vec![bearer, Default::default()];
+        }
+    }
 }
 
 /// A JSON body. Syntax errors are 400; a body of the wrong shape is 422 and names the
@@ -65,7 +71,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> ApiResult<Self> {
         let ct_ok = req
             .headers()
-            .get(axum::http::header::CONTENT_TYPE)
+            .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !ct_ok {
@@ -101,6 +107,63 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+fn json_body_doc<T: JsonSchema>(ctx: &mut GenContext, operation: &mut Operation, required: bool) {
+    let json_schema = ctx.schema.subschema_for::<T>();
+    let description = ctx
+        .resolve_schema(&json_schema)
+        .get("description")
+        .and_then(|d| d.as_str())
+        .map(String::from);
+    operation.request_body = Some(ReferenceOr::Item(RequestBody {
+        description,
+        content: [(
+            "application/json".to_string(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema,
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        required,
+        extensions: Default::default(),
+    }));
+}
+
+impl<T: JsonSchema> OperationInput for JsonBody<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        json_body_doc::<T>(ctx, operation, true);
+    }
+}
+
+/// A JSON body that may be left out (no body, or no `Content-Type`): then `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> ApiResult<Self> {
+        let empty = req.headers().get(CONTENT_LENGTH).is_some_and(|v| v == "0")
+            || !req.headers().contains_key(CONTENT_TYPE);
+        if empty {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        JsonBody::<T>::from_request(req, state)
+            .await
+            .map(|b| OptionalJsonBody(b.0))
+    }
+}
+
+impl<T: JsonSchema> OperationInput for OptionalJsonBody<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        json_body_doc::<T>(ctx, operation, false);
+    }
+}
+
 /// serde_json appends " at line 1 column 42"; the field already says where.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -109,138 +172,122 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Query parameters, checked against the names a route accepts.
-pub struct Params(HashMap<String, String>);
+/// The names a parameter struct accepts (the properties of its schema).
+fn accepted<T: JsonSchema>() -> Vec<String> {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
 
-impl Params {
-    pub fn parse(query: Option<&str>, allowed: &[&str]) -> ApiResult<Params> {
-        let mut map = HashMap::new();
-        let Some(q) = query else {
-            return Ok(Params(map));
-        };
-        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(q)?;
-        for (k, v) in pairs {
-            if !allowed.contains(&k.as_str()) {
+/// Deserialize a parameter struct from name/value pairs: repeated names join their values
+/// with commas (`kind=tool&kind=skill` is `kind=tool,skill`), an empty value counts as
+/// absent, and an error names the parameter at fault.
+fn from_pairs<T: DeserializeOwned + JsonSchema>(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> ApiResult<T> {
+    let mut map: Map<String, Value> = Map::new();
+    for (k, v) in pairs {
+        match map.get_mut(&k) {
+            Some(Value::String(old)) => {
+                old.push(',');
+                old.push_str(&v);
+            }
+            _ => {
+                map.insert(k, Value::String(v));
+            }
+        }
+    }
+    for v in map.values_mut() {
+        if v.as_str() == Some("") {
+            *v = Value::Null;
+        }
+    }
+    let keys: BTreeSet<String> = map.keys().cloned().collect();
+    match serde_path_to_error::deserialize(Value::Object(map)) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let names = accepted::<T>();
+            if let Some(unknown) = keys.iter().find(|k| !names.contains(k)) {
                 return Err(Error::invalid(
-                    k.clone(),
+                    unknown.clone(),
                     format!(
-                        "unknown query parameter '{k}' (accepted: {})",
-                        allowed.join(", ")
+                        "unknown query parameter '{unknown}' (accepted: {})",
+                        names.join(", ")
                     ),
                 )
                 .into());
             }
-            // Repeated parameters add values: kind=tool&kind=skill == kind=tool,skill
-            map.entry(k)
-                .and_modify(|old: &mut String| {
-                    old.push(',');
-                    old.push_str(&v)
-                })
-                .or_insert(v);
-        }
-        Ok(Params(map))
-    }
-
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    /// Comma-separated values, each parsed.
-    pub fn list<T: FromStr<Err = Error>>(&self, k: &str) -> ApiResult<Vec<T>> {
-        match self.get(k) {
-            None => Ok(vec![]),
-            Some(v) => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<T>().map_err(|e| with_field(e, k)))
-                .collect(),
-        }
-    }
-
-    pub fn strings(&self, k: &str) -> Vec<String> {
-        self.get(k)
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn usize(&self, k: &str, default: usize) -> ApiResult<usize> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                Error::invalid(k, format!("'{v}' is not a non-negative whole number")).into()
-            }),
-        }
-    }
-
-    /// An RFC 3339 time (`2026-11-22T06:00:00Z`).
-    pub fn timestamp(&self, k: &str) -> ApiResult<Option<jiff::Timestamp>> {
-        self.get(k)
-            .map(|v| {
-                v.parse().map_err(|_| {
-                    Error::invalid(
-                        k,
-                        format!("'{v}' is not an RFC 3339 time such as 2026-11-22T06:00:00Z"),
-                    )
-                    .into()
-                })
-            })
-            .transpose()
-    }
-
-    pub fn bool(&self, k: &str) -> ApiResult<bool> {
-        match self.get(k) {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
-            Some(v) => Err(Error::invalid(k, format!("'{v}' is not true or false")).into()),
+            let field = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // Values that parse with the model's own rules name their field already.
+            if message.starts_with(&format!("{field}: ")) {
+                Err(Error {
+                    code: quiver_model::ErrorCode::InvalidInput,
+                    message,
+                    field: Some(field),
+                }
+                .into())
+            } else {
+                Err(Error::invalid(field, message).into())
+            }
         }
     }
 }
 
-fn with_field(mut e: Error, field: &str) -> ApiError {
-    e.field = Some(field.to_string());
-    e.into()
-}
+/// Typed query parameters: a struct with `deny_unknown_fields`, so an unknown parameter
+/// is a 422 naming it, as is a bad value.
+pub struct Query<T>(pub T);
 
-fn serde_urlencoded_pairs(q: &str) -> ApiResult<Vec<(String, String)>> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{q}")
-            .parse()
-            .map_err(|_| ApiError::malformed("query", "the query string is not valid"))?,
-    )
-    .map(|axum::extract::Query(v)| v)
-    .map_err(|e| ApiError::malformed("query", format!("the query string is not valid: {e}")))
-}
+impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
 
-/// A JSON response with a strong ETag over its bytes; `304 Not Modified` when the client
-/// already has it.
-pub fn json_with_etag<T: Serialize>(headers: &HeaderMap, value: &T) -> ApiResult<Response> {
-    let body = serde_json::to_vec(value)
-        .map_err(|e| ApiError::from(Error::internal("encoding a response", e)))?;
-    let tag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-    let matches = headers
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    let etag = HeaderValue::from_str(&tag).expect("hex is a valid header value");
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response());
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        let pairs = match parts.uri.query() {
+            None => Vec::new(),
+            Some(q) => axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+                &format!("/?{q}")
+                    .parse()
+                    .map_err(|_| ApiError::malformed("query", "the query string is not valid"))?,
+            )
+            .map(|axum::extract::Query(v)| v)
+            .map_err(|e| {
+                ApiError::malformed("query", format!("the query string is not valid: {e}"))
+            })?,
+        };
+        from_pairs(pairs).map(Query)
     }
-    Ok((
-        StatusCode::OK,
-        [
-            (ETAG, etag),
-            (
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+}
+
+impl<T: JsonSchema> OperationInput for Query<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <axum::extract::Query<T> as OperationInput>::operation_input(ctx, operation);
+    }
+}
+
+/// Typed path parameters (percent-decoded), with the same errors as [`Query`]: a value
+/// that does not parse is a 422 naming the parameter.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::malformed("path", e.body_text()))?;
+        let pairs: Vec<(String, String)> = raw
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_pairs(pairs).map(PathParams)
+    }
+}
+
+impl<T: JsonSchema> OperationInput for PathParams<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <axum::extract::Path<T> as OperationInput>::operation_input(ctx, operation);
+    }
 }

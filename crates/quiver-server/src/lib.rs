@@ -1,18 +1,28 @@
 //! quiver's HTTP API: thin axum routes over the engine.
 //!
-//! Each handler parses its input, calls one [`Registry`] method and shapes the answer.
-//! Errors from the engine become HTTP statuses in one place ([`error`]) and leave as one
-//! JSON envelope. The caller is an extractor ([`extract::Auth`]) that every route takes,
-//! so a route cannot forget to pass it to the engine.
+//! Each handler takes typed inputs, calls one [`Registry`] method and returns a typed
+//! answer. The routes are declared once, in [`api`]: each with its handler (whose
+//! signature — path, query and body types, answer — is what the OpenAPI document says
+//! about it, through `aide`), a summary, and the rate-limit class of its group (a layer on
+//! the group, and `x-rate-limit-class` in the document). Errors from the engine become
+//! HTTP statuses in one place ([`error`]) and leave as one JSON envelope. The caller is
+//! an extractor ([`extract::Auth`]) that every route takes, so a route cannot forget to
+//! pass it to the engine.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::routing::get;
+use aide::axum::routing::{delete_with, get_with, patch_with, post_with, put_with};
+use aide::axum::ApiRouter;
+use aide::transform::TransformOperation;
+use axum::extract::Request;
 use axum::Router;
 use quiver_engine::Registry;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
+
+use limits::RouteClass;
 
 mod device;
 pub mod error;
@@ -21,6 +31,8 @@ pub mod limits;
 pub mod metrics;
 mod oidc;
 pub mod openapi;
+pub mod params;
+pub mod reply;
 mod routes;
 
 /// What every handler can reach.
@@ -30,6 +42,235 @@ pub struct AppState {
     /// Bearer token of the bootstrap admin (no account; may do everything). Other bearer
     /// tokens are API tokens of user accounts, resolved by the engine.
     pub admin_token: Option<String>,
+}
+
+impl AppState {
+    /// Whether `token` is the bootstrap admin's, compared in constant time (the one place
+    /// the server compares it).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.admin_token
+            .as_ref()
+            .is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(token.as_bytes())))
+    }
+}
+
+/// The operation's summary in the document.
+fn doc(summary: &'static str) -> impl FnOnce(TransformOperation) -> TransformOperation {
+    move |op| op.summary(summary)
+}
+
+const ENTRY: &str = "/api/v1/entries/{kind}/{namespace}/{name}";
+
+fn entry(sub: &str) -> String {
+    format!("{ENTRY}{sub}")
+}
+
+/// Routes of one rate-limit class (`None`: never limited): the class's layer (when
+/// limits are on) and its name on each operation of the document.
+fn group(
+    class: Option<RouteClass>,
+    limiting: Option<&limits::Limiting>,
+    routes: ApiRouter<AppState>,
+) -> ApiRouter<AppState> {
+    let name = class.map_or("none", RouteClass::as_str);
+    let routes = routes.with_path_items(|item| {
+        item.with(|mut item| {
+            let p = item.inner_mut();
+            for op in [
+                &mut p.get,
+                &mut p.post,
+                &mut p.put,
+                &mut p.patch,
+                &mut p.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.extensions
+                    .insert("x-rate-limit-class".into(), serde_json::json!(name));
+            }
+            item
+        })
+    });
+    match (class, limiting) {
+        (Some(class), Some(l)) => routes.route_layer(axum::middleware::from_fn_with_state(
+            (l.clone(), limits::Classify::Fixed(class)),
+            limits::limit,
+        )),
+        _ => routes,
+    }
+}
+
+/// Every route, once: path, method, handler, summary, rate-limit class.
+pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
+    use routes as r;
+    let read = ApiRouter::new()
+        .api_route(
+            "/api/v1/entries",
+            get_with(r::list_entries, doc("List entries with filters and cursor pagination")),
+        )
+        .api_route(
+            ENTRY,
+            get_with(r::get_entry, doc("Read one entry (exact lookup, no search index)")),
+        )
+        .api_route(&entry("/versions"), get_with(r::list_versions, doc("List versions, newest first")))
+        .api_route(
+            &entry("/relations"),
+            get_with(r::list_relations, doc("Relations of an entry (direction: outgoing, incoming, both)")),
+        )
+        .api_route(
+            &entry("/review"),
+            get_with(r::get_review, doc("An entry's review: state, changes asked, decisions and comments (its writers and moderators)")),
+        )
+        .api_route("/api/v1/kinds", get_with(r::kinds, doc("The built-in kinds and their manifest JSON Schemas")))
+        .api_route(
+            "/api/v1/kinds/{kind}/schema",
+            get_with(r::kind_schema, doc("The manifest JSON Schema of one kind")),
+        )
+        .api_route("/api/v1/status", get_with(r::status, doc("Store and index statistics")))
+        .api_route("/api/v1/openapi.json", get_with(r::openapi, doc("This document")))
+        .api_route("/api/v1/jobs", get_with(r::list_jobs, doc("Durable jobs, newest first (admins)")))
+        .api_route("/api/v1/jobs/{id}", get_with(r::get_job, doc("One job (admins)")))
+        .api_route("/api/v1/reviews", get_with(r::list_reviews, doc("The moderation queue (moderators and admins)")))
+        .api_route("/api/v1/user", get_with(r::whoami, doc("The signed-in user and their namespace memberships")))
+        .api_route(
+            "/api/v1/audit",
+            get_with(r::list_audit, doc("The audit log, newest first: writes and denied writes with diffs (admins; owners with namespace=theirs)")),
+        )
+        .api_route(
+            "/api/v1/audit/export",
+            get_with(r::export_audit, doc("Every audit row the filters select, newest first, streamed as JSON lines; the same rights as the listing")),
+        )
+        .api_route("/api/v1/tokens", get_with(r::list_tokens, doc("The caller's API tokens, newest first (never the secrets)")))
+        .api_route(
+            "/api/v1/namespaces/{namespace}/members",
+            get_with(r::list_members, doc("A namespace's members and their roles")),
+        )
+        .api_route(
+            "/api/v1/auth/oidc/start",
+            get_with(oidc::start, doc("Sign in through the configured outside provider: a redirect with state and PKCE (404 when none is configured)")),
+        )
+        .api_route(
+            "/api/v1/auth/oidc/callback",
+            get_with(oidc::callback, doc("The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token (201); after a link started with POST /api/v1/auth/oidc/link, answers {\"linked\": {provider, subject, user}} (200)")),
+        );
+    let search =
+        ApiRouter::new().api_route("/api/v1/search", get_with(r::search, doc("Search entries")));
+    let download = ApiRouter::new().api_route(
+        &entry("/versions/{version}"),
+        get_with(r::get_version, doc("Read one version")),
+    );
+    let registration = ApiRouter::new()
+        .api_route("/api/v1/entries", post_with(r::create_entry, doc("Create an entry")))
+        .api_route(
+            "/api/v1/namespaces",
+            post_with(r::create_namespace, doc("Create an organisation namespace owned by the caller (409 names the owner of a taken one)")),
+        )
+        .api_route(
+            "/api/v1/users",
+            post_with(r::register, doc("Register a user (claims the user namespace of the same name)")),
+        );
+    let write = ApiRouter::new()
+        .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
+        .api_route(
+            &entry("/versions"),
+            post_with(r::publish_version, doc("Publish a version (immutable once published)")),
+        )
+        .api_route(
+            &entry("/versions/{version}/yank"),
+            post_with(r::yank, doc("Yank a version, with a reason")),
+        )
+        .api_route(&entry("/versions/{version}/unyank"), post_with(r::unyank, doc("Undo a yank")))
+        .api_route(
+            &entry("/deprecate"),
+            post_with(r::deprecate, doc("Deprecate an entry with a message and an optional replacement")),
+        )
+        .api_route(
+            &entry("/status"),
+            post_with(r::change_status, doc("Move an entry along its lifecycle (draft, review, published, deprecated, archived) with a reason")),
+        )
+        .api_route(
+            &entry("/review"),
+            post_with(r::review, doc("Approve, reject (with a reason), request changes (with a list), resubmit, or comment")),
+        )
+        .api_route(&entry("/relations"), post_with(r::add_relation, doc("Add a relation from this entry")))
+        .api_route("/api/v1/jobs/{id}/retry", post_with(r::retry_job, doc("Retry a dead job (admins)")))
+        .api_route(
+            "/api/v1/index/rebuild",
+            post_with(r::rebuild_index, doc("Queue a rebuild of this node's search index (202 and the job to poll)")),
+        )
+        .api_route("/api/v1/users/{user}/role", put_with(r::set_site_role, doc("Set a user's site role (admins only)")))
+        .api_route(
+            "/api/v1/users/{user}/trust",
+            put_with(r::set_trust, doc("Set a publisher's trust level: new, standard, trusted or core (moderators and admins)")),
+        )
+        .api_route("/api/v1/session", post_with(r::login, doc("Password login: answers a session token, shown once")))
+        .api_route(
+            "/api/v1/tokens",
+            post_with(r::create_token, doc("Create an API token (shown once) within the calling token's scopes")),
+        )
+        .api_route("/api/v1/tokens/{id}", delete_with(r::revoke_token, doc("Revoke one of the caller's tokens")))
+        .api_route(
+            "/api/v1/namespaces/{namespace}/members/{user}",
+            put_with(r::set_member, doc("Add a member or change their role (owners and admins)"))
+                .delete_with(r::remove_member, doc("Remove a member (owners and admins; a namespace keeps at least one owner)")),
+        )
+        .api_route(
+            "/api/v1/device/code",
+            post_with(device::device_code, doc("Device sign-in (RFC 8628): a device code to poll with and a user code to approve")),
+        )
+        .api_route(
+            "/api/v1/device/approve",
+            post_with(device::device_approve, doc("Approve (or deny) a device's user code as the signed-in user")),
+        )
+        .api_route(
+            "/api/v1/device/token",
+            post_with(device::device_token, doc("A device's poll: the token once approved (once only), else 400 with the RFC 8628 error code")),
+        )
+        .api_route(
+            "/api/v1/auth/oidc/link",
+            post_with(oidc::link, doc("A signed-in user (a session, or a token with every scope) starts a sign-in at the outside provider that links that identity to their account: answers {\"authorize_url\"} and sets the sign-in cookie")),
+        );
+    let unlimited = ApiRouter::new()
+        .api_route("/healthz", get_with(r::healthz, doc("Liveness")))
+        .api_route(
+            "/readyz",
+            get_with(r::readyz, doc("Readiness (the store answers)")),
+        )
+        .api_route(
+            "/metrics",
+            get_with(metrics::render, doc("Prometheus metrics")),
+        )
+        .api_route(
+            "/device",
+            get_with(
+                device::page,
+                doc("The device sign-in page: enter the code a device shows"),
+            )
+            .post_with(
+                device::page_submit,
+                doc("Approve or deny a device's code with a user name and password"),
+            ),
+        );
+    ApiRouter::new()
+        .merge(group(Some(RouteClass::Read), limiting, read))
+        .merge(group(Some(RouteClass::Search), limiting, search))
+        .merge(group(Some(RouteClass::Download), limiting, download))
+        .merge(group(
+            Some(RouteClass::Registration),
+            limiting,
+            registration,
+        ))
+        .merge(group(Some(RouteClass::Write), limiting, write))
+        .merge(group(None, limiting, unlimited))
+}
+
+/// The routes as an axum router (without state, layers or the path rewrite): what the
+/// OpenAPI document describes, for tests that compare the two.
+pub fn routes() -> Router<AppState> {
+    let mut doc = aide::openapi::OpenApi::default();
+    api(None).finish_api(&mut doc)
 }
 
 /// The whole HTTP surface, without rate limits.
@@ -43,84 +284,119 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
     let trust_forwarded_for = limits.trust_forwarded_for;
     let limiting = limits::Limiting::new(&state, limits);
-    let api = Router::new()
-        .route(
-            "/entries",
-            get(routes::list_entries).post(routes::create_entry),
-        )
-        .route(
-            "/entries/{kind}/{namespace}/{*rest}",
-            get(routes::entry_get)
-                .post(routes::entry_post)
-                .patch(routes::entry_patch),
-        )
-        .route("/search", get(routes::search))
-        .route("/kinds", get(routes::kinds))
-        .route("/kinds/{kind}/schema", get(routes::kind_schema))
-        .route("/status", get(routes::status))
-        .route("/jobs", get(routes::list_jobs))
-        .route("/jobs/{id}", get(routes::get_job))
-        .route("/jobs/{id}/retry", axum::routing::post(routes::retry_job))
-        .route("/index/rebuild", axum::routing::post(routes::rebuild_index))
-        .route("/users", axum::routing::post(routes::register))
-        .route(
-            "/users/{name}/role",
-            axum::routing::put(routes::set_site_role),
-        )
-        .route("/users/{name}/trust", axum::routing::put(routes::set_trust))
-        .route("/reviews", get(routes::list_reviews))
-        .route("/user", get(routes::whoami))
-        .route("/audit", get(routes::list_audit))
-        .route("/audit/export", get(routes::export_audit))
-        .route("/session", axum::routing::post(routes::login))
-        .route(
-            "/tokens",
-            get(routes::list_tokens).post(routes::create_token),
-        )
-        .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
-        .route("/namespaces", axum::routing::post(routes::create_namespace))
-        .route("/namespaces/{namespace}/members", get(routes::list_members))
-        .route(
-            "/namespaces/{namespace}/members/{user}",
-            axum::routing::put(routes::set_member).delete(routes::remove_member),
-        )
-        .route("/device/code", axum::routing::post(device::device_code))
-        .route(
-            "/device/approve",
-            axum::routing::post(device::device_approve),
-        )
-        .route("/device/token", axum::routing::post(device::device_token))
-        .route("/auth/oidc/start", get(oidc::start))
-        .route("/auth/oidc/link", axum::routing::post(oidc::link))
-        .route("/auth/oidc/callback", get(oidc::callback))
-        .route("/openapi.json", get(routes::openapi));
-    let mut app = Router::new()
-        .nest("/api/v1", api)
-        .route("/device", get(device::page).post(device::page_submit))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(metrics::render))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(|| async {
-            error::ApiError {
-                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                error: quiver_model::Error::invalid(
-                    "method",
-                    "this method is not allowed on this path",
-                ),
-            }
-        });
-    if let Some(l) = limiting {
-        app = app.layer(axum::middleware::from_fn_with_state(l, limits::limit));
+    let mut doc = aide::openapi::OpenApi::default();
+    let mut app = api(limiting.as_ref())
+        .finish_api(&mut doc)
+        .method_not_allowed_fallback(routes::method_not_allowed);
+    app = match limiting {
+        // An unknown path under /api/v1 still counts (as a read or a write).
+        Some(l) => app.fallback_service(Router::new().fallback(routes::not_found).layer(
+            axum::middleware::from_fn_with_state((l, limits::Classify::Unmatched), limits::limit),
+        )),
+        None => app.fallback(routes::not_found),
+    };
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            trust_forwarded_for,
+            limits::client_context,
+        ))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
+        .with_state(state);
+    // Scoped npm names keep their slash in paths: joined into one segment before routing.
+    Router::new().fallback_service(app.map_request(|mut req: Request| {
+        if let Some(uri) = paths::join_scoped_name(req.uri()) {
+            *req.uri_mut() = uri;
+        }
+        req
+    }))
+}
+
+pub mod paths {
+    //! The one path rewrite: npm scoped names (`@scope/name`) carry a slash, so the
+    //! segment after an entry's namespace that starts with `@` takes the next one with it
+    //! (as `%2F`) before routing. The routes then see one `{name}` segment, which the path
+    //! extractor decodes back to `@scope/name`. A trailing slash on an entry path is
+    //! dropped, as the entry routes always allowed.
+
+    use axum::http::Uri;
+
+    const PREFIX: &str = "/api/v1/entries/";
+
+    /// The rewritten URI, or `None` when `uri` needs none.
+    pub fn join_scoped_name(uri: &Uri) -> Option<Uri> {
+        let rest = uri.path().strip_prefix(PREFIX)?;
+        let segs: Vec<&str> = rest.split('/').collect();
+        let name = segs.get(2).copied().unwrap_or("");
+        let scoped = segs.len() >= 4
+            && (name.starts_with('@') || name.starts_with("%40"))
+            && !name.to_ascii_lowercase().contains("%2f")
+            && !segs[3].is_empty();
+        let trailing = segs.len() > 3 && rest.ends_with('/');
+        if !scoped && !trailing {
+            return None;
+        }
+        let mut out: Vec<String> = segs[..2].iter().map(|s| s.to_string()).collect();
+        let tail = if scoped {
+            out.push(format!("{}%2F{}", segs[2], segs[3]));
+            &segs[4..]
+        } else {
+            &segs[2..]
+        };
+        out.extend(tail.iter().filter(|s| !s.is_empty()).map(|s| s.to_string()));
+        let mut path = format!("{PREFIX}{}", out.join("/"));
+        if let Some(q) = uri.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(path.parse().ok()?);
+        Uri::from_parts(parts).ok()
     }
-    app.layer(axum::middleware::from_fn_with_state(
-        trust_forwarded_for,
-        limits::client_context,
-    ))
-    .layer(axum::middleware::from_fn(metrics::track))
-    .layer(TraceLayer::new_for_http())
-    .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
-    .with_state(state)
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn rw(p: &str) -> String {
+            let uri: Uri = p.parse().unwrap();
+            join_scoped_name(&uri).map_or_else(|| p.to_string(), |u| u.to_string())
+        }
+
+        #[test]
+        fn scoped_names_become_one_segment() {
+            assert_eq!(
+                rw("/api/v1/entries/package/npm/@types/node/versions/1.0.0/yank"),
+                "/api/v1/entries/package/npm/@types%2Fnode/versions/1.0.0/yank"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/package/npm/@types/node?x=1"),
+                "/api/v1/entries/package/npm/@types%2Fnode?x=1"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/tool/tpmjs/text.csvParse"),
+                "/api/v1/entries/tool/tpmjs/text.csvParse"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/tool/tpmjs/x/relations/"),
+                "/api/v1/entries/tool/tpmjs/x/relations"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/package/npm/@types%2Fnode"),
+                "/api/v1/entries/package/npm/@types%2Fnode"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/package/npm/@types%2fnode/versions/1.0.0"),
+                "/api/v1/entries/package/npm/@types%2fnode/versions/1.0.0"
+            );
+            assert_eq!(
+                rw("/api/v1/entries/package/npm/%40types/node"),
+                "/api/v1/entries/package/npm/%40types%2Fnode"
+            );
+            assert_eq!(rw("/api/v1/entries"), "/api/v1/entries");
+        }
+    }
 }
 
 /// Serve until `shutdown` resolves, then finish in-flight requests. No rate limits: see

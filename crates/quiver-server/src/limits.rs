@@ -5,7 +5,9 @@
 //!   entry: counted per client *and entry*), `registration` (`POST` of a new entry,
 //!   namespace or account: counted per *user* when the token resolves to one), `write`
 //!   (every other `POST`/`PUT`/`PATCH`/`DELETE`) and `read` (every other `GET`). Health,
-//!   readiness and metrics are not limited.
+//!   readiness, metrics and the device page are not limited. Each route group of the
+//!   router ([`crate::api`]) carries its class as a layer; an unknown path under
+//!   `/api/v1` counts as a read (`GET`) or a write.
 //! - **Who is counted.** A bearer token (hashed: the counters never hold a secret), else
 //!   the client address of the connection — IPv6 by its /64, since one host owns a whole
 //!   /64 — hashed too. `X-Forwarded-For` is believed only when configured
@@ -26,16 +28,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, RawPathParams, Request, State};
 use axum::http::header::{HeaderName, AUTHORIZATION, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::RequestExt as _;
 use quiver_engine::Caller;
 use quiver_store::{MemoryLimiter, RateLimiter, Verdict};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ErrorBody, ErrorDetail};
+use crate::error::{ApiError, Code};
 use crate::AppState;
 
 /// What a request is counted as.
@@ -66,35 +69,32 @@ impl RouteClass {
             RouteClass::Download => "download",
         }
     }
-
-    /// The class of a request, or `None` for requests that are not limited (outside
-    /// `/api/v1`).
-    pub fn of(method: &Method, path: &str) -> Option<RouteClass> {
-        let rest = path.strip_prefix("/api/v1")?;
-        let rest = rest.trim_end_matches('/');
-        let reading = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        Some(if reading {
-            if rest == "/search" {
-                RouteClass::Search
-            } else if download_entry(rest).is_some() {
-                RouteClass::Download
-            } else {
-                RouteClass::Read
-            }
-        } else if *method == Method::POST && matches!(rest, "/entries" | "/namespaces" | "/users") {
-            RouteClass::Registration
-        } else {
-            RouteClass::Write
-        })
-    }
 }
 
-/// `kind/namespace/name` of `/entries/{kind}/{namespace}/{name}/versions/{version}`.
-fn download_entry(rest: &str) -> Option<&str> {
-    let entry_path = rest.strip_prefix("/entries/")?;
-    let (entry, version) = entry_path.rsplit_once("/versions/")?;
-    (entry.matches('/').count() >= 2 && !version.is_empty() && !version.contains('/'))
-        .then_some(entry)
+/// How the middleware finds a request's class.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Classify {
+    /// The class of the route group the layer is on.
+    Fixed(RouteClass),
+    /// A path no route matched: under `/api/v1`, a read (`GET`, `HEAD`, `OPTIONS`) or a
+    /// write; elsewhere not limited.
+    Unmatched,
+}
+
+impl Classify {
+    fn class(self, method: &Method, path: &str) -> Option<RouteClass> {
+        match self {
+            Classify::Fixed(c) => Some(c),
+            Classify::Unmatched if path.starts_with("/api/v1/") || path == "/api/v1" => Some(
+                if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                    RouteClass::Read
+                } else {
+                    RouteClass::Write
+                },
+            ),
+            Classify::Unmatched => None,
+        }
+    }
 }
 
 impl fmt::Display for RouteClass {
@@ -372,13 +372,13 @@ async fn subject(
     l: &Limiting,
     token: Option<String>,
     address: Option<IpAddr>,
-    path: &str,
+    entry: Option<String>,
     class: RouteClass,
 ) -> String {
     let who = match token.as_deref() {
         Some(token) => {
             let mut who = hashed("token", token);
-            if class == RouteClass::Registration && l.app.admin_token.as_deref() != Some(token) {
+            if class == RouteClass::Registration && !l.app.is_admin_token(token) {
                 // Registrations count per user, whichever of their tokens is used. A token
                 // that does not resolve is refused by the route anyway; it counts as itself.
                 if let Ok(Caller::Token { account, .. } | Caller::User(account)) =
@@ -394,7 +394,7 @@ async fn subject(
             None => "addr:unknown".to_string(),
         },
     };
-    match download_entry(path.strip_prefix("/api/v1").unwrap_or("")) {
+    match entry {
         Some(entry) if class == RouteClass::Download => hashed("dl", &format!("{who}|{entry}")),
         _ => who,
     }
@@ -428,8 +428,12 @@ pub(crate) async fn client_context(
 }
 
 /// The middleware: count the request, then serve it or answer 429.
-pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -> Response {
-    let Some(class) = RouteClass::of(req.method(), req.uri().path()) else {
+pub(crate) async fn limit(
+    State((l, classify)): State<(Limiting, Classify)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(class) = classify.class(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
     let Some(limit) = l.limits.get(class) else {
@@ -438,8 +442,19 @@ pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -
     let token = bearer(req.headers()).map(str::to_string);
     // Set by `client_context`, the layer around this one (see `router_with`).
     let address = req.extensions().get::<ClientAddress>().and_then(|c| c.0);
-    let path = req.uri().path().to_string();
-    let who = subject(&l, token, address, &path, class).await;
+    // Downloads count per entry: its kind, namespace and name from the matched route.
+    let entry = if class == RouteClass::Download {
+        req.extract_parts::<RawPathParams>().await.ok().map(|p| {
+            p.iter()
+                .filter(|(k, _)| *k != "version")
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+    } else {
+        None
+    };
+    let who = subject(&l, token, address, entry, class).await;
     let verdict = match l
         .counter
         .hit(&who, class.as_str(), limit.window, limit.requests)
@@ -465,18 +480,16 @@ pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -
         Verdict::Limited { retry_after } => {
             let secs = seconds(retry_after);
             metrics::counter!("quiver_rate_limited_total", "class" => class.as_str()).increment(1);
-            let body = ErrorBody {
-                error: ErrorDetail {
-                    code: "rate_limited".to_string(),
-                    message: format!(
-                        "too many {class} requests: at most {} per {} s; retry in {secs} s",
-                        limit.requests,
-                        limit.window.as_secs().max(1)
-                    ),
-                    field: None,
-                },
-            };
-            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            let mut resp = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "too many {class} requests: at most {} per {} s; retry in {secs} s",
+                    limit.requests,
+                    limit.window.as_secs().max(1)
+                ),
+                None,
+            )
+            .into_response();
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
             header(&mut resp, "ratelimit-limit", limit.requests);
@@ -490,54 +503,6 @@ pub(crate) async fn limit(State(l): State<Limiting>, req: Request, next: Next) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classes_of_routes() {
-        let c = |m: Method, p: &str| RouteClass::of(&m, p);
-        assert_eq!(c(Method::GET, "/api/v1/search"), Some(RouteClass::Search));
-        assert_eq!(c(Method::GET, "/api/v1/entries"), Some(RouteClass::Read));
-        assert_eq!(
-            c(Method::GET, "/api/v1/entries/tool/acme/x"),
-            Some(RouteClass::Read)
-        );
-        assert_eq!(
-            c(Method::GET, "/api/v1/entries/tool/acme/x/versions"),
-            Some(RouteClass::Read)
-        );
-        assert_eq!(
-            c(Method::GET, "/api/v1/entries/tool/acme/x/versions/1.0.0"),
-            Some(RouteClass::Download)
-        );
-        assert_eq!(
-            c(
-                Method::POST,
-                "/api/v1/entries/tool/acme/x/versions/1.0.0/yank"
-            ),
-            Some(RouteClass::Write)
-        );
-        assert_eq!(
-            c(Method::POST, "/api/v1/entries"),
-            Some(RouteClass::Registration)
-        );
-        assert_eq!(
-            c(Method::POST, "/api/v1/namespaces"),
-            Some(RouteClass::Registration)
-        );
-        assert_eq!(
-            c(Method::POST, "/api/v1/users"),
-            Some(RouteClass::Registration)
-        );
-        assert_eq!(
-            c(Method::POST, "/api/v1/entries/tool/acme/x/versions"),
-            Some(RouteClass::Write)
-        );
-        assert_eq!(
-            c(Method::DELETE, "/api/v1/tokens/3"),
-            Some(RouteClass::Write)
-        );
-        assert_eq!(c(Method::GET, "/healthz"), None);
-        assert_eq!(c(Method::GET, "/metrics"), None);
-    }
 
     #[test]
     fn limits_parse_and_print() {

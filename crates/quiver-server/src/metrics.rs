@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ApiResult;
+use crate::reply::Prometheus;
 use crate::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -53,7 +54,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn render(State(state): State<AppState>) -> ApiResult<Prometheus> {
     let status = state.registry.status().await?;
     metrics::gauge!("quiver_feed_head").set(status.store.feed_head as f64);
     metrics::gauge!("quiver_index_position").set(status.index.position as f64);
@@ -82,12 +83,5 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
             status.store.feed_head, status.index.position, status.index_lag
         ));
     }
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
-        .into_response())
+    Ok(Prometheus(body))
 }

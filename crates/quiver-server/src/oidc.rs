@@ -16,20 +16,23 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine as _;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use quiver_engine::accounts::NewTokenSecret;
 use quiver_engine::auth::secrets;
-use quiver_engine::oidc::{CallbackOutcome, ExternalUser};
+use quiver_engine::oidc::{CallbackOutcome, ExternalUser, LinkedIdentity};
 use quiver_model::Error;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
+use crate::reply::{no_store, Either, Found, Headed, Json};
 use crate::AppState;
 
 const COOKIE_NAME: &str = "quiver_oidc";
@@ -46,17 +49,15 @@ fn pkce_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Percent-encoding of a query or form value (everything but RFC 3986's unreserved).
+/// What a query or form value escapes: everything but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -110,27 +111,22 @@ fn begin(state: &AppState, headers: &HeaderMap) -> ApiResult<(String, String, St
     Ok((location, cookie, st))
 }
 
-fn set_cookie(resp: &mut Response, cookie: &str) -> ApiResult<()> {
-    let h = resp.headers_mut();
-    h.insert(
+/// `inner` with the sign-in cookie, not to be cached.
+fn with_cookie<R>(inner: R, cookie: &str) -> ApiResult<Headed<R>> {
+    let mut r = no_store(inner);
+    r.headers.push((
         SET_COOKIE,
         HeaderValue::from_str(cookie).map_err(|e| Error::internal("a cookie", e))?,
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(())
+    ));
+    Ok(r)
 }
 
 /// `GET /api/v1/auth/oidc/start`: off to the provider.
-pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Headed<Found>> {
     let (location, cookie, _) = begin(&state, &headers)?;
-    let mut resp = StatusCode::FOUND.into_response();
-    resp.headers_mut().insert(
-        LOCATION,
-        HeaderValue::from_str(&location)
-            .map_err(|e| Error::internal("the provider's authorize URL", e))?,
-    );
-    set_cookie(&mut resp, &cookie)?;
-    Ok(resp)
+    let location = HeaderValue::from_str(&location)
+        .map_err(|e| Error::internal("the provider's authorize URL", e))?;
+    with_cookie(Found { location }, &cookie)
 }
 
 /// `POST /api/v1/auth/oidc/link`: a signed-in user starts a sign-in at the provider that
@@ -140,15 +136,32 @@ pub async fn link(
     State(state): State<AppState>,
     Auth(caller): Auth,
     headers: HeaderMap,
-) -> ApiResult<Response> {
+) -> ApiResult<Headed<Json<LinkStart>>> {
     let (location, cookie, st) = begin(&state, &headers)?;
     state.registry.begin_oidc_link(&caller, &st).await?;
-    let mut resp = Json(serde_json::json!({ "authorize_url": location })).into_response();
-    set_cookie(&mut resp, &cookie)?;
-    Ok(resp)
+    with_cookie(
+        Json::ok(LinkStart {
+            authorize_url: location,
+        }),
+        &cookie,
+    )
 }
 
-#[derive(Debug, Deserialize)]
+/// Where to send the browser to link an outside account.
+#[derive(Serialize, JsonSchema)]
+pub struct LinkStart {
+    pub authorize_url: String,
+}
+
+/// An outside identity linked to the signed-in user.
+#[derive(Serialize, JsonSchema)]
+pub struct Linked {
+    pub linked: LinkedIdentity,
+}
+
+/// The provider's redirect back. Not strict about other parameters: providers add their
+/// own (`scope`, `authuser`, `prompt`...).
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct CallbackQuery {
     #[serde(default)]
     code: Option<String>,
@@ -170,12 +183,9 @@ fn cookie_value(headers: &HeaderMap) -> Option<(String, String)> {
         .map(|(s, v)| (s.to_string(), v.to_string()))
 }
 
+/// Equal, compared in constant time (the state is a secret of this browser's sign-in).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 fn refused(why: &str) -> Error {
@@ -187,7 +197,7 @@ pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
-) -> ApiResult<Response> {
+) -> ApiResult<Headed<Either<NewTokenSecret, 201, Linked, 200>>> {
     let cfg = state.registry.oidc()?.clone();
     if let Some(e) = &q.error {
         return Err(refused(&format!("the provider answered '{e}'")).into());
@@ -255,21 +265,14 @@ pub async fn callback(
         login: text("preferred_username").or_else(|| text("login")),
         email: text("email"),
     };
-    let mut resp = match state.registry.external_callback(who, st).await? {
-        CallbackOutcome::SignedIn(session) => (StatusCode::CREATED, Json(session)).into_response(),
-        CallbackOutcome::Linked(linked) => {
-            Json(serde_json::json!({ "linked": linked })).into_response()
-        }
+    let answer = match state.registry.external_callback(who, st).await? {
+        CallbackOutcome::SignedIn(session) => Either::A(session),
+        CallbackOutcome::Linked(linked) => Either::B(Linked { linked }),
     };
-    let h = resp.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        SET_COOKIE,
-        HeaderValue::from_static(
-            "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
-        ),
-    );
-    Ok(resp)
+    with_cookie(
+        answer,
+        "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
+    )
 }
 
 #[cfg(test)]

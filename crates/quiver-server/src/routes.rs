@@ -1,187 +1,466 @@
-//! Route handlers: each parses its input, calls one engine method, and shapes the answer.
+//! Route handlers: each takes its typed inputs (caller, path, query, body), calls one
+//! engine method, and returns a typed answer. The types are the documentation: the
+//! OpenAPI document is generated from these signatures (see [`crate::router`]).
 
 use std::time::Instant;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use quiver_engine::accounts::{Login, Registration, TokenRequest};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::NoContent;
+use quiver_engine::accounts::{Login, NewTokenSecret, Registered, Registration, TokenRequest};
 use quiver_engine::auth::{NamespaceRole, SiteRole};
+use quiver_engine::review::{Review, ReviewPage, ReviewState, Trust};
 use quiver_engine::Registry;
 use quiver_model::{
-    EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation, RelationKind, Status,
+    Entry, EntryKey, EntryPatch, Error, Kind, Namespace, NewEntry, NewVersion, Relation,
+    RelationKind, Status, Version,
 };
 use quiver_search::{SearchQuery, SearchResults, Sort};
-use quiver_store::{Direction, EntryFilter};
+use quiver_store::{ApiToken, AuditRecord, Direction, EntryFilter, Membership, User};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{json_with_etag, Auth, JsonBody, Params};
+use crate::extract::{Auth, JsonBody, OptionalJsonBody, PathParams, Query};
+use crate::params::{
+    values, Count, Csv, DirectionParam, Flag, Param, ReviewStateParam, SortParam, Time,
+};
+use crate::reply::{Accepted, Created, Etagged, Json, NdJson};
 use crate::AppState;
 
-/// What an entry path addresses below `/api/v1/entries/{kind}/{namespace}/`.
-#[derive(Debug, PartialEq)]
-enum Sub {
-    Entry,
-    Versions,
-    Version(String),
-    Yank(String),
-    Unyank(String),
-    Relations,
-    Deprecate,
-    Status,
-    Review,
+// ---- parameters --------------------------------------------------------------------
+
+/// The address of an entry.
+#[derive(Deserialize, JsonSchema)]
+pub struct EntryPath {
+    /// tool, recipe, skill, module or package
+    pub kind: Param<Kind>,
+    /// The owner namespace (for packages: the ecosystem, pypi, npm, ...).
+    pub namespace: String,
+    /// The entry's name; npm scoped names keep their slash (`@types/node`; `%2F` works too).
+    pub name: String,
 }
 
-/// Split `name[/rest]`. npm scoped names carry a slash (`@types/node`), so a first segment
-/// that starts with '@' takes the next one with it; `%2F` works too.
-fn parse_entry_path(kind: &str, namespace: &str, rest: &str) -> ApiResult<(EntryKey, Sub)> {
-    let kind: Kind = kind.parse().map_err(ApiError::from)?;
-    let segs: Vec<&str> = rest.split('/').collect();
-    let (name, tail) = if segs[0].starts_with('@') && segs.len() >= 2 && !segs[1].is_empty() {
-        (format!("{}/{}", segs[0], segs[1]), &segs[2..])
-    } else {
-        (segs[0].to_string(), &segs[1..])
-    };
-    let tail: Vec<&str> = tail.iter().copied().filter(|s| !s.is_empty()).collect();
-    let sub = match tail.as_slice() {
-        [] => Sub::Entry,
-        ["versions"] => Sub::Versions,
-        ["versions", v] => Sub::Version(v.to_string()),
-        ["versions", v, "yank"] => Sub::Yank(v.to_string()),
-        ["versions", v, "unyank"] => Sub::Unyank(v.to_string()),
-        ["relations"] => Sub::Relations,
-        ["deprecate"] => Sub::Deprecate,
-        ["status"] => Sub::Status,
-        ["review"] => Sub::Review,
-        _ => return Err(ApiError::not_found("route")),
-    };
-    if name.is_empty() {
-        return Err(ApiError::not_found("route"));
+impl EntryPath {
+    pub fn key(self) -> EntryKey {
+        EntryKey::new(self.kind.0, self.namespace, self.name)
     }
-    Ok((EntryKey::new(kind, namespace, name), sub))
 }
+
+/// The address of one version of an entry.
+#[derive(Deserialize, JsonSchema)]
+pub struct VersionPath {
+    /// tool, recipe, skill, module or package
+    pub kind: Param<Kind>,
+    /// The owner namespace.
+    pub namespace: String,
+    /// The entry's name.
+    pub name: String,
+    /// A semantic version.
+    pub version: String,
+}
+
+impl VersionPath {
+    pub fn key(self) -> (EntryKey, String) {
+        (
+            EntryKey::new(self.kind.0, self.namespace, self.name),
+            self.version,
+        )
+    }
+}
+
+/// A kind.
+#[derive(Deserialize, JsonSchema)]
+pub struct KindPath {
+    /// tool, recipe, skill, module or package
+    pub kind: Param<Kind>,
+}
+
+/// A user.
+#[derive(Deserialize, JsonSchema)]
+pub struct UserPath {
+    /// A user name.
+    pub user: String,
+}
+
+/// A namespace.
+#[derive(Deserialize, JsonSchema)]
+pub struct NamespacePath {
+    /// A namespace.
+    pub namespace: String,
+}
+
+/// A member of a namespace.
+#[derive(Deserialize, JsonSchema)]
+pub struct MemberPath {
+    /// A namespace.
+    pub namespace: String,
+    /// A user name.
+    pub user: String,
+}
+
+/// A job or a token, by id.
+#[derive(Deserialize, JsonSchema)]
+pub struct IdPath {
+    /// The id (a whole number).
+    pub id: String,
+}
+
+/// No query parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Filters and the page of `GET /api/v1/entries`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Comma-separated kinds.
+    kind: Option<Csv<Kind>>,
+    /// Comma-separated namespaces.
+    namespace: Option<Csv<String>>,
+    /// Comma-separated categories.
+    category: Option<Csv<String>>,
+    /// Tags the entry must all have (comma-separated).
+    tag: Option<Csv<String>>,
+    /// Comma-separated statuses.
+    status: Option<Csv<Status>>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<Count>,
+}
+
+/// The query of `GET /api/v1/search`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Free text: names (exact, split, prefix, typos) and descriptions; at most 256 bytes.
+    q: Option<String>,
+    /// Comma-separated kinds.
+    kind: Option<Csv<Kind>>,
+    /// Comma-separated namespaces (ecosystems).
+    namespace: Option<Csv<String>>,
+    /// Comma-separated categories.
+    category: Option<Csv<String>>,
+    /// Comma-separated tags.
+    tag: Option<Csv<String>>,
+    /// Comma-separated statuses (default: published, deprecated).
+    status: Option<Csv<Status>>,
+    /// relevance (default), popularity, recent or name.
+    sort: Option<SortParam>,
+    /// 1 to 100, default 20.
+    limit: Option<Count>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// true to count kind/namespace/category/tags/status facets.
+    facets: Option<Flag>,
+    /// true for highlighted description snippets.
+    highlight: Option<Flag>,
+}
+
+/// The query of `GET .../relations`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelationParams {
+    /// outgoing, incoming or both (the default).
+    direction: Option<DirectionParam>,
+}
+
+/// Filters and the page of `GET /api/v1/jobs`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobParams {
+    /// Comma-separated states: queued, running, succeeded, dead.
+    state: Option<Csv<quiver_store::JobState>>,
+    /// Comma-separated job kinds (validate_version, rebuild_index:<node>).
+    kind: Option<Csv<String>>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<Count>,
+}
+
+/// The query of `GET /api/v1/reviews`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewParams {
+    /// pending (default), approved, rejected or changes_requested.
+    state: Option<ReviewStateParam>,
+}
+
+/// The audit log's filters (`GET /api/v1/audit/export` takes these alone).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilterParams {
+    /// Rows about this namespace (required for namespace owners).
+    namespace: Option<String>,
+    /// Rows by this actor.
+    actor: Option<String>,
+    /// e.g. entry.create, version.publish, member.set.
+    action: Option<String>,
+    /// allowed or denied.
+    outcome: Option<String>,
+    /// Rows at or after this RFC 3339 time.
+    since: Option<Time>,
+    /// Rows before this RFC 3339 time.
+    until: Option<Time>,
+}
+
+/// The audit log's filters and page (`GET /api/v1/audit`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPageParams {
+    /// Rows about this namespace (required for namespace owners).
+    namespace: Option<String>,
+    /// Rows by this actor.
+    actor: Option<String>,
+    /// e.g. entry.create, version.publish, member.set.
+    action: Option<String>,
+    /// allowed or denied.
+    outcome: Option<String>,
+    /// Rows at or after this RFC 3339 time.
+    since: Option<Time>,
+    /// Rows before this RFC 3339 time.
+    until: Option<Time>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<Count>,
+}
+
+fn limit(l: Option<Count>) -> usize {
+    l.map_or(20, |c| c.0)
+}
+
+// ---- answers -----------------------------------------------------------------------
+
+/// A page of results and the cursor that continues after it.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Opaque; pass back to get the next page. Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<quiver_store::Page<T>> for Paged<T> {
+    fn from(p: quiver_store::Page<T>) -> Self {
+        Paged {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+/// A value whose type has no schema of its own (yet): documented as an object with a
+/// description.
+pub struct Described<T>(pub T);
+
+impl<T: Serialize> Serialize for Described<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+macro_rules! described {
+    ($t:ty, $name:literal, $description:literal) => {
+        impl JsonSchema for Described<$t> {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "object", "description": $description})
+            }
+        }
+    };
+}
+
+described!(
+    quiver_engine::EngineStatus,
+    "EngineStatus",
+    "Store and index statistics: backend, store counts and size, index position, docs and size, index lag, jobs by state."
+);
+described!(
+    quiver_store::Job,
+    "Job",
+    "A durable job: id, kind, payload, priority, dedup_key, state (queued, running, succeeded, dead), attempts, max_attempts, run_at, locked_by, locked_until, last_error, created_at, updated_at, finished_at."
+);
+described!(
+    Paged<quiver_store::Job>,
+    "JobPage",
+    "A page of jobs (items, next_cursor); each item as Job."
+);
+
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// A search answer: the results and how long the engine took.
+#[derive(Serialize, JsonSchema)]
+pub struct SearchResponse {
+    #[serde(flatten)]
+    pub results: SearchResults,
+    /// Time spent in the engine, microseconds.
+    pub took_us: u64,
+}
+
+/// A kind and the JSON Schema its manifests are validated against.
+#[derive(Serialize, JsonSchema)]
+pub struct KindInfo {
+    pub kind: Kind,
+    pub schema: serde_json::Value,
+}
+
+// ---- entries -----------------------------------------------------------------------
 
 fn entry_location(key: &EntryKey) -> String {
-    format!(
-        "/api/v1/entries/{}/{}/{}",
-        key.kind, key.namespace, key.name
-    )
+    let name = percent_encoding::utf8_percent_encode(&key.name, PATH_SEGMENT);
+    format!("/api/v1/entries/{}/{}/{name}", key.kind, key.namespace)
 }
 
-fn method_not_allowed() -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        error: Error::invalid("method", "this method is not allowed on this path"),
-    }
-}
-
-const LIST_PARAMS: &[&str] = &[
-    "kind",
-    "namespace",
-    "category",
-    "tag",
-    "status",
-    "cursor",
-    "limit",
-];
+/// What a path segment must escape: controls, space and the characters with a meaning in
+/// URLs (`/` stays: npm scoped names keep their slash in paths).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 pub async fn list_entries(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
+    Query(p): Query<ListParams>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), LIST_PARAMS)?;
+) -> ApiResult<Etagged<Paged<Entry>>> {
     let filter = EntryFilter {
-        kinds: p.list::<Kind>("kind")?,
-        namespaces: p.strings("namespace"),
-        categories: p.strings("category"),
-        tags: p.strings("tag"),
-        statuses: p.list::<Status>("status")?,
+        kinds: values(p.kind),
+        namespaces: values(p.namespace),
+        categories: values(p.category),
+        tags: values(p.tag),
+        statuses: values(p.status),
         visibilities: vec![],
         private_namespaces: None,
     };
-    let limit = p.usize("limit", 20)?;
     let page = state
         .registry
-        .list_entries(&caller, filter, p.get("cursor"), limit)
+        .list_entries(&caller, filter, p.cursor.as_deref(), limit(p.limit))
         .await?;
-    json_with_etag(&headers, &page)
+    Ok(Etagged::new(&headers, page.into()))
 }
 
 pub async fn create_entry(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(entry): JsonBody<NewEntry>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<Entry>> {
     let e = state.registry.create_entry(&caller, entry).await?;
-    Ok((
-        StatusCode::CREATED,
-        [(LOCATION, entry_location(&e.key()))],
-        Json(e),
-    )
-        .into_response())
+    Ok(Created::at(entry_location(&e.key()), e))
 }
 
-pub async fn entry_get(
+pub async fn get_entry(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path((kind, namespace, rest)): Path<(String, String, String)>,
-    RawQuery(query): RawQuery,
+    PathParams(path): PathParams<EntryPath>,
+    Query(NoParams {}): Query<NoParams>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
-    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
-    let r = &state.registry;
-    match sub {
-        Sub::Entry => {
-            Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.get_entry(&caller, &key).await?)
-        }
-        Sub::Versions => {
-            Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.list_versions(&caller, &key).await?)
-        }
-        Sub::Version(v) => {
-            Params::parse(query.as_deref(), &[])?;
-            json_with_etag(&headers, &r.get_version(&caller, &key, &v).await?)
-        }
-        Sub::Relations => {
-            let p = Params::parse(query.as_deref(), &["direction"])?;
-            let direction = match p.get("direction").unwrap_or("both") {
-                "outgoing" => Direction::Outgoing,
-                "incoming" => Direction::Incoming,
-                "both" => Direction::Both,
-                other => {
-                    return Err(Error::invalid(
-                        "direction",
-                        format!("'{other}' is not outgoing, incoming or both"),
-                    )
-                    .into())
-                }
-            };
-            json_with_etag(&headers, &r.list_relations(&caller, &key, direction).await?)
-        }
-        Sub::Review => {
-            Params::parse(query.as_deref(), &[])?;
-            Ok(Json(r.get_review(&caller, &key).await?).into_response())
-        }
-        Sub::Yank(_) | Sub::Unyank(_) | Sub::Deprecate | Sub::Status => Err(method_not_allowed()),
-    }
+) -> ApiResult<Etagged<Entry>> {
+    let e = state.registry.get_entry(&caller, &path.key()).await?;
+    Ok(Etagged::new(&headers, e))
+}
+
+pub async fn update_entry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(patch): JsonBody<EntryPatch>,
+) -> ApiResult<Json<Entry>> {
+    let e = state
+        .registry
+        .update_entry(&caller, &path.key(), patch)
+        .await?;
+    Ok(Json::ok(e))
+}
+
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    Query(NoParams {}): Query<NoParams>,
+    headers: HeaderMap,
+) -> ApiResult<Etagged<Vec<Version>>> {
+    let v = state.registry.list_versions(&caller, &path.key()).await?;
+    Ok(Etagged::new(&headers, v))
+}
+
+pub async fn publish_version(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(v): JsonBody<NewVersion>,
+) -> ApiResult<Created<Version>> {
+    let key = path.key();
+    let v = state.registry.publish_version(&caller, &key, v).await?;
+    let loc = format!("{}/versions/{}", entry_location(&key), v.version);
+    Ok(Created::at(loc, v))
+}
+
+pub async fn get_version(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<VersionPath>,
+    Query(NoParams {}): Query<NoParams>,
+    headers: HeaderMap,
+) -> ApiResult<Etagged<Version>> {
+    let (key, version) = path.key();
+    let v = state.registry.get_version(&caller, &key, &version).await?;
+    Ok(Etagged::new(&headers, v))
 }
 
 /// Body of `POST .../versions/{version}/yank`.
-#[derive(Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct YankRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
 
+pub async fn yank(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<VersionPath>,
+    OptionalJsonBody(body): OptionalJsonBody<YankRequest>,
+) -> ApiResult<Json<Version>> {
+    let (key, version) = path.key();
+    let v = state
+        .registry
+        .yank(&caller, &key, &version, body.reason)
+        .await?;
+    Ok(Json::ok(v))
+}
+
+pub async fn unyank(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<VersionPath>,
+) -> ApiResult<Json<Version>> {
+    let (key, version) = path.key();
+    Ok(Json::ok(
+        state.registry.unyank(&caller, &key, &version).await?,
+    ))
+}
+
 /// Body of `POST .../deprecate`.
-#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeprecateRequest {
     pub message: String,
@@ -189,8 +468,75 @@ pub struct DeprecateRequest {
     pub replacement: Option<String>,
 }
 
+pub async fn deprecate(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(d): JsonBody<DeprecateRequest>,
+) -> ApiResult<Json<Entry>> {
+    let e = state
+        .registry
+        .deprecate(&caller, &path.key(), d.message, d.replacement)
+        .await?;
+    Ok(Json::ok(e))
+}
+
+pub async fn change_status(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(c): JsonBody<quiver_engine::lifecycle::StatusChange>,
+) -> ApiResult<Json<Entry>> {
+    let e = state
+        .registry
+        .change_status(&caller, &path.key(), c)
+        .await?;
+    Ok(Json::ok(e))
+}
+
+pub async fn get_review(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    Query(NoParams {}): Query<NoParams>,
+) -> ApiResult<Json<Review>> {
+    Ok(Json::ok(
+        state.registry.get_review(&caller, &path.key()).await?,
+    ))
+}
+
+pub async fn review(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(a): JsonBody<quiver_engine::review::ReviewAction>,
+) -> ApiResult<Json<Review>> {
+    Ok(Json::ok(
+        state.registry.review(&caller, &path.key(), a).await?,
+    ))
+}
+
+pub async fn list_relations(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    Query(p): Query<RelationParams>,
+    headers: HeaderMap,
+) -> ApiResult<Etagged<Vec<Relation>>> {
+    let direction = match p.direction.unwrap_or(DirectionParam::Both) {
+        DirectionParam::Outgoing => Direction::Outgoing,
+        DirectionParam::Incoming => Direction::Incoming,
+        DirectionParam::Both => Direction::Both,
+    };
+    let r = state
+        .registry
+        .list_relations(&caller, &path.key(), direction)
+        .await?;
+    Ok(Etagged::new(&headers, r))
+}
+
 /// Body of `POST .../relations`: an edge from this entry.
-#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelationRequest {
     pub kind: RelationKind,
@@ -203,161 +549,64 @@ pub struct RelationRequest {
     pub step_order: Option<i32>,
 }
 
-async fn optional_body<T: serde::de::DeserializeOwned + Default>(
-    req: axum::extract::Request,
-) -> ApiResult<T> {
-    use axum::extract::FromRequest;
-    let empty = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v == "0")
-        || !req.headers().contains_key(axum::http::header::CONTENT_TYPE);
-    if empty {
-        return Ok(T::default());
-    }
-    JsonBody::<T>::from_request(req, &()).await.map(|b| b.0)
-}
-
-pub async fn entry_post(
+pub async fn add_relation(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path((kind, namespace, rest)): Path<(String, String, String)>,
-    req: axum::extract::Request,
-) -> ApiResult<Response> {
-    use axum::extract::FromRequest;
-    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
-    let r = &state.registry;
-    match sub {
-        Sub::Versions => {
-            let JsonBody(v) = JsonBody::<NewVersion>::from_request(req, &()).await?;
-            let v = r.publish_version(&caller, &key, v).await?;
-            let loc = format!("{}/versions/{}", entry_location(&key), v.version);
-            Ok((StatusCode::CREATED, [(LOCATION, loc)], Json(v)).into_response())
-        }
-        Sub::Yank(v) => {
-            let body: YankRequest = optional_body(req).await?;
-            Ok(Json(r.yank(&caller, &key, &v, body.reason).await?).into_response())
-        }
-        Sub::Unyank(v) => Ok(Json(r.unyank(&caller, &key, &v).await?).into_response()),
-        Sub::Deprecate => {
-            let JsonBody(d) = JsonBody::<DeprecateRequest>::from_request(req, &()).await?;
-            Ok(Json(r.deprecate(&caller, &key, d.message, d.replacement).await?).into_response())
-        }
-        Sub::Review => {
-            let JsonBody(a) =
-                JsonBody::<quiver_engine::review::ReviewAction>::from_request(req, &()).await?;
-            Ok(Json(r.review(&caller, &key, a).await?).into_response())
-        }
-        Sub::Status => {
-            let JsonBody(c) =
-                JsonBody::<quiver_engine::lifecycle::StatusChange>::from_request(req, &()).await?;
-            Ok(Json(r.change_status(&caller, &key, c).await?).into_response())
-        }
-        Sub::Relations => {
-            let JsonBody(b) = JsonBody::<RelationRequest>::from_request(req, &()).await?;
-            let rel = Relation {
-                kind: b.kind,
-                from: key,
-                to: b.to,
-                confidence: b.confidence,
-                source: b.source,
-                step_order: b.step_order,
-            };
-            let rel = r.add_relation(&caller, rel).await?;
-            Ok((StatusCode::CREATED, Json(rel)).into_response())
-        }
-        Sub::Entry | Sub::Version(_) => Err(method_not_allowed()),
-    }
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(b): JsonBody<RelationRequest>,
+) -> ApiResult<Created<Relation>> {
+    let rel = Relation {
+        kind: b.kind,
+        from: path.key(),
+        to: b.to,
+        confidence: b.confidence,
+        source: b.source,
+        step_order: b.step_order,
+    };
+    Ok(Created::created(
+        state.registry.add_relation(&caller, rel).await?,
+    ))
 }
 
-pub async fn entry_patch(
-    State(state): State<AppState>,
-    Auth(caller): Auth,
-    Path((kind, namespace, rest)): Path<(String, String, String)>,
-    JsonBody(patch): JsonBody<EntryPatch>,
-) -> ApiResult<Response> {
-    let (key, sub) = parse_entry_path(&kind, &namespace, &rest)?;
-    if sub != Sub::Entry {
-        return Err(method_not_allowed());
-    }
-    Ok(Json(state.registry.update_entry(&caller, &key, patch).await?).into_response())
-}
-
-const SEARCH_PARAMS: &[&str] = &[
-    "q",
-    "kind",
-    "namespace",
-    "category",
-    "tag",
-    "status",
-    "sort",
-    "limit",
-    "cursor",
-    "facets",
-    "highlight",
-];
-
-/// A search answer: the results and how long the engine took.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct SearchResponse {
-    #[serde(flatten)]
-    pub results: SearchResults,
-    /// Time spent in the engine, microseconds.
-    pub took_us: u64,
-}
+// ---- search, kinds, status -----------------------------------------------------------
 
 pub async fn search(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), SEARCH_PARAMS)?;
-    let q = p.get("q").unwrap_or("").to_string();
+    Query(p): Query<SearchParams>,
+) -> ApiResult<Json<SearchResponse>> {
+    let q = p.q.unwrap_or_default();
     if q.len() > 256 {
         return Err(Error::invalid("q", "must be at most 256 bytes").into());
     }
-    let sort = match p.get("sort").unwrap_or("relevance") {
-        "relevance" => Sort::Relevance,
-        "popularity" => Sort::Popularity,
-        "recent" => Sort::Recent,
-        "name" => Sort::Name,
-        other => {
-            return Err(Error::invalid(
-                "sort",
-                format!("'{other}' is not relevance, popularity, recent or name"),
-            )
-            .into())
-        }
+    let sort = match p.sort.unwrap_or(SortParam::Relevance) {
+        SortParam::Relevance => Sort::Relevance,
+        SortParam::Popularity => Sort::Popularity,
+        SortParam::Recent => Sort::Recent,
+        SortParam::Name => Sort::Name,
     };
     let query = SearchQuery {
         q,
-        kinds: p.list::<Kind>("kind")?,
-        namespaces: p.strings("namespace"),
-        categories: p.strings("category"),
-        tags: p.strings("tag"),
-        statuses: p.list::<Status>("status")?,
+        kinds: values(p.kind),
+        namespaces: values(p.namespace),
+        categories: values(p.category),
+        tags: values(p.tag),
+        statuses: values(p.status),
         sort,
-        limit: p.usize("limit", 20)?,
-        cursor: p.get("cursor").map(str::to_string),
-        facets: p.bool("facets")?,
-        highlight: p.bool("highlight")?,
+        limit: limit(p.limit),
+        cursor: p.cursor,
+        facets: p.facets.is_some_and(|f| f.0),
+        highlight: p.highlight.is_some_and(|f| f.0),
         private_namespaces: vec![],
         all_private: false,
     };
     let started = Instant::now();
     let results = state.registry.search(&caller, query)?;
     let took_us = started.elapsed().as_micros() as u64;
-    Ok(Json(SearchResponse { results, took_us }).into_response())
+    Ok(Json::ok(SearchResponse { results, took_us }))
 }
 
-/// A kind and the JSON Schema its manifests are validated against.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct KindInfo {
-    pub kind: Kind,
-    pub schema: serde_json::Value,
-}
-
-pub async fn kinds(headers: HeaderMap) -> ApiResult<Response> {
+pub async fn kinds(headers: HeaderMap) -> Etagged<Vec<KindInfo>> {
     let all: Vec<KindInfo> = Kind::ALL
         .iter()
         .map(|k| KindInfo {
@@ -365,52 +614,56 @@ pub async fn kinds(headers: HeaderMap) -> ApiResult<Response> {
             schema: Registry::kind_schema(*k).clone(),
         })
         .collect();
-    json_with_etag(&headers, &all)
+    Etagged::new(&headers, all)
 }
 
-pub async fn kind_schema(Path(kind): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
-    let kind: Kind = kind.parse().map_err(ApiError::from)?;
-    json_with_etag(&headers, Registry::kind_schema(kind))
+pub async fn kind_schema(
+    PathParams(p): PathParams<KindPath>,
+    headers: HeaderMap,
+) -> Etagged<&'static serde_json::Value> {
+    Etagged::new(&headers, Registry::kind_schema(p.kind.0))
 }
 
-pub async fn status(State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(Json(state.registry.status().await?).into_response())
+pub async fn status(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Described<quiver_engine::EngineStatus>>> {
+    Ok(Json::ok(Described(state.registry.status().await?)))
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json::ok(Health { status: "ok" })
 }
 
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.registry.ready().await?;
-    Ok(Json(serde_json::json!({"status": "ready"})).into_response())
+    Ok(Json::ok(Health { status: "ready" }))
 }
 
-pub async fn openapi(headers: HeaderMap) -> ApiResult<Response> {
-    json_with_etag(&headers, crate::openapi::document())
+/// The OpenAPI document (this one).
+pub async fn openapi(headers: HeaderMap) -> Etagged<&'static serde_json::Value> {
+    Etagged::new(&headers, crate::openapi::document())
 }
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
-const JOB_PARAMS: &[&str] = &["state", "kind", "cursor", "limit"];
+// ---- jobs ----------------------------------------------------------------------------
 
 pub async fn list_jobs(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), JOB_PARAMS)?;
+    Query(p): Query<JobParams>,
+) -> ApiResult<Json<Described<Paged<quiver_store::Job>>>> {
     let filter = quiver_store::JobFilter {
-        states: p.list::<quiver_store::JobState>("state")?,
-        kinds: p.strings("kind"),
+        states: values(p.state),
+        kinds: values(p.kind),
     };
     let page = state
         .registry
-        .list_jobs(&caller, filter, p.get("cursor"), p.usize("limit", 20)?)
+        .list_jobs(&caller, filter, p.cursor.as_deref(), limit(p.limit))
         .await?;
-    Ok(Json(page).into_response())
+    Ok(Json::ok(Described(page.into())))
 }
 
 fn job_id(id: &str) -> ApiResult<quiver_store::JobId> {
@@ -421,27 +674,29 @@ fn job_id(id: &str) -> ApiResult<quiver_store::JobId> {
 pub async fn get_job(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    Ok(Json(state.registry.get_job(&caller, job_id(&id)?).await?).into_response())
+    PathParams(p): PathParams<IdPath>,
+) -> ApiResult<Json<Described<quiver_store::Job>>> {
+    let job = state.registry.get_job(&caller, job_id(&p.id)?).await?;
+    Ok(Json::ok(Described(job)))
 }
 
 pub async fn retry_job(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    Ok(Json(state.registry.retry_job(&caller, job_id(&id)?).await?).into_response())
+    PathParams(p): PathParams<IdPath>,
+) -> ApiResult<Json<Described<quiver_store::Job>>> {
+    let job = state.registry.retry_job(&caller, job_id(&p.id)?).await?;
+    Ok(Json::ok(Described(job)))
 }
 
 /// Queue a rebuild of this node's search index; answers 202 with the job to poll.
 pub async fn rebuild_index(
     State(state): State<AppState>,
     Auth(caller): Auth,
-) -> ApiResult<Response> {
+) -> ApiResult<Accepted<Described<quiver_store::Job>>> {
     let job = state.registry.request_index_rebuild(&caller).await?;
     let loc = format!("/api/v1/jobs/{}", job.id);
-    Ok((StatusCode::ACCEPTED, [(LOCATION, loc)], Json(job)).into_response())
+    Ok(Accepted::at(loc, Described(job)))
 }
 
 // ---- accounts ------------------------------------------------------------------------
@@ -450,18 +705,20 @@ pub async fn rebuild_index(
 pub async fn register(
     State(state): State<AppState>,
     JsonBody(r): JsonBody<Registration>,
-) -> ApiResult<Response> {
-    let user = state.registry.register(r).await?;
-    Ok((StatusCode::CREATED, Json(user)).into_response())
+) -> ApiResult<Created<User>> {
+    Ok(Created::created(state.registry.register(r).await?))
 }
 
 /// The signed-in user and their memberships.
-pub async fn whoami(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Response> {
-    Ok(Json(state.registry.whoami(&caller).await?).into_response())
+pub async fn whoami(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Json<Registered>> {
+    Ok(Json::ok(state.registry.whoami(&caller).await?))
 }
 
-/// Body of `PUT /api/v1/users/{name}/role`.
-#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+/// Body of `PUT /api/v1/users/{user}/role`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteRoleRequest {
     /// `admin`, `moderator`, or null for none.
@@ -471,83 +728,81 @@ pub struct SiteRoleRequest {
 pub async fn set_site_role(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path(name): Path<String>,
+    PathParams(p): PathParams<UserPath>,
     JsonBody(b): JsonBody<SiteRoleRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<User>> {
     let user = state
         .registry
-        .set_site_role(&caller, &name, b.site_role)
+        .set_site_role(&caller, &p.user, b.site_role)
         .await?;
-    Ok(Json(user).into_response())
+    Ok(Json::ok(user))
 }
 
-/// `PUT /users/{name}/trust`: a publisher's trust level (moderators and admins).
+/// `PUT /users/{user}/trust`: a publisher's trust level (moderators and admins).
 pub async fn set_trust(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path(name): Path<String>,
+    PathParams(p): PathParams<UserPath>,
     JsonBody(b): JsonBody<quiver_engine::review::TrustRequest>,
-) -> ApiResult<Response> {
-    let t = state.registry.set_trust(&caller, &name, b.level).await?;
-    Ok(Json(t).into_response())
+) -> ApiResult<Json<Trust>> {
+    Ok(Json::ok(
+        state.registry.set_trust(&caller, &p.user, b.level).await?,
+    ))
 }
 
 /// `GET /reviews?state=pending`: the moderation queue (moderators and admins).
 pub async fn list_reviews(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), &["state"])?;
-    let st = match p.get("state") {
-        None => None,
-        Some(s) => Some(
-            serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-                Error::invalid(
-                    "state",
-                    format!("'{s}' is not pending, approved, rejected or changes_requested"),
-                )
-            })?,
-        ),
-    };
-    Ok(Json(state.registry.list_reviews(&caller, st).await?).into_response())
+    Query(p): Query<ReviewParams>,
+) -> ApiResult<Json<ReviewPage>> {
+    let st = p.state.map(|s| match s {
+        ReviewStateParam::Pending => ReviewState::Pending,
+        ReviewStateParam::Approved => ReviewState::Approved,
+        ReviewStateParam::Rejected => ReviewState::Rejected,
+        ReviewStateParam::ChangesRequested => ReviewState::ChangesRequested,
+    });
+    Ok(Json::ok(state.registry.list_reviews(&caller, st).await?))
 }
 
 /// Password login: answers a session token (shown once).
 pub async fn login(
     State(state): State<AppState>,
     JsonBody(l): JsonBody<Login>,
-) -> ApiResult<Response> {
-    let t = state.registry.login(l).await?;
-    Ok((StatusCode::CREATED, Json(t)).into_response())
+) -> ApiResult<Created<NewTokenSecret>> {
+    Ok(Created::created(state.registry.login(l).await?))
 }
 
-pub async fn list_tokens(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Response> {
-    Ok(Json(state.registry.list_tokens(&caller).await?).into_response())
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Json<Vec<ApiToken>>> {
+    Ok(Json::ok(state.registry.list_tokens(&caller).await?))
 }
 
 pub async fn create_token(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(r): JsonBody<TokenRequest>,
-) -> ApiResult<Response> {
-    let t = state.registry.create_token(&caller, r).await?;
-    Ok((StatusCode::CREATED, Json(t)).into_response())
+) -> ApiResult<Created<NewTokenSecret>> {
+    Ok(Created::created(
+        state.registry.create_token(&caller, r).await?,
+    ))
 }
 
 pub async fn revoke_token(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| Error::invalid("id", format!("'{id}' is not a token id")))?;
-    Ok(Json(state.registry.revoke_token(&caller, id).await?).into_response())
+    PathParams(p): PathParams<IdPath>,
+) -> ApiResult<Json<ApiToken>> {
+    let id: i64 =
+        p.id.parse()
+            .map_err(|_| Error::invalid("id", format!("'{}' is not a token id", p.id)))?;
+    Ok(Json::ok(state.registry.revoke_token(&caller, id).await?))
 }
 
 /// Body of `POST /api/v1/namespaces`.
-#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceRequest {
     /// Lowercase letters, digits, `-` and `_`.
@@ -558,21 +813,21 @@ pub async fn create_namespace(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(b): JsonBody<NamespaceRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Created<Namespace>> {
     let ns = state.registry.create_namespace(&caller, &b.name).await?;
     let loc = format!("/api/v1/namespaces/{}/members", ns.name);
-    Ok((StatusCode::CREATED, [(LOCATION, loc)], Json(ns)).into_response())
+    Ok(Created::at(loc, ns))
 }
 
 pub async fn list_members(
     State(state): State<AppState>,
-    Path(ns): Path<String>,
-) -> ApiResult<Response> {
-    Ok(Json(state.registry.members(&ns).await?).into_response())
+    PathParams(p): PathParams<NamespacePath>,
+) -> ApiResult<Json<Vec<Membership>>> {
+    Ok(Json::ok(state.registry.members(&p.namespace).await?))
 }
 
 /// Body of `PUT /api/v1/namespaces/{namespace}/members/{user}`.
-#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     /// `owner`, `maintainer` or `viewer`.
@@ -582,64 +837,60 @@ pub struct MemberRequest {
 pub async fn set_member(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path((ns, user)): Path<(String, String)>,
+    PathParams(p): PathParams<MemberPath>,
     JsonBody(b): JsonBody<MemberRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<Membership>> {
     let m = state
         .registry
-        .set_member(&caller, &ns, &user, b.role)
+        .set_member(&caller, &p.namespace, &p.user, b.role)
         .await?;
-    Ok(Json(m).into_response())
+    Ok(Json::ok(m))
 }
 
 pub async fn remove_member(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Path((ns, user)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    state.registry.remove_member(&caller, &ns, &user).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    PathParams(p): PathParams<MemberPath>,
+) -> ApiResult<NoContent> {
+    state
+        .registry
+        .remove_member(&caller, &p.namespace, &p.user)
+        .await?;
+    Ok(NoContent)
 }
 
-const AUDIT_PARAMS: &[&str] = &[
-    "namespace",
-    "actor",
-    "action",
-    "outcome",
-    "since",
-    "until",
-    "cursor",
-    "limit",
-];
+// ---- audit ---------------------------------------------------------------------------
 
-fn audit_filter(p: &Params) -> ApiResult<quiver_store::AuditFilter> {
-    Ok(quiver_store::AuditFilter {
-        namespace: p.get("namespace").map(str::to_string),
-        actor: p.get("actor").map(str::to_string),
-        action: p.get("action").map(str::to_string),
-        outcome: p.get("outcome").map(str::to_string),
-        since: p.timestamp("since")?,
-        until: p.timestamp("until")?,
-    })
+fn audit_filter(
+    namespace: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    since: Option<Time>,
+    until: Option<Time>,
+) -> quiver_store::AuditFilter {
+    quiver_store::AuditFilter {
+        namespace,
+        actor,
+        action,
+        outcome,
+        since: since.map(|t| t.0),
+        until: until.map(|t| t.0),
+    }
 }
 
 /// The audit log: admins read all of it, a namespace's owners read theirs.
 pub async fn list_audit(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), AUDIT_PARAMS)?;
+    Query(p): Query<AuditPageParams>,
+) -> ApiResult<Json<Paged<AuditRecord>>> {
+    let filter = audit_filter(p.namespace, p.actor, p.action, p.outcome, p.since, p.until);
     let page = state
         .registry
-        .list_audit(
-            &caller,
-            audit_filter(&p)?,
-            p.get("cursor"),
-            p.usize("limit", 20)?,
-        )
+        .list_audit(&caller, filter, p.cursor.as_deref(), limit(p.limit))
         .await?;
-    Ok(Json(page).into_response())
+    Ok(Json::ok(page.into()))
 }
 
 /// The whole audit log (the same filters and rights as the listing), newest first, as
@@ -647,10 +898,10 @@ pub async fn list_audit(
 pub async fn export_audit(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(query.as_deref(), &AUDIT_PARAMS[..6])?;
-    let export = state.registry.export_audit(&caller, audit_filter(&p)?)?;
+    Query(p): Query<AuditFilterParams>,
+) -> ApiResult<NdJson<AuditRecord>> {
+    let filter = audit_filter(p.namespace, p.actor, p.action, p.outcome, p.since, p.until);
+    let export = state.registry.export_audit(&caller, filter)?;
     let lines = futures_util::stream::unfold(Some(export), |export| async move {
         let mut export = export?;
         match export.next_page().await {
@@ -672,32 +923,10 @@ pub async fn export_audit(
             }
         }
     });
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/x-ndjson"),
-        )],
-        axum::body::Body::from_stream(lines),
-    )
-        .into_response())
+    Ok(NdJson::new(axum::body::Body::from_stream(lines)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_paths() {
-        let (k, s) = parse_entry_path("package", "npm", "@types/node/versions/1.0.0/yank").unwrap();
-        assert_eq!(k.name, "@types/node");
-        assert_eq!(s, Sub::Yank("1.0.0".into()));
-        let (k, s) = parse_entry_path("tool", "tpmjs", "text.csvParse").unwrap();
-        assert_eq!(k.name, "text.csvParse");
-        assert_eq!(s, Sub::Entry);
-        let (_, s) = parse_entry_path("tool", "tpmjs", "x/relations").unwrap();
-        assert_eq!(s, Sub::Relations);
-        assert!(parse_entry_path("tool", "tpmjs", "x/nope").is_err());
-        let e = parse_entry_path("gadget", "tpmjs", "x").unwrap_err();
-        assert_eq!(e.error.field.as_deref(), Some("kind"));
-    }
+/// `405` in the envelope, for a path served with other methods.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
 }

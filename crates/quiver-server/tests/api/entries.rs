@@ -1,80 +1,23 @@
-//! The HTTP API, driven end to end over a real socket on loopback.
+//! Entries and their versions and relations: create, publish, read, list, search, yank,
+//! deprecate; invalid input refused in the one envelope and changing nothing; ETags;
+//! npm scoped names in paths; private and unlisted entries never leaking.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use quiver_engine::{EngineConfig, Registry};
-use quiver_server::AppState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct TestApp {
-    base: String,
-    http: reqwest::Client,
-    registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-    _follower: tokio::task::JoinHandle<()>,
+use crate::common::{assert_envelope, TestApp};
+
+/// The embedded store with the job worker and open writes.
+pub(crate) async fn start() -> TestApp {
+    TestApp::builder().worker().start().await
 }
 
 impl TestApp {
-    async fn start() -> TestApp {
-        Self::start_with(None).await
-    }
-
-    async fn start_with(admin_token: Option<&str>) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        config.open_writes = admin_token.is_none();
-        config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::open(config).await.unwrap();
-        let follower = registry.spawn_follower();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let worker = registry.spawn_worker().unwrap();
-        let state = AppState {
-            registry: registry.clone(),
-            admin_token: admin_token.map(str::to_string),
-        };
-        std::mem::forget(worker);
-        let server = tokio::spawn(async move {
-            quiver_server::serve(listener, state, std::future::pending())
-                .await
-                .unwrap();
-        });
-        TestApp {
-            base,
-            http: reqwest::Client::new(),
-            registry,
-            _dir: dir,
-            _server: server,
-            _follower: follower,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.http.get(self.url(path)).send().await.unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
     async fn send(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let req = match method {
-            "POST" => self.http.post(self.url(path)),
-            "PATCH" => self.http.patch(self.url(path)),
-            _ => unreachable!(),
-        };
-        let r = req.json(&body).send().await.unwrap();
-        let s = r.status();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send("POST", path, body).await
+        self.call(method.parse().unwrap(), path, None, Some(body))
+            .await
     }
 
     async fn feed_head(&self) -> i64 {
@@ -85,7 +28,7 @@ impl TestApp {
     /// seconds without one).
     async fn validation_of(&self, version_path: &str) -> Value {
         for _ in 0..100 {
-            let (_, v) = self.get(version_path).await;
+            let (_, v) = self.get(version_path, None).await;
             if !v["validation"].is_null() {
                 return v["validation"].clone();
             }
@@ -95,10 +38,10 @@ impl TestApp {
     }
 
     /// Search until `pred` holds or two seconds pass (the index follows the feed).
-    async fn search_until(&self, q: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn search_until(&self, q: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
         for _ in 0..40 {
-            let (s, body) = self.get(&format!("/api/v1/search?q={q}")).await;
+            let (s, body) = self.get(&format!("/api/v1/search?q={q}"), None).await;
             assert_eq!(s, StatusCode::OK, "{body}");
             if pred(&body) {
                 return body;
@@ -110,7 +53,7 @@ impl TestApp {
     }
 }
 
-fn hit_names(body: &Value) -> Vec<String> {
+pub(crate) fn hit_names(body: &Value) -> Vec<String> {
     body["hits"]
         .as_array()
         .unwrap()
@@ -125,31 +68,20 @@ fn hit_names(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn tool(name: &str, description: &str) -> Value {
+pub(crate) fn tool(name: &str, description: &str) -> Value {
     json!({
         "kind": "tool", "namespace": "tpmjs", "name": name,
         "description": description, "category": "text", "tags": ["csv", "parsing"]
     })
 }
 
-fn assert_envelope(body: &Value, code: &str, field: Option<&str>) {
-    let e = &body["error"];
-    assert_eq!(e["code"], code, "{body}");
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    if let Some(f) = field {
-        assert_eq!(e["field"], f, "{body}");
-    }
-}
-
 #[tokio::test]
 async fn create_publish_read_list_search_yank() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let (s, e) = app
         .post(
             "/api/v1/entries",
+            None,
             tool("text.csvParse", "Parse CSV text into typed rows"),
         )
         .await;
@@ -165,6 +97,7 @@ async fn create_publish_read_list_search_yank() {
     let (s, v) = app
         .post(
             &format!("{path}/versions"),
+            None,
             json!({"version": "1.0.0", "manifest": manifest, "changelog": "first"}),
         )
         .await;
@@ -173,19 +106,20 @@ async fn create_publish_read_list_search_yank() {
     let (s, _) = app
         .post(
             &format!("{path}/versions"),
+            None,
             json!({"version": "1.1.0", "manifest": manifest}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
 
-    let (s, e) = app.get(path).await;
+    let (s, e) = app.get(path, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         e["status"], "published",
         "the first version publishes a draft"
     );
     assert_eq!(e["latest_version"], "1.1.0");
-    let (_, vs) = app.get(&format!("{path}/versions")).await;
+    let (_, vs) = app.get(&format!("{path}/versions"), None).await;
     let vs: Vec<&str> = vs
         .as_array()
         .unwrap()
@@ -193,21 +127,23 @@ async fn create_publish_read_list_search_yank() {
         .map(|v| v["version"].as_str().unwrap())
         .collect();
     assert_eq!(vs, vec!["1.1.0", "1.0.0"]);
-    let (s, v) = app.get(&format!("{path}/versions/1.0.0")).await;
+    let (s, v) = app.get(&format!("{path}/versions/1.0.0"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["manifest"], manifest);
     // The schema checks also ran as a durable job, which recorded its result.
     let validation = app.validation_of(&format!("{path}/versions/1.0.0")).await;
     assert_eq!(validation["passed"], true, "{validation}");
     assert_eq!(validation["sha256"], v["sha256"]);
-    let (_, jobs) = app.get("/api/v1/jobs?kind=validate_version").await;
+    let (_, jobs) = app.get("/api/v1/jobs?kind=validate_version", None).await;
     assert_eq!(
         jobs["items"].as_array().unwrap().len(),
         2,
         "one job per version: {jobs}"
     );
 
-    let (_, list) = app.get("/api/v1/entries?kind=tool&namespace=tpmjs").await;
+    let (_, list) = app
+        .get("/api/v1/entries?kind=tool&namespace=tpmjs", None)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     let found = app
@@ -223,16 +159,17 @@ async fn create_publish_read_list_search_yank() {
     let (s, v) = app
         .post(
             &format!("{path}/versions/1.1.0/yank"),
+            None,
             json!({"reason": "wrong output"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["yanked"], true);
     assert_eq!(v["yank_reason"], "wrong output");
-    let (_, e) = app.get(path).await;
+    let (_, e) = app.get(path, None).await;
     assert_eq!(e["latest_version"], "1.0.0");
     let (s, v) = app
-        .post(&format!("{path}/versions/1.1.0/unyank"), json!({}))
+        .post(&format!("{path}/versions/1.1.0/unyank"), None, json!({}))
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["yanked"], false);
@@ -240,6 +177,7 @@ async fn create_publish_read_list_search_yank() {
     let (s, e) = app
         .post(
             &format!("{path}/deprecate"),
+            None,
             json!({"message": "use text.csvParse2", "replacement": "tool tpmjs/text.csvParse2"}),
         )
         .await;
@@ -250,17 +188,22 @@ async fn create_publish_read_list_search_yank() {
 
 #[tokio::test]
 async fn invalid_input_is_refused_and_changes_nothing() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let (s, _) = app
         .post(
             "/api/v1/entries",
+            None,
             tool("web.fetchText", "Fetch a page as text"),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let path = "/api/v1/entries/tool/tpmjs/web.fetchText";
     let (s, _) = app
-        .post(&format!("{path}/versions"), json!({"version": "1.0.0"}))
+        .post(
+            &format!("{path}/versions"),
+            None,
+            json!({"version": "1.0.0"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // Let the validation job record its result first: that write is not a refused request.
@@ -437,31 +380,37 @@ async fn invalid_input_is_refused_and_changes_nothing() {
         ("/api/v1/entries?cursor=zzz", "cursor"),
         ("/api/v1/entries?limit=0", "limit"),
     ] {
-        let (s, b) = app.get(q).await;
+        let (s, b) = app.get(q, None).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {b}");
         assert_envelope(&b, "invalid_input", Some(field));
     }
 
-    let (s, b) = app.get("/api/v1/entries/tool/tpmjs/missing").await;
+    let (s, b) = app.get("/api/v1/entries/tool/tpmjs/missing", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_envelope(&b, "not_found", None);
-    let (s, b) = app.get("/api/v1/no/such/route").await;
+    let (s, b) = app.get("/api/v1/no/such/route", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_envelope(&b, "not_found", None);
+    // Below an entry, only its known sub-resources are routes.
+    let (s, b) = app.get(&format!("{path}/nope"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert_envelope(&b, "not_found", None);
+    assert_eq!(b["error"]["message"], "route not found");
 
     assert_eq!(
         app.feed_head().await,
         head,
         "no refused request wrote anything"
     );
-    let (_, vs) = app.get(&format!("{path}/versions")).await;
+    let (_, vs) = app.get(&format!("{path}/versions"), None).await;
     assert_eq!(vs.as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn etags_answer_304() {
-    let app = TestApp::start().await;
-    app.post("/api/v1/entries", tool("a.b", "an entry")).await;
+    let app = start().await;
+    app.post("/api/v1/entries", None, tool("a.b", "an entry"))
+        .await;
     let url = app.url("/api/v1/entries/tool/tpmjs/a.b");
     let r = app.http.get(&url).send().await.unwrap();
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
@@ -491,40 +440,77 @@ async fn etags_answer_304() {
 
 #[tokio::test]
 async fn scoped_npm_names_and_relations() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let (s, b) = app
         .post(
-            "/api/v1/entries",
+            "/api/v1/entries", None,
             json!({"kind": "package", "namespace": "npm", "name": "@types/node", "description": "TypeScript definitions for Node.js"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     app.post(
-        "/api/v1/entries",
+        "/api/v1/entries", None,
         json!({"kind": "skill", "namespace": "upskill", "name": "node-typescript", "description": "Writing Node.js services in TypeScript"}),
     )
     .await;
-    let (s, _) = app.get("/api/v1/entries/package/npm/@types/node").await;
+    let (s, _) = app
+        .get("/api/v1/entries/package/npm/@types/node", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = app.get("/api/v1/entries/package/npm/%40types%2Fnode").await;
+    let (s, _) = app
+        .get("/api/v1/entries/package/npm/%40types%2Fnode", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, r) = app
         .post(
-            "/api/v1/entries/package/npm/@types/node/relations",
+            "/api/v1/entries/package/npm/@types/node/relations", None,
             json!({"kind": "maps_to", "to": {"kind": "skill", "namespace": "upskill", "name": "node-typescript"}, "confidence": 0.7, "source": "curated"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let (_, rels) = app
-        .get("/api/v1/entries/skill/upskill/node-typescript/relations?direction=incoming")
+        .get(
+            "/api/v1/entries/skill/upskill/node-typescript/relations?direction=incoming",
+            None,
+        )
         .await;
     assert_eq!(rels[0]["from"]["name"], "@types/node");
     assert_eq!(rels[0]["confidence"], 0.7);
+    // Versions of a scoped package, and their sub-resources, through the slash.
+    let (s, v) = app
+        .post(
+            "/api/v1/entries/package/npm/@types/node/versions",
+            None,
+            json!({"version": "1.0.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app
+        .post(
+            "/api/v1/entries/package/npm/@types/node/versions/1.0.0/yank",
+            None,
+            json!({"reason": "broken types"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["yanked"], true);
+    let (s, v) = app
+        .get(
+            "/api/v1/entries/package/npm/@types%2Fnode/versions/1.0.0",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["yank_reason"], "broken types");
 }
 
 #[tokio::test]
 async fn private_and_unlisted_entries_do_not_leak() {
-    let app = TestApp::start_with(Some("s3cret")).await;
+    let app = TestApp::builder()
+        .admin_token("s3cret")
+        .worker()
+        .start()
+        .await;
     let admin = |rb: reqwest::RequestBuilder| rb.bearer_auth("s3cret");
     for (name, vis) in [
         ("pub.tool", "public"),
@@ -551,7 +537,7 @@ async fn private_and_unlisted_entries_do_not_leak() {
     // Writes need credentials once an admin token is configured (401: sign in); a wrong
     // token is refused.
     let (s, b) = app
-        .post("/api/v1/entries", tool("x.y", "anonymous write"))
+        .post("/api/v1/entries", None, tool("x.y", "anonymous write"))
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_envelope(&b, "unauthorized", None);
@@ -565,8 +551,10 @@ async fn private_and_unlisted_entries_do_not_leak() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // A private entry answers exactly like a missing one.
-    let (s1, b1) = app.get("/api/v1/entries/tool/acme/hidden.tool").await;
-    let (s2, b2) = app.get("/api/v1/entries/tool/acme/never.existed").await;
+    let (s1, b1) = app.get("/api/v1/entries/tool/acme/hidden.tool", None).await;
+    let (s2, b2) = app
+        .get("/api/v1/entries/tool/acme/never.existed", None)
+        .await;
     assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
     // Same body but for the name the caller asked about.
     assert_eq!(
@@ -574,13 +562,13 @@ async fn private_and_unlisted_entries_do_not_leak() {
         b2.to_string().replace("never.existed", "X")
     );
     let (s, _) = app
-        .get("/api/v1/entries/tool/acme/hidden.tool/versions")
+        .get("/api/v1/entries/tool/acme/hidden.tool/versions", None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Unlisted: by name yes, in lists and search no.
-    let (s, _) = app.get("/api/v1/entries/tool/acme/quiet.tool").await;
+    let (s, _) = app.get("/api/v1/entries/tool/acme/quiet.tool", None).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, list) = app.get("/api/v1/entries?namespace=acme").await;
+    let (_, list) = app.get("/api/v1/entries?namespace=acme", None).await;
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -617,129 +605,4 @@ async fn private_and_unlisted_entries_do_not_leak() {
         .await
         .unwrap();
     assert_eq!(r["items"].as_array().unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn openapi_documents_every_operation() {
-    let app = TestApp::start().await;
-    let (s, doc) = app.get("/api/v1/openapi.json").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.1.0");
-    for op in quiver_server::openapi::OPERATIONS {
-        assert!(
-            doc["paths"][op.path][op.method].is_object(),
-            "{} {} is not in the document",
-            op.method,
-            op.path
-        );
-        // Every documented path is routed: it never answers the router's 404 for routes.
-        let path = op
-            .path
-            .replace("{kind}", "tool")
-            .replace("{namespace}", "ns")
-            .replace("{name}", "a.b")
-            .replace("{version}", "1.0.0")
-            .replace("{user}", "someone")
-            .replace("{id}", "1");
-        let req = match op.method {
-            "get" => app.http.get(app.url(&path)),
-            "post" => app.http.post(app.url(&path)).json(&json!({})),
-            "patch" => app.http.patch(app.url(&path)).json(&json!({})),
-            "put" => app.http.put(app.url(&path)).json(&json!({})),
-            "delete" => app.http.delete(app.url(&path)),
-            m => panic!("unexpected method {m}"),
-        };
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            !(status == StatusCode::NOT_FOUND && body["error"]["message"] == "route not found"),
-            "{} {path} is documented but not routed",
-            op.method
-        );
-        assert_ne!(
-            status,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{} {path}",
-            op.method
-        );
-    }
-    for schema in [
-        "Entry",
-        "NewEntry",
-        "Version",
-        "SearchResponse",
-        "ErrorBody",
-    ] {
-        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
-    }
-    let (s, schema) = app.get("/api/v1/kinds/recipe/schema").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(schema["title"], "Recipe manifest");
-}
-
-#[tokio::test]
-async fn health_and_readiness() {
-    let app = TestApp::start().await;
-    assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
-    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
-    let (s, st) = app.get("/api/v1/status").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(st["backend"], "sqlite");
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for metric in [
-        "quiver_http_requests_total",
-        "quiver_http_request_duration_seconds",
-        "quiver_index_lag_events",
-        "quiver_feed_head",
-    ] {
-        assert!(
-            text.contains(metric),
-            "{metric} missing from /metrics:\n{text}"
-        );
-    }
-    assert!(text.contains("route=\"/api/v1/status\""), "{text}");
-}
-
-#[tokio::test]
-async fn index_rebuild_runs_as_a_durable_job() {
-    let app = TestApp::start().await;
-    let mut body = tool("text.rebuildMe", "capybara grooming kit");
-    body["status"] = json!("published");
-    app.post("/api/v1/entries", body).await;
-    let (s, job) = app.post("/api/v1/index/rebuild", json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_i64().unwrap();
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        let (_, j) = app.get(&format!("/api/v1/jobs/{id}")).await;
-        state = j["state"].clone();
-        if state == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(state, "succeeded");
-    let (_, list) = app.get("/api/v1/jobs?state=succeeded").await;
-    assert_eq!(list["items"][0]["id"], id);
-    app.search_until("capybara", |b| {
-        hit_names(b).contains(&"tpmjs/text.rebuildMe".to_string())
-    })
-    .await;
-    let (s, b) = app
-        .post(&format!("/api/v1/jobs/{id}/retry"), json!({}))
-        .await;
-    assert_eq!(s, StatusCode::CONFLICT, "only dead jobs are retried: {b}");
-    let (s, _) = app.get("/api/v1/jobs/999999").await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, b) = app.get("/api/v1/jobs/abc").await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
 }

@@ -13,11 +13,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use quiver_engine::oidc::OidcConfig;
-use quiver_engine::{EngineConfig, Registry};
-use quiver_server::AppState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+use crate::common::TestApp;
 
 const CLIENT_ID: &str = "quiver-test-client";
 const CLIENT_SECRET: &str = "quiver-test-secret";
@@ -102,6 +102,7 @@ struct Setup {
     fake: Shared,
     /// A client that does not follow redirects (the test plays the browser).
     http: reqwest::Client,
+    _app: TestApp,
 }
 
 async fn serve(router: Router) -> String {
@@ -111,7 +112,7 @@ async fn serve(router: Router) -> String {
     base
 }
 
-async fn setup(with_provider: bool) -> (Setup, tempfile::TempDir) {
+async fn setup(with_provider: bool) -> Setup {
     let fake: Shared = Arc::new(Mutex::new(Fake::default()));
     let provider = serve(
         Router::new()
@@ -121,38 +122,34 @@ async fn setup(with_provider: bool) -> (Setup, tempfile::TempDir) {
             .with_state(fake.clone()),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path());
-    config.open_writes = false;
-    if with_provider {
-        config.oidc = Some(OidcConfig {
-            provider: "fakehub".into(),
-            authorize_url: format!("{provider}/login/oauth/authorize"),
-            token_url: format!("{provider}/login/oauth/access_token"),
-            userinfo_url: format!("{provider}/user"),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            scopes: "read:user user:email".into(),
-            redirect_uri: None,
-        });
-    }
-    let registry = Registry::open(config).await.unwrap();
-    let state = AppState {
-        registry: registry.clone(),
-        admin_token: Some(ROOT.into()),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        quiver_server::serve(listener, state, std::future::pending())
-            .await
-            .unwrap()
-    });
+    let app = TestApp::builder()
+        .admin_token(ROOT)
+        .config(move |config| {
+            if with_provider {
+                config.oidc = Some(OidcConfig {
+                    provider: "fakehub".into(),
+                    authorize_url: format!("{provider}/login/oauth/authorize"),
+                    token_url: format!("{provider}/login/oauth/access_token"),
+                    userinfo_url: format!("{provider}/user"),
+                    client_id: CLIENT_ID.into(),
+                    client_secret: CLIENT_SECRET.into(),
+                    scopes: "read:user user:email".into(),
+                    redirect_uri: None,
+                });
+            }
+        })
+        .start()
+        .await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    (Setup { base, fake, http }, dir)
+    Setup {
+        base: app.base.clone(),
+        fake,
+        http,
+        _app: app,
+    }
 }
 
 fn query_of(url: &str) -> HashMap<String, String> {
@@ -236,7 +233,7 @@ async fn whoami(s: &Setup, token: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_through_a_fake_provider_links_one_user() {
-    let (s, _dir) = setup(true).await;
+    let s = setup(true).await;
     let octo = json!({"id": 4242, "login": "Octo.Cat", "email": "octo@example.org"});
 
     let (callback, cookie, params) = begin(&s, octo.clone()).await;
@@ -342,7 +339,7 @@ async fn begin_link(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_user_links_an_outside_account_to_theirs() {
-    let (s, _dir) = setup(true).await;
+    let s = setup(true).await;
     // alice has a password account.
     let api = |path: &str| format!("{}{path}", s.base);
     let r = s
@@ -440,7 +437,7 @@ async fn a_signed_in_user_links_an_outside_account_to_theirs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_verifier_or_a_provider_error_signs_nobody_in() {
-    let (s, _dir) = setup(true).await;
+    let s = setup(true).await;
     let who = json!({"id": 7, "login": "mallory"});
     let (callback, cookie, _) = begin(&s, who.clone()).await;
     // Same state, another PKCE verifier: the provider refuses the code.
@@ -476,7 +473,7 @@ async fn a_wrong_verifier_or_a_provider_error_signs_nobody_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_configured_provider_the_routes_answer_404() {
-    let (s, _dir) = setup(false).await;
+    let s = setup(false).await;
     for path in [
         "/api/v1/auth/oidc/start",
         "/api/v1/auth/oidc/callback?code=a&state=b",

@@ -12,33 +12,26 @@ use serde_json::{json, Value};
 
 const ROOT: &str = "root-token-for-device-tests";
 
-mod common;
-use common::{App, Options, PASSWORD};
+use crate::common::{TestApp, PASSWORD};
 
-/// The embedded store (or a schema of `postgres`) with the bootstrap admin `ROOT` and
-/// these device-code settings.
-async fn start_on(device: DeviceSettings, postgres: Option<&str>) -> App {
-    App::start(
-        Options {
-            admin_token: Some(ROOT),
-            postgres,
-            ..Default::default()
-        },
-        |c| c.device = device,
-    )
-    .await
+/// The embedded store with the bootstrap admin `ROOT` and these device-code settings.
+fn builder(device: DeviceSettings) -> crate::common::TestAppBuilder {
+    TestApp::builder()
+        .admin_token(ROOT)
+        .config(move |c| c.device = device)
 }
 
-impl App {
+async fn start_on(device: DeviceSettings) -> TestApp {
+    builder(device).start().await
+}
+
+impl TestApp {
     /// A server whose clients must wait `interval` between polls.
-    async fn with_interval(secs: u64) -> App {
-        start_on(
-            DeviceSettings {
-                interval: Duration::from_secs(secs),
-                ..Default::default()
-            },
-            None,
-        )
+    async fn with_interval(secs: u64) -> TestApp {
+        start_on(DeviceSettings {
+            interval: Duration::from_secs(secs),
+            ..Default::default()
+        })
         .await
     }
 
@@ -100,7 +93,7 @@ fn is_user_code(s: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_then_the_token_is_handed_out_once() {
     // A long interval, so that two polls in a row are certainly too fast.
-    let app = App::with_interval(30).await;
+    let app = TestApp::with_interval(30).await;
     let alice = app.user("alice").await;
 
     let a = app
@@ -266,7 +259,7 @@ async fn approve_then_the_token_is_handed_out_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_requests_answer_access_denied() {
-    let app = App::with_interval(1).await;
+    let app = TestApp::with_interval(1).await;
     let bob = app.user("bob").await;
     let a = app.code(json!({})).await;
     let device_code = a["device_code"].as_str().unwrap();
@@ -298,14 +291,11 @@ async fn denied_requests_answer_access_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_codes_answer_expired_token_and_cannot_be_approved() {
-    let app = start_on(
-        DeviceSettings {
-            lifetime: Duration::from_secs(1),
-            interval: Duration::from_secs(1),
-            verification_uri: Some("https://registry.invalid/activate".into()),
-        },
-        None,
-    )
+    let app = start_on(DeviceSettings {
+        lifetime: Duration::from_secs(1),
+        interval: Duration::from_secs(1),
+        verification_uri: Some("https://registry.invalid/activate".into()),
+    })
     .await;
     let carol = app.user("carol").await;
     let a = app.code(json!({"client_name": "slow"})).await;
@@ -326,7 +316,7 @@ async fn expired_codes_answer_expired_token_and_cannot_be_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approving_token_grants_no_more_than_it_has() {
-    let app = App::with_interval(1).await;
+    let app = TestApp::with_interval(1).await;
     let dana = app.user("dana").await;
     let (s, b) = app
         .post(
@@ -400,7 +390,7 @@ async fn an_approving_token_grants_no_more_than_it_has() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_and_unknown_codes() {
-    let app = App::with_interval(1).await;
+    let app = TestApp::with_interval(1).await;
     let (s, b) = app.poll("qvd_nothing").await;
     assert_poll_error(s, &b, "invalid_grant");
     let fake = format!("qvd_{}", "A".repeat(43));
@@ -441,7 +431,7 @@ async fn bad_requests_and_unknown_codes() {
 }
 
 /// A form post to the verification page (values here need no escaping but spaces).
-async fn submit(app: &App, fields: &[(&str, &str)]) -> (StatusCode, String) {
+async fn submit(app: &TestApp, fields: &[(&str, &str)]) -> (StatusCode, String) {
     let body = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
@@ -460,7 +450,7 @@ async fn submit(app: &App, fields: &[(&str, &str)]) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_verification_page_approves_with_a_password() {
-    let app = App::with_interval(1).await;
+    let app = TestApp::with_interval(1).await;
     app.user("erin").await;
     let a = app.code(json!({"client_name": "build <box>"})).await;
     let user_code = a["user_code"].as_str().unwrap();
@@ -546,17 +536,14 @@ async fn the_verification_page_approves_with_a_password() {
 /// The whole flow over PostgreSQL: pending, slow_down, approve, the token once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flow_on_postgres() {
-    let Some(url) = quiver_postgres::testing::test_url() else {
+    let Some(b) = builder(DeviceSettings {
+        interval: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .postgres() else {
         return;
     };
-    let app = start_on(
-        DeviceSettings {
-            interval: Duration::from_secs(30),
-            ..Default::default()
-        },
-        Some(&url),
-    )
-    .await;
+    let app = b.start().await;
     let gail = app.user("gail").await;
     let a = app.code(json!({"client_name": "pg box"})).await;
     let device_code = a["device_code"].as_str().unwrap();

@@ -1,34 +1,30 @@
-//! The audit log through the HTTP API: hashed client addresses on every row written for a
-//! request, time windows, and the streamed export (its rights, filters and paging).
+//! The audit log through the HTTP API: writes and denied writes leave rows with diffs,
+//! hashed client addresses on every row written for a request, time windows, and the
+//! streamed export (its rights, filters and paging).
 
 use quiver_server::limits::RateLimits;
 use quiver_store::NewAuditRecord;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ROOT: &str = "root-token-for-tests";
+use crate::common::{TestApp, PASSWORD};
 
-mod common;
-use common::{App, Options};
+const ROOT: &str = "root-token-for-tests";
 
 /// A server that trusts `X-Forwarded-For`, as behind a proxy, so that a test can be
 /// several clients.
-async fn start() -> App {
-    App::start(
-        Options {
-            admin_token: Some(ROOT),
-            limits: Some(RateLimits {
-                trust_forwarded_for: true,
-                ..RateLimits::off()
-            }),
-            ..Default::default()
-        },
-        |_| {},
-    )
-    .await
+async fn start() -> TestApp {
+    TestApp::builder()
+        .admin_token(ROOT)
+        .limits(RateLimits {
+            trust_forwarded_for: true,
+            ..RateLimits::off()
+        })
+        .start()
+        .await
 }
 
-impl App {
+impl TestApp {
     /// A POST from the client at `address`.
     async fn post_from(&self, address: &str, path: &str, token: &str, body: Value) -> StatusCode {
         self.http
@@ -241,4 +237,151 @@ async fn the_log_exports_whole_filtered_and_only_to_those_who_may_read_it() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(b["error"]["field"], "until");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_denied_writes_leave_audit_rows_with_diffs() {
+    let app = crate::accounts::start(Some(ROOT)).await;
+    let olga = app.user("olga").await;
+    let sam = app.user("sam").await;
+    app.post("/api/v1/namespaces", Some(&olga), json!({"name": "acme"}))
+        .await;
+    let (s, _) = app
+        .post(
+            "/api/v1/entries",
+            Some(&olga),
+            json!({"kind": "tool", "namespace": "acme", "name": "text.csv", "description": "audited tool"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    app.post(
+        "/api/v1/entries/tool/acme/text.csv/versions",
+        Some(&olga),
+        json!({"version": "1.0.0"}),
+    )
+    .await;
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            "/api/v1/entries/tool/acme/text.csv",
+            Some(&olga),
+            Some(json!({"description": "a better description"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.post(
+        "/api/v1/entries/tool/acme/text.csv/versions/1.0.0/yank",
+        Some(&olga),
+        json!({"reason": "broken build"}),
+    )
+    .await;
+    app.put(
+        "/api/v1/namespaces/acme/members/sam",
+        Some(&olga),
+        json!({"role": "viewer"}),
+    )
+    .await;
+    // Denied: sam (a viewer) tries to publish.
+    let (s, _) = app
+        .post(
+            "/api/v1/entries/tool/acme/text.csv/versions",
+            Some(&sam),
+            json!({"version": "2.0.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The owner reads acme's rows; others may not; the admin reads everything.
+    let (s, _) = app.get("/api/v1/audit", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.get("/api/v1/audit?namespace=acme", Some(&sam)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.get("/api/v1/audit", Some(&olga)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "owners read their namespace only");
+    let (s, page) = app
+        .get("/api/v1/audit?namespace=acme&limit=100", Some(&olga))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let rows = page["items"].as_array().unwrap();
+    let summary: Vec<(String, String, String)> = rows
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["actor"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                r["action"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("olga", "namespace.create", "allowed"),
+        ("olga", "entry.create", "allowed"),
+        ("olga", "version.publish", "allowed"),
+        ("olga", "entry.update", "allowed"),
+        ("olga", "version.yank", "allowed"),
+        ("olga", "member.set", "allowed"),
+        ("sam", "entry.publish", "denied"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(summary, want);
+    let row = |action: &str| rows.iter().find(|r| r["action"] == action).unwrap().clone();
+    assert_eq!(
+        row("entry.update")["diff"],
+        json!({"description": {"before": "audited tool", "after": "a better description"}})
+    );
+    assert_eq!(row("entry.create")["diff"]["name"]["after"], "text.csv");
+    assert_eq!(row("version.publish")["target"], "tool acme/text.csv@1.0.0");
+    assert_eq!(row("version.yank")["reason"], "broken build");
+    assert_eq!(
+        row("version.yank")["diff"]["yanked"],
+        json!({"before": false, "after": true})
+    );
+    assert_eq!(
+        row("member.set")["diff"]["role"],
+        json!({"before": null, "after": "viewer"})
+    );
+    assert!(row("entry.publish")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("sam may not"));
+
+    // Paginated and filterable; the admin sees rows outside acme (registrations, tokens),
+    // and no row carries a secret.
+    let (_, p1) = app
+        .get("/api/v1/audit?namespace=acme&limit=3", Some(&olga))
+        .await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 3);
+    let (_, p2) = app
+        .get(
+            &format!(
+                "/api/v1/audit?namespace=acme&limit=100&cursor={}",
+                p1["next_cursor"].as_str().unwrap()
+            ),
+            Some(&olga),
+        )
+        .await;
+    assert_eq!(p2["items"].as_array().unwrap().len(), 4);
+    let (s, all) = app
+        .get("/api/v1/audit?action=token.create&limit=100", Some(ROOT))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2, "two logins");
+    let (_, denied) = app.get("/api/v1/audit?outcome=denied", Some(ROOT)).await;
+    assert_eq!(denied["items"].as_array().unwrap().len(), 1);
+    let (_, everything) = app.get("/api/v1/audit?limit=100", Some(ROOT)).await;
+    let text = everything.to_string();
+    for secret in [&olga, &sam] {
+        assert!(!text.contains(&secret[4..]), "a token is in the audit log");
+    }
+    assert!(!text.contains(PASSWORD));
+    assert!(!text.contains("$argon2id$"));
 }

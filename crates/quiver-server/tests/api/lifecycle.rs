@@ -11,28 +11,24 @@ use serde_json::{json, Value};
 
 const ROOT: &str = "root-token-for-lifecycle-tests";
 
-mod common;
-use common::{App, Options};
+use crate::common::TestApp;
 
 /// The embedded store with the job worker (quality gates), the bootstrap admin `ROOT`,
 /// and `tweak` applied to the configuration.
-async fn start_with(tweak: impl FnOnce(&mut EngineConfig)) -> App {
-    App::start(
-        Options {
-            admin_token: Some(ROOT),
-            worker: true,
-            ..Default::default()
-        },
-        tweak,
-    )
-    .await
+async fn start_with(tweak: impl FnOnce(&mut EngineConfig) + Send + 'static) -> TestApp {
+    TestApp::builder()
+        .admin_token(ROOT)
+        .worker()
+        .config(tweak)
+        .start()
+        .await
 }
 
-async fn start() -> App {
+async fn start() -> TestApp {
     start_with(|_| {}).await
 }
 
-impl App {
+impl TestApp {
     async fn site_role(&self, name: &str, role: &str) {
         let (s, b) = self
             .call(
@@ -62,7 +58,7 @@ impl App {
     }
 
     /// The version's validation once the job has recorded it.
-    async fn validation_of(&self, version_path: &str) -> Value {
+    async fn validated_version(&self, version_path: &str) -> Value {
         for _ in 0..200 {
             let (_, v) = self.get(version_path, Some(ROOT)).await;
             if !v["validation"].is_null() {
@@ -83,7 +79,7 @@ fn error_of(body: &Value, code: &str, field: Option<&str>) -> String {
 }
 
 /// An owner (olga) with namespace `acme`, a moderator (mona), and a signed-in stranger.
-async fn setup(app: &App) -> (String, String, String) {
+async fn setup(app: &TestApp) -> (String, String, String) {
     let olga = app.user("olga").await;
     let mona = app.user("mona").await;
     let sam = app.user("sam").await;
@@ -95,7 +91,7 @@ async fn setup(app: &App) -> (String, String, String) {
     (olga, mona, sam)
 }
 
-async fn create(app: &App, token: &str, name: &str, description: &str) -> String {
+async fn create(app: &TestApp, token: &str, name: &str, description: &str) -> String {
     let (s, b) = app
         .post(
             "/api/v1/entries",
@@ -415,7 +411,9 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let v = app.validation_of(&format!("{bad}/versions/1.0.0")).await;
+    let v = app
+        .validated_version(&format!("{bad}/versions/1.0.0"))
+        .await;
     let val = &v["validation"];
     assert_eq!(val["passed"], false, "{val}");
     assert_eq!(val["sha256"], v["sha256"]);
@@ -512,8 +510,12 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
-    let first = app.validation_of(&format!("{good}/versions/1.0.0")).await;
-    let second = app.validation_of(&format!("{good}/versions/1.0.1")).await;
+    let first = app
+        .validated_version(&format!("{good}/versions/1.0.0"))
+        .await;
+    let second = app
+        .validated_version(&format!("{good}/versions/1.0.1"))
+        .await;
     let val = &first["validation"];
     assert_eq!(val["passed"], true, "{val}");
     assert!(val["errors"].as_array().unwrap().is_empty(), "{val}");
@@ -570,7 +572,7 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
 }
 
 /// A server with review on and a daily auto-publish limit of 2.
-async fn reviewed() -> App {
+async fn reviewed() -> TestApp {
     start_with(|c| {
         c.review.enabled = true;
         c.review.daily_limit = 2;
@@ -578,7 +580,7 @@ async fn reviewed() -> App {
     .await
 }
 
-async fn publish(app: &App, token: &str, path: &str, version: &str, manifest: Value) -> Value {
+async fn publish(app: &TestApp, token: &str, path: &str, version: &str, manifest: Value) -> Value {
     let (s, v) = app
         .post(
             &format!("{path}/versions"),

@@ -9,40 +9,22 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quiver_engine::{EngineConfig, Registry};
 use quiver_postgres::testing::{test_url, TestSchema};
-use quiver_search::SearchIndex;
 use quiver_server::limits::{Limit, RateLimits, RouteClass};
-use quiver_server::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::common::{TestApp, PASSWORD};
+
 const ROOT: &str = "root-token-for-limit-tests";
-const PASSWORD: &str = "correct horse battery staple";
 
-/// A server with `limits` over `registry`.
-async fn serve(registry: Arc<Registry>, limits: RateLimits) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState {
-        registry,
-        admin_token: Some(ROOT.to_string()),
-    };
-    tokio::spawn(async move {
-        quiver_server::serve_with(listener, state, limits, std::future::pending())
-            .await
-            .unwrap();
-    });
-    base
-}
-
-/// A fresh SQLite registry (kept alive by the returned directory).
-async fn sqlite_registry() -> (Arc<Registry>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path());
-    config.open_writes = false;
-    config.poll_interval = Duration::from_millis(50);
-    (Registry::open(config).await.unwrap(), dir)
+/// A server on the embedded store with `limits` and the bootstrap admin `ROOT`.
+async fn serve(limits: RateLimits) -> TestApp {
+    TestApp::builder()
+        .admin_token(ROOT)
+        .limits(limits)
+        .start()
+        .await
 }
 
 /// Only the given classes limited.
@@ -172,15 +154,12 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_over_its_limit_gets_429_and_others_do_not() {
-    let (registry, _dir) = sqlite_registry().await;
-    let base = serve(
-        registry,
-        only(&[
-            (RouteClass::Read, Limit::per_day(3)),
-            (RouteClass::Search, Limit::per_day(5)),
-        ]),
-    )
+    let app = serve(only(&[
+        (RouteClass::Read, Limit::per_day(3)),
+        (RouteClass::Search, Limit::per_day(5)),
+    ]))
     .await;
+    let base = app.base.clone();
     let a = client_from(1);
     let b = client_from(2);
 
@@ -215,8 +194,8 @@ async fn an_address_over_its_limit_gets_429_and_others_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_over_its_limit_gets_429_and_other_tokens_do_not() {
-    let (registry, _dir) = sqlite_registry().await;
-    let base = serve(registry, only(&[(RouteClass::Read, Limit::per_day(2))])).await;
+    let app = serve(only(&[(RouteClass::Read, Limit::per_day(2))])).await;
+    let base = app.base.clone();
     let http = client_from(1);
     let ana = user(&http, &base, "ana").await;
     let bob = user(&http, &base, "bob").await;
@@ -239,9 +218,9 @@ async fn a_token_over_its_limit_gets_429_and_other_tokens_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_resets() {
-    let (registry, _dir) = sqlite_registry().await;
     let window = Duration::from_secs(2);
-    let base = serve(registry, only(&[(RouteClass::Read, Limit::new(1, window))])).await;
+    let app = serve(only(&[(RouteClass::Read, Limit::new(1, window))])).await;
+    let base = app.base.clone();
     let http = client_from(1);
     // One request per window: at the latest the second in the same window is refused (a
     // window may end between two requests, so allow a few tries to see a refusal).
@@ -265,12 +244,8 @@ async fn the_window_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_count_per_user_across_their_tokens() {
-    let (registry, _dir) = sqlite_registry().await;
-    let base = serve(
-        registry,
-        only(&[(RouteClass::Registration, Limit::per_day(2))]),
-    )
-    .await;
+    let app = serve(only(&[(RouteClass::Registration, Limit::per_day(2))])).await;
+    let base = app.base.clone();
     let a = client_from(1);
     let b = client_from(2);
     // Account registrations count per address: ana uses one of 127.0.0.1's two.
@@ -329,8 +304,8 @@ async fn registrations_count_per_user_across_their_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_count_per_entry() {
-    let (registry, _dir) = sqlite_registry().await;
-    let base = serve(registry, only(&[(RouteClass::Download, Limit::per_day(2))])).await;
+    let app = serve(only(&[(RouteClass::Download, Limit::per_day(2))])).await;
+    let base = app.base.clone();
     let http = client_from(1);
     let manifest = json!({
         "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
@@ -396,8 +371,8 @@ async fn forwarded_for_counts_only_when_trusted() {
         }
     };
     // Untrusted: the header is ignored, both requests count against 127.0.0.1.
-    let (registry, _dir) = sqlite_registry().await;
-    let base = serve(registry, only(&[(RouteClass::Read, limit)])).await;
+    let app = serve(only(&[(RouteClass::Read, limit)])).await;
+    let base = app.base.clone();
     assert_eq!(
         forwarded("198.51.100.1")(base.clone()).await,
         StatusCode::OK
@@ -407,10 +382,10 @@ async fn forwarded_for_counts_only_when_trusted() {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Trusted: the last forwarded address counts.
-    let (registry, _dir2) = sqlite_registry().await;
     let mut limits = only(&[(RouteClass::Read, limit)]);
     limits.trust_forwarded_for = true;
-    let base = serve(registry, limits).await;
+    let app = serve(limits).await;
+    let base = app.base.clone();
     assert_eq!(
         forwarded("198.51.100.1")(base.clone()).await,
         StatusCode::OK
@@ -428,20 +403,19 @@ async fn forwarded_for_counts_only_when_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_over_postgresql_share_the_count() {
     let Some(url) = test_url() else { return };
-    let schema = TestSchema::new(&url);
+    let schema = Arc::new(TestSchema::new(&url));
     let limits = only(&[(RouteClass::Read, Limit::per_day(3))]);
-    let mut bases = vec![];
-    let mut dirs = vec![];
+    let mut apps = vec![];
     for _ in 0..2 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EngineConfig::new(dir.path());
-        config.open_writes = false;
-        let index = Arc::new(SearchIndex::open(&quiver_engine::index_path(dir.path())).unwrap());
-        let store = schema.store().await.unwrap();
-        let registry = Registry::with_postgres(store, index, config).await.unwrap();
-        bases.push(serve(registry, limits.clone()).await);
-        dirs.push(dir);
+        let app = TestApp::builder()
+            .admin_token(ROOT)
+            .limits(limits.clone())
+            .on_schema(schema.clone())
+            .start()
+            .await;
+        apps.push(app);
     }
+    let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
     let a = client_from(1);
     let b = client_from(2);
     // Two reads on the first server, one on the second: the address's three.
@@ -474,5 +448,82 @@ async fn two_servers_over_postgresql_share_the_count() {
         let subject: String = r.get(0);
         assert!(!subject.contains("127.0.0"), "{subject}");
         assert_eq!(r.get::<_, String>(1), "read");
+    }
+}
+
+/// Each route's class, seen from outside: with every class allowed no request at all, the
+/// 429 names the class the request counted against; health, readiness, metrics and the
+/// device page are never limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_route_counts_against_its_class() {
+    let mut limits = RateLimits::off();
+    for c in RouteClass::ALL {
+        limits.set(c, Some(Limit::per_day(0)));
+    }
+    let app = serve(limits).await;
+    let entry = "/api/v1/entries/tool/acme/x";
+    let cases: &[(Method, String, Option<&str>)] = &[
+        (Method::GET, "/api/v1/search".into(), Some("search")),
+        (Method::GET, "/api/v1/entries".into(), Some("read")),
+        (Method::GET, entry.into(), Some("read")),
+        (Method::GET, format!("{entry}/versions"), Some("read")),
+        (
+            Method::GET,
+            format!("{entry}/versions/1.0.0"),
+            Some("download"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/entries/package/npm/@types/node/versions/1.0.0".into(),
+            Some("download"),
+        ),
+        (
+            Method::POST,
+            format!("{entry}/versions/1.0.0/yank"),
+            Some("write"),
+        ),
+        (Method::POST, "/api/v1/entries".into(), Some("registration")),
+        (
+            Method::POST,
+            "/api/v1/namespaces".into(),
+            Some("registration"),
+        ),
+        (Method::POST, "/api/v1/users".into(), Some("registration")),
+        (Method::POST, format!("{entry}/versions"), Some("write")),
+        (Method::PATCH, entry.into(), Some("write")),
+        (Method::DELETE, "/api/v1/tokens/3".into(), Some("write")),
+        (Method::GET, "/api/v1/no/such/route".into(), Some("read")),
+        (Method::POST, "/api/v1/no/such/route".into(), Some("write")),
+        (Method::GET, "/healthz".into(), None),
+        (Method::GET, "/readyz".into(), None),
+        (Method::GET, "/metrics".into(), None),
+        (Method::GET, "/device".into(), None),
+    ];
+    let http = reqwest::Client::new();
+    for (method, path, class) in cases {
+        let body = (*method != Method::GET && *method != Method::DELETE).then(|| json!({}));
+        let a = call(
+            &http,
+            method.clone(),
+            format!("{}{path}", app.base),
+            None,
+            body,
+        )
+        .await;
+        match class {
+            Some(class) => {
+                assert_limited(&a, DAY);
+                let message = a.body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.starts_with(&format!("too many {class} requests")),
+                    "{method} {path}: {message}"
+                );
+            }
+            None => assert_ne!(
+                a.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{method} {path} is not limited"
+            ),
+        }
     }
 }

@@ -1,0 +1,459 @@
+//! Typed answers: each builds its HTTP response and describes it to the OpenAPI document
+//! ([`aide::OperationOutput`]), so a handler's return type is its documented answer.
+
+use aide::generate::GenContext;
+use aide::openapi::{
+    Header, MediaType, Operation, ReferenceOr, Response as DocResponse, SchemaObject,
+    StatusCode as DocStatus,
+};
+use aide::OperationOutput;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quiver_model::Error;
+use schemars::{json_schema, JsonSchema};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// A response document with `schema` as the body of `media_type`.
+fn doc_response(description: &str, media_type: &str, schema: schemars::Schema) -> DocResponse {
+    DocResponse {
+        description: description.to_string(),
+        content: [(
+            media_type.to_string(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: schema,
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+fn json_doc<T: JsonSchema>(ctx: &mut GenContext, description: &str) -> DocResponse {
+    let schema = ctx.schema.subschema_for::<T>();
+    doc_response(description, "application/json", schema)
+}
+
+fn with_header(mut r: DocResponse, name: &str, description: &str) -> DocResponse {
+    r.headers.insert(
+        name.to_string(),
+        ReferenceOr::Item(Header {
+            description: Some(description.to_string()),
+            style: Default::default(),
+            required: false,
+            deprecated: None,
+            format: aide::openapi::ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema: json_schema!({"type": "string"}),
+                example: None,
+                external_docs: None,
+            }),
+            example: None,
+            examples: Default::default(),
+            extensions: Default::default(),
+        }),
+    );
+    r
+}
+
+/// A JSON answer with status `S` (200 by default) and, for created resources, their
+/// `Location`.
+pub struct Json<T, const S: u16 = 200> {
+    value: T,
+    location: Option<String>,
+}
+
+/// `201 Created` with the new resource's `Location`.
+pub type Created<T> = Json<T, 201>;
+/// `202 Accepted` with the `Location` to poll.
+pub type Accepted<T> = Json<T, 202>;
+
+impl<T, const S: u16> Json<T, S> {
+    pub fn at(location: String, value: T) -> Self {
+        Json {
+            value,
+            location: Some(location),
+        }
+    }
+}
+
+impl<T> Json<T, 200> {
+    pub fn ok(value: T) -> Self {
+        Json {
+            value,
+            location: None,
+        }
+    }
+}
+
+impl<T> Json<T, 201> {
+    pub fn created(value: T) -> Self {
+        Json {
+            value,
+            location: None,
+        }
+    }
+}
+
+impl<T: Serialize, const S: u16> IntoResponse for Json<T, S> {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(S).unwrap_or(StatusCode::OK);
+        let mut resp = (status, axum::Json(self.value)).into_response();
+        if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            resp.headers_mut().insert(LOCATION, loc);
+        }
+        resp
+    }
+}
+
+impl<T: JsonSchema, const S: u16> OperationOutput for Json<T, S> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        let r = json_doc::<T>(ctx, "success");
+        Some(if S == 201 || S == 202 {
+            with_header(r, "Location", "where the resource is (to read or poll)")
+        } else {
+            r
+        })
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(S)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// A JSON answer with a strong ETag over its bytes; `304 Not Modified` when the client
+/// already has it (`If-None-Match`).
+pub struct Etagged<T> {
+    value: T,
+    if_none_match: Option<HeaderValue>,
+}
+
+impl<T> Etagged<T> {
+    pub fn new(request_headers: &HeaderMap, value: T) -> Self {
+        Etagged {
+            value,
+            if_none_match: request_headers.get(IF_NONE_MATCH).cloned(),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Etagged<T> {
+    fn into_response(self) -> Response {
+        let body = match serde_json::to_vec(&self.value) {
+            Ok(b) => b,
+            Err(e) => {
+                return ApiError::from(Error::internal("encoding a response", e)).into_response()
+            }
+        };
+        let tag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+        let matches = self
+            .if_none_match
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+        let etag = HeaderValue::from_str(&tag).expect("hex is a valid header value");
+        if matches {
+            return (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response();
+        }
+        (
+            StatusCode::OK,
+            [
+                (ETAG, etag),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Etagged<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(with_header(
+            json_doc::<T>(ctx, "success"),
+            "ETag",
+            "a strong validator of the body; send it back in If-None-Match",
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(ok) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        vec![
+            (Some(DocStatus::Code(200)), ok),
+            (
+                Some(DocStatus::Code(304)),
+                DocResponse {
+                    description: "not modified: the If-None-Match ETag is current".into(),
+                    ..Default::default()
+                },
+            ),
+        ]
+    }
+}
+
+/// An answer with extra headers (`Cache-Control: no-store`, a cookie...), documented as
+/// the answer it wraps.
+pub struct Headed<R> {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub inner: R,
+}
+
+/// `Cache-Control: no-store` on an answer carrying a secret.
+pub fn no_store<R>(inner: R) -> Headed<R> {
+    Headed {
+        headers: vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        inner,
+    }
+}
+
+impl<R: IntoResponse> IntoResponse for Headed<R> {
+    fn into_response(self) -> Response {
+        let mut resp = self.inner.into_response();
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
+        resp
+    }
+}
+
+impl<R: OperationOutput> OperationOutput for Headed<R> {
+    type Inner = R::Inner;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        R::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        R::inferred_responses(ctx, op)
+    }
+}
+
+/// A streamed body of JSON lines (`application/x-ndjson`), one `T` per line.
+pub struct NdJson<T> {
+    body: axum::body::Body,
+    _rows: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> NdJson<T> {
+    pub fn new(body: axum::body::Body) -> Self {
+        NdJson {
+            body,
+            _rows: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> IntoResponse for NdJson<T> {
+    fn into_response(self) -> Response {
+        (
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            )],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for NdJson<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        let schema = ctx.schema.subschema_for::<T>();
+        Some(doc_response(
+            "JSON lines: one JSON object per line, streamed",
+            "application/x-ndjson",
+            schema,
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// Text in the Prometheus exposition format.
+pub struct Prometheus(pub String);
+
+impl IntoResponse for Prometheus {
+    fn into_response(self) -> Response {
+        (
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            )],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+impl OperationOutput for Prometheus {
+    type Inner = String;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(doc_response(
+            "metrics in the Prometheus text format",
+            "text/plain",
+            json_schema!({"type": "string"}),
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// An HTML page with its status (a form shown again with a message answers 4xx).
+pub struct Page {
+    pub status: StatusCode,
+    pub html: String,
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        (self.status, axum::response::Html(self.html)).into_response()
+    }
+}
+
+impl OperationOutput for Page {
+    type Inner = String;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(doc_response(
+            "an HTML page",
+            "text/html",
+            json_schema!({"type": "string"}),
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(page) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        vec![
+            (Some(DocStatus::Code(200)), page.clone()),
+            (
+                None,
+                DocResponse {
+                    description: "the page again, with what went wrong".into(),
+                    ..page
+                },
+            ),
+        ]
+    }
+}
+
+/// `302 Found` to `location`.
+pub struct Found {
+    pub location: HeaderValue,
+}
+
+impl IntoResponse for Found {
+    fn into_response(self) -> Response {
+        (StatusCode::FOUND, [(LOCATION, self.location)]).into_response()
+    }
+}
+
+impl OperationOutput for Found {
+    type Inner = ();
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(with_header(
+            DocResponse {
+                description: "a redirect".into(),
+                ..Default::default()
+            },
+            "Location",
+            "where to go",
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(302)), r)])
+            .unwrap_or_default()
+    }
+}
+
+/// One of two JSON answers (`A` with status `SA`, `B` with `SB`), both documented.
+pub enum Either<A, const SA: u16, B, const SB: u16> {
+    A(A),
+    B(B),
+}
+
+impl<A: Serialize, const SA: u16, B: Serialize, const SB: u16> IntoResponse
+    for Either<A, SA, B, SB>
+{
+    fn into_response(self) -> Response {
+        match self {
+            Either::A(a) => Json::<A, SA> {
+                value: a,
+                location: None,
+            }
+            .into_response(),
+            Either::B(b) => Json::<B, SB> {
+                value: b,
+                location: None,
+            }
+            .into_response(),
+        }
+    }
+}
+
+impl<A: JsonSchema, const SA: u16, B: JsonSchema, const SB: u16> OperationOutput
+    for Either<A, SA, B, SB>
+{
+    type Inner = A;
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let mut r = Json::<A, SA>::inferred_responses(ctx, op);
+        r.extend(Json::<B, SB>::inferred_responses(ctx, op));
+        r
+    }
+}

@@ -1,0 +1,19 @@
+//! The HTTP API, driven end to end over real sockets on loopback: one test binary, one
+//! module per group of routes, all on the one harness in `tests/common`
+//! ([`common::TestApp`]).
+//!
+//! PostgreSQL tests read `QUIVER_TEST_POSTGRES_URL` and print `SKIPPED` without it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod audit;
+mod device;
+mod entries;
+mod health;
+mod jobs;
+mod lifecycle;
+mod limits;
+mod oidc;
+mod openapi;
