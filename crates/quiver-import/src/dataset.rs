@@ -282,7 +282,7 @@ impl DatasetReader {
             visibility: Some(Visibility::Public),
             popularity: Some(popularity),
         };
-        quiver_model::validate::new_entry(&mut entry)?;
+        quiver_model::validate::imported_entry(&mut entry)?;
         let version = coerce_version(version).and_then(|sv| {
             let mut manifest = serde_json::Map::new();
             if sv != version {

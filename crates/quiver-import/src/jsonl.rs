@@ -17,8 +17,9 @@
 //! - **Strict on input.** Unknown fields are refused at every level (a typo such as
 //!   `"tag"` must not silently drop data), and errors name the field by its path
 //!   (`versions[0].manifest.installs`), so a rejected line can be fixed without guessing.
-//!   Every line goes through the same validators as the API (`validate::new_entry`,
-//!   [`valid_version`], `validate::relation`).
+//!   Every line goes through the same validators as the API (`validate::imported_entry`,
+//!   which is `new_entry` but for the naming convention, [`valid_version`],
+//!   `validate::relation`).
 //! - **Lenient on omission.** Everything but `kind`, `namespace` and `name` may be left
 //!   out and defaults (status `published` on import, visibility `public`, popularity 0,
 //!   manifest `{}`, no versions or relations). A `yank_reason` on a version that is not
@@ -192,7 +193,7 @@ impl JsonlEntry {
                 rank: p.rank,
             }),
         };
-        quiver_model::validate::new_entry(&mut entry)?;
+        quiver_model::validate::imported_entry(&mut entry)?;
 
         let deprecation = match self.deprecation {
             None => None,

@@ -720,7 +720,7 @@ impl Documents {
 fn validate_record(
     mut r: BundleRecord,
 ) -> std::result::Result<(ImportRecord, Vec<Relation>, Option<ValidVersion>), Error> {
-    quiver_model::validate::new_entry(&mut r.entry)?;
+    quiver_model::validate::imported_entry(&mut r.entry)?;
     let kind = r.entry.kind;
     let versions = r
         .versions

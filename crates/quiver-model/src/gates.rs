@@ -196,33 +196,7 @@ fn naming(input: &GateInput<'_>) -> Check {
     if let Err(e) = crate::names::validate_name(input.kind, input.namespace, input.name) {
         return Err(vec![e.message]);
     }
-    let name = input.name;
-    let mut findings = vec![];
-    match input.kind {
-        Kind::Tool => {
-            // `domain.verbNoun`: segments start with a lowercase letter.
-            if name
-                .split('.')
-                .any(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))
-            {
-                findings.push(format!(
-                    "tool name segments start with a lowercase letter (text.csvParse), not '{name}'"
-                ));
-            }
-        }
-        Kind::Recipe | Kind::Skill | Kind::Module => {
-            if name.ends_with(['.', '-', '_', '+']) {
-                findings.push(format!("'{name}' ends with a separator"));
-            }
-            if ["--", "__", "-_", "_-", ".-", "-."]
-                .iter()
-                .any(|p| name.contains(p))
-            {
-                findings.push(format!("'{name}' has repeated separators"));
-            }
-        }
-        Kind::Package => {}
-    }
+    let findings = crate::names::convention_findings(input.kind, input.name);
     if findings.is_empty() {
         Ok(vec![])
     } else {

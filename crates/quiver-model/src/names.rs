@@ -191,6 +191,55 @@ fn validate_package_name(ecosystem: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Where a name breaks its kind's naming convention, beyond the lexical rule of
+/// [`validate_name`]: a tool's segments start with a lowercase letter (`text.csvParse`,
+/// not `Text.CsvParse`); recipe, skill and module names neither end with a separator nor
+/// repeat one. Packages follow their ecosystem's rule only. Empty when the name conforms.
+///
+/// Both the `naming` quality gate and [`validate_new_name`] (every created entry) use it.
+pub fn convention_findings(kind: Kind, name: &str) -> Vec<String> {
+    let mut findings = vec![];
+    match kind {
+        Kind::Tool => {
+            // `domain.verbNoun`: segments start with a lowercase letter.
+            if name
+                .split('.')
+                .any(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))
+            {
+                findings.push(format!(
+                    "tool name segments start with a lowercase letter (text.csvParse), not '{name}'"
+                ));
+            }
+        }
+        Kind::Recipe | Kind::Skill | Kind::Module => {
+            if name.ends_with(['.', '-', '_', '+']) {
+                findings.push(format!("'{name}' ends with a separator"));
+            }
+            if ["--", "__", "-_", "_-", ".-", "-."]
+                .iter()
+                .any(|p| name.contains(p))
+            {
+                findings.push(format!("'{name}' has repeated separators"));
+            }
+        }
+        Kind::Package => {}
+    }
+    findings
+}
+
+/// The whole naming rule of a new entry: the lexical rule of its kind ([`validate_name`])
+/// and its convention ([`convention_findings`]). An entry is created only with a name that
+/// passes both, so that no entry exists whose every version must fail the `naming` gate.
+pub fn validate_new_name(kind: Kind, namespace: &str, name: &str) -> Result<()> {
+    validate_name(kind, namespace, name)?;
+    let findings = convention_findings(kind, name);
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid("name", findings.join("; ")))
+    }
+}
+
 /// The key that makes a name unique inside (kind, namespace).
 ///
 /// PyPI names compare after PEP 503 normalization (`Django_REST.framework` and
@@ -242,6 +291,39 @@ mod tests {
         assert!(validate_name(Kind::Module, "mlld", "Env").is_err());
         assert!(validate_name(Kind::Module, "mlld", "-x").is_err());
         assert!(validate_name(Kind::Module, "mlld", "a--b").is_err());
+    }
+
+    #[test]
+    fn new_names_follow_the_convention() {
+        // Lexically valid, but against the convention: refused for a new entry.
+        for (kind, name) in [
+            (Kind::Tool, "BadName"),
+            (Kind::Tool, "text.CsvParse"),
+            (Kind::Recipe, "nginx-"),
+            (Kind::Recipe, "a--b"),
+            (Kind::Skill, "pdf_"),
+            (Kind::Skill, "pdf.-tools"),
+        ] {
+            assert!(validate_name(kind, "ns", name).is_ok(), "{kind} {name}");
+            let e = validate_new_name(kind, "ns", name).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("name"), "{kind} {name}");
+            assert!(e.message.contains(name), "{kind} {name}: {}", e.message);
+        }
+        // The lexical rule still comes first.
+        let e = validate_new_name(Kind::Tool, "ns", "1abc").unwrap_err();
+        assert!(e.message.contains("dot-separated"), "{}", e.message);
+        for (kind, ns, name) in [
+            (Kind::Tool, "tpmjs", "text.csvParse"),
+            (Kind::Tool, "ops", "nmap"),
+            (Kind::Recipe, "r", "c++-build"),
+            (Kind::Skill, "s", "pdf-tools"),
+            (Kind::Module, "mlld", "env-vars2"),
+            // Packages keep their ecosystem's rule: npm's legacy capitals pass.
+            (Kind::Package, "npm", "Base64"),
+            (Kind::Package, "pypi", "Django_REST.framework"),
+        ] {
+            assert!(validate_new_name(kind, ns, name).is_ok(), "{kind} {name}");
+        }
     }
 
     #[test]

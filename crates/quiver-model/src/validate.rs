@@ -1,7 +1,7 @@
 //! Validation and normalization of write inputs. Every write path calls these before it
 //! touches the store, so bad input is refused with a field and a reason and changes nothing.
 
-use crate::names::{validate_name, validate_namespace};
+use crate::names::{validate_name, validate_namespace, validate_new_name};
 use crate::{EntryPatch, Popularity};
 use crate::{Error, Kind, NewDocument, NewEntry, NewVersion, Relation, RelationKind, Result};
 
@@ -176,10 +176,29 @@ fn popularity(p: &Option<Popularity>) -> Result<()> {
     Ok(())
 }
 
-/// Validate and normalize a new entry in place.
+/// Validate and normalize a new entry in place, as the API creates it: the name must follow
+/// its kind's whole naming rule, convention included ([`validate_new_name`]), so that no
+/// entry is created whose every version must fail the `naming` gate.
 pub fn new_entry(e: &mut NewEntry) -> Result<()> {
     validate_namespace(&e.namespace)?;
+    validate_new_name(e.kind, &e.namespace, &e.name)?;
+    entry_fields(e)
+}
+
+/// Validate and normalize an entry an import takes from a source system (or from quiver's
+/// own export). The name must pass its kind's lexical rule ([`validate_name`]); the
+/// convention is left to the `naming` gate of its versions, because real catalogs name
+/// things by their own system's customs: the ops tool catalog holds PowerShell cmdlets
+/// (`Get-Process`) and Axis VAPIX tools (`Axis-VAPIX-PTZ-Control`), and an export must read
+/// back whatever was imported.
+pub fn imported_entry(e: &mut NewEntry) -> Result<()> {
+    validate_namespace(&e.namespace)?;
     validate_name(e.kind, &e.namespace, &e.name)?;
+    entry_fields(e)
+}
+
+/// The fields of a new entry other than its key.
+fn entry_fields(e: &mut NewEntry) -> Result<()> {
     e.display_name = opt_text("display_name", &e.display_name, MAX_DISPLAY_NAME)?;
     e.description = text("description", &e.description, MAX_DESCRIPTION)?;
     e.category = category(&e.category)?;
@@ -380,6 +399,22 @@ mod tests {
         assert_eq!(
             new_entry(&mut e).unwrap_err().field.as_deref(),
             Some("description")
+        );
+        // A tool name against the convention (segments start lowercase) is refused
+        // here, at creation, not only by the `naming` gate of a version.
+        let mut e = entry();
+        e.name = "BadName".into();
+        let err = new_entry(&mut e).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("name"));
+        assert_eq!(err.code, crate::ErrorCode::InvalidInput, "{err:?}");
+        // An import keeps a source system's own names, within the lexical rule.
+        let mut e = entry();
+        e.name = "Get-Process".into();
+        imported_entry(&mut e).unwrap();
+        e.name = "1abc".into();
+        assert_eq!(
+            imported_entry(&mut e).unwrap_err().field.as_deref(),
+            Some("name")
         );
     }
 

@@ -1,8 +1,9 @@
-//! The `quiver` binary: server, client commands, importer, exporter and benchmark.
+//! The `quiver` binary: server, client commands, importer and exporter.
 //!
 //! Arguments are parsed by clap into [`Cli`]; each subcommand is a thin function over the
-//! engine (local commands: serve, import, export, relevance, bench) or over the HTTP API
-//! (client commands: publish, info, search, list). Exit codes: 0 success, 1 the operation
+//! engine (local commands: serve, import, export, relevance) or over the HTTP API (client
+//! commands: publish, info, search, list). `bench` hands over to the separate
+//! `quiver-bench` binary. Exit codes: 0 success, 1 the operation
 //! failed (not found, refused...), 2 usage errors (clap's own).
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-mod bench;
+mod bench_exec;
 mod client;
 mod local;
 mod login;
@@ -106,8 +107,9 @@ enum Command {
     Whoami(client::WhoamiArgs),
     /// List, create and revoke your API tokens on a server.
     Tokens(client::TokensArgs),
-    /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and PostgreSQL.
-    Bench(bench::BenchArgs),
+    /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and
+    /// PostgreSQL: runs the separate `quiver-bench` binary with these arguments.
+    Bench(bench_exec::BenchArgs),
     /// Sign in to a server with a device code (approve it in a signed-in session) and keep
     /// the token in the user's config directory.
     Login(login::LoginArgs),
@@ -117,6 +119,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The benchmark is another binary: hand over before starting anything here.
+    let cli = match cli.command {
+        Command::Bench(a) => {
+            return match bench_exec::run(a) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => Cli { command },
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,tower_http=warn,tantivy=warn")
     });
@@ -153,7 +168,7 @@ fn main() -> ExitCode {
             Command::Tokens(a) => client::tokens(a).await,
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,
-            Command::Bench(a) => bench::run(a).await,
+            Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,
             Command::Logout(a) => login::logout(a).await,
         }

@@ -1,5 +1,10 @@
-//! `quiver bench`: the benchmark of issue 3 on the 1.1M-package data set, with SQLite FTS5
-//! and PostgreSQL full-text + pg_trgm measured on the same rows and the same queries.
+//! The benchmark of issue 3 on the 1.1M-package data set, with SQLite FTS5 and PostgreSQL
+//! full-text + pg_trgm measured on the same rows and the same queries.
+//!
+//! quiver itself is measured as a black box: the `quiver` binary (found by
+//! [`quiver_binary`]) runs `import` and `serve` in child processes, exactly as a user
+//! runs them, so this crate links only the importer's data set reader (the peers get the
+//! same rows), the relevance set and the index path, never the server.
 //!
 //! The run, in order (progress lines go to stderr):
 //! 1. read the rows with the importer's own reader (the peers are fed exactly these) and
@@ -45,6 +50,9 @@ use stats::{fmt_bytes, fmt_int, fmt_ms, fmt_ratio, fmt_secs, pct, Lat, LatSummar
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// The `quiver` binary to measure [default: `quiver` next to this executable].
+    #[arg(long, env = "QUIVER_BIN")]
+    pub quiver: Option<PathBuf>,
     /// Data set files [default: ../shared/data/pypi.tsv.gz ../shared/data/npm.tsv.gz].
     #[arg(long, num_args = 1..)]
     pub data: Vec<PathBuf>,
@@ -401,6 +409,30 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The `quiver` binary to measure: `explicit` (`--quiver`, `QUIVER_BIN`; `quiver bench`
+/// passes itself), else `quiver` in this executable's directory (cargo builds both into
+/// the same `target/<profile>/`).
+pub fn quiver_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            bail!(
+                "the quiver binary {} (--quiver, QUIVER_BIN) does not exist",
+                p.display()
+            );
+        }
+        return Ok(p.to_path_buf());
+    }
+    let me = std::env::current_exe().context("finding this executable's directory")?;
+    let sibling = me.with_file_name(format!("quiver{}", std::env::consts::EXE_SUFFIX));
+    if !sibling.is_file() {
+        bail!(
+            "no quiver binary at {}: build it with `cargo build --release -p quiver`, or pass --quiver PATH",
+            sibling.display()
+        );
+    }
+    Ok(sibling)
+}
+
 /// Ctrl-C or SIGTERM.
 async fn interrupted() {
     let term = async {
@@ -423,7 +455,7 @@ async fn bench(
     pg_schema: Arc<Mutex<Option<String>>>,
     backend_schema: Arc<Mutex<Option<String>>>,
 ) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("finding the quiver binary")?;
+    let exe = quiver_binary(a.quiver.as_deref())?;
     let files = if a.data.is_empty() {
         vec![
             PathBuf::from("../shared/data/pypi.tsv.gz"),
