@@ -30,10 +30,11 @@ use quiver_model::{
 };
 use quiver_postgres::{PostgresOptions, PostgresStore};
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
+use quiver_sqlite::SqliteStore;
 use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
 use quiver_store::{
     AccountStore, AuditLog, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, JobQueue,
-    NewJob, Page, SqliteStore, Store, StoreStats,
+    NewJob, Page, Store, StoreStats,
 };
 use serde::Serialize;
 use tokio::sync::Notify;

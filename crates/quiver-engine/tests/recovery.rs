@@ -6,7 +6,8 @@ use std::sync::Arc;
 use quiver_engine::{index_path, store_path, Caller, EngineConfig, Registry};
 use quiver_model::{Kind, NewEntry, NewVersion};
 use quiver_search::{SearchIndex, SearchQuery};
-use quiver_store::{valid_version, SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::{valid_version, Store};
 
 fn entry(name: &str, description: &str) -> NewEntry {
     NewEntry {

@@ -7,7 +7,7 @@
 //!   any connection; nothing is cached in the store, so every node reads what the primary
 //!   has committed.
 //! - **Migrations in step with SQLite.** `migrations/postgres/` holds the same migration
-//!   names as quiver-store's `migrations/sqlite/` ([`migration_names`]), and the same
+//!   names as quiver-sqlite's `migrations/sqlite/` ([`migration_names`]), and the same
 //!   tables and column names with PostgreSQL types (a test fails if they drift). They run
 //!   at [`PostgresStore::connect`], each in its own transaction, recorded in
 //!   `schema_migrations`, under a session `pg_advisory_lock` so that several nodes starting

@@ -1,5 +1,7 @@
-//! quiver's storage: one [`Store`] trait, its SQLite backend, and the conformance suite that
-//! every backend must pass.
+//! quiver's storage: the [`Store`] trait and its companions (jobs, accounts, audit log,
+//! device codes, rate limits), with the types they share. Backend-neutral: the backends
+//! are the crates `quiver-sqlite` (embedded, the default) and `quiver-postgres`, and both
+//! pass the conformance suite.
 //!
 //! Design decisions:
 //! - **One write path with a change feed.** Every write commits, in the same transaction, a
@@ -7,8 +9,8 @@
 //!   index, caches, other nodes) follow the feed from their last position, so they can be
 //!   rebuilt at any time and never miss a committed write.
 //! - **No SQL dialect in the trait.** Methods speak the model's types; filters are plain
-//!   structs. The PostgreSQL backend implements the same trait and passes the same
-//!   [`conformance`] suite.
+//!   structs. Both backends implement the same traits and pass the same [`conformance`]
+//!   suite.
 //! - **Durable jobs in the same database.** [`JobQueue`] (see [`jobs`]) keeps background
 //!   work (validation of published versions, index rebuilds) in a `jobs` table with
 //!   leases, backoff and dead letters; [`worker`] runs handlers for it. Job writes are not
@@ -33,7 +35,6 @@ pub mod device;
 pub mod jobs;
 pub mod jobs_conformance;
 pub mod limits;
-mod sqlite;
 pub mod worker;
 
 pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};
@@ -43,7 +44,6 @@ pub use device::{
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
-pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
 
 /// Which entries a listing returns. Empty vectors mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

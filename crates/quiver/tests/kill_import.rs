@@ -122,7 +122,7 @@ async fn sigkill_during_import_on_sqlite() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let store: Arc<dyn Store> =
-        Arc::new(quiver_store::SqliteStore::open(quiver_engine::store_path(&data)).unwrap());
+        Arc::new(quiver_sqlite::SqliteStore::open(quiver_engine::store_path(&data)).unwrap());
     kill_during_import(store, &data, None).await;
 }
 

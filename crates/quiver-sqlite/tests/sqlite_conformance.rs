@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use quiver_sqlite::SqliteStore;
 use quiver_store::conformance::TestStore;
 use quiver_store::jobs_conformance::{JobsOpener, JobsTestStore};
-use quiver_store::{JobQueue, JobState, NewJob, SqliteStore};
+use quiver_store::{JobQueue, JobState, NewJob};
 
 async fn sqlite() -> Option<TestStore> {
     let dir = tempfile::tempdir().expect("temp dir");

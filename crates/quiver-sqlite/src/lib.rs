@@ -1,4 +1,4 @@
-//! The SQLite backend: the embedded default.
+//! quiver's SQLite store: the embedded default backend of the `quiver_store` traits.
 //!
 //! One writer connection behind a mutex (SQLite serializes writers anyway, and one
 //! connection keeps the feed sequence gap-free) and a small pool of read connections. WAL
@@ -22,7 +22,7 @@ use quiver_model::{
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::{
+use quiver_store::{
     latest_of, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, ImportedFields,
     Page, Store, StoreStats, ValidVersion,
 };
@@ -1262,7 +1262,7 @@ impl Store for SqliteStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Document>> {
-        let after = cursor.map(crate::decode_key_cursor).transpose()?;
+        let after = cursor.map(quiver_store::decode_key_cursor).transpose()?;
         let collection = collection.to_string();
         let limit = limit.clamp(1, 10_000);
         self.read(move |c| {
@@ -1279,7 +1279,7 @@ impl Store for SqliteStore {
                 )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .context("listing documents")?;
-            Ok(crate::page_by_key(items, limit))
+            Ok(quiver_store::page_by_key(items, limit))
         })
         .await
     }
@@ -1300,27 +1300,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn job_queue(self: Arc<Self>) -> Option<Arc<dyn crate::JobQueue>> {
+    fn job_queue(self: Arc<Self>) -> Option<Arc<dyn quiver_store::JobQueue>> {
         Some(self)
     }
 
-    fn accounts(self: Arc<Self>) -> Option<Arc<dyn crate::AccountStore>> {
+    fn accounts(self: Arc<Self>) -> Option<Arc<dyn quiver_store::AccountStore>> {
         Some(self)
     }
 
-    fn audit_log(self: Arc<Self>) -> Option<Arc<dyn crate::AuditLog>> {
+    fn audit_log(self: Arc<Self>) -> Option<Arc<dyn quiver_store::AuditLog>> {
         Some(self)
     }
 
-    fn device_codes(self: Arc<Self>) -> Option<Arc<dyn crate::DeviceCodeStore>> {
+    fn device_codes(self: Arc<Self>) -> Option<Arc<dyn quiver_store::DeviceCodeStore>> {
         Some(self)
     }
 
-    fn counters(self: Arc<Self>) -> Option<Arc<dyn crate::RateLimiter>> {
+    fn counters(self: Arc<Self>) -> Option<Arc<dyn quiver_store::RateLimiter>> {
         Some(self)
     }
 
-    fn external_identities(self: Arc<Self>) -> Option<Arc<dyn crate::ExternalIdentityStore>> {
+    fn external_identities(
+        self: Arc<Self>,
+    ) -> Option<Arc<dyn quiver_store::ExternalIdentityStore>> {
         Some(self)
     }
 
