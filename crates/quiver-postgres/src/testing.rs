@@ -8,7 +8,7 @@
 //! [`TestSchema`] of a later run once they are more than three hours old.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quiver_model::Result;
@@ -95,20 +95,6 @@ impl Drop for TestSchema {
     }
 }
 
-/// A test store in its own schema: the conformance suite's factory.
-pub async fn test_store() -> Option<quiver_store::conformance::TestStore> {
-    let url = test_url()?;
-    let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(quiver_store::conformance::TestStore {
-        store: Arc::new(store),
-        guard: Box::new(schema),
-    })
-}
-
 /// Drop `quiver_test_<secs>_…` schemas older than [`STALE_AFTER`] (left by killed runs).
 fn sweep_stale(url: &str, now_secs: u64) {
     let cutoff = now_secs.saturating_sub(STALE_AFTER.as_secs());
@@ -148,32 +134,4 @@ fn run_blocking(url: &str, sql: String) -> std::result::Result<(), String> {
     })
     .join()
     .map_err(|_| "the cleanup thread panicked".to_string())?
-}
-
-struct SchemaOpener(PostgresOptions);
-
-#[async_trait::async_trait]
-impl quiver_store::jobs_conformance::JobsOpener for SchemaOpener {
-    async fn open(&self) -> Arc<dyn quiver_store::JobQueue> {
-        let store = PostgresStore::connect_with(self.0.clone())
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-        Arc::new(store)
-    }
-}
-
-/// A job queue in its own schema, with an opener of more stores on that schema (other
-/// nodes, or a restart): the jobs suite's factory.
-pub async fn jobs_test_store() -> Option<quiver_store::jobs_conformance::JobsTestStore> {
-    let url = test_url()?;
-    let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(quiver_store::jobs_conformance::JobsTestStore {
-        queue: Arc::new(store),
-        opener: Box::new(SchemaOpener(schema.options())),
-        guard: Box::new(schema),
-    })
 }

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quiver_conformance::new_entry;
 use quiver_model::{
     Deprecation, EntryKey, ErrorCode, FeedEntity, FeedOp, Kind, NewVersion, Popularity, Status,
 };
 use quiver_postgres::testing::{test_url, TestSchema};
 use quiver_postgres::PostgresStore;
 use quiver_sqlite::SqliteStore;
-use quiver_store::conformance::new_entry;
 use quiver_store::{valid_version, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, Store};
 use serde_json::json;
 

@@ -1,10 +1,10 @@
-//! The conformance suite against the SQLite backend, one fresh database per test.
+//! Every conformance suite against the SQLite backend, one fresh database per test.
 
 use std::sync::Arc;
 
+use quiver_conformance::jobs::{JobsOpener, JobsTestStore};
+use quiver_conformance::TestStore;
 use quiver_sqlite::SqliteStore;
-use quiver_store::conformance::TestStore;
-use quiver_store::jobs_conformance::{JobsOpener, JobsTestStore};
 use quiver_store::{JobQueue, JobState, NewJob};
 
 async fn sqlite() -> Option<TestStore> {
@@ -16,7 +16,7 @@ async fn sqlite() -> Option<TestStore> {
     })
 }
 
-quiver_store::conformance_suite!(sqlite());
+quiver_conformance::conformance_suite!(sqlite());
 
 #[test]
 fn reopening_runs_no_migration_twice() {
@@ -46,7 +46,7 @@ async fn sqlite_jobs() -> Option<JobsTestStore> {
     })
 }
 
-quiver_store::jobs_suite!(sqlite_jobs());
+quiver_conformance::jobs_suite!(sqlite_jobs());
 
 #[tokio::test]
 async fn jobs_survive_closing_the_file() {
@@ -81,4 +81,10 @@ async fn the_store_exposes_its_job_queue() {
     assert!(q.get_job(id).await.unwrap().is_some());
 }
 
-quiver_store::accounts_suite!(sqlite());
+quiver_conformance::accounts_suite!(sqlite());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_codes() {
+    let ts = sqlite().await.unwrap();
+    quiver_conformance::device::run(ts.store.clone()).await;
+}

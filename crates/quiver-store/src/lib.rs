@@ -1,7 +1,7 @@
 //! quiver's storage: the [`Store`] trait and its companions (jobs, accounts, audit log,
 //! device codes, rate limits), with the types they share. Backend-neutral: the backends
 //! are the crates `quiver-sqlite` (embedded, the default) and `quiver-postgres`, and both
-//! pass the conformance suite.
+//! pass the suites of `quiver-conformance`.
 //!
 //! Design decisions:
 //! - **One write path with a change feed.** Every write commits, in the same transaction, a
@@ -9,8 +9,8 @@
 //!   index, caches, other nodes) follow the feed from their last position, so they can be
 //!   rebuilt at any time and never miss a committed write.
 //! - **No SQL dialect in the trait.** Methods speak the model's types; filters are plain
-//!   structs. Both backends implement the same traits and pass the same [`conformance`]
-//!   suite.
+//!   structs. Both backends implement the same traits and pass the same conformance
+//!   suites (the crate `quiver-conformance`, used only by the backends' tests).
 //! - **Durable jobs in the same database.** [`JobQueue`] (see [`jobs`]) keeps background
 //!   work (validation of published versions, index rebuilds) in a `jobs` table with
 //!   leases, backoff and dead letters; [`worker`] runs handlers for it. Job writes are not
@@ -28,12 +28,9 @@ use quiver_model::{
 use serde::{Deserialize, Serialize};
 
 pub mod accounts;
-pub mod accounts_conformance;
 pub mod audit;
-pub mod conformance;
 pub mod device;
 pub mod jobs;
-pub mod jobs_conformance;
 pub mod limits;
 pub mod worker;
 

@@ -15,8 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_model::ErrorCode;
 use serde_json::json;
 
-use crate::jobs::{backoff, Job, JobCounts, JobFilter, JobQueue, JobState, NewJob};
-use crate::worker::{Handler, Worker, WorkerOptions};
+use quiver_store::jobs::{backoff, Job, JobCounts, JobFilter, JobQueue, JobState, NewJob};
+use quiver_store::worker::{Handler, Worker, WorkerOptions};
 
 /// Opens another handle on the test's database (another process, or a restart).
 #[async_trait]
@@ -652,7 +652,7 @@ macro_rules! jobs_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(ts) = $factory.await else { return };
-                    $crate::jobs_conformance::$name(&ts).await;
+                    $crate::jobs::$name(&ts).await;
                     drop(ts);
                 }
             )+

@@ -4,7 +4,7 @@
 //! with [`conformance_suite!`](crate::conformance_suite), passing an async factory:
 //!
 //! ```ignore
-//! quiver_store::conformance_suite!(async { my_backend_for_tests().await });
+//! quiver_conformance::conformance_suite!(async { my_backend_for_tests().await });
 //! ```
 //!
 //! The factory returns a [`TestStore`], which keeps whatever the backend needs alive for
@@ -19,7 +19,7 @@ use quiver_model::{
 };
 use serde_json::json;
 
-use crate::{
+use quiver_store::{
     valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, Store,
 };
 
@@ -48,7 +48,7 @@ pub fn new_entry(kind: Kind, ns: &str, name: &str, description: &str) -> NewEntr
     e
 }
 
-fn version(kind: Kind, v: &str) -> crate::ValidVersion {
+fn version(kind: Kind, v: &str) -> quiver_store::ValidVersion {
     valid_version(
         kind,
         NewVersion {
@@ -710,14 +710,14 @@ pub async fn counters(s: Arc<dyn Store>) {
     assert_eq!(allowed, limit);
     // The 41st hit is counted too and still limited, until the window (the UTC day) ends.
     match c.hit("user:1", "auto-publish", DAY, limit).await.unwrap() {
-        crate::Verdict::Limited { retry_after } => assert!(retry_after <= DAY),
+        quiver_store::Verdict::Limited { retry_after } => assert!(retry_after <= DAY),
         other => panic!("expected Limited, got {other:?}"),
     }
     // The count is exact (41 so far, limited hits included): with a limit of 42 the 42nd
     // hit is the last one allowed, the 43rd is over.
     assert!(matches!(
         c.hit("user:1", "auto-publish", DAY, 42).await.unwrap(),
-        crate::Verdict::Allowed { remaining: 0, .. }
+        quiver_store::Verdict::Allowed { remaining: 0, .. }
     ));
     assert!(!c
         .hit("user:1", "auto-publish", DAY, 42)
@@ -728,7 +728,7 @@ pub async fn counters(s: Arc<dyn Store>) {
     for (subject, class) in [("user:2", "auto-publish"), ("user:1", "other-class")] {
         assert!(matches!(
             c.hit(subject, class, DAY, 1).await.unwrap(),
-            crate::Verdict::Allowed { remaining: 0, .. }
+            quiver_store::Verdict::Allowed { remaining: 0, .. }
         ));
         assert!(!c.hit(subject, class, DAY, 1).await.unwrap().is_allowed());
     }
@@ -759,7 +759,7 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::conformance::$name(ts.store.clone()).await;
+                $crate::store::$name(ts.store.clone()).await;
                 drop(ts);
             }
         )+
@@ -769,7 +769,7 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::conformance::$name(&*ts.store).await;
+                $crate::store::$name(&*ts.store).await;
                 drop(ts);
             }
         )+

@@ -2,8 +2,8 @@
 //!
 //! A backend's test file instantiates every check with
 //! [`accounts_suite!`](crate::accounts_suite), passing the same async factory of
-//! [`TestStore`](crate::conformance::TestStore)s as the main suite; the accounts are
-//! reached through [`Store::accounts`](crate::Store::accounts).
+//! [`TestStore`](crate::TestStore)s as the main suite; the accounts are
+//! reached through [`Store::accounts`](quiver_store::Store::accounts).
 
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_auth::{NamespaceRole, Scope, SiteRole};
 use quiver_model::{ErrorCode, Kind, OwnerKind};
 
-use crate::accounts::{AccountStore, NewToken, NewUser};
-use crate::conformance::{new_entry, TestStore};
+use crate::store::{new_entry, TestStore};
+use quiver_store::accounts::{AccountStore, NewToken, NewUser};
 
 fn accounts(t: &TestStore) -> Arc<dyn AccountStore> {
     t.store
@@ -284,7 +284,7 @@ pub async fn tokens_lifecycle(t: &TestStore) {
 }
 
 pub async fn audit_log_appends_filters_and_pages(t: &TestStore) {
-    use crate::{AuditFilter, NewAuditRecord};
+    use quiver_store::{AuditFilter, NewAuditRecord};
     let log = t
         .store
         .clone()
@@ -409,7 +409,7 @@ macro_rules! accounts_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(ts) = $factory.await else { return };
-                    $crate::accounts_conformance::$name(&ts).await;
+                    $crate::accounts::$name(&ts).await;
                     drop(ts);
                 }
             )+
