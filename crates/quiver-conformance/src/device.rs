@@ -1,14 +1,13 @@
-//! The device-code suite: what every backend's [`DeviceCodeStore`](quiver_store::DeviceCodeStore) and
-//! [`ExternalIdentityStore`](quiver_store::ExternalIdentityStore) must do.
-
-use std::sync::Arc;
+//! The device-code suite: what every backend's device codes
+//! ([`DeviceCodeStore`](quiver_store::DeviceCodeStore)) and outside identities
+//! ([`ExternalIdentityStore`](quiver_store::ExternalIdentityStore)) must do.
 
 use jiff::{SignedDuration, Timestamp};
 use quiver_auth::Scope;
 
 use quiver_store::accounts::{ApiToken, NewUser};
 use quiver_store::device::{DeviceStatus, DeviceToken, NewDeviceCode};
-use quiver_store::Store;
+use quiver_store::Database;
 
 fn new_code(n: &str, expires_at: Timestamp) -> NewDeviceCode {
     NewDeviceCode {
@@ -31,9 +30,9 @@ fn token(n: &str) -> DeviceToken {
 
 /// Create, look up, poll, decide and redeem; a token is minted once, even when two
 /// redeems race.
-pub async fn run(store: Arc<dyn Store>) {
-    let accounts = store.clone().accounts().expect("accounts");
-    let devices = store.clone().device_codes().expect("device codes");
+pub async fn run(db: &Database) {
+    let accounts = db.accounts.clone();
+    let devices = db.device_codes.clone();
     let user = accounts
         .register_user(NewUser {
             name: "devon".into(),
@@ -211,10 +210,7 @@ pub async fn run(store: Arc<dyn Store>) {
         .is_some());
 
     // External identities: linked once, found by provider and subject.
-    let ext = store
-        .clone()
-        .external_identities()
-        .expect("external identities");
+    let ext = db.identities.clone();
     assert_eq!(ext.external_user("hub", "42").await.unwrap(), None);
     ext.link_external("hub", "42", user.id).await.unwrap();
     assert_eq!(ext.external_user("hub", "42").await.unwrap(), Some(user.id));

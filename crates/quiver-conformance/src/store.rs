@@ -7,10 +7,10 @@
 //! quiver_conformance::conformance_suite!(async { my_backend_for_tests().await });
 //! ```
 //!
-//! The factory returns a [`TestStore`], which keeps whatever the backend needs alive for
-//! the test (a temporary directory, a schema to drop) and releases it on drop.
+//! The factory returns a [`TestDatabase`](crate::TestDatabase), which keeps whatever the
+//! backend needs alive for the test (a temporary directory, a schema to drop) and
+//! releases it on drop.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use quiver_model::{
@@ -20,14 +20,9 @@ use quiver_model::{
 use serde_json::json;
 
 use quiver_store::{
-    valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, Store,
+    valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, RateLimiter,
+    Store,
 };
-
-/// A store for one test, and whatever keeps it alive.
-pub struct TestStore {
-    pub store: Arc<dyn Store>,
-    pub guard: Box<dyn Any + Send>,
-}
 
 /// A validated new entry for tests.
 pub fn new_entry(kind: Kind, ns: &str, name: &str, description: &str) -> NewEntry {
@@ -676,13 +671,12 @@ pub async fn documents(s: &dyn Store) {
     );
 }
 
-/// The durable counters ([`Store::counters`]): concurrent hits from several tasks are
-/// each counted exactly once, the verdict flips after `limit`, and subjects and classes
-/// count apart.
-pub async fn counters(s: Arc<dyn Store>) {
+/// The durable counters ([`Database::counters`](quiver_store::Database::counters)):
+/// concurrent hits from several tasks are each counted exactly once, the verdict flips
+/// after `limit`, and subjects and classes count apart.
+pub async fn counters(c: Arc<dyn RateLimiter>) {
     use std::time::Duration;
     const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-    let c = s.counters().expect("the backend has durable counters");
     let limit = 30;
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -753,13 +747,19 @@ macro_rules! conformance_suite {
             documents
         );
         $crate::conformance_suite!(@arc $factory; counters);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_write_wakes_a_subscriber() {
+            let Some(ts) = $factory.await else { return };
+            $crate::feed::a_write_wakes_a_subscriber(&ts).await;
+            drop(ts);
+        }
     };
     (@arc $factory:expr; $($name:ident),+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::store::$name(ts.store.clone()).await;
+                $crate::store::$name(ts.db.counters.clone()).await;
                 drop(ts);
             }
         )+
@@ -769,7 +769,7 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::store::$name(&*ts.store).await;
+                $crate::store::$name(&*ts.db.store).await;
                 drop(ts);
             }
         )+

@@ -81,6 +81,11 @@ impl TestSchema {
     pub async fn store(&self) -> Result<PostgresStore> {
         PostgresStore::connect_with(self.options()).await
     }
+
+    /// Connect a whole database handle in this schema (a node; several may share it).
+    pub async fn database(&self) -> Result<quiver_store::Database> {
+        Ok(self.store().await?.database())
+    }
 }
 
 impl Drop for TestSchema {

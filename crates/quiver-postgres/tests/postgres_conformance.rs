@@ -3,78 +3,61 @@
 //! Needs `QUIVER_TEST_POSTGRES_URL` (CI: `postgres://postgres@127.0.0.1:5432/test`);
 //! without it every test prints `SKIPPED: QUIVER_TEST_POSTGRES_URL not set` and passes.
 
-use std::sync::Arc;
+use std::time::Duration;
 
-use quiver_conformance::jobs::{JobsOpener, JobsTestStore};
-use quiver_conformance::TestStore;
+use quiver_conformance::{Opener, TestDatabase};
 use quiver_postgres::testing::{test_url, TestSchema, TEST_URL_VAR};
-use quiver_postgres::{PostgresOptions, PostgresStore};
+use quiver_postgres::PostgresOptions;
+use quiver_store::Database;
 
-/// A test store in its own schema: the conformance suite's factory.
-async fn test_store() -> Option<TestStore> {
-    let url = test_url()?;
-    let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(TestStore {
-        store: Arc::new(store),
-        guard: Box::new(schema),
-    })
-}
-
+/// Connects more handles on the test's schema (other nodes, or a restart).
 struct SchemaOpener(PostgresOptions);
 
 #[async_trait::async_trait]
-impl JobsOpener for SchemaOpener {
-    async fn open(&self) -> Arc<dyn quiver_store::JobQueue> {
-        let store = PostgresStore::connect_with(self.0.clone())
+impl Opener for SchemaOpener {
+    async fn open(&self) -> Database {
+        quiver_postgres::open(self.0.clone())
             .await
-            .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-        Arc::new(store)
+            .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"))
     }
 }
 
-/// A job queue in its own schema, with an opener of more stores on that schema (other
-/// nodes, or a restart): the jobs suite's factory.
-async fn jobs_test_store() -> Option<JobsTestStore> {
+/// A database in its own schema: every suite's factory. The feed listeners do not poll
+/// (an hour between reads of the head), so only NOTIFY passes the feed waker's checks.
+async fn test_database() -> Option<TestDatabase> {
     let url = test_url()?;
     let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(JobsTestStore {
-        queue: Arc::new(store),
-        opener: Box::new(SchemaOpener(schema.options())),
+    let opener = SchemaOpener(
+        schema
+            .options()
+            .listen_poll_interval(Duration::from_secs(3600)),
+    );
+    Some(TestDatabase {
+        db: opener.open().await,
+        opener: Box::new(opener),
         guard: Box::new(schema),
     })
 }
 
-quiver_conformance::conformance_suite!(test_store());
+quiver_conformance::conformance_suite!(test_database());
 
-quiver_conformance::jobs_suite!(jobs_test_store());
+quiver_conformance::jobs_suite!(test_database());
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_exposes_its_job_queue() {
-    let Some(ts) = test_store().await else {
-        return;
-    };
-    let q = ts.store.clone().job_queue().expect("postgres has jobs");
-    let id = q
-        .enqueue(quiver_store::NewJob::new("k", serde_json::json!({})))
-        .await
-        .unwrap();
-    assert!(q.get_job(id).await.unwrap().is_some());
-}
-
-quiver_conformance::accounts_suite!(test_store());
+quiver_conformance::accounts_suite!(test_database());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_codes() {
-    let Some(ts) = test_store().await else {
+    let Some(ts) = test_database().await else {
         return;
     };
-    quiver_conformance::device::run(ts.store.clone()).await;
+    quiver_conformance::device::run(&ts.db).await;
+}
+
+/// The multi-node case: a write on one node's handle wakes the followers of another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_another_node_wakes_a_subscriber() {
+    let Some(ts) = test_database().await else {
+        return;
+    };
+    quiver_conformance::feed::a_write_on_another_handle_wakes_a_subscriber(&ts).await;
 }

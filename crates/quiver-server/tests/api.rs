@@ -27,11 +27,14 @@ impl TestApp {
         let mut config = EngineConfig::new(dir.path());
         config.open_writes = admin_token.is_none();
         config.poll_interval = Duration::from_millis(50);
-        let registry = Registry::open(config).await.unwrap();
+        let db = quiver_backends::open(quiver_backends::Location::in_data_dir(dir.path()), None)
+            .await
+            .unwrap();
+        let registry = Registry::open(db, config).await.unwrap();
         let follower = registry.spawn_follower();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let worker = registry.spawn_worker().unwrap();
+        let worker = registry.spawn_worker();
         let state = AppState {
             registry: registry.clone(),
             admin_token: admin_token.map(str::to_string),

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use quiver_engine::{EngineConfig, Registry};
 use quiver_postgres::testing::{test_url, TestSchema};
-use quiver_search::SearchIndex;
 use quiver_server::limits::{Limit, RateLimits, RouteClass};
 use quiver_server::AppState;
 use reqwest::{Method, StatusCode};
@@ -42,7 +41,10 @@ async fn sqlite_registry() -> (Arc<Registry>, tempfile::TempDir) {
     let mut config = EngineConfig::new(dir.path());
     config.open_writes = false;
     config.poll_interval = Duration::from_millis(50);
-    (Registry::open(config).await.unwrap(), dir)
+    let db = quiver_backends::open(quiver_backends::Location::in_data_dir(dir.path()), None)
+        .await
+        .unwrap();
+    (Registry::open(db, config).await.unwrap(), dir)
 }
 
 /// Only the given classes limited.
@@ -436,9 +438,8 @@ async fn two_servers_over_postgresql_share_the_count() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::new(dir.path());
         config.open_writes = false;
-        let index = Arc::new(SearchIndex::open(&quiver_engine::index_path(dir.path())).unwrap());
-        let store = schema.store().await.unwrap();
-        let registry = Registry::with_postgres(store, index, config).await.unwrap();
+        let db = schema.database().await.unwrap();
+        let registry = Registry::open(db, config).await.unwrap();
         bases.push(serve(registry, limits.clone()).await);
         dirs.push(dir);
     }

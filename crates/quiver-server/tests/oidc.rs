@@ -136,7 +136,10 @@ async fn setup(with_provider: bool) -> (Setup, tempfile::TempDir) {
             redirect_uri: None,
         });
     }
-    let registry = Registry::open(config).await.unwrap();
+    let db = quiver_backends::open(quiver_backends::Location::in_data_dir(dir.path()), None)
+        .await
+        .unwrap();
+    let registry = Registry::open(db, config).await.unwrap();
     let state = AppState {
         registry: registry.clone(),
         admin_token: Some(ROOT.into()),

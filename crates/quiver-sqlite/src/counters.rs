@@ -1,6 +1,6 @@
 //! [`RateLimiter`] on SQLite: durable counters in the `rate_limits` table (migration
 //! `0008_rate_limits`), for rare events that must be counted exactly (a trusted
-//! publisher's daily auto-publishes), through [`Store::counters`](quiver_store::Store::counters).
+//! publisher's daily auto-publishes), through [`Database::counters`](quiver_store::Database::counters).
 //!
 //! Each hit is one upsert with `RETURNING` in the single writer's transaction, so
 //! concurrent hits are serialized and each is counted once. Request rate limits do not

@@ -1,6 +1,6 @@
 //! Device authorization requests (RFC 8628, migration `0009_device_codes` on both
 //! backends), behind the [`DeviceCodeStore`] trait reached through
-//! [`Store::device_codes`](crate::Store::device_codes).
+//! [`Database::device_codes`](crate::Database::device_codes).
 //!
 //! Design decisions:
 //! - **Codes stored hashed.** The device code and the user code are kept only as sha256

@@ -55,25 +55,19 @@ impl App {
         config.open_writes = opts.admin_token.is_none();
         config.poll_interval = Duration::from_millis(50);
         tweak(&mut config);
-        let (registry, schema) = match opts.postgres {
-            None => (Registry::open(config).await.unwrap(), None),
+        let (db, schema) = match opts.postgres {
+            None => {
+                let location = quiver_backends::Location::in_data_dir(dir.path());
+                (quiver_backends::open(location, None).await.unwrap(), None)
+            }
             Some(url) => {
                 let schema = quiver_postgres::testing::TestSchema::new(url);
-                let index = Arc::new(
-                    quiver_engine::search::SearchIndex::open(&quiver_engine::index_path(
-                        dir.path(),
-                    ))
-                    .unwrap(),
-                );
-                let registry =
-                    Registry::with_postgres(schema.store().await.unwrap(), index, config)
-                        .await
-                        .unwrap();
-                (registry, Some(schema))
+                (schema.database().await.unwrap(), Some(schema))
             }
         };
+        let registry = Registry::open(db, config).await.unwrap();
         let follower = registry.spawn_follower();
-        let worker = opts.worker.then(|| registry.spawn_worker().unwrap());
+        let worker = opts.worker.then(|| registry.spawn_worker());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState {
