@@ -85,11 +85,6 @@ pub struct Registered {
     pub memberships: Vec<Membership>,
 }
 
-fn need_accounts(a: &Option<Arc<dyn AccountStore>>) -> Result<&Arc<dyn AccountStore>> {
-    a.as_ref()
-        .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))
-}
-
 fn unauthorized_token() -> Error {
     Error::unauthorized("the token is not valid")
 }
@@ -133,23 +128,18 @@ pub(crate) fn user_actor(user: &User) -> Principal {
 }
 
 impl Registry {
-    fn accounts(&self) -> Result<&Arc<dyn AccountStore>> {
-        need_accounts(&self.accounts)
-    }
-
     /// The conflict for a taken namespace, naming its owners.
     async fn namespace_taken(&self, name: &str) -> Error {
-        let owners: Vec<String> = match self.accounts().ok() {
-            Some(a) => a
-                .members(name)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|m| m.role == NamespaceRole::Owner)
-                .map(|m| m.user)
-                .collect(),
-            None => vec![],
-        };
+        let owners: Vec<String> = self
+            .db
+            .accounts
+            .members(name)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.role == NamespaceRole::Owner)
+            .map(|m| m.user)
+            .collect();
         let owner = if owners.is_empty() {
             "the registry (no members; ask an admin)".to_string()
         } else {
@@ -163,7 +153,7 @@ impl Registry {
 
     /// Register a user: the account, the user namespace of the same name, its owner.
     pub async fn register(&self, r: Registration) -> Result<User> {
-        let accounts = self.accounts()?.clone();
+        let accounts = self.db.accounts.clone();
         check_name(&r.name)?;
         if let Some(e) = &r.email {
             check_email(e)?;
@@ -175,7 +165,7 @@ impl Registry {
                 format!("user name '{}' is already taken", r.name),
             ));
         }
-        if self.store.get_namespace(&r.name).await?.is_some() {
+        if self.db.store.get_namespace(&r.name).await?.is_some() {
             return Err(self.namespace_taken(&r.name).await);
         }
         let password = r.password;
@@ -195,7 +185,7 @@ impl Registry {
         let user = match user {
             Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
                 return Err(
-                    if self.store.get_namespace(&r.name).await?.is_some()
+                    if self.db.store.get_namespace(&r.name).await?.is_some()
                         && accounts.get_user(&r.name).await?.is_none()
                     {
                         self.namespace_taken(&r.name).await
@@ -207,7 +197,6 @@ impl Registry {
             other => other?,
         };
         self.accounts_exist.store(true, Ordering::Relaxed);
-        self.wrote();
         let actor = user_actor(&user);
         self.record(
             &actor,
@@ -226,7 +215,7 @@ impl Registry {
 
     /// Check a password and return a session token (shown once).
     pub async fn login(&self, l: Login) -> Result<NewTokenSecret> {
-        let accounts = self.accounts()?.clone();
+        let accounts = self.db.accounts.clone();
         let record = accounts.get_user(&l.name).await?;
         let phc = record
             .as_ref()
@@ -312,7 +301,7 @@ impl Registry {
         if !secrets::looks_like_token(bearer) {
             return Err(unauthorized_token());
         }
-        let accounts = self.accounts()?;
+        let accounts = &self.db.accounts;
         let t = accounts
             .token_by_hash(&secrets::token_hash(bearer))
             .await?
@@ -367,7 +356,7 @@ impl Registry {
     /// The caller's account and memberships.
     pub async fn whoami(&self, caller: &Caller) -> Result<Registered> {
         let a = self.account_of(caller)?;
-        let accounts = self.accounts()?;
+        let accounts = &self.db.accounts;
         let user = accounts
             .get_user_by_id(a.id)
             .await?
@@ -415,7 +404,7 @@ impl Registry {
                 ))
             }
         };
-        let accounts = self.accounts()?.clone();
+        let accounts = self.db.accounts.clone();
         let scopes: BTreeSet<Scope> = r.scopes.into_iter().collect();
         self.issue_token(
             caller,
@@ -432,14 +421,15 @@ impl Registry {
     /// The caller's tokens, newest first (revoked and expired ones too).
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ApiToken>> {
         let a = self.account_of(caller)?;
-        self.accounts()?.list_tokens(a.id).await
+        self.db.accounts.list_tokens(a.id).await
     }
 
     /// Revoke one of the caller's tokens (404 for anyone else's).
     pub async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<ApiToken> {
         let a = self.account_of(caller)?;
         let t = self
-            .accounts()?
+            .db
+            .accounts
             .revoke_token(a.id, id, Timestamp::now())
             .await?;
         self.record(
@@ -471,16 +461,15 @@ impl Registry {
             ));
         }
         check_name(name)?;
-        if self.store.get_namespace(name).await?.is_some() {
+        if self.db.store.get_namespace(name).await?.is_some() {
             return Err(self.namespace_taken(name).await);
         }
-        match self.accounts()?.create_org(name, a.id).await {
+        match self.db.accounts.create_org(name, a.id).await {
             Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
                 Err(self.namespace_taken(name).await)
             }
             Err(e) => Err(e),
             Ok(ns) => {
-                self.wrote();
                 self.record(
                     caller,
                     Event {
@@ -499,7 +488,7 @@ impl Registry {
     }
 
     async fn member_target(&self, caller: &Caller, namespace: &str) -> Result<()> {
-        if self.store.get_namespace(namespace).await?.is_none() {
+        if self.db.store.get_namespace(namespace).await?.is_none() {
             return Err(Error::not_found(format!("namespace {namespace}")));
         }
         self.require(
@@ -513,7 +502,8 @@ impl Registry {
 
     async fn user_id(&self, name: &str) -> Result<i64> {
         Ok(self
-            .accounts()?
+            .db
+            .accounts
             .get_user(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("user {name}")))?
@@ -531,7 +521,7 @@ impl Registry {
     ) -> Result<Membership> {
         self.member_target(caller, namespace).await?;
         let id = self.user_id(user).await?;
-        let accounts = self.accounts()?;
+        let accounts = &self.db.accounts;
         let before = accounts
             .members(namespace)
             .await?
@@ -558,7 +548,7 @@ impl Registry {
     pub async fn remove_member(&self, caller: &Caller, namespace: &str, user: &str) -> Result<()> {
         self.member_target(caller, namespace).await?;
         let id = self.user_id(user).await?;
-        let accounts = self.accounts()?;
+        let accounts = &self.db.accounts;
         let before = accounts
             .members(namespace)
             .await?
@@ -588,10 +578,10 @@ impl Registry {
 
     /// A namespace's members (anyone may read who owns a namespace).
     pub async fn members(&self, namespace: &str) -> Result<Vec<Membership>> {
-        if self.store.get_namespace(namespace).await?.is_none() {
+        if self.db.store.get_namespace(namespace).await?.is_none() {
             return Err(Error::not_found(format!("namespace {namespace}")));
         }
-        self.accounts()?.members(namespace).await
+        self.db.accounts.members(namespace).await
     }
 
     /// Set a user's site role (admins only).
@@ -603,7 +593,7 @@ impl Registry {
     ) -> Result<User> {
         self.require_admin(caller).await?;
         let id = self.user_id(user).await?;
-        let accounts = self.accounts()?;
+        let accounts = &self.db.accounts;
         let before = accounts.get_user_by_id(id).await?;
         let after = accounts.set_site_role(id, role).await?;
         self.record(

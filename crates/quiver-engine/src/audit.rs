@@ -109,20 +109,30 @@ impl Registry {
         let salt = self
             .audit_salt
             .get_or_try_init(|| async {
-                if let Some(d) = self.store.get_document(SALT_COLLECTION, SALT_KEY).await? {
+                if let Some(d) = self
+                    .db
+                    .store
+                    .get_document(SALT_COLLECTION, SALT_KEY)
+                    .await?
+                {
                     if let Some(s) = d.body["salt"].as_str() {
                         return Ok(s.to_string());
                     }
                 }
                 let salt = quiver_auth::secrets::generate_salt()?;
-                self.store
+                self.db
+                    .store
                     .put_documents(vec![NewDocument::new(
                         SALT_COLLECTION,
                         SALT_KEY,
                         serde_json::json!({ "salt": salt }),
                     )])
                     .await?;
-                let stored = self.store.get_document(SALT_COLLECTION, SALT_KEY).await?;
+                let stored = self
+                    .db
+                    .store
+                    .get_document(SALT_COLLECTION, SALT_KEY)
+                    .await?;
                 Ok::<_, Error>(
                     stored
                         .and_then(|d| d.body["salt"].as_str().map(str::to_string))
@@ -147,7 +157,7 @@ impl Registry {
 
     /// Append a row; a failure is logged, never returned (the write already happened).
     pub(crate) async fn record(&self, caller: &Caller, e: Event<'_>) {
-        let Some(log) = &self.audit else { return };
+        let log = &self.db.audit;
         let row = NewAuditRecord {
             client: self.client_hash().await,
             actor: caller.actor(),
@@ -192,9 +202,7 @@ impl Registry {
                 return Err(Error::invalid("until", "must be later than since"));
             }
         }
-        self.audit
-            .clone()
-            .ok_or_else(|| Error::internal("audit", "this store has no audit log"))
+        Ok(self.db.audit.clone())
     }
 
     /// The audit log, newest first, a page at a time (see [`Self::may_read_audit`]).

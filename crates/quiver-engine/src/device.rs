@@ -164,11 +164,8 @@ fn check_client_name(name: &str) -> Result<()> {
 }
 
 impl Registry {
-    fn device_store(&self) -> Result<Arc<dyn DeviceCodeStore>> {
-        self.store
-            .clone()
-            .device_codes()
-            .ok_or_else(|| Error::internal("device sign-in", "this store has no device codes"))
+    fn device_store(&self) -> &Arc<dyn DeviceCodeStore> {
+        &self.db.device_codes
     }
 
     /// Start a device sign-in. `own_base` is the server's base URL as the client reached
@@ -178,7 +175,7 @@ impl Registry {
         r: DeviceCodeRequest,
         own_base: &str,
     ) -> Result<DeviceAuthorization> {
-        let store = self.device_store()?;
+        let store = self.device_store();
         let client_name = r.client_name.unwrap_or_else(|| "device".into());
         check_client_name(&client_name)?;
         let mut scopes = r.scopes.unwrap_or_else(|| DEFAULT_DEVICE_SCOPES.to_vec());
@@ -242,7 +239,7 @@ impl Registry {
     /// belong to the caller, with the scopes the device asked for — which a token approving
     /// must itself have.
     pub async fn decide_device(&self, caller: &Caller, d: DeviceDecision) -> Result<DeviceDecided> {
-        let store = self.device_store()?;
+        let store = self.device_store();
         let account = match caller {
             Principal::Anonymous | Principal::Open => {
                 return Err(Error::unauthorized(
@@ -350,7 +347,7 @@ impl Registry {
         if !codes::looks_like_device_code(&r.device_code) {
             return Ok(DevicePoll::InvalidGrant);
         }
-        let store = self.device_store()?;
+        let store = self.device_store();
         let hash = codes::code_hash(&r.device_code);
         let now = Timestamp::now();
         let Some(code) = store.poll_device_code(&hash, now).await? else {
@@ -425,10 +422,7 @@ impl Registry {
         password: &str,
         d: DeviceDecision,
     ) -> Result<DeviceDecided> {
-        let accounts = self
-            .accounts
-            .clone()
-            .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))?;
+        let accounts = self.db.accounts.clone();
         let record = accounts.get_user(name).await?;
         let phc = record
             .as_ref()
@@ -470,7 +464,12 @@ impl Registry {
     }
 
     async fn accounts_of_id(&self, id: i64) -> Option<String> {
-        let a = self.accounts.as_ref()?;
-        a.get_user_by_id(id).await.ok().flatten().map(|u| u.name)
+        self.db
+            .accounts
+            .get_user_by_id(id)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.name)
     }
 }

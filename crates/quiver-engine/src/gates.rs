@@ -26,7 +26,7 @@ pub(crate) struct ValidateVersion {
     pub store: Arc<dyn Store>,
     pub index: Arc<SearchIndex>,
     /// Where a hold-back is recorded.
-    pub audit: Option<Arc<dyn AuditLog>>,
+    pub audit: Arc<dyn AuditLog>,
 }
 
 /// The actor of the audit rows the gates write.
@@ -153,19 +153,20 @@ impl Handler for ValidateVersion {
                 .map_err(|e| e.to_string())?;
             // The job may run again after a crash here; the version is then already
             // yanked and no second row is written.
-            if let Some(log) = &self.audit {
-                log.append_audit(NewAuditRecord {
-                    actor: GATES_ACTOR.to_string(),
-                    action: "version.hold-back".to_string(),
-                    namespace: Some(key.namespace.clone()),
-                    target: format!("{key}@{version}"),
-                    outcome: "allowed".to_string(),
-                    reason: Some(reason),
-                    diff: Some(serde_json::json!({"yanked": {"before": false, "after": true}})),
-                    client: None,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            {
+                self.audit
+                    .append_audit(NewAuditRecord {
+                        actor: GATES_ACTOR.to_string(),
+                        action: "version.hold-back".to_string(),
+                        namespace: Some(key.namespace.clone()),
+                        target: format!("{key}@{version}"),
+                        outcome: "allowed".to_string(),
+                        reason: Some(reason),
+                        diff: Some(serde_json::json!({"yanked": {"before": false, "after": true}})),
+                        client: None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         self.store

@@ -1,10 +1,13 @@
 //! quiver's engine: the registry service that the HTTP API and the CLI call.
 //!
-//! [`Registry`] owns a [`Store`] and a [`SearchIndex`] and is the one place where the
-//! rules of a write are applied: input validation (names, semver, manifests against the
-//! kind's schema), who may see and change what ([`Caller`]), and waking the derived views
-//! after a commit. The index is never written directly: a follower task tails the store's
-//! change feed (woken by writes in this process, polling for writes from other processes
+//! [`Registry`] owns a [`Database`] (every part present: store, jobs, accounts, audit log,
+//! limits, device codes, identities, feed waker) and a [`SearchIndex`], and is the one
+//! place where the rules of a write are applied: input validation (names, semver,
+//! manifests against the kind's schema) and who may see and change what ([`Caller`]). It
+//! knows no backend: the caller opens the database (the binary with `quiver_backends`)
+//! and passes it to [`Registry::open`]. The index is never written directly: a follower
+//! task tails the change feed (woken by the database's feed waker: this process's writes,
+//! and on PostgreSQL every node's; polling for other processes writing an SQLite file,
 //! such as `quiver import`), so every committed write reaches search, and a crash between
 //! the commit and the index update is repaired by the catch-up at the next start.
 //!
@@ -28,12 +31,11 @@ use quiver_model::{
     Context, Entry, EntryKey, EntryPatch, Error, Kind, NewEntry, NewVersion, Relation, Result,
     Status, Version, Visibility,
 };
-use quiver_postgres::{PostgresOptions, PostgresStore};
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
 use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
 use quiver_store::{
-    AccountStore, AuditLog, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, JobQueue,
-    NewJob, Page, SqliteStore, Store, StoreStats,
+    Database, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, NewJob, Page, Store,
+    StoreStats,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -60,13 +62,9 @@ pub type Caller = Principal;
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where the embedded store (unless `database` names another) and the index live.
+    /// Where this node's search index lives (the database is passed to
+    /// [`Registry::open`] apart: the binary opens it with `quiver_backends`).
     pub data_dir: PathBuf,
-    /// A PostgreSQL URL (`postgres://...`) to use instead of the embedded SQLite store.
-    pub database: Option<String>,
-    /// A read replica of `database` for the API's reads (see
-    /// `quiver_postgres::PostgresOptions::read_url`).
-    pub read_database: Option<String>,
     /// Whether anonymous callers may write while no account exists (the laptop demo). Off
     /// once an admin token is set; ends by itself when the first user registers.
     pub open_writes: bool,
@@ -86,8 +84,6 @@ impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             data_dir: data_dir.into(),
-            database: None,
-            read_database: None,
             open_writes: true,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             poll_interval: Duration::from_millis(500),
@@ -98,56 +94,9 @@ impl EngineConfig {
     }
 }
 
-/// Paths inside a data directory.
-pub fn store_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("quiver.db")
-}
-
+/// Where a data directory keeps this node's search index.
 pub fn index_path(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
-}
-
-/// The store a configuration names: PostgreSQL when `database` is a PostgreSQL URL,
-/// else SQLite in the data directory. The PostgreSQL handle is returned too, for its
-/// change notifications.
-pub async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn Store>, Option<PostgresStore>)> {
-    match config.database.as_deref() {
-        Some(url) if quiver_postgres::is_postgres_url(url) => {
-            let mut opts = PostgresOptions::new(url);
-            if let Some(read) = &config.read_database {
-                if !quiver_postgres::is_postgres_url(read) {
-                    return Err(Error::invalid(
-                        "read_database",
-                        format!(
-                            "'{}' is not a PostgreSQL URL (postgres://...)",
-                            quiver_postgres::redact_url(read)
-                        ),
-                    ));
-                }
-                opts.read_url = Some(read.clone());
-            }
-            let pg = PostgresStore::connect_with(opts).await?;
-            Ok((Arc::new(pg.clone()), Some(pg)))
-        }
-        Some(other) => Err(Error::invalid(
-            "database",
-            format!(
-                "'{}' is not a PostgreSQL URL (postgres://...); leave it unset for the embedded store",
-                quiver_postgres::redact_url(other)
-            ),
-        )),
-        None if config.read_database.is_some() => Err(Error::invalid(
-            "read_database",
-            "a read replica needs a PostgreSQL database (--database postgres://...)",
-        )),
-        None => {
-            std::fs::create_dir_all(&config.data_dir).context(format!(
-                "creating data directory {}",
-                config.data_dir.display()
-            ))?;
-            Ok((Arc::new(SqliteStore::open(store_path(&config.data_dir))?), None))
-        }
-    }
 }
 
 /// Health of the engine's parts, for `/readyz` and `quiver bench`.
@@ -159,7 +108,7 @@ pub struct EngineStatus {
     /// Feed events the index has not applied yet.
     pub index_lag: i64,
     /// Jobs by state (the queue depth).
-    pub jobs: Option<JobCounts>,
+    pub jobs: JobCounts,
 }
 
 /// The job kind that rebuilds one node's search index from the store.
@@ -211,22 +160,14 @@ fn node_id(config: &EngineConfig) -> String {
 
 /// The registry service.
 pub struct Registry {
-    store: Arc<dyn Store>,
+    /// Every part of the database: store, jobs, accounts, audit log, limits, device
+    /// codes, identities, and the feed waker that drives the index follower.
+    db: Database,
     index: Arc<SearchIndex>,
-    changed: Notify,
     config: EngineConfig,
-    /// The PostgreSQL store, when that is the backend: its NOTIFY wakes the follower when
-    /// another node writes.
-    pg: Option<PostgresStore>,
-    /// The store's durable job queue.
-    jobs: Option<Arc<dyn JobQueue>>,
     node: String,
     /// Wakes this process's worker when a job is queued here.
     worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
-    /// The store's accounts.
-    accounts: Option<Arc<dyn AccountStore>>,
-    /// The store's audit log.
-    audit: Option<Arc<dyn AuditLog>>,
     /// The salt of the audit log's client-address hashes, read from the store once.
     audit_salt: tokio::sync::OnceCell<String>,
     /// Set once a user account has been seen: the open mode has ended for good.
@@ -236,63 +177,38 @@ pub struct Registry {
 const MAX_PAGE: usize = 100;
 
 impl Registry {
-    /// Open the embedded store and index in `config.data_dir`, and bring the index up to
-    /// the store's feed before returning.
-    pub async fn open(config: EngineConfig) -> Result<Arc<Registry>> {
-        let (store, pg) = open_store(&config).await?;
+    /// The registry over `db`, with this node's search index in `config.data_dir`
+    /// (created if missing), brought up to the database's feed before returning.
+    pub async fn open(db: Database, config: EngineConfig) -> Result<Arc<Registry>> {
+        std::fs::create_dir_all(&config.data_dir).context(format!(
+            "creating data directory {}",
+            config.data_dir.display()
+        ))?;
         let index = Arc::new(SearchIndex::open(&index_path(&config.data_dir))?);
-        Self::assemble(store, index, config, pg).await
-    }
-
-    /// Assemble a registry from an existing store and index (catching the index up).
-    pub async fn with_parts(
-        store: Arc<dyn Store>,
-        index: Arc<SearchIndex>,
-        config: EngineConfig,
-    ) -> Result<Arc<Registry>> {
-        Self::assemble(store, index, config, None).await
-    }
-
-    /// Assemble a registry over a PostgreSQL store, whose notifications wake the follower
-    /// when another node writes.
-    pub async fn with_postgres(
-        pg: PostgresStore,
-        index: Arc<SearchIndex>,
-        config: EngineConfig,
-    ) -> Result<Arc<Registry>> {
-        Self::assemble(Arc::new(pg.clone()), index, config, Some(pg)).await
-    }
-
-    async fn assemble(
-        store: Arc<dyn Store>,
-        index: Arc<SearchIndex>,
-        config: EngineConfig,
-        pg: Option<PostgresStore>,
-    ) -> Result<Arc<Registry>> {
-        let caught = index.catch_up(&*store).await?;
+        let caught = index.catch_up(&*db.store).await?;
         tracing::info!(
             applied = caught.applied_events,
             position = caught.position,
             "search index caught up with the change feed"
         );
         Ok(Arc::new(Registry {
-            jobs: store.clone().job_queue(),
-            accounts: store.clone().accounts(),
-            audit: store.clone().audit_log(),
             audit_salt: tokio::sync::OnceCell::new(),
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
-            store,
+            db,
             index,
-            changed: Notify::new(),
             config,
-            pg,
         }))
     }
 
+    /// The database, every part of it.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.db.store
     }
 
     pub fn index(&self) -> &Arc<SearchIndex> {
@@ -304,27 +220,18 @@ impl Registry {
     }
 
     /// Tail the change feed into the index until the returned handle is aborted. Woken by
-    /// writes in this process, by PostgreSQL notifications of other nodes' writes, and
-    /// by a poll as the fallback.
+    /// the database's feed waker (this process's writes; on PostgreSQL every node's), and
+    /// by a poll as the fallback (another process writing an SQLite file).
     pub fn spawn_follower(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut listener = me.pg.as_ref().map(PostgresStore::listen);
+            let mut feed = me.db.feed.subscribe();
             loop {
-                let notified = async {
-                    match listener.as_mut() {
-                        Some(l) => {
-                            l.next().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
                 tokio::select! {
-                    _ = me.changed.notified() => {}
-                    _ = notified => {}
+                    _ = feed.changed() => {}
                     _ = tokio::time::sleep(me.config.poll_interval) => {}
                 }
-                if let Err(e) = me.index.catch_up(&*me.store).await {
+                if let Err(e) = me.index.catch_up(&*me.db.store).await {
                     tracing::warn!(error = %e, "index follower could not catch up; will retry");
                 }
             }
@@ -334,11 +241,7 @@ impl Registry {
     /// Apply every committed write to the index now (tests and tools use it for
     /// read-your-writes; the follower does the same in the background).
     pub async fn sync_index(&self) -> Result<i64> {
-        Ok(self.index.catch_up(&*self.store).await?.position)
-    }
-
-    fn wrote(&self) {
-        self.changed.notify_one();
+        Ok(self.index.catch_up(&*self.db.store).await?.position)
     }
 
     fn wake_worker(&self) {
@@ -357,10 +260,7 @@ impl Registry {
         if !self.config.open_writes || self.accounts_exist.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let users = match &self.accounts {
-            Some(a) => a.count_users().await?,
-            None => 0,
-        };
+        let users = self.db.accounts.count_users().await?;
         if users > 0 {
             self.accounts_exist.store(true, Ordering::Relaxed);
         }
@@ -427,6 +327,7 @@ impl Registry {
     /// The entry, if the caller may see it; otherwise the same not-found as a missing one.
     async fn visible_entry(&self, caller: &Caller, key: &EntryKey) -> Result<Entry> {
         let e = self
+            .db
             .store
             .get_entry(key)
             .await?
@@ -460,8 +361,7 @@ impl Registry {
         );
         self.require(caller, Action::CreateEntry, &target, &"this")
             .await?;
-        let e = self.store.create_entry(entry).await?;
-        self.wrote();
+        let e = self.db.store.create_entry(entry).await?;
         self.record(
             caller,
             Event {
@@ -506,8 +406,7 @@ impl Registry {
                 ));
             }
         }
-        let e = self.store.update_entry(key, patch).await?;
-        self.wrote();
+        let e = self.db.store.update_entry(key, patch).await?;
         self.record(
             caller,
             Event {
@@ -558,7 +457,7 @@ impl Registry {
         filter.visibilities = vec![Visibility::Public, Visibility::Private];
         filter.private_namespaces =
             (!caller.reads_all_private()).then(|| caller.private_namespaces());
-        let mut page = self.store.list_entries(&filter, cursor, limit).await?;
+        let mut page = self.db.store.list_entries(&filter, cursor, limit).await?;
         page.items
             .retain(|e| authorize(caller, Action::List, &entry_target(e)).is_allowed());
         Ok(page)
@@ -575,12 +474,13 @@ impl Registry {
         let entry = self.visible_entry(caller, key).await?;
         // The first version of a name is part of publishing it new (`publish-new`); later
         // ones are updates (`publish-update`).
-        let action =
-            if entry.latest_version.is_none() && self.store.list_versions(key).await?.is_empty() {
-                Action::CreateEntry
-            } else {
-                Action::Publish
-            };
+        let action = if entry.latest_version.is_none()
+            && self.db.store.list_versions(key).await?.is_empty()
+        {
+            Action::CreateEntry
+        } else {
+            Action::Publish
+        };
         self.require(caller, action, &entry_target(&entry), key)
             .await?;
         let valid = quiver_store::valid_version(key.kind, version)?;
@@ -599,8 +499,7 @@ impl Registry {
                 self.submit_for_review(caller, key, why).await?;
             }
         }
-        let v = self.store.publish_version(key, valid).await?;
-        self.wrote();
+        let v = self.db.store.publish_version(key, valid).await?;
         self.record(
             caller,
             Event {
@@ -618,22 +517,20 @@ impl Registry {
         .await;
         // The schema checks also run as a durable job that records its result on the
         // version (so a kind's schema change can be re-checked the same way).
-        if let Some(q) = &self.jobs {
-            let job = NewJob::new(
-                VALIDATE_VERSION,
-                serde_json::json!({"entry": key, "version": v.version}),
-            )
-            .dedup_key(format!("validate:{key}@{}", v.version))
-            .max_attempts(5);
-            q.enqueue(job).await?;
-            self.wake_worker();
-        }
+        let job = NewJob::new(
+            VALIDATE_VERSION,
+            serde_json::json!({"entry": key, "version": v.version}),
+        )
+        .dedup_key(format!("validate:{key}@{}", v.version))
+        .max_attempts(5);
+        self.db.jobs.enqueue(job).await?;
+        self.wake_worker();
         Ok(v)
     }
 
     pub async fn list_versions(&self, caller: &Caller, key: &EntryKey) -> Result<Vec<Version>> {
         self.visible_entry(caller, key).await?;
-        self.store.list_versions(key).await
+        self.db.store.list_versions(key).await
     }
 
     pub async fn get_version(
@@ -643,7 +540,8 @@ impl Registry {
         version: &str,
     ) -> Result<Version> {
         self.visible_entry(caller, key).await?;
-        self.store
+        self.db
+            .store
             .get_version(key, version)
             .await?
             .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
@@ -663,18 +561,17 @@ impl Registry {
             }
         }
         let v = self
+            .db
             .store
             .set_yanked(key, version, true, reason.clone())
             .await?;
-        self.wrote();
         self.record_yank(caller, key, &v, reason).await;
         Ok(v)
     }
 
     pub async fn unyank(&self, caller: &Caller, key: &EntryKey, version: &str) -> Result<Version> {
         self.writable_entry(caller, key, Action::Yank).await?;
-        let v = self.store.set_yanked(key, version, false, None).await?;
-        self.wrote();
+        let v = self.db.store.set_yanked(key, version, false, None).await?;
         self.record_yank(caller, key, &v, None).await;
         Ok(v)
     }
@@ -717,8 +614,7 @@ impl Registry {
                 .await
                 .map_err(|_| Error::invalid(field, format!("{key} does not exist")))?;
         }
-        let r = self.store.add_relation(relation).await?;
-        self.wrote();
+        let r = self.db.store.add_relation(relation).await?;
         self.record(
             caller,
             Event {
@@ -742,7 +638,7 @@ impl Registry {
         direction: Direction,
     ) -> Result<Vec<Relation>> {
         self.visible_entry(caller, key).await?;
-        let all = self.store.list_relations(key, direction).await?;
+        let all = self.db.store.list_relations(key, direction).await?;
         let mut out = Vec::with_capacity(all.len());
         for r in all {
             let other = if r.from == *key { &r.to } else { &r.from };
@@ -770,37 +666,31 @@ impl Registry {
 
     // ---- jobs ---------------------------------------------------------------------
 
-    fn job_queue(&self) -> Result<&Arc<dyn JobQueue>> {
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| Error::internal("jobs", "this store has no job queue"))
-    }
-
     /// Start this process's job worker (one per process; on PostgreSQL, one per node).
-    pub fn spawn_worker(self: &Arc<Self>) -> Result<WorkerHandle> {
-        let queue = self.job_queue()?.clone();
+    pub fn spawn_worker(self: &Arc<Self>) -> WorkerHandle {
+        let queue = self.db.jobs.clone();
         let worker_id = format!("{}:{}", self.node, std::process::id());
         let worker = Worker::new(queue, WorkerOptions::new(worker_id))
             .handler(RebuildIndex {
                 kind: format!("{REBUILD_INDEX}:{}", self.node),
-                store: self.store.clone(),
+                store: self.db.store.clone(),
                 index: self.index.clone(),
             })
             .handler(gates::ValidateVersion {
-                store: self.store.clone(),
+                store: self.db.store.clone(),
                 index: self.index.clone(),
-                audit: self.audit.clone(),
+                audit: self.db.audit.clone(),
             });
         let handle = worker.spawn();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
-        Ok(handle)
+        handle
     }
 
     /// Queue a rebuild of this node's search index (deduplicated while one is pending).
     pub async fn request_index_rebuild(&self, caller: &Caller) -> Result<Job> {
         self.require_admin(caller).await?;
         let kind = format!("{REBUILD_INDEX}:{}", self.node);
-        let q = self.job_queue()?;
+        let q = &self.db.jobs;
         let id = q
             .enqueue(
                 NewJob::new(&kind, serde_json::json!({"node": self.node}))
@@ -824,12 +714,13 @@ impl Registry {
     ) -> Result<Page<Job>> {
         self.require_admin(caller).await?;
         check_limit(limit)?;
-        self.job_queue()?.list_jobs(&filter, cursor, limit).await
+        self.db.jobs.list_jobs(&filter, cursor, limit).await
     }
 
     pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Job> {
         self.require_admin(caller).await?;
-        self.job_queue()?
+        self.db
+            .jobs
             .get_job(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("job {id}")))
@@ -838,21 +729,18 @@ impl Registry {
     /// Put a dead job back in the queue with its attempts reset.
     pub async fn retry_job(&self, caller: &Caller, id: JobId) -> Result<Job> {
         self.require_admin(caller).await?;
-        self.job_queue()?.retry(id).await
+        self.db.jobs.retry(id).await
     }
 
     // ---- health --------------------------------------------------------------------
 
     pub async fn status(&self) -> Result<EngineStatus> {
-        let store = self.store.stats().await?;
+        let store = self.db.store.stats().await?;
         let index = self.index.stats();
-        let jobs = match &self.jobs {
-            Some(q) => Some(q.job_counts().await?),
-            None => None,
-        };
+        let jobs = self.db.jobs.job_counts().await?;
         Ok(EngineStatus {
             jobs,
-            backend: self.store.backend(),
+            backend: self.db.store.backend(),
             index_lag: (store.feed_head - index.position).max(0),
             store,
             index,
@@ -861,7 +749,7 @@ impl Registry {
 
     /// Ready when the store answers.
     pub async fn ready(&self) -> Result<()> {
-        self.store.feed_head().await.map(|_| ())
+        self.db.store.feed_head().await.map(|_| ())
     }
 
     /// The JSON Schema of a kind's manifest.

@@ -197,8 +197,7 @@ impl Registry {
             deprecation,
             ..Default::default()
         };
-        let after = self.store.update_entry(key, patch).await?;
-        self.wrote();
+        let after = self.db.store.update_entry(key, patch).await?;
         self.record(
             caller,
             Event {

@@ -133,7 +133,8 @@ impl Registry {
             "user_id": account.id,
             "expires_at": (Timestamp::now() + LINK_TTL).to_string(),
         });
-        self.store
+        self.db
+            .store
             .put_documents(vec![NewDocument::new(
                 LINKS,
                 secrets::token_hash(state),
@@ -151,7 +152,7 @@ impl Registry {
         state: &str,
     ) -> Result<CallbackOutcome> {
         let key = secrets::token_hash(state);
-        let Some(pending) = self.store.get_document(LINKS, &key).await? else {
+        let Some(pending) = self.db.store.get_document(LINKS, &key).await? else {
             return Ok(CallbackOutcome::SignedIn(self.external_sign_in(who).await?));
         };
         let body = &pending.body;
@@ -161,7 +162,8 @@ impl Registry {
             ));
         }
         // Used once, whatever happens next.
-        self.store
+        self.db
+            .store
             .put_documents(vec![NewDocument::new(
                 LINKS,
                 key,
@@ -187,15 +189,7 @@ impl Registry {
 
     /// The store's accounts and its links to outside identities.
     fn identity_stores(&self) -> Result<(Arc<dyn AccountStore>, Arc<dyn ExternalIdentityStore>)> {
-        let accounts = self
-            .accounts
-            .clone()
-            .ok_or_else(|| Error::internal("accounts", "this store has no accounts"))?;
-        let links =
-            self.store.clone().external_identities().ok_or_else(|| {
-                Error::internal("accounts", "this store has no external identities")
-            })?;
-        Ok((accounts, links))
+        Ok((self.db.accounts.clone(), self.db.identities.clone()))
     }
 
     /// Link `who` to the user `user_id`; a conflict when it signs in as another user.
@@ -232,7 +226,6 @@ impl Registry {
         links
             .link_external(&provider, &who.subject, user.id)
             .await?;
-        self.wrote();
         let actor = user_actor(&user);
         self.record(
             &actor,
@@ -273,7 +266,7 @@ impl Registry {
                     } else {
                         format!("{base}-{n}")
                     };
-                    if self.store.get_namespace(&name).await?.is_some() {
+                    if self.db.store.get_namespace(&name).await?.is_some() {
                         continue;
                     }
                     match accounts
@@ -300,7 +293,6 @@ impl Registry {
                 links.link_external(&provider, &who.subject, u.id).await?;
                 self.accounts_exist
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                self.wrote();
                 let actor = user_actor(&u);
                 self.record(
                     &actor,

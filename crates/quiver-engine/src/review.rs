@@ -24,7 +24,7 @@
 //! Storage: review records and trust levels are documents (collections `quiver.reviews`,
 //! `quiver.trust`) in the same store, so both backends keep them with no table of their
 //! own. The daily auto-publish count is the store's durable counters
-//! ([`quiver_store::Store::counters`], the `rate_limits` table): one atomic hit per
+//! ([`quiver_store::Database::counters`], the `rate_limits` table): one atomic hit per
 //! auto-publish, class `auto-publish`, subject the user's id, window the UTC day, so
 //! concurrent publishes by one trusted publisher (on any node) never both take the last
 //! slot.
@@ -40,9 +40,9 @@ use crate::{Caller, Registry};
 
 pub const REVIEWS: &str = "quiver.reviews";
 pub const TRUST: &str = "quiver.trust";
-/// The counter class of a trusted publisher's auto-publishes ([`Store::counters`]).
+/// The counter class of a trusted publisher's auto-publishes ([`Database::counters`]).
 ///
-/// [`Store::counters`]: quiver_store::Store::counters
+/// [`Database::counters`]: quiver_store::Database::counters
 pub const AUTOPUBLISH: &str = "auto-publish";
 /// The auto-publish window: a day, aligned to the epoch (the UTC day).
 const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
@@ -186,19 +186,24 @@ impl Registry {
 
     async fn put_doc(&self, collection: &str, key: String, body: Value) -> Result<()> {
         let out = self
+            .db
             .store
             .put_documents(vec![NewDocument::new(collection, key, body)])
             .await?;
         if let Some(quiver_store::ImportOutcome::Rejected(e)) = out.into_iter().next() {
             return Err(e);
         }
-        self.wrote();
         Ok(())
     }
 
     /// An entry's review record, if it has one.
     async fn review_of(&self, key: &EntryKey) -> Result<Option<Review>> {
-        match self.store.get_document(REVIEWS, &review_key(key)).await? {
+        match self
+            .db
+            .store
+            .get_document(REVIEWS, &review_key(key))
+            .await?
+        {
             Some(d) => serde_json::from_value(d.body)
                 .map(Some)
                 .map_err(|e| Error::internal("reading a review", e)),
@@ -213,7 +218,7 @@ impl Registry {
 
     /// A user's trust level (`new` when none was set).
     pub async fn trust_level(&self, user: &str) -> Result<TrustLevel> {
-        Ok(match self.store.get_document(TRUST, user).await? {
+        Ok(match self.db.store.get_document(TRUST, user).await? {
             Some(d) => serde_json::from_value(d.body["level"].clone()).unwrap_or(TrustLevel::New),
             None => TrustLevel::New,
         })
@@ -223,10 +228,7 @@ impl Registry {
     pub async fn set_trust(&self, caller: &Caller, user: &str, level: TrustLevel) -> Result<Trust> {
         self.require_moderator(caller, &format!("user {user}"), "user.trust")
             .await?;
-        let accounts = self
-            .accounts
-            .as_ref()
-            .ok_or_else(|| Error::internal("trust", "this store has no accounts"))?;
+        let accounts = &self.db.accounts;
         if accounts.get_user(user).await?.is_none() {
             return Err(Error::not_found(format!("user {user}")));
         }
@@ -332,10 +334,9 @@ impl Registry {
             TrustLevel::Trusted => {
                 // One atomic hit per auto-publish in the store's shared counters: the
                 // 24 h window is aligned to the epoch, so it is the UTC day.
-                let counters = self.store.clone().counters().ok_or_else(|| {
-                    Error::internal("trust", "this store has no durable counters")
-                })?;
-                let verdict = counters
+                let verdict = self
+                    .db
+                    .counters
                     .hit(
                         &format!("user:{}", account.id),
                         AUTOPUBLISH,
@@ -441,6 +442,7 @@ impl Registry {
         let mut cursor: Option<String> = None;
         loop {
             let page = self
+                .db
                 .store
                 .list_documents(REVIEWS, cursor.as_deref(), 100)
                 .await?;

@@ -25,7 +25,10 @@ fn entry(kind: Kind, name: &str) -> NewEntry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_against_their_kinds_convention_are_refused_at_creation() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(EngineConfig::new(dir.path())).await.unwrap();
+    let db = quiver_sqlite::open(dir.path().join("quiver.db")).unwrap();
+    let registry = Registry::open(db, EngineConfig::new(dir.path()))
+        .await
+        .unwrap();
     let admin = Caller::BootstrapAdmin;
     for (kind, name) in [
         (Kind::Tool, "BadName"),

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use quiver_import::{import, ImportOptions, Progress, Source};
-use quiver_store::{EntryFilter, SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::{EntryFilter, Store};
 
 /// Prints a line per file and per ~100k records on stderr.
 struct Log {

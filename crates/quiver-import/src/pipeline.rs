@@ -1405,7 +1405,7 @@ mod tests {
     #[tokio::test]
     async fn source_system_bundles_revisions_documents_and_rejections() {
         let dir = tempfile::tempdir().unwrap();
-        let store = quiver_store::SqliteStore::open(dir.path().join("q.db")).unwrap();
+        let store = quiver_sqlite::SqliteStore::open(dir.path().join("q.db")).unwrap();
         let reader: &'static TestReader = Box::leak(Box::new(TestReader(Mutex::default())));
         let bundle = |title: &str| {
             let mut b = Bundle::default();

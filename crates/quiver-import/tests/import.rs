@@ -11,7 +11,8 @@ use quiver_import::{
     Source,
 };
 use quiver_model::{EntryKey, Kind};
-use quiver_store::{EntryFilter, SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::{EntryFilter, Store};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

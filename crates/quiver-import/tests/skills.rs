@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use quiver_import::formats::{self, ExportFilter};
 use quiver_import::{Format, ImportReport};
 use quiver_model::{EntryKey, Kind, NewEntry};
-use quiver_store::{SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::Store;
 use serde_json::{json, Value};
 
 mod common;

@@ -7,7 +7,7 @@
 //!   any connection; nothing is cached in the store, so every node reads what the primary
 //!   has committed.
 //! - **Migrations in step with SQLite.** `migrations/postgres/` holds the same migration
-//!   names as quiver-store's `migrations/sqlite/` ([`migration_names`]), and the same
+//!   names as quiver-sqlite's `migrations/sqlite/` ([`migration_names`]), and the same
 //!   tables and column names with PostgreSQL types (a test fails if they drift). They run
 //!   at [`PostgresStore::connect`], each in its own transaction, recorded in
 //!   `schema_migrations`, under a session `pg_advisory_lock` so that several nodes starting
@@ -27,6 +27,10 @@
 //!   connection LISTENing (reconnecting with backoff, re-reading the head after every
 //!   reconnect, and polling the head now and then as a fallback) and hands out the newest
 //!   head; the payload is a wake-up hint, followers still read `feed_since` until empty.
+//!   Each subscription of the [`Database`]'s feed waker is such a listener, so a write on
+//!   any node wakes the followers of every node.
+//! - **One handle.** [`open`] connects and hands out the whole [`Database`]: every part
+//!   is the one [`PostgresStore`] (request rate limits too, so every node shares them).
 //! - **Bulk import by COPY.** [`import_batch`](quiver_store::Store::import_batch) reads the
 //!   existing rows of the whole batch in two set-based queries (keys and versions passed as
 //!   arrays), decides every record's outcome in Rust with exactly the SQLite backend's rules
@@ -53,6 +57,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use quiver_model::{Context, Error, Result};
+use quiver_store::Database;
 use tokio_postgres::NoTls;
 
 mod accounts;
@@ -104,6 +109,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/postgres/0010_audit_client.sql"),
     ),
 ];
+
+/// Connect, run pending migrations, and hand out the whole [`Database`] (see
+/// [`PostgresStore::database`]).
+pub async fn open(opts: PostgresOptions) -> Result<Database> {
+    Ok(PostgresStore::connect_with(opts).await?.database())
+}
 
 /// Names of the PostgreSQL migrations, in order (they match the SQLite set).
 pub fn migration_names() -> Vec<&'static str> {
@@ -489,6 +500,23 @@ impl PostgresStore {
             .get()
             .await
             .context("taking a PostgreSQL connection")
+    }
+
+    /// The whole handle on this database: every part is this store, shared by all nodes
+    /// (request rate limits too), and the feed waker LISTENs for every node's writes.
+    pub fn database(&self) -> Database {
+        let me = Arc::new(self.clone());
+        Database {
+            store: me.clone(),
+            jobs: me.clone(),
+            accounts: me.clone(),
+            audit: me.clone(),
+            rate_limiter: me.clone(),
+            counters: me.clone(),
+            device_codes: me.clone(),
+            identities: me,
+            feed: Arc::new(listen::ListenWaker(self.clone())),
+        }
     }
 
     /// Follow the feed head: a dedicated connection LISTENs on this store's channel and the

@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::time::Duration;
 
+use quiver_store::{FeedSubscription, FeedWaker};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -47,6 +48,17 @@ impl FeedListener {
     /// A receiver of the head, for `tokio::select!` loops or several consumers.
     pub fn receiver(&self) -> watch::Receiver<i64> {
         self.rx.clone()
+    }
+}
+
+/// The [`FeedWaker`] of a PostgreSQL database: each subscription LISTENs on a connection
+/// of its own (see [`FeedListener`]), so it hears the writes of every node.
+pub(crate) struct ListenWaker(pub(crate) crate::PostgresStore);
+
+impl FeedWaker for ListenWaker {
+    fn subscribe(&self) -> FeedSubscription {
+        let listener = self.0.listen();
+        FeedSubscription::new(listener.receiver(), listener)
     }
 }
 

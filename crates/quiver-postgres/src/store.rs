@@ -1109,44 +1109,6 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn quiver_store::JobQueue>> {
-        Some(self)
-    }
-
-    fn accounts(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn quiver_store::AccountStore>> {
-        Some(self)
-    }
-
-    fn audit_log(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn quiver_store::AuditLog>> {
-        Some(self)
-    }
-
-    fn rate_limiter(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn quiver_store::RateLimiter>> {
-        Some(self)
-    }
-
-    fn device_codes(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn quiver_store::DeviceCodeStore>> {
-        Some(self)
-    }
-
-    fn counters(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn quiver_store::RateLimiter>> {
-        Some(self)
-    }
-
-    fn external_identities(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn quiver_store::ExternalIdentityStore>> {
-        Some(self)
-    }
-
     async fn stats(&self) -> Result<StoreStats> {
         let c = self.pooled().await?;
         let row = c

@@ -8,7 +8,7 @@
 //! [`TestSchema`] of a later run once they are more than three hours old.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quiver_model::Result;
@@ -81,6 +81,11 @@ impl TestSchema {
     pub async fn store(&self) -> Result<PostgresStore> {
         PostgresStore::connect_with(self.options()).await
     }
+
+    /// Connect a whole database handle in this schema (a node; several may share it).
+    pub async fn database(&self) -> Result<quiver_store::Database> {
+        Ok(self.store().await?.database())
+    }
 }
 
 impl Drop for TestSchema {
@@ -93,20 +98,6 @@ impl Drop for TestSchema {
             eprintln!("warning: could not drop test schema {}: {e}", self.name);
         }
     }
-}
-
-/// A test store in its own schema: the conformance suite's factory.
-pub async fn test_store() -> Option<quiver_store::conformance::TestStore> {
-    let url = test_url()?;
-    let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(quiver_store::conformance::TestStore {
-        store: Arc::new(store),
-        guard: Box::new(schema),
-    })
 }
 
 /// Drop `quiver_test_<secs>_…` schemas older than [`STALE_AFTER`] (left by killed runs).
@@ -148,32 +139,4 @@ fn run_blocking(url: &str, sql: String) -> std::result::Result<(), String> {
     })
     .join()
     .map_err(|_| "the cleanup thread panicked".to_string())?
-}
-
-struct SchemaOpener(PostgresOptions);
-
-#[async_trait::async_trait]
-impl quiver_store::jobs_conformance::JobsOpener for SchemaOpener {
-    async fn open(&self) -> Arc<dyn quiver_store::JobQueue> {
-        let store = PostgresStore::connect_with(self.0.clone())
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-        Arc::new(store)
-    }
-}
-
-/// A job queue in its own schema, with an opener of more stores on that schema (other
-/// nodes, or a restart): the jobs suite's factory.
-pub async fn jobs_test_store() -> Option<quiver_store::jobs_conformance::JobsTestStore> {
-    let url = test_url()?;
-    let schema = TestSchema::new(&url);
-    let store = schema
-        .store()
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR}: {e}"));
-    Some(quiver_store::jobs_conformance::JobsTestStore {
-        queue: Arc::new(store),
-        opener: Box::new(SchemaOpener(schema.options())),
-        guard: Box::new(schema),
-    })
 }

@@ -10,15 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quiver_conformance::new_entry;
 use quiver_model::{
     Deprecation, EntryKey, ErrorCode, FeedEntity, FeedOp, Kind, NewVersion, Popularity, Status,
 };
 use quiver_postgres::testing::{test_url, TestSchema};
 use quiver_postgres::PostgresStore;
-use quiver_store::conformance::new_entry;
-use quiver_store::{
-    valid_version, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, SqliteStore, Store,
-};
+use quiver_sqlite::SqliteStore;
+use quiver_store::{valid_version, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, Store};
 use serde_json::json;
 
 type Columns = BTreeMap<String, BTreeSet<String>>;
@@ -81,7 +80,7 @@ async fn schemas_agree() {
 async fn migration_sets_match_and_run_once_under_concurrent_starts() {
     assert_eq!(
         quiver_postgres::migration_names(),
-        quiver_store::sqlite_migration_names(),
+        quiver_sqlite::migration_names(),
         "the two backends' migration sets must stay in step"
     );
     let Some(url) = test_url() else { return };

@@ -18,7 +18,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use quiver_import::dataset::DatasetReader;
 use quiver_search::{relevance, SearchIndex, SearchQuery};
-use quiver_store::{SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::Store;
 
 fn rss() -> String {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -4,7 +4,8 @@ use quiver_model::{
     EntryKey, EntryPatch, ErrorCode, Kind, NewEntry, Popularity, Status, Visibility,
 };
 use quiver_search::{SearchIndex, SearchQuery, Sort};
-use quiver_store::{SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::Store;
 
 struct Fixture {
     _dir: tempfile::TempDir,

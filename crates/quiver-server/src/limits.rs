@@ -13,8 +13,9 @@
 //!   /64 — hashed too. `X-Forwarded-For` is believed only when configured
 //!   ([`RateLimits::trust_forwarded_for`]), and then its last address (the one the
 //!   nearest proxy saw) counts.
-//! - **Where counts live.** In the store when it keeps them ([`quiver_store::Store::rate_limiter`]:
-//!   PostgreSQL, so every node shares them), else in this process ([`MemoryLimiter`]).
+//! - **Where counts live.** Wherever the database keeps them
+//!   ([`quiver_store::Database::rate_limiter`]): in PostgreSQL, so every node shares them;
+//!   in this process on SQLite ([`quiver_store::MemoryLimiter`]).
 //!   Fixed windows aligned to the epoch; see [`quiver_store::limits`].
 //! - **Failing open.** If the counters cannot be reached, the request is served and the
 //!   failure logged: a limiter outage must not become an API outage.
@@ -35,7 +36,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::RequestExt as _;
 use quiver_engine::Caller;
-use quiver_store::{MemoryLimiter, RateLimiter, Verdict};
+use quiver_store::{RateLimiter, Verdict};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Code};
@@ -304,12 +305,7 @@ impl Limiting {
         if limits.is_off() {
             return None;
         }
-        let counter = app
-            .registry
-            .store()
-            .clone()
-            .rate_limiter()
-            .unwrap_or_else(|| Arc::new(MemoryLimiter::new()));
+        let counter = app.registry.database().rate_limiter.clone();
         Some(Limiting {
             limits: Arc::new(limits),
             counter,

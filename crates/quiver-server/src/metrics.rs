@@ -62,15 +62,14 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Prometheus> {
     metrics::gauge!("quiver_index_docs").set(status.index.docs as f64);
     metrics::gauge!("quiver_index_size_bytes").set(status.index.size_bytes as f64);
     metrics::gauge!("quiver_store_entries").set(status.store.entries as f64);
-    if let Some(j) = status.jobs {
-        for (state, n) in [
-            ("queued", j.queued),
-            ("running", j.running),
-            ("succeeded", j.succeeded),
-            ("dead", j.dead),
-        ] {
-            metrics::gauge!("quiver_jobs", "state" => state).set(n as f64);
-        }
+    let j = status.jobs;
+    for (state, n) in [
+        ("queued", j.queued),
+        ("running", j.running),
+        ("succeeded", j.succeeded),
+        ("dead", j.dead),
+    ] {
+        metrics::gauge!("quiver_jobs", "state" => state).set(n as f64);
     }
     if let Some(b) = status.store.size_bytes {
         metrics::gauge!("quiver_store_size_bytes").set(b as f64);

@@ -1,6 +1,6 @@
 //! Accounts in the store: users, namespace memberships and API tokens (migration
 //! `0005_accounts` on both backends), behind the [`AccountStore`] trait reached through
-//! [`Store::accounts`](crate::Store::accounts).
+//! [`Database::accounts`](crate::Database::accounts).
 //!
 //! Design decisions:
 //! - **No secret in clear.** Users carry an argon2id PHC string, tokens a sha256 of the

@@ -2,7 +2,7 @@
 //! row per write and per denied write — actor, action, target, outcome, reason, the change
 //! as a diff and the hashed client address — newest first, filterable by namespace, actor,
 //! action, outcome and time, cursor-paginated. Reached through
-//! [`Store::audit_log`](crate::Store::audit_log).
+//! [`Database::audit`](crate::Database::audit).
 
 use async_trait::async_trait;
 use base64::Engine as _;

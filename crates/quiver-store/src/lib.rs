@@ -1,5 +1,7 @@
-//! quiver's storage: one [`Store`] trait, its SQLite backend, and the conformance suite that
-//! every backend must pass.
+//! quiver's storage: the [`Store`] trait and its companions (jobs, accounts, audit log,
+//! device codes, rate limits), with the types they share. Backend-neutral: the backends
+//! are the crates `quiver-sqlite` (embedded, the default) and `quiver-postgres`, and both
+//! pass the suites of `quiver-conformance`.
 //!
 //! Design decisions:
 //! - **One write path with a change feed.** Every write commits, in the same transaction, a
@@ -7,8 +9,11 @@
 //!   index, caches, other nodes) follow the feed from their last position, so they can be
 //!   rebuilt at any time and never miss a committed write.
 //! - **No SQL dialect in the trait.** Methods speak the model's types; filters are plain
-//!   structs. The PostgreSQL backend implements the same trait and passes the same
-//!   [`conformance`] suite.
+//!   structs. Both backends implement the same traits and pass the same conformance
+//!   suites (the crate `quiver-conformance`, used only by the backends' tests).
+//! - **One handle, no optional parts.** A backend hands out a [`Database`]: the store, the
+//!   job queue, accounts, audit log, rate limits, durable counters, device codes, outside
+//!   identities and a [`FeedWaker`], all always present.
 //! - **Durable jobs in the same database.** [`JobQueue`] (see [`jobs`]) keeps background
 //!   work (validation of published versions, index rebuilds) in a `jobs` table with
 //!   leases, backoff and dead letters; [`worker`] runs handlers for it. Job writes are not
@@ -26,24 +31,21 @@ use quiver_model::{
 use serde::{Deserialize, Serialize};
 
 pub mod accounts;
-pub mod accounts_conformance;
 pub mod audit;
-pub mod conformance;
+pub mod database;
 pub mod device;
 pub mod jobs;
-pub mod jobs_conformance;
 pub mod limits;
-mod sqlite;
 pub mod worker;
 
 pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};
 pub use audit::{AuditFilter, AuditLog, AuditRecord, NewAuditRecord};
+pub use database::{Database, FeedSubscription, FeedWaker, LocalFeed};
 pub use device::{
     DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, ExternalIdentityStore, NewDeviceCode,
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
-pub use sqlite::{migration_names as sqlite_migration_names, SqliteStore};
 
 /// Which entries a listing returns. Empty vectors mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -305,55 +307,6 @@ pub trait Store: Send + Sync + 'static {
     async fn document_collections(&self) -> Result<Vec<(String, u64)>>;
 
     async fn stats(&self) -> Result<StoreStats>;
-
-    /// The same database's durable job queue, for callers holding an `Arc<dyn Store>`.
-    /// Both built-in backends have one; `None` only for stores without jobs.
-    fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn JobQueue>> {
-        None
-    }
-
-    /// The same database's accounts (users, memberships, tokens), for callers holding an
-    /// `Arc<dyn Store>`. Both built-in backends have them.
-    fn accounts(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn AccountStore>> {
-        None
-    }
-
-    /// The same database's audit log. Both built-in backends have one.
-    fn audit_log(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn AuditLog>> {
-        None
-    }
-
-    /// Rate-limit counters in this database, shared by every node using it (PostgreSQL).
-    /// `None` where counting in the database would not pay (SQLite: one process, and a
-    /// write per request would queue reads behind its write lock); callers then count in
-    /// memory ([`MemoryLimiter`]).
-    fn rate_limiter(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn RateLimiter>> {
-        None
-    }
-
-    /// Durable counters in this database, shared by every node using it: for rare events
-    /// that must be counted exactly once each, whatever the concurrency (a trusted
-    /// publisher's daily auto-publishes). Each hit is atomic (one upsert on the
-    /// `rate_limits` table); windows are aligned to the epoch, so a 24 h window is the
-    /// UTC day. Both built-in backends have them (SQLite too, unlike
-    /// [`Store::rate_limiter`]: these hits are rare, so the write lock costs nothing).
-    fn counters(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn RateLimiter>> {
-        None
-    }
-
-    /// The same database's device authorization requests (RFC 8628). Both built-in
-    /// backends have them.
-    fn device_codes(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn DeviceCodeStore>> {
-        None
-    }
-
-    /// The same database's links to outside sign-in providers. Both built-in backends
-    /// have them.
-    fn external_identities(
-        self: std::sync::Arc<Self>,
-    ) -> Option<std::sync::Arc<dyn ExternalIdentityStore>> {
-        None
-    }
 }
 
 /// Validate a version for `kind` and compute its manifest hash: the one way to make a

@@ -10,8 +10,9 @@
 //! reads behind its write lock), the PostgreSQL store's, which keeps the counters in the
 //! `rate_limits` table (migration `0008_rate_limits`) with one atomic upsert per hit, so
 //! that every node shares the counts, and the SQLite store's over the same table, offered
-//! only as [`Store::counters`](crate::Store::counters): durable counts of rare events
-//! (a trusted publisher's daily auto-publishes), one upsert in the writer's transaction.
+//! only as [`Database::counters`](crate::Database::counters): durable counts of rare
+//! events (a trusted publisher's daily auto-publishes), one upsert in the writer's
+//! transaction.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_engine::{index_path, open_store, store_path, Registry};
+use quiver_engine::{index_path, Registry};
 use quiver_import::pipeline::{self, ImportOptions, NoProgress, Progress, Source};
 use quiver_import::Format;
 use quiver_model::{Kind, Status};
@@ -130,9 +130,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
              user registers (POST /api/v1/users), who becomes the site admin"
         );
     }
-    let registry = Registry::open(config)
+    let db = a.data.database().await.context("opening the database")?;
+    let registry = Registry::open(db, config)
         .await
-        .with_context(|| format!("opening the store in {}", a.data.data_dir.display()))?;
+        .with_context(|| format!("opening the index in {}", a.data.data_dir.display()))?;
     if a.demo {
         load_demo(&**registry.store(), &a.data.data_dir).await?;
         registry.sync_index().await?;
@@ -150,7 +151,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "quiver listening on http://{addr}"
     );
     println!("quiver listening on http://{addr}");
-    let worker = registry.spawn_worker()?;
+    let worker = registry.spawn_worker();
     let state = AppState {
         registry: registry.clone(),
         admin_token: a.admin_token,
@@ -216,8 +217,8 @@ impl Progress for Bar {
 
 pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (store, _) = open_store(&a.data.primary_config()).await?;
-    let store = &*store;
+    let db = a.data.primary_database().await?;
+    let store = &*db.store;
     let opts = ImportOptions {
         batch_size: a.batch_size,
         dry_run: a.dry_run,
@@ -301,11 +302,11 @@ pub struct ExportArgs {
 }
 
 pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
-    if a.data.database.is_none() && !store_path(&a.data.data_dir).exists() {
-        bail!("no store at {}", store_path(&a.data.data_dir).display());
+    if let Some(path) = a.data.embedded_store().filter(|p| !p.exists()) {
+        bail!("no store at {}", path.display());
     }
-    let (store, _) = open_store(&a.data.config()).await?;
-    let store = &*store;
+    let db = a.data.database().await?;
+    let store = &*db.store;
     if a.format.is_system() {
         let Some(out) = &a.output else {
             bail!(
@@ -405,13 +406,13 @@ pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
 
 /// Open the registry of a data directory (or database) that must already hold a store.
 pub async fn open_registry(data: &DataDir) -> anyhow::Result<Arc<Registry>> {
-    if data.database.is_none() && !store_path(&data.data_dir).exists() {
+    if let Some(path) = data.embedded_store().filter(|p| !p.exists()) {
         bail!(
             "no store at {} (import data first, or pass --data-dir)",
-            store_path(&data.data_dir).display()
+            path.display()
         );
     }
-    Ok(Registry::open(data.config()).await?)
+    Ok(Registry::open(data.database().await?, data.config()).await?)
 }
 
 #[derive(Args)]
@@ -447,10 +448,7 @@ pub enum JobsAction {
 }
 
 pub async fn jobs(a: JobsArgs) -> anyhow::Result<()> {
-    let (store, _) = open_store(&a.data.config()).await?;
-    let queue = store
-        .job_queue()
-        .ok_or_else(|| anyhow::anyhow!("this store has no job queue"))?;
+    let queue = a.data.database().await?.jobs;
     let show = |job: &quiver_store::Job| {
         println!(
             "{:>6}  {:<9} {:<40} attempts {}/{}  run_at {}{}",

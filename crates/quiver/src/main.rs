@@ -30,8 +30,9 @@ pub struct DataDir {
     /// Data directory of the embedded store and index.
     #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./quiver-data")]
     pub data_dir: PathBuf,
-    /// A PostgreSQL URL (postgres://user@host/db) to use instead of the embedded store;
-    /// the search index stays in the data directory.
+    /// The database to use instead of the data directory's embedded store: a PostgreSQL
+    /// URL (postgres://user@host/db), or an SQLite file (sqlite:PATH or a path); the
+    /// search index stays in the data directory.
     #[arg(long = "database", env = "QUIVER_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
     /// A read replica of the PostgreSQL database for the API's reads (writes, the change
@@ -48,21 +49,38 @@ impl DataDir {
     /// The engine configuration for these options.
     pub fn config(&self) -> quiver_engine::EngineConfig {
         let mut c = quiver_engine::EngineConfig::new(&self.data_dir);
-        c.database = self.database.clone();
         match login::oidc_from_env() {
             Ok(o) => c.oidc = o,
             Err(e) => eprintln!("warning: outside sign-in is off: {e:#}"),
         }
-        c.read_database = self.read_database.clone();
         c
     }
 
-    /// The configuration for a bulk writer (import): everything on the primary, since an
+    /// Where the database is: `--database`, else the data directory's embedded store.
+    fn location(&self) -> quiver_model::Result<quiver_backends::Location> {
+        match &self.database {
+            Some(url) => quiver_backends::Location::parse(url),
+            None => Ok(quiver_backends::Location::in_data_dir(&self.data_dir)),
+        }
+    }
+
+    /// Open the database (with the read replica, when one is given).
+    pub async fn database(&self) -> quiver_model::Result<quiver_store::Database> {
+        quiver_backends::open(self.location()?, self.read_database.as_deref()).await
+    }
+
+    /// The database for a bulk writer (import): everything on the primary, since an
     /// import compares with what it just wrote.
-    pub fn primary_config(&self) -> quiver_engine::EngineConfig {
-        let mut c = self.config();
-        c.read_database = None;
-        c
+    pub async fn primary_database(&self) -> quiver_model::Result<quiver_store::Database> {
+        quiver_backends::open(self.location()?, None).await
+    }
+
+    /// The embedded store's file, when no other database is named, for commands that
+    /// need an existing store.
+    pub fn embedded_store(&self) -> Option<PathBuf> {
+        self.database
+            .is_none()
+            .then(|| quiver_backends::store_path(&self.data_dir))
     }
 }
 

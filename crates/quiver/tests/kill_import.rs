@@ -108,9 +108,15 @@ async fn kill_during_import(store: Arc<dyn Store>, data_dir: &Path, database: Op
     assert_eq!(after.entries, RECORDS as u64);
 
     // A node starting on this store indexes everything: index and store agree.
-    let mut config = EngineConfig::new(data_dir);
-    config.database = database.map(str::to_string);
-    let registry = Registry::open(config).await.unwrap();
+    let db = match database {
+        Some(url) => quiver_backends::open_database(url).await.unwrap(),
+        None => quiver_backends::open(quiver_backends::Location::in_data_dir(data_dir), None)
+            .await
+            .unwrap(),
+    };
+    let registry = Registry::open(db, EngineConfig::new(data_dir))
+        .await
+        .unwrap();
     let status = registry.status().await.unwrap();
     assert_eq!(status.index_lag, 0);
     assert_eq!(status.index.docs, RECORDS as u64, "{status:?}");
@@ -122,7 +128,7 @@ async fn sigkill_during_import_on_sqlite() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let store: Arc<dyn Store> =
-        Arc::new(quiver_store::SqliteStore::open(quiver_engine::store_path(&data)).unwrap());
+        Arc::new(quiver_sqlite::SqliteStore::open(quiver_backends::store_path(&data)).unwrap());
     kill_during_import(store, &data, None).await;
 }
 

@@ -13,7 +13,8 @@ use quiver_import::{
     import, Format, ImportOptions, ImportReport, NoProgress, Rejected, RelationCounts, Source,
 };
 use quiver_model::Kind;
-use quiver_store::{Direction, EntryFilter, SqliteStore, Store};
+use quiver_sqlite::SqliteStore;
+use quiver_store::{Direction, EntryFilter, Store};
 use serde_json::{json, Value};
 
 /// The small invented files of a format: `tests/data/<dir>`.

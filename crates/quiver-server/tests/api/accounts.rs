@@ -579,7 +579,7 @@ async fn tokens_are_shown_once_scoped_patterned_revocable_and_expire() {
 
     // Expired: 401 (a token stored with a past expiry).
     let secret = quiver_engine::auth::secrets::generate_token().unwrap();
-    let accounts = app.registry.store().clone().accounts().unwrap();
+    let accounts = app.registry.database().accounts.clone();
     let tess = accounts.get_user("tess").await.unwrap().unwrap().user;
     accounts
         .create_token(quiver_engine::store::NewToken {

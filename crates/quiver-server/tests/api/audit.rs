@@ -139,7 +139,7 @@ async fn the_log_exports_whole_filtered_and_only_to_those_who_may_read_it() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // Enough rows for several of the export's pages (rows of other namespaces in between).
-    let log = app.registry.store().clone().audit_log().unwrap();
+    let log = app.registry.database().audit.clone();
     for i in 0..1_203 {
         let ns = if i % 3 == 0 { "beta" } else { "acme" };
         log.append_audit(NewAuditRecord {

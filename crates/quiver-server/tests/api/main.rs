@@ -11,6 +11,7 @@ mod accounts;
 mod audit;
 mod device;
 mod entries;
+mod entry_names;
 mod health;
 mod jobs;
 mod lifecycle;

@@ -33,16 +33,13 @@ pub enum Backend {
 /// The one place the tests construct an engine: a registry over `backend` with its
 /// search index (and, for SQLite, its store) in `dir`.
 pub async fn open_registry(dir: &Path, config: EngineConfig, backend: &Backend) -> Arc<Registry> {
-    match backend {
-        Backend::Sqlite => Registry::open(config).await.unwrap(),
-        Backend::Postgres(schema) => {
-            let index = Arc::new(
-                quiver_engine::search::SearchIndex::open(&quiver_engine::index_path(dir)).unwrap(),
-            );
-            let store = schema.store().await.unwrap();
-            Registry::with_postgres(store, index, config).await.unwrap()
-        }
-    }
+    let db = match backend {
+        Backend::Sqlite => quiver_backends::open(quiver_backends::Location::in_data_dir(dir), None)
+            .await
+            .unwrap(),
+        Backend::Postgres(schema) => schema.database().await.unwrap(),
+    };
+    Registry::open(db, config).await.unwrap()
 }
 
 type Tweak = Box<dyn FnOnce(&mut EngineConfig) + Send>;
@@ -126,7 +123,7 @@ impl TestAppBuilder {
         }
         let registry = open_registry(dir.path(), config, &self.backend).await;
         let follower = registry.spawn_follower();
-        let worker = self.worker.then(|| registry.spawn_worker().unwrap());
+        let worker = self.worker.then(|| registry.spawn_worker());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState {

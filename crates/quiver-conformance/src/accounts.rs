@@ -2,8 +2,8 @@
 //!
 //! A backend's test file instantiates every check with
 //! [`accounts_suite!`](crate::accounts_suite), passing the same async factory of
-//! [`TestStore`](crate::conformance::TestStore)s as the main suite; the accounts are
-//! reached through [`Store::accounts`](crate::Store::accounts).
+//! [`TestDatabase`]s as the main suite; the accounts are reached through
+//! [`Database::accounts`](quiver_store::Database::accounts).
 
 use std::sync::Arc;
 
@@ -11,14 +11,12 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_auth::{NamespaceRole, Scope, SiteRole};
 use quiver_model::{ErrorCode, Kind, OwnerKind};
 
-use crate::accounts::{AccountStore, NewToken, NewUser};
-use crate::conformance::{new_entry, TestStore};
+use crate::store::new_entry;
+use crate::TestDatabase;
+use quiver_store::accounts::{AccountStore, NewToken, NewUser};
 
-fn accounts(t: &TestStore) -> Arc<dyn AccountStore> {
-    t.store
-        .clone()
-        .accounts()
-        .expect("the backend has accounts")
+fn accounts(t: &TestDatabase) -> Arc<dyn AccountStore> {
+    t.db.accounts.clone()
 }
 
 fn new_user(name: &str) -> NewUser {
@@ -41,10 +39,10 @@ fn new_token(user_id: i64, name: &str, hash: &str) -> NewToken {
     }
 }
 
-pub async fn register_creates_user_namespace_and_owner(t: &TestStore) {
+pub async fn register_creates_user_namespace_and_owner(t: &TestDatabase) {
     let a = accounts(t);
     assert_eq!(a.count_users().await.unwrap(), 0);
-    let head = t.store.feed_head().await.unwrap();
+    let head = t.db.store.feed_head().await.unwrap();
     let alice = a.register_user(new_user("alice")).await.unwrap();
     assert_eq!(alice.name, "alice");
     assert_eq!(alice.email.as_deref(), Some("alice@example.org"));
@@ -60,12 +58,12 @@ pub async fn register_creates_user_namespace_and_owner(t: &TestStore) {
     );
     assert!(a.get_user("nobody").await.unwrap().is_none());
 
-    let ns = t
-        .store
-        .get_namespace("alice")
-        .await
-        .unwrap()
-        .expect("user namespace");
+    let ns =
+        t.db.store
+            .get_namespace("alice")
+            .await
+            .unwrap()
+            .expect("user namespace");
     assert_eq!(ns.owner_kind, OwnerKind::User);
     let members = a.members("alice").await.unwrap();
     assert_eq!(members.len(), 1);
@@ -78,10 +76,10 @@ pub async fn register_creates_user_namespace_and_owner(t: &TestStore) {
         ("alice", NamespaceRole::Owner, alice.id)
     );
     // The new namespace is in the feed, like any other namespace.
-    assert_eq!(t.store.feed_head().await.unwrap(), head + 1);
+    assert_eq!(t.db.store.feed_head().await.unwrap(), head + 1);
 }
 
-pub async fn taken_names_conflict_and_write_nothing(t: &TestStore) {
+pub async fn taken_names_conflict_and_write_nothing(t: &TestDatabase) {
     let a = accounts(t);
     a.register_user(new_user("alice")).await.unwrap();
     let e = a.register_user(new_user("alice")).await.unwrap_err();
@@ -90,7 +88,7 @@ pub async fn taken_names_conflict_and_write_nothing(t: &TestStore) {
         (ErrorCode::Conflict, Some("name"))
     );
     // A namespace taken by entries (an organisation) cannot be claimed by a user.
-    t.store
+    t.db.store
         .create_entry(new_entry(Kind::Tool, "acme", "x", "a tool"))
         .await
         .unwrap();
@@ -102,7 +100,7 @@ pub async fn taken_names_conflict_and_write_nothing(t: &TestStore) {
     assert!(a.members("acme").await.unwrap().is_empty());
 }
 
-pub async fn organisations_and_members(t: &TestStore) {
+pub async fn organisations_and_members(t: &TestDatabase) {
     let a = accounts(t);
     let alice = a.register_user(new_user("alice")).await.unwrap();
     let bob = a.register_user(new_user("bob")).await.unwrap();
@@ -188,7 +186,7 @@ pub async fn organisations_and_members(t: &TestStore) {
     assert_eq!(e.code, ErrorCode::NotFound);
 }
 
-pub async fn site_roles(t: &TestStore) {
+pub async fn site_roles(t: &TestDatabase) {
     let a = accounts(t);
     let mut u = new_user("root");
     u.site_role = Some(SiteRole::Admin);
@@ -210,7 +208,7 @@ pub async fn site_roles(t: &TestStore) {
     assert_eq!(e.code, ErrorCode::NotFound);
 }
 
-pub async fn tokens_lifecycle(t: &TestStore) {
+pub async fn tokens_lifecycle(t: &TestDatabase) {
     let a = accounts(t);
     let alice = a.register_user(new_user("alice")).await.unwrap();
     let bob = a.register_user(new_user("bob")).await.unwrap();
@@ -283,13 +281,9 @@ pub async fn tokens_lifecycle(t: &TestStore) {
     );
 }
 
-pub async fn audit_log_appends_filters_and_pages(t: &TestStore) {
-    use crate::{AuditFilter, NewAuditRecord};
-    let log = t
-        .store
-        .clone()
-        .audit_log()
-        .expect("the backend has an audit log");
+pub async fn audit_log_appends_filters_and_pages(t: &TestDatabase) {
+    use quiver_store::{AuditFilter, NewAuditRecord};
+    let log = t.db.audit.clone();
     let rec = |actor: &str, ns: &str, outcome: &str| NewAuditRecord {
         actor: actor.into(),
         action: "entry.create".into(),
@@ -409,7 +403,7 @@ macro_rules! accounts_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(ts) = $factory.await else { return };
-                    $crate::accounts_conformance::$name(&ts).await;
+                    $crate::accounts::$name(&ts).await;
                     drop(ts);
                 }
             )+

@@ -1,11 +1,10 @@
 //! The job queue's conformance suite: what every [`JobQueue`] backend must do.
 //!
 //! A backend's test file instantiates every check with [`jobs_suite!`](crate::jobs_suite),
-//! passing an async factory of [`JobsTestStore`]s (a fresh, empty database each). Time is
+//! passing an async factory of [`TestDatabase`]s (a fresh, empty database each). Time is
 //! passed explicitly (`*_at` methods), so backoff and lease expiry are stepped through
 //! without sleeping.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +14,10 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_model::ErrorCode;
 use serde_json::json;
 
-use crate::jobs::{backoff, Job, JobCounts, JobFilter, JobQueue, JobState, NewJob};
-use crate::worker::{Handler, Worker, WorkerOptions};
+use quiver_store::jobs::{backoff, Job, JobCounts, JobFilter, JobQueue, JobState, NewJob};
+use quiver_store::worker::{Handler, Worker, WorkerOptions};
 
-/// Opens another handle on the test's database (another process, or a restart).
-#[async_trait]
-pub trait JobsOpener: Send + Sync {
-    async fn open(&self) -> Arc<dyn JobQueue>;
-}
-
-/// A queue for one test, a way to open more handles on the same database, and whatever
-/// keeps the database alive (dropped last).
-pub struct JobsTestStore {
-    pub queue: Arc<dyn JobQueue>,
-    pub opener: Box<dyn JobsOpener>,
-    pub guard: Box<dyn Any + Send>,
-}
+use crate::TestDatabase;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -47,8 +34,8 @@ fn kinds(k: &[&str]) -> Vec<String> {
     k.iter().map(|s| s.to_string()).collect()
 }
 
-pub async fn enqueue_take_complete(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn enqueue_take_complete(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let now = t0();
     let id = q
         .enqueue_at(NewJob::new("validate", json!({"entry": 7})), now)
@@ -139,8 +126,8 @@ pub async fn enqueue_take_complete(t: &JobsTestStore) {
     assert!(q.get_job(later).await.unwrap().is_some());
 }
 
-pub async fn listing_pages_newest_first(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn listing_pages_newest_first(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let mut ids = Vec::new();
     for i in 0..5 {
         let kind = if i % 2 == 0 { "a" } else { "b" };
@@ -186,8 +173,8 @@ pub async fn listing_pages_newest_first(t: &JobsTestStore) {
     assert_eq!(err.code, ErrorCode::InvalidInput);
 }
 
-pub async fn dedup_returns_the_unfinished_job(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn dedup_returns_the_unfinished_job(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let now = t0();
     let job = || NewJob::new("reindex", json!({})).dedup_key("reindex:node-1");
     let a = q.enqueue_at(job(), now).await.unwrap();
@@ -219,8 +206,8 @@ pub async fn dedup_returns_the_unfinished_job(t: &JobsTestStore) {
     assert_eq!(q.job_counts().await.unwrap().queued, 4);
 }
 
-pub async fn priority_then_run_at_order(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn priority_then_run_at_order(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let now = t0();
     let low_new = q
         .enqueue_at(
@@ -260,8 +247,8 @@ pub async fn priority_then_run_at_order(t: &JobsTestStore) {
     assert_eq!(order, vec![high, mid, low_old, low_new]);
 }
 
-pub async fn failures_back_off_then_dead_letter(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn failures_back_off_then_dead_letter(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let mut now = t0();
     let id = q
         .enqueue_at(NewJob::new("flaky", json!({})).max_attempts(3), now)
@@ -308,8 +295,8 @@ pub async fn failures_back_off_then_dead_letter(t: &JobsTestStore) {
     assert_eq!((counts.dead, counts.queued, counts.running), (1, 0, 0));
 }
 
-pub async fn expired_lease_is_taken_again(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn expired_lease_is_taken_again(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let now = t0();
     let lease = Duration::from_secs(30);
     let id = q
@@ -352,15 +339,15 @@ pub async fn expired_lease_is_taken_again(t: &JobsTestStore) {
     assert!(dead.last_error.unwrap().contains("lease expired"));
 }
 
-pub async fn two_workers_never_hold_the_same_job(t: &JobsTestStore) {
+pub async fn two_workers_never_hold_the_same_job(t: &TestDatabase) {
     const JOBS: usize = 100;
     for i in 0..JOBS {
-        t.queue
+        t.db.jobs
             .enqueue(NewJob::new("k", json!(i)).priority((i % 3) as i32))
             .await
             .unwrap();
     }
-    let handles = [t.opener.open().await, t.opener.open().await];
+    let handles = [t.open_another().await.jobs, t.open_another().await.jobs];
     let mut tasks = Vec::new();
     for (h, q) in handles.iter().enumerate() {
         for task in 0..4 {
@@ -391,11 +378,11 @@ pub async fn two_workers_never_hold_the_same_job(t: &JobsTestStore) {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(unique.len(), all.len(), "a job was handed to two workers");
     assert_eq!(all.len(), JOBS);
-    assert_eq!(t.queue.job_counts().await.unwrap().running, JOBS as u64);
+    assert_eq!(t.db.jobs.job_counts().await.unwrap().running, JOBS as u64);
 }
 
-pub async fn dead_jobs_are_retried(t: &JobsTestStore) {
-    let q = &*t.queue;
+pub async fn dead_jobs_are_retried(t: &TestDatabase) {
+    let q = &*t.db.jobs;
     let now = t0();
     let id = q
         .enqueue_at(
@@ -441,10 +428,10 @@ pub async fn dead_jobs_are_retried(t: &JobsTestStore) {
     );
 }
 
-pub async fn jobs_survive_reopening(t: &JobsTestStore) {
+pub async fn jobs_survive_reopening(t: &TestDatabase) {
     let now = t0();
     let (queued, running) = {
-        let q = t.opener.open().await;
+        let q = t.open_another().await.jobs;
         let queued = q.enqueue_at(NewJob::new("a", json!(1)), now).await.unwrap();
         let running = q
             .enqueue_at(NewJob::new("b", json!(2)).priority(1), now)
@@ -454,7 +441,7 @@ pub async fn jobs_survive_reopening(t: &JobsTestStore) {
         assert_eq!(j.id, running);
         (queued, running)
     };
-    let q = t.opener.open().await;
+    let q = t.open_another().await.jobs;
     assert_eq!(
         q.get_job(queued).await.unwrap().unwrap().state,
         JobState::Queued
@@ -532,11 +519,11 @@ async fn wait_for(q: &dyn JobQueue, done: impl Fn(&JobCounts) -> bool) {
     panic!("jobs did not finish: {:?}", q.job_counts().await.unwrap());
 }
 
-pub async fn worker_runs_handlers_and_records_outcomes(t: &JobsTestStore) {
+pub async fn worker_runs_handlers_and_records_outcomes(t: &TestDatabase) {
     let (h, ran, _) = recorder();
-    let worker = Worker::new(t.queue.clone(), fast("w1")).handler(h);
+    let worker = Worker::new(t.db.jobs.clone(), fast("w1")).handler(h);
     assert_eq!(worker.kinds(), ["rec".to_string()]);
-    let q = &*t.queue;
+    let q = &*t.db.jobs;
     let ok = q
         .enqueue(NewJob::new("rec", json!({"n": 1})))
         .await
@@ -570,28 +557,30 @@ pub async fn worker_runs_handlers_and_records_outcomes(t: &JobsTestStore) {
     );
 }
 
-pub async fn worker_shutdown_finishes_the_job_in_hand(t: &JobsTestStore) {
+pub async fn worker_shutdown_finishes_the_job_in_hand(t: &TestDatabase) {
     let (h, ran, started) = recorder();
-    let handle = Worker::new(t.queue.clone(), fast("w1")).handler(h).spawn();
-    let id = t
-        .queue
-        .enqueue(NewJob::new("rec", json!({"n": 7, "sleep_ms": 300})))
-        .await
-        .unwrap();
+    let handle = Worker::new(t.db.jobs.clone(), fast("w1"))
+        .handler(h)
+        .spawn();
+    let id =
+        t.db.jobs
+            .enqueue(NewJob::new("rec", json!({"n": 7, "sleep_ms": 300})))
+            .await
+            .unwrap();
     handle.wake();
     started.notified().await;
     handle.shutdown().await;
     assert_eq!(*ran.lock().unwrap(), vec![7]);
-    let job = t.queue.get_job(id).await.unwrap().unwrap();
+    let job = t.db.jobs.get_job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Succeeded, "finished before stopping");
 }
 
-pub async fn workers_on_two_handles_run_each_job_once(t: &JobsTestStore) {
+pub async fn workers_on_two_handles_run_each_job_once(t: &TestDatabase) {
     const JOBS: i64 = 30;
     let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for node in 0..2 {
-        let q = t.opener.open().await;
+        let q = t.open_another().await.jobs;
         for w in 0..2 {
             let h = Recorder {
                 ran: ran.clone(),
@@ -605,7 +594,7 @@ pub async fn workers_on_two_handles_run_each_job_once(t: &JobsTestStore) {
         }
     }
     for n in 0..JOBS {
-        t.queue
+        t.db.jobs
             .enqueue(NewJob::new("rec", json!({"n": n})))
             .await
             .unwrap();
@@ -613,7 +602,7 @@ pub async fn workers_on_two_handles_run_each_job_once(t: &JobsTestStore) {
     for h in &handles {
         h.wake();
     }
-    wait_for(&*t.queue, |c| c.succeeded == JOBS as u64).await;
+    wait_for(&*t.db.jobs, |c| c.succeeded == JOBS as u64).await;
     for h in handles {
         h.shutdown().await;
     }
@@ -652,7 +641,7 @@ macro_rules! jobs_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(ts) = $factory.await else { return };
-                    $crate::jobs_conformance::$name(&ts).await;
+                    $crate::jobs::$name(&ts).await;
                     drop(ts);
                 }
             )+

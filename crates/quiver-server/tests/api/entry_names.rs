@@ -6,21 +6,13 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-mod common;
-use common::{App, Options};
+use crate::common::TestApp;
 
 const ROOT: &str = "root-token-for-entry-name-tests";
 
 #[tokio::test]
 async fn a_name_against_its_kinds_convention_is_refused_at_creation() {
-    let app = App::start(
-        Options {
-            admin_token: Some(ROOT),
-            ..Default::default()
-        },
-        |_| {},
-    )
-    .await;
+    let app = TestApp::builder().admin_token(ROOT).start().await;
     for (kind, name) in [
         ("tool", "BadName"),
         ("recipe", "nginx-"),

@@ -7,7 +7,7 @@ use quiver_model::{Context, Error, Namespace, OwnerKind, Result};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{ensure_namespace_tx, is_unique_violation, now_ms, parse_enum, ts, SqliteStore};
-use crate::accounts::{
+use quiver_store::accounts::{
     decode_scopes, encode_scopes, last_owner, name_taken, AccountStore, ApiToken, Membership,
     NewToken, NewUser, User, UserRecord,
 };
@@ -378,9 +378,9 @@ impl AccountStore for SqliteStore {
 
 const AUDIT_COLS: &str = "id, at, actor, action, namespace, target, outcome, reason, diff, client";
 
-fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::AuditRecord> {
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<quiver_store::AuditRecord> {
     let diff: Option<String> = r.get(8)?;
-    Ok(crate::AuditRecord {
+    Ok(quiver_store::AuditRecord {
         id: r.get(0)?,
         at: ts(r.get(1)?),
         actor: r.get(2)?,
@@ -395,8 +395,8 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::AuditRecord>
 }
 
 #[async_trait]
-impl crate::AuditLog for SqliteStore {
-    async fn append_audit(&self, a: crate::NewAuditRecord) -> Result<i64> {
+impl quiver_store::AuditLog for SqliteStore {
+    async fn append_audit(&self, a: quiver_store::NewAuditRecord) -> Result<i64> {
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO audit_log \
@@ -422,12 +422,14 @@ impl crate::AuditLog for SqliteStore {
 
     async fn list_audit(
         &self,
-        filter: &crate::AuditFilter,
+        filter: &quiver_store::AuditFilter,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<crate::Page<crate::AuditRecord>> {
-        let before = cursor.map(crate::audit::decode_audit_cursor).transpose()?;
-        let w = crate::audit::audit_where(filter, before, |n| format!("?{n}"));
+    ) -> Result<quiver_store::Page<quiver_store::AuditRecord>> {
+        let before = cursor
+            .map(quiver_store::audit::decode_audit_cursor)
+            .transpose()?;
+        let w = quiver_store::audit::audit_where(filter, before, |n| format!("?{n}"));
         self.read(move |c| {
             let sql = format!(
                 "SELECT {AUDIT_COLS} FROM audit_log {} ORDER BY id DESC LIMIT {}",
@@ -451,7 +453,7 @@ impl crate::AuditLog for SqliteStore {
                         .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .context("listing the audit log")?;
-            Ok(crate::audit::audit_page(rows, limit))
+            Ok(quiver_store::audit::audit_page(rows, limit))
         })
         .await
     }

@@ -10,11 +10,11 @@ use quiver_model::{Context, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{is_unique_violation, parse_enum, ts, SqliteStore};
-use crate::jobs::{
+use quiver_store::jobs::{
     after_failure, decode_job_cursor, job_page, lease_expired_error, lease_ms, no_such_job,
     not_held, Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob,
 };
-use crate::Page;
+use quiver_store::Page;
 
 const JOB_COLS: &str = "id, kind, payload, priority, dedup_key, state, attempts, max_attempts, \
      run_at, locked_by, locked_until, last_error, created_at, updated_at, finished_at";

@@ -1,10 +1,16 @@
-//! The SQLite backend: the embedded default.
+//! quiver's SQLite store: the embedded default backend of the `quiver_store` traits.
 //!
 //! One writer connection behind a mutex (SQLite serializes writers anyway, and one
 //! connection keeps the feed sequence gap-free) and a small pool of read connections. WAL
 //! mode lets readers run beside the writer; `synchronous=FULL` makes a commit durable
 //! before it is acknowledged. rusqlite is blocking, so every call runs on tokio's blocking
 //! pool.
+//!
+//! [`open`] hands out the whole [`Database`]: every part is the one [`SqliteStore`],
+//! except the request rate limits, counted in memory. Its feed waker is in-process: a
+//! write transaction reads the feed's head before it commits and, after the commit,
+//! wakes the subscribers if the head grew. Other processes writing the same file wake
+//! nobody; followers poll for them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,9 +28,9 @@ use quiver_model::{
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::{
-    latest_of, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion, ImportedFields,
-    Page, Store, StoreStats, ValidVersion,
+use quiver_store::{
+    latest_of, Database, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion,
+    ImportedFields, LocalFeed, MemoryLimiter, Page, Store, StoreStats, ValidVersion,
 };
 
 mod accounts;
@@ -71,6 +77,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Open (creating if needed) the database file at `path`, run pending migrations, and
+/// hand out the whole [`Database`] (see [`SqliteStore::database`]).
+pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+    Ok(SqliteStore::open(path)?.database())
+}
+
+/// The feed's newest sequence number (0 when empty).
+fn feed_head(c: &Connection) -> Result<i64> {
+    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))
+        .context("reading the feed head")
+}
+
 /// Names of the SQLite migrations, in order (the PostgreSQL set must match them).
 pub fn migration_names() -> Vec<&'static str> {
     MIGRATIONS.iter().map(|(n, _)| *n).collect()
@@ -80,6 +98,8 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// Wakes this process's feed followers after a commit that appended to the feed.
+    feed: Arc<LocalFeed>,
 }
 
 /// A store in one SQLite database file.
@@ -116,6 +136,7 @@ impl SqliteStore {
             .context("setting synchronous=FULL")?;
         configure(&writer).context("configuring SQLite")?;
         migrate(&mut writer)?;
+        let head = feed_head(&writer)?;
 
         let manager = SqliteConnectionManager::file(&path).with_init(|c| {
             configure(c)?;
@@ -131,12 +152,31 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 path,
+                feed: Arc::new(LocalFeed::new(head)),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The whole handle on this database: every part is this store, except the request
+    /// rate limits, counted in memory (one process is the whole server, and a write per
+    /// request would queue reads behind the write lock).
+    pub fn database(&self) -> Database {
+        let me = Arc::new(self.clone());
+        Database {
+            store: me.clone(),
+            jobs: me.clone(),
+            accounts: me.clone(),
+            audit: me.clone(),
+            rate_limiter: Arc::new(MemoryLimiter::new()),
+            counters: me.clone(),
+            device_codes: me.clone(),
+            identities: me,
+            feed: self.inner.feed.clone(),
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -168,7 +208,11 @@ impl SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .context("beginning a write transaction")?;
             let out = f(&tx)?;
+            // The head as this transaction leaves it (the feed's last rowid: one b-tree
+            // step), so the followers wake only when a commit appended to the feed.
+            let head = feed_head(&tx)?;
             tx.commit().context("committing")?;
+            inner.feed.advanced(head);
             Ok(out)
         })
         .await
@@ -1262,7 +1306,7 @@ impl Store for SqliteStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Document>> {
-        let after = cursor.map(crate::decode_key_cursor).transpose()?;
+        let after = cursor.map(quiver_store::decode_key_cursor).transpose()?;
         let collection = collection.to_string();
         let limit = limit.clamp(1, 10_000);
         self.read(move |c| {
@@ -1279,7 +1323,7 @@ impl Store for SqliteStore {
                 )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .context("listing documents")?;
-            Ok(crate::page_by_key(items, limit))
+            Ok(quiver_store::page_by_key(items, limit))
         })
         .await
     }
@@ -1298,30 +1342,6 @@ impl Store for SqliteStore {
             Ok(rows)
         })
         .await
-    }
-
-    fn job_queue(self: Arc<Self>) -> Option<Arc<dyn crate::JobQueue>> {
-        Some(self)
-    }
-
-    fn accounts(self: Arc<Self>) -> Option<Arc<dyn crate::AccountStore>> {
-        Some(self)
-    }
-
-    fn audit_log(self: Arc<Self>) -> Option<Arc<dyn crate::AuditLog>> {
-        Some(self)
-    }
-
-    fn device_codes(self: Arc<Self>) -> Option<Arc<dyn crate::DeviceCodeStore>> {
-        Some(self)
-    }
-
-    fn counters(self: Arc<Self>) -> Option<Arc<dyn crate::RateLimiter>> {
-        Some(self)
-    }
-
-    fn external_identities(self: Arc<Self>) -> Option<Arc<dyn crate::ExternalIdentityStore>> {
-        Some(self)
     }
 
     async fn stats(&self) -> Result<StoreStats> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use quiver_engine::{Caller, EngineConfig, Registry};
 use quiver_model::{Kind, NewEntry, Status};
 use quiver_postgres::testing::{test_url, TestSchema};
-use quiver_search::{SearchIndex, SearchQuery};
+use quiver_search::SearchQuery;
 
 fn entry(name: &str, description: &str) -> NewEntry {
     NewEntry {
@@ -32,8 +32,7 @@ async fn node(schema: &TestSchema, dir: &std::path::Path) -> Arc<Registry> {
     let mut config = EngineConfig::new(dir);
     // Long enough that only a notification can explain a sub-second propagation.
     config.poll_interval = Duration::from_secs(30);
-    let index = Arc::new(SearchIndex::open(&quiver_engine::index_path(dir)).unwrap());
-    Registry::with_postgres(schema.store().await.unwrap(), index, config)
+    Registry::open(schema.database().await.unwrap(), config)
         .await
         .unwrap()
 }

@@ -4,13 +4,13 @@
 //! with [`conformance_suite!`](crate::conformance_suite), passing an async factory:
 //!
 //! ```ignore
-//! quiver_store::conformance_suite!(async { my_backend_for_tests().await });
+//! quiver_conformance::conformance_suite!(async { my_backend_for_tests().await });
 //! ```
 //!
-//! The factory returns a [`TestStore`], which keeps whatever the backend needs alive for
-//! the test (a temporary directory, a schema to drop) and releases it on drop.
+//! The factory returns a [`TestDatabase`](crate::TestDatabase), which keeps whatever the
+//! backend needs alive for the test (a temporary directory, a schema to drop) and
+//! releases it on drop.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use quiver_model::{
@@ -19,15 +19,10 @@ use quiver_model::{
 };
 use serde_json::json;
 
-use crate::{
-    valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, Store,
+use quiver_store::{
+    valid_version, Direction, EntryFilter, ImportCounts, ImportOutcome, ImportRecord, RateLimiter,
+    Store,
 };
-
-/// A store for one test, and whatever keeps it alive.
-pub struct TestStore {
-    pub store: Arc<dyn Store>,
-    pub guard: Box<dyn Any + Send>,
-}
 
 /// A validated new entry for tests.
 pub fn new_entry(kind: Kind, ns: &str, name: &str, description: &str) -> NewEntry {
@@ -48,7 +43,7 @@ pub fn new_entry(kind: Kind, ns: &str, name: &str, description: &str) -> NewEntr
     e
 }
 
-fn version(kind: Kind, v: &str) -> crate::ValidVersion {
+fn version(kind: Kind, v: &str) -> quiver_store::ValidVersion {
     valid_version(
         kind,
         NewVersion {
@@ -676,13 +671,12 @@ pub async fn documents(s: &dyn Store) {
     );
 }
 
-/// The durable counters ([`Store::counters`]): concurrent hits from several tasks are
-/// each counted exactly once, the verdict flips after `limit`, and subjects and classes
-/// count apart.
-pub async fn counters(s: Arc<dyn Store>) {
+/// The durable counters ([`Database::counters`](quiver_store::Database::counters)):
+/// concurrent hits from several tasks are each counted exactly once, the verdict flips
+/// after `limit`, and subjects and classes count apart.
+pub async fn counters(c: Arc<dyn RateLimiter>) {
     use std::time::Duration;
     const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-    let c = s.counters().expect("the backend has durable counters");
     let limit = 30;
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -710,14 +704,14 @@ pub async fn counters(s: Arc<dyn Store>) {
     assert_eq!(allowed, limit);
     // The 41st hit is counted too and still limited, until the window (the UTC day) ends.
     match c.hit("user:1", "auto-publish", DAY, limit).await.unwrap() {
-        crate::Verdict::Limited { retry_after } => assert!(retry_after <= DAY),
+        quiver_store::Verdict::Limited { retry_after } => assert!(retry_after <= DAY),
         other => panic!("expected Limited, got {other:?}"),
     }
     // The count is exact (41 so far, limited hits included): with a limit of 42 the 42nd
     // hit is the last one allowed, the 43rd is over.
     assert!(matches!(
         c.hit("user:1", "auto-publish", DAY, 42).await.unwrap(),
-        crate::Verdict::Allowed { remaining: 0, .. }
+        quiver_store::Verdict::Allowed { remaining: 0, .. }
     ));
     assert!(!c
         .hit("user:1", "auto-publish", DAY, 42)
@@ -728,7 +722,7 @@ pub async fn counters(s: Arc<dyn Store>) {
     for (subject, class) in [("user:2", "auto-publish"), ("user:1", "other-class")] {
         assert!(matches!(
             c.hit(subject, class, DAY, 1).await.unwrap(),
-            crate::Verdict::Allowed { remaining: 0, .. }
+            quiver_store::Verdict::Allowed { remaining: 0, .. }
         ));
         assert!(!c.hit(subject, class, DAY, 1).await.unwrap().is_allowed());
     }
@@ -753,13 +747,19 @@ macro_rules! conformance_suite {
             documents
         );
         $crate::conformance_suite!(@arc $factory; counters);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_write_wakes_a_subscriber() {
+            let Some(ts) = $factory.await else { return };
+            $crate::feed::a_write_wakes_a_subscriber(&ts).await;
+            drop(ts);
+        }
     };
     (@arc $factory:expr; $($name:ident),+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::conformance::$name(ts.store.clone()).await;
+                $crate::store::$name(ts.db.counters.clone()).await;
                 drop(ts);
             }
         )+
@@ -769,7 +769,7 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(ts) = $factory.await else { return };
-                $crate::conformance::$name(&*ts.store).await;
+                $crate::store::$name(&*ts.db.store).await;
                 drop(ts);
             }
         )+

@@ -6,8 +6,8 @@ use quiver_model::{Context, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{is_unique_violation, now_ms, parse_enum, ts, SqliteStore};
-use crate::accounts::{decode_scopes, encode_scopes, AccountStore, ApiToken};
-use crate::device::{DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
+use quiver_store::accounts::{decode_scopes, encode_scopes, AccountStore, ApiToken};
+use quiver_store::device::{DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
 
 const COLS: &str = "id, client_name, scopes, status, user_id, token_id, interval_secs, \
      expires_at, last_polled_at, created_at";
@@ -186,7 +186,7 @@ impl DeviceCodeStore for SqliteStore {
 }
 
 #[async_trait]
-impl crate::device::ExternalIdentityStore for SqliteStore {
+impl quiver_store::device::ExternalIdentityStore for SqliteStore {
     async fn external_user(&self, provider: &str, subject: &str) -> Result<Option<i64>> {
         let (p, s) = (provider.to_string(), subject.to_string());
         self.read(move |c| {

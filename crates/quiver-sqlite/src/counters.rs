@@ -1,6 +1,6 @@
 //! [`RateLimiter`] on SQLite: durable counters in the `rate_limits` table (migration
 //! `0008_rate_limits`), for rare events that must be counted exactly (a trusted
-//! publisher's daily auto-publishes), through [`Store::counters`](crate::Store::counters).
+//! publisher's daily auto-publishes), through [`Database::counters`](quiver_store::Database::counters).
 //!
 //! Each hit is one upsert with `RETURNING` in the single writer's transaction, so
 //! concurrent hits are serialized and each is counted once. Request rate limits do not
@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use quiver_model::{Context, Result};
 
 use super::{now_ms, SqliteStore};
-use crate::limits::{window_ms, window_start, RateLimiter, Verdict};
+use quiver_store::limits::{window_ms, window_start, RateLimiter, Verdict};
 
 const HIT: &str = "\
 INSERT INTO rate_limits (subject, class, window_start, hits, expires_at) VALUES (?1, ?2, ?3, 1, ?4)
