@@ -1,10 +1,14 @@
-//! Secrets: password hashes (argon2id, PHC strings) and API tokens (random, prefixed,
-//! stored only as a sha256 hash).
+//! Secrets: password hashes (argon2id, PHC strings), API tokens (random, prefixed,
+//! stored only as a sha256 hash), comparing a presented secret in constant time, and
+//! keeping secrets out of `Debug` output ([`Redacted`], [`redact_url`]).
+
+use std::fmt;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use quiver_model::{Error, Result};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 /// Every API token starts with this, so that secret scanners (and people) recognize one.
 pub const TOKEN_PREFIX: &str = "qvr_";
@@ -111,6 +115,54 @@ pub fn address_hash(salt: &str, address: &str) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// Whether a presented secret (a bearer token, a sign-in state) equals the expected one, in
+/// a time that depends on the lengths only, not on where the two first differ (subtle's
+/// `ConstantTimeEq`), so that timing answers do not reveal a secret byte by byte.
+pub fn constant_time_eq(presented: &str, expected: &str) -> bool {
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// What `Debug` output shows in place of a secret: `.field("password", &Redacted)` in a
+/// hand-written `Debug` of a struct that holds one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A database URL fit for logs and `Debug` output: the password, and any query parameter
+/// named like one (`password`, `sslpassword`), replaced by `***`; the rest (user, host,
+/// database) kept, since it tells which server is meant. A string that is not a URL (a
+/// libpq `key=value` string, which may hold a password anywhere) is replaced whole.
+pub fn redact_url(raw: &str) -> String {
+    const MASK: &str = "***";
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "<redacted: not a URL>".to_string();
+    };
+    if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
+        return "<redacted>".to_string();
+    }
+    let secret_key = |k: &str| k.to_ascii_lowercase().contains("password");
+    if url.query_pairs().any(|(k, _)| secret_key(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_key(&k) {
+                    MASK.into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 fn base64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 1);
@@ -181,6 +233,41 @@ mod tests {
         assert_eq!(h, token_hash(&a));
         assert_ne!(h, token_hash(&b));
         assert!(!h.contains(&a[4..]));
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        let t = generate_token().unwrap();
+        assert!(constant_time_eq(&t, &t.clone()));
+        assert!(!constant_time_eq(&t[..t.len() - 1], &t), "a prefix");
+        assert!(!constant_time_eq("", &t));
+        let mut other = t.clone().into_bytes();
+        other[10] ^= 1;
+        assert!(!constant_time_eq(std::str::from_utf8(&other).unwrap(), &t));
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        let r = redact_url("postgres://quiver:s3cr%21t@db.internal:5432/quiver?sslmode=require");
+        assert_eq!(
+            r,
+            "postgres://quiver:***@db.internal:5432/quiver?sslmode=require"
+        );
+        let r = redact_url("postgres://quiver@db/q?password=s3cret&application_name=a");
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(
+            r.contains("password=***") && r.contains("application_name=a"),
+            "{r}"
+        );
+        // Nothing to hide: unchanged.
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        // Not a URL: nothing of it is shown.
+        let r = redact_url("host=db user=q password=s3cret");
+        assert!(!r.contains("s3cret") && !r.contains("db"), "{r}");
+        assert_eq!(format!("{:?}", Redacted), "<redacted>");
     }
 
     #[test]

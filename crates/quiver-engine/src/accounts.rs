@@ -33,7 +33,7 @@ use crate::{Caller, Registry};
 const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
 /// A registration.
-#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// The user name, also the user's namespace: lowercase letters, digits, `-` and `_`.
@@ -45,7 +45,7 @@ pub struct Registration {
 }
 
 /// A password login.
-#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub name: String,
@@ -69,12 +69,50 @@ pub struct TokenRequest {
 }
 
 /// A token just created: the secret is in this answer and nowhere else.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+// Its `Debug` hides the secret.
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct NewTokenSecret {
     /// The bearer token. Shown once: quiver keeps only its hash.
     pub token: String,
     #[serde(flatten)]
     pub info: ApiToken,
+}
+
+// Hand-written `Debug`s: the password or token shows as `<redacted>`.
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Registration {
+            name,
+            email,
+            password: _,
+        } = self;
+        f.debug_struct("Registration")
+            .field("name", name)
+            .field("email", email)
+            .field("password", &secrets::Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Login { name, password: _ } = self;
+        f.debug_struct("Login")
+            .field("name", name)
+            .field("password", &secrets::Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewTokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NewTokenSecret { token: _, info } = self;
+        f.debug_struct("NewTokenSecret")
+            .field("token", &secrets::Redacted)
+            .field("info", info)
+            .finish()
+    }
 }
 
 /// Who the caller is, with their memberships.

@@ -75,7 +75,8 @@ pub struct DeviceCodeRequest {
 }
 
 /// The answer to a device code request (RFC 8628 §3.2).
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+// Its `Debug` hides the device code.
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceAuthorization {
     /// The secret the client polls with. Never shown to the user.
     pub device_code: String,
@@ -111,12 +112,47 @@ pub struct DeviceDecided {
 }
 
 /// `POST /api/v1/device/token`.
-#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+// Its `Debug` hides the device code.
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct DeviceTokenRequest {
     pub device_code: String,
     /// `urn:ietf:params:oauth:grant-type:device_code` when given (RFC 8628 §3.4).
     #[serde(default)]
     pub grant_type: Option<String>,
+}
+
+impl std::fmt::Debug for DeviceAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DeviceAuthorization {
+            device_code: _,
+            user_code,
+            verification_uri,
+            verification_uri_complete,
+            expires_in,
+            interval,
+        } = self;
+        f.debug_struct("DeviceAuthorization")
+            .field("device_code", &secrets::Redacted)
+            .field("user_code", user_code)
+            .field("verification_uri", verification_uri)
+            .field("verification_uri_complete", verification_uri_complete)
+            .field("expires_in", expires_in)
+            .field("interval", interval)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DeviceTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DeviceTokenRequest {
+            device_code: _,
+            grant_type,
+        } = self;
+        f.debug_struct("DeviceTokenRequest")
+            .field("device_code", &secrets::Redacted)
+            .field("grant_type", grant_type)
+            .finish()
+    }
 }
 
 /// The grant type of RFC 8628.

@@ -59,8 +59,9 @@ use audit::{diff_of, Event};
 /// can forget to pass it.
 pub type Caller = Principal;
 
-/// Settings of the engine.
-#[derive(Debug, Clone)]
+/// Settings of the engine. Its `Debug` hides the outside provider's client secret (the
+/// database URL is not here: the binary opens the database).
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Where this node's search index lives (the database is passed to
     /// [`Registry::open`] apart: the binary opens it with `quiver_backends`).
@@ -780,4 +781,101 @@ fn _send_check(r: &Registry, c: &Caller, e: NewEntry, k: &EntryKey) {
     is_send(r.create_entry(c, e));
     is_send(r.get_entry(c, k));
     is_send(r.resolve_token("x"));
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// No secret reaches `Debug` output (logs, panics, `{:?}` in errors): the outside provider's client secret, passwords, tokens and device
+    /// codes.
+    #[test]
+    fn debug_output_holds_no_secret() {
+        const SECRET: &str = "hunter2-Very-Secret";
+        let mut config = EngineConfig::new("/data");
+        config.oidc = Some(oidc::OidcConfig {
+            provider: "sso".into(),
+            authorize_url: "https://sso.example/authorize".into(),
+            token_url: "https://sso.example/token".into(),
+            userinfo_url: "https://sso.example/userinfo".into(),
+            client_id: "quiver-client".into(),
+            client_secret: SECRET.into(),
+            scopes: "openid".into(),
+            redirect_uri: None,
+        });
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        // The rest is still there to debug with.
+        assert!(
+            shown.contains("quiver-client") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+
+        let now = jiff::Timestamp::now();
+        let shown = [
+            format!(
+                "{:?}",
+                accounts::Registration {
+                    name: "ann".into(),
+                    email: None,
+                    password: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                accounts::Login {
+                    name: "ann".into(),
+                    password: SECRET.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                accounts::NewTokenSecret {
+                    token: SECRET.into(),
+                    info: store::ApiToken {
+                        id: 1,
+                        user_id: 1,
+                        name: "ci".into(),
+                        scopes: vec![],
+                        pattern: None,
+                        expires_at: None,
+                        revoked_at: None,
+                        last_used_at: None,
+                        created_at: now,
+                    },
+                }
+            ),
+            format!(
+                "{:?}",
+                device::DeviceAuthorization {
+                    device_code: SECRET.into(),
+                    user_code: "BCDF-GHJK".into(),
+                    verification_uri: "http://q/device".into(),
+                    verification_uri_complete: "http://q/device?user_code=BCDF-GHJK".into(),
+                    expires_in: 600,
+                    interval: 5,
+                }
+            ),
+            format!(
+                "{:?}",
+                device::DeviceTokenRequest {
+                    device_code: SECRET.into(),
+                    grant_type: None,
+                }
+            ),
+            format!(
+                "{:?}",
+                store::NewUser {
+                    name: "ann".into(),
+                    email: None,
+                    password_hash: SECRET.into(),
+                    site_role: None,
+                }
+            ),
+        ];
+        for s in shown {
+            assert!(!s.contains(SECRET), "{s}");
+            assert!(s.contains("<redacted>"), "{s}");
+        }
+    }
 }

@@ -29,8 +29,9 @@ use crate::accounts::{user_actor, NewTokenSecret};
 use crate::audit::{diff_of, Event};
 use crate::Registry;
 
-/// An outside provider. URLs come from configuration only.
-#[derive(Debug, Clone, PartialEq)]
+/// An outside provider. URLs come from configuration only. Its `Debug` hides the client
+/// secret.
+#[derive(Clone, PartialEq)]
 pub struct OidcConfig {
     /// A short name, stored with each linked identity (`github`, `sso`).
     pub provider: String,
@@ -44,6 +45,32 @@ pub struct OidcConfig {
     /// Where the provider sends the browser back; default
     /// `<the server's own base URL>/api/v1/auth/oidc/callback`.
     pub redirect_uri: Option<String>,
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field must be added here to compile.
+        let OidcConfig {
+            provider,
+            authorize_url,
+            token_url,
+            userinfo_url,
+            client_id,
+            client_secret: _,
+            scopes,
+            redirect_uri,
+        } = self;
+        f.debug_struct("OidcConfig")
+            .field("provider", provider)
+            .field("authorize_url", authorize_url)
+            .field("token_url", token_url)
+            .field("userinfo_url", userinfo_url)
+            .field("client_id", client_id)
+            .field("client_secret", &secrets::Redacted)
+            .field("scopes", scopes)
+            .field("redirect_uri", redirect_uri)
+            .finish()
+    }
 }
 
 /// What the provider says about the signed-in person (after the code exchange).

@@ -96,7 +96,8 @@ pub struct PageQuery {
 }
 
 /// Form of `POST /device`.
-#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+// No `Debug`: it holds a password.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 pub struct PageForm {
     #[serde(default)]
     user_code: String,

@@ -28,7 +28,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
@@ -183,11 +182,6 @@ fn cookie_value(headers: &HeaderMap) -> Option<(String, String)> {
         .map(|(s, v)| (s.to_string(), v.to_string()))
 }
 
-/// Equal, compared in constant time (the state is a secret of this browser's sign-in).
-fn same(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
 fn refused(why: &str) -> Error {
     Error::unauthorized(format!("outside sign-in failed: {why}"))
 }
@@ -208,7 +202,7 @@ pub async fn callback(
     let Some((want_state, verifier)) = cookie_value(&headers) else {
         return Err(refused("no sign-in was started in this browser").into());
     };
-    if !same(st, &want_state) {
+    if !secrets::constant_time_eq(st, &want_state) {
         return Err(refused("the state does not match this browser's sign-in").into());
     }
     let redirect = redirect_uri(&state, &headers)?;
@@ -293,6 +287,5 @@ mod tests {
             HeaderValue::from_static("x=1; quiver_oidc=st.ver; y=2"),
         );
         assert_eq!(cookie_value(&h), Some(("st".into(), "ver".into())));
-        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }

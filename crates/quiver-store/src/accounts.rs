@@ -31,20 +31,52 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-/// A user with the stored password hash, for verifying a login.
-#[derive(Debug, Clone, PartialEq)]
+/// A user with the stored password hash, for verifying a login. Its `Debug` hides the
+/// hash (one that leaked could be attacked offline).
+#[derive(Clone, PartialEq)]
 pub struct UserRecord {
     pub user: User,
     pub password_hash: String,
 }
 
-/// A user to register. `password_hash` is a PHC string, never the password.
-#[derive(Debug, Clone, PartialEq)]
+/// A user to register. `password_hash` is a PHC string, never the password; its `Debug`
+/// hides it.
+#[derive(Clone, PartialEq)]
 pub struct NewUser {
     pub name: String,
     pub email: Option<String>,
     pub password_hash: String,
     pub site_role: Option<SiteRole>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let UserRecord {
+            user,
+            password_hash: _,
+        } = self;
+        f.debug_struct("UserRecord")
+            .field("user", user)
+            .field("password_hash", &quiver_auth::secrets::Redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NewUser {
+            name,
+            email,
+            password_hash: _,
+            site_role,
+        } = self;
+        f.debug_struct("NewUser")
+            .field("name", name)
+            .field("email", email)
+            .field("password_hash", &quiver_auth::secrets::Redacted)
+            .field("site_role", site_role)
+            .finish()
+    }
 }
 
 /// A user's role in a namespace.

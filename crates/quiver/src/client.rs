@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use quiver_model::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
@@ -270,17 +271,15 @@ fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     parts.join("&")
 }
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 pub async fn search(a: SearchArgs) -> anyhow::Result<()> {
@@ -638,4 +637,22 @@ pub async fn tokens(a: TokensArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            query_string(&[
+                ("q", Some("csv parse & more/über".into())),
+                ("kind", None),
+                ("limit", Some("10".into())),
+            ]),
+            "q=csv%20parse%20%26%20more%2F%C3%BCber&limit=10"
+        );
+        assert_eq!(urlencode("a-b_c.d~e+f"), "a-b_c.d~e%2Bf");
+    }
 }

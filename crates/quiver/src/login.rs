@@ -45,11 +45,21 @@ pub struct LogoutArgs {
     pub server: String,
 }
 
-/// A stored sign-in.
-#[derive(Debug, Clone, PartialEq)]
+/// A stored sign-in. Its `Debug` hides the token.
+#[derive(Clone, PartialEq)]
 pub struct Credential {
     pub token: String,
     pub token_id: Option<i64>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Credential { token: _, token_id } = self;
+        f.debug_struct("Credential")
+            .field("token", &quiver_engine::auth::secrets::Redacted)
+            .field("token_id", token_id)
+            .finish()
+    }
 }
 
 /// Where credentials live (see the module comment).
@@ -435,5 +445,19 @@ mod tests {
         assert!(parse("[servers.\"x\"]\n").is_empty(), "no token, no entry");
         assert!(parse("garbage\n[servers.x]\ntoken = \"t\"\n").is_empty());
         assert_eq!(server_key("http://h:1/"), "http://h:1");
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Credential {
+            token: "qvr_secret_token_value".into(),
+            token_id: Some(7),
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("qvr_secret"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains('7'),
+            "{shown}"
+        );
     }
 }

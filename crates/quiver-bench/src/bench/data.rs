@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use quiver_import::dataset::DatasetReader;
 use quiver_search::relevance::RelevanceCase;
 use serde::Serialize;
@@ -281,26 +282,22 @@ pub fn query_mix(rows: &[Row], cases: &[RelevanceCase], n: usize, rng: &mut Rng)
     out
 }
 
+/// RFC 3986's unreserved characters stay as they are; everything else is encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encode a query-string value (everything but unreserved characters).
 pub fn encode_query_value(s: &str) -> String {
-    encode(s, b"-._~")
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// Percent-encode an entry name for a path; npm scopes keep their `@` and `/`.
 pub fn encode_name(s: &str) -> String {
-    encode(s, b"-._~@/")
-}
-
-fn encode(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const NAME: &AsciiSet = &UNRESERVED.remove(b'@').remove(b'/');
+    utf8_percent_encode(s, NAME).to_string()
 }
 
 #[cfg(test)]
