@@ -9,6 +9,7 @@
 //! This crate is pure: no I/O, no storage, no HTTP. Validation lives here so that every
 //! write path (API, CLI, importers) applies the same rules.
 
+pub mod cursor;
 mod error;
 pub mod gates;
 pub mod manifest;

@@ -78,7 +78,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
-use quiver_model::{Context, Error, Kind, Result, Status};
+use quiver_model::{Context, Kind, Result, Status};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -553,19 +553,10 @@ fn read_payload(index: &Index) -> Result<Option<CommitPayload>> {
 
 /// Encode an offset as an opaque cursor.
 fn encode_cursor(offset: usize) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+    quiver_model::cursor::encode("search", &offset)
 }
 
 /// Decode a cursor made by [`encode_cursor`].
 fn decode_cursor(c: &str) -> Result<usize> {
-    use base64::Engine as _;
-    let bad = || Error::invalid("cursor", "not a cursor returned by a previous search");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| bad())?;
-    let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    s.strip_prefix("o:")
-        .and_then(|n| n.parse::<usize>().ok())
-        .ok_or_else(bad)
+    quiver_model::cursor::decode("search", c)
 }

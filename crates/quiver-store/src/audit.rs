@@ -5,9 +5,8 @@
 //! [`Database::audit`](crate::Database::audit).
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use jiff::Timestamp;
-use quiver_model::{Error, Result};
+use quiver_model::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::Page;
@@ -77,16 +76,11 @@ pub trait AuditLog: Send + Sync + 'static {
 }
 
 pub fn encode_audit_cursor(id: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("audit:{id}"))
+    quiver_model::cursor::encode("audit", &id)
 }
 
 pub fn decode_audit_cursor(c: &str) -> Result<i64> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("audit:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+    quiver_model::cursor::decode("audit", c)
 }
 
 /// A page from `limit + 1` rows read newest first.
