@@ -339,6 +339,58 @@ pub async fn expired_lease_is_taken_again(t: &TestDatabase) {
     assert!(dead.last_error.unwrap().contains("lease expired"));
 }
 
+/// A node that restarts takes back at once what its last run held (its worker ids share a
+/// prefix), and leaves other nodes' jobs alone.
+pub async fn a_restarted_node_reclaims_its_jobs_at_once(t: &TestDatabase) {
+    let q = &*t.db.jobs;
+    let now = t0();
+    let lease = Duration::from_secs(60);
+    let mine = q
+        .enqueue_at(NewJob::new("k", json!({})), now)
+        .await
+        .unwrap();
+    let theirs = q
+        .enqueue_at(NewJob::new("k", json!({})), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.take_at("n1:100", &[], lease, now)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        mine
+    );
+    assert_eq!(
+        q.take_at("n10:7", &[], lease, now)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        theirs
+    );
+    // n1 restarts as n1:200, a second later: its last run's job is due again at once.
+    let restart = plus(now, 1_000);
+    assert_eq!(q.reclaim_at("n1:", "n1:200", restart).await.unwrap(), 1);
+    let again = q
+        .take_at("n1:200", &[], lease, restart)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, mine);
+    assert_eq!(again.attempts, 2);
+    // The other node's job keeps its lease (`n10:` does not start with `n1:`), and the
+    // restarted run does not release what it holds itself.
+    assert!(q
+        .take_at("n1:200", &[], lease, restart)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(q.reclaim_at("n1:", "n1:200", restart).await.unwrap(), 0);
+    let held = q.get_job(theirs).await.unwrap().unwrap();
+    assert_eq!(held.locked_by.as_deref(), Some("n10:7"));
+}
+
 pub async fn two_workers_never_hold_the_same_job(t: &TestDatabase) {
     const JOBS: usize = 100;
     for i in 0..JOBS {
@@ -626,6 +678,7 @@ macro_rules! jobs_suite {
             priority_then_run_at_order,
             failures_back_off_then_dead_letter,
             expired_lease_is_taken_again,
+            a_restarted_node_reclaims_its_jobs_at_once,
             two_workers_never_hold_the_same_job,
             dead_jobs_are_retried,
             jobs_survive_reopening,

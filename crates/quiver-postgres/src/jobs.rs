@@ -347,6 +347,19 @@ impl JobQueue for PostgresStore {
         .context("pruning jobs")
     }
 
+    async fn reclaim_at(&self, prefix: &str, except: &str, now: Timestamp) -> Result<u64> {
+        let now = now.as_millisecond();
+        let c = self.pooled().await?;
+        c.execute(
+            "UPDATE jobs SET locked_until = $3, updated_at = $3 \
+             WHERE state = 'running' AND left(locked_by, length($1)) = $1 \
+               AND locked_by <> $2 AND locked_until > $3",
+            &[&prefix, &except, &now],
+        )
+        .await
+        .context("reclaiming jobs")
+    }
+
     async fn job_counts(&self) -> Result<JobCounts> {
         let c = self.pooled().await?;
         let rows = c

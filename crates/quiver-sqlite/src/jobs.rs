@@ -270,6 +270,22 @@ impl JobQueue for SqliteStore {
         .await
     }
 
+    async fn reclaim_at(&self, prefix: &str, except: &str, now: Timestamp) -> Result<u64> {
+        let (prefix, except, now) = (prefix.to_string(), except.to_string(), now.as_millisecond());
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE jobs SET locked_until = ?3, updated_at = ?3 \
+                     WHERE state = 'running' AND substr(locked_by, 1, length(?1)) = ?1 \
+                       AND locked_by <> ?2 AND locked_until > ?3",
+                    params![prefix, except, now],
+                )
+                .context("reclaiming jobs")?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn job_counts(&self) -> Result<JobCounts> {
         self.read(|c| {
             let mut counts = JobCounts::default();

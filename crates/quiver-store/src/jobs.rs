@@ -25,7 +25,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use jiff::Timestamp;
 use quiver_model::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -264,16 +263,11 @@ pub fn lease_expired_error(worker: Option<&str>, attempts: u32) -> String {
 
 /// The cursor after job `id` in a listing (newest first).
 pub fn encode_job_cursor(id: JobId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("job:{id}"))
+    quiver_model::cursor::encode("jobs", &id)
 }
 
 pub fn decode_job_cursor(c: &str) -> Result<JobId> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("job:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+    quiver_model::cursor::decode("jobs", c)
 }
 
 /// Build a page from `limit + 1` rows read newest first.
@@ -340,6 +334,14 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Delete succeeded jobs that finished before `finished_before` (dead jobs stay until
     /// retried): the table's history does not grow without bound. Returns how many.
     async fn prune_jobs(&self, finished_before: Timestamp) -> Result<u64>;
+    /// End at `now` the leases of running jobs held by workers whose id starts with
+    /// `prefix`, other than `except` (a node's earlier runs, which died): they are due at
+    /// once, as if their leases had expired. The number of jobs released.
+    async fn reclaim_at(&self, prefix: &str, except: &str, now: Timestamp) -> Result<u64>;
+
+    async fn reclaim(&self, prefix: &str, except: &str) -> Result<u64> {
+        self.reclaim_at(prefix, except, Timestamp::now()).await
+    }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId> {
         self.enqueue_at(job, Timestamp::now()).await

@@ -46,6 +46,10 @@ pub struct WorkerOptions {
     pub poll_interval: Duration,
     /// How long an attempt holds its job.
     pub lease: Duration,
+    /// The worker-id prefix of this worker's earlier runs (say `<node>:` when ids are
+    /// `<node>:<pid>`): jobs they held when they died are taken back when this worker
+    /// starts, instead of after their leases run out.
+    pub reclaim_prefix: Option<String>,
 }
 
 impl WorkerOptions {
@@ -54,6 +58,7 @@ impl WorkerOptions {
             worker_id: worker_id.into(),
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
+            reclaim_prefix: None,
         }
     }
 
@@ -174,6 +179,13 @@ impl Worker {
     /// hand first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.opts.worker_id, kinds = ?self.kinds, "job worker started");
+        if let Some(prefix) = &self.opts.reclaim_prefix {
+            match self.queue.reclaim(prefix, &self.opts.worker_id).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "took back the jobs of this node's last run"),
+                Err(e) => tracing::warn!(error = %e, "could not take back the last run's jobs"),
+            }
+        }
         loop {
             if *shutdown.borrow() {
                 break;
