@@ -191,6 +191,33 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
         .map(|v| v.version)
         .collect();
     assert_eq!(vs, vec!["2.0.0-beta.1", "1.10.0", "1.2.0", "1.0.0"]);
+
+    // The same order a page at a time, manifests only when asked for.
+    let first = s.list_versions_page(&k, None, 3, false).await.unwrap();
+    let names: Vec<&str> = first.items.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(names, ["2.0.0-beta.1", "1.10.0", "1.2.0"]);
+    assert!(first.items.iter().all(|v| v.manifest.is_null()));
+    assert_eq!(first.items[2].sha256.len(), 64, "the rest of the row is there");
+    let cursor = first.next_cursor.expect("a second page");
+    let second = s
+        .list_versions_page(&k, Some(&cursor), 3, true)
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.items[0].version, "1.0.0");
+    assert_eq!(second.items[0].manifest, json!({"summary": "release 1.0.0"}));
+    assert!(second.next_cursor.is_none());
+    let bad = s
+        .list_versions_page(&k, Some("nonsense"), 3, false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.field.as_deref(), Some("cursor"));
+    // The entry's manifest bytes: the stored canonical manifests, summed.
+    let expected: u64 = ["2.0.0-beta.1", "1.10.0", "1.2.0", "1.0.0"]
+        .iter()
+        .map(|v| format!("{{\"summary\":\"release {v}\"}}").len() as u64)
+        .sum();
+    assert_eq!(s.manifest_bytes(&k).await.unwrap(), expected);
     let v = s.get_version(&k, "1.2.0").await.unwrap().unwrap();
     assert_eq!(v.manifest, json!({"summary": "release 1.2.0"}));
     assert_eq!(v.sha256.len(), 64);

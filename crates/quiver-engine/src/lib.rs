@@ -35,7 +35,7 @@ use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
 use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
 use quiver_store::{
     Database, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, NewJob, Page, Store,
-    StoreStats,
+    StoreStats, ValidVersion,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -79,6 +79,10 @@ pub struct EngineConfig {
     pub oidc: Option<oidc::OidcConfig>,
     /// Review and publisher trust (`review.rs`); off unless enabled.
     pub review: review::ReviewSettings,
+    /// The most manifest bytes one entry may hold, all its versions together: a publish
+    /// past it is refused (422 on `manifest`), so no entry's version list grows without
+    /// bound.
+    pub max_entry_manifest_bytes: u64,
 }
 
 impl EngineConfig {
@@ -91,9 +95,13 @@ impl EngineConfig {
             device: device::DeviceSettings::default(),
             oidc: None,
             review: review::ReviewSettings::default(),
+            max_entry_manifest_bytes: DEFAULT_MAX_ENTRY_MANIFEST_BYTES,
         }
     }
 }
+
+/// The default of [`EngineConfig::max_entry_manifest_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_ENTRY_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where a data directory keeps this node's search index.
 pub fn index_path(data_dir: &Path) -> PathBuf {
@@ -147,7 +155,8 @@ impl Handler for RebuildIndex {
 /// The job kind that validates a published version and records the result on it.
 pub const VALIDATE_VERSION: &str = "validate_version";
 
-/// A name for this node, stable across restarts: the host and the index directory.
+/// A name for this node, stable across restarts: the host and a digest of its data
+/// directory.
 fn node_id(config: &EngineConfig) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -156,7 +165,10 @@ fn node_id(config: &EngineConfig) -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "local".to_string());
     let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    format!("{host}:{}", dir.display())
+    // The directory is hashed: node names show in job records, which must not reveal
+    // the server's file system.
+    let digest = quiver_model::manifest::sha256_hex(&dir.to_string_lossy());
+    format!("{host}:{}", &digest[..12])
 }
 
 /// The registry service.
@@ -175,7 +187,8 @@ pub struct Registry {
     accounts_exist: AtomicBool,
 }
 
-const MAX_PAGE: usize = 100;
+/// The largest page any list answers.
+pub const MAX_PAGE: usize = 100;
 
 impl Registry {
     /// The registry over `db`, with this node's search index in `config.data_dir`
@@ -317,6 +330,12 @@ impl Registry {
             .await;
         }
         decision.check(what)
+    }
+
+    /// Allow only the site's admins (or anyone on an open server): for surfaces outside
+    /// the engine that show the whole registry, such as metrics.
+    pub async fn require_site_admin(&self, caller: &Caller) -> Result<()> {
+        self.require_admin(caller).await
     }
 
     /// Site operations: the admin (or anyone on an open server).
@@ -476,7 +495,13 @@ impl Registry {
         // The first version of a name is part of publishing it new (`publish-new`); later
         // ones are updates (`publish-update`).
         let action = if entry.latest_version.is_none()
-            && self.db.store.list_versions(key).await?.is_empty()
+            && self
+                .db
+                .store
+                .list_versions_page(key, None, 1, false)
+                .await?
+                .items
+                .is_empty()
         {
             Action::CreateEntry
         } else {
@@ -485,6 +510,7 @@ impl Registry {
         self.require(caller, action, &entry_target(&entry), key)
             .await?;
         let valid = quiver_store::valid_version(key.kind, version)?;
+        self.check_manifest_budget(key, &valid).await?;
         if entry.status == Status::Archived {
             return Err(Error::invalid(
                 "status",
@@ -529,9 +555,41 @@ impl Registry {
         Ok(v)
     }
 
-    pub async fn list_versions(&self, caller: &Caller, key: &EntryKey) -> Result<Vec<Version>> {
+    /// Refuse a version that would take the entry past
+    /// [`EngineConfig::max_entry_manifest_bytes`]. (Two publishes racing may both pass by
+    /// one version's worth; the bound still holds within one manifest.)
+    async fn check_manifest_budget(&self, key: &EntryKey, valid: &ValidVersion) -> Result<()> {
+        let cap = self.config.max_entry_manifest_bytes;
+        let stored = self.db.store.manifest_bytes(key).await?;
+        let total = stored.saturating_add(valid.canonical.len() as u64);
+        if total > cap {
+            return Err(Error::invalid(
+                "manifest",
+                format!(
+                    "this version's manifest ({} bytes) would bring the entry's manifests to \
+                     {total} bytes; an entry may hold at most {cap}",
+                    valid.canonical.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Versions newest first, a page at a time; manifests only when asked for.
+    pub async fn list_versions(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        cursor: Option<&str>,
+        limit: usize,
+        manifests: bool,
+    ) -> Result<Page<Version>> {
         self.visible_entry(caller, key).await?;
-        self.db.store.list_versions(key).await
+        check_limit(limit)?;
+        self.db
+            .store
+            .list_versions_page(key, cursor, limit, manifests)
+            .await
     }
 
     pub async fn get_version(
@@ -671,7 +729,9 @@ impl Registry {
     pub fn spawn_worker(self: &Arc<Self>) -> WorkerHandle {
         let queue = self.db.jobs.clone();
         let worker_id = format!("{}:{}", self.node, std::process::id());
-        let worker = Worker::new(queue, WorkerOptions::new(worker_id))
+        let mut options = WorkerOptions::new(worker_id);
+        options.reclaim_prefix = Some(format!("{}:", self.node));
+        let worker = Worker::new(queue, options)
             .handler(RebuildIndex {
                 kind: format!("{REBUILD_INDEX}:{}", self.node),
                 store: self.db.store.clone(),

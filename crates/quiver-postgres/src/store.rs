@@ -2,7 +2,6 @@
 //! and every trait method except the bulk import (see `import.rs`).
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use deadpool_postgres::GenericClient;
 use jiff::Timestamp;
 use quiver_model::names::name_key;
@@ -206,6 +205,9 @@ pub(crate) fn entry_from_row(r: &Row) -> Result<Entry> {
 
 const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
      published_at, validation";
+/// [`VERSION_COLS`] with a `null` manifest: a version's row without reading its manifest.
+const VERSION_COLS_NO_MANIFEST: &str = "version, 'null'::text, sha256, changelog, breaking, \
+     yanked, yank_reason, published_at, validation";
 
 fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
     let manifest: String = r.try_get(1)?;
@@ -500,16 +502,11 @@ async fn set_yank_row(
 }
 
 pub(crate) fn encode_cursor(id: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+    quiver_model::cursor::encode("entries", &id)
 }
 
 pub(crate) fn decode_cursor(c: &str) -> Result<i64> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("id:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+    quiver_model::cursor::decode("entries", c)
 }
 
 impl PostgresStore {
@@ -775,6 +772,65 @@ impl Store for PostgresStore {
             pb.cmp(&pa)
         });
         Ok(vs)
+    }
+
+    async fn list_versions_page(
+        &self,
+        key: &EntryKey,
+        cursor: Option<&str>,
+        limit: usize,
+        manifests: bool,
+    ) -> Result<Page<Version>> {
+        let c = self.read_client().await?;
+        let id = require_entry_id(&c, key).await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS_NO_MANIFEST} FROM versions WHERE entry_id = $1"
+            ))
+            .await
+            .context("preparing versions")?;
+        let rows = c.query(&stmt, &[&id]).await.context("listing versions")?;
+        let mut vs = rows
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        quiver_store::sort_newest_first(&mut vs);
+        let mut page = quiver_store::version_page(vs, cursor, limit)?;
+        if manifests && !page.items.is_empty() {
+            let names: Vec<&str> = page.items.iter().map(|v| v.version.as_str()).collect();
+            let rows = c
+                .query(
+                    "SELECT version, manifest FROM versions \
+                     WHERE entry_id = $1 AND version = ANY($2)",
+                    &[&id, &names],
+                )
+                .await
+                .context("reading manifests")?;
+            let mut found: std::collections::HashMap<String, String> = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            for v in &mut page.items {
+                if let Some(m) = found.remove(&v.version) {
+                    v.manifest = serde_json::from_str(&m).context("decoding a manifest")?;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn manifest_bytes(&self, key: &EntryKey) -> Result<u64> {
+        let c = self.read_client().await?;
+        let id = require_entry_id(&c, key).await?;
+        let row = c
+            .query_one(
+                "SELECT COALESCE(SUM(octet_length(manifest)), 0)::bigint FROM versions \
+                 WHERE entry_id = $1",
+                &[&id],
+            )
+            .await
+            .context("summing manifest sizes")?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>> {

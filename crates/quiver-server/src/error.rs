@@ -38,10 +38,14 @@ pub enum Code {
     ExpiredToken,
     AccessDenied,
     InvalidGrant,
+    PayloadTooLarge,
+    UriTooLong,
+    HeadersTooLarge,
+    Unavailable,
 }
 
 impl Code {
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 18] = [
         Code::InvalidInput,
         Code::MalformedRequest,
         Code::NotFound,
@@ -56,6 +60,10 @@ impl Code {
         Code::ExpiredToken,
         Code::AccessDenied,
         Code::InvalidGrant,
+        Code::PayloadTooLarge,
+        Code::UriTooLong,
+        Code::HeadersTooLarge,
+        Code::Unavailable,
     ];
 
     /// The table: the code's name in the envelope, its HTTP status, and what it means.
@@ -76,6 +84,10 @@ impl Code {
             Code::ExpiredToken => ("expired_token", S::BAD_REQUEST, "device sign-in (RFC 8628): the device code expired; start again"),
             Code::AccessDenied => ("access_denied", S::BAD_REQUEST, "device sign-in (RFC 8628): the user denied the request"),
             Code::InvalidGrant => ("invalid_grant", S::BAD_REQUEST, "device sign-in (RFC 8628): unknown device code, or its token was already handed out"),
+            Code::PayloadTooLarge => ("payload_too_large", S::PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts (4 MiB)"),
+            Code::UriTooLong => ("uri_too_long", S::URI_TOO_LONG, "the request's path and query are longer than the server accepts (8 KiB)"),
+            Code::HeadersTooLarge => ("headers_too_large", S::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are larger than the server accepts (32 KiB in all)"),
+            Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "the server is at its connection limit (for this client or in all); retry after Retry-After seconds"),
         }
     }
 
@@ -203,6 +215,11 @@ impl ApiError {
         self.code.status()
     }
 
+    /// The envelope as JSON text (for answers written outside axum).
+    pub fn body_json(&self) -> String {
+        serde_json::to_string(&self.body()).unwrap_or_default()
+    }
+
     /// The envelope, as it is sent.
     pub fn body(&self) -> ErrorBody {
         let message = if self.code == Code::Internal {
@@ -254,6 +271,33 @@ pub(crate) fn error_response(ctx: &mut GenContext, description: &str) -> DocResp
         .into_iter()
         .collect(),
         ..Default::default()
+    }
+}
+
+/// Document that `op` may answer with `codes` (each status once, in the envelope, its
+/// description naming the codes it carries). Extractors call this for the errors they
+/// raise themselves, route groups for theirs, so each operation lists its real statuses.
+pub(crate) fn document_errors(ctx: &mut GenContext, op: &mut Operation, codes: &[Code]) {
+    let responses = op.responses.get_or_insert_with(Default::default);
+    for code in codes {
+        let (name, status, _) = code.info();
+        let key = DocStatus::Code(status.as_u16());
+        let line = format!("`{name}`");
+        match responses.responses.get_mut(&key) {
+            Some(aide::openapi::ReferenceOr::Item(r)) => {
+                if !r.description.contains(&line) {
+                    r.description.push_str(", ");
+                    r.description.push_str(&line);
+                }
+            }
+            _ => {
+                let mut r = error_response(ctx, "");
+                r.description = format!("an error in the envelope: {line}");
+                responses
+                    .responses
+                    .insert(key, aide::openapi::ReferenceOr::Item(r));
+            }
+        }
     }
 }
 

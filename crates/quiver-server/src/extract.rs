@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{document_errors, ApiError, ApiResult, Code};
 use crate::AppState;
 
 /// The caller of a request: anonymous without an `Authorization` header; the bootstrap
@@ -53,11 +53,12 @@ impl FromRequestParts<AppState> for Auth {
 /// Documented as optional bearer authentication: anonymous callers are served too, with
 /// what anonymous callers may see.
 impl OperationInput for Auth {
-    fn operation_input(_: &mut GenContext, operation: &mut Operation) {
+    fn operation_input(_ctx: &mut GenContext, operation: &mut Operation) {
         let bearer = [("bearer".to_string(), Vec::new())].into_iter().collect();
         if operation.security.is_empty() {
             operation.security = vec![bearer, Default::default()];
         }
+        document_errors(_ctx, operation, &[Code::Unauthorized, Code::Forbidden]);
     }
 }
 
@@ -80,9 +81,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::malformed("body", format!("could not read the body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    "the body is larger than the server accepts (4 MiB)",
+                    Some("body".into()),
+                )
+            } else {
+                ApiError::malformed("body", format!("could not read the body: {e}"))
+            }
+        })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(JsonBody(v)),
@@ -134,9 +143,17 @@ fn json_body_doc<T: JsonSchema>(ctx: &mut GenContext, operation: &mut Operation,
     }));
 }
 
+/// What a JSON body can be refused for.
+const BODY_ERRORS: [Code; 3] = [
+    Code::MalformedRequest,
+    Code::PayloadTooLarge,
+    Code::InvalidInput,
+];
+
 impl<T: JsonSchema> OperationInput for JsonBody<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         json_body_doc::<T>(ctx, operation, true);
+        document_errors(ctx, operation, &BODY_ERRORS);
     }
 }
 
@@ -161,6 +178,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 impl<T: JsonSchema> OperationInput for OptionalJsonBody<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         json_body_doc::<T>(ctx, operation, false);
+        document_errors(ctx, operation, &BODY_ERRORS);
     }
 }
 
@@ -264,6 +282,11 @@ impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequestParts<S> for Q
 impl<T: JsonSchema> OperationInput for Query<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         <axum::extract::Query<T> as OperationInput>::operation_input(ctx, operation);
+        document_errors(
+            ctx,
+            operation,
+            &[Code::MalformedRequest, Code::InvalidInput],
+        );
     }
 }
 
@@ -289,5 +312,6 @@ impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequestParts<S> for P
 impl<T: JsonSchema> OperationInput for PathParams<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         <axum::extract::Path<T> as OperationInput>::operation_input(ctx, operation);
+        document_errors(ctx, operation, &[Code::InvalidInput, Code::NotFound]);
     }
 }

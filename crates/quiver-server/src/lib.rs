@@ -24,9 +24,11 @@ use tower_http::trace::TraceLayer;
 
 use limits::RouteClass;
 
+pub mod conn;
 mod device;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod limits;
 pub mod metrics;
 mod oidc;
@@ -305,12 +307,14 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(state);
     // Scoped npm names keep their slash in paths: joined into one segment before routing.
-    Router::new().fallback_service(app.map_request(|mut req: Request| {
-        if let Some(uri) = paths::join_scoped_name(req.uri()) {
-            *req.uri_mut() = uri;
-        }
-        req
-    }))
+    Router::new()
+        .fallback_service(app.map_request(|mut req: Request| {
+            if let Some(uri) = paths::join_scoped_name(req.uri()) {
+                *req.uri_mut() = uri;
+            }
+            req
+        }))
+        .layer(axum::middleware::from_fn(guard::guard))
 }
 
 pub mod paths {
@@ -409,19 +413,39 @@ pub async fn serve(
     serve_with(listener, state, limits::RateLimits::off(), shutdown).await
 }
 
-/// [`serve`] with rate limits, counted per token or per client address.
+/// [`serve`] with rate limits, counted per token or per client address, and the default
+/// [`conn::ConnectionLimits`].
 pub async fn serve_with(
     listener: TcpListener,
     state: AppState,
     limits: limits::RateLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    metrics::handle();
-    let app = router_with(state, limits);
-    axum::serve(
+    serve_limited(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        state,
+        limits,
+        conn::ConnectionLimits::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// [`serve_with`] under `connections` (see [`conn`]).
+pub async fn serve_limited(
+    listener: TcpListener,
+    state: AppState,
+    limits: limits::RateLimits,
+    connections: conn::ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    metrics::handle();
+    conn::serve(listener, router_with(state, limits), connections, shutdown).await
+}
+
+/// Serve `GET /metrics` to anyone on `listener` (the separate metrics address), until the
+/// task is dropped.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    metrics::handle();
+    axum::serve(listener, metrics::router(state)).await
 }

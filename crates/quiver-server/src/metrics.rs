@@ -10,6 +10,7 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ApiResult;
+use crate::extract::Auth;
 use crate::reply::Prometheus;
 use crate::AppState;
 
@@ -54,7 +55,16 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-pub async fn render(State(state): State<AppState>) -> ApiResult<Prometheus> {
+/// `GET /metrics` on the API's address: for admins (the numbers describe the whole
+/// registry, private entries included). A scraper without a token reads them from the
+/// separate metrics address (`--metrics-listen`), which serves nothing else.
+pub async fn render(State(state): State<AppState>, Auth(caller): Auth) -> ApiResult<Prometheus> {
+    state.registry.require_site_admin(&caller).await?;
+    render_open(State(state)).await
+}
+
+/// The metrics without a caller check: the separate metrics address's only route.
+pub async fn render_open(State(state): State<AppState>) -> ApiResult<Prometheus> {
     let status = state.registry.status().await?;
     metrics::gauge!("quiver_feed_head").set(status.store.feed_head as f64);
     metrics::gauge!("quiver_index_position").set(status.index.position as f64);
@@ -83,4 +93,11 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Prometheus> {
         ));
     }
     Ok(Prometheus(body))
+}
+
+/// The router of the separate metrics address: `GET /metrics` and nothing else.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(render_open))
+        .with_state(state)
 }

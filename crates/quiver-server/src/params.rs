@@ -113,31 +113,38 @@ pub fn values<T>(p: Option<Csv<T>>) -> Vec<T> {
     p.map(|c| c.0).unwrap_or_default()
 }
 
-/// A non-negative whole number.
+/// A page size: a whole number from 1 to [`quiver_engine::MAX_PAGE`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Count(pub usize);
+pub struct PageSize(pub usize);
 
-impl FromStr for Count {
+impl FromStr for PageSize {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse()
-            .map(Count)
-            .map_err(|_| format!("'{s}' is not a non-negative whole number"))
+        let max = quiver_engine::MAX_PAGE;
+        match s.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(PageSize(n)),
+            _ => Err(format!("'{s}' is not a whole number from 1 to {max}")),
+        }
     }
 }
 
-impl JsonSchema for Count {
+impl JsonSchema for PageSize {
     fn inline_schema() -> bool {
         true
     }
 
     fn schema_name() -> Cow<'static, str> {
-        "Count".into()
+        "PageSize".into()
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "integer", "minimum": 0})
+        json_schema!({
+            "type": "integer",
+            "minimum": 1,
+            "maximum": quiver_engine::MAX_PAGE,
+            "default": 20,
+        })
     }
 }
 
@@ -199,7 +206,7 @@ impl JsonSchema for Time {
     }
 }
 
-deserialize_from_str!(Count, Flag, Time);
+deserialize_from_str!(PageSize, Flag, Time);
 
 /// A word out of a fixed set, with the message naming the set.
 macro_rules! word_param {
@@ -260,8 +267,17 @@ mod tests {
         let e = serde_json::from_value::<Csv<quiver_model::Kind>>(serde_json::json!("gadget"))
             .unwrap_err();
         assert!(e.to_string().contains("gadget"), "{e}");
-        let e = serde_json::from_value::<Count>(serde_json::json!("-1")).unwrap_err();
-        assert_eq!(e.to_string(), "'-1' is not a non-negative whole number");
+        for bad in ["-1", "0", "101", "x"] {
+            let e = serde_json::from_value::<PageSize>(serde_json::json!(bad)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("'{bad}' is not a whole number from 1 to 100")
+            );
+        }
+        assert_eq!(
+            serde_json::from_value::<PageSize>(serde_json::json!("100")).unwrap(),
+            PageSize(100)
+        );
         let e = serde_json::from_value::<SortParam>(serde_json::json!("sideways")).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, OptionalJsonBody, PathParams, Query};
 use crate::params::{
-    values, Count, Csv, DirectionParam, Flag, Param, ReviewStateParam, SortParam, Time,
+    values, Csv, DirectionParam, Flag, PageSize, Param, ReviewStateParam, SortParam, Time,
 };
 use crate::reply::{Accepted, Created, Etagged, Json, NdJson};
 use crate::AppState;
@@ -128,7 +128,7 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 20.
-    limit: Option<Count>,
+    limit: Option<PageSize>,
 }
 
 /// The query of `GET /api/v1/search`.
@@ -150,7 +150,7 @@ pub struct SearchParams {
     /// relevance (default), popularity, recent or name.
     sort: Option<SortParam>,
     /// 1 to 100, default 20.
-    limit: Option<Count>,
+    limit: Option<PageSize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// true to count kind/namespace/category/tags/status facets.
@@ -178,7 +178,26 @@ pub struct JobParams {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 20.
-    limit: Option<Count>,
+    limit: Option<PageSize>,
+}
+
+/// The query of `GET …/versions`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionParams {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<PageSize>,
+    /// `manifest`: include each version's manifest (left out otherwise: `null`).
+    include: Option<VersionInclude>,
+}
+
+/// What a version list may include beyond each version's summary.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionInclude {
+    Manifest,
 }
 
 /// The query of `GET /api/v1/reviews`.
@@ -226,10 +245,10 @@ pub struct AuditPageParams {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 100, default 20.
-    limit: Option<Count>,
+    limit: Option<PageSize>,
 }
 
-fn limit(l: Option<Count>) -> usize {
+fn limit(l: Option<PageSize>) -> usize {
     l.map_or(20, |c| c.0)
 }
 
@@ -395,11 +414,21 @@ pub async fn list_versions(
     State(state): State<AppState>,
     Auth(caller): Auth,
     PathParams(path): PathParams<EntryPath>,
-    Query(NoParams {}): Query<NoParams>,
+    Query(p): Query<VersionParams>,
     headers: HeaderMap,
-) -> ApiResult<Etagged<Vec<Version>>> {
-    let v = state.registry.list_versions(&caller, &path.key()).await?;
-    Ok(Etagged::new(&headers, v))
+) -> ApiResult<Etagged<Paged<Version>>> {
+    let manifests = matches!(p.include, Some(VersionInclude::Manifest));
+    let page = state
+        .registry
+        .list_versions(
+            &caller,
+            &path.key(),
+            p.cursor.as_deref(),
+            limit(p.limit),
+            manifests,
+        )
+        .await?;
+    Ok(Etagged::new(&headers, page.into()))
 }
 
 pub async fn publish_version(

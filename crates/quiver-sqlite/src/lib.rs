@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use jiff::Timestamp;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
@@ -367,6 +366,9 @@ fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
 
 const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
      published_at, validation";
+/// [`VERSION_COLS`] with a `null` manifest: a version's row without reading its manifest.
+const VERSION_COLS_NO_MANIFEST: &str = "version, 'null', sha256, changelog, breaking, yanked, \
+     yank_reason, published_at, validation";
 
 fn get_entry_conn(conn: &Connection, key: &EntryKey) -> Result<Option<Entry>> {
     let nk = name_key(key.kind, &key.namespace, &key.name);
@@ -593,16 +595,11 @@ fn relation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Relation> {
 }
 
 fn encode_cursor(id: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+    quiver_model::cursor::encode("entries", &id)
 }
 
 fn decode_cursor(c: &str) -> Result<i64> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("id:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| Error::invalid("cursor", "is not a cursor this server issued"))
+    quiver_model::cursor::decode("entries", c)
 }
 
 /// A stored version's id and yank state.
@@ -1009,6 +1006,61 @@ impl Store for SqliteStore {
                 pb.cmp(&pa)
             });
             Ok(vs)
+        })
+        .await
+    }
+
+    async fn list_versions_page(
+        &self,
+        key: &EntryKey,
+        cursor: Option<&str>,
+        limit: usize,
+        manifests: bool,
+    ) -> Result<Page<Version>> {
+        let key = key.clone();
+        let cursor = cursor.map(str::to_string);
+        self.read(move |c| {
+            let id = require_entry_id(c, &key)?;
+            let mut vs = c
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLS_NO_MANIFEST} FROM versions WHERE entry_id = ?1"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map([id], version_from_row)
+                        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                })
+                .context("listing versions")?;
+            quiver_store::sort_newest_first(&mut vs);
+            let mut page = quiver_store::version_page(vs, cursor.as_deref(), limit)?;
+            if manifests {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT manifest FROM versions WHERE entry_id = ?1 AND version = ?2",
+                    )
+                    .context("preparing a manifest read")?;
+                for v in &mut page.items {
+                    let m: String = stmt
+                        .query_row(params![id, v.version], |r| r.get(0))
+                        .context("reading a manifest")?;
+                    v.manifest = json_col(&m).context("decoding a manifest")?;
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn manifest_bytes(&self, key: &EntryKey) -> Result<u64> {
+        let key = key.clone();
+        self.read(move |c| {
+            let id = require_entry_id(c, &key)?;
+            c.prepare_cached(
+                "SELECT COALESCE(SUM(length(CAST(manifest AS BLOB))), 0) FROM versions \
+                 WHERE entry_id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .context("summing manifest sizes")
         })
         .await
     }

@@ -258,6 +258,18 @@ pub trait Store: Send + Sync + 'static {
     async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version>;
     /// Versions of an entry, newest (semver) first.
     async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>>;
+    /// Versions of an entry, newest first, a page at a time (`cursor`: the previous
+    /// page's `next_cursor`, see [`version_page`]). Manifests are read only when
+    /// `manifests`; otherwise each is `null`, so a page costs little whatever they hold.
+    async fn list_versions_page(
+        &self,
+        key: &EntryKey,
+        cursor: Option<&str>,
+        limit: usize,
+        manifests: bool,
+    ) -> Result<Page<Version>>;
+    /// The bytes of an entry's stored manifests, all versions together.
+    async fn manifest_bytes(&self, key: &EntryKey) -> Result<u64>;
     async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>>;
     /// Yank (with a reason) or unyank a version. Only the yank flag changes.
     async fn set_yanked(
@@ -313,19 +325,54 @@ pub trait Store: Send + Sync + 'static {
 /// [`ValidVersion`].
 /// A cursor over a collection's keys (opaque to callers; the key itself, encoded).
 pub fn encode_key_cursor(key: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("key:{key}"))
+    quiver_model::cursor::encode("documents", key)
 }
 
 /// The key a cursor of [`encode_key_cursor`] holds.
 pub fn decode_key_cursor(c: &str) -> Result<String> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("key:").map(str::to_string))
-        .ok_or_else(|| quiver_model::Error::invalid("cursor", "is not a cursor this server issued"))
+    quiver_model::cursor::decode("documents", c)
+}
+
+/// Sort versions newest (semver) first; versions that do not parse go last.
+pub fn sort_newest_first(versions: &mut [Version]) {
+    versions.sort_by_cached_key(|v| std::cmp::Reverse(SemverVersion::parse(&v.version).ok()));
+}
+
+/// The page after `cursor` of `versions` (all of an entry's, newest first): the one
+/// paging rule of [`Store::list_versions_page`] on every backend. The cursor names the
+/// last version of the previous page.
+pub fn version_page(
+    mut versions: Vec<Version>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<Version>> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => {
+            let after: String = quiver_model::cursor::decode("versions", c)?;
+            versions
+                .iter()
+                .position(|v| v.version == after)
+                .map(|i| i + 1)
+                .ok_or_else(|| {
+                    quiver_model::Error::invalid(
+                        "cursor",
+                        "names a version this entry does not have",
+                    )
+                })?
+        }
+    };
+    let rest = versions.split_off(start.min(versions.len()));
+    let more = rest.len() > limit;
+    let items: Vec<Version> = rest.into_iter().take(limit).collect();
+    let next_cursor = if more {
+        items
+            .last()
+            .map(|v| quiver_model::cursor::encode("versions", &v.version))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
 }
 
 /// A page from `limit + 1` documents read in key order.

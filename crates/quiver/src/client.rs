@@ -188,9 +188,11 @@ pub async fn info(a: InfoArgs) -> anyhow::Result<()> {
         .call(Method::GET, &path, None)
         .await?
         .ok_or_else(|| anyhow!("{} {ns}/{name} not found", a.kind))?;
+    // The newest versions (the list is paged; `info` shows the first page).
     let versions = client
-        .call(Method::GET, &format!("{path}/versions"), None)
+        .call(Method::GET, &format!("{path}/versions?limit=100"), None)
         .await?
+        .map(|page| page["items"].clone())
         .unwrap_or(json!([]));
     if a.remote.json {
         return print_json(&json!({"entry": entry, "versions": versions}));

@@ -50,6 +50,26 @@ pub struct ServeArgs {
     /// New entries a trusted publisher may publish a day without review.
     #[arg(long, default_value_t = 10)]
     pub daily_auto_publish: u64,
+    /// Open connections in all (0: no limit); a connection beyond it is answered 503.
+    #[arg(long, env = "QUIVER_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Open connections per client address (0: no limit; use 0 behind a reverse proxy,
+    /// where every client has the proxy's address).
+    #[arg(long, env = "QUIVER_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's head, and a kept-alive connection to
+    /// start its next request, before the connection is closed.
+    #[arg(long, env = "QUIVER_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, env = "QUIVER_BODY_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Also serve `GET /metrics` to anyone on this address (say `127.0.0.1:9464`, for a
+    /// scraper); on the API's address `/metrics` needs an admin.
+    #[arg(long, env = "QUIVER_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Seconds a device sign-in code (`quiver login`) waits for approval.
     #[arg(long, env = "QUIVER_DEVICE_CODE_LIFETIME", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(60..=86_400))]
@@ -88,6 +108,33 @@ pub async fn load_demo(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()>
         "demo data loaded"
     );
     Ok(())
+}
+
+/// The connection limit, lowered to fit the open-file limit (raised to its hard limit
+/// first), so that the server refuses connections with a 503 before `accept` runs out of
+/// descriptors. The margin covers the database, the index and the log.
+fn fit_to_open_files(max_connections: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const MARGIN: u64 = 256;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return max_connections;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let fits = soft.saturating_sub(MARGIN).max(1) as usize;
+    if max_connections == 0 || max_connections > fits {
+        tracing::warn!(
+            requested = max_connections,
+            open_files = soft,
+            using = fits,
+            "--max-connections lowered to fit the open-file limit"
+        );
+        return fits;
+    }
+    max_connections
 }
 
 async fn shutdown_signal() {
@@ -158,7 +205,26 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let mut limits = a.rate_limits;
     limits.trust_forwarded_for = a.trust_forwarded_for;
-    quiver_server::serve_with(listener, state, limits, shutdown_signal()).await?;
+    let connections = quiver_server::conn::ConnectionLimits {
+        max_connections: fit_to_open_files(a.max_connections),
+        max_per_client: a.max_connections_per_client,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
+        body_timeout: std::time::Duration::from_secs(a.body_timeout),
+    };
+    let metrics_server = match &a.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?;
+            println!("quiver metrics on http://{}/metrics", l.local_addr()?);
+            Some(tokio::spawn(quiver_server::serve_metrics(l, state.clone())))
+        }
+        None => None,
+    };
+    quiver_server::serve_limited(listener, state, limits, connections, shutdown_signal()).await?;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     // In-flight requests are done; let the worker finish the job in hand.
     worker.shutdown().await;
     follower.abort();

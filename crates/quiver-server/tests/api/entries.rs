@@ -120,7 +120,7 @@ async fn create_publish_read_list_search_yank() {
     );
     assert_eq!(e["latest_version"], "1.1.0");
     let (_, vs) = app.get(&format!("{path}/versions"), None).await;
-    let vs: Vec<&str> = vs
+    let vs: Vec<&str> = vs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -403,7 +403,7 @@ async fn invalid_input_is_refused_and_changes_nothing() {
         "no refused request wrote anything"
     );
     let (_, vs) = app.get(&format!("{path}/versions"), None).await;
-    assert_eq!(vs.as_array().unwrap().len(), 1);
+    assert_eq!(vs["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod audit;
 mod device;
 mod entries;
 mod entry_names;
+mod hardening;
 mod health;
 mod jobs;
 mod lifecycle;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use quiver_engine::{EngineConfig, Registry};
 use quiver_postgres::testing::{test_url, TestSchema};
+use quiver_server::conn::ConnectionLimits;
 use quiver_server::limits::RateLimits;
 use quiver_server::AppState;
 use reqwest::{Method, StatusCode};
@@ -50,6 +51,7 @@ pub struct TestAppBuilder {
     admin_token: Option<String>,
     worker: bool,
     limits: Option<RateLimits>,
+    connections: ConnectionLimits,
     backend: Backend,
     tweaks: Vec<Tweak>,
     users: Vec<String>,
@@ -72,6 +74,12 @@ impl TestAppBuilder {
     /// Serve with these limits (and their `trust_forwarded_for`).
     pub fn limits(mut self, limits: RateLimits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Serve under these connection limits (the defaults otherwise).
+    pub fn connections(mut self, connections: ConnectionLimits) -> Self {
+        self.connections = connections;
         self
     }
 
@@ -131,10 +139,17 @@ impl TestAppBuilder {
             admin_token: self.admin_token.clone(),
         };
         let limits = self.limits.unwrap_or_else(RateLimits::off);
+        let connections = self.connections;
         let server = tokio::spawn(async move {
-            quiver_server::serve_with(listener, state, limits, std::future::pending())
-                .await
-                .unwrap();
+            quiver_server::serve_limited(
+                listener,
+                state,
+                limits,
+                connections,
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
         });
         let mut app = TestApp {
             api: Api::new(base),
@@ -190,6 +205,7 @@ impl TestApp {
             admin_token: None,
             worker: false,
             limits: None,
+            connections: ConnectionLimits::default(),
             backend: Backend::Sqlite,
             tweaks: Vec::new(),
             users: Vec::new(),
