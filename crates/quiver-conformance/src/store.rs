@@ -197,7 +197,11 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
     let names: Vec<&str> = first.items.iter().map(|v| v.version.as_str()).collect();
     assert_eq!(names, ["2.0.0-beta.1", "1.10.0", "1.2.0"]);
     assert!(first.items.iter().all(|v| v.manifest.is_null()));
-    assert_eq!(first.items[2].sha256.len(), 64, "the rest of the row is there");
+    assert_eq!(
+        first.items[2].sha256.len(),
+        64,
+        "the rest of the row is there"
+    );
     let cursor = first.next_cursor.expect("a second page");
     let second = s
         .list_versions_page(&k, Some(&cursor), 3, true)
@@ -205,7 +209,10 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
         .unwrap();
     assert_eq!(second.items.len(), 1);
     assert_eq!(second.items[0].version, "1.0.0");
-    assert_eq!(second.items[0].manifest, json!({"summary": "release 1.0.0"}));
+    assert_eq!(
+        second.items[0].manifest,
+        json!({"summary": "release 1.0.0"})
+    );
     assert!(second.next_cursor.is_none());
     let bad = s
         .list_versions_page(&k, Some("nonsense"), 3, false)

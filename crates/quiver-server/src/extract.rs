@@ -92,6 +92,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::malformed("body", format!("could not read the body: {e}"))
             }
         })?;
+        // Every body is a JSON object (serde would also read a struct from an array).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                    Error::invalid("body", "must be a JSON object").into()
+                } else {
+                    ApiError::malformed("body", "the body is not valid JSON")
+                },
+            );
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(JsonBody(v)),
@@ -282,6 +292,22 @@ impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequestParts<S> for Q
 impl<T: JsonSchema> OperationInput for Query<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         <axum::extract::Query<T> as OperationInput>::operation_input(ctx, operation);
+        // An empty value counts as absent (`from_pairs`; HTML forms send them), so the
+        // document accepts `""` beside each parameter's own schema.
+        for p in &mut operation.parameters {
+            if let aide::openapi::ReferenceOr::Item(aide::openapi::Parameter::Query {
+                parameter_data,
+                ..
+            }) = p
+            {
+                if let aide::openapi::ParameterSchemaOrContent::Schema(s) =
+                    &mut parameter_data.format
+                {
+                    let own = s.json_schema.clone();
+                    s.json_schema = schemars::json_schema!({"anyOf": [own, {"const": ""}]});
+                }
+            }
+        }
         document_errors(
             ctx,
             operation,

@@ -62,6 +62,33 @@ fn doc(summary: &'static str) -> impl FnOnce(TransformOperation) -> TransformOpe
     move |op| op.summary(summary)
 }
 
+/// [`doc`], and error statuses that the route's extractors do not declare themselves
+/// (axum's form extractor, for one).
+fn doc_with_errors(
+    summary: &'static str,
+    codes: &'static [error::Code],
+) -> impl FnOnce(TransformOperation) -> TransformOperation {
+    move |op| {
+        let mut op = op.summary(summary);
+        aide::generate::in_context(|ctx| error::document_errors(ctx, op.inner_mut(), codes));
+        op
+    }
+}
+
+/// A page's errors: the page again with the error shown (HTML), or the envelope (JSON)
+/// when the request could not be read at all.
+fn html_errors(op: &mut aide::openapi::Operation) {
+    let Some(responses) = op.responses.as_mut() else {
+        return;
+    };
+    for r in responses.responses.values_mut() {
+        if let aide::openapi::ReferenceOr::Item(r) = r {
+            r.content
+                .insert("text/html".into(), aide::openapi::MediaType::default());
+        }
+    }
+}
+
 const ENTRY: &str = "/api/v1/entries/{kind}/{namespace}/{name}";
 
 fn entry(sub: &str) -> String {
@@ -250,10 +277,21 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                 device::page,
                 doc("The device sign-in page: enter the code a device shows"),
             )
-            .post_with(
-                device::page_submit,
-                doc("Approve or deny a device's code with a user name and password"),
-            ),
+            .post_with(device::page_submit, |op| {
+                let mut op = doc_with_errors(
+                    "Approve or deny a device's code with a user name and password",
+                    &[
+                        error::Code::MalformedRequest,
+                        error::Code::Unauthorized,
+                        error::Code::NotFound,
+                        error::Code::InvalidInput,
+                        error::Code::PayloadTooLarge,
+                        error::Code::RateLimited,
+                    ],
+                )(op);
+                html_errors(op.inner_mut());
+                op
+            }),
         );
     ApiRouter::new()
         .merge(group(Some(RouteClass::Read), limiting, read))

@@ -102,7 +102,8 @@ pub struct MemberPath {
 /// A job or a token, by id.
 #[derive(Deserialize, JsonSchema)]
 pub struct IdPath {
-    /// The id (a whole number).
+    /// The id (a whole number). Read as text so a bad one gets the route's own message.
+    #[schemars(with = "i64")]
     pub id: String,
 }
 

@@ -373,3 +373,28 @@ async fn an_entry_holds_a_bounded_total_of_manifest_bytes() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
 }
+
+/// Every body is a JSON object: an array (which serde would read into a struct) or a
+/// scalar is refused, before anything runs.
+#[tokio::test]
+async fn a_body_of_the_wrong_type_is_refused() {
+    let app = TestApp::start().await;
+    for body in ["[null, null]", "[]", "\"x\"", "42", "null"] {
+        for path in ["/api/v1/device/code", "/api/v1/entries"] {
+            let resp = app
+                .http
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {body}"
+            );
+            assert_envelope(&resp.json().await.unwrap(), "invalid_input", Some("body"));
+        }
+    }
+}
