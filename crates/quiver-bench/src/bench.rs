@@ -22,6 +22,7 @@
 //! Child servers are stopped on every exit path (a guard that kills on drop), every wait
 //! has a timeout, and the PostgreSQL schema is dropped also when a step fails.
 
+mod attacks;
 mod data;
 mod fts5;
 mod http;
@@ -107,6 +108,13 @@ pub struct BenchArgs {
     /// fresh schema, dropped at the end), where a second node is also measured.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub backend: Backend,
+    /// Run only the attacks (slowloris, large version lists) against a fresh server,
+    /// probing `/healthz` and reading the server's peak memory; see `bench/attacks.rs`.
+    #[arg(long)]
+    pub attacks: bool,
+    /// Seconds each attack lasts.
+    #[arg(long, default_value_t = 20.0)]
+    pub attack_seconds: f64,
     /// Nodes to run over PostgreSQL (1 or 2): the second one joins after the first is
     /// measured, catches up from the change feed, and is measured alone and under load
     /// with the first.
@@ -387,6 +395,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     STARTED.get_or_init(Instant::now);
     let work = Work::new(&a)?;
     progress!("work directory {}", work.dir.display());
+    if a.attacks {
+        let exe = quiver_binary(a.quiver.as_deref())?;
+        let result = attacks::run(&exe, &work.dir, a.attack_seconds, a.json).await;
+        work.finish();
+        return result;
+    }
     let pg_schema: Arc<Mutex<Option<String>>> = Arc::default();
     let backend_schema: Arc<Mutex<Option<String>>> = Arc::default();
     let result = tokio::select! {

@@ -797,6 +797,29 @@ impl Store for PostgresStore {
         quiver_store::sort_newest_first(&mut vs);
         let mut page = quiver_store::version_page(vs, cursor, limit)?;
         if manifests && !page.items.is_empty() {
+            // Sizes first, so that only the manifests the page keeps are read.
+            let names: Vec<&str> = page.items.iter().map(|v| v.version.as_str()).collect();
+            let sizes: std::collections::HashMap<String, i64> = c
+                .query(
+                    "SELECT version, octet_length(manifest)::int8 FROM versions \
+                     WHERE entry_id = $1 AND version = ANY($2)",
+                    &[&id, &names],
+                )
+                .await
+                .context("sizing manifests")?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect();
+            let mut bytes = 0usize;
+            let mut keep = page.items.len();
+            for (i, v) in page.items.iter().enumerate() {
+                if i > 0 && bytes >= quiver_store::MAX_PAGE_MANIFEST_BYTES {
+                    keep = i;
+                    break;
+                }
+                bytes += sizes.get(&v.version).copied().unwrap_or(0).max(0) as usize;
+            }
+            quiver_store::cut_version_page(&mut page, keep);
             let names: Vec<&str> = page.items.iter().map(|v| v.version.as_str()).collect();
             let rows = c
                 .query(

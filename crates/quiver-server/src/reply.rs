@@ -11,11 +11,12 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCAT
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quiver_model::Error;
+
 use schemars::{json_schema, JsonSchema};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 
 /// A response document with `schema` as the body of `media_type`.
 fn doc_response(description: &str, media_type: &str, schema: schemars::Schema) -> DocResponse {
@@ -139,22 +140,45 @@ impl<T: JsonSchema, const S: u16> OperationOutput for Json<T, S> {
 /// A JSON answer with a strong ETag over its bytes; `304 Not Modified` when the client
 /// already has it (`If-None-Match`).
 pub struct Etagged<T> {
-    value: T,
+    value: Option<T>,
     if_none_match: Option<HeaderValue>,
+    /// The body, when it was encoded ahead ([`Etagged::encode_apart`]).
+    encoded: Option<Vec<u8>>,
 }
 
 impl<T> Etagged<T> {
     pub fn new(request_headers: &HeaderMap, value: T) -> Self {
         Etagged {
-            value,
+            value: Some(value),
             if_none_match: request_headers.get(IF_NONE_MATCH).cloned(),
+            encoded: None,
         }
+    }
+}
+
+impl<T: Serialize + Send + 'static> Etagged<T> {
+    /// Encode the body on a blocking thread: for large answers (megabytes of manifests),
+    /// so that encoding them does not hold up the async workers serving everyone else.
+    pub async fn encode_apart(mut self) -> ApiResult<Self> {
+        let Some(value) = self.value.take() else {
+            return Ok(self);
+        };
+        let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&value))
+            .await
+            .map_err(|e| Error::internal("encoding a response", e))?
+            .map_err(|e| Error::internal("encoding a response", e))?;
+        self.encoded = Some(bytes);
+        Ok(self)
     }
 }
 
 impl<T: Serialize> IntoResponse for Etagged<T> {
     fn into_response(self) -> Response {
-        let body = match serde_json::to_vec(&self.value) {
+        let encoded = match (self.encoded, &self.value) {
+            (Some(b), _) => Ok(b),
+            (None, value) => serde_json::to_vec(value),
+        };
+        let body = match encoded {
             Ok(b) => b,
             Err(e) => {
                 return ApiError::from(Error::internal("encoding a response", e)).into_response()

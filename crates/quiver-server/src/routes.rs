@@ -429,7 +429,11 @@ pub async fn list_versions(
             manifests,
         )
         .await?;
-    Ok(Etagged::new(&headers, page.into()))
+    let answer = Etagged::new(&headers, Paged::from(page));
+    if manifests {
+        return answer.encode_apart().await;
+    }
+    Ok(answer)
 }
 
 pub async fn publish_version(

@@ -1038,10 +1038,17 @@ impl Store for SqliteStore {
                         "SELECT manifest FROM versions WHERE entry_id = ?1 AND version = ?2",
                     )
                     .context("preparing a manifest read")?;
-                for v in &mut page.items {
+                let mut bytes = 0;
+                for i in 0..page.items.len() {
+                    if i > 0 && bytes >= quiver_store::MAX_PAGE_MANIFEST_BYTES {
+                        quiver_store::cut_version_page(&mut page, i);
+                        break;
+                    }
+                    let v = &mut page.items[i];
                     let m: String = stmt
                         .query_row(params![id, v.version], |r| r.get(0))
                         .context("reading a manifest")?;
+                    bytes += m.len();
                     v.manifest = json_col(&m).context("decoding a manifest")?;
                 }
             }

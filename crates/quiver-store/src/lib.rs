@@ -375,6 +375,21 @@ pub fn version_page(
     Ok(Page { items, next_cursor })
 }
 
+/// The most manifest bytes one page of versions carries: a page with manifests ends
+/// early (with a `next_cursor`) once its manifests reach this, after at least one version.
+pub const MAX_PAGE_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// End `page` after its first `keep` versions, continuing after the last one kept.
+pub fn cut_version_page(page: &mut Page<Version>, keep: usize) {
+    if keep < page.items.len() {
+        page.items.truncate(keep);
+        page.next_cursor = page
+            .items
+            .last()
+            .map(|v| quiver_model::cursor::encode("versions", &v.version));
+    }
+}
+
 /// A page from `limit + 1` documents read in key order.
 pub fn page_by_key(mut items: Vec<Document>, limit: usize) -> Page<Document> {
     let next_cursor = if items.len() > limit {

@@ -398,3 +398,31 @@ async fn a_body_of_the_wrong_type_is_refused() {
         }
     }
 }
+
+/// A page with manifests stops once it carries 4 MiB of them (after at least one), and
+/// continues on the next page.
+#[tokio::test]
+async fn a_page_of_manifests_is_bounded_in_bytes() {
+    let app = TestApp::start().await;
+    let path = tool_with_versions(&app, 6, 1_000_000).await;
+    let (s, first) = app
+        .get(&format!("{path}/versions?include=manifest&limit=100"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        first["items"].as_array().unwrap().len(),
+        5,
+        "five pass 4 MiB"
+    );
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("the rest on a next page");
+    let (_, second) = app
+        .get(
+            &format!("{path}/versions?include=manifest&limit=100&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["items"][0]["version"], "1.0.0");
+    assert!(second["next_cursor"].is_null());
+}
