@@ -8,6 +8,7 @@
 //!   ([`accounts_suite!`]);
 //! - [`jobs`]: the durable job queue and its worker ([`jobs_suite!`]);
 //! - [`device`]: device codes and outside identities ([`device::run`]);
+//! - [`throttle`]: the credential throttle's GCRA counts ([`throttle::run`]);
 //! - [`feed`]: the feed waker, on one handle (in [`conformance_suite!`]) and across two
 //!   handles on one database ([`feed::a_write_on_another_handle_wakes_a_subscriber`],
 //!   for backends shared by several nodes).
@@ -26,6 +27,7 @@ pub mod device;
 pub mod feed;
 pub mod jobs;
 pub mod store;
+pub mod throttle;
 
 pub use store::new_entry;
 

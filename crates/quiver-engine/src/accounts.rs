@@ -252,7 +252,11 @@ impl Registry {
     }
 
     /// Check a password and return a session token (shown once).
+    /// Behind the credential throttle (`throttle.rs`).
     pub async fn login(&self, l: Login) -> Result<NewTokenSecret> {
+        let attempt = self
+            .credential_attempt(Some(&l.name), "session.login")
+            .await?;
         let accounts = self.db.accounts.clone();
         let record = accounts.get_user(&l.name).await?;
         let phc = record
@@ -281,6 +285,7 @@ impl Registry {
                 return Err(Error::unauthorized("wrong user name or password"));
             }
         };
+        attempt.succeeded(self).await?;
         let ttl = SignedDuration::try_from(self.config.session_ttl)
             .map_err(|e| Error::internal("session lifetime", e))?;
         let actor = user_actor(&user);

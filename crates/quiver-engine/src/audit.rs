@@ -40,7 +40,7 @@ pub async fn with_client<F: Future>(address: Option<String>, fut: F) -> F::Outpu
 }
 
 /// The client address of the current request, if any.
-fn current_client() -> Option<String> {
+pub(crate) fn current_client() -> Option<String> {
     CLIENT.try_with(|c| c.clone()).ok().flatten()
 }
 

@@ -155,6 +155,10 @@ impl std::fmt::Debug for DeviceTokenRequest {
     }
 }
 
+/// The device page's one answer to a code, user name or password that is wrong.
+pub const DEVICE_FORM_REFUSAL: &str =
+    "no pending request matches this code, user name and password";
+
 /// The grant type of RFC 8628.
 pub const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -450,14 +454,27 @@ impl Registry {
         Ok(DevicePoll::Token(NewTokenSecret { token, info }))
     }
 
-    /// Approve or deny with a user name and password (the verification page's form): the
-    /// password is checked as at sign-in, then the decision is the user's own.
+    /// Approve or deny with a user name and password (the verification page's form).
+    ///
+    /// Behind the credential throttle (`throttle.rs`). The code is looked up before the
+    /// password is checked, and whatever is wrong — an unknown or used code, an unknown
+    /// user, a wrong password — the answer is the same 401 after the same work, so the
+    /// form tells a guesser nothing about the password it cannot also tell about the code.
     pub async fn decide_device_with_password(
         &self,
         name: &str,
         password: &str,
         d: DeviceDecision,
     ) -> Result<DeviceDecided> {
+        let attempt = self
+            .credential_attempt(Some(name), "device.approve")
+            .await?;
+        let normalized = codes::normalize_user_code(&d.user_code, "user_code")?;
+        let pending = self
+            .device_store()
+            .device_code_by_user_code(&codes::code_hash(&normalized))
+            .await?
+            .filter(|c| c.status == DeviceStatus::Pending && Timestamp::now() < c.expires_at);
         let accounts = self.db.accounts.clone();
         let record = accounts.get_user(name).await?;
         let phc = record
@@ -469,7 +486,7 @@ impl Registry {
             .await
             .map_err(|e| Error::internal("checking a password", e))?;
         let user = match record {
-            Some(r) if ok => r.user,
+            Some(r) if ok && pending.is_some() => r.user,
             _ => {
                 self.record(
                     &Principal::Anonymous,
@@ -477,15 +494,16 @@ impl Registry {
                         action: "device.approve",
                         namespace: None,
                         target: format!("user {name}"),
-                        denied: Some("wrong user name or password".into()),
+                        denied: Some(DEVICE_FORM_REFUSAL.into()),
                         reason: None,
                         diff: None,
                     },
                 )
                 .await;
-                return Err(Error::unauthorized("wrong user name or password"));
+                return Err(Error::unauthorized(DEVICE_FORM_REFUSAL));
             }
         };
+        attempt.succeeded(self).await?;
         let memberships = accounts.memberships_of(user.id).await?;
         let caller = Principal::User(quiver_auth::Account {
             id: user.id,

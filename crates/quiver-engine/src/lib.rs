@@ -51,6 +51,7 @@ pub mod gates;
 pub mod lifecycle;
 pub mod oidc;
 pub mod review;
+pub mod throttle;
 
 use audit::{diff_of, Event};
 
@@ -83,6 +84,8 @@ pub struct EngineConfig {
     /// past it is refused (422 on `manifest`), so no entry's version list grows without
     /// bound.
     pub max_entry_manifest_bytes: u64,
+    /// The credential throttle's limits (`throttle.rs`).
+    pub credentials: throttle::CredentialLimits,
 }
 
 impl EngineConfig {
@@ -96,6 +99,7 @@ impl EngineConfig {
             oidc: None,
             review: review::ReviewSettings::default(),
             max_entry_manifest_bytes: DEFAULT_MAX_ENTRY_MANIFEST_BYTES,
+            credentials: throttle::CredentialLimits::default(),
         }
     }
 }

@@ -122,6 +122,7 @@ pub(crate) fn source_error(path: &Path, e: impl fmt::Display) -> Error {
         code: ErrorCode::InvalidInput,
         message: format!("{}: {e}", path.display()),
         field: Some("source".into()),
+        retry_after: None,
     }
 }
 

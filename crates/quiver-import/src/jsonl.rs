@@ -376,6 +376,7 @@ pub fn parse_line(line: &[u8]) -> Result<(ImportRecord, Vec<Relation>), LineErro
             code: ErrorCode::InvalidInput,
             message: format!("malformed JSON: {}", json_message(e)),
             field: None,
+            retry_after: None,
         },
     };
     let mut de = serde_json::Deserializer::from_slice(line);

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     Forbidden,
     /// Something failed inside quiver or its storage.
     Internal,
+    /// Too many failed credential checks for this account or from this client (the
+    /// credential throttle): retry after [`Error::retry_after`].
+    TooManyAttempts,
 }
 
 impl ErrorCode {
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
         }
     }
 }
@@ -49,9 +53,21 @@ pub struct Error {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// When to try again, for errors that say (whole seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
+    /// Refused by the credential throttle until `retry_after` seconds from now.
+    pub fn too_many_attempts(message: impl Into<String>, retry_after: u64) -> Self {
+        Error {
+            code: ErrorCode::TooManyAttempts,
+            message: message.into(),
+            field: None,
+            retry_after: Some(retry_after.max(1)),
+        }
+    }
+
     /// `field` broke a rule; `reason` says which.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         let field = field.into();
@@ -60,6 +76,7 @@ impl Error {
             code: ErrorCode::InvalidInput,
             message: format!("{field}: {reason}"),
             field: Some(field),
+            retry_after: None,
         }
     }
 
@@ -68,6 +85,7 @@ impl Error {
             code: ErrorCode::NotFound,
             message: format!("{what} not found"),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -76,6 +94,7 @@ impl Error {
             code: ErrorCode::Conflict,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
         }
     }
 
@@ -84,6 +103,7 @@ impl Error {
             code: ErrorCode::Unauthorized,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -92,6 +112,7 @@ impl Error {
             code: ErrorCode::Forbidden,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -101,6 +122,7 @@ impl Error {
             code: ErrorCode::Internal,
             message: format!("{context}: {cause}"),
             field: None,
+            retry_after: None,
         }
     }
 

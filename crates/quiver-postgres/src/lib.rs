@@ -68,6 +68,7 @@ mod limits;
 mod listen;
 mod store;
 pub mod testing;
+mod throttle;
 
 pub use listen::FeedListener;
 
@@ -107,6 +108,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_audit_client",
         include_str!("../migrations/postgres/0010_audit_client.sql"),
+    ),
+    (
+        "0011_throttles",
+        include_str!("../migrations/postgres/0011_throttles.sql"),
     ),
 ];
 
@@ -513,6 +518,7 @@ impl PostgresStore {
             audit: me.clone(),
             rate_limiter: me.clone(),
             counters: me.clone(),
+            throttle: me.clone(),
             device_codes: me.clone(),
             identities: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),

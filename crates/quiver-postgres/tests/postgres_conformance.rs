@@ -61,3 +61,11 @@ async fn a_write_on_another_node_wakes_a_subscriber() {
     };
     quiver_conformance::feed::a_write_on_another_handle_wakes_a_subscriber(&ts).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_throttle() {
+    let Some(ts) = test_database().await else {
+        return;
+    };
+    quiver_conformance::throttle::run(&ts).await;
+}

@@ -248,7 +248,12 @@ pub async fn page_submit(
             } else {
                 e.message
             };
-            html(status, form(&f.user_code, Some(&message)))
+            let mut page = html(status, form(&f.user_code, Some(&message)));
+            if let Some(secs) = e.retry_after {
+                page.headers
+                    .push((axum::http::header::RETRY_AFTER, HeaderValue::from(secs)));
+            }
+            page
         }
     }
 }

@@ -42,10 +42,11 @@ pub enum Code {
     UriTooLong,
     HeadersTooLarge,
     Unavailable,
+    TooManyAttempts,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 19] = [
         Code::InvalidInput,
         Code::MalformedRequest,
         Code::NotFound,
@@ -64,6 +65,7 @@ impl Code {
         Code::UriTooLong,
         Code::HeadersTooLarge,
         Code::Unavailable,
+        Code::TooManyAttempts,
     ];
 
     /// The table: the code's name in the envelope, its HTTP status, and what it means.
@@ -88,6 +90,7 @@ impl Code {
             Code::UriTooLong => ("uri_too_long", S::URI_TOO_LONG, "the request's path and query are longer than the server accepts (8 KiB)"),
             Code::HeadersTooLarge => ("headers_too_large", S::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are larger than the server accepts (32 KiB in all)"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "the server is at its connection limit (for this client or in all); retry after Retry-After seconds"),
+            Code::TooManyAttempts => ("too_many_attempts", S::TOO_MANY_REQUESTS, "too many failed credential checks for this account from this client, or from this client in all; retry after Retry-After seconds"),
         }
     }
 
@@ -113,6 +116,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::Conflict => Code::Conflict,
             ErrorCode::Unauthorized => Code::Unauthorized,
             ErrorCode::Forbidden => Code::Forbidden,
+            ErrorCode::TooManyAttempts => Code::TooManyAttempts,
             // `ErrorCode` may grow: an unknown code is treated as internal.
             _ => Code::Internal,
         }
@@ -184,12 +188,14 @@ impl ApiError {
             Code::Conflict => ErrorCode::Conflict,
             Code::Unauthorized => ErrorCode::Unauthorized,
             Code::Forbidden => ErrorCode::Forbidden,
+            Code::TooManyAttempts => ErrorCode::TooManyAttempts,
             _ => ErrorCode::InvalidInput,
         };
         let error = Error {
             code: kind,
             message: message.into(),
             field,
+            retry_after: None,
         };
         ApiError { code, error }
     }
@@ -248,6 +254,10 @@ impl IntoResponse for ApiError {
                 axum::http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(secs) = self.error.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

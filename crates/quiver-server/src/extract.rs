@@ -256,6 +256,7 @@ fn from_pairs<T: DeserializeOwned + JsonSchema>(
                     code: quiver_model::ErrorCode::InvalidInput,
                     message,
                     field: Some(field),
+                    retry_after: None,
                 }
                 .into())
             } else {

@@ -234,7 +234,6 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/users/{user}/trust",
             put_with(r::set_trust, doc("Set a publisher's trust level: new, standard, trusted or core (moderators and admins)")),
         )
-        .api_route("/api/v1/session", post_with(r::login, doc("Password login: answers a session token, shown once")))
         .api_route(
             "/api/v1/tokens",
             post_with(r::create_token, doc("Create an API token (shown once) within the calling token's scopes")),
@@ -263,6 +262,17 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         );
     let unlimited = ApiRouter::new()
         .api_route("/healthz", get_with(r::healthz, doc("Liveness")))
+        // Limited by the credential throttle instead of the write class (quiver_engine::throttle).
+        .api_route(
+            "/api/v1/session",
+            post_with(
+                r::login,
+                doc_with_errors(
+                    "Password login: answers a session token, shown once (behind the credential throttle, not the write limit)",
+                    &[error::Code::TooManyAttempts, error::Code::Unauthorized],
+                ),
+            ),
+        )
         .api_route(
             "/readyz",
             get_with(r::readyz, doc("Readiness (the store answers)")),
@@ -286,7 +296,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                         error::Code::NotFound,
                         error::Code::InvalidInput,
                         error::Code::PayloadTooLarge,
-                        error::Code::RateLimited,
+                        error::Code::TooManyAttempts,
                     ],
                 )(op);
                 html_errors(op.inner_mut());

@@ -186,26 +186,49 @@ fn refused(why: &str) -> Error {
     Error::unauthorized(format!("outside sign-in failed: {why}"))
 }
 
-/// `GET /api/v1/auth/oidc/callback`: the provider's answer.
+/// `GET /api/v1/auth/oidc/callback`: the provider's answer, behind the credential
+/// throttle (a failed callback counts against the client, as a wrong password does).
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> ApiResult<Headed<Either<NewTokenSecret, 201, Linked, 200>>> {
+    state.registry.oidc()?;
+    let outcome = state
+        .registry
+        .throttled(None, "oidc.callback", exchange(&state, &headers, &q))
+        .await?;
+    let answer = match outcome {
+        CallbackOutcome::SignedIn(session) => Either::A(session),
+        CallbackOutcome::Linked(linked) => Either::B(Linked { linked }),
+    };
+    with_cookie(
+        answer,
+        "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
+    )
+}
+
+/// Check the callback against this browser's sign-in, trade the code for the provider's
+/// word on who signed in, and sign them in (or link them).
+async fn exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &CallbackQuery,
+) -> quiver_model::Result<CallbackOutcome> {
     let cfg = state.registry.oidc()?.clone();
     if let Some(e) = &q.error {
-        return Err(refused(&format!("the provider answered '{e}'")).into());
+        return Err(refused(&format!("the provider answered '{e}'")));
     }
     let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
-        return Err(Error::invalid("code", "the callback needs code and state").into());
+        return Err(Error::invalid("code", "the callback needs code and state"));
     };
-    let Some((want_state, verifier)) = cookie_value(&headers) else {
-        return Err(refused("no sign-in was started in this browser").into());
+    let Some((want_state, verifier)) = cookie_value(headers) else {
+        return Err(refused("no sign-in was started in this browser"));
     };
     if !secrets::constant_time_eq(st, &want_state) {
-        return Err(refused("the state does not match this browser's sign-in").into());
+        return Err(refused("the state does not match this browser's sign-in"));
     }
-    let redirect = redirect_uri(&state, &headers)?;
+    let redirect = redirect_uri(state, headers).map_err(|e| e.error)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
@@ -231,7 +254,7 @@ pub async fn callback(
         Some(t) if ok => t.to_string(),
         _ => {
             let why = body["error"].as_str().unwrap_or("no access token");
-            return Err(refused(&format!("the provider refused the code ({why})")).into());
+            return Err(refused(&format!("the provider refused the code ({why})")));
         }
     };
     let info_resp = http
@@ -243,7 +266,7 @@ pub async fn callback(
         .await
         .map_err(|e| Error::internal("reaching the provider's userinfo endpoint", e))?;
     if !info_resp.status().is_success() {
-        return Err(refused("the provider would not say who signed in").into());
+        return Err(refused("the provider would not say who signed in"));
     }
     let info: Value = info_resp.json().await.unwrap_or(Value::Null);
     // OIDC's `sub`, or a GitHub-style numeric `id`.
@@ -251,7 +274,7 @@ pub async fn callback(
         (Value::String(s), _) => s.clone(),
         (_, Value::Number(n)) => n.to_string(),
         (_, Value::String(s)) => s.clone(),
-        _ => return Err(refused("the provider named no user").into()),
+        _ => return Err(refused("the provider named no user")),
     };
     let text = |k: &str| info[k].as_str().map(str::to_string);
     let who = ExternalUser {
@@ -259,14 +282,7 @@ pub async fn callback(
         login: text("preferred_username").or_else(|| text("login")),
         email: text("email"),
     };
-    let answer = match state.registry.external_callback(who, st).await? {
-        CallbackOutcome::SignedIn(session) => Either::A(session),
-        CallbackOutcome::Linked(linked) => Either::B(Linked { linked }),
-    };
-    with_cookie(
-        answer,
-        "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
-    )
+    state.registry.external_callback(who, st).await
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod accounts;
 mod counters;
 mod device;
 mod jobs;
+mod throttle;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -73,6 +74,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_audit_client",
         include_str!("../migrations/sqlite/0010_audit_client.sql"),
+    ),
+    (
+        "0011_throttles",
+        include_str!("../migrations/sqlite/0011_throttles.sql"),
     ),
 ];
 
@@ -172,6 +177,7 @@ impl SqliteStore {
             audit: me.clone(),
             rate_limiter: Arc::new(MemoryLimiter::new()),
             counters: me.clone(),
+            throttle: me.clone(),
             device_codes: me.clone(),
             identities: me,
             feed: self.inner.feed.clone(),

@@ -39,6 +39,12 @@ async fn device_codes() {
     quiver_conformance::device::run(&ts.db).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_throttle() {
+    let ts = sqlite().await.unwrap();
+    quiver_conformance::throttle::run(&ts).await;
+}
+
 #[test]
 fn reopening_runs_no_migration_twice() {
     let dir = tempfile::tempdir().unwrap();

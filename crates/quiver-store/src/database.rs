@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::{
     AccountStore, AuditLog, DeviceCodeStore, ExternalIdentityStore, JobQueue, RateLimiter, Store,
+    Throttle,
 };
 
 /// Every part of one database. Cloning is cheap (the parts are shared).
@@ -40,6 +41,9 @@ pub struct Database {
     /// publisher's daily auto-publishes). Windows are aligned to the epoch, so a 24 h
     /// window is the UTC day.
     pub counters: Arc<dyn RateLimiter>,
+    /// The credential throttle's attempt counts (GCRA per key), in the database on both
+    /// backends: every node shares them and a restart forgets no lockout.
+    pub throttle: Arc<dyn Throttle>,
     /// Device authorization requests (RFC 8628).
     pub device_codes: Arc<dyn DeviceCodeStore>,
     /// Links to outside sign-in providers.

@@ -36,6 +36,7 @@ pub mod database;
 pub mod device;
 pub mod jobs;
 pub mod limits;
+pub mod throttle;
 pub mod worker;
 
 pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};
@@ -46,6 +47,7 @@ pub use device::{
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
+pub use throttle::{Charge, Throttle};
 
 /// Which entries a listing returns. Empty vectors mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -495,7 +495,10 @@ async fn the_verification_page_approves_with_a_password() {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{page}");
-    assert!(page.contains("wrong user name or password"), "{page}");
+    assert!(
+        page.contains(quiver_engine::device::DEVICE_FORM_REFUSAL),
+        "{page}"
+    );
     let (s, b) = app.poll(a["device_code"].as_str().unwrap()).await;
     assert_poll_error(s, &b, "authorization_pending");
 
@@ -519,7 +522,7 @@ async fn the_verification_page_approves_with_a_password() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(me["name"], "erin");
 
-    // A used code is refused on the page too.
+    // A used code is refused on the page too, as any other wrong code.
     let (s, page) = submit(
         &app,
         &[
@@ -530,7 +533,7 @@ async fn the_verification_page_approves_with_a_password() {
         ],
     )
     .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{page}");
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{page}");
 }
 
 /// The whole flow over PostgreSQL: pending, slow_down, approve, the token once.

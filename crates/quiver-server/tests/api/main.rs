@@ -9,6 +9,7 @@ mod common;
 
 mod accounts;
 mod audit;
+mod credentials;
 mod device;
 mod entries;
 mod entry_names;
