@@ -33,6 +33,7 @@ quiver_model::string_enum!(
         Yank => "yank",
         ManageOwners => "manage-owners",
         ReadPrivate => "read-private",
+        ManageTokens => "manage-tokens",
         Admin => "admin",
     }
 );
@@ -252,7 +253,7 @@ impl Action {
         }
     }
 
-    fn is_write(self) -> bool {
+    pub fn is_write(self) -> bool {
         !matches!(self, Action::Read | Action::List)
     }
 }

@@ -42,6 +42,10 @@ pub struct Registration {
     pub email: Option<String>,
     /// At least 10 characters.
     pub password: String,
+    /// The one-time code the server printed at start (when it has no admin token):
+    /// makes this user the site admin. Used once; a wrong one is a failed sign-in.
+    #[serde(default)]
+    pub setup_code: Option<String>,
 }
 
 /// A password login.
@@ -86,11 +90,16 @@ impl std::fmt::Debug for Registration {
             name,
             email,
             password: _,
+            setup_code,
         } = self;
         f.debug_struct("Registration")
             .field("name", name)
             .field("email", email)
             .field("password", &secrets::Redacted)
+            .field(
+                "setup_code",
+                &setup_code.as_ref().map(|_| secrets::Redacted),
+            )
             .finish()
     }
 }
@@ -193,6 +202,7 @@ impl Registry {
     pub async fn register(&self, r: Registration) -> Result<User> {
         let accounts = self.db.accounts.clone();
         check_name(&r.name)?;
+        self.check_not_ecosystem(&r.name, None)?;
         if let Some(e) = &r.email {
             check_email(e)?;
         }
@@ -210,8 +220,15 @@ impl Registry {
         let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
             .await
             .map_err(|e| Error::internal("hashing a password", e))??;
-        // Without an admin token, the first account administers the registry.
-        let first_admin = self.config.open_writes && accounts.count_users().await? == 0;
+        // The setup code (a server without an admin token prints it) makes the first admin.
+        let first_admin = match r.setup_code.as_deref() {
+            None => false,
+            Some(code) => {
+                self.throttled(None, "user.register", self.redeem_setup_code(code))
+                    .await?;
+                true
+            }
+        };
         let user = accounts
             .register_user(NewUser {
                 name: r.name.clone(),
@@ -235,6 +252,9 @@ impl Registry {
             other => other?,
         };
         self.accounts_exist.store(true, Ordering::Relaxed);
+        if first_admin {
+            self.setup_done(&user.name).await?;
+        }
         let actor = user_actor(&user);
         self.record(
             &actor,
@@ -396,6 +416,32 @@ impl Registry {
         }
     }
 
+    /// The caller's account, if it may manage its tokens: a password session, or a token
+    /// with the `manage-tokens` (or `admin`) scope and no name pattern. A token limited
+    /// to a few names or scopes (a CI token, a device's) cannot list, mint or revoke its
+    /// owner's other tokens; it may still revoke itself (`token_id` names it).
+    fn token_manager<'c>(&self, caller: &'c Caller, token_id: Option<i64>) -> Result<&'c Account> {
+        let a = self.account_of(caller)?;
+        if let Principal::Token {
+            token_id: own,
+            scopes,
+            pattern,
+            ..
+        } = caller
+        {
+            if token_id == Some(*own) {
+                return Ok(a);
+            }
+            let scoped = scopes.contains(&Scope::ManageTokens) || scopes.contains(&Scope::Admin);
+            if pattern.is_some() || !scoped {
+                return Err(Error::forbidden(
+                    "managing tokens needs a session or a token with the 'manage-tokens' scope and no name pattern",
+                ));
+            }
+        }
+        Ok(a)
+    }
+
     /// The caller's account and memberships.
     pub async fn whoami(&self, caller: &Caller) -> Result<Registered> {
         let a = self.account_of(caller)?;
@@ -413,26 +459,19 @@ impl Registry {
     /// Create a token for the caller's account, within the calling token's scopes and
     /// pattern.
     pub async fn create_token(&self, caller: &Caller, r: TokenRequest) -> Result<NewTokenSecret> {
-        let a = self.account_of(caller)?;
+        let a = self.token_manager(caller, None)?;
         check_token_name(&r.name)?;
         if r.scopes.is_empty() {
             return Err(Error::invalid("scopes", "name at least one scope"));
         }
-        if let Principal::Token {
-            scopes, pattern, ..
-        } = caller
-        {
+        // (A token with a name pattern cannot get here: `token_manager` refuses it.)
+        if let Principal::Token { scopes, .. } = caller {
             if !scopes.contains(&Scope::Admin) {
                 if let Some(s) = r.scopes.iter().find(|s| !scopes.contains(s)) {
                     return Err(Error::forbidden(format!(
                         "this token lacks the '{s}' scope, so it cannot grant it"
                     )));
                 }
-            }
-            if pattern.is_some() && r.pattern != *pattern {
-                return Err(Error::forbidden(
-                    "this token is limited to a name pattern; a token it creates must have the same one",
-                ));
             }
         }
         let expires_at = match r.expires_in_days {
@@ -463,13 +502,13 @@ impl Registry {
 
     /// The caller's tokens, newest first (revoked and expired ones too).
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ApiToken>> {
-        let a = self.account_of(caller)?;
+        let a = self.token_manager(caller, None)?;
         self.db.accounts.list_tokens(a.id).await
     }
 
     /// Revoke one of the caller's tokens (404 for anyone else's).
     pub async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<ApiToken> {
-        let a = self.account_of(caller)?;
+        let a = self.token_manager(caller, Some(id))?;
         let t = self
             .db
             .accounts
@@ -504,6 +543,7 @@ impl Registry {
             ));
         }
         check_name(name)?;
+        self.check_not_ecosystem(name, Some(caller))?;
         if self.db.store.get_namespace(name).await?.is_some() {
             return Err(self.namespace_taken(name).await);
         }

@@ -51,6 +51,7 @@ pub mod gates;
 pub mod lifecycle;
 pub mod oidc;
 pub mod review;
+pub mod setup;
 pub mod throttle;
 
 use audit::{diff_of, Event};
@@ -86,6 +87,9 @@ pub struct EngineConfig {
     pub max_entry_manifest_bytes: u64,
     /// The credential throttle's limits (`throttle.rs`).
     pub credentials: throttle::CredentialLimits,
+    /// Namespaces holding an outside ecosystem's packages: only admins and imports write
+    /// to them, and nobody may register their names (`setup.rs`).
+    pub ecosystem_namespaces: Vec<String>,
 }
 
 impl EngineConfig {
@@ -100,6 +104,10 @@ impl EngineConfig {
             review: review::ReviewSettings::default(),
             max_entry_manifest_bytes: DEFAULT_MAX_ENTRY_MANIFEST_BYTES,
             credentials: throttle::CredentialLimits::default(),
+            ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -189,6 +197,8 @@ pub struct Registry {
     audit_salt: tokio::sync::OnceCell<String>,
     /// Set once a user account has been seen: the open mode has ended for good.
     accounts_exist: AtomicBool,
+    /// The one-time code that registers the first admin, while unused (`setup.rs`).
+    setup: std::sync::Mutex<Option<String>>,
 }
 
 /// The largest page any list answers.
@@ -209,7 +219,9 @@ impl Registry {
             position = caught.position,
             "search index caught up with the change feed"
         );
+        let setup = setup::draw_setup_code(&db, &config).await?;
         Ok(Arc::new(Registry {
+            setup: std::sync::Mutex::new(setup),
             audit_salt: tokio::sync::OnceCell::new(),
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
@@ -274,7 +286,7 @@ impl Registry {
     }
 
     /// Whether anonymous callers may write: no admin token configured and no account yet.
-    async fn is_open(&self) -> Result<bool> {
+    pub async fn is_open(&self) -> Result<bool> {
         if !self.config.open_writes || self.accounts_exist.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -296,7 +308,14 @@ impl Registry {
         } else {
             caller
         };
-        Ok(authorize(p, action, target))
+        let decision = authorize(p, action, target);
+        Ok(setup::ecosystem_rule(
+            &self.config,
+            p,
+            action.is_write(),
+            &target.namespace,
+            decision,
+        ))
     }
 
     /// Allow `action` on `target`, or the policy's error (`what` names a hidden target).
@@ -883,6 +902,7 @@ mod debug_tests {
                     name: "ann".into(),
                     email: None,
                     password: SECRET.into(),
+                    setup_code: Some(SECRET.into()),
                 }
             ),
             format!(

@@ -34,6 +34,19 @@ pub struct ServeArgs {
     /// Bearer token of the admin. When set, only the admin may write.
     #[arg(long, env = "QUIVER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Serve an open registry (no admin token, no users: anyone may write) on an address
+    /// other than loopback. Without it, such a server refuses to start.
+    #[arg(long)]
+    pub insecure_open: bool,
+    /// Namespaces holding an outside ecosystem's packages (comma-separated): only admins
+    /// and imports write to them, and no user or organisation may take their names.
+    #[arg(
+        long,
+        env = "QUIVER_ECOSYSTEM_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "npm,pypi"
+    )]
+    pub ecosystem_namespaces: Vec<String>,
     /// Rate limits per client: the defaults (empty), `off`, or `class=limit` pairs over the
     /// defaults, e.g. `search=60/min,download=off` (classes: read, search, write,
     /// registration, download; limits like `20/s`, `100/min`, `50/day`).
@@ -171,12 +184,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.device_poll_interval >= a.device_code_lifetime {
         bail!("--device-poll-interval must be shorter than --device-code-lifetime");
     }
-    if config.open_writes {
-        tracing::warn!(
-            "no admin token set: anyone who can reach this server may write until the first \
-             user registers (POST /api/v1/users), who becomes the site admin"
-        );
-    }
+    config.ecosystem_namespaces = a
+        .ecosystem_namespaces
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
     let db = a.data.database().await.context("opening the database")?;
     let registry = Registry::open(db, config)
         .await
@@ -190,6 +203,25 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    if registry.is_open().await? {
+        if !addr.ip().is_loopback() && !a.insecure_open {
+            bail!(
+                "refusing to serve an open registry (no --admin-token and no users: anyone \
+                 could write) on {addr}; set --admin-token, listen on a loopback address, or \
+                 pass --insecure-open"
+            );
+        }
+        tracing::warn!(
+            "no admin token set and no users yet: anyone who can reach {addr} may write \
+             until the first user registers"
+        );
+    }
+    if let Some(code) = registry.setup_code() {
+        println!(
+            "quiver setup code (registers the first site admin, once): {code}\n  \
+             POST http://{addr}/api/v1/users {{\"name\", \"password\", \"setup_code\": \"{code}\"}}"
+        );
+    }
     let status = registry.status().await?;
     tracing::info!(
         entries = status.store.entries,

@@ -415,3 +415,57 @@ fn import_a_folder_of_source_system_files_and_export_them_back() {
     let (ok, _, err) = quiver(&["export", "--data-dir", store_s, "--format", "recipes"]);
     assert!(!ok && err.contains("--output"), "{err}");
 }
+
+#[test]
+fn an_open_server_listens_only_on_loopback_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // No admin token, no users, all addresses: refused, saying how to go on.
+    let (ok, _, err) = quiver(&["serve", "--listen", "0.0.0.0:0", "--data-dir", data]);
+    assert!(!ok, "an open server on 0.0.0.0 must not start");
+    assert!(
+        err.contains("refusing to serve an open registry") && err.contains("--insecure-open"),
+        "{err}"
+    );
+    // Told so, it starts; with an admin token it is not open and starts too.
+    drop(Server::start_on(
+        "0.0.0.0:0",
+        dir.path(),
+        &["--insecure-open"],
+    ));
+    drop(Server::start_on(
+        "0.0.0.0:0",
+        dir.path(),
+        &["--admin-token", "root-for-listen-tests"],
+    ));
+}
+
+#[test]
+fn an_open_server_prints_a_setup_code_for_its_first_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("QUIVER_LOG", "warn")
+        .env_remove("QUIVER_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    let stdout = child.stdout.take().unwrap();
+    let mut code = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        if let Some(rest) =
+            line.strip_prefix("quiver setup code (registers the first site admin, once): ")
+        {
+            code = Some(rest.trim().to_string());
+        }
+        if line.starts_with("quiver listening on ") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let code = code.expect("a setup code before the address");
+    assert!(code.starts_with("qvs_") && code.len() > 40, "{code}");
+}

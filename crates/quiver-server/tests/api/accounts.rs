@@ -807,29 +807,198 @@ async fn logins_registrations_namespaces_and_members() {
 async fn an_open_server_closes_when_the_first_user_registers() {
     let app = start(None).await;
     let mk = |name: &str| json!({"kind": "tool", "namespace": "demo", "name": name, "description": "open mode"});
-    // No admin token, no accounts: anonymous writes work (the laptop demo).
+    // No admin token, no accounts: anonymous writes work (the laptop demo)...
     let (s, b) = app.post("/api/v1/entries", None, mk("a.b")).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    // The first account administers the registry; anonymous writes stop.
+    // ...but not to an ecosystem's namespace.
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            None,
+            json!({"kind": "package", "namespace": "npm", "name": "react"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // The first account does not become an admin by being first; anonymous writes stop.
     let first = app.user("first").await;
     let (s, me) = app.get("/api/v1/user", Some(&first)).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(me["site_role"], "admin");
+    assert!(me["site_role"].is_null(), "{me}");
     let (s, _) = app.post("/api/v1/entries", None, mk("a.c")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let second = app.user("second").await;
-    let (_, me) = app.get("/api/v1/user", Some(&second)).await;
-    assert!(me["site_role"].is_null(), "{me}");
-    let (s, _) = app.post("/api/v1/entries", Some(&second), mk("a.c")).await;
+    let (s, _) = app.post("/api/v1/entries", Some(&first), mk("a.c")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    // The admin writes anywhere, including namespaces nobody owns.
-    let (s, b) = app.post("/api/v1/entries", Some(&first), mk("a.c")).await;
+    // The setup code the server printed makes the admin, once; a wrong one is refused.
+    let code = app
+        .registry
+        .setup_code()
+        .expect("a server without admin token has a setup code");
+    let register =
+        |name: &str, code: &str| json!({"name": name, "password": PASSWORD, "setup_code": code});
+    let (s, b) = app
+        .post("/api/v1/users", None, register("mallory", "qvs_wrong"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, b) = app
+        .post("/api/v1/users", None, register("root", &code))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["site_role"], "admin", "{b}");
+    assert!(app.registry.setup_code().is_none(), "the code is used up");
+    let (s, b) = app
+        .post("/api/v1/users", None, register("again", &code))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a used code: {b}");
+    let root = app.login("root").await;
+    // The admin writes anywhere, including namespaces nobody owns and ecosystems'.
+    let (s, b) = app.post("/api/v1/entries", Some(&root), mk("a.c")).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(&root),
+            json!({"kind": "package", "namespace": "npm", "name": "react"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     // Site operations are the admin's.
     let (s, _) = app.get("/api/v1/jobs", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = app.get("/api/v1/jobs", Some(&second)).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = app.get("/api/v1/jobs", Some(&first)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.get("/api/v1/jobs", Some(&root)).await;
+    assert_eq!(s, StatusCode::OK);
+    // A restarted registry on the same database draws no new code.
+    let other_index = tempfile::tempdir().unwrap();
+    let mut config = app.registry.config().clone();
+    config.data_dir = other_index.path().to_path_buf();
+    let again = quiver_engine::Registry::open(app.registry.database().clone(), config)
+        .await
+        .unwrap();
+    assert!(again.setup_code().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecosystem_names_cannot_be_taken() {
+    let app = TestApp::builder()
+        .admin_token("root-token-for-ecosystem-tests")
+        .user("erin")
+        .start()
+        .await;
+    for name in ["npm", "pypi"] {
+        let (s, b) = app
+            .post(
+                "/api/v1/users",
+                None,
+                json!({"name": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+        let (s, b) = app
+            .post(
+                "/api/v1/namespaces",
+                Some(app.session("erin")),
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managing_tokens_needs_its_own_scope() {
+    let app = TestApp::builder()
+        .admin_token("root-token-for-token-tests")
+        .user("erin")
+        .start()
+        .await;
+    let session = app.session("erin").to_string();
+    let ci = app
+        .create_token(
+            &session,
+            "ci",
+            &["publish-update", "publish-new"],
+            Some("text.*"),
+        )
+        .await;
+    let broad = app
+        .create_token(
+            &session,
+            "broad",
+            &["publish-update", "yank", "read-private"],
+            None,
+        )
+        .await;
+    let manager = app
+        .create_token(
+            &session,
+            "manager",
+            &["manage-tokens", "publish-update"],
+            None,
+        )
+        .await;
+    let (_, listed) = app.get("/api/v1/tokens", Some(&session)).await;
+    let id_of = |name: &str| {
+        listed["items"]
+            .as_array()
+            .or(listed.as_array())
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (session_id, broad_id, ci_id) = (id_of("session"), id_of("broad"), id_of("ci"));
+
+    // A leaked CI token (a name pattern) and a broad token without the scope can neither
+    // list, mint nor revoke their owner's tokens.
+    for t in [&ci, &broad] {
+        let (s, b) = app.get("/api/v1/tokens", Some(t)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        let (s, b) = app
+            .post(
+                "/api/v1/tokens",
+                Some(t),
+                json!({"name": "x", "scopes": ["publish-update"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        let (s, b) = app
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/tokens/{session_id}"),
+                Some(t),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    }
+    // A token with manage-tokens (and no pattern) may.
+    let (s, b) = app.get("/api/v1/tokens", Some(&manager)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{broad_id}"),
+            Some(&manager),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Any token may revoke itself (`quiver logout`).
+    let (s, b) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{ci_id}"),
+            Some(&ci),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app.get("/api/v1/user", Some(&ci)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The session is untouched.
+    let (s, _) = app.get("/api/v1/user", Some(&session)).await;
     assert_eq!(s, StatusCode::OK);
 }

@@ -438,18 +438,21 @@ async fn etags_answer_304() {
     assert_eq!(r.status(), StatusCode::OK, "a changed entry has a new ETag");
 }
 
+const ROOT: &str = "root-token-for-entry-tests";
+
 #[tokio::test]
 async fn scoped_npm_names_and_relations() {
-    let app = start().await;
+    // npm is an ecosystem namespace: only admins (and imports) write there.
+    let app = TestApp::builder().admin_token(ROOT).start().await;
     let (s, b) = app
         .post(
-            "/api/v1/entries", None,
+            "/api/v1/entries", Some(ROOT),
             json!({"kind": "package", "namespace": "npm", "name": "@types/node", "description": "TypeScript definitions for Node.js"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     app.post(
-        "/api/v1/entries", None,
+        "/api/v1/entries", Some(ROOT),
         json!({"kind": "skill", "namespace": "upskill", "name": "node-typescript", "description": "Writing Node.js services in TypeScript"}),
     )
     .await;
@@ -463,7 +466,7 @@ async fn scoped_npm_names_and_relations() {
     assert_eq!(s, StatusCode::OK);
     let (s, r) = app
         .post(
-            "/api/v1/entries/package/npm/@types/node/relations", None,
+            "/api/v1/entries/package/npm/@types/node/relations", Some(ROOT),
             json!({"kind": "maps_to", "to": {"kind": "skill", "namespace": "upskill", "name": "node-typescript"}, "confidence": 0.7, "source": "curated"}),
         )
         .await;
@@ -480,7 +483,7 @@ async fn scoped_npm_names_and_relations() {
     let (s, v) = app
         .post(
             "/api/v1/entries/package/npm/@types/node/versions",
-            None,
+            Some(ROOT),
             json!({"version": "1.0.0"}),
         )
         .await;
@@ -488,7 +491,7 @@ async fn scoped_npm_names_and_relations() {
     let (s, v) = app
         .post(
             "/api/v1/entries/package/npm/@types/node/versions/1.0.0/yank",
-            None,
+            Some(ROOT),
             json!({"reason": "broken types"}),
         )
         .await;

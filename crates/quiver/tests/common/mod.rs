@@ -19,8 +19,13 @@ impl Server {
     /// Serve `data_dir` with `extra` arguments (no admin token from the environment);
     /// returns once the server announces its address.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// [`Server::start`] on the address `listen`.
+    pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("QUIVER_LOG", "warn")
