@@ -182,7 +182,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/v1/auth/oidc/callback",
-            get_with(oidc::callback, doc("The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token (201); after a link started with POST /api/v1/auth/oidc/link, answers {\"linked\": {provider, subject, user}} (200)")),
+            get_with(oidc::callback, doc_with_errors("The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token (201); after a link started with POST /api/v1/auth/oidc/link, answers {\"linked\": {provider, subject, user}} (200). Behind the credential throttle", &[error::Code::Unauthorized, error::Code::TooManyAttempts, error::Code::NotFound])),
         );
     let search =
         ApiRouter::new().api_route("/api/v1/search", get_with(r::search, doc("Search entries")));
@@ -198,7 +198,13 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/v1/users",
-            post_with(r::register, doc("Register a user (claims the user namespace of the same name)")),
+            post_with(
+                r::register,
+                doc_with_errors(
+                    "Register a user (claims the user namespace of the same name); with the server's one-time setup code, the site admin",
+                    &[error::Code::Unauthorized, error::Code::TooManyAttempts, error::Code::Conflict],
+                ),
+            ),
         );
     let write = ApiRouter::new()
         .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
