@@ -153,6 +153,8 @@ impl AccountStore for PostgresStore {
     async fn register_user(&self, u: NewUser) -> Result<User> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // Accounts' checks span rows (a namespace keeps an owner): serialized.
+        w.lock_feed().await?;
         if user_by(&w.tx, "name", &u.name).await?.is_some() {
             return Err(name_taken("user name", &u.name));
         }
@@ -186,7 +188,8 @@ impl AccountStore for PostgresStore {
             .await?
             .map(|r| r.user)
             .ok_or_else(|| Error::internal("creating a user", "not found after insert"))?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(user)
     }
 
@@ -232,6 +235,8 @@ impl AccountStore for PostgresStore {
         {
             let mut client = self.pooled().await?;
             let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+            // Accounts' checks span rows (a namespace keeps an owner): serialized.
+            w.lock_feed().await?;
             if namespace_exists(&w.tx, namespace).await? {
                 return Err(name_taken("namespace", namespace));
             }
@@ -240,7 +245,8 @@ impl AccountStore for PostgresStore {
             }
             ensure_namespace_tx(&mut w, namespace, OwnerKind::Organisation).await?;
             insert_member(&w.tx, namespace, owner_id, NamespaceRole::Owner).await?;
-            w.commit(&self.inner.channel).await?;
+            let done = w.commit(&self.inner.channel).await?;
+            self.after_commit(&mut client, done).await?;
         }
         use quiver_store::Store;
         self.get_namespace(namespace)
@@ -255,7 +261,9 @@ impl AccountStore for PostgresStore {
         role: NamespaceRole,
     ) -> Result<Membership> {
         let mut client = self.pooled().await?;
-        let w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // Accounts' checks span rows (a namespace keeps an owner): serialized.
+        w.lock_feed().await?;
         if !namespace_exists(&w.tx, namespace).await? {
             return Err(Error::not_found(format!("namespace {namespace}")));
         }
@@ -274,13 +282,16 @@ impl AccountStore for PostgresStore {
             .await
             .context("reading a membership")?;
         let m = member_from_row(&row)?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(m)
     }
 
     async fn remove_member(&self, namespace: &str, user_id: i64) -> Result<bool> {
         let mut client = self.pooled().await?;
-        let w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // Accounts' checks span rows (a namespace keeps an owner): serialized.
+        w.lock_feed().await?;
         let n =
             w.tx.execute(
                 "DELETE FROM memberships WHERE namespace = $1 AND user_id = $2",
@@ -291,7 +302,8 @@ impl AccountStore for PostgresStore {
         if n > 0 && owners(&w.tx, namespace).await? == 0 {
             return Err(last_owner(namespace));
         }
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(n > 0)
     }
 

@@ -174,7 +174,7 @@ pub(crate) async fn import_batch(
 
     if !events.is_empty() {
         events.sort_by_key(|e| (e.record, e.sub));
-        let first = w.reserve(events.len());
+        let first = w.reserve(events.len()).await?;
         let types = [
             Type::INT8,
             Type::TEXT,

@@ -57,13 +57,29 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-/// A write transaction: it holds the feed lock from its first statement to its commit,
-/// and numbers its feed rows from the committed head.
+/// A write transaction.
+///
+/// Two ways to append to the feed (see the crate's notes on the feed):
+/// - **through the outbox** (the default): [`Writer::feed`] inserts an unnumbered row into
+///   `feed_outbox`; the transaction commits without any global lock (so commits of
+///   concurrent writers are flushed together), and the caller then numbers the committed
+///   rows with [`PostgresStore::sequence`], which every writer calls after its commit.
+///   Writers that read, decide and write one entry lock that entry's row
+///   ([`Writer::lock_entry`]), so two writes to one entry are serialized and writes to
+///   different entries are not;
+/// - **under the feed lock** ([`Writer::lock_feed`]): the transaction is serialized with
+///   every other feed-locked writer and with the sequencer, and numbers its feed rows
+///   itself (bulk imports, accounts and documents: rare writes whose checks span rows).
 pub(crate) struct Writer<'a> {
     pub(crate) tx: deadpool_postgres::Transaction<'a>,
-    /// The last seq written (or the committed head before any).
+    lock_key: i32,
+    /// Whether the feed lock is held (from [`Writer::lock_feed`] to the commit).
+    locked: bool,
+    /// The last seq written under the feed lock (or the committed head when taken).
     pub(crate) head: i64,
     start: i64,
+    /// Whether rows went to the outbox, to be numbered after the commit.
+    outboxed: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -75,29 +91,41 @@ impl<'a> Writer<'a> {
             .transaction()
             .await
             .context("beginning a write transaction")?;
-        let lock = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
-            .await
-            .context("preparing the feed lock")?;
-        tx.execute(&lock, &[&FEED_LOCK, &lock_key])
-            .await
-            .context("taking the feed lock")?;
-        // A new statement, so a new snapshot: it sees every transaction that held the lock
-        // before us (they released it only after their commit became visible).
-        let head_stmt = tx
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed")
-            .await
-            .context("preparing the feed head")?;
-        let head: i64 = tx
-            .query_one(&head_stmt, &[])
-            .await
-            .context("reading the feed head")?
-            .get(0);
         Ok(Writer {
             tx,
-            head,
-            start: head,
+            lock_key,
+            locked: false,
+            head: 0,
+            start: 0,
+            outboxed: false,
         })
+    }
+
+    /// Serialize this transaction with every feed writer: take the feed lock (held to the
+    /// commit) and read the committed head; feed rows are then numbered here.
+    pub(crate) async fn lock_feed(&mut self) -> Result<()> {
+        if self.locked {
+            return Ok(());
+        }
+        self.head = take_feed_lock(&self.tx, self.lock_key).await?;
+        self.start = self.head;
+        self.locked = true;
+        Ok(())
+    }
+
+    /// Lock one entry's row to the commit: writes that read and then change an entry
+    /// (its latest version, its tags, a yank) are serialized per entry.
+    pub(crate) async fn lock_entry(&self, id: i64) -> Result<()> {
+        let stmt = self
+            .tx
+            .prepare_cached("SELECT 1 FROM entries WHERE id = $1 FOR UPDATE")
+            .await
+            .context("preparing an entry lock")?;
+        self.tx
+            .execute(&stmt, &[&id])
+            .await
+            .context("locking an entry")?;
+        Ok(())
     }
 
     pub(crate) async fn feed(
@@ -107,6 +135,31 @@ impl<'a> Writer<'a> {
         entry_id: Option<i64>,
         op: FeedOp,
     ) -> Result<()> {
+        if !self.locked {
+            let stmt = self
+                .tx
+                .prepare_cached(
+                    "INSERT INTO feed_outbox (entity, entity_id, entry_id, op, at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .await
+                .context("preparing the feed outbox append")?;
+            self.tx
+                .execute(
+                    &stmt,
+                    &[
+                        &entity.as_str(),
+                        &entity_id,
+                        &entry_id,
+                        &op.as_str(),
+                        &now_ms(),
+                    ],
+                )
+                .await
+                .context("appending to the feed outbox")?;
+            self.outboxed = true;
+            return Ok(());
+        }
         let stmt = self
             .tx
             .prepare_cached(
@@ -134,15 +187,20 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Reserve `n` feed positions (for a bulk append); returns the first.
-    pub(crate) fn reserve(&mut self, n: usize) -> i64 {
+    /// Reserve `n` feed positions (for a bulk append, under the feed lock); returns the
+    /// first.
+    pub(crate) async fn reserve(&mut self, n: usize) -> Result<i64> {
+        self.lock_feed().await?;
         let first = self.head + 1;
         self.head += n as i64;
-        first
+        Ok(first)
     }
 
-    /// Signal the new head (delivered on commit) and commit.
-    pub(crate) async fn commit(self, channel: &str) -> Result<()> {
+    /// Signal the new head (delivered on commit) and commit. Answers whether rows went to
+    /// the outbox: then the caller numbers them with [`PostgresStore::sequence`] before
+    /// it acknowledges the write.
+    #[must_use = "rows in the outbox must be sequenced before the write is acknowledged"]
+    pub(crate) async fn commit(self, channel: &str) -> Result<Committed> {
         if self.head > self.start {
             self.tx
                 .execute(
@@ -152,7 +210,100 @@ impl<'a> Writer<'a> {
                 .await
                 .context("notifying the feed")?;
         }
-        self.tx.commit().await.context("committing")
+        self.tx.commit().await.context("committing")?;
+        Ok(Committed {
+            outboxed: self.outboxed,
+        })
+    }
+}
+
+/// A committed write: whether its feed rows still wait in the outbox.
+pub(crate) struct Committed {
+    pub(crate) outboxed: bool,
+}
+
+/// Take the feed lock in `tx` and read the committed head.
+async fn take_feed_lock(tx: &deadpool_postgres::Transaction<'_>, lock_key: i32) -> Result<i64> {
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1::int4, $2::int4)")
+        .await
+        .context("preparing the feed lock")?;
+    tx.execute(&lock, &[&FEED_LOCK, &lock_key])
+        .await
+        .context("taking the feed lock")?;
+    // A new statement, so a new snapshot: it sees every transaction that held the lock
+    // before us (they released it only after their commit became visible).
+    let head_stmt = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed")
+        .await
+        .context("preparing the feed head")?;
+    Ok(tx
+        .query_one(&head_stmt, &[])
+        .await
+        .context("reading the feed head")?
+        .get(0))
+}
+
+/// Number every committed outbox row, in outbox order, after the head (one statement).
+const SEQUENCE: &str = "\
+WITH moved AS (
+    DELETE FROM feed_outbox RETURNING id, entity, entity_id, entry_id, op, at
+), numbered AS (
+    INSERT INTO feed (seq, entity, entity_id, entry_id, op, at)
+    SELECT $1::int8 + row_number() OVER (ORDER BY id), entity, entity_id, entry_id, op, at
+    FROM moved
+    RETURNING seq
+)
+SELECT COALESCE(MAX(seq), 0)::int8 FROM numbered";
+
+impl PostgresStore {
+    /// The sequencer: under the feed lock, move every committed outbox row into the feed
+    /// with the next positions, and notify the new head. A writer calls it after its
+    /// commit and before acknowledging, so its rows are in the feed when it answers
+    /// (whoever numbered them: a sequencer that ran after its commit moved them too).
+    /// Rows left by a writer that crashed between its commit and this are numbered by the
+    /// next write, or when a node starts ([`PostgresStore::connect_with`]).
+    ///
+    /// The sequencer's transaction is short (lock, head, one statement, commit) and
+    /// numbers every writer's rows committed so far, so concurrent writers share its
+    /// commit; a sequencer that finds the outbox empty writes nothing and its commit
+    /// flushes nothing.
+    pub(crate) async fn sequence(&self, client: &mut deadpool_postgres::Object) -> Result<()> {
+        let tx = client
+            .transaction()
+            .await
+            .context("beginning to number the feed")?;
+        let head = take_feed_lock(&tx, self.inner.lock_key).await?;
+        let stmt = tx
+            .prepare_cached(SEQUENCE)
+            .await
+            .context("preparing the feed's numbering")?;
+        let last: i64 = tx
+            .query_one(&stmt, &[&head])
+            .await
+            .context("numbering the feed")?
+            .get(0);
+        if last > head {
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.inner.channel, &last.to_string()],
+            )
+            .await
+            .context("notifying the feed")?;
+        }
+        tx.commit().await.context("committing the feed's numbering")
+    }
+
+    /// Sequence the outbox when the commit left rows there.
+    pub(crate) async fn after_commit(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        committed: Committed,
+    ) -> Result<()> {
+        if committed.outboxed {
+            self.sequence(client).await?;
+        }
+        Ok(())
     }
 }
 
@@ -526,7 +677,8 @@ impl Store for PostgresStore {
             let mut client = self.pooled().await?;
             let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
             ensure_namespace_tx(&mut w, name, owner_kind).await?;
-            w.commit(&self.inner.channel).await?;
+            let done = w.commit(&self.inner.channel).await?;
+            self.after_commit(&mut client, done).await?;
         }
         self.get_namespace(name)
             .await?
@@ -566,16 +718,18 @@ impl Store for PostgresStore {
         ensure_namespace_tx(&mut w, &entry.namespace, OwnerKind::Organisation).await?;
         let id = insert_entry(&mut w, &entry, entry.status.unwrap_or(Status::Draft)).await?;
         let e = get_entry_by_id(&w.tx, id).await?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(e)
     }
 
     async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
-        let mut e = get_entry_conn(&w.tx, key)
-            .await?
-            .ok_or_else(|| Error::not_found(key))?;
+        let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
+        w.lock_entry(id).await?;
+        let mut e = get_entry_by_id(&w.tx, id).await?;
         let tags_changed = patch.apply_to(&mut e);
         let stmt = w
             .tx
@@ -612,7 +766,8 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Entry, e.id, Some(e.id), FeedOp::Update)
             .await?;
         let out = get_entry_by_id(&w.tx, e.id).await?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(out)
     }
 
@@ -732,6 +887,7 @@ impl Store for PostgresStore {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
         let vid = insert_version(&mut w, id, &version).await?;
         refresh_latest(&w, id).await?;
         w.tx.execute(
@@ -748,7 +904,8 @@ impl Store for PostgresStore {
             .await
             .context("reading the new version")?;
         let v = version_from_row(&row)?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(v)
     }
 
@@ -883,6 +1040,7 @@ impl Store for PostgresStore {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
         let vid = require_version_id(&w.tx, id, key, version).await?;
         let reason = if yanked { reason } else { None };
         set_yank_row(&w, vid, yanked, reason).await?;
@@ -890,7 +1048,8 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
             .await?;
         let v = read_version(&w, vid, "reading the yanked version").await?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(v)
     }
 
@@ -903,6 +1062,7 @@ impl Store for PostgresStore {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
         let vid = require_version_id(&w.tx, id, key, version).await?;
         let json = serde_json::to_string(&validation).unwrap_or_default();
         w.tx.execute(
@@ -914,7 +1074,8 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
             .await?;
         let v = read_version(&w, vid, "reading the validated version").await?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(v)
     }
 
@@ -927,6 +1088,7 @@ impl Store for PostgresStore {
         let to = entry_id(&w.tx, &relation.to)
             .await?
             .ok_or_else(|| Error::invalid("to", format!("{} does not exist", relation.to)))?;
+        w.lock_entry(from).await?;
         let stored =
             w.tx.query_opt(
                 "SELECT id, confidence, source, step_order FROM relations \
@@ -952,7 +1114,8 @@ impl Store for PostgresStore {
                 // Identical: nothing changes, so nothing is written (no feed row).
                 let from_key = get_entry_by_id(&w.tx, from).await?.key();
                 let to_key = get_entry_by_id(&w.tx, to).await?.key();
-                w.commit(&self.inner.channel).await?;
+                let done = w.commit(&self.inner.channel).await?;
+                self.after_commit(&mut client, done).await?;
                 return Ok(Relation {
                     from: from_key,
                     to: to_key,
@@ -992,7 +1155,8 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Relation, rid, Some(from), op).await?;
         let from_key = get_entry_by_id(&w.tx, from).await?.key();
         let to_key = get_entry_by_id(&w.tx, to).await?.key();
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(Relation {
             from: from_key,
             to: to_key,
@@ -1069,8 +1233,11 @@ impl Store for PostgresStore {
         }
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // The batch's outcomes are decided from rows read up front: serialized.
+        w.lock_feed().await?;
         let outcomes = crate::import::import_batch(&mut w, &batch).await?;
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(outcomes)
     }
 
@@ -1080,6 +1247,8 @@ impl Store for PostgresStore {
         }
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // Outcomes compare with the stored documents: serialized.
+        w.lock_feed().await?;
         let mut outcomes = Vec::with_capacity(docs.len());
         for d in &docs {
             let canonical = match quiver_model::validate::document(d) {
@@ -1128,7 +1297,8 @@ impl Store for PostgresStore {
             };
             outcomes.push(outcome);
         }
-        w.commit(&self.inner.channel).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
         Ok(outcomes)
     }
 

@@ -654,3 +654,85 @@ async fn reads_go_to_the_read_replica() {
     let err = PostgresStore::connect_with(bad).await.unwrap_err();
     assert!(err.message.contains("read replica"), "{}", err.message);
 }
+
+/// A writer that crashed between its commit and numbering its feed rows leaves them in the
+/// outbox: the next node to start numbers them, so no committed change is lost to the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_left_in_the_outbox_are_numbered_when_a_node_starts() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let a = schema.store().await.unwrap();
+    let e = a
+        .create_entry(new_entry(Kind::Tool, "acme", "left.behind", "outbox"))
+        .await
+        .unwrap();
+    let head = a.feed_since(0, 100).await.unwrap().len() as i64;
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO feed_outbox (entity, entity_id, entry_id, op, at) \
+             VALUES ('entry', $1, $1, 'update', 0)",
+            &[&e.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.feed_since(head, 100).await.unwrap().len(), 0);
+    let b = schema.store().await.unwrap();
+    let after = b.feed_since(head, 100).await.unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].seq, head + 1);
+    assert_eq!(after[0].entity_id, e.id);
+}
+
+/// Publishes to one entry from two nodes at once: each entry's writes are serialized by
+/// its row lock, so the latest version is the highest and every version is in the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_to_one_entry_keep_its_latest_version() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let a = Arc::new(schema.store().await.unwrap());
+    let b = Arc::new(schema.store().await.unwrap());
+    let e = a
+        .create_entry(new_entry(
+            Kind::Tool,
+            "acme",
+            "hot.entry",
+            "concurrent publishes",
+        ))
+        .await
+        .unwrap();
+    let key = e.key();
+    let tasks: Vec<_> = (0..12u64)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            tokio::spawn(async move {
+                let v = valid_version(
+                    Kind::Tool,
+                    quiver_model::NewVersion {
+                        version: format!("1.{i}.0"),
+                        manifest: json!({}),
+                        changelog: None,
+                        breaking: false,
+                    },
+                )
+                .unwrap();
+                store.publish_version(&key, v).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = a.get_entry(&key).await.unwrap().unwrap();
+    assert_eq!(got.latest_version.as_deref(), Some("1.11.0"));
+    let versions = a
+        .feed_since(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|ev| ev.entity == FeedEntity::Version && ev.op == FeedOp::Create)
+        .count();
+    assert_eq!(versions, 12);
+}

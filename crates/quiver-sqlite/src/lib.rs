@@ -79,6 +79,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_throttles",
         include_str!("../migrations/sqlite/0011_throttles.sql"),
     ),
+    (
+        "0012_feed_outbox",
+        include_str!("../migrations/sqlite/0012_feed_outbox.sql"),
+    ),
 ];
 
 /// Open (creating if needed) the database file at `path`, run pending migrations, and
