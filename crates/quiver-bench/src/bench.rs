@@ -29,6 +29,7 @@ mod http;
 mod pg;
 mod proc;
 mod stats;
+mod writes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -115,6 +116,17 @@ pub struct BenchArgs {
     /// Seconds each attack lasts.
     #[arg(long, default_value_t = 20.0)]
     pub attack_seconds: f64,
+    /// Run only the write benchmark: two nodes over PostgreSQL at `--postgres-url` (a fresh
+    /// schema), `--writers` clients creating entries, then publishing versions; see
+    /// `bench/writes.rs`.
+    #[arg(long)]
+    pub pg_writes: bool,
+    /// Writers of the write benchmark, split over the two nodes.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Seconds of each phase of the write benchmark.
+    #[arg(long, default_value_t = 10.0)]
+    pub write_seconds: f64,
     /// Nodes to run over PostgreSQL (1 or 2): the second one joins after the first is
     /// measured, catches up from the change feed, and is measured alone and under load
     /// with the first.
@@ -398,6 +410,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.attacks {
         let exe = quiver_binary(a.quiver.as_deref())?;
         let result = attacks::run(&exe, &work.dir, a.attack_seconds, a.json).await;
+        work.finish();
+        return result;
+    }
+    if a.pg_writes {
+        let exe = quiver_binary(a.quiver.as_deref())?;
+        let result = writes::run(
+            &exe,
+            &work.dir,
+            &a.postgres_url,
+            a.writers.max(1),
+            a.write_seconds,
+            a.json,
+        )
+        .await;
         work.finish();
         return result;
     }
