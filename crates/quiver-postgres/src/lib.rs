@@ -24,8 +24,16 @@
 //!   statement moves every *committed* outbox row into `feed` with the next numbers, in
 //!   outbox order. Numbers are handed out only to committed rows and only under the
 //!   lock, so the feed has no holes and a row numbered k+1 is visible no later than k; one
-//!   sequencer run numbers the rows of every writer that committed before it, so the
-//!   sequencers' own commits are shared too. A write that reads and then changes one entry
+//!   sequencer run numbers the rows of every writer that committed before it. The
+//!   sequencer's transaction does not wait for its flush (a flush under the lock would
+//!   serialize every writer's flush again); the writer then commits, normally, a row in
+//!   `feed_durable` naming the head its rows are under, and readers of the feed
+//!   (`feed_since`, `feed_head`, the listener) see rows only up to the highest durable
+//!   head. WAL is written in order, so once that commit is flushed (and a flushed commit
+//!   is seen only then) the numbering is durable too: a crash of PostgreSQL can take back
+//!   an unconfirmed numbering, whose rows return to the outbox, but never a position a
+//!   follower has read. Every flush on the write path is thus outside the lock, where
+//!   PostgreSQL flushes concurrent commits together. A write that reads and then changes one entry
 //!   locks that entry's row (`Writer::lock_entry`), so writes to one entry stay
 //!   serialized. Rare writes whose checks span rows (bulk imports, accounts, documents)
 //!   still take the feed lock for their whole transaction and number their rows
@@ -128,6 +136,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0012_feed_outbox",
         include_str!("../migrations/postgres/0012_feed_outbox.sql"),
+    ),
+    (
+        "0013_feed_durable",
+        include_str!("../migrations/postgres/0013_feed_durable.sql"),
     ),
 ];
 

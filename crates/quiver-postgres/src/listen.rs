@@ -110,7 +110,7 @@ fn bump(tx: &watch::Sender<i64>, head: i64) {
 
 async fn read_head(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
     Ok(client
-        .query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed", &[])
+        .query_one("SELECT COALESCE(MAX(head), 0)::int8 FROM feed_durable", &[])
         .await?
         .get(0))
 }

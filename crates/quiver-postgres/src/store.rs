@@ -1,6 +1,8 @@
 //! The [`Store`] implementation: row mapping, the write transaction with its feed lock,
 //! and every trait method except the bulk import (see `import.rs`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use jiff::Timestamp;
@@ -202,10 +204,12 @@ impl<'a> Writer<'a> {
     #[must_use = "rows in the outbox must be sequenced before the write is acknowledged"]
     pub(crate) async fn commit(self, channel: &str) -> Result<Committed> {
         if self.head > self.start {
+            // This commit is flushed before it is seen: its head is durable with it.
             self.tx
                 .execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&channel, &self.head.to_string()],
+                    "WITH d AS (INSERT INTO feed_durable (head) VALUES ($3)) \
+                     SELECT pg_notify($1, $2)",
+                    &[&channel, &self.head.to_string(), &self.head],
                 )
                 .await
                 .context("notifying the feed")?;
@@ -244,6 +248,10 @@ async fn take_feed_lock(tx: &deadpool_postgres::Transaction<'_>, lock_key: i32) 
         .get(0))
 }
 
+/// The highest durable head: readers of the feed see rows up to it (migration
+/// `0013_feed_durable`).
+pub(crate) const DURABLE_HEAD: &str = "(SELECT COALESCE(MAX(head), 0) FROM feed_durable)";
+
 /// Number every committed outbox row, in outbox order, after the head (one statement).
 const SEQUENCE: &str = "\
 WITH moved AS (
@@ -255,6 +263,10 @@ WITH moved AS (
     RETURNING seq
 )
 SELECT COALESCE(MAX(seq), 0)::int8 FROM numbered";
+
+/// Sequencer runs of this process between two prunings of old durable heads.
+const PRUNE_EVERY: u64 = 1_000;
+static SEQUENCED: AtomicU64 = AtomicU64::new(0);
 
 impl PostgresStore {
     /// The sequencer: under the feed lock, move every committed outbox row into the feed
@@ -273,6 +285,11 @@ impl PostgresStore {
             .transaction()
             .await
             .context("beginning to number the feed")?;
+        // Not flushed under the lock (that would serialize every writer's flush): the
+        // durable head below makes the numbering visible once it is flushed.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .context("numbering the feed without waiting for its flush")?;
         let head = take_feed_lock(&tx, self.inner.lock_key).await?;
         let stmt = tx
             .prepare_cached(SEQUENCE)
@@ -283,15 +300,36 @@ impl PostgresStore {
             .await
             .context("numbering the feed")?
             .get(0);
-        if last > head {
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&self.inner.channel, &last.to_string()],
+        tx.commit()
+            .await
+            .context("committing the feed's numbering")?;
+        // A flushed commit after it (WAL is written in order) makes the numbering up to
+        // here durable, and only then visible to readers, whom the NOTIFY wakes.
+        let durable = last.max(head);
+        let barrier = client
+            .prepare_cached(
+                "WITH d AS (INSERT INTO feed_durable (head) VALUES ($3)) \
+                 SELECT pg_notify($1, $2)",
             )
             .await
-            .context("notifying the feed")?;
+            .context("preparing the feed's durable head")?;
+        client
+            .execute(
+                &barrier,
+                &[&self.inner.channel, &durable.to_string(), &durable],
+            )
+            .await
+            .context("recording the feed's durable head")?;
+        if SEQUENCED.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            client
+                .execute(
+                    "DELETE FROM feed_durable WHERE head < (SELECT MAX(head) FROM feed_durable)",
+                    &[],
+                )
+                .await
+                .context("pruning old durable heads")?;
         }
-        tx.commit().await.context("committing the feed's numbering")
+        Ok(())
     }
 
     /// Sequence the outbox when the commit left rows there.
@@ -1192,10 +1230,10 @@ impl Store for PostgresStore {
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {
         let c = self.pooled().await?;
         let stmt = c
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT seq, entity, entity_id, entry_id, op, at FROM feed \
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
+                     WHERE seq > $1 AND seq <= {DURABLE_HEAD} ORDER BY seq LIMIT $2"
+            ))
             .await
             .context("preparing feed read")?;
         let rows = c
@@ -1218,7 +1256,7 @@ impl Store for PostgresStore {
     async fn feed_head(&self) -> Result<i64> {
         let c = self.pooled().await?;
         let stmt = c
-            .prepare_cached("SELECT COALESCE(MAX(seq), 0)::int8 FROM feed")
+            .prepare_cached(&format!("SELECT {DURABLE_HEAD}::int8"))
             .await
             .context("preparing the feed head")?;
         Ok(c.query_one(&stmt, &[])
@@ -1365,7 +1403,7 @@ impl Store for PostgresStore {
                 "SELECT (SELECT COUNT(*) FROM entries)::int8, \
                         (SELECT COUNT(*) FROM versions)::int8, \
                         (SELECT COUNT(*) FROM relations)::int8, \
-                        (SELECT COALESCE(MAX(seq), 0) FROM feed)::int8, \
+                        (SELECT COALESCE(MAX(head), 0) FROM feed_durable)::int8, \
                         (SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) \
                            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                           WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p'))::int8",

@@ -736,3 +736,35 @@ async fn concurrent_publishes_to_one_entry_keep_its_latest_version() {
         .count();
     assert_eq!(versions, 12);
 }
+
+/// Readers see the feed only up to its durable head: a numbering whose flush is not yet
+/// confirmed (the sequencer commits without waiting for it) stays invisible until the
+/// writer's flushed commit names it, so a crash of PostgreSQL cannot take back a position
+/// a follower has read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_the_feed_only_up_to_its_durable_head() {
+    let Some(url) = test_url() else { return };
+    let schema = TestSchema::new(&url);
+    let a = schema.store().await.unwrap();
+    let e = a
+        .create_entry(new_entry(Kind::Tool, "acme", "durable.head", "feed"))
+        .await
+        .unwrap();
+    let head = a.feed_head().await.unwrap();
+    assert_eq!(a.feed_since(0, 100).await.unwrap().len() as i64, head);
+    let c = a.client().await.unwrap();
+    c.execute(
+        "INSERT INTO feed (seq, entity, entity_id, entry_id, op, at) \
+         VALUES ($1, 'entry', $2, $2, 'update', 0)",
+        &[&(head + 1), &e.id],
+    )
+    .await
+    .unwrap();
+    assert!(a.feed_since(head, 100).await.unwrap().is_empty());
+    assert_eq!(a.feed_head().await.unwrap(), head);
+    c.execute("INSERT INTO feed_durable (head) VALUES ($1)", &[&(head + 1)])
+        .await
+        .unwrap();
+    assert_eq!(a.feed_since(head, 100).await.unwrap().len(), 1);
+    assert_eq!(a.feed_head().await.unwrap(), head + 1);
+}

@@ -83,6 +83,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_feed_outbox",
         include_str!("../migrations/sqlite/0012_feed_outbox.sql"),
     ),
+    (
+        "0013_feed_durable",
+        include_str!("../migrations/sqlite/0013_feed_durable.sql"),
+    ),
 ];
 
 /// Open (creating if needed) the database file at `path`, run pending migrations, and
