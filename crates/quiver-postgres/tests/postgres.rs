@@ -762,9 +762,12 @@ async fn readers_see_the_feed_only_up_to_its_durable_head() {
     .unwrap();
     assert!(a.feed_since(head, 100).await.unwrap().is_empty());
     assert_eq!(a.feed_head().await.unwrap(), head);
-    c.execute("INSERT INTO feed_durable (head) VALUES ($1)", &[&(head + 1)])
-        .await
-        .unwrap();
+    c.execute(
+        "INSERT INTO feed_durable (head) VALUES ($1)",
+        &[&(head + 1)],
+    )
+    .await
+    .unwrap();
     assert_eq!(a.feed_since(head, 100).await.unwrap().len(), 1);
     assert_eq!(a.feed_head().await.unwrap(), head + 1);
 }
