@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use quiver_model::gates::{self, GateInput, GateLevel, PopularName, GATES_VERSION};
-use quiver_model::{Entry, EntryKey, ErrorCode, Validation, Version};
+use quiver_model::{Entry, EntryKey, EntryPatch, ErrorCode, Status, Validation, Version};
 use quiver_search::{SearchIndex, SearchQuery, Sort};
 use quiver_store::worker::Handler;
 use quiver_store::{AuditLog, Job, NewAuditRecord, Store};
@@ -101,6 +101,50 @@ impl Handler for ValidateVersion {
     }
 
     async fn run(&self, job: &Job) -> std::result::Result<(), String> {
+        self.validate(job).await
+    }
+}
+
+impl ValidateVersion {
+    /// The held-back rule: an entry with no version left that installs can use (its only
+    /// versions were held back) is not listed or searched as published — a published
+    /// entry goes back to `draft`, audited by the gates. Publishing a fixed version
+    /// publishes it again (a draft's first good version does). Run after each hold-back;
+    /// a run after a crash finds the entry already in draft and writes nothing.
+    async fn unpublish_if_nothing_to_install(&self, key: &EntryKey) -> quiver_model::Result<()> {
+        let Some(entry) = self.store.get_entry(key).await? else {
+            return Ok(());
+        };
+        if entry.status != Status::Published || entry.latest_version.is_some() {
+            return Ok(());
+        }
+        self.store
+            .update_entry(
+                key,
+                EntryPatch {
+                    status: Some(Status::Draft),
+                    ..EntryPatch::default()
+                },
+            )
+            .await?;
+        self.audit
+            .append_audit(NewAuditRecord {
+                actor: GATES_ACTOR.to_string(),
+                action: "entry.hold-back".to_string(),
+                namespace: Some(key.namespace.clone()),
+                target: key.to_string(),
+                outcome: "allowed".to_string(),
+                reason: Some("every version is held back: nothing to install".into()),
+                diff: Some(
+                    serde_json::json!({"status": {"before": "published", "after": "draft"}}),
+                ),
+                client: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn validate(&self, job: &Job) -> std::result::Result<(), String> {
         let key: EntryKey = serde_json::from_value(job.payload["entry"].clone())
             .map_err(|e| format!("payload.entry: {e}"))?;
         let version = job.payload["version"]
@@ -168,6 +212,9 @@ impl Handler for ValidateVersion {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            self.unpublish_if_nothing_to_install(&key)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         self.store
             .set_validation(&key, &version, result)

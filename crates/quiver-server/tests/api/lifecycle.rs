@@ -426,6 +426,22 @@ async fn quality_gates_run_on_publish_and_an_unchanged_manifest_is_not_checked_t
     );
     let (_, e) = app.get(&bad, Some(&olga)).await;
     assert_eq!(e["latest_version"], Value::Null, "{e}");
+    // Its only version held back, the entry has nothing to install: back to draft (its
+    // first version had published it), so it is not listed or searched as published
+    // (searches and default lists show published and deprecated entries).
+    assert_eq!(e["status"], "draft", "{e}");
+    let (s, log) = app
+        .get(
+            "/api/v1/audit?namespace=acme&action=entry.hold-back",
+            Some(&olga),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    assert_eq!(log["items"][0]["actor"], "quiver (quality gates)", "{log}");
+    assert_eq!(
+        log["items"][0]["diff"]["status"],
+        json!({"before": "published", "after": "draft"})
+    );
     // The hold-back is in the audit log, by the gates, with the reason and the diff.
     let (s, log) = app
         .get(
