@@ -532,6 +532,61 @@ pub async fn whoami(a: WhoamiArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The user name (also the user's namespace).
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The one-time code a server without an admin token printed at start: makes this
+    /// user the site admin.
+    #[arg(long, env = "QUIVER_SETUP_CODE", hide_env_values = true)]
+    pub setup_code: Option<String>,
+    /// Read the password (at least 10 characters) from the first line of standard input.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+/// `quiver register`: create an account (with the setup code, the first site admin).
+pub async fn register(a: RegisterArgs) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let mut body = json!({"name": a.name, "password": password});
+    if let Some(e) = &a.email {
+        body["email"] = json!(e);
+    }
+    if let Some(code) = &a.setup_code {
+        body["setup_code"] = json!(code);
+    }
+    let client = Client {
+        http: reqwest::Client::new(),
+        remote: a.remote.clone(),
+    };
+    let user = client
+        .call(Method::POST, "/api/v1/users", Some(&body))
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&user);
+    }
+    let role = user["site_role"]
+        .as_str()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    println!(
+        "registered {}{role}; sign in with `quiver login --server {}`",
+        user["name"].as_str().unwrap_or("?"),
+        client.remote.server
+    );
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct TokensArgs {
     #[command(flatten)]
     pub remote: Remote,
@@ -548,7 +603,8 @@ pub enum TokensCommand {
         /// A label: "ci", "laptop".
         name: String,
         /// What it may do (repeatable): publish-new, publish-update, yank, manage-owners,
-        /// read-private, admin. Never more than the token you create it with.
+        /// read-private, manage-tokens, admin. Never more than the token you create it
+        /// with.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Only entry names matching this glob (`text.*`).

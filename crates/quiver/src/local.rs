@@ -219,7 +219,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(code) = registry.setup_code() {
         println!(
             "quiver setup code (registers the first site admin, once): {code}\n  \
-             POST http://{addr}/api/v1/users {{\"name\", \"password\", \"setup_code\": \"{code}\"}}"
+             quiver register --server http://{addr} --name NAME --setup-code {code} \
+             --password-stdin"
         );
     }
     let status = registry.status().await?;

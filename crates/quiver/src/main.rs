@@ -123,6 +123,9 @@ enum Command {
     Audit(client::AuditArgs),
     /// Who the stored (or given) token signs in as.
     Whoami(client::WhoamiArgs),
+    /// Create an account on a server (with `--setup-code`, its first site admin); the
+    /// password is read from standard input.
+    Register(client::RegisterArgs),
     /// List, create and revoke your API tokens on a server.
     Tokens(client::TokensArgs),
     /// Benchmark import, lookups, search and memory on the data set, against SQLite FTS5 and
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
             Command::Info(a) => client::info(a).await,
             Command::Audit(a) => client::audit(a).await,
             Command::Whoami(a) => client::whoami(a).await,
+            Command::Register(a) => client::register(a).await,
             Command::Tokens(a) => client::tokens(a).await,
             Command::Search(a) => client::search(a).await,
             Command::List(a) => client::list(a).await,

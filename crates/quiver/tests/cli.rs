@@ -441,31 +441,55 @@ fn an_open_server_listens_only_on_loopback_unless_told() {
 }
 
 #[test]
-fn an_open_server_prints_a_setup_code_for_its_first_admin() {
+fn the_setup_code_registers_the_first_admin_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("QUIVER_LOG", "warn")
-        .env_remove("QUIVER_ADMIN_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = out;
-    let stdout = child.stdout.take().unwrap();
-    let mut code = None;
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-        if let Some(rest) =
-            line.strip_prefix("quiver setup code (registers the first site admin, once): ")
-        {
-            code = Some(rest.trim().to_string());
-        }
-        if line.starts_with("quiver listening on ") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let code = code.expect("a setup code before the address");
+    let server = Server::start(dir.path(), &[]);
+    let code = server
+        .setup_code
+        .clone()
+        .expect("a server without admin token prints a setup code");
     assert!(code.starts_with("qvs_") && code.len() > 40, "{code}");
+    let register = |name: &str, code: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "register",
+            "--server",
+            &server.base,
+            "--name",
+            name,
+            "--password-stdin",
+        ])
+        .env("QUIVER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        if let Some(c) = code {
+            cmd.args(["--setup-code", c]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            format!("{PASSWORD}\n").as_bytes(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = register("plain", None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("registered plain") && !out.contains("(admin)"),
+        "{out}"
+    );
+    let (ok, _, err) = register("guess", Some("qvs_wrong"));
+    assert!(!ok && err.contains("setup code"), "{err}");
+    let (ok, out, err) = register("root", Some(&code));
+    assert!(ok, "{err}");
+    assert!(out.contains("registered root (admin)"), "{out}");
+    let (ok, _, err) = register("again", Some(&code));
+    assert!(!ok, "a setup code works once: {err}");
 }

@@ -13,7 +13,12 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The one-time setup code it printed (a server without an admin token).
+    pub setup_code: Option<String>,
 }
+
+/// How `quiver serve` announces its setup code.
+pub const SETUP_CODE_LINE: &str = "quiver setup code (registers the first site admin, once): ";
 
 impl Server {
     /// Serve `data_dir` with `extra` arguments (no admin token from the environment);
@@ -37,16 +42,24 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut setup_code = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(code) = line.strip_prefix(SETUP_CODE_LINE) {
+                    setup_code = Some(code.trim().to_string());
+                }
                 if let Some(addr) = line.strip_prefix("quiver listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), setup_code.take()));
                 }
             }
         });
-        let base = rx
+        let (base, setup_code) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server announces its address");
-        Server { child, base }
+        Server {
+            child,
+            base,
+            setup_code,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
