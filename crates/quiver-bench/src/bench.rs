@@ -1044,6 +1044,52 @@ fn start_node(
     Ok(ChildGuard::new(child, "quiver serve", log_path))
 }
 
+/// `writes` entries created on `node1`, each timed from its acknowledgement until
+/// `node2`'s search finds it (at most 10 s each).
+async fn time_propagation(
+    node1: SocketAddr,
+    node2: &mut Client,
+    tag: u64,
+    writes: usize,
+) -> anyhow::Result<LatSummary> {
+    let mut lat = Lat::default();
+    for i in 0..writes {
+        cancelled()?;
+        let name = format!("bench-propagation-{tag:08x}-{i}");
+        let body = serde_json::json!({
+            "kind": "tool",
+            "namespace": "bench",
+            "name": name,
+            "description": "a write made on node 1, searched for on node 2",
+            "status": "published",
+        });
+        let (s, answer) = http::post_json(node1, "/api/v1/entries", &body).await?;
+        if !s.is_success() {
+            bail!(
+                "node 1 refused a write: {s} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let t = Instant::now();
+        let path = search_path(&name);
+        loop {
+            let (s, body) = node2.get(&path).await?;
+            if s.is_success() {
+                let r: SearchResp = serde_json::from_slice(&body)?;
+                if r.hits.iter().any(|h| h.name == name) {
+                    break;
+                }
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("node 2 did not find {name} within 10 s of its write on node 1");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lat.record(t.elapsed());
+    }
+    Ok(lat.summary())
+}
+
 /// Writes timed from node 1's acknowledgement to a search hit on node 2.
 const PROPAGATION_WRITES: usize = 50;
 
@@ -1081,43 +1127,8 @@ async fn measure_second_node(
 
     // Propagation: create on node 1, search on node 2 until found.
     let mut client = Client::new(addr);
-    let mut lat = Lat::default();
     let tag = rng.next_u64() & 0xffff_ffff;
-    for i in 0..PROPAGATION_WRITES {
-        cancelled()?;
-        let name = format!("bench-propagation-{tag:08x}-{i}");
-        let body = serde_json::json!({
-            "kind": "tool",
-            "namespace": "bench",
-            "name": name,
-            "description": "a write made on node 1, searched for on node 2",
-            "status": "published",
-        });
-        let (s, answer) = http::post_json(node1, "/api/v1/entries", &body).await?;
-        if !s.is_success() {
-            bail!(
-                "node 1 refused a write: {s} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        let t = Instant::now();
-        let path = search_path(&name);
-        loop {
-            let (s, body) = client.get(&path).await?;
-            if s.is_success() {
-                let r: SearchResp = serde_json::from_slice(&body)?;
-                if r.hits.iter().any(|h| h.name == name) {
-                    break;
-                }
-            }
-            if t.elapsed() > Duration::from_secs(10) {
-                bail!("node 2 did not find {name} within 10 s of its write on node 1");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        lat.record(t.elapsed());
-    }
-    fig.propagation = lat.summary();
+    fig.propagation = time_propagation(node1, &mut client, tag, PROPAGATION_WRITES).await?;
     progress!(
         "node 2: writes on node 1 found by search on node 2 after p50 {} p99 {} max {}",
         fmt_ms(fig.propagation.p50_ms),

@@ -290,19 +290,10 @@ impl Registry {
         let user = match record {
             Some(r) if ok => r.user,
             _ => {
-                self.record(
-                    &Principal::Anonymous,
-                    Event {
-                        action: "session.login",
-                        namespace: None,
-                        target: format!("user {}", l.name),
-                        denied: Some("wrong user name or password".into()),
-                        reason: None,
-                        diff: None,
-                    },
-                )
-                .await;
-                return Err(Error::unauthorized("wrong user name or password"));
+                let why = "wrong user name or password";
+                self.record_credential_failure("session.login", Some(&l.name), why.into())
+                    .await;
+                return Err(Error::unauthorized(why));
             }
         };
         attempt.succeeded(self).await?;

@@ -488,16 +488,10 @@ impl Registry {
         let user = match record {
             Some(r) if ok && pending.is_some() => r.user,
             _ => {
-                self.record(
-                    &Principal::Anonymous,
-                    Event {
-                        action: "device.approve",
-                        namespace: None,
-                        target: format!("user {name}"),
-                        denied: Some(DEVICE_FORM_REFUSAL.into()),
-                        reason: None,
-                        diff: None,
-                    },
+                self.record_credential_failure(
+                    "device.approve",
+                    Some(name),
+                    DEVICE_FORM_REFUSAL.into(),
                 )
                 .await;
                 return Err(Error::unauthorized(DEVICE_FORM_REFUSAL));

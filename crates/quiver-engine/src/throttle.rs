@@ -129,6 +129,28 @@ fn delay(l: &CredentialLimits, standing: u32, account_excess: u32) -> Duration {
 }
 
 impl Registry {
+    /// Audit a failed (or refused) credential check of `action` for `account` (when the
+    /// form named one) by an anonymous caller.
+    pub(crate) async fn record_credential_failure(
+        &self,
+        action: &'static str,
+        account: Option<&str>,
+        why: String,
+    ) {
+        self.record(
+            &Principal::Anonymous,
+            Event {
+                action,
+                namespace: None,
+                target: account.map_or_else(|| "sign-in".into(), |a| format!("user {a}")),
+                denied: Some(why),
+                reason: None,
+                diff: None,
+            },
+        )
+        .await;
+    }
+
     /// Count an attempt at a credential for `account` (when the form names one) from
     /// the current request's client, or refuse it (`too_many_attempts`, audited as
     /// `action`). May wait before returning (the slow-down).
@@ -164,18 +186,10 @@ impl Registry {
         }
         if let Some((wait, whom)) = refused {
             let secs = wait.as_millis().div_ceil(1000) as u64;
-            self.record(
-                &Principal::Anonymous,
-                Event {
-                    action,
-                    namespace: None,
-                    target: account.map_or_else(|| "sign-in".into(), |a| format!("user {a}")),
-                    denied: Some(format!(
-                        "too many failed attempts for {whom}; refused for {secs} s"
-                    )),
-                    reason: None,
-                    diff: None,
-                },
+            self.record_credential_failure(
+                action,
+                account,
+                format!("too many failed attempts for {whom}; refused for {secs} s"),
             )
             .await;
             return Err(Error::too_many_attempts(
@@ -211,18 +225,8 @@ impl Registry {
         let outcome = check.await;
         match &outcome {
             Err(e) if e.code == quiver_model::ErrorCode::Unauthorized => {
-                self.record(
-                    &Principal::Anonymous,
-                    Event {
-                        action,
-                        namespace: None,
-                        target: account.map_or_else(|| "sign-in".into(), |a| format!("user {a}")),
-                        denied: Some(e.message.clone()),
-                        reason: None,
-                        diff: None,
-                    },
-                )
-                .await;
+                self.record_credential_failure(action, account, e.message.clone())
+                    .await;
             }
             _ => attempt.succeeded(self).await?,
         }

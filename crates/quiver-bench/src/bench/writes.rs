@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
 use super::http::{post_json, Client};
-use super::stats::Lat;
-use super::{pg, proc, search_path, SearchResp};
+use super::{pg, proc};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct WriteFigures {
@@ -205,38 +204,7 @@ async fn measure(
 
     // Propagation: a write on node 1, searched for on node 2 until found.
     let mut client = Client::new(nodes[1]);
-    let mut lat = Lat::default();
-    for i in 0..20 {
-        let name = format!("bench-propagation-{tag}-{i}");
-        let body = serde_json::json!({
-            "kind": "tool", "namespace": "bench", "name": name,
-            "description": "a write made on node 1, searched for on node 2",
-            "status": "published",
-        });
-        let (s, answer) = post_json(nodes[0], "/api/v1/entries", &body).await?;
-        if !s.is_success() {
-            bail!(
-                "node 1 refused a write: {s} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        let t = Instant::now();
-        loop {
-            let (s, body) = client.get(&search_path(&name)).await?;
-            if s.is_success() {
-                let r: SearchResp = serde_json::from_slice(&body)?;
-                if r.hits.iter().any(|h| h.name == name) {
-                    break;
-                }
-            }
-            if t.elapsed() > Duration::from_secs(10) {
-                bail!("node 2 did not find {name} within 10 s of its write on node 1");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        lat.record(t.elapsed());
-    }
-    let prop = lat.summary();
+    let prop = super::time_propagation(nodes[0], &mut client, u64::from(tag), 20).await?;
     for mut g in guards {
         g.stop(Duration::from_secs(10));
     }
