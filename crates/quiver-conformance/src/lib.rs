@@ -9,6 +9,8 @@
 //! - [`jobs`]: the durable job queue and its worker ([`jobs_suite!`]);
 //! - [`device`]: device codes and outside identities ([`device::run`]);
 //! - [`throttle`]: the credential throttle's GCRA counts ([`throttle::run`]);
+//! - [`derived`]: writes committed with their audit rows, feed-consumer positions, and
+//!   bulk enqueueing (in [`conformance_suite!`]);
 //! - [`feed`]: the feed waker, on one handle (in [`conformance_suite!`]) and across two
 //!   handles on one database ([`feed::a_write_on_another_handle_wakes_a_subscriber`],
 //!   for backends shared by several nodes).
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use quiver_store::Database;
 
 pub mod accounts;
+pub mod derived;
 pub mod device;
 pub mod feed;
 pub mod jobs;

@@ -782,6 +782,12 @@ macro_rules! conformance_suite {
         );
         $crate::conformance_suite!(@arc $factory; counters);
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn derived_work() {
+            let Some(ts) = $factory.await else { return };
+            $crate::derived::run(&ts).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_write_wakes_a_subscriber() {
             let Some(ts) = $factory.await else { return };
             $crate::feed::a_write_wakes_a_subscriber(&ts).await;

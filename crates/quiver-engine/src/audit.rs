@@ -3,10 +3,12 @@
 //! by admins, and by a namespace's owners for their namespace; listed a page at a time
 //! or exported whole ([`Registry::export_audit`]).
 //!
-//! **When rows are written.** A row is appended after its write commits and before the
-//! write is answered, in a statement of its own. So every acknowledged write has its row;
-//! a crash between the commit and the append loses the row of a write that was never
-//! acknowledged (the write itself is in the change feed, gap-free).
+//! **When rows are written.** The row of a write to entries, versions and relations is
+//! committed in the write's own transaction ([`Registry::draft`], the store's `*_audited`
+//! methods): a write without its row, or a row without its write, cannot be committed, on
+//! either backend, whatever crashes when. Denied writes, and writes outside the store
+//! (accounts, tokens, documents), append their row in a statement of their own after the
+//! write and before the answer ([`Registry::record`]).
 //!
 //! **Client addresses.** The HTTP layer runs each request inside [`with_client`], which
 //! puts the client's address in a task-local for the request's duration. The engine's
@@ -19,9 +21,9 @@ use std::sync::Arc;
 
 use quiver_auth::{authorize, Action, Principal, Target};
 use quiver_model::{Error, NewDocument, Result};
-use quiver_store::{AuditFilter, AuditLog, AuditRecord, NewAuditRecord, Page};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use quiver_store::{
+    Audit, AuditDiff, AuditDraft, AuditFilter, AuditLog, AuditRecord, NewAuditRecord, Page,
+};
 
 use crate::{check_limit, Caller, Registry};
 
@@ -44,39 +46,7 @@ pub(crate) fn current_client() -> Option<String> {
     CLIENT.try_with(|c| c.clone()).ok().flatten()
 }
 
-/// The changed top-level fields of two JSON objects: `{"field": {"before", "after"}}`.
-/// Timestamps of the change itself (`updated_at`) are left out.
-pub fn diff(before: &Value, after: &Value) -> Value {
-    let empty = Map::new();
-    let b = before.as_object().unwrap_or(&empty);
-    let a = after.as_object().unwrap_or(&empty);
-    let mut out = Map::new();
-    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        if k == "updated_at" {
-            continue;
-        }
-        let (bv, av) = (
-            b.get(k).cloned().unwrap_or(Value::Null),
-            a.get(k).cloned().unwrap_or(Value::Null),
-        );
-        if bv != av {
-            out.insert(k.clone(), serde_json::json!({"before": bv, "after": av}));
-        }
-    }
-    Value::Object(out)
-}
-
-/// `diff` of two serializable values.
-pub fn diff_of<B: Serialize, A: Serialize>(before: Option<&B>, after: Option<&A>) -> Value {
-    let to = |v: Option<Value>| v.unwrap_or(Value::Null);
-    diff(
-        &to(before.and_then(|b| serde_json::to_value(b).ok())),
-        &to(after.and_then(|a| serde_json::to_value(a).ok())),
-    )
-}
+pub use quiver_store::audit::{diff, diff_of};
 
 /// The audit name of a policy action.
 pub(crate) fn action_name(a: Action) -> &'static str {
@@ -98,7 +68,7 @@ pub(crate) struct Event<'a> {
     pub target: String,
     pub denied: Option<String>,
     pub reason: Option<String>,
-    pub diff: Option<Value>,
+    pub diff: Option<serde_json::Value>,
 }
 
 impl Registry {
@@ -155,10 +125,9 @@ impl Registry {
         }
     }
 
-    /// Append a row; a failure is logged, never returned (the write already happened).
-    pub(crate) async fn record(&self, caller: &Caller, e: Event<'_>) {
-        let log = &self.db.audit;
-        let row = NewAuditRecord {
+    /// The row of an event, with the current request's hashed client address.
+    async fn row(&self, caller: &Caller, e: Event<'_>) -> NewAuditRecord {
+        NewAuditRecord {
             client: self.client_hash().await,
             actor: caller.actor(),
             action: e.action.to_string(),
@@ -172,8 +141,24 @@ impl Registry {
             .to_string(),
             reason: e.denied.or(e.reason),
             diff: e.diff,
-        };
-        if let Err(err) = log.append_audit(row).await {
+        }
+    }
+
+    /// The row a store write commits with (see [`AuditDraft`]): an entry, version or
+    /// relation and its audit row are committed in one transaction, on every backend.
+    pub(crate) async fn draft(&self, caller: &Caller, e: Event<'_>, diff: AuditDiff) -> Audit {
+        Some(AuditDraft {
+            record: self.row(caller, e).await,
+            diff,
+        })
+    }
+
+    /// Append a row of its own: a denied write, or a write outside the store's entry
+    /// writes (accounts, documents). A failure is logged, never returned (the write
+    /// already happened).
+    pub(crate) async fn record(&self, caller: &Caller, e: Event<'_>) {
+        let row = self.row(caller, e).await;
+        if let Err(err) = self.db.audit.append_audit(row).await {
             tracing::error!(error = %err, "could not append to the audit log");
         }
     }
@@ -264,7 +249,7 @@ impl AuditExport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn diffs_name_changed_fields_only() {

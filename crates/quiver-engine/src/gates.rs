@@ -11,10 +11,14 @@
 use std::sync::Arc;
 
 use quiver_model::gates::{self, GateInput, GateLevel, PopularName, GATES_VERSION};
-use quiver_model::{Entry, EntryKey, EntryPatch, ErrorCode, Status, Validation, Version};
+use quiver_model::{
+    Entry, EntryKey, EntryPatch, ErrorCode, FeedEntity, FeedOp, Result, Status, Validation, Version,
+};
 use quiver_search::{SearchIndex, SearchQuery, Sort};
 use quiver_store::worker::Handler;
-use quiver_store::{AuditLog, Job, NewAuditRecord, Store};
+use quiver_store::{
+    AuditDiff, AuditDraft, AuditFilter, AuditLog, Database, Job, NewAuditRecord, NewJob, Store,
+};
 
 use crate::VALIDATE_VERSION;
 
@@ -25,12 +29,108 @@ pub const POPULAR_MIN: f64 = 0.5;
 pub(crate) struct ValidateVersion {
     pub store: Arc<dyn Store>,
     pub index: Arc<SearchIndex>,
-    /// Where a hold-back is recorded.
+    /// Where the gates learn whether a version was published here.
     pub audit: Arc<dyn AuditLog>,
 }
 
 /// The actor of the audit rows the gates write.
 pub const GATES_ACTOR: &str = "quiver (quality gates)";
+
+/// The consumer of the change feed that queues the quality gates (its position is in
+/// `feed_cursors`, shared by every node).
+pub const GATES_CONSUMER: &str = "validate_version";
+
+/// Feed events read per round of [`queue_gates`].
+const GATES_PAGE: usize = 1000;
+
+/// The `validate_version` job of one version, deduplicated while one is unfinished.
+pub(crate) fn validate_job(key: &EntryKey, version: &str) -> NewJob {
+    NewJob::new(
+        VALIDATE_VERSION,
+        serde_json::json!({"entry": key, "version": version}),
+    )
+    .dedup_key(format!("validate:{key}@{version}"))
+    .max_attempts(5)
+}
+
+/// Queue the quality gates of the versions written since this consumer's position,
+/// whoever wrote them (the API, an import, another node), and move the position: for
+/// each entry that got a version, every version of it that has no result yet. Answers
+/// how many jobs were queued.
+///
+/// A crash before the position moves queues the same jobs again, which their dedup key
+/// (while unfinished) and the handler's check for a current result make harmless; two
+/// nodes running this at once both queue, and one moves the position.
+///
+/// Entries in `ecosystems` (the namespaces holding an outside registry's packages) are
+/// left out: they are not authored here, their registry governs them, and a gate such as
+/// the look-alike check would hold back real packages.
+pub async fn queue_gates(db: &Database, ecosystems: &[String]) -> Result<u64> {
+    let mut queued = 0;
+    loop {
+        let from = db.cursors.cursor(GATES_CONSUMER).await?;
+        let events = db.store.feed_since(from, GATES_PAGE).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(queued);
+        };
+        let mut entry_ids: Vec<i64> = events
+            .iter()
+            .filter(|e| e.entity == FeedEntity::Version && e.op == FeedOp::Create)
+            .filter_map(|e| e.entry_id)
+            .collect();
+        entry_ids.sort_unstable();
+        entry_ids.dedup();
+        let mut jobs = vec![];
+        for entry in db.store.get_entries_by_id(&entry_ids).await? {
+            if ecosystems.contains(&entry.namespace) {
+                continue;
+            }
+            let key = entry.key();
+            for v in db.store.list_versions(&key).await? {
+                if v.validation.is_none() {
+                    jobs.push(validate_job(&key, &v.version));
+                }
+            }
+        }
+        let n = jobs.len() as u64;
+        if !jobs.is_empty() {
+            db.jobs.enqueue_many(jobs).await?;
+        }
+        if db
+            .cursors
+            .advance_cursor(GATES_CONSUMER, from, last)
+            .await?
+        {
+            queued += n;
+        }
+        if events.len() < GATES_PAGE {
+            return Ok(queued);
+        }
+    }
+}
+
+/// The audit row of a change the gates make, committed with it.
+fn gates_audit(
+    action: &str,
+    key: &EntryKey,
+    target: String,
+    reason: String,
+    diff: serde_json::Value,
+) -> quiver_store::Audit {
+    Some(AuditDraft {
+        record: NewAuditRecord {
+            actor: GATES_ACTOR.to_string(),
+            action: action.to_string(),
+            namespace: Some(key.namespace.clone()),
+            target,
+            outcome: "allowed".to_string(),
+            reason: Some(reason),
+            diff: Some(diff),
+            client: None,
+        },
+        diff: AuditDiff::Given,
+    })
+}
 
 /// Whether a stored result is current for this version.
 fn current(v: &Version, r: &Validation) -> bool {
@@ -118,30 +218,46 @@ impl ValidateVersion {
         if entry.status != Status::Published || entry.latest_version.is_some() {
             return Ok(());
         }
+        let audit = gates_audit(
+            "entry.hold-back",
+            key,
+            key.to_string(),
+            "every version is held back: nothing to install".into(),
+            serde_json::json!({"status": {"before": "published", "after": "draft"}}),
+        );
         self.store
-            .update_entry(
+            .update_entry_audited(
                 key,
                 EntryPatch {
                     status: Some(Status::Draft),
                     ..EntryPatch::default()
                 },
+                audit,
             )
             .await?;
-        self.audit
-            .append_audit(NewAuditRecord {
-                actor: GATES_ACTOR.to_string(),
-                action: "entry.hold-back".to_string(),
-                namespace: Some(key.namespace.clone()),
-                target: key.to_string(),
-                outcome: "allowed".to_string(),
-                reason: Some("every version is held back: nothing to install".into()),
-                diff: Some(
-                    serde_json::json!({"status": {"before": "published", "after": "draft"}}),
-                ),
-                client: None,
-            })
-            .await?;
         Ok(())
+    }
+
+    /// Whether `version` was published through quiver: its `version.publish` audit row
+    /// commits with it, so the row is the version's provenance. Imported versions have
+    /// none (an import leaves one row per run).
+    async fn published_here(
+        &self,
+        key: &EntryKey,
+        version: &str,
+    ) -> std::result::Result<bool, String> {
+        let filter = AuditFilter {
+            action: Some("version.publish".into()),
+            target: Some(format!("{key}@{version}")),
+            outcome: Some("allowed".into()),
+            ..AuditFilter::default()
+        };
+        let rows = self
+            .audit
+            .list_audit(&filter, None, 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(!rows.items.is_empty())
     }
 
     async fn validate(&self, job: &Job) -> std::result::Result<(), String> {
@@ -181,37 +297,30 @@ impl ValidateVersion {
             Some(r) => r,
             None => check_version(&self.index, &entry, &v),
         };
-        // A failed required gate holds the version back: it is yanked (so it is never
-        // the latest, and installs skip it) with the failures as the reason, before the
-        // result is recorded, so whoever sees the result sees the version held back. The
-        // publisher fixes the manifest and publishes a new version.
-        if !result.passed && !v.yanked {
+        // A failed required gate holds a version published here back: it is yanked (so
+        // it is never the latest, and installs skip it) with the failures as the reason,
+        // before the result is recorded, so whoever sees the result sees the version held
+        // back. The publisher fixes the manifest and publishes a new version. An imported
+        // version keeps its source system's decision: its result records the failures.
+        if !result.passed && !v.yanked && self.published_here(&key, &version).await? {
             let reason = format!(
                 "held back: a required quality gate failed ({})",
                 result.errors.join("; ")
             );
             let reason: String = reason.chars().take(1000).collect();
+            // The row commits with the yank; a job run again after a crash finds the
+            // version yanked and writes neither twice.
+            let audit = gates_audit(
+                "version.hold-back",
+                &key,
+                format!("{key}@{version}"),
+                reason.clone(),
+                serde_json::json!({"yanked": {"before": false, "after": true}}),
+            );
             self.store
-                .set_yanked(&key, &version, true, Some(reason.clone()))
+                .set_yanked_audited(&key, &version, true, Some(reason), audit)
                 .await
                 .map_err(|e| e.to_string())?;
-            // The job may run again after a crash here; the version is then already
-            // yanked and no second row is written.
-            {
-                self.audit
-                    .append_audit(NewAuditRecord {
-                        actor: GATES_ACTOR.to_string(),
-                        action: "version.hold-back".to_string(),
-                        namespace: Some(key.namespace.clone()),
-                        target: format!("{key}@{version}"),
-                        outcome: "allowed".to_string(),
-                        reason: Some(reason),
-                        diff: Some(serde_json::json!({"yanked": {"before": false, "after": true}})),
-                        client: None,
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
             self.unpublish_if_nothing_to_install(&key)
                 .await
                 .map_err(|e| e.to_string())?;

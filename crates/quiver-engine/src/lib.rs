@@ -34,8 +34,8 @@ use quiver_model::{
 use quiver_search::{IndexStats, SearchIndex, SearchQuery, SearchResults};
 use quiver_store::worker::{Handler, Worker, WorkerHandle, WorkerOptions};
 use quiver_store::{
-    Database, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, NewJob, Page, Store,
-    StoreStats, ValidVersion,
+    AuditDiff, Database, Direction, EntryFilter, Job, JobCounts, JobFilter, JobId, NewJob, Page,
+    Store, StoreStats, ValidVersion,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -54,7 +54,7 @@ pub mod review;
 pub mod setup;
 pub mod throttle;
 
-use audit::{diff_of, Event};
+use audit::Event;
 
 /// Who is asking: anonymous, the bootstrap admin (the server's admin token), or a user
 /// through one of their API tokens. The engine takes it on every call so that no route
@@ -249,7 +249,8 @@ impl Registry {
         &self.config
     }
 
-    /// Tail the change feed into the index until the returned handle is aborted. Woken by
+    /// Tail the change feed into the index, and queue the quality gates of new versions
+    /// from it, until the returned handle is aborted. Woken by
     /// the database's feed waker (this process's writes; on PostgreSQL every node's), and
     /// by a poll as the fallback (another process writing an SQLite file).
     pub fn spawn_follower(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -264,8 +265,21 @@ impl Registry {
                 if let Err(e) = me.index.catch_up(&*me.db.store).await {
                     tracing::warn!(error = %e, "index follower could not catch up; will retry");
                 }
+                if let Err(e) = me.queue_gates().await {
+                    tracing::warn!(error = %e, "could not queue the quality gates; will retry");
+                }
             }
         })
+    }
+
+    /// Queue the quality gates of every version written since the last time, whoever
+    /// wrote it (`gates::queue_gates`), and wake this node's worker if any were queued.
+    pub async fn queue_gates(&self) -> Result<u64> {
+        let n = gates::queue_gates(&self.db, &self.config.ecosystem_namespaces).await?;
+        if n > 0 {
+            self.wake_worker();
+        }
+        Ok(n)
     }
 
     /// Apply every committed write to the index now (tests and tools use it for
@@ -404,20 +418,21 @@ impl Registry {
         );
         self.require(caller, Action::CreateEntry, &target, &"this")
             .await?;
-        let e = self.db.store.create_entry(entry).await?;
-        self.record(
-            caller,
-            Event {
-                action: "entry.create",
-                namespace: Some(&e.namespace),
-                target: e.key().to_string(),
-                denied: None,
-                reason: None,
-                diff: Some(diff_of::<Entry, _>(None, Some(&e))),
-            },
-        )
-        .await;
-        Ok(e)
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "entry.create",
+                    namespace: Some(&entry.namespace),
+                    target: EntryKey::new(entry.kind, &entry.namespace, &entry.name).to_string(),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Created,
+            )
+            .await;
+        self.db.store.create_entry_audited(entry, audit).await
     }
 
     pub async fn get_entry(&self, caller: &Caller, key: &EntryKey) -> Result<Entry> {
@@ -449,20 +464,21 @@ impl Registry {
                 ));
             }
         }
-        let e = self.db.store.update_entry(key, patch).await?;
-        self.record(
-            caller,
-            Event {
-                action: "entry.update",
-                namespace: Some(&e.namespace),
-                target: key.to_string(),
-                denied: None,
-                reason: None,
-                diff: Some(diff_of(Some(&before), Some(&e))),
-            },
-        )
-        .await;
-        Ok(e)
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "entry.update",
+                    namespace: Some(&before.namespace),
+                    target: key.to_string(),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Changed(serde_json::to_value(&before).unwrap_or_default()),
+            )
+            .await;
+        self.db.store.update_entry_audited(key, patch, audit).await
     }
 
     /// Deprecate an entry with a message and an optional replacement.
@@ -549,32 +565,31 @@ impl Registry {
                 self.submit_for_review(caller, key, why).await?;
             }
         }
-        let v = self.db.store.publish_version(key, valid).await?;
-        self.record(
-            caller,
-            Event {
-                action: "version.publish",
-                namespace: Some(&key.namespace),
-                target: format!("{key}@{}", v.version),
-                denied: None,
-                reason: None,
-                diff: Some(serde_json::json!({
-                    "version": {"before": null, "after": v.version},
-                    "sha256": {"before": null, "after": v.sha256},
-                })),
-            },
-        )
-        .await;
-        // The schema checks also run as a durable job that records its result on the
-        // version (so a kind's schema change can be re-checked the same way).
-        let job = NewJob::new(
-            VALIDATE_VERSION,
-            serde_json::json!({"entry": key, "version": v.version}),
-        )
-        .dedup_key(format!("validate:{key}@{}", v.version))
-        .max_attempts(5);
-        self.db.jobs.enqueue(job).await?;
-        self.wake_worker();
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "version.publish",
+                    namespace: Some(&key.namespace),
+                    target: format!("{key}@{}", valid.version.version),
+                    denied: None,
+                    reason: None,
+                    diff: Some(serde_json::json!({
+                        "version": {"before": null, "after": valid.version.version},
+                        "sha256": {"before": null, "after": valid.sha256},
+                    })),
+                },
+                AuditDiff::Given,
+            )
+            .await;
+        let v = self
+            .db
+            .store
+            .publish_version_audited(key, valid, audit)
+            .await?;
+        // The quality gates run as a durable job that records its result on the version,
+        // queued from the change feed (`gates::queue_gates`, run by the follower), so
+        // every new version gets them whoever wrote it and a crash cannot lose one.
         Ok(v)
     }
 
@@ -642,45 +657,49 @@ impl Registry {
                 return Err(Error::invalid("reason", "must be at most 1000 bytes"));
             }
         }
-        let v = self
-            .db
+        let audit = self
+            .yank_draft(caller, key, version, true, reason.clone())
+            .await;
+        self.db
             .store
-            .set_yanked(key, version, true, reason.clone())
-            .await?;
-        self.record_yank(caller, key, &v, reason).await;
-        Ok(v)
+            .set_yanked_audited(key, version, true, reason, audit)
+            .await
     }
 
     pub async fn unyank(&self, caller: &Caller, key: &EntryKey, version: &str) -> Result<Version> {
         self.writable_entry(caller, key, Action::Yank).await?;
-        let v = self.db.store.set_yanked(key, version, false, None).await?;
-        self.record_yank(caller, key, &v, None).await;
-        Ok(v)
+        let audit = self.yank_draft(caller, key, version, false, None).await;
+        self.db
+            .store
+            .set_yanked_audited(key, version, false, None, audit)
+            .await
     }
 
-    async fn record_yank(
+    async fn yank_draft(
         &self,
         caller: &Caller,
         key: &EntryKey,
-        v: &Version,
+        version: &str,
+        yanked: bool,
         reason: Option<String>,
-    ) {
-        self.record(
+    ) -> quiver_store::Audit {
+        self.draft(
             caller,
             Event {
-                action: if v.yanked {
+                action: if yanked {
                     "version.yank"
                 } else {
                     "version.unyank"
                 },
                 namespace: Some(&key.namespace),
-                target: format!("{key}@{}", v.version),
+                target: format!("{key}@{version}"),
                 denied: None,
                 reason,
-                diff: Some(serde_json::json!({"yanked": {"before": !v.yanked, "after": v.yanked}})),
+                diff: Some(serde_json::json!({"yanked": {"before": !yanked, "after": yanked}})),
             },
+            AuditDiff::Given,
         )
-        .await;
+        .await
     }
 
     // ---- relations -----------------------------------------------------------------
@@ -696,20 +715,21 @@ impl Registry {
                 .await
                 .map_err(|_| Error::invalid(field, format!("{key} does not exist")))?;
         }
-        let r = self.db.store.add_relation(relation).await?;
-        self.record(
-            caller,
-            Event {
-                action: "relation.add",
-                namespace: Some(&r.from.namespace),
-                target: format!("{} {} {}", r.from, r.kind, r.to),
-                denied: None,
-                reason: None,
-                diff: Some(diff_of::<Relation, _>(None, Some(&r))),
-            },
-        )
-        .await;
-        Ok(r)
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "relation.add",
+                    namespace: Some(&relation.from.namespace),
+                    target: format!("{} {} {}", relation.from, relation.kind, relation.to),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Created,
+            )
+            .await;
+        self.db.store.add_relation_audited(relation, audit).await
     }
 
     /// Relations of an entry, leaving out those whose other end the caller may not see.

@@ -17,6 +17,8 @@ use quiver_auth::{Action, Principal, SiteRole};
 use quiver_model::{Deprecation, Entry, EntryKey, EntryPatch, Error, Result, Status};
 use serde::{Deserialize, Serialize};
 
+use quiver_store::AuditDiff;
+
 use crate::audit::Event;
 use crate::{Caller, Registry};
 
@@ -192,27 +194,33 @@ impl Registry {
             .await;
             return Err(Error::forbidden(denied));
         }
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "entry.status",
+                    namespace: Some(&before.namespace),
+                    target: key.to_string(),
+                    denied: None,
+                    reason: Some(reason.clone()),
+                    diff: Some(serde_json::json!({
+                        "status": {"before": before.status, "after": change.status},
+                        "deprecation": {"before": before.deprecation, "after": deprecation},
+                    })),
+                },
+                AuditDiff::Given,
+            )
+            .await;
         let patch = EntryPatch {
             status: Some(change.status),
             deprecation,
             ..Default::default()
         };
-        let after = self.db.store.update_entry(key, patch).await?;
-        self.record(
-            caller,
-            Event {
-                action: "entry.status",
-                namespace: Some(&after.namespace),
-                target: key.to_string(),
-                denied: None,
-                reason: Some(reason.clone()),
-                diff: Some(serde_json::json!({
-                    "status": {"before": before.status, "after": after.status},
-                    "deprecation": {"before": before.deprecation, "after": after.deprecation},
-                })),
-            },
-        )
-        .await;
+        let after = self
+            .db
+            .store
+            .update_entry_audited(key, patch, audit)
+            .await?;
         self.note_review(caller, key, before.status, after.status, &reason, changes)
             .await?;
         Ok(after)

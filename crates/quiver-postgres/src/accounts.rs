@@ -438,25 +438,7 @@ fn audit_from_row(r: &Row) -> Result<quiver_store::AuditRecord> {
 impl quiver_store::AuditLog for PostgresStore {
     async fn append_audit(&self, a: quiver_store::NewAuditRecord) -> Result<i64> {
         let c = self.pooled().await?;
-        Ok(c.query_one(
-            "INSERT INTO audit_log \
-             (at, actor, action, namespace, target, outcome, reason, diff, client) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            &[
-                &now_ms(),
-                &a.actor,
-                &a.action,
-                &a.namespace,
-                &a.target,
-                &a.outcome,
-                &a.reason,
-                &a.diff.map(|d| d.to_string()),
-                &a.client,
-            ],
-        )
-        .await
-        .context("appending to the audit log")?
-        .get(0))
+        insert_audit(&c, a).await
     }
 
     async fn list_audit(
@@ -493,4 +475,48 @@ impl quiver_store::AuditLog for PostgresStore {
             .collect::<Result<Vec<_>>>()?;
         Ok(quiver_store::audit::audit_page(items, limit))
     }
+}
+
+/// Append an audit row (inside a write's transaction when `c` is one).
+pub(crate) async fn insert_audit<C: GenericClient>(
+    c: &C,
+    a: quiver_store::NewAuditRecord,
+) -> Result<i64> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO audit_log \
+             (at, actor, action, namespace, target, outcome, reason, diff, client) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .await
+        .context("preparing an audit row")?;
+    Ok(c.query_one(
+        &stmt,
+        &[
+            &now_ms(),
+            &a.actor,
+            &a.action,
+            &a.namespace,
+            &a.target,
+            &a.outcome,
+            &a.reason,
+            &a.diff.map(|d| d.to_string()),
+            &a.client,
+        ],
+    )
+    .await
+    .context("appending to the audit log")?
+    .get(0))
+}
+
+/// Append `audit`, finished with what the write stored, inside the writer's transaction.
+pub(crate) async fn commit_audit<T: serde::Serialize>(
+    w: &Writer<'_>,
+    audit: quiver_store::Audit,
+    written: &T,
+) -> Result<()> {
+    if let Some(a) = audit {
+        insert_audit(&w.tx, a.finish(written)).await?;
+    }
+    Ok(())
 }

@@ -94,60 +94,83 @@ async fn reread(tx: &deadpool_postgres::Transaction<'_>, id: JobId) -> Result<Jo
 #[async_trait]
 impl JobQueue for PostgresStore {
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId> {
-        job.validate()?;
+        let ids = self.enqueue_many_at(vec![job], now).await?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| Error::internal("enqueueing a job", "no id answered"))
+    }
+
+    async fn enqueue_many_at(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<JobId>> {
+        for job in &jobs {
+            job.validate()?;
+        }
         let now = now.as_millisecond();
-        let run_at = job.run_at.map_or(now, |t| t.as_millisecond());
-        let payload = serde_json::to_string(&job.payload).context("encoding a payload")?;
-        let max_attempts = job.max_attempts as i32;
-        let c = self.pooled().await?;
-        // Look up the key, insert, and on a unique violation (a concurrent enqueue of the
-        // same key won) look it up again.
-        for _ in 0..5 {
-            if let Some(key) = &job.dedup_key {
-                let existing = c
+        let mut c = self.pooled().await?;
+        let tx = c.transaction().await.context("beginning an enqueue")?;
+        let find = tx
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE dedup_key = $1 AND state IN ('queued', 'running')",
+            )
+            .await
+            .context("preparing a dedup lookup")?;
+        // A key taken by a concurrent enqueue makes the insert do nothing (no error, so
+        // the transaction goes on); the lookup after it finds the winner.
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO jobs (kind, payload, priority, dedup_key, state, attempts, \
+                 max_attempts, run_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .await
+            .context("preparing the enqueue")?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let payload = serde_json::to_string(&job.payload).context("encoding a payload")?;
+            let run_at = job.run_at.map_or(now, |t| t.as_millisecond());
+            let max_attempts = job.max_attempts as i32;
+            // Look the key up, insert, and when a concurrent enqueue of the key won (the
+            // insert did nothing) look it up again; a key that keeps changing hands (its
+            // job finished meanwhile) is tried a few times.
+            let mut id = None;
+            for _ in 0..5 {
+                if let Some(key) = &job.dedup_key {
+                    id = tx
+                        .query_opt(&find, &[key])
+                        .await
+                        .context("reading a job by dedup key")?
+                        .map(|r| r.get::<_, i64>(0));
+                    if id.is_some() {
+                        break;
+                    }
+                }
+                id = tx
                     .query_opt(
-                        "SELECT id FROM jobs WHERE dedup_key = $1 \
-                           AND state IN ('queued', 'running')",
-                        &[key],
+                        &insert,
+                        &[
+                            &job.kind,
+                            &payload,
+                            &job.priority,
+                            &job.dedup_key,
+                            &max_attempts,
+                            &run_at,
+                            &now,
+                        ],
                     )
                     .await
-                    .context("reading a job by dedup key")?;
-                if let Some(r) = existing {
-                    return Ok(r.get(0));
+                    .context("enqueueing a job")?
+                    .map(|r| r.get::<_, i64>(0));
+                if id.is_some() {
+                    break;
                 }
             }
-            let stmt = c
-                .prepare_cached(
-                    "INSERT INTO jobs (kind, payload, priority, dedup_key, state, attempts, \
-                     max_attempts, run_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7) RETURNING id",
-                )
-                .await
-                .context("preparing the enqueue")?;
-            match c
-                .query_one(
-                    &stmt,
-                    &[
-                        &job.kind,
-                        &payload,
-                        &job.priority,
-                        &job.dedup_key,
-                        &max_attempts,
-                        &run_at,
-                        &now,
-                    ],
-                )
-                .await
-            {
-                Ok(r) => return Ok(r.get(0)),
-                Err(e) if is_unique_violation(&e) && job.dedup_key.is_some() => continue,
-                Err(e) => return Err(Error::internal("enqueueing a job", e)),
-            }
+            let id = id.ok_or_else(|| {
+                Error::internal("enqueueing a job", "its dedup key kept changing hands")
+            })?;
+            ids.push(id);
         }
-        Err(Error::internal(
-            "enqueueing a job",
-            "its dedup key kept changing hands",
-        ))
+        tx.commit().await.context("committing an enqueue")?;
+        Ok(ids)
     }
 
     async fn take_at(

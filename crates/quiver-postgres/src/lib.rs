@@ -81,6 +81,7 @@ use quiver_store::Database;
 use tokio_postgres::NoTls;
 
 mod accounts;
+mod cursors;
 mod device;
 mod import;
 mod jobs;
@@ -140,6 +141,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0013_feed_durable",
         include_str!("../migrations/postgres/0013_feed_durable.sql"),
+    ),
+    (
+        "0014_feed_cursors",
+        include_str!("../migrations/postgres/0014_feed_cursors.sql"),
+    ),
+    (
+        "0015_audit_target",
+        include_str!("../migrations/postgres/0015_audit_target.sql"),
     ),
 ];
 
@@ -553,7 +562,8 @@ impl PostgresStore {
             counters: me.clone(),
             throttle: me.clone(),
             device_codes: me.clone(),
-            identities: me,
+            identities: me.clone(),
+            cursors: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

@@ -14,12 +14,14 @@ use quiver_model::{
     Version, Visibility,
 };
 use quiver_store::{
-    Direction, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats, ValidVersion,
+    Audit, Direction, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats,
+    ValidVersion,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use crate::accounts::commit_audit;
 use crate::{PostgresStore, FEED_LOCK};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -750,22 +752,27 @@ impl Store for PostgresStore {
         decode().context("decoding a namespace").map(Some)
     }
 
-    async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
+    async fn create_entry_audited(&self, entry: NewEntry, audit: Audit) -> Result<Entry> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         ensure_namespace_tx(&mut w, &entry.namespace, OwnerKind::Organisation).await?;
         let id = insert_entry(&mut w, &entry, entry.status.unwrap_or(Status::Draft)).await?;
         let e = get_entry_by_id(&w.tx, id).await?;
+        commit_audit(&w, audit, &e).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(e)
     }
 
-    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
+    async fn update_entry_audited(
+        &self,
+        key: &EntryKey,
+        patch: EntryPatch,
+        audit: Audit,
+    ) -> Result<Entry> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
-        w.lock_entry(id).await?;
         w.lock_entry(id).await?;
         let mut e = get_entry_by_id(&w.tx, id).await?;
         let tags_changed = patch.apply_to(&mut e);
@@ -804,6 +811,7 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Entry, e.id, Some(e.id), FeedOp::Update)
             .await?;
         let out = get_entry_by_id(&w.tx, e.id).await?;
+        commit_audit(&w, audit, &out).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(out)
@@ -921,7 +929,12 @@ impl Store for PostgresStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version> {
+    async fn publish_version_audited(
+        &self,
+        key: &EntryKey,
+        version: ValidVersion,
+        audit: Audit,
+    ) -> Result<Version> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let id = require_entry_id(&w.tx, key).await?;
@@ -942,6 +955,7 @@ impl Store for PostgresStore {
             .await
             .context("reading the new version")?;
         let v = version_from_row(&row)?;
+        commit_audit(&w, audit, &v).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(v)
@@ -1068,12 +1082,13 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn set_yanked(
+    async fn set_yanked_audited(
         &self,
         key: &EntryKey,
         version: &str,
         yanked: bool,
         reason: Option<String>,
+        audit: Audit,
     ) -> Result<Version> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
@@ -1086,6 +1101,7 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
             .await?;
         let v = read_version(&w, vid, "reading the yanked version").await?;
+        commit_audit(&w, audit, &v).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(v)
@@ -1117,7 +1133,7 @@ impl Store for PostgresStore {
         Ok(v)
     }
 
-    async fn add_relation(&self, relation: Relation) -> Result<Relation> {
+    async fn add_relation_audited(&self, relation: Relation, audit: Audit) -> Result<Relation> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         let from = entry_id(&w.tx, &relation.from)
@@ -1193,13 +1209,15 @@ impl Store for PostgresStore {
         w.feed(FeedEntity::Relation, rid, Some(from), op).await?;
         let from_key = get_entry_by_id(&w.tx, from).await?.key();
         let to_key = get_entry_by_id(&w.tx, to).await?.key();
-        let done = w.commit(&self.inner.channel).await?;
-        self.after_commit(&mut client, done).await?;
-        Ok(Relation {
+        let r = Relation {
             from: from_key,
             to: to_key,
             ..relation
-        })
+        };
+        commit_audit(&w, audit, &r).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
+        Ok(r)
     }
 
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>> {

@@ -215,6 +215,9 @@ pub struct ReviewParams {
 pub struct AuditFilterParams {
     /// Rows about this namespace (required for namespace owners).
     namespace: Option<String>,
+    /// Rows about exactly this target, as rows name it (`tool acme/x`,
+    /// `tool acme/x@1.0.0`): one entry's or version's history.
+    target: Option<String>,
     /// Rows by this actor.
     actor: Option<String>,
     /// e.g. entry.create, version.publish, member.set.
@@ -233,6 +236,9 @@ pub struct AuditFilterParams {
 pub struct AuditPageParams {
     /// Rows about this namespace (required for namespace owners).
     namespace: Option<String>,
+    /// Rows about exactly this target, as rows name it (`tool acme/x`,
+    /// `tool acme/x@1.0.0`): one entry's or version's history.
+    target: Option<String>,
     /// Rows by this actor.
     actor: Option<String>,
     /// e.g. entry.create, version.publish, member.set.
@@ -895,8 +901,10 @@ pub async fn remove_member(
 
 // ---- audit ---------------------------------------------------------------------------
 
+#[allow(clippy::too_many_arguments)] // one per query parameter
 fn audit_filter(
     namespace: Option<String>,
+    target: Option<String>,
     actor: Option<String>,
     action: Option<String>,
     outcome: Option<String>,
@@ -905,6 +913,7 @@ fn audit_filter(
 ) -> quiver_store::AuditFilter {
     quiver_store::AuditFilter {
         namespace,
+        target,
         actor,
         action,
         outcome,
@@ -919,7 +928,15 @@ pub async fn list_audit(
     Auth(caller): Auth,
     Query(p): Query<AuditPageParams>,
 ) -> ApiResult<Json<Paged<AuditRecord>>> {
-    let filter = audit_filter(p.namespace, p.actor, p.action, p.outcome, p.since, p.until);
+    let filter = audit_filter(
+        p.namespace,
+        p.target,
+        p.actor,
+        p.action,
+        p.outcome,
+        p.since,
+        p.until,
+    );
     let page = state
         .registry
         .list_audit(&caller, filter, p.cursor.as_deref(), limit(p.limit))
@@ -934,7 +951,15 @@ pub async fn export_audit(
     Auth(caller): Auth,
     Query(p): Query<AuditFilterParams>,
 ) -> ApiResult<NdJson<AuditRecord>> {
-    let filter = audit_filter(p.namespace, p.actor, p.action, p.outcome, p.since, p.until);
+    let filter = audit_filter(
+        p.namespace,
+        p.target,
+        p.actor,
+        p.action,
+        p.outcome,
+        p.since,
+        p.until,
+    );
     let export = state.registry.export_audit(&caller, filter)?;
     let lines = futures_util::stream::unfold(Some(export), |export| async move {
         let mut export = export?;

@@ -397,27 +397,7 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<quiver_store::Audit
 #[async_trait]
 impl quiver_store::AuditLog for SqliteStore {
     async fn append_audit(&self, a: quiver_store::NewAuditRecord) -> Result<i64> {
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO audit_log \
-                 (at, actor, action, namespace, target, outcome, reason, diff, client) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    now_ms(),
-                    a.actor,
-                    a.action,
-                    a.namespace,
-                    a.target,
-                    a.outcome,
-                    a.reason,
-                    a.diff.map(|d| d.to_string()),
-                    a.client
-                ],
-            )
-            .context("appending to the audit log")?;
-            Ok(tx.last_insert_rowid())
-        })
-        .await
+        self.write(move |tx| insert_audit(tx, a)).await
     }
 
     async fn list_audit(
@@ -457,4 +437,40 @@ impl quiver_store::AuditLog for SqliteStore {
         })
         .await
     }
+}
+
+/// Append an audit row inside a write transaction (a write's own row commits with it).
+pub(crate) fn insert_audit(tx: &Transaction<'_>, a: quiver_store::NewAuditRecord) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log \
+         (at, actor, action, namespace, target, outcome, reason, diff, client) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            now_ms(),
+            a.actor,
+            a.action,
+            a.namespace,
+            a.target,
+            a.outcome,
+            a.reason,
+            a.diff.map(|d| d.to_string()),
+            a.client
+        ])
+    })
+    .context("appending to the audit log")?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Append `audit`, finished with what the write stored, inside its transaction.
+pub(crate) fn commit_audit<T: serde::Serialize>(
+    tx: &Transaction<'_>,
+    audit: quiver_store::Audit,
+    written: &T,
+) -> Result<()> {
+    if let Some(a) = audit {
+        insert_audit(tx, a.finish(written))?;
+    }
+    Ok(())
 }

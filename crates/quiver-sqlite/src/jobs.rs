@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use quiver_model::{Context, Error, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{is_unique_violation, parse_enum, ts, SqliteStore};
 use quiver_store::jobs::{
@@ -55,6 +55,35 @@ fn active_by_key(conn: &Connection, key: &str) -> Result<Option<JobId>> {
 }
 
 /// The held job, or the reason it is not held.
+/// Queue one job in a write transaction (or answer the unfinished job holding its key).
+fn enqueue_tx(tx: &Transaction<'_>, job: &NewJob, now: i64) -> Result<JobId> {
+    if let Some(key) = &job.dedup_key {
+        if let Some(id) = active_by_key(tx, key)? {
+            return Ok(id);
+        }
+    }
+    let run_at = job.run_at.map_or(now, |t| t.as_millisecond());
+    let payload = serde_json::to_string(&job.payload).context("encoding a payload")?;
+    tx.prepare_cached(
+        "INSERT INTO jobs (kind, payload, priority, dedup_key, state, attempts, \
+         max_attempts, run_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            job.kind,
+            payload,
+            job.priority,
+            job.dedup_key,
+            job.max_attempts,
+            run_at,
+            now
+        ])
+    })
+    .context("enqueueing a job")?;
+    Ok(tx.last_insert_rowid())
+}
+
 fn held(conn: &Connection, id: JobId, worker_id: &str) -> Result<Job> {
     let job = get_job_conn(conn, id)?.ok_or_else(|| no_such_job(id))?;
     if job.state != JobState::Running || job.locked_by.as_deref() != Some(worker_id) {
@@ -68,34 +97,16 @@ impl JobQueue for SqliteStore {
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId> {
         job.validate()?;
         let now = now.as_millisecond();
-        self.write(move |tx| {
-            if let Some(key) = &job.dedup_key {
-                if let Some(id) = active_by_key(tx, key)? {
-                    return Ok(id);
-                }
-            }
-            let run_at = job.run_at.map_or(now, |t| t.as_millisecond());
-            let payload = serde_json::to_string(&job.payload).context("encoding a payload")?;
-            tx.prepare_cached(
-                "INSERT INTO jobs (kind, payload, priority, dedup_key, state, attempts, \
-                 max_attempts, run_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?7)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    job.kind,
-                    payload,
-                    job.priority,
-                    job.dedup_key,
-                    job.max_attempts,
-                    run_at,
-                    now
-                ])
-            })
-            .context("enqueueing a job")?;
-            Ok(tx.last_insert_rowid())
-        })
-        .await
+        self.write(move |tx| enqueue_tx(tx, &job, now)).await
+    }
+
+    async fn enqueue_many_at(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<JobId>> {
+        for job in &jobs {
+            job.validate()?;
+        }
+        let now = now.as_millisecond();
+        self.write(move |tx| jobs.iter().map(|job| enqueue_tx(tx, job, now)).collect())
+            .await
     }
 
     async fn take_at(

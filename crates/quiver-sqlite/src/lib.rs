@@ -27,13 +27,15 @@ use quiver_model::{
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use accounts::commit_audit;
 use quiver_store::{
-    latest_of, Database, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion,
+    latest_of, Audit, Database, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion,
     ImportedFields, LocalFeed, MemoryLimiter, Page, Store, StoreStats, ValidVersion,
 };
 
 mod accounts;
 mod counters;
+mod cursors;
 mod device;
 mod jobs;
 mod throttle;
@@ -86,6 +88,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0013_feed_durable",
         include_str!("../migrations/sqlite/0013_feed_durable.sql"),
+    ),
+    (
+        "0014_feed_cursors",
+        include_str!("../migrations/sqlite/0014_feed_cursors.sql"),
+    ),
+    (
+        "0015_audit_target",
+        include_str!("../migrations/sqlite/0015_audit_target.sql"),
     ),
 ];
 
@@ -187,7 +197,8 @@ impl SqliteStore {
             counters: me.clone(),
             throttle: me.clone(),
             device_codes: me.clone(),
-            identities: me,
+            identities: me.clone(),
+            cursors: me,
             feed: self.inner.feed.clone(),
         }
     }
@@ -829,16 +840,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
+    async fn create_entry_audited(&self, entry: NewEntry, audit: Audit) -> Result<Entry> {
         self.write(move |tx| {
             ensure_namespace_tx(tx, &entry.namespace, OwnerKind::Organisation)?;
             let id = insert_entry(tx, &entry, entry.status.unwrap_or(Status::Draft), None)?;
-            get_entry_by_id(tx, id)
+            let e = get_entry_by_id(tx, id)?;
+            commit_audit(tx, audit, &e)?;
+            Ok(e)
         })
         .await
     }
 
-    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
+    async fn update_entry_audited(
+        &self,
+        key: &EntryKey,
+        patch: EntryPatch,
+        audit: Audit,
+    ) -> Result<Entry> {
         let key = key.clone();
         self.write(move |tx| {
             let mut e = get_entry_conn(tx, &key)?.ok_or_else(|| Error::not_found(&key))?;
@@ -872,7 +890,9 @@ impl Store for SqliteStore {
                 write_tags(tx, e.id, &e.tags, true)?;
             }
             feed(tx, FeedEntity::Entry, e.id, Some(e.id), FeedOp::Update)?;
-            get_entry_by_id(tx, e.id)
+            let e = get_entry_by_id(tx, e.id)?;
+            commit_audit(tx, audit, &e)?;
+            Ok(e)
         })
         .await
     }
@@ -981,7 +1001,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version> {
+    async fn publish_version_audited(
+        &self,
+        key: &EntryKey,
+        version: ValidVersion,
+        audit: Audit,
+    ) -> Result<Version> {
         let key = key.clone();
         self.write(move |tx| {
             let id = require_entry_id(tx, &key)?;
@@ -992,11 +1017,16 @@ impl Store for SqliteStore {
             )
             .and_then(|mut s| s.execute([id]))
             .context("publishing a draft")?;
-            tx.prepare_cached(&format!(
-                "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
-            ))
-            .and_then(|mut s| s.query_row(params![id, version.version.version], version_from_row))
-            .context("reading the new version")
+            let v = tx
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![id, version.version.version], version_from_row)
+                })
+                .context("reading the new version")?;
+            commit_audit(tx, audit, &v)?;
+            Ok(v)
         })
         .await
     }
@@ -1103,12 +1133,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_yanked(
+    async fn set_yanked_audited(
         &self,
         key: &EntryKey,
         version: &str,
         yanked: bool,
         reason: Option<String>,
+        audit: Audit,
     ) -> Result<Version> {
         let key = key.clone();
         let version = version.to_string();
@@ -1119,12 +1150,15 @@ impl Store for SqliteStore {
             set_yank_row(tx, vid, yanked, reason)?;
             refresh_latest(tx, id)?;
             feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
-            tx.query_row(
-                &format!("SELECT {VERSION_COLS} FROM versions WHERE id = ?1"),
-                [vid],
-                version_from_row,
-            )
-            .context("reading the yanked version")
+            let v = tx
+                .query_row(
+                    &format!("SELECT {VERSION_COLS} FROM versions WHERE id = ?1"),
+                    [vid],
+                    version_from_row,
+                )
+                .context("reading the yanked version")?;
+            commit_audit(tx, audit, &v)?;
+            Ok(v)
         })
         .await
     }
@@ -1156,7 +1190,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_relation(&self, relation: Relation) -> Result<Relation> {
+    async fn add_relation_audited(&self, relation: Relation, audit: Audit) -> Result<Relation> {
         self.write(move |tx| {
             let from = entry_id(tx, &relation.from)?.ok_or_else(|| {
                 Error::invalid("from", format!("{} does not exist", relation.from))
@@ -1217,11 +1251,13 @@ impl Store for SqliteStore {
             feed(tx, FeedEntity::Relation, rid, Some(from), op)?;
             let from_key = get_entry_by_id(tx, from)?.key();
             let to_key = get_entry_by_id(tx, to)?.key();
-            Ok(Relation {
+            let r = Relation {
                 from: from_key,
                 to: to_key,
                 ..relation
-            })
+            };
+            commit_audit(tx, audit, &r)?;
+            Ok(r)
         })
         .await
     }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use quiver_model::Result;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::Page;
 
@@ -54,6 +55,9 @@ pub struct AuditRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditFilter {
     pub namespace: Option<String>,
+    /// Rows about exactly this target (`tool acme/x`, `tool acme/x@1.0.0`).
+    #[serde(default)]
+    pub target: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
@@ -61,6 +65,77 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     /// Rows before this time.
     pub until: Option<Timestamp>,
+}
+
+/// The audit row a write commits with, in its own transaction: the store appends it
+/// before the commit, so a write and its row are committed together or not at all
+/// (the `Store` methods that take an `Option<AuditDraft>`). The diff may need what the
+/// write stored (an id, a timestamp, a field the store derives), so it is given as a rule
+/// that the store applies to the written value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    /// The row; its `diff` is replaced by the rule's unless the rule is [`AuditDiff::Given`].
+    pub record: NewAuditRecord,
+    pub diff: AuditDiff,
+}
+
+/// How the diff of an [`AuditDraft`] is made from the written value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditDiff {
+    /// The record's own `diff`, as given.
+    Given,
+    /// Something new: every field of the written value, from nothing.
+    Created,
+    /// A change: the fields that differ between this value (as JSON) and the written one.
+    Changed(Value),
+}
+
+impl AuditDraft {
+    /// The row to append for a write that stored `after`.
+    pub fn finish<T: Serialize>(self, after: &T) -> NewAuditRecord {
+        let mut record = self.record;
+        let after = || serde_json::to_value(after).unwrap_or(Value::Null);
+        match self.diff {
+            AuditDiff::Given => {}
+            AuditDiff::Created => record.diff = Some(diff(&Value::Null, &after())),
+            AuditDiff::Changed(before) => record.diff = Some(diff(&before, &after())),
+        }
+        record
+    }
+}
+
+/// The changed top-level fields of two JSON objects: `{"field": {"before", "after"}}`.
+/// Timestamps of the change itself (`updated_at`) are left out.
+pub fn diff(before: &Value, after: &Value) -> Value {
+    let empty = Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut out = Map::new();
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if k == "updated_at" {
+            continue;
+        }
+        let (bv, av) = (
+            b.get(k).cloned().unwrap_or(Value::Null),
+            a.get(k).cloned().unwrap_or(Value::Null),
+        );
+        if bv != av {
+            out.insert(k.clone(), serde_json::json!({"before": bv, "after": av}));
+        }
+    }
+    Value::Object(out)
+}
+
+/// `diff` of two serializable values.
+pub fn diff_of<B: Serialize, A: Serialize>(before: Option<&B>, after: Option<&A>) -> Value {
+    let to = |v: Option<Value>| v.unwrap_or(Value::Null);
+    diff(
+        &to(before.and_then(|b| serde_json::to_value(b).ok())),
+        &to(after.and_then(|a| serde_json::to_value(a).ok())),
+    )
 }
 
 #[async_trait]
@@ -113,6 +188,7 @@ pub fn audit_where(
     let mut texts = vec![];
     for (col, v) in [
         ("namespace", &filter.namespace),
+        ("target", &filter.target),
         ("actor", &filter.actor),
         ("action", &filter.action),
         ("outcome", &filter.outcome),

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::{
-    AccountStore, AuditLog, DeviceCodeStore, ExternalIdentityStore, JobQueue, RateLimiter, Store,
-    Throttle,
+    AccountStore, AuditLog, DeviceCodeStore, ExternalIdentityStore, FeedCursors, JobQueue,
+    RateLimiter, Store, Throttle,
 };
 
 /// Every part of one database. Cloning is cheap (the parts are shared).
@@ -50,6 +50,8 @@ pub struct Database {
     pub identities: Arc<dyn ExternalIdentityStore>,
     /// Wakes followers of the change feed.
     pub feed: Arc<dyn FeedWaker>,
+    /// Durable positions of the feed's consumers (derived work done once per event).
+    pub cursors: Arc<dyn FeedCursors>,
 }
 
 impl Database {

@@ -293,6 +293,11 @@ pub trait JobQueue: Send + Sync + 'static {
     /// id instead of creating another.
     async fn enqueue_at(&self, job: NewJob, now: Timestamp) -> Result<JobId>;
 
+    /// Enqueue many jobs in one transaction (each deduplicated as by
+    /// [`Self::enqueue_at`]): all are queued or none. For derived work queued in bulk
+    /// (the quality gates of an import's versions).
+    async fn enqueue_many_at(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<JobId>>;
+
     /// Take the most urgent due job of one of `kinds` (any kind when empty): highest
     /// priority, then oldest `run_at`. The job becomes `running` under `worker_id` until
     /// `now + lease`, and its attempt is counted. A running job whose lease has expired is
@@ -345,6 +350,10 @@ pub trait JobQueue: Send + Sync + 'static {
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId> {
         self.enqueue_at(job, Timestamp::now()).await
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
+        self.enqueue_many_at(jobs, Timestamp::now()).await
     }
 
     async fn take(

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod accounts;
 pub mod audit;
+pub mod cursors;
 pub mod database;
 pub mod device;
 pub mod jobs;
@@ -40,7 +41,8 @@ pub mod throttle;
 pub mod worker;
 
 pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};
-pub use audit::{AuditFilter, AuditLog, AuditRecord, NewAuditRecord};
+pub use audit::{AuditDiff, AuditDraft, AuditFilter, AuditLog, AuditRecord, NewAuditRecord};
+pub use cursors::FeedCursors;
 pub use database::{Database, FeedSubscription, FeedWaker, LocalFeed};
 pub use device::{
     DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, ExternalIdentityStore, NewDeviceCode,
@@ -230,6 +232,9 @@ pub struct StoreStats {
     pub size_bytes: Option<u64>,
 }
 
+/// The audit row a write commits with, if any (see [`AuditDraft`]).
+pub type Audit = Option<AuditDraft>;
+
 /// The storage trait. Every write appends to the change feed in the same transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -241,8 +246,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Create an entry (creating its namespace as an organisation if it does not exist).
     /// Conflict if (kind, namespace, name) is taken, after the kind's name normalization.
-    async fn create_entry(&self, entry: NewEntry) -> Result<Entry>;
-    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry>;
+    async fn create_entry(&self, entry: NewEntry) -> Result<Entry> {
+        self.create_entry_audited(entry, None).await
+    }
+    /// [`Self::create_entry`], committing `audit` (finished with the new entry) in the
+    /// same transaction. The `*_audited` methods are what the engine calls: a write and
+    /// its audit row are committed together or not at all.
+    async fn create_entry_audited(&self, entry: NewEntry, audit: Audit) -> Result<Entry>;
+    async fn update_entry(&self, key: &EntryKey, patch: EntryPatch) -> Result<Entry> {
+        self.update_entry_audited(key, patch, None).await
+    }
+    /// [`Self::update_entry`] with its audit row (finished with the updated entry).
+    async fn update_entry_audited(
+        &self,
+        key: &EntryKey,
+        patch: EntryPatch,
+        audit: Audit,
+    ) -> Result<Entry>;
     /// Exact lookup by key (name compared after the kind's normalization).
     async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>>;
     /// Entries by id, in no particular order; unknown ids are skipped.
@@ -257,7 +277,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Publish a new version. Conflict if the version exists (versions are immutable).
     /// Publishing the first version of a draft entry makes it published.
-    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version>;
+    async fn publish_version(&self, key: &EntryKey, version: ValidVersion) -> Result<Version> {
+        self.publish_version_audited(key, version, None).await
+    }
+    /// [`Self::publish_version`] with its audit row (finished with the new version).
+    async fn publish_version_audited(
+        &self,
+        key: &EntryKey,
+        version: ValidVersion,
+        audit: Audit,
+    ) -> Result<Version>;
     /// Versions of an entry, newest (semver) first.
     async fn list_versions(&self, key: &EntryKey) -> Result<Vec<Version>>;
     /// Versions of an entry, newest first, a page at a time (`cursor`: the previous
@@ -280,6 +309,18 @@ pub trait Store: Send + Sync + 'static {
         version: &str,
         yanked: bool,
         reason: Option<String>,
+    ) -> Result<Version> {
+        self.set_yanked_audited(key, version, yanked, reason, None)
+            .await
+    }
+    /// [`Self::set_yanked`] with its audit row (finished with the version).
+    async fn set_yanked_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        yanked: bool,
+        reason: Option<String>,
+        audit: Audit,
     ) -> Result<Version>;
 
     /// Record the validation job's result on a version (a feed row: version update).
@@ -291,7 +332,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Version>;
 
     /// Add a relation between two existing entries (idempotent on kind, from, to).
-    async fn add_relation(&self, relation: Relation) -> Result<Relation>;
+    async fn add_relation(&self, relation: Relation) -> Result<Relation> {
+        self.add_relation_audited(relation, None).await
+    }
+    /// [`Self::add_relation`] with its audit row (finished with the relation), written
+    /// only when the relation changed (an identical one writes nothing).
+    async fn add_relation_audited(&self, relation: Relation, audit: Audit) -> Result<Relation>;
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>>;
 
     /// Feed events after `after`, oldest first, at most `limit`.

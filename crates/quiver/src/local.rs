@@ -337,6 +337,14 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     } else {
         pipeline::import(store, sources, opts, &NoProgress).await?
     };
+    // The quality gates of the new versions, queued from the change feed as a server
+    // does (a running server's worker runs them; one started later does).
+    let gates = if a.dry_run {
+        None
+    } else {
+        let ecosystems = a.data.config().ecosystem_namespaces;
+        Some(quiver_engine::gates::queue_gates(&db, &ecosystems).await?)
+    };
     let mut index_note = String::new();
     if !a.dry_run && !a.no_index {
         let index_started = Instant::now();
@@ -362,10 +370,14 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["index"] = serde_json::Value::String(index_note);
+        v["gates_queued"] = serde_json::json!(gates);
         v["total_secs"] = serde_json::json!(started.elapsed().as_secs_f64());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{report}");
+        if let Some(n) = gates {
+            println!("quality gates queued: {n} versions (a server's job worker runs them)");
+        }
         if !index_note.is_empty() {
             println!("{index_note}");
         }

@@ -101,10 +101,11 @@ async fn demo_server_answers_client_commands() {
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(
-        v["items"][0]["kind"]
-            .as_str()
+        v["items"]
+            .as_array()
             .unwrap()
-            .starts_with("rebuild_index:"),
+            .iter()
+            .any(|j| j["kind"].as_str().unwrap().starts_with("rebuild_index:")),
         "{v}"
     );
     let (ok, _, err) = quiver(&["jobs", "--data-dir", d, "retry", "999"]);
@@ -492,4 +493,85 @@ fn the_setup_code_registers_the_first_admin_from_the_cli() {
     assert!(out.contains("registered root (admin)"), "{out}");
     let (ok, _, err) = register("again", Some(&code));
     assert!(!ok, "a setup code works once: {err}");
+}
+
+/// Imported versions get their quality gates through the change feed: `quiver import`
+/// queues them (and says how many), a server's worker runs them; the ecosystem
+/// namespaces' packages are not gated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_versions_get_their_gates_through_the_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    let tool = |name: &str, description: &str| {
+        json!({"kind": "tool", "namespace": "acme", "name": name, "status": "published",
+            "description": description,
+            "versions": [{"version": "1.0.0", "manifest": {}}]})
+        .to_string()
+    };
+    let package = json!({"kind": "package", "namespace": "pypi", "name": "requests-mirror",
+        "description": "an outside registry's package", "status": "published",
+        "versions": [{"version": "2.0.0", "manifest": {}}]});
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}\n{package}\n",
+            tool(
+                "text.csvOne",
+                "Parse CSV text into typed rows for the tests"
+            ),
+            // Fails the required `description` gate (under 20 characters).
+            tool("text.csvTwo", "Parses CSV")
+        ),
+    )
+    .unwrap();
+    let d = dir.path().join("data");
+    let (d, f) = (d.to_str().unwrap(), file.to_str().unwrap());
+    let import = || {
+        let (ok, out, err) = quiver(&["import", "--json", "--data-dir", d, f]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let first = import();
+    assert_eq!(first["totals"]["created"], 3, "{first}");
+    assert_eq!(
+        first["gates_queued"], 2,
+        "the two tools, not the package: {first}"
+    );
+    // Nothing new: nothing queued again.
+    assert_eq!(import()["gates_queued"], 0);
+    let (ok, out, _) = quiver(&["import", "--data-dir", d, f]);
+    assert!(
+        ok && out.contains("quality gates queued: 0 versions"),
+        "{out}"
+    );
+
+    let server = Server::start(Path::new(d), &[]);
+    let version = |path: &str| server.url(&format!("/api/v1/entries/{path}/versions"));
+    let started = Instant::now();
+    for (name, passes) in [("text.csvOne", true), ("text.csvTwo", false)] {
+        loop {
+            let v = get(&format!("{}/1.0.0", version(&format!("tool/acme/{name}")))).await;
+            if !v["validation"].is_null() {
+                assert!(v["validation"]["gates"].is_array(), "{v}");
+                // An imported version keeps its source's decision: a failed gate is a
+                // finding in its result, not a hold-back.
+                assert_eq!(v["validation"]["passed"], passes, "{v}");
+                assert_eq!(v["yanked"], false, "{v}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the gates of {name} ran: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let e = get(&server.url("/api/v1/entries/tool/acme/text.csvTwo")).await;
+    assert_eq!(e["status"], "published", "{e}");
+    let p = get(&format!(
+        "{}/2.0.0",
+        version("package/pypi/requests-mirror")
+    ))
+    .await;
+    assert!(p["validation"].is_null(), "not gated: {p}");
 }
