@@ -53,11 +53,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
-use quiver_model::{
-    Context, EntryKey, Error, ErrorCode, Kind, NewVersion, Relation, Result, Status, Visibility,
-};
+use quiver_model::{Context, EntryKey, Error, ErrorCode, Kind, NewVersion, Relation, Result};
+use quiver_store::import::{self, StoredVersion};
 use quiver_store::{
-    valid_version, Direction, ImportOutcome, ImportRecord, ImportVersion, Store, ValidVersion,
+    valid_version, Direction, ImportOutcome, ImportRecord, ImportVersion, ImportedFields, Store,
+    ValidVersion,
 };
 use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
@@ -1146,55 +1146,46 @@ async fn dry_run_batch(store: &dyn Store, records: &[ImportRecord]) -> Result<Ve
         .collect()
 }
 
-/// What the store's upsert would do with one record (it compares the same fields).
+/// What the store's upsert would do with one record: the same rule
+/// (`quiver_store::import::decide`) over what the `Store` trait reads.
 async fn classify(store: &dyn Store, rec: &ImportRecord) -> Result<ImportOutcome> {
     let e = &rec.entry;
     let key = EntryKey::new(e.kind, &e.namespace, &e.name);
-    let Some(old) = store.get_entry(&key).await? else {
-        return Ok(ImportOutcome::Created);
+    // A record naming a version twice fails its batch in a real import; a dry run
+    // reports it as rejected.
+    let outcome = |d: Result<import::Decision>| match d {
+        Ok(d) => d.outcome(),
+        Err(e) => ImportOutcome::Rejected(e),
     };
-    let mut changed = old.display_name != e.display_name
-        || old.description != e.description
-        || old.category != e.category
-        || old.tags != e.tags
-        || old.keywords != e.keywords
-        || old.status != e.status.unwrap_or(Status::Published)
-        || old.visibility != e.visibility.unwrap_or(Visibility::Public)
-        || old.deprecation != rec.deprecation
-        || old.popularity != e.popularity.clone().unwrap_or_default();
-    if !rec.versions.is_empty() {
-        let stored = store.list_versions(&key).await?;
-        for v in &rec.versions {
-            let want = &v.version.version.version;
-            match stored.iter().find(|s| &s.version == want) {
-                None => changed = true,
-                Some(s) if s.sha256 != v.version.sha256 => {
-                    return Ok(ImportOutcome::Rejected(Error::conflict(
-                        "version",
-                        format!(
-                            "version {want} of {key} is already published with another \
-                             manifest; versions are immutable"
-                        ),
-                    )))
-                }
-                Some(s) => {
-                    let reason = if v.yanked {
-                        v.yank_reason.clone()
-                    } else {
-                        None
-                    };
-                    if s.yanked != v.yanked || s.yank_reason != reason {
-                        changed = true;
-                    }
-                }
-            }
-        }
-    }
-    Ok(if changed {
-        ImportOutcome::Updated
+    let Some(old) = store.get_entry(&key).await? else {
+        return Ok(outcome(import::decide(rec, None)));
+    };
+    let listed = if rec.versions.is_empty() {
+        vec![]
     } else {
-        ImportOutcome::Unchanged
-    })
+        store.list_versions(&key).await?
+    };
+    let versions: Vec<Option<StoredVersion>> = rec
+        .versions
+        .iter()
+        .map(|v| {
+            listed
+                .iter()
+                .find(|s| s.version == v.version.version.version)
+                .map(|s| StoredVersion {
+                    id: 0, // not written by a dry run
+                    sha256: s.sha256.clone(),
+                    yanked: s.yanked,
+                    yank_reason: s.yank_reason.clone(),
+                })
+        })
+        .collect();
+    let fields = ImportedFields::of_entry(&old);
+    let stored = import::Stored {
+        fields: &fields,
+        versions: &versions,
+    };
+    Ok(outcome(import::decide(rec, Some(stored))))
 }
 
 enum RelationOutcome {

@@ -21,7 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 
 use quiver_model::names::name_key;
-use quiver_model::{Context, EntryKey, Error, FeedEntity, FeedOp, OwnerKind, Result};
+use quiver_model::{Context, Error, FeedEntity, FeedOp, OwnerKind, Result};
+use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{ImportOutcome, ImportRecord};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -84,20 +85,10 @@ struct Plan {
     refresh: Vec<i64>,
 }
 
-/// A stored version: id, sha256, yanked, yank reason.
-type StoredVersion = (i64, String, bool, Option<String>);
-
 #[derive(Clone, Copy)]
 enum EntryRef {
     Existing(i64),
     Created(usize),
-}
-
-fn version_conflict(version: &str) -> Error {
-    Error::conflict(
-        "version",
-        format!("version {version} is already published; versions are immutable"),
-    )
 }
 
 pub(crate) async fn import_batch(
@@ -323,108 +314,84 @@ async fn import_round(
                 .context("checking imported versions")?;
         for r in &rows {
             let k = r.get::<_, i64>(0) as usize - 1;
-            stored.insert(v_slot[k], (r.get(1), r.get(2), r.get(3), r.get(4)));
+            stored.insert(
+                v_slot[k],
+                StoredVersion {
+                    id: r.get(1),
+                    sha256: r.get(2),
+                    yanked: r.get(3),
+                    yank_reason: r.get(4),
+                },
+            );
         }
     }
 
-    // 3. Decide, record by record, with the SQLite backend's rules.
+    // 3. Decide, record by record, with the one import rule (`quiver_store::import`).
     let mut plan = Plan::default();
     for (pos, &i) in round.iter().enumerate() {
         let rec = &batch[i];
-        let Some((id, old)) = existing.get(&pos) else {
-            let mut names: HashSet<&str> = HashSet::new();
-            for v in &rec.versions {
-                if !names.insert(&v.version.version.version) {
-                    // SQLite's second insert of the same version fails the whole batch.
-                    return Err(version_conflict(&v.version.version.version));
+        let versions: Vec<Option<StoredVersion>> = (0..rec.versions.len())
+            .map(|vi| stored.get(&(pos, vi)).cloned())
+            .collect();
+        let found = existing.get(&pos);
+        let decision = import::decide(
+            rec,
+            found.map(|(_, old)| import::Stored {
+                fields: old,
+                versions: &versions,
+            }),
+        )?;
+        outcomes[i] = Some(decision.outcome());
+        match (decision, found) {
+            (Decision::Reject(_), _) => {}
+            (Decision::Create, _) => {
+                let k = plan.created.len();
+                plan.created.push(pos);
+                for vi in 0..rec.versions.len() {
+                    plan.new_versions.push((i, vi, EntryRef::Created(k)));
                 }
             }
-            let k = plan.created.len();
-            plan.created.push(pos);
-            for vi in 0..rec.versions.len() {
-                plan.new_versions.push((i, vi, EntryRef::Created(k)));
-            }
-            outcomes[i] = Some(ImportOutcome::Created);
-            continue;
-        };
-        let id = *id;
-        // Versions first: an existing version with another manifest rejects the record.
-        let mismatch = rec.versions.iter().enumerate().find(|(vi, v)| {
-            stored
-                .get(&(pos, *vi))
-                .is_some_and(|(_, sha, _, _)| *sha != v.version.sha256)
-        });
-        if let Some((_, v)) = mismatch {
-            let e = &rec.entry;
-            outcomes[i] = Some(ImportOutcome::Rejected(Error::conflict(
-                "version",
-                format!(
-                    "version {} of {} is already published with another manifest; \
-                     versions are immutable",
-                    v.version.version.version,
-                    EntryKey::new(e.kind, &e.namespace, &e.name)
-                ),
-            )));
-            continue;
-        }
-        let fields = &prepared[i].fields;
-        let mut changed = false;
-        if *old != *fields {
-            plan.field_updates.push((id, i));
-            if old.tags != fields.tags {
-                plan.tag_rewrites.push((id, i));
-            }
-            events.push(Event {
-                record: i,
-                sub: 1,
-                entity: FeedEntity::Entry.as_str(),
-                entity_id: id,
-                entry_id: Some(id),
-                op: FeedOp::Update.as_str(),
-            });
-            changed = true;
-        }
-        let mut versions_changed = false;
-        let mut inserted: HashSet<&str> = HashSet::new();
-        for (vi, v) in rec.versions.iter().enumerate() {
-            match stored.get(&(pos, vi)) {
-                None => {
-                    if !inserted.insert(&v.version.version.version) {
-                        return Err(version_conflict(&v.version.version.version));
+            (Decision::Apply(c), Some(&(id, _))) => {
+                if c.fields {
+                    plan.field_updates.push((id, i));
+                    if c.tags {
+                        plan.tag_rewrites.push((id, i));
                     }
+                    events.push(Event {
+                        record: i,
+                        sub: 1,
+                        entity: FeedEntity::Entry.as_str(),
+                        entity_id: id,
+                        entry_id: Some(id),
+                        op: FeedOp::Update.as_str(),
+                    });
+                }
+                for &vi in &c.new_versions {
                     plan.new_versions.push((i, vi, EntryRef::Existing(id)));
-                    versions_changed = true;
                 }
-                Some((vid, _, yanked, reason)) => {
-                    let want_reason = if v.yanked {
-                        v.yank_reason.clone()
-                    } else {
-                        None
-                    };
-                    if *yanked != v.yanked || *reason != want_reason {
-                        plan.yank_updates.push((*vid, v.yanked, want_reason));
-                        events.push(Event {
-                            record: i,
-                            sub: 2 + vi,
-                            entity: FeedEntity::Version.as_str(),
-                            entity_id: *vid,
-                            entry_id: Some(id),
-                            op: FeedOp::Update.as_str(),
-                        });
-                        versions_changed = true;
-                    }
+                let versions_changed = c.versions_changed();
+                for (vi, vid, yanked, reason) in c.yanks {
+                    plan.yank_updates.push((vid, yanked, reason));
+                    events.push(Event {
+                        record: i,
+                        sub: 2 + vi,
+                        entity: FeedEntity::Version.as_str(),
+                        entity_id: vid,
+                        entry_id: Some(id),
+                        op: FeedOp::Update.as_str(),
+                    });
+                }
+                if versions_changed {
+                    plan.refresh.push(id);
                 }
             }
+            (Decision::Apply(_), None) => {
+                return Err(Error::internal(
+                    "importing",
+                    "changes to an entry not stored",
+                ))
+            }
         }
-        if versions_changed {
-            plan.refresh.push(id);
-            changed = true;
-        }
-        outcomes[i] = Some(if changed {
-            ImportOutcome::Updated
-        } else {
-            ImportOutcome::Unchanged
-        });
     }
 
     // 4. Ids for the new rows, then the writes.

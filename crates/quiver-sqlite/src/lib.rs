@@ -28,8 +28,9 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use accounts::commit_audit;
+use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{
-    latest_of, Audit, Database, Direction, EntryFilter, ImportOutcome, ImportRecord, ImportVersion,
+    latest_of, Audit, Database, Direction, EntryFilter, ImportOutcome, ImportRecord,
     ImportedFields, LocalFeed, MemoryLimiter, Page, Store, StoreStats, ValidVersion,
 };
 
@@ -628,8 +629,6 @@ fn decode_cursor(c: &str) -> Result<i64> {
 }
 
 /// A stored version's id and yank state.
-type StoredYank = (i64, bool, Option<String>);
-
 fn write_imported_fields(tx: &Transaction<'_>, id: i64, f: &ImportedFields) -> Result<()> {
     tx.prepare_cached(
         "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, tags = ?4, \
@@ -692,104 +691,97 @@ fn import_one(tx: &Transaction<'_>, rec: &ImportRecord) -> Result<ImportOutcome>
         })
         .context("looking up an imported entry")?;
 
-    let Some((id, old)) = existing else {
-        // A new entry: its latest version follows from the record alone, so it is written
-        // with the row instead of being read back.
-        let latest = latest_of(
-            rec.versions
-                .iter()
-                .filter(|v| !v.yanked)
-                .map(|v| &v.version.semver),
-        );
-        let id = insert_entry(
-            tx,
-            e,
-            e.status.unwrap_or(Status::Published),
-            latest.as_deref(),
-        )?;
-        if rec.deprecation.is_some() {
-            write_imported_fields(tx, id, &fields)?;
-        }
+    // What is stored of the record's versions, then the one import rule.
+    let mut versions = Vec::with_capacity(rec.versions.len());
+    if let Some((id, _)) = &existing {
         for v in &rec.versions {
-            let vid = insert_version(tx, id, &v.version)?;
-            if v.yanked {
-                set_yank_row(tx, vid, true, v.yank_reason.clone())?;
-            }
-        }
-        return Ok(ImportOutcome::Created);
-    };
-
-    // Versions first: an existing version with another manifest rejects the whole record.
-    let mut version_plan: Vec<(&ImportVersion, Option<StoredYank>)> = Vec::new();
-    for v in &rec.versions {
-        let row: Option<(i64, String, bool, Option<String>)> = tx
-            .prepare_cached(
-                "SELECT id, sha256, yanked, yank_reason FROM versions WHERE entry_id = ?1 AND version = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![id, v.version.version.version], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            let row = tx
+                .prepare_cached(
+                    "SELECT id, sha256, yanked, yank_reason FROM versions \
+                     WHERE entry_id = ?1 AND version = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id, v.version.version.version], |r| {
+                        Ok(StoredVersion {
+                            id: r.get(0)?,
+                            sha256: r.get(1)?,
+                            yanked: r.get(2)?,
+                            yank_reason: r.get(3)?,
+                        })
+                    })
+                    .optional()
                 })
-                .optional()
-            })
-            .context("checking an imported version")?;
-        if let Some((_, sha, _, _)) = &row {
-            if *sha != v.version.sha256 {
-                return Ok(ImportOutcome::Rejected(Error::conflict(
-                    "version",
-                    format!(
-                        "version {} of {} is already published with another manifest; \
-                         versions are immutable",
-                        v.version.version.version,
-                        EntryKey::new(e.kind, &e.namespace, &e.name)
-                    ),
-                )));
+                .context("checking an imported version")?;
+            versions.push(row);
+        }
+    }
+    let stored = existing.as_ref().map(|(_, old)| import::Stored {
+        fields: old,
+        versions: &versions,
+    });
+    let decision = import::decide(rec, stored)?;
+    let outcome = decision.outcome();
+    match (decision, existing) {
+        (Decision::Reject(_), _) => {}
+        (Decision::Create, _) => {
+            // A new entry: its latest version follows from the record alone, so it is
+            // written with the row instead of being read back.
+            let latest = latest_of(
+                rec.versions
+                    .iter()
+                    .filter(|v| !v.yanked)
+                    .map(|v| &v.version.semver),
+            );
+            let id = insert_entry(
+                tx,
+                e,
+                e.status.unwrap_or(Status::Published),
+                latest.as_deref(),
+            )?;
+            if rec.deprecation.is_some() {
+                write_imported_fields(tx, id, &fields)?;
             }
-        }
-        version_plan.push((v, row.map(|(vid, _, y, r)| (vid, y, r))));
-    }
-    let mut changed = false;
-    if old != fields {
-        write_imported_fields(tx, id, &fields)?;
-        if old.tags != fields.tags {
-            write_tags(tx, id, &e.tags, true)?;
-        }
-        feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Update)?;
-        changed = true;
-    }
-    let mut versions_changed = false;
-    for (v, row) in version_plan {
-        match row {
-            None => {
+            for v in &rec.versions {
                 let vid = insert_version(tx, id, &v.version)?;
                 if v.yanked {
                     set_yank_row(tx, vid, true, v.yank_reason.clone())?;
                 }
-                versions_changed = true;
-            }
-            Some((vid, yanked, reason)) => {
-                let want_reason = if v.yanked {
-                    v.yank_reason.clone()
-                } else {
-                    None
-                };
-                if yanked != v.yanked || reason != want_reason {
-                    set_yank_row(tx, vid, v.yanked, want_reason)?;
-                    feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
-                    versions_changed = true;
-                }
             }
         }
+        (Decision::Apply(c), Some((id, _))) => {
+            if c.fields {
+                write_imported_fields(tx, id, &fields)?;
+                if c.tags {
+                    write_tags(tx, id, &e.tags, true)?;
+                }
+                feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Update)?;
+            }
+            // In the record's order (the feed rows follow it on every backend).
+            for (i, v) in rec.versions.iter().enumerate() {
+                if c.new_versions.contains(&i) {
+                    let vid = insert_version(tx, id, &v.version)?;
+                    if v.yanked {
+                        set_yank_row(tx, vid, true, v.yank_reason.clone())?;
+                    }
+                } else if let Some((_, vid, yanked, reason)) =
+                    c.yanks.iter().find(|(at, ..)| *at == i)
+                {
+                    set_yank_row(tx, *vid, *yanked, reason.clone())?;
+                    feed(tx, FeedEntity::Version, *vid, Some(id), FeedOp::Update)?;
+                }
+            }
+            if c.versions_changed() {
+                refresh_latest(tx, id)?;
+            }
+        }
+        (Decision::Apply(_), None) => {
+            return Err(Error::internal(
+                "importing",
+                "changes to an entry not stored",
+            ))
+        }
     }
-    if versions_changed {
-        refresh_latest(tx, id)?;
-        changed = true;
-    }
-    Ok(if changed {
-        ImportOutcome::Updated
-    } else {
-        ImportOutcome::Unchanged
-    })
+    Ok(outcome)
 }
 
 fn set_yank_row(

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod cursors;
 pub mod database;
 pub mod device;
+pub mod import;
 pub mod jobs;
 pub mod limits;
 pub mod throttle;
