@@ -154,6 +154,10 @@ pub enum Principal {
     Open,
     /// The server's configured admin token (the bootstrap admin, no account).
     BootstrapAdmin,
+    /// Whoever runs quiver's own commands against the database directly (`quiver
+    /// import`, `quiver export`, the demo load): they hold the database itself, so they
+    /// act as a site admin, and the audit log names them apart.
+    Operator,
     /// A user signed in with a password session.
     User(Account),
     /// An API token: its user's rights, narrowed by scopes and an optional name pattern.
@@ -180,6 +184,7 @@ impl Principal {
             Principal::Anonymous => "anonymous".into(),
             Principal::Open => "open".into(),
             Principal::BootstrapAdmin => "admin-token".into(),
+            Principal::Operator => "operator (command line)".into(),
             Principal::User(a) => a.name.clone(),
             Principal::Token {
                 account, token_id, ..
@@ -206,7 +211,7 @@ impl Principal {
     /// Whether this principal reads every private entry (admins, moderators).
     pub fn reads_all_private(&self) -> bool {
         match self {
-            Principal::BootstrapAdmin => true,
+            Principal::BootstrapAdmin | Principal::Operator => true,
             Principal::User(a) => a.site_role.is_some(),
             Principal::Token {
                 account,
@@ -346,7 +351,7 @@ fn sees(p: &Principal, t: &Target) -> bool {
     }
     match p {
         Principal::Anonymous | Principal::Open => false,
-        Principal::BootstrapAdmin => true,
+        Principal::BootstrapAdmin | Principal::Operator => true,
         Principal::User(a) => account_may(a, Action::Read, &t.namespace),
         Principal::Token {
             account,
@@ -398,7 +403,7 @@ pub fn authorize(p: &Principal, action: Action, t: &Target) -> Decision {
         Principal::Anonymous => Decision::Unauthenticated(format!(
             "sign in to {what} {place} (Authorization: Bearer <token>)"
         )),
-        Principal::Open | Principal::BootstrapAdmin => Decision::Allow,
+        Principal::Open | Principal::BootstrapAdmin | Principal::Operator => Decision::Allow,
         Principal::User(a) => {
             if account_may(a, action, &t.namespace) {
                 Decision::Allow

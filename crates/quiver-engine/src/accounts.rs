@@ -400,7 +400,7 @@ impl Registry {
             Principal::Anonymous | Principal::Open => Err(Error::unauthorized(
                 "sign in first (Authorization: Bearer <token>)",
             )),
-            Principal::BootstrapAdmin => Err(Error::forbidden(
+            Principal::BootstrapAdmin | Principal::Operator => Err(Error::forbidden(
                 "the admin token has no account; sign in as a user",
             )),
             Principal::User(a) | Principal::Token { account: a, .. } => Ok(a),

@@ -286,7 +286,7 @@ impl Registry {
                     "sign in to approve a device (Authorization: Bearer <token>)",
                 ))
             }
-            Principal::BootstrapAdmin => {
+            Principal::BootstrapAdmin | Principal::Operator => {
                 return Err(Error::forbidden(
                     "the admin token has no account; sign in as a user to approve a device",
                 ))

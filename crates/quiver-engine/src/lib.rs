@@ -46,6 +46,7 @@ pub use quiver_store as store;
 
 pub mod accounts;
 pub mod audit;
+pub mod bulk;
 pub mod device;
 pub mod gates;
 pub mod lifecycle;

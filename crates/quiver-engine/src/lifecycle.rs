@@ -100,7 +100,7 @@ const MAX_REASON: usize = 1000;
 /// needs the `admin` scope for it), the bootstrap admin, and anyone on an open server.
 pub fn is_moderator(caller: &Principal) -> bool {
     match caller {
-        Principal::Open | Principal::BootstrapAdmin => true,
+        Principal::Open | Principal::BootstrapAdmin | Principal::Operator => true,
         Principal::User(a) => matches!(a.site_role, Some(SiteRole::Admin | SiteRole::Moderator)),
         Principal::Token {
             account, scopes, ..

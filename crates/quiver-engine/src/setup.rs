@@ -9,8 +9,8 @@
 //!   redeemed code leaves a document behind so that later starts draw none. A wrong code
 //!   is a failed credential check (`throttle.rs`).
 //! - **Ecosystem namespaces** ([`EngineConfig::ecosystem_namespaces`], `npm` and `pypi`
-//!   by default) hold an outside registry's packages: only site admins (and imports, which
-//!   do not go through the API) write to them, not even an open server's anonymous
+//!   by default) hold an outside registry's packages: only site admins (and bulk imports,
+//!   which run as the command-line operator, a site admin) write to them, not even an open server's anonymous
 //!   callers, and no user or organisation may take their names.
 
 use std::time::Duration;
@@ -52,9 +52,9 @@ pub(crate) async fn draw_setup_code(
 }
 
 /// Whether `p` is a site admin (the ecosystem rule's exception).
-fn site_admin(p: &Principal) -> bool {
+pub(crate) fn site_admin(p: &Principal) -> bool {
     match p {
-        Principal::BootstrapAdmin => true,
+        Principal::BootstrapAdmin | Principal::Operator => true,
         Principal::User(a) | Principal::Token { account: a, .. } => a.is_admin(),
         Principal::Anonymous | Principal::Open => false,
     }

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_engine::{index_path, Registry};
-use quiver_import::pipeline::{self, ImportOptions, NoProgress, Progress, Source};
+use quiver_engine::bulk::Bulk;
+use quiver_engine::{index_path, Caller, Registry};
+use quiver_import::pipeline::{ImportOptions, NoProgress, Progress, Source};
 use quiver_import::Format;
 use quiver_model::{Kind, Status};
 use quiver_search::{SearchIndex, SearchQuery};
 use quiver_server::AppState;
-use quiver_store::{EntryFilter, Store};
+use quiver_store::EntryFilter;
 
 use crate::DataDir;
 
@@ -97,19 +98,21 @@ pub struct ServeArgs {
     pub device_verification_uri: Option<String>,
 }
 
-/// Import the embedded demo data into a store.
-pub async fn load_demo(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+/// Import the embedded demo data, as the operator (one `import.run` audit row).
+pub async fn load_demo(registry: &Registry, data_dir: &Path) -> anyhow::Result<()> {
     let path = data_dir.join(".demo.jsonl");
     std::fs::write(&path, DEMO_JSONL).context("writing the demo data")?;
-    let report = pipeline::import(
-        store,
-        vec![Source::new(&path).with_format(Format::Jsonl)],
-        ImportOptions::default(),
-        &NoProgress,
-    )
-    .await;
+    let run = registry
+        .bulk()
+        .import(
+            &Caller::Operator,
+            vec![Source::new(&path).with_format(Format::Jsonl)],
+            ImportOptions::default(),
+            &NoProgress,
+        )
+        .await;
     let _ = std::fs::remove_file(&path);
-    let report = report?;
+    let report = run?.report;
     let t = &report.totals;
     if t.rejected > 0 {
         bail!("the demo data was rejected in part:\n{report}");
@@ -195,7 +198,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the index in {}", a.data.data_dir.display()))?;
     if a.demo {
-        load_demo(&**registry.store(), &a.data.data_dir).await?;
+        load_demo(&registry, &a.data.data_dir).await?;
         registry.sync_index().await?;
     }
     let follower = registry.spawn_follower();
@@ -317,7 +320,10 @@ impl Progress for Bar {
 pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let db = a.data.primary_database().await?;
-    let store = &*db.store;
+    let store = db.store.clone();
+    // Through the engine, as the operator: authorized, one audit row for the run, and
+    // the gates of the new versions queued from the change feed.
+    let bulk = Bulk::new(db.clone(), &a.data.config());
     let opts = ImportOptions {
         batch_size: a.batch_size,
         dry_run: a.dry_run,
@@ -333,23 +339,18 @@ pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
             .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
-        pipeline::import(store, sources, opts, &Bar(bar)).await?
+        bulk.import(&Caller::Operator, sources, opts, &Bar(bar))
+            .await?
     } else {
-        pipeline::import(store, sources, opts, &NoProgress).await?
+        bulk.import(&Caller::Operator, sources, opts, &NoProgress)
+            .await?
     };
-    // The quality gates of the new versions, queued from the change feed as a server
-    // does (a running server's worker runs them; one started later does).
-    let gates = if a.dry_run {
-        None
-    } else {
-        let ecosystems = a.data.config().ecosystem_namespaces;
-        Some(quiver_engine::gates::queue_gates(&db, &ecosystems).await?)
-    };
+    let (report, gates) = (report.report, report.gates_queued);
     let mut index_note = String::new();
     if !a.dry_run && !a.no_index {
         let index_started = Instant::now();
         match SearchIndex::open(&index_path(&a.data.data_dir)) {
-            Ok(index) => match index.catch_up(store).await {
+            Ok(index) => match index.catch_up(&*store).await {
                 Ok(c) => {
                     index_note = format!(
                         "search index: {} events applied in {:.1}s (position {})",
@@ -417,7 +418,7 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         bail!("no store at {}", path.display());
     }
     let db = a.data.database().await?;
-    let store = &*db.store;
+    let bulk = Bulk::new(db, &a.data.config());
     if a.format.is_system() {
         let Some(out) = &a.output else {
             bail!(
@@ -432,7 +433,9 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
             categories: a.category,
             statuses: a.status,
         };
-        let s = quiver_import::formats::export_format(store, a.format, &filter, out).await?;
+        let s = bulk
+            .export_format(&Caller::Operator, a.format, &filter, out)
+            .await?;
         eprintln!(
             "exported {} entries and {} documents as {} ({} files) to {}",
             s.entries,
@@ -463,14 +466,14 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
             let f =
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
-            let n = quiver_import::export::export(store, filter, &mut w).await?;
+            let n = bulk.export_jsonl(&Caller::Operator, filter, &mut w).await?;
             w.flush()?;
             n
         }
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            let n = quiver_import::export::export(store, filter, &mut w).await?;
+            let n = bulk.export_jsonl(&Caller::Operator, filter, &mut w).await?;
             w.flush()?;
             n
         }

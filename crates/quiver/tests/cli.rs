@@ -545,6 +545,45 @@ async fn imported_versions_get_their_gates_through_the_feed() {
         "{out}"
     );
 
+    // One audit row per run, by the operator, with its counts (a dry run writes none).
+    let (ok, _, err) = quiver(&["import", "--dry-run", "--data-dir", d, f]);
+    assert!(ok, "{err}");
+    let out = dir.path().join("out.jsonl");
+    let (ok, _, err) = quiver(&["export", "--data-dir", d, "-o", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let db = quiver_backends::open(quiver_backends::Location::in_data_dir(Path::new(d)), None)
+        .await
+        .unwrap();
+    let rows = db
+        .audit
+        .list_audit(&quiver_store::AuditFilter::default(), None, 100)
+        .await
+        .unwrap()
+        .items;
+    let runs: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.action.as_str(), r.actor.as_str()))
+        .collect();
+    let op = "operator (command line)";
+    assert_eq!(
+        runs,
+        [
+            ("export.run", op),
+            ("import.run", op),
+            ("import.run", op),
+            ("import.run", op)
+        ],
+        "newest first, nothing per record"
+    );
+    assert_eq!(
+        rows[3].target, "import of in.jsonl",
+        "file names, not paths"
+    );
+    assert_eq!(rows[3].diff.as_ref().unwrap()["created"], 3);
+    assert_eq!(rows[3].diff.as_ref().unwrap()["gates_queued"], 2);
+    assert_eq!(rows[0].diff.as_ref().unwrap()["entries"], 3);
+    drop(db);
+
     let server = Server::start(Path::new(d), &[]);
     let version = |path: &str| server.url(&format!("/api/v1/entries/{path}/versions"));
     let started = Instant::now();
