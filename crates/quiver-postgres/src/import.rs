@@ -1,8 +1,9 @@
 //! The bulk path of `import_batch`: set-based reads, per-record decisions in Rust, binary
 //! `COPY` and `UPDATE … FROM unnest(…)` writes, all in the caller's write transaction.
 //!
-//! The decisions mirror the SQLite backend's `import_one` rule for rule, so outcomes and
-//! feed rows are the same on both backends (a test compares them):
+//! Each record's decision is `quiver_store::import::decide`, the rule SQLite's
+//! `import_one` and the dry run use too, so outcomes and feed rows are the same on both
+//! backends (a test compares them):
 //! - a new key is **created** with its versions (status defaults to `published`); its
 //!   latest version is computed from the record;
 //! - an existing key whose record names a published version with another manifest is

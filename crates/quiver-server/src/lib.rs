@@ -36,6 +36,7 @@ pub mod openapi;
 pub mod params;
 pub mod reply;
 mod routes;
+mod web;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -288,6 +289,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(metrics::render, doc("Prometheus metrics")),
         )
         .api_route(
+            "/static/quiver.css",
+            get_with(web::stylesheet, doc("The website's stylesheet")),
+        )
+        .api_route(
             "/device",
             get_with(
                 device::page,
@@ -309,7 +314,37 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                 op
             }),
         );
+    // The website: pages over the same engine calls, rate-limited as the API's reads and
+    // searches.
+    let mut site = ApiRouter::new()
+        .api_route("/", get_with(web::home, doc("The website's home page")))
+        .api_route(
+            "/api",
+            get_with(web::api_reference, doc("The website's API reference page")),
+        )
+        .api_route(
+            "/namespaces/{namespace}",
+            get_with(web::namespace, doc("The website's page of a namespace")),
+        )
+        .api_route(
+            "/package/{namespace}/{scope}/{name}",
+            get_with(
+                web::scoped_entry,
+                doc("The website's page of a scoped npm package"),
+            ),
+        );
+    for kind in quiver_model::Kind::ALL {
+        site = site.api_route(
+            &format!("/{kind}/{{namespace}}/{{name}}"),
+            get_with(web::entry, doc("The website's page of an entry")),
+        );
+    }
+    let search = search.api_route(
+        "/search",
+        get_with(web::search, doc("The website's search page")),
+    );
     ApiRouter::new()
+        .merge(group(Some(RouteClass::Read), limiting, site))
         .merge(group(Some(RouteClass::Read), limiting, read))
         .merge(group(Some(RouteClass::Search), limiting, search))
         .merge(group(Some(RouteClass::Download), limiting, download))

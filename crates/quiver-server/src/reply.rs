@@ -481,3 +481,44 @@ impl<A: JsonSchema, const SA: u16, B: JsonSchema, const SB: u16> OperationOutput
         r
     }
 }
+
+/// A stylesheet (or another static text asset), already a response with its headers.
+pub struct Stylesheet(pub Response);
+
+impl IntoResponse for Stylesheet {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl OperationOutput for Stylesheet {
+    type Inner = String;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(doc_response(
+            "a stylesheet",
+            "text/css",
+            json_schema!({"type": "string"}),
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(css) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        vec![
+            (Some(DocStatus::Code(200)), css.clone()),
+            (
+                Some(DocStatus::Code(304)),
+                DocResponse {
+                    description: "not modified (If-None-Match)".into(),
+                    ..DocResponse::default()
+                },
+            ),
+            (None, css),
+        ]
+    }
+}

@@ -20,3 +20,4 @@ mod lifecycle;
 mod limits;
 mod oidc;
 mod openapi;
+mod web;
