@@ -35,9 +35,59 @@ async fn rows(db: &Database, action: &str) -> Vec<quiver_store::AuditRecord> {
 
 /// Every check, on one fresh database.
 pub async fn run(ts: &TestDatabase) {
+    new_versions(&ts.db).await;
     audited_writes(&ts.db).await;
     feed_cursors(ts).await;
     enqueue_many(&ts.db).await;
+}
+
+/// The entries that got versions in a window of the feed, each once, without the
+/// skipped namespaces.
+async fn new_versions(db: &Database) {
+    let s = &db.store;
+    let start = s.feed_head().await.unwrap();
+    let v = |n: &str| {
+        quiver_store::valid_version(
+            Kind::Package,
+            NewVersion {
+                version: n.into(),
+                manifest: json!({}),
+                changelog: None,
+                breaking: false,
+            },
+        )
+        .unwrap()
+    };
+    let a = s
+        .create_entry(new_entry(Kind::Package, "acme", "with-versions", "a"))
+        .await
+        .unwrap();
+    let b = s
+        .create_entry(new_entry(Kind::Package, "mirror", "skipped", "b"))
+        .await
+        .unwrap();
+    s.create_entry(new_entry(Kind::Package, "acme", "no-versions", "c"))
+        .await
+        .unwrap();
+    for n in ["1.0.0", "1.1.0"] {
+        s.publish_version(&a.key(), v(n)).await.unwrap();
+        s.publish_version(&b.key(), v(n)).await.unwrap();
+    }
+    let head = s.feed_head().await.unwrap();
+    let skip = vec!["mirror".to_string()];
+    let ids = s
+        .entries_with_new_versions(start, head, &skip)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![a.id], "once, and not the skipped namespace's");
+    let all = s.entries_with_new_versions(start, head, &[]).await.unwrap();
+    assert_eq!(all.len(), 2);
+    // A window before the versions has none.
+    let none = s
+        .entries_with_new_versions(start, start + 3, &[])
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
 }
 
 /// Each audited write commits exactly one row with it; a refused write commits none.

@@ -11,9 +11,7 @@
 use std::sync::Arc;
 
 use quiver_model::gates::{self, GateInput, GateLevel, PopularName, GATES_VERSION};
-use quiver_model::{
-    Entry, EntryKey, EntryPatch, ErrorCode, FeedEntity, FeedOp, Result, Status, Validation, Version,
-};
+use quiver_model::{Entry, EntryKey, EntryPatch, ErrorCode, Result, Status, Validation, Version};
 use quiver_search::{SearchIndex, SearchQuery, Sort};
 use quiver_store::worker::Handler;
 use quiver_store::{
@@ -40,8 +38,8 @@ pub const GATES_ACTOR: &str = "quiver (quality gates)";
 /// `feed_cursors`, shared by every node).
 pub const GATES_CONSUMER: &str = "validate_version";
 
-/// Feed events read per round of [`queue_gates`].
-const GATES_PAGE: usize = 1000;
+/// Feed positions read per round of [`queue_gates`] (one set-based read each).
+const GATES_WINDOW: i64 = 50_000;
 
 /// The `validate_version` job of one version, deduplicated while one is unfinished.
 pub(crate) fn validate_job(key: &EntryKey, version: &str) -> NewJob {
@@ -67,24 +65,19 @@ pub(crate) fn validate_job(key: &EntryKey, version: &str) -> NewJob {
 /// the look-alike check would hold back real packages.
 pub async fn queue_gates(db: &Database, ecosystems: &[String]) -> Result<u64> {
     let mut queued = 0;
+    let head = db.store.feed_head().await?;
     loop {
         let from = db.cursors.cursor(GATES_CONSUMER).await?;
-        let events = db.store.feed_since(from, GATES_PAGE).await?;
-        let Some(last) = events.last().map(|e| e.seq) else {
+        if from >= head {
             return Ok(queued);
-        };
-        let mut entry_ids: Vec<i64> = events
-            .iter()
-            .filter(|e| e.entity == FeedEntity::Version && e.op == FeedOp::Create)
-            .filter_map(|e| e.entry_id)
-            .collect();
-        entry_ids.sort_unstable();
-        entry_ids.dedup();
+        }
+        let through = head.min(from.saturating_add(GATES_WINDOW));
+        let ids = db
+            .store
+            .entries_with_new_versions(from, through, ecosystems)
+            .await?;
         let mut jobs = vec![];
-        for entry in db.store.get_entries_by_id(&entry_ids).await? {
-            if ecosystems.contains(&entry.namespace) {
-                continue;
-            }
+        for entry in db.store.get_entries_by_id(&ids).await? {
             let key = entry.key();
             for v in db.store.list_versions(&key).await? {
                 if v.validation.is_none() {
@@ -96,15 +89,13 @@ pub async fn queue_gates(db: &Database, ecosystems: &[String]) -> Result<u64> {
         if !jobs.is_empty() {
             db.jobs.enqueue_many(jobs).await?;
         }
+        // Another node may have moved it meanwhile: then read it again and go on.
         if db
             .cursors
-            .advance_cursor(GATES_CONSUMER, from, last)
+            .advance_cursor(GATES_CONSUMER, from, through)
             .await?
         {
             queued += n;
-        }
-        if events.len() < GATES_PAGE {
-            return Ok(queued);
         }
     }
 }

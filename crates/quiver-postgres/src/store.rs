@@ -1271,6 +1271,29 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn entries_with_new_versions(
+        &self,
+        after: i64,
+        through: i64,
+        skip_namespaces: &[String],
+    ) -> Result<Vec<i64>> {
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT DISTINCT f.entry_id FROM feed f JOIN entries e ON e.id = f.entry_id \
+                 WHERE f.seq > $1 AND f.seq <= least($2, {DURABLE_HEAD}) \
+                 AND f.entity = 'version' AND f.op = 'create' \
+                 AND NOT (e.namespace = ANY($3)) ORDER BY f.entry_id"
+            ))
+            .await
+            .context("preparing the feed's new versions")?;
+        let rows = c
+            .query(&stmt, &[&after, &through, &skip_namespaces])
+            .await
+            .context("reading the feed's new versions")?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn feed_head(&self) -> Result<i64> {
         let c = self.pooled().await?;
         let stmt = c

@@ -1307,6 +1307,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn entries_with_new_versions(
+        &self,
+        after: i64,
+        through: i64,
+        skip_namespaces: &[String],
+    ) -> Result<Vec<i64>> {
+        let skip = serde_json::to_string(skip_namespaces).unwrap_or_default();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT DISTINCT f.entry_id FROM feed f JOIN entries e ON e.id = f.entry_id \
+                 WHERE f.seq > ?1 AND f.seq <= ?2 AND f.entity = 'version' AND f.op = 'create' \
+                 AND e.namespace NOT IN (SELECT value FROM json_each(?3)) ORDER BY f.entry_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, through, skip], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+            })
+            .context("reading the feed's new versions")
+        })
+        .await
+    }
+
     async fn feed_head(&self) -> Result<i64> {
         self.read(|c| {
             c.query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))

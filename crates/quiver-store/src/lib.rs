@@ -345,6 +345,16 @@ pub trait Store: Send + Sync + 'static {
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>>;
     /// The newest feed position (0 when the feed is empty).
     async fn feed_head(&self) -> Result<i64>;
+    /// The ids of the entries that got a new version at feed positions after `after` up
+    /// to `through`, each once, leaving out entries in `skip_namespaces`: one set-based
+    /// read for derived work over many events (the quality gates of an import of a
+    /// million packages read it in a few windows, not a thousand pages of events).
+    async fn entries_with_new_versions(
+        &self,
+        after: i64,
+        through: i64,
+        skip_namespaces: &[String],
+    ) -> Result<Vec<i64>>;
 
     /// Upsert a batch in one transaction: create what is new, update what differs, leave
     /// what is the same untouched (no feed row). Records must be validated. One outcome per
