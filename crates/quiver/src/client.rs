@@ -391,6 +391,10 @@ pub struct AuditArgs {
     /// Rows about this namespace (required unless you are an admin: owners read theirs).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Rows about exactly this target, as rows name it (`tool acme/x`, `tool acme/x@1.0.0`):
+    /// one entry's or version's history.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Rows by this actor (a user name, `name (token N)`, ...).
     #[arg(long)]
     pub actor: Option<String>,
@@ -425,6 +429,7 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     let client = Client::new(a.remote.clone());
     let filters = [
         ("namespace", a.namespace),
+        ("target", a.target),
         ("actor", a.actor),
         ("action", a.action),
         ("outcome", a.outcome),

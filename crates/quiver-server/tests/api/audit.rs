@@ -385,3 +385,56 @@ async fn writes_and_denied_writes_leave_audit_rows_with_diffs() {
     assert!(!text.contains(PASSWORD));
     assert!(!text.contains("$argon2id$"));
 }
+
+/// `target=` is one entry's or one version's history, exactly.
+#[tokio::test]
+async fn rows_of_one_target() {
+    let app = start().await;
+    let (s, _) = app
+        .post(
+            "/api/v1/entries",
+            Some(ROOT),
+            json!({"kind": "package", "namespace": "acme", "name": "hist",
+                   "description": "an entry with a history"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    for v in ["1.0.0", "1.1.0"] {
+        let (s, _) = app
+            .post(
+                "/api/v1/entries/package/acme/hist/versions",
+                Some(ROOT),
+                json!({"version": v, "manifest": {}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let actions = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["action"].as_str().unwrap(),
+                    r["target"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (s, body) = app
+        .get("/api/v1/audit?target=package%20acme/hist", Some(ROOT))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(actions(&body), ["entry.create package acme/hist"]);
+    let (_, body) = app
+        .get("/api/v1/audit?target=package%20acme/hist@1.1.0", Some(ROOT))
+        .await;
+    assert_eq!(actions(&body), ["version.publish package acme/hist@1.1.0"]);
+    let (s, _, rows) = app
+        .export("target=package%20acme/hist@1.0.0", Some(ROOT))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rows.len(), 1);
+}
