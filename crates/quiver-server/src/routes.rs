@@ -350,7 +350,7 @@ fn entry_location(key: &EntryKey) -> String {
 
 /// What a path segment must escape: controls, space and the characters with a meaning in
 /// URLs (`/` stays: npm scoped names keep their slash in paths).
-const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')

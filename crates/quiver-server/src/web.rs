@@ -17,9 +17,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet};
 use quiver_engine::Caller;
-use quiver_model::{Entry, EntryKey, Error, ErrorCode, Kind, Relation, Version};
+use quiver_model::{Entry, EntryKey, Error, ErrorCode, Kind, Relation, RelationKind, Version};
 use quiver_search::{Hit, SearchQuery, SearchResults, Sort};
 use quiver_store::Direction;
 use schemars::JsonSchema;
@@ -168,19 +168,9 @@ fn error_page(headers: &HeaderMap, e: Error) -> Headed<Page> {
 
 // ---- links ----------------------------------------------------------------------------
 
-/// What a path segment must escape.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
+/// What one path segment must escape: the API's set, and `/` too (an npm scope is its
+/// own segment here).
+const SEGMENT: &AsciiSet = &crate::routes::PATH_SEGMENT.add(b'/');
 
 /// What a query value must escape.
 const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'+').add(b'=').add(b';');
@@ -740,7 +730,7 @@ async fn entry_view(
     let manifest = latest.as_ref().map_or(&Value::Null, |v| &v.manifest);
     let held_back =
         e.latest_version.is_none() && !page.items.is_empty() && page.items.iter().all(|v| v.yanked);
-    let (platforms, steps) = recipe_platforms(kind_of(&e), manifest);
+    let (platforms, steps) = recipe_platforms(e.kind, manifest);
     Ok(EntryView {
         usage: usage(&e, manifest),
         schemas: tool_schemas(&e, manifest),
@@ -755,10 +745,6 @@ async fn entry_view(
         held_back,
         e,
     })
-}
-
-fn kind_of(e: &Entry) -> Kind {
-    e.kind
 }
 
 /// How to use it, for its kind.
@@ -1030,13 +1016,12 @@ fn relation_views(relations: &[Relation], key: &EntryKey, outgoing: bool) -> Vec
         .filter(|r| (r.from == *key) == outgoing)
         .map(|r| {
             let other = if outgoing { &r.to } else { &r.from };
-            let label = match (r.kind.as_str(), outgoing) {
-                ("implements", true) => "implements",
-                ("implements", false) => "implements",
-                ("depends_on", _) => "depends on",
-                ("maps_to", _) => "maps to",
-                ("composes", _) => "composes",
-                _ => "alias of",
+            let label = match r.kind {
+                RelationKind::Implements => "implements",
+                RelationKind::DependsOn => "depends on",
+                RelationKind::MapsTo => "maps to",
+                RelationKind::Composes => "composes",
+                RelationKind::Alias => "alias of",
             };
             let mut note = vec![];
             if let Some(c) = r.confidence {
