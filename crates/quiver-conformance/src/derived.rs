@@ -3,8 +3,16 @@
 //! positions ([`quiver_store::FeedCursors`]), and queueing many jobs at once
 //! ([`quiver_store::JobQueue::enqueue_many`]).
 
-use quiver_model::{EntryKey, EntryPatch, ErrorCode, Kind, NewVersion, Relation, RelationKind};
-use quiver_store::{AuditDiff, AuditDraft, AuditFilter, Database, NewAuditRecord, NewJob};
+use jiff::{SignedDuration, Timestamp};
+use quiver_auth::{NamespaceRole, Scope, SiteRole};
+use quiver_model::{
+    EntryKey, EntryPatch, ErrorCode, Kind, NewDocument, NewVersion, Relation, RelationKind,
+};
+use quiver_store::audit::WRITTEN_ID;
+use quiver_store::device::{DeviceToken, NewDeviceCode};
+use quiver_store::{
+    AuditDiff, AuditDraft, AuditFilter, Database, NewAuditRecord, NewJob, NewToken, NewUser,
+};
 use serde_json::json;
 
 use crate::{new_entry, TestDatabase};
@@ -37,6 +45,7 @@ async fn rows(db: &Database, action: &str) -> Vec<quiver_store::AuditRecord> {
 pub async fn run(ts: &TestDatabase) {
     new_versions(&ts.db).await;
     audited_writes(&ts.db).await;
+    audited_account_writes(&ts.db).await;
     feed_cursors(ts).await;
     enqueue_many(&ts.db).await;
 }
@@ -208,6 +217,244 @@ async fn audited_writes(db: &Database) {
         1,
         "adding an identical relation writes nothing, so no row"
     );
+}
+
+/// The account writes (users, namespaces, members, roles, tokens, device sign-ins,
+/// outside identities, documents) commit their rows the same way: one per write, none
+/// for a refused one, and a `Stored` diff made from what the store saw in the write.
+async fn audited_account_writes(db: &Database) {
+    let a = &db.accounts;
+    let user = |name: &str| NewUser {
+        name: name.into(),
+        email: None,
+        password_hash: "$argon2id$not-checked-here".into(),
+        site_role: None,
+    };
+    let ann = a
+        .register_user_audited(user("ann"), draft("user.register", AuditDiff::Created))
+        .await
+        .unwrap();
+    let e = a
+        .register_user_audited(user("ann"), draft("user.register", AuditDiff::Created))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict);
+    let registered = rows(db, "user.register").await;
+    assert_eq!(registered.len(), 1, "no row for the refused registration");
+    let d = registered[0].diff.clone().unwrap();
+    assert_eq!(d["id"]["after"], json!(ann.id), "{d}");
+    assert!(d.get("password_hash").is_none(), "no hash in the log: {d}");
+    let ben = a.register_user(user("ben")).await.unwrap();
+
+    a.create_org_audited(
+        "aud-org",
+        ann.id,
+        draft("namespace.create", AuditDiff::Created),
+    )
+    .await
+    .unwrap();
+    a.create_org_audited(
+        "aud-org",
+        ben.id,
+        draft("namespace.create", AuditDiff::Created),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(rows(db, "namespace.create").await.len(), 1);
+
+    let set = |id, role| {
+        a.set_member_audited("aud-org", id, role, draft("member.set", AuditDiff::Stored))
+    };
+    set(ben.id, NamespaceRole::Maintainer).await.unwrap();
+    set(ben.id, NamespaceRole::Owner).await.unwrap();
+    set(ben.id, NamespaceRole::Owner).await.unwrap();
+    set(ann.id, NamespaceRole::Maintainer).await.unwrap();
+    // Demoting the last owner is refused: no row.
+    set(ben.id, NamespaceRole::Maintainer).await.unwrap_err();
+    let sets = rows(db, "member.set").await; // newest first
+    assert_eq!(sets.len(), 4, "{sets:?}");
+    let d = sets[0].diff.clone().unwrap();
+    assert_eq!(
+        d,
+        json!({"role": {"before": "owner", "after": "maintainer"}})
+    );
+    assert_eq!(
+        sets[1].diff,
+        Some(json!({})),
+        "an unchanged role changes nothing"
+    );
+    let d = sets[2].diff.clone().unwrap();
+    assert_eq!(
+        d,
+        json!({"role": {"before": "maintainer", "after": "owner"}})
+    );
+    let d = sets[3].diff.clone().unwrap();
+    assert_eq!(
+        d["role"],
+        json!({"before": null, "after": "maintainer"}),
+        "{d}"
+    );
+
+    let remove =
+        |id| a.remove_member_audited("aud-org", id, draft("member.remove", AuditDiff::Stored));
+    assert!(remove(ann.id).await.unwrap());
+    assert!(!remove(ann.id).await.unwrap(), "not a member any more");
+    remove(ben.id).await.unwrap_err(); // the last owner stays
+    let removed = rows(db, "member.remove").await;
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    let d = removed[0].diff.clone().unwrap();
+    assert_eq!(
+        d["role"],
+        json!({"before": "maintainer", "after": null}),
+        "{d}"
+    );
+
+    a.set_site_role_audited(
+        ben.id,
+        Some(SiteRole::Moderator),
+        draft("user.site_role", AuditDiff::Stored),
+    )
+    .await
+    .unwrap();
+    a.set_site_role_audited(i64::MAX, None, draft("user.site_role", AuditDiff::Stored))
+        .await
+        .unwrap_err();
+    let roles = rows(db, "user.site_role").await;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(
+        roles[0].diff,
+        Some(json!({"site_role": {"before": null, "after": "moderator"}}))
+    );
+
+    let mut token_draft = draft("token.create", AuditDiff::Created);
+    if let Some(d) = &mut token_draft {
+        d.record.target = format!("token {WRITTEN_ID}");
+    }
+    let t = a
+        .create_token_audited(
+            NewToken {
+                user_id: ben.id,
+                name: "ci".into(),
+                token_hash: "aud-hash-1".into(),
+                scopes: vec![Scope::Yank],
+                pattern: None,
+                expires_at: None,
+            },
+            token_draft.clone(),
+        )
+        .await
+        .unwrap();
+    let e = a
+        .create_token_audited(
+            NewToken {
+                user_id: i64::MAX,
+                name: "nobody's".into(),
+                token_hash: "aud-hash-2".into(),
+                scopes: vec![Scope::Yank],
+                pattern: None,
+                expires_at: None,
+            },
+            token_draft.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let made = rows(db, "token.create").await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].target,
+        format!("token {}", t.id),
+        "the id the store gave"
+    );
+
+    let now = Timestamp::now();
+    let r = a
+        .revoke_token_audited(ben.id, t.id, now, draft("token.revoke", AuditDiff::Stored))
+        .await
+        .unwrap();
+    a.revoke_token_audited(ann.id, t.id, now, draft("token.revoke", AuditDiff::Stored))
+        .await
+        .unwrap_err(); // not ann's
+    let revoked = rows(db, "token.revoke").await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(
+        revoked[0].diff,
+        Some(json!({"revoked_at": {"before": null, "after": r.revoked_at}})),
+        "only what the revocation changed"
+    );
+
+    // A device sign-in: the decision and the minted token, each with its row.
+    let devices = &db.device_codes;
+    devices
+        .create_device_code(NewDeviceCode {
+            device_code_hash: "aud-device".into(),
+            user_code_hash: "aud-user".into(),
+            client_name: "aud client".into(),
+            scopes: vec![Scope::Yank],
+            interval_secs: 5,
+            expires_at: Timestamp::now() + SignedDuration::from_mins(10),
+        })
+        .await
+        .unwrap();
+    let decide = |code: &'static str| {
+        devices.decide_device_code(
+            code,
+            ben.id,
+            true,
+            Timestamp::now(),
+            draft("device.approve", AuditDiff::Given),
+        )
+    };
+    assert!(decide("aud-user").await.unwrap().is_some());
+    assert!(
+        decide("aud-user").await.unwrap().is_none(),
+        "decided already"
+    );
+    assert!(decide("aud-nobody").await.unwrap().is_none());
+    assert_eq!(rows(db, "device.approve").await.len(), 1);
+    let redeem = || {
+        devices.redeem_device_code(
+            "aud-device",
+            DeviceToken {
+                name: "device: aud".into(),
+                token_hash: "aud-device-token".into(),
+                expires_at: None,
+            },
+            token_draft.clone(),
+        )
+    };
+    let minted = redeem().await.unwrap().unwrap();
+    assert!(
+        redeem().await.unwrap().is_none(),
+        "a token is handed out once"
+    );
+    let made = rows(db, "token.create").await;
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(made[0].target, format!("token {}", minted.id));
+
+    let ext = &db.identities;
+    ext.link_external("hub", "aud-1", ben.id, draft("user.link", AuditDiff::Given))
+        .await
+        .unwrap();
+    ext.link_external("hub", "aud-1", ann.id, draft("user.link", AuditDiff::Given))
+        .await
+        .unwrap_err();
+    assert_eq!(rows(db, "user.link").await.len(), 1);
+
+    let doc = |body| vec![NewDocument::new("aud-docs", "k", body)];
+    db.store
+        .put_documents_audited(doc(json!({"level": 1})), draft("doc.put", AuditDiff::Given))
+        .await
+        .unwrap();
+    // Every document rejected: nothing written, no row.
+    db.store
+        .put_documents_audited(
+            doc(json!({"x": "\u{0}"})),
+            draft("doc.put", AuditDiff::Given),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(db, "doc.put").await.len(), 1);
 }
 
 /// Positions start at 0, move forward only by compare-and-set, and are shared by every

@@ -101,13 +101,13 @@ pub async fn run(db: &Database) {
     // Nothing to redeem before approval.
     assert_eq!(
         devices
-            .redeem_device_code("device-a", token("early"))
+            .redeem_device_code("device-a", token("early"), None)
             .await
             .unwrap(),
         None
     );
     let d = devices
-        .decide_device_code("user-a", user.id, true, Timestamp::now())
+        .decide_device_code("user-a", user.id, true, Timestamp::now(), None)
         .await
         .unwrap()
         .unwrap();
@@ -118,7 +118,7 @@ pub async fn run(db: &Database) {
     // Decided once.
     assert_eq!(
         devices
-            .decide_device_code("user-a", user.id, false, Timestamp::now())
+            .decide_device_code("user-a", user.id, false, Timestamp::now(), None)
             .await
             .unwrap(),
         None
@@ -126,8 +126,8 @@ pub async fn run(db: &Database) {
 
     // Two redeems race: one token.
     let (r1, r2) = tokio::join!(
-        devices.redeem_device_code("device-a", token("one")),
-        devices.redeem_device_code("device-a", token("two")),
+        devices.redeem_device_code("device-a", token("one"), None),
+        devices.redeem_device_code("device-a", token("two"), None),
     );
     let minted: Vec<ApiToken> = [r1.unwrap(), r2.unwrap()].into_iter().flatten().collect();
     assert_eq!(minted.len(), 1, "{minted:?}");
@@ -137,7 +137,7 @@ pub async fn run(db: &Database) {
     assert!(t.name.starts_with("device: "));
     assert_eq!(
         devices
-            .redeem_device_code("device-a", token("three"))
+            .redeem_device_code("device-a", token("three"), None)
             .await
             .unwrap(),
         None
@@ -165,14 +165,14 @@ pub async fn run(db: &Database) {
         .await
         .unwrap();
     let d = devices
-        .decide_device_code("user-c", user.id, false, Timestamp::now())
+        .decide_device_code("user-c", user.id, false, Timestamp::now(), None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(d.status, DeviceStatus::Denied);
     assert_eq!(
         devices
-            .redeem_device_code("device-c", token("c"))
+            .redeem_device_code("device-c", token("c"), None)
             .await
             .unwrap(),
         None
@@ -184,7 +184,7 @@ pub async fn run(db: &Database) {
         .unwrap();
     assert_eq!(
         devices
-            .decide_device_code("user-d", user.id, true, Timestamp::now())
+            .decide_device_code("user-d", user.id, true, Timestamp::now(), None)
             .await
             .unwrap(),
         None
@@ -212,9 +212,12 @@ pub async fn run(db: &Database) {
     // External identities: linked once, found by provider and subject.
     let ext = db.identities.clone();
     assert_eq!(ext.external_user("hub", "42").await.unwrap(), None);
-    ext.link_external("hub", "42", user.id).await.unwrap();
+    ext.link_external("hub", "42", user.id, None).await.unwrap();
     assert_eq!(ext.external_user("hub", "42").await.unwrap(), Some(user.id));
     assert_eq!(ext.external_user("other", "42").await.unwrap(), None);
-    let e = ext.link_external("hub", "42", user.id).await.unwrap_err();
+    let e = ext
+        .link_external("hub", "42", user.id, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, quiver_model::ErrorCode::Conflict);
 }

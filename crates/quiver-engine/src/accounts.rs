@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::audit::{diff_of, Event};
+use crate::audit::Event;
 use crate::{Caller, Registry};
+use quiver_store::audit::{AuditDiff, WRITTEN_ID};
 
 /// Uses of a token closer together than this are recorded once.
 const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -174,6 +175,39 @@ pub(crate) fn user_actor(user: &User) -> Principal {
     })
 }
 
+/// The actor of a user's own registration (the row is drafted before the user has an id;
+/// a row names its actor by name).
+pub(crate) fn named_actor(name: &str) -> Principal {
+    Principal::User(Account {
+        name: name.to_string(),
+        ..Default::default()
+    })
+}
+
+/// The row of a new token, named by the id the store gives it (`reason`: how it was got,
+/// when not through the tokens API).
+pub(crate) fn token_created(reason: Option<String>) -> Event<'static> {
+    Event {
+        action: "token.create",
+        namespace: None,
+        target: format!("token {WRITTEN_ID}"),
+        denied: None,
+        reason,
+        diff: None,
+    }
+}
+
+fn member_event<'a>(action: &'static str, namespace: &'a str, user: &str) -> Event<'a> {
+    Event {
+        action,
+        namespace: Some(namespace),
+        target: format!("{user} in namespace {namespace}"),
+        denied: None,
+        reason: None,
+        diff: None,
+    }
+}
+
 impl Registry {
     /// The conflict for a taken namespace, naming its owners.
     async fn namespace_taken(&self, name: &str) -> Error {
@@ -229,13 +263,30 @@ impl Registry {
                 true
             }
         };
+        let audit = self
+            .draft(
+                &named_actor(&r.name),
+                Event {
+                    action: "user.register",
+                    namespace: Some(&r.name),
+                    target: format!("user {}", r.name),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Created,
+            )
+            .await;
         let user = accounts
-            .register_user(NewUser {
-                name: r.name.clone(),
-                email: r.email,
-                password_hash: hash,
-                site_role: first_admin.then_some(SiteRole::Admin),
-            })
+            .register_user_audited(
+                NewUser {
+                    name: r.name.clone(),
+                    email: r.email,
+                    password_hash: hash,
+                    site_role: first_admin.then_some(SiteRole::Admin),
+                },
+                audit,
+            )
             .await;
         let user = match user {
             Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
@@ -255,19 +306,6 @@ impl Registry {
         if first_admin {
             self.setup_done(&user.name).await?;
         }
-        let actor = user_actor(&user);
-        self.record(
-            &actor,
-            Event {
-                action: "user.register",
-                namespace: Some(&user.name),
-                target: format!("user {}", user.name),
-                denied: None,
-                reason: None,
-                diff: Some(diff_of::<User, _>(None, Some(&user))),
-            },
-        )
-        .await;
         Ok(user)
     }
 
@@ -324,29 +362,23 @@ impl Registry {
         expires_at: Option<Timestamp>,
     ) -> Result<NewTokenSecret> {
         let token = secrets::generate_token()?;
+        // The metadata only goes in the row: the store never sees the secret.
+        let audit = self
+            .draft(actor, token_created(None), AuditDiff::Created)
+            .await;
         let info = accounts
-            .create_token(NewToken {
-                user_id,
-                name,
-                token_hash: secrets::token_hash(&token),
-                scopes,
-                pattern,
-                expires_at,
-            })
+            .create_token_audited(
+                NewToken {
+                    user_id,
+                    name,
+                    token_hash: secrets::token_hash(&token),
+                    scopes,
+                    pattern,
+                    expires_at,
+                },
+                audit,
+            )
             .await?;
-        self.record(
-            actor,
-            Event {
-                action: "token.create",
-                namespace: None,
-                target: format!("token {}", info.id),
-                denied: None,
-                reason: None,
-                // The metadata only: the secret is never logged.
-                diff: Some(diff_of::<ApiToken, _>(None, Some(&info))),
-            },
-        )
-        .await;
         Ok(NewTokenSecret { token, info })
     }
 
@@ -500,26 +532,24 @@ impl Registry {
     /// Revoke one of the caller's tokens (404 for anyone else's).
     pub async fn revoke_token(&self, caller: &Caller, id: i64) -> Result<ApiToken> {
         let a = self.token_manager(caller, Some(id))?;
-        let t = self
-            .db
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "token.revoke",
+                    namespace: None,
+                    target: format!("token {id}"),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Stored,
+            )
+            .await;
+        self.db
             .accounts
-            .revoke_token(a.id, id, Timestamp::now())
-            .await?;
-        self.record(
-            caller,
-            Event {
-                action: "token.revoke",
-                namespace: None,
-                target: format!("token {id}"),
-                denied: None,
-                reason: None,
-                diff: Some(
-                    serde_json::json!({"revoked_at": {"before": null, "after": t.revoked_at}}),
-                ),
-            },
-        )
-        .await;
-        Ok(t)
+            .revoke_token_audited(a.id, id, Timestamp::now(), audit)
+            .await
     }
 
     /// Create an organisation namespace owned by the caller.
@@ -538,26 +568,25 @@ impl Registry {
         if self.db.store.get_namespace(name).await?.is_some() {
             return Err(self.namespace_taken(name).await);
         }
-        match self.db.accounts.create_org(name, a.id).await {
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "namespace.create",
+                    namespace: Some(name),
+                    target: format!("namespace {name}"),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Created,
+            )
+            .await;
+        match self.db.accounts.create_org_audited(name, a.id, audit).await {
             Err(e) if e.code == quiver_model::ErrorCode::Conflict => {
                 Err(self.namespace_taken(name).await)
             }
-            Err(e) => Err(e),
-            Ok(ns) => {
-                self.record(
-                    caller,
-                    Event {
-                        action: "namespace.create",
-                        namespace: Some(&ns.name),
-                        target: format!("namespace {}", ns.name),
-                        denied: None,
-                        reason: None,
-                        diff: Some(diff_of::<Namespace, _>(None, Some(&ns))),
-                    },
-                )
-                .await;
-                Ok(ns)
-            }
+            other => other,
         }
     }
 
@@ -595,53 +624,36 @@ impl Registry {
     ) -> Result<Membership> {
         self.member_target(caller, namespace).await?;
         let id = self.user_id(user).await?;
-        let accounts = &self.db.accounts;
-        let before = accounts
-            .members(namespace)
-            .await?
-            .into_iter()
-            .find(|m| m.user_id == id)
-            .map(|m| m.role);
-        let m = accounts.set_member(namespace, id, role).await?;
-        self.record(
-            caller,
-            Event {
-                action: "member.set",
-                namespace: Some(namespace),
-                target: format!("{user} in namespace {namespace}"),
-                denied: None,
-                reason: None,
-                diff: Some(serde_json::json!({"role": {"before": before, "after": m.role}})),
-            },
-        )
-        .await;
-        Ok(m)
+        let audit = self
+            .draft(
+                caller,
+                member_event("member.set", namespace, user),
+                AuditDiff::Stored,
+            )
+            .await;
+        self.db
+            .accounts
+            .set_member_audited(namespace, id, role, audit)
+            .await
     }
 
     /// Remove a member from a namespace (owners and admins).
     pub async fn remove_member(&self, caller: &Caller, namespace: &str, user: &str) -> Result<()> {
         self.member_target(caller, namespace).await?;
         let id = self.user_id(user).await?;
-        let accounts = &self.db.accounts;
-        let before = accounts
-            .members(namespace)
-            .await?
-            .into_iter()
-            .find(|m| m.user_id == id)
-            .map(|m| m.role);
-        if accounts.remove_member(namespace, id).await? {
-            self.record(
+        let audit = self
+            .draft(
                 caller,
-                Event {
-                    action: "member.remove",
-                    namespace: Some(namespace),
-                    target: format!("{user} in namespace {namespace}"),
-                    denied: None,
-                    reason: None,
-                    diff: Some(serde_json::json!({"role": {"before": before, "after": null}})),
-                },
+                member_event("member.remove", namespace, user),
+                AuditDiff::Stored,
             )
             .await;
+        if self
+            .db
+            .accounts
+            .remove_member_audited(namespace, id, audit)
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::not_found(format!(
@@ -667,21 +679,23 @@ impl Registry {
     ) -> Result<User> {
         self.require_admin(caller).await?;
         let id = self.user_id(user).await?;
-        let accounts = &self.db.accounts;
-        let before = accounts.get_user_by_id(id).await?;
-        let after = accounts.set_site_role(id, role).await?;
-        self.record(
-            caller,
-            Event {
-                action: "user.site_role",
-                namespace: None,
-                target: format!("user {user}"),
-                denied: None,
-                reason: None,
-                diff: Some(diff_of(before.as_ref(), Some(&after))),
-            },
-        )
-        .await;
-        Ok(after)
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "user.site_role",
+                    namespace: None,
+                    target: format!("user {user}"),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Stored,
+            )
+            .await;
+        self.db
+            .accounts
+            .set_site_role_audited(id, role, audit)
+            .await
     }
 }

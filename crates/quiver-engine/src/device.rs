@@ -20,12 +20,13 @@ use jiff::{SignedDuration, Timestamp};
 use quiver_auth::device as codes;
 use quiver_auth::{secrets, Principal, Scope};
 use quiver_model::{Error, ErrorCode, Result};
-use quiver_store::{ApiToken, DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
+use quiver_store::{DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::NewTokenSecret;
-use crate::audit::{diff_of, Event};
+use crate::accounts::{token_created, NewTokenSecret};
+use crate::audit::Event;
 use crate::{Caller, Registry};
+use quiver_store::AuditDiff;
 
 /// Settings of the device flow.
 #[derive(Debug, Clone)]
@@ -343,30 +344,37 @@ impl Registry {
                 return Err(Error::forbidden(why));
             }
         }
+        let status = if d.deny {
+            DeviceStatus::Denied
+        } else {
+            DeviceStatus::Approved
+        };
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: if d.deny {
+                        "device.deny"
+                    } else {
+                        "device.approve"
+                    },
+                    namespace: None,
+                    target,
+                    denied: None,
+                    reason: None,
+                    diff: Some(serde_json::json!({
+                        "status": {"before": "pending", "after": status},
+                        "scopes": {"before": null, "after": pending.scopes},
+                        "client_name": {"before": null, "after": pending.client_name},
+                    })),
+                },
+                AuditDiff::Given,
+            )
+            .await;
         let decided = store
-            .decide_device_code(&hash, account.id, !d.deny, Timestamp::now())
+            .decide_device_code(&hash, account.id, !d.deny, Timestamp::now(), audit)
             .await?
             .ok_or_else(missing)?;
-        self.record(
-            caller,
-            Event {
-                action: if d.deny {
-                    "device.deny"
-                } else {
-                    "device.approve"
-                },
-                namespace: None,
-                target,
-                denied: None,
-                reason: None,
-                diff: Some(serde_json::json!({
-                    "status": {"before": "pending", "after": decided.status},
-                    "scopes": {"before": null, "after": decided.scopes},
-                    "client_name": {"before": null, "after": decided.client_name},
-                })),
-            },
-        )
-        .await;
         Ok(DeviceDecided {
             client_name: decided.client_name,
             scopes: decided.scopes,
@@ -417,6 +425,20 @@ impl Registry {
         let ttl = SignedDuration::try_from(self.config.session_ttl)
             .map_err(|e| Error::internal("session lifetime", e))?;
         let token = secrets::generate_token()?;
+        let user_id = code.user_id.unwrap_or_default();
+        let owner = self.accounts_of_id(user_id).await;
+        let owner = Principal::User(quiver_auth::Account {
+            id: user_id,
+            name: owner.unwrap_or_else(|| format!("user {user_id}")),
+            ..Default::default()
+        });
+        let audit = self
+            .draft(
+                &owner,
+                token_created(Some("device sign-in".into())),
+                AuditDiff::Created,
+            )
+            .await;
         let Some(info) = store
             .redeem_device_code(
                 &hash,
@@ -425,32 +447,13 @@ impl Registry {
                     token_hash: secrets::token_hash(&token),
                     expires_at: Some(now + ttl),
                 },
+                audit,
             )
             .await?
         else {
             // Another poll redeemed it first.
             return Ok(DevicePoll::InvalidGrant);
         };
-        let owner = match code.user_id {
-            Some(id) => self.accounts_of_id(id).await,
-            None => None,
-        };
-        self.record(
-            &Principal::User(quiver_auth::Account {
-                id: info.user_id,
-                name: owner.unwrap_or_else(|| format!("user {}", info.user_id)),
-                ..Default::default()
-            }),
-            Event {
-                action: "token.create",
-                namespace: None,
-                target: format!("token {}", info.id),
-                denied: None,
-                reason: Some("device sign-in".into()),
-                diff: Some(diff_of::<ApiToken, _>(None, Some(&info))),
-            },
-        )
-        .await;
         Ok(DevicePoll::Token(NewTokenSecret { token, info }))
     }
 

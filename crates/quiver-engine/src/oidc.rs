@@ -25,9 +25,10 @@ use quiver_model::{Error, ErrorCode, NewDocument, Result};
 use quiver_store::{AccountStore, ExternalIdentityStore, NewToken, NewUser};
 use serde::Serialize;
 
-use crate::accounts::{user_actor, NewTokenSecret};
-use crate::audit::{diff_of, Event};
+use crate::accounts::{named_actor, token_created, user_actor, NewTokenSecret};
+use crate::audit::Event;
 use crate::Registry;
+use quiver_store::AuditDiff;
 
 /// An outside provider. URLs come from configuration only. Its `Debug` hides the client
 /// secret.
@@ -250,24 +251,25 @@ impl Registry {
             }
             None => {}
         }
+        let audit = self
+            .draft(
+                &user_actor(&user),
+                Event {
+                    action: "user.link",
+                    namespace: Some(&user.name),
+                    target: format!("user {}", user.name),
+                    denied: None,
+                    reason: Some(format!("linked a {provider} account")),
+                    diff: Some(serde_json::json!({
+                        "identity": {"before": null, "after": format!("{provider}:{}", who.subject)}
+                    })),
+                },
+                AuditDiff::Given,
+            )
+            .await;
         links
-            .link_external(&provider, &who.subject, user.id)
+            .link_external(&provider, &who.subject, user.id, audit)
             .await?;
-        let actor = user_actor(&user);
-        self.record(
-            &actor,
-            Event {
-                action: "user.link",
-                namespace: Some(&user.name),
-                target: format!("user {}", user.name),
-                denied: None,
-                reason: Some(format!("linked a {provider} account")),
-                diff: Some(serde_json::json!({
-                    "identity": {"before": null, "after": format!("{provider}:{}", who.subject)}
-                })),
-            },
-        )
-        .await;
         Ok(linked)
     }
 
@@ -296,14 +298,31 @@ impl Registry {
                     if self.db.store.get_namespace(&name).await?.is_some() {
                         continue;
                     }
+                    let audit = self
+                        .draft(
+                            &named_actor(&name),
+                            Event {
+                                action: "user.register",
+                                namespace: Some(&name),
+                                target: format!("user {name}"),
+                                denied: None,
+                                reason: Some(format!("signed in through {provider}")),
+                                diff: None,
+                            },
+                            AuditDiff::Created,
+                        )
+                        .await;
                     match accounts
-                        .register_user(NewUser {
-                            name,
-                            email: who.email.clone().filter(|e| e.len() <= 254),
-                            // Not a PHC string: no password ever matches it.
-                            password_hash: "!external".into(),
-                            site_role: None,
-                        })
+                        .register_user_audited(
+                            NewUser {
+                                name,
+                                email: who.email.clone().filter(|e| e.len() <= 254),
+                                // Not a PHC string: no password ever matches it.
+                                password_hash: "!external".into(),
+                                site_role: None,
+                            },
+                            audit,
+                        )
                         .await
                     {
                         Ok(u) => {
@@ -317,51 +336,38 @@ impl Registry {
                 let u = made.ok_or_else(|| {
                     Error::conflict("name", format!("no free user name for '{base}'"))
                 })?;
-                links.link_external(&provider, &who.subject, u.id).await?;
+                // (The registration's row says it came through the provider.)
+                links
+                    .link_external(&provider, &who.subject, u.id, None)
+                    .await?;
                 self.accounts_exist
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                let actor = user_actor(&u);
-                self.record(
-                    &actor,
-                    Event {
-                        action: "user.register",
-                        namespace: Some(&u.name),
-                        target: format!("user {}", u.name),
-                        denied: None,
-                        reason: Some(format!("signed in through {provider}")),
-                        diff: Some(diff_of::<quiver_store::User, _>(None, Some(&u))),
-                    },
-                )
-                .await;
                 u
             }
         };
         let ttl = SignedDuration::try_from(self.config.session_ttl)
             .map_err(|e| Error::internal("session lifetime", e))?;
         let token = secrets::generate_token()?;
+        let audit = self
+            .draft(
+                &user_actor(&user),
+                token_created(Some(format!("signed in through {provider}"))),
+                AuditDiff::Created,
+            )
+            .await;
         let info = accounts
-            .create_token(NewToken {
-                user_id: user.id,
-                name: format!("session ({provider})"),
-                token_hash: secrets::token_hash(&token),
-                scopes: Scope::ALL.to_vec(),
-                pattern: None,
-                expires_at: Some(Timestamp::now() + ttl),
-            })
+            .create_token_audited(
+                NewToken {
+                    user_id: user.id,
+                    name: format!("session ({provider})"),
+                    token_hash: secrets::token_hash(&token),
+                    scopes: Scope::ALL.to_vec(),
+                    pattern: None,
+                    expires_at: Some(Timestamp::now() + ttl),
+                },
+                audit,
+            )
             .await?;
-        let actor = user_actor(&user);
-        self.record(
-            &actor,
-            Event {
-                action: "token.create",
-                namespace: None,
-                target: format!("token {}", info.id),
-                denied: None,
-                reason: Some(format!("signed in through {provider}")),
-                diff: Some(diff_of::<quiver_store::ApiToken, _>(None, Some(&info))),
-            },
-        )
-        .await;
         Ok(NewTokenSecret { token, info })
     }
 }

@@ -37,6 +37,7 @@ use serde_json::Value;
 use crate::audit::Event;
 use crate::lifecycle::{is_moderator, StatusChange};
 use crate::{Caller, Registry};
+use quiver_store::AuditDiff;
 
 pub const REVIEWS: &str = "quiver.reviews";
 pub const TRUST: &str = "quiver.trust";
@@ -184,11 +185,17 @@ impl Registry {
         &self.config.review
     }
 
-    async fn put_doc(&self, collection: &str, key: String, body: Value) -> Result<()> {
+    async fn put_doc(
+        &self,
+        collection: &str,
+        key: String,
+        body: Value,
+        audit: quiver_store::Audit,
+    ) -> Result<()> {
         let out = self
             .db
             .store
-            .put_documents(vec![NewDocument::new(collection, key, body)])
+            .put_documents_audited(vec![NewDocument::new(collection, key, body)], audit)
             .await?;
         if let Some(quiver_store::ImportOutcome::Rejected(e)) = out.into_iter().next() {
             return Err(e);
@@ -213,7 +220,8 @@ impl Registry {
 
     async fn save_review(&self, r: &Review) -> Result<()> {
         let body = serde_json::to_value(r).map_err(|e| Error::internal("saving a review", e))?;
-        self.put_doc(REVIEWS, review_key(&r.entry), body).await
+        self.put_doc(REVIEWS, review_key(&r.entry), body, None)
+            .await
     }
 
     /// A user's trust level (`new` when none was set).
@@ -233,24 +241,27 @@ impl Registry {
             return Err(Error::not_found(format!("user {user}")));
         }
         let before = self.trust_level(user).await?;
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: "user.trust",
+                    namespace: None,
+                    target: format!("user {user}"),
+                    denied: None,
+                    reason: None,
+                    diff: Some(serde_json::json!({"trust": {"before": before, "after": level}})),
+                },
+                AuditDiff::Given,
+            )
+            .await;
         self.put_doc(
             TRUST,
             user.to_string(),
             serde_json::json!({"level": level, "set_by": caller.actor()}),
+            audit,
         )
         .await?;
-        self.record(
-            caller,
-            Event {
-                action: "user.trust",
-                namespace: None,
-                target: format!("user {user}"),
-                denied: None,
-                reason: None,
-                diff: Some(serde_json::json!({"trust": {"before": before, "after": level}})),
-            },
-        )
-        .await;
         Ok(Trust {
             user: user.to_string(),
             level,

@@ -15,8 +15,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::store::{ensure_namespace_tx, now_ms, BoxError, Writer};
+use crate::store::{ensure_namespace_tx, namespace_by_name, now_ms, BoxError, Writer};
 use crate::PostgresStore;
+use quiver_store::Audit;
 
 const USER_COLS: &str = "id, name, email, site_role, created_at, password_hash";
 const MEMBER_SELECT: &str = "SELECT m.namespace, m.user_id, u.name, m.role, m.created_at \
@@ -97,7 +98,7 @@ async fn user_by(
     row.as_ref().map(user_from_row).transpose()
 }
 
-async fn token_by(
+pub(crate) async fn token_by(
     c: &impl GenericClient,
     col: &str,
     key: &(dyn ToSql + Sync),
@@ -110,6 +111,22 @@ async fn token_by(
         .await
         .context("reading a token")?;
     row.as_ref().map(token_from_row).transpose()
+}
+
+async fn membership(
+    c: &impl GenericClient,
+    namespace: &str,
+    user_id: i64,
+) -> Result<Option<Membership>> {
+    c.query_opt(
+        &format!("{MEMBER_SELECT} WHERE m.namespace = $1 AND m.user_id = $2"),
+        &[&namespace, &user_id],
+    )
+    .await
+    .context("reading a membership")?
+    .as_ref()
+    .map(member_from_row)
+    .transpose()
 }
 
 async fn namespace_exists(c: &impl GenericClient, name: &str) -> Result<bool> {
@@ -150,7 +167,7 @@ async fn insert_member(
 
 #[async_trait]
 impl AccountStore for PostgresStore {
-    async fn register_user(&self, u: NewUser) -> Result<User> {
+    async fn register_user_audited(&self, u: NewUser, audit: Audit) -> Result<User> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         // Accounts' checks span rows (a namespace keeps an owner): serialized.
@@ -188,6 +205,7 @@ impl AccountStore for PostgresStore {
             .await?
             .map(|r| r.user)
             .ok_or_else(|| Error::internal("creating a user", "not found after insert"))?;
+        commit_audit(&w, audit, &user).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(user)
@@ -213,8 +231,15 @@ impl AccountStore for PostgresStore {
         Ok(n as u64)
     }
 
-    async fn set_site_role(&self, user_id: i64, role: Option<SiteRole>) -> Result<User> {
-        let c = self.pooled().await?;
+    async fn set_site_role_audited(
+        &self,
+        user_id: i64,
+        role: Option<SiteRole>,
+        audit: Audit,
+    ) -> Result<User> {
+        let mut c = self.pooled().await?;
+        let c = c.transaction().await.context("beginning a role change")?;
+        let before = user_by(&c, "id", &user_id).await?.map(|r| r.user);
         let n = c
             .execute(
                 "UPDATE users SET site_role = $1 WHERE id = $2",
@@ -225,40 +250,48 @@ impl AccountStore for PostgresStore {
         if n == 0 {
             return Err(Error::not_found(format!("user {user_id}")));
         }
-        user_by(&c, "id", &user_id)
+        let after = user_by(&c, "id", &user_id)
             .await?
             .map(|r| r.user)
-            .ok_or_else(|| Error::not_found(format!("user {user_id}")))
+            .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
+        commit_audit_change(&c, audit, before.as_ref(), Some(&after)).await?;
+        c.commit().await.context("committing a role change")?;
+        Ok(after)
     }
 
-    async fn create_org(&self, namespace: &str, owner_id: i64) -> Result<Namespace> {
-        {
-            let mut client = self.pooled().await?;
-            let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
-            // Accounts' checks span rows (a namespace keeps an owner): serialized.
-            w.lock_feed().await?;
-            if namespace_exists(&w.tx, namespace).await? {
-                return Err(name_taken("namespace", namespace));
-            }
-            if user_by(&w.tx, "id", &owner_id).await?.is_none() {
-                return Err(Error::not_found(format!("user {owner_id}")));
-            }
-            ensure_namespace_tx(&mut w, namespace, OwnerKind::Organisation).await?;
-            insert_member(&w.tx, namespace, owner_id, NamespaceRole::Owner).await?;
-            let done = w.commit(&self.inner.channel).await?;
-            self.after_commit(&mut client, done).await?;
+    async fn create_org_audited(
+        &self,
+        namespace: &str,
+        owner_id: i64,
+        audit: Audit,
+    ) -> Result<Namespace> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        // Accounts' checks span rows (a namespace keeps an owner): serialized.
+        w.lock_feed().await?;
+        if namespace_exists(&w.tx, namespace).await? {
+            return Err(name_taken("namespace", namespace));
         }
-        use quiver_store::Store;
-        self.get_namespace(namespace)
+        if user_by(&w.tx, "id", &owner_id).await?.is_none() {
+            return Err(Error::not_found(format!("user {owner_id}")));
+        }
+        ensure_namespace_tx(&mut w, namespace, OwnerKind::Organisation).await?;
+        insert_member(&w.tx, namespace, owner_id, NamespaceRole::Owner).await?;
+        let ns = namespace_by_name(&w.tx, namespace)
             .await?
-            .ok_or_else(|| Error::internal("creating a namespace", "not found after insert"))
+            .ok_or_else(|| Error::internal("creating a namespace", "not found after insert"))?;
+        commit_audit(&w, audit, &ns).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
+        Ok(ns)
     }
 
-    async fn set_member(
+    async fn set_member_audited(
         &self,
         namespace: &str,
         user_id: i64,
         role: NamespaceRole,
+        audit: Audit,
     ) -> Result<Membership> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
@@ -270,28 +303,31 @@ impl AccountStore for PostgresStore {
         if user_by(&w.tx, "id", &user_id).await?.is_none() {
             return Err(Error::not_found(format!("user {user_id}")));
         }
+        let before = membership(&w.tx, namespace, user_id).await?;
         insert_member(&w.tx, namespace, user_id, role).await?;
         if owners(&w.tx, namespace).await? == 0 {
             return Err(last_owner(namespace));
         }
-        let row =
-            w.tx.query_one(
-                &format!("{MEMBER_SELECT} WHERE m.namespace = $1 AND m.user_id = $2"),
-                &[&namespace, &user_id],
-            )
-            .await
-            .context("reading a membership")?;
-        let m = member_from_row(&row)?;
+        let m = membership(&w.tx, namespace, user_id)
+            .await?
+            .ok_or_else(|| Error::internal("setting a member", "not found after write"))?;
+        commit_audit_change(&w.tx, audit, before.as_ref(), Some(&m)).await?;
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(m)
     }
 
-    async fn remove_member(&self, namespace: &str, user_id: i64) -> Result<bool> {
+    async fn remove_member_audited(
+        &self,
+        namespace: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<bool> {
         let mut client = self.pooled().await?;
         let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
         // Accounts' checks span rows (a namespace keeps an owner): serialized.
         w.lock_feed().await?;
+        let before = membership(&w.tx, namespace, user_id).await?;
         let n =
             w.tx.execute(
                 "DELETE FROM memberships WHERE namespace = $1 AND user_id = $2",
@@ -301,6 +337,9 @@ impl AccountStore for PostgresStore {
             .context("removing a membership")?;
         if n > 0 && owners(&w.tx, namespace).await? == 0 {
             return Err(last_owner(namespace));
+        }
+        if n > 0 {
+            commit_audit_change::<_, _, Membership>(&w.tx, audit, before.as_ref(), None).await?;
         }
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
@@ -333,8 +372,9 @@ impl AccountStore for PostgresStore {
         .collect()
     }
 
-    async fn create_token(&self, t: NewToken) -> Result<ApiToken> {
-        let c = self.pooled().await?;
+    async fn create_token_audited(&self, t: NewToken, audit: Audit) -> Result<ApiToken> {
+        let mut c = self.pooled().await?;
+        let c = c.transaction().await.context("beginning a token")?;
         let id: i64 = c
             .query_one(
                 "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, expires_at, \
@@ -360,9 +400,12 @@ impl AccountStore for PostgresStore {
                 _ => Error::internal("creating a token", e),
             })?
             .get(0);
-        token_by(&c, "id", &id)
+        let token = token_by(&c, "id", &id)
             .await?
-            .ok_or_else(|| Error::internal("creating a token", "not found after insert"))
+            .ok_or_else(|| Error::internal("creating a token", "not found after insert"))?;
+        commit_audit_change::<_, serde_json::Value, _>(&c, audit, None, Some(&token)).await?;
+        c.commit().await.context("committing a token")?;
+        Ok(token)
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
@@ -383,8 +426,16 @@ impl AccountStore for PostgresStore {
         .collect()
     }
 
-    async fn revoke_token(&self, user_id: i64, id: i64, at: Timestamp) -> Result<ApiToken> {
-        let c = self.pooled().await?;
+    async fn revoke_token_audited(
+        &self,
+        user_id: i64,
+        id: i64,
+        at: Timestamp,
+        audit: Audit,
+    ) -> Result<ApiToken> {
+        let mut c = self.pooled().await?;
+        let c = c.transaction().await.context("beginning a revocation")?;
+        let before = token_by(&c, "id", &id).await?;
         let n = c
             .execute(
                 "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) \
@@ -396,9 +447,12 @@ impl AccountStore for PostgresStore {
         if n == 0 {
             return Err(Error::not_found(format!("token {id}")));
         }
-        token_by(&c, "id", &id)
+        let after = token_by(&c, "id", &id)
             .await?
-            .ok_or_else(|| Error::not_found(format!("token {id}")))
+            .ok_or_else(|| Error::not_found(format!("token {id}")))?;
+        commit_audit_change(&c, audit, before.as_ref(), Some(&after)).await?;
+        c.commit().await.context("committing a revocation")?;
+        Ok(after)
     }
 
     async fn touch_token(&self, id: i64, at: Timestamp) -> Result<()> {
@@ -510,13 +564,28 @@ pub(crate) async fn insert_audit<C: GenericClient>(
 }
 
 /// Append `audit`, finished with what the write stored, inside the writer's transaction.
-pub(crate) async fn commit_audit<T: serde::Serialize>(
+pub(crate) async fn commit_audit<T: serde::Serialize + Sync>(
     w: &Writer<'_>,
     audit: quiver_store::Audit,
     written: &T,
 ) -> Result<()> {
+    commit_audit_change::<_, serde_json::Value, T>(&w.tx, audit, None, Some(written)).await
+}
+
+/// Append `audit`, finished with what the write found and left, inside the transaction
+/// `c` is.
+pub(crate) async fn commit_audit_change<
+    C: GenericClient,
+    B: serde::Serialize,
+    A: serde::Serialize,
+>(
+    c: &C,
+    audit: quiver_store::Audit,
+    before: Option<&B>,
+    after: Option<&A>,
+) -> Result<()> {
     if let Some(a) = audit {
-        insert_audit(&w.tx, a.finish(written)).await?;
+        insert_audit(c, a.finish_change(before, after)).await?;
     }
     Ok(())
 }

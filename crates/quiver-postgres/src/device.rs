@@ -5,12 +5,14 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use jiff::{SignedDuration, Timestamp};
 use quiver_model::{Context, Error, Result};
-use quiver_store::accounts::{decode_scopes, encode_scopes, AccountStore, ApiToken};
+use quiver_store::accounts::{decode_scopes, encode_scopes, ApiToken};
 use quiver_store::device::{DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
+use quiver_store::Audit;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use crate::accounts::{commit_audit_change, token_by};
 use crate::store::{now_ms, BoxError};
 use crate::PostgresStore;
 
@@ -109,13 +111,18 @@ impl DeviceCodeStore for PostgresStore {
         user_id: i64,
         approve: bool,
         now: Timestamp,
+        audit: Audit,
     ) -> Result<Option<DeviceCode>> {
         let status = if approve {
             DeviceStatus::Approved
         } else {
             DeviceStatus::Denied
         };
-        let c = self.pooled().await?;
+        let mut c = self.pooled().await?;
+        let c = c
+            .transaction()
+            .await
+            .context("beginning a device decision")?;
         let n = c
             .execute(
                 "UPDATE device_codes SET status = $1, user_id = $2 \
@@ -132,7 +139,12 @@ impl DeviceCodeStore for PostgresStore {
         if n == 0 {
             return Ok(None);
         }
-        by(&c, "user_code_hash", &user_code_hash, false).await
+        let decided = by(&c, "user_code_hash", &user_code_hash, false).await?;
+        if let Some(d) = &decided {
+            commit_audit_change::<_, serde_json::Value, _>(&c, audit, None, Some(d)).await?;
+        }
+        c.commit().await.context("committing a device decision")?;
+        Ok(decided)
     }
 
     async fn poll_device_code(
@@ -170,52 +182,52 @@ impl DeviceCodeStore for PostgresStore {
         &self,
         device_code_hash: &str,
         token: DeviceToken,
+        audit: Audit,
     ) -> Result<Option<ApiToken>> {
-        let minted = {
-            let mut c = self.pooled().await?;
-            let tx = c.transaction().await.context("beginning a device redeem")?;
-            let code = by(&tx, "device_code_hash", &device_code_hash, true).await?;
-            match code {
-                Some(DeviceCode {
-                    id,
-                    status: DeviceStatus::Approved,
-                    user_id: Some(user_id),
-                    scopes,
-                    ..
-                }) => {
-                    let token_id: i64 = tx
-                        .query_one(
-                            "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, \
+        let mut c = self.pooled().await?;
+        let tx = c.transaction().await.context("beginning a device redeem")?;
+        let code = by(&tx, "device_code_hash", &device_code_hash, true).await?;
+        match code {
+            Some(DeviceCode {
+                id,
+                status: DeviceStatus::Approved,
+                user_id: Some(user_id),
+                scopes,
+                ..
+            }) => {
+                let token_id: i64 = tx
+                    .query_one(
+                        "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, \
                              expires_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $6) \
                              RETURNING id",
-                            &[
-                                &user_id,
-                                &token.name,
-                                &token.token_hash,
-                                &encode_scopes(&scopes),
-                                &token.expires_at.map(|e| e.as_millisecond()),
-                                &now_ms(),
-                            ],
-                        )
-                        .await
-                        .context("creating a device token")?
-                        .get(0);
-                    tx.execute(
-                        "UPDATE device_codes SET status = 'redeemed', token_id = $1 WHERE id = $2",
-                        &[&token_id, &id],
+                        &[
+                            &user_id,
+                            &token.name,
+                            &token.token_hash,
+                            &encode_scopes(&scopes),
+                            &token.expires_at.map(|e| e.as_millisecond()),
+                            &now_ms(),
+                        ],
                     )
                     .await
-                    .context("redeeming a device request")?;
-                    tx.commit().await.context("committing a device redeem")?;
-                    true
-                }
-                _ => false,
+                    .context("creating a device token")?
+                    .get(0);
+                tx.execute(
+                    "UPDATE device_codes SET status = 'redeemed', token_id = $1 WHERE id = $2",
+                    &[&token_id, &id],
+                )
+                .await
+                .context("redeeming a device request")?;
+                let minted = token_by(&tx, "id", &token_id).await?.ok_or_else(|| {
+                    Error::internal("creating a device token", "not found after insert")
+                })?;
+                commit_audit_change::<_, serde_json::Value, _>(&tx, audit, None, Some(&minted))
+                    .await?;
+                tx.commit().await.context("committing a device redeem")?;
+                Ok(Some(minted))
             }
-        };
-        if !minted {
-            return Ok(None);
+            _ => Ok(None),
         }
-        self.token_by_hash(&token.token_hash).await
     }
 }
 
@@ -232,8 +244,15 @@ impl quiver_store::ExternalIdentityStore for PostgresStore {
         .map(|r| r.get(0)))
     }
 
-    async fn link_external(&self, provider: &str, subject: &str, user_id: i64) -> Result<()> {
-        let c = self.pooled().await?;
+    async fn link_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<()> {
+        let mut c = self.pooled().await?;
+        let c = c.transaction().await.context("beginning a link")?;
         c.execute(
             "INSERT INTO external_identities (provider, subject, user_id, created_at) \
              VALUES ($1, $2, $3, $4)",
@@ -246,6 +265,9 @@ impl quiver_store::ExternalIdentityStore for PostgresStore {
             }
             _ => Error::internal("linking an external identity", e),
         })?;
+        commit_audit_change::<_, serde_json::Value, serde_json::Value>(&c, audit, None, None)
+            .await?;
+        c.commit().await.context("committing a link")?;
         Ok(())
     }
 }

@@ -509,6 +509,36 @@ async fn get_entry_by_id<C: GenericClient>(c: &C, id: i64) -> Result<Entry> {
     entry_from_row(&row)
 }
 
+/// A namespace by name (in a transaction when `c` is one).
+pub(crate) async fn namespace_by_name(
+    c: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Namespace>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = $1",
+        )
+        .await
+        .context("preparing a namespace read")?;
+    let Some(r) = c
+        .query_opt(&stmt, &[&name])
+        .await
+        .context("reading a namespace")?
+    else {
+        return Ok(None);
+    };
+    let decode = || -> std::result::Result<Namespace, BoxError> {
+        let owner: String = r.try_get(1)?;
+        Ok(Namespace {
+            name: r.try_get(0)?,
+            owner_kind: parse_enum(&owner)?,
+            display_name: r.try_get(2)?,
+            created_at: ts(r.try_get(3)?),
+        })
+    };
+    decode().context("decoding a namespace").map(Some)
+}
+
 pub(crate) async fn ensure_namespace_tx(
     w: &mut Writer<'_>,
     name: &str,
@@ -727,29 +757,7 @@ impl Store for PostgresStore {
 
     async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>> {
         let c = self.read_client().await?;
-        let stmt = c
-            .prepare_cached(
-                "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = $1",
-            )
-            .await
-            .context("preparing a namespace read")?;
-        let Some(r) = c
-            .query_opt(&stmt, &[&name])
-            .await
-            .context("reading a namespace")?
-        else {
-            return Ok(None);
-        };
-        let decode = || -> std::result::Result<Namespace, BoxError> {
-            let owner: String = r.try_get(1)?;
-            Ok(Namespace {
-                name: r.try_get(0)?,
-                owner_kind: parse_enum(&owner)?,
-                display_name: r.try_get(2)?,
-                created_at: ts(r.try_get(3)?),
-            })
-        };
-        decode().context("decoding a namespace").map(Some)
+        namespace_by_name(&c, name).await
     }
 
     async fn create_entry_audited(&self, entry: NewEntry, audit: Audit) -> Result<Entry> {
@@ -1320,7 +1328,11 @@ impl Store for PostgresStore {
         Ok(outcomes)
     }
 
-    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>> {
+    async fn put_documents_audited(
+        &self,
+        docs: Vec<NewDocument>,
+        audit: Audit,
+    ) -> Result<Vec<ImportOutcome>> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
@@ -1375,6 +1387,12 @@ impl Store for PostgresStore {
                 }
             };
             outcomes.push(outcome);
+        }
+        if outcomes
+            .iter()
+            .any(|o| !matches!(o, ImportOutcome::Rejected(_)))
+        {
+            crate::accounts::commit_audit(&w, audit, &serde_json::Value::Null).await?;
         }
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;

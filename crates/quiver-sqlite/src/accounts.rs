@@ -11,6 +11,7 @@ use quiver_store::accounts::{
     decode_scopes, encode_scopes, last_owner, name_taken, AccountStore, ApiToken, Membership,
     NewToken, NewUser, User, UserRecord,
 };
+use quiver_store::Audit;
 
 const USER_COLS: &str = "id, name, email, site_role, created_at, password_hash";
 const MEMBER_SELECT: &str = "SELECT m.namespace, m.user_id, u.name, m.role, m.created_at \
@@ -67,7 +68,7 @@ fn user_by(conn: &Connection, col: &str, key: &dyn rusqlite::ToSql) -> Result<Op
         .context("reading a user")
 }
 
-fn token_by_id(conn: &Connection, id: i64) -> Result<Option<ApiToken>> {
+pub(crate) fn token_by_id(conn: &Connection, id: i64) -> Result<Option<ApiToken>> {
     conn.prepare_cached(&format!(
         "SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"
     ))
@@ -108,6 +109,17 @@ fn insert_member(
     Ok(())
 }
 
+fn membership(tx: &Transaction<'_>, namespace: &str, user_id: i64) -> Result<Option<Membership>> {
+    tx.prepare_cached(&format!(
+        "{MEMBER_SELECT} WHERE m.namespace = ?1 AND m.user_id = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![namespace, user_id], member_from_row)
+            .optional()
+    })
+    .context("reading a membership")
+}
+
 fn read_namespace(tx: &Transaction<'_>, name: &str) -> Result<Namespace> {
     tx.query_row(
         "SELECT name, owner_kind, display_name, created_at FROM namespaces WHERE name = ?1",
@@ -126,7 +138,7 @@ fn read_namespace(tx: &Transaction<'_>, name: &str) -> Result<Namespace> {
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn register_user(&self, u: NewUser) -> Result<User> {
+    async fn register_user_audited(&self, u: NewUser, audit: Audit) -> Result<User> {
         self.write(move |tx| {
             if user_by(tx, "name", &u.name)?.is_some() {
                 return Err(name_taken("user name", &u.name));
@@ -155,9 +167,11 @@ impl AccountStore for SqliteStore {
             let id = tx.last_insert_rowid();
             ensure_namespace_tx(tx, &u.name, OwnerKind::User)?;
             insert_member(tx, &u.name, id, NamespaceRole::Owner)?;
-            user_by(tx, "id", &id)?
+            let user = user_by(tx, "id", &id)?
                 .map(|r| r.user)
-                .ok_or_else(|| Error::internal("creating a user", "not found after insert"))
+                .ok_or_else(|| Error::internal("creating a user", "not found after insert"))?;
+            commit_audit(tx, audit, &user)?;
+            Ok(user)
         })
         .await
     }
@@ -181,8 +195,14 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn set_site_role(&self, user_id: i64, role: Option<SiteRole>) -> Result<User> {
+    async fn set_site_role_audited(
+        &self,
+        user_id: i64,
+        role: Option<SiteRole>,
+        audit: Audit,
+    ) -> Result<User> {
         self.write(move |tx| {
+            let before = user_by(tx, "id", &user_id)?.map(|r| r.user);
             let n = tx
                 .execute(
                     "UPDATE users SET site_role = ?1 WHERE id = ?2",
@@ -192,14 +212,21 @@ impl AccountStore for SqliteStore {
             if n == 0 {
                 return Err(Error::not_found(format!("user {user_id}")));
             }
-            user_by(tx, "id", &user_id)?
+            let after = user_by(tx, "id", &user_id)?
                 .map(|r| r.user)
-                .ok_or_else(|| Error::not_found(format!("user {user_id}")))
+                .ok_or_else(|| Error::not_found(format!("user {user_id}")))?;
+            commit_audit_change(tx, audit, before.as_ref(), Some(&after))?;
+            Ok(after)
         })
         .await
     }
 
-    async fn create_org(&self, namespace: &str, owner_id: i64) -> Result<Namespace> {
+    async fn create_org_audited(
+        &self,
+        namespace: &str,
+        owner_id: i64,
+        audit: Audit,
+    ) -> Result<Namespace> {
         let namespace = namespace.to_string();
         self.write(move |tx| {
             if namespace_exists(tx, &namespace)? {
@@ -210,16 +237,19 @@ impl AccountStore for SqliteStore {
             }
             ensure_namespace_tx(tx, &namespace, OwnerKind::Organisation)?;
             insert_member(tx, &namespace, owner_id, NamespaceRole::Owner)?;
-            read_namespace(tx, &namespace)
+            let ns = read_namespace(tx, &namespace)?;
+            commit_audit(tx, audit, &ns)?;
+            Ok(ns)
         })
         .await
     }
 
-    async fn set_member(
+    async fn set_member_audited(
         &self,
         namespace: &str,
         user_id: i64,
         role: NamespaceRole,
+        audit: Audit,
     ) -> Result<Membership> {
         let namespace = namespace.to_string();
         self.write(move |tx| {
@@ -229,22 +259,28 @@ impl AccountStore for SqliteStore {
             if user_by(tx, "id", &user_id)?.is_none() {
                 return Err(Error::not_found(format!("user {user_id}")));
             }
+            let before = membership(tx, &namespace, user_id)?;
             insert_member(tx, &namespace, user_id, role)?;
             if owners(tx, &namespace)? == 0 {
                 return Err(last_owner(&namespace));
             }
-            tx.prepare_cached(&format!(
-                "{MEMBER_SELECT} WHERE m.namespace = ?1 AND m.user_id = ?2"
-            ))
-            .and_then(|mut s| s.query_row(params![namespace, user_id], member_from_row))
-            .context("reading a membership")
+            let after = membership(tx, &namespace, user_id)?
+                .ok_or_else(|| Error::internal("setting a member", "not found after write"))?;
+            commit_audit_change(tx, audit, before.as_ref(), Some(&after))?;
+            Ok(after)
         })
         .await
     }
 
-    async fn remove_member(&self, namespace: &str, user_id: i64) -> Result<bool> {
+    async fn remove_member_audited(
+        &self,
+        namespace: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<bool> {
         let namespace = namespace.to_string();
         self.write(move |tx| {
+            let before = membership(tx, &namespace, user_id)?;
             let n = tx
                 .execute(
                     "DELETE FROM memberships WHERE namespace = ?1 AND user_id = ?2",
@@ -253,6 +289,9 @@ impl AccountStore for SqliteStore {
                 .context("removing a membership")?;
             if n > 0 && owners(tx, &namespace)? == 0 {
                 return Err(last_owner(&namespace));
+            }
+            if n > 0 {
+                commit_audit_change::<_, Membership>(tx, audit, before.as_ref(), None)?;
             }
             Ok(n > 0)
         })
@@ -288,7 +327,7 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, t: NewToken) -> Result<ApiToken> {
+    async fn create_token_audited(&self, t: NewToken, audit: Audit) -> Result<ApiToken> {
         self.write(move |tx| {
             tx.execute(
                 "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, expires_at, \
@@ -314,8 +353,10 @@ impl AccountStore for SqliteStore {
                     Error::internal("creating a token", e)
                 }
             })?;
-            token_by_id(tx, tx.last_insert_rowid())?
-                .ok_or_else(|| Error::internal("creating a token", "not found after insert"))
+            let token = token_by_id(tx, tx.last_insert_rowid())?
+                .ok_or_else(|| Error::internal("creating a token", "not found after insert"))?;
+            commit_audit(tx, audit, &token)?;
+            Ok(token)
         })
         .await
     }
@@ -346,8 +387,15 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn revoke_token(&self, user_id: i64, id: i64, at: Timestamp) -> Result<ApiToken> {
+    async fn revoke_token_audited(
+        &self,
+        user_id: i64,
+        id: i64,
+        at: Timestamp,
+        audit: Audit,
+    ) -> Result<ApiToken> {
         self.write(move |tx| {
+            let before = token_by_id(tx, id)?;
             let n = tx
                 .execute(
                     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?1) \
@@ -358,7 +406,10 @@ impl AccountStore for SqliteStore {
             if n == 0 {
                 return Err(Error::not_found(format!("token {id}")));
             }
-            token_by_id(tx, id)?.ok_or_else(|| Error::not_found(format!("token {id}")))
+            let after =
+                token_by_id(tx, id)?.ok_or_else(|| Error::not_found(format!("token {id}")))?;
+            commit_audit_change(tx, audit, before.as_ref(), Some(&after))?;
+            Ok(after)
         })
         .await
     }
@@ -469,8 +520,18 @@ pub(crate) fn commit_audit<T: serde::Serialize>(
     audit: quiver_store::Audit,
     written: &T,
 ) -> Result<()> {
+    commit_audit_change::<serde_json::Value, T>(tx, audit, None, Some(written))
+}
+
+/// Append `audit`, finished with what the write found and left, inside its transaction.
+pub(crate) fn commit_audit_change<B: serde::Serialize, A: serde::Serialize>(
+    tx: &Transaction<'_>,
+    audit: quiver_store::Audit,
+    before: Option<&B>,
+    after: Option<&A>,
+) -> Result<()> {
     if let Some(a) = audit {
-        insert_audit(tx, a.finish(written))?;
+        insert_audit(tx, a.finish_change(before, after))?;
     }
     Ok(())
 }

@@ -6,8 +6,10 @@ use quiver_model::{Context, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{is_unique_violation, now_ms, parse_enum, ts, SqliteStore};
-use quiver_store::accounts::{decode_scopes, encode_scopes, AccountStore, ApiToken};
+use crate::accounts::{commit_audit, token_by_id};
+use quiver_store::accounts::{decode_scopes, encode_scopes, ApiToken};
 use quiver_store::device::{DeviceCode, DeviceCodeStore, DeviceStatus, DeviceToken, NewDeviceCode};
+use quiver_store::Audit;
 
 const COLS: &str = "id, client_name, scopes, status, user_id, token_id, interval_secs, \
      expires_at, last_polled_at, created_at";
@@ -85,6 +87,7 @@ impl DeviceCodeStore for SqliteStore {
         user_id: i64,
         approve: bool,
         now: Timestamp,
+        audit: Audit,
     ) -> Result<Option<DeviceCode>> {
         let h = user_code_hash.to_string();
         let status = if approve {
@@ -103,7 +106,11 @@ impl DeviceCodeStore for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
-            by(tx, "user_code_hash", &h)
+            let decided = by(tx, "user_code_hash", &h)?;
+            if let Some(d) = &decided {
+                commit_audit(tx, audit, d)?;
+            }
+            Ok(decided)
         })
         .await
     }
@@ -144,44 +151,43 @@ impl DeviceCodeStore for SqliteStore {
         &self,
         device_code_hash: &str,
         token: DeviceToken,
+        audit: Audit,
     ) -> Result<Option<ApiToken>> {
         let h = device_code_hash.to_string();
-        let token_hash = token.token_hash.clone();
-        let minted = self
-            .write(move |tx| {
-                let Some(code) = by(tx, "device_code_hash", &h)? else {
-                    return Ok(false);
-                };
-                let (DeviceStatus::Approved, Some(user_id)) = (code.status, code.user_id) else {
-                    return Ok(false);
-                };
-                tx.execute(
-                    "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, \
+        self.write(move |tx| {
+            let Some(code) = by(tx, "device_code_hash", &h)? else {
+                return Ok(None);
+            };
+            let (DeviceStatus::Approved, Some(user_id)) = (code.status, code.user_id) else {
+                return Ok(None);
+            };
+            tx.execute(
+                "INSERT INTO api_tokens (user_id, name, token_hash, scopes, pattern, \
                      expires_at, created_at) VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
-                    params![
-                        user_id,
-                        token.name,
-                        token.token_hash,
-                        encode_scopes(&code.scopes),
-                        token.expires_at.map(|e| e.as_millisecond()),
-                        now_ms()
-                    ],
-                )
-                .context("creating a device token")?;
-                let token_id = tx.last_insert_rowid();
-                tx.execute(
-                    "UPDATE device_codes SET status = 'redeemed', token_id = ?1 \
+                params![
+                    user_id,
+                    token.name,
+                    token.token_hash,
+                    encode_scopes(&code.scopes),
+                    token.expires_at.map(|e| e.as_millisecond()),
+                    now_ms()
+                ],
+            )
+            .context("creating a device token")?;
+            let token_id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE device_codes SET status = 'redeemed', token_id = ?1 \
                      WHERE id = ?2 AND status = 'approved'",
-                    params![token_id, code.id],
-                )
-                .context("redeeming a device request")?;
-                Ok(true)
-            })
-            .await?;
-        if !minted {
-            return Ok(None);
-        }
-        self.token_by_hash(&token_hash).await
+                params![token_id, code.id],
+            )
+            .context("redeeming a device request")?;
+            let minted = token_by_id(tx, token_id)?.ok_or_else(|| {
+                Error::internal("creating a device token", "not found after insert")
+            })?;
+            commit_audit(tx, audit, &minted)?;
+            Ok(Some(minted))
+        })
+        .await
     }
 }
 
@@ -201,7 +207,13 @@ impl quiver_store::device::ExternalIdentityStore for SqliteStore {
         .await
     }
 
-    async fn link_external(&self, provider: &str, subject: &str, user_id: i64) -> Result<()> {
+    async fn link_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<()> {
         let (p, s) = (provider.to_string(), subject.to_string());
         self.write(move |tx| {
             tx.execute(
@@ -219,6 +231,7 @@ impl quiver_store::device::ExternalIdentityStore for SqliteStore {
                     Error::internal("linking an external identity", e)
                 }
             })?;
+            commit_audit(tx, audit, &serde_json::Value::Null)?;
             Ok(())
         })
         .await

@@ -1353,7 +1353,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>> {
+    async fn put_documents_audited(
+        &self,
+        docs: Vec<NewDocument>,
+        audit: Audit,
+    ) -> Result<Vec<ImportOutcome>> {
         self.write(move |tx| {
             let mut outcomes = Vec::with_capacity(docs.len());
             for d in &docs {
@@ -1401,6 +1405,9 @@ impl Store for SqliteStore {
                     }
                 };
                 outcomes.push(outcome);
+            }
+            if outcomes.iter().any(|o| !matches!(o, ImportOutcome::Rejected(_))) {
+                accounts::commit_audit(tx, audit, &serde_json::Value::Null)?;
             }
             Ok(outcomes)
         })

@@ -12,12 +12,16 @@
 //!   transaction; a taken user name or namespace is a `conflict` and writes nothing.
 //! - **Every namespace with members keeps an owner.** Demoting or removing the last owner
 //!   is a `conflict`, checked inside the writing transaction.
+//! - **A write and its audit row commit together.** The `*_audited` forms append the
+//!   row in the write's transaction (see [`crate::audit::AuditDraft`]).
 //! - Account writes are not in the change feed (nothing derived follows them), except the
 //!   namespace rows they create.
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use quiver_auth::{NamespaceRole, Scope, SiteRole};
+
+use crate::Audit;
 use quiver_model::{Error, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
@@ -122,20 +126,42 @@ impl ApiToken {
     }
 }
 
-/// The store's accounts.
+/// The store's accounts. Every write has an `*_audited` form taking the audit row that
+/// commits with it, in the same transaction ([`Audit`]); the plain forms write no row.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
     /// Create a user, the user namespace of the same name and the owner membership, in one
     /// transaction. Conflict (field `name`) if the user name or the namespace is taken.
-    async fn register_user(&self, user: NewUser) -> Result<User>;
+    async fn register_user(&self, user: NewUser) -> Result<User> {
+        self.register_user_audited(user, None).await
+    }
+    async fn register_user_audited(&self, user: NewUser, audit: Audit) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn get_user_by_id(&self, id: i64) -> Result<Option<User>>;
     async fn count_users(&self) -> Result<u64>;
-    async fn set_site_role(&self, user_id: i64, role: Option<SiteRole>) -> Result<User>;
+    async fn set_site_role(&self, user_id: i64, role: Option<SiteRole>) -> Result<User> {
+        self.set_site_role_audited(user_id, role, None).await
+    }
+    /// (An [`AuditDiff::Stored`](crate::audit::AuditDiff::Stored) diff compares the user
+    /// before and after.)
+    async fn set_site_role_audited(
+        &self,
+        user_id: i64,
+        role: Option<SiteRole>,
+        audit: Audit,
+    ) -> Result<User>;
 
     /// Create an organisation namespace with `owner_id` as its owner. Conflict (field
     /// `name`) if the namespace exists.
-    async fn create_org(&self, namespace: &str, owner_id: i64) -> Result<Namespace>;
+    async fn create_org(&self, namespace: &str, owner_id: i64) -> Result<Namespace> {
+        self.create_org_audited(namespace, owner_id, None).await
+    }
+    async fn create_org_audited(
+        &self,
+        namespace: &str,
+        owner_id: i64,
+        audit: Audit,
+    ) -> Result<Namespace>;
     /// Add a member or change their role. Not found if the namespace or user does not
     /// exist; conflict if it would leave the namespace without an owner.
     async fn set_member(
@@ -143,23 +169,58 @@ pub trait AccountStore: Send + Sync + 'static {
         namespace: &str,
         user_id: i64,
         role: NamespaceRole,
+    ) -> Result<Membership> {
+        self.set_member_audited(namespace, user_id, role, None)
+            .await
+    }
+    /// (A `Stored` diff compares the membership before, if any, and after.)
+    async fn set_member_audited(
+        &self,
+        namespace: &str,
+        user_id: i64,
+        role: NamespaceRole,
+        audit: Audit,
     ) -> Result<Membership>;
     /// Remove a member; `false` if they were not one. Conflict if it would leave the
     /// namespace without an owner.
-    async fn remove_member(&self, namespace: &str, user_id: i64) -> Result<bool>;
+    async fn remove_member(&self, namespace: &str, user_id: i64) -> Result<bool> {
+        self.remove_member_audited(namespace, user_id, None).await
+    }
+    /// (The row is written only when a membership was removed; a `Stored` diff has the
+    /// membership as it was.)
+    async fn remove_member_audited(
+        &self,
+        namespace: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<bool>;
     /// A namespace's members by user name.
     async fn members(&self, namespace: &str) -> Result<Vec<Membership>>;
     /// A user's memberships by namespace.
     async fn memberships_of(&self, user_id: i64) -> Result<Vec<Membership>>;
 
-    async fn create_token(&self, token: NewToken) -> Result<ApiToken>;
+    async fn create_token(&self, token: NewToken) -> Result<ApiToken> {
+        self.create_token_audited(token, None).await
+    }
+    /// (The row's target may name the new token by [`WRITTEN_ID`](crate::audit::WRITTEN_ID).)
+    async fn create_token_audited(&self, token: NewToken, audit: Audit) -> Result<ApiToken>;
     /// The token with this hash, active or not (the caller checks expiry and revocation).
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>>;
     /// A user's tokens, newest first, revoked ones included.
     async fn list_tokens(&self, user_id: i64) -> Result<Vec<ApiToken>>;
     /// Revoke a token of this user (idempotent: a revoked token keeps its first
     /// revocation time). Not found if the user has no such token.
-    async fn revoke_token(&self, user_id: i64, id: i64, at: Timestamp) -> Result<ApiToken>;
+    async fn revoke_token(&self, user_id: i64, id: i64, at: Timestamp) -> Result<ApiToken> {
+        self.revoke_token_audited(user_id, id, at, None).await
+    }
+    /// (A `Stored` diff compares the token before and after.)
+    async fn revoke_token_audited(
+        &self,
+        user_id: i64,
+        id: i64,
+        at: Timestamp,
+        audit: Audit,
+    ) -> Result<ApiToken>;
     /// Record a use of the token.
     async fn touch_token(&self, id: i64, at: Timestamp) -> Result<()>;
 }

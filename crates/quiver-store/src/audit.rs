@@ -88,17 +88,46 @@ pub enum AuditDiff {
     Created,
     /// A change: the fields that differ between this value (as JSON) and the written one.
     Changed(Value),
+    /// A change the store sees whole: the fields that differ between what it read in
+    /// the write's transaction before writing (nothing, for something new) and what it
+    /// wrote (nothing, for a removal). For writes whose "before" only the store can
+    /// read without a race (a membership, a token's revocation, a site role).
+    Stored,
 }
+
+/// In an [`AuditDraft`]'s target, stands for the `id` of the written value: for rows
+/// about something whose id the write makes (`token {id}`).
+pub const WRITTEN_ID: &str = "{id}";
 
 impl AuditDraft {
     /// The row to append for a write that stored `after`.
     pub fn finish<T: Serialize>(self, after: &T) -> NewAuditRecord {
+        self.finish_change::<Value, T>(None, Some(after))
+    }
+
+    /// The row to append for a write that found `before` and left `after` (either may
+    /// be nothing: a creation, a removal).
+    pub fn finish_change<B: Serialize, A: Serialize>(
+        self,
+        before: Option<&B>,
+        after: Option<&A>,
+    ) -> NewAuditRecord {
         let mut record = self.record;
-        let after = || serde_json::to_value(after).unwrap_or(Value::Null);
+        let to_json = |v: Option<Value>| v.unwrap_or(Value::Null);
+        let after = to_json(after.and_then(|a| serde_json::to_value(a).ok()));
+        if record.target.contains(WRITTEN_ID) {
+            if let Some(id) = after.get("id").and_then(Value::as_i64) {
+                record.target = record.target.replace(WRITTEN_ID, &id.to_string());
+            }
+        }
         match self.diff {
             AuditDiff::Given => {}
-            AuditDiff::Created => record.diff = Some(diff(&Value::Null, &after())),
-            AuditDiff::Changed(before) => record.diff = Some(diff(&before, &after())),
+            AuditDiff::Created => record.diff = Some(diff(&Value::Null, &after)),
+            AuditDiff::Changed(b) => record.diff = Some(diff(&b, &after)),
+            AuditDiff::Stored => {
+                let b = to_json(before.and_then(|b| serde_json::to_value(b).ok()));
+                record.diff = Some(diff(&b, &after));
+            }
         }
         record
     }

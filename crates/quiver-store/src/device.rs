@@ -19,6 +19,7 @@ use quiver_model::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::ApiToken;
+use crate::Audit;
 
 /// Where a device authorization request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -112,12 +113,14 @@ pub trait DeviceCodeStore: Send + Sync + 'static {
     async fn device_code_by_user_code(&self, user_code_hash: &str) -> Result<Option<DeviceCode>>;
     /// Approve (`approve`) or deny a request that is still pending and not expired at
     /// `now`, recording `user_id`. `None` if there is no such pending request.
+    /// The audit row, if any, commits with the decision (none when nothing was decided).
     async fn decide_device_code(
         &self,
         user_code_hash: &str,
         user_id: i64,
         approve: bool,
         now: Timestamp,
+        audit: Audit,
     ) -> Result<Option<DeviceCode>>;
     /// Record a poll at `now`; answers the request as it was before this poll (so
     /// `last_polled_at` is the previous poll), `None` for an unknown device code.
@@ -131,10 +134,13 @@ pub trait DeviceCodeStore: Send + Sync + 'static {
     /// If the request is approved: in one transaction, create the token for the approving
     /// user with the request's scopes and mark the request redeemed. `None` if it is not
     /// (or no longer) approved — a token is handed out once.
+    /// The audit row, if any, commits with the token (its target may name the token by
+    /// [`WRITTEN_ID`](crate::audit::WRITTEN_ID)); none when no token was minted.
     async fn redeem_device_code(
         &self,
         device_code_hash: &str,
         token: DeviceToken,
+        audit: Audit,
     ) -> Result<Option<ApiToken>>;
 }
 
@@ -144,6 +150,13 @@ pub trait DeviceCodeStore: Send + Sync + 'static {
 pub trait ExternalIdentityStore: Send + Sync + 'static {
     /// The user linked to `(provider, subject)`.
     async fn external_user(&self, provider: &str, subject: &str) -> Result<Option<i64>>;
-    /// Link `(provider, subject)` to a user. Conflict if it is linked already.
-    async fn link_external(&self, provider: &str, subject: &str, user_id: i64) -> Result<()>;
+    /// Link `(provider, subject)` to a user, with its audit row. Conflict if it is linked
+    /// already.
+    async fn link_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        user_id: i64,
+        audit: Audit,
+    ) -> Result<()>;
 }

@@ -364,7 +364,16 @@ pub trait Store: Send + Sync + 'static {
     /// Upsert documents by (collection, key) in one transaction, with a feed row for each
     /// one created or changed. Each outcome says what happened; an invalid document (see
     /// `quiver_model::validate::document`) is `Rejected` and the others are still written.
-    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>>;
+    async fn put_documents(&self, docs: Vec<NewDocument>) -> Result<Vec<ImportOutcome>> {
+        self.put_documents_audited(docs, None).await
+    }
+    /// `put_documents` with one audit row for the call (its diff as given), committed
+    /// with the documents unless every one was rejected.
+    async fn put_documents_audited(
+        &self,
+        docs: Vec<NewDocument>,
+        audit: Audit,
+    ) -> Result<Vec<ImportOutcome>>;
     async fn get_document(&self, collection: &str, key: &str) -> Result<Option<Document>>;
     /// A collection's documents in key order, a page at a time (`cursor` is the
     /// previous page's `next_cursor`).
