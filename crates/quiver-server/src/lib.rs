@@ -24,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 use limits::RouteClass;
 
+mod account_pages;
 pub mod conn;
 mod device;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod openapi;
 pub mod params;
 pub mod reply;
 mod routes;
+pub mod session;
 mod web;
 
 /// What every handler can reach.
@@ -87,6 +89,27 @@ fn html_errors(op: &mut aide::openapi::Operation) {
             r.content
                 .insert("text/html".into(), aide::openapi::MediaType::default());
         }
+    }
+}
+
+/// A website form post: its page again (HTML) on a problem, a redirect when it worked,
+/// or the envelope when the form could not be read.
+fn form_page(summary: &'static str) -> impl FnOnce(TransformOperation) -> TransformOperation {
+    move |op| {
+        let mut op = doc_with_errors(
+            summary,
+            &[
+                error::Code::MalformedRequest,
+                error::Code::InvalidInput,
+                error::Code::Unauthorized,
+                error::Code::Forbidden,
+                error::Code::NotFound,
+                error::Code::PayloadTooLarge,
+                error::Code::TooManyAttempts,
+            ],
+        )(op);
+        html_errors(op.inner_mut());
+        op
     }
 }
 
@@ -209,6 +232,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         );
     let write = ApiRouter::new()
         .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
+        // The website's account forms (a session cookie and the form's CSRF token).
+        .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
+        .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))
+        .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
         .api_route(
             &entry("/versions"),
             post_with(r::publish_version, doc("Publish a version (immutable once published)")),
@@ -281,6 +308,13 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             ),
         )
         .api_route(
+            "/signin",
+            post_with(
+                account_pages::signin,
+                form_page("The website's password sign-in: sets the session cookie (behind the credential throttle, not the write limit)"),
+            ),
+        )
+        .api_route(
             "/readyz",
             get_with(r::readyz, doc("Readiness (the store answers)")),
         )
@@ -318,6 +352,27 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
     // searches.
     let mut site = ApiRouter::new()
         .api_route("/", get_with(web::home, doc("The website's home page")))
+        .api_route(
+            "/signin",
+            get_with(
+                account_pages::signin_page,
+                doc("The website's sign-in page"),
+            ),
+        )
+        .api_route(
+            "/dashboard",
+            get_with(
+                account_pages::dashboard,
+                doc("The website's dashboard of the signed-in user"),
+            ),
+        )
+        .api_route(
+            "/tokens",
+            get_with(
+                account_pages::tokens,
+                doc("The website's page of the signed-in user's API tokens"),
+            ),
+        )
         .api_route(
             "/api",
             get_with(web::api_reference, doc("The website's API reference page")),

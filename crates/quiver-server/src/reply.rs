@@ -256,7 +256,12 @@ impl<R: IntoResponse> IntoResponse for Headed<R> {
     fn into_response(self) -> Response {
         let mut resp = self.inner.into_response();
         for (k, v) in self.headers {
-            resp.headers_mut().insert(k, v);
+            // Several cookies may be set at once; every other header is set once.
+            if k == axum::http::header::SET_COOKIE {
+                resp.headers_mut().append(k, v);
+            } else {
+                resp.headers_mut().insert(k, v);
+            }
         }
         resp
     }
@@ -407,18 +412,34 @@ impl OperationOutput for Page {
     }
 }
 
-/// `302 Found` to `location`.
-pub struct Found {
+/// A redirect with status `S` to `location`: [`Found`] (302) or [`SeeOther`] (303, after
+/// a form post).
+pub struct Redirect<const S: u16> {
     pub location: HeaderValue,
 }
 
-impl IntoResponse for Found {
-    fn into_response(self) -> Response {
-        (StatusCode::FOUND, [(LOCATION, self.location)]).into_response()
+/// `302 Found` to `location`.
+pub type Found = Redirect<302>;
+/// `303 See Other` to `location`: where a browser goes after a form post.
+pub type SeeOther = Redirect<303>;
+
+impl SeeOther {
+    /// A redirect to a path of this site.
+    pub fn to(path: &'static str) -> Self {
+        Redirect {
+            location: HeaderValue::from_static(path),
+        }
     }
 }
 
-impl OperationOutput for Found {
+impl<const S: u16> IntoResponse for Redirect<S> {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(S).unwrap_or(StatusCode::FOUND);
+        (status, [(LOCATION, self.location)]).into_response()
+    }
+}
+
+impl<const S: u16> OperationOutput for Redirect<S> {
     type Inner = ();
 
     fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
@@ -437,8 +458,46 @@ impl OperationOutput for Found {
         op: &mut Operation,
     ) -> Vec<(Option<DocStatus>, DocResponse)> {
         Self::operation_response(ctx, op)
-            .map(|r| vec![(Some(DocStatus::Code(302)), r)])
+            .map(|r| vec![(Some(DocStatus::Code(S)), r)])
             .unwrap_or_default()
+    }
+}
+
+/// A page, or a redirect (a form post that worked, a page that needs a signed-in user).
+pub enum PageOr {
+    Page(Headed<Page>),
+    Redirect(Headed<SeeOther>),
+}
+
+impl IntoResponse for PageOr {
+    fn into_response(self) -> Response {
+        match self {
+            PageOr::Page(p) => p.into_response(),
+            PageOr::Redirect(r) => r.into_response(),
+        }
+    }
+}
+
+impl From<Headed<Page>> for PageOr {
+    fn from(p: Headed<Page>) -> Self {
+        PageOr::Page(p)
+    }
+}
+
+impl OperationOutput for PageOr {
+    type Inner = String;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        Page::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let mut out = SeeOther::inferred_responses(ctx, op);
+        out.extend(Page::inferred_responses(ctx, op));
+        out
     }
 }
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use percent_encoding::{utf8_percent_encode, AsciiSet};
@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::extract::Auth;
 use crate::reply::{Headed, Page, Stylesheet};
+use crate::session::Visitor;
 use crate::AppState;
 
 /// Results per search page.
@@ -59,6 +59,12 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ),
             ("api.html", include_str!("../templates/web/api.html")),
             ("error.html", include_str!("../templates/web/error.html")),
+            ("signin.html", include_str!("../templates/web/signin.html")),
+            (
+                "dashboard.html",
+                include_str!("../templates/web/dashboard.html"),
+            ),
+            ("tokens.html", include_str!("../templates/web/tokens.html")),
         ] {
             env.add_template(name, source)
                 .expect("the site's templates parse");
@@ -96,16 +102,20 @@ fn etag_of(bytes: &[u8]) -> String {
     format!("\"{}\"", &hex::encode(Sha256::digest(bytes))[..32])
 }
 
-/// Render `template` with `view`; 304 when the client holds these bytes already.
-fn render<T: Serialize>(
-    headers: &HeaderMap,
+/// Render `template` with `view` (and the visitor's name for the header); 304 when the
+/// client holds these bytes already.
+pub(crate) fn render<T: Serialize>(
+    visitor: &Visitor,
     status: StatusCode,
     template: &str,
     view: &T,
 ) -> Headed<Page> {
-    let rendered = templates()
-        .get_template(template)
-        .and_then(|t| t.render(view));
+    let rendered = templates().get_template(template).and_then(|t| {
+        t.render(minijinja::context! {
+            me => visitor.name(),
+            ..minijinja::Value::from_serialize(view)
+        })
+    });
     let (status, html) = match rendered {
         Ok(html) => (status, html),
         Err(e) => {
@@ -119,9 +129,9 @@ fn render<T: Serialize>(
     let mut out = page_headers();
     if status == StatusCode::OK {
         let etag = etag_of(html.as_bytes());
-        let fresh = headers
-            .get(IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
+        let fresh = visitor
+            .if_none_match
+            .as_deref()
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
         if let Ok(v) = HeaderValue::from_str(&etag) {
             out.push((ETAG, v));
@@ -149,7 +159,7 @@ struct ErrorView<'a> {
 }
 
 /// The page of an engine error: its status, and its message (never an internal one).
-fn error_page(headers: &HeaderMap, e: Error) -> Headed<Page> {
+pub(crate) fn error_page(visitor: &Visitor, e: Error) -> Headed<Page> {
     let status = crate::error::status_of(e.code);
     let (title, message) = match e.code {
         ErrorCode::NotFound => ("Not found", e.message),
@@ -163,7 +173,11 @@ fn error_page(headers: &HeaderMap, e: Error) -> Headed<Page> {
         }
         _ => ("That did not work", e.message),
     };
-    render(headers, status, "error.html", &ErrorView { title, message })
+    let mut page = render(visitor, status, "error.html", &ErrorView { title, message });
+    if let Some(secs) = e.retry_after {
+        page.headers.push((RETRY_AFTER, HeaderValue::from(secs)));
+    }
+    page
 }
 
 // ---- links ----------------------------------------------------------------------------
@@ -257,11 +271,7 @@ fn kind_label(kind: &str, n: u64) -> String {
 }
 
 /// `GET /`: a search box, counts per kind, recently published, most used.
-pub async fn home(
-    State(state): State<AppState>,
-    Auth(caller): Auth,
-    headers: HeaderMap,
-) -> Headed<Page> {
+pub async fn home(State(state): State<AppState>, v: Visitor) -> Headed<Page> {
     let r = &state.registry;
     let listing = |sort: Sort, facets: bool| SearchQuery {
         sort,
@@ -270,11 +280,11 @@ pub async fn home(
         ..SearchQuery::default()
     };
     let (all, popular) = match (
-        r.search(&caller, listing(Sort::Recent, true)),
-        r.search(&caller, listing(Sort::Popularity, false)),
+        r.search(&v.caller, listing(Sort::Recent, true)),
+        r.search(&v.caller, listing(Sort::Popularity, false)),
     ) {
         (Ok(a), Ok(p)) => (a, p),
-        (Err(e), _) | (_, Err(e)) => return error_page(&headers, e),
+        (Err(e), _) | (_, Err(e)) => return error_page(&v, e),
     };
     let counts: BTreeMap<String, u64> = all
         .facets
@@ -297,7 +307,7 @@ pub async fn home(
         recent: all.hits.into_iter().map(HitView::from).collect(),
         popular: popular.hits.into_iter().map(HitView::from).collect(),
     };
-    render(&headers, StatusCode::OK, "home.html", &view)
+    render(&v, StatusCode::OK, "home.html", &view)
 }
 
 // ---- search ---------------------------------------------------------------------------
@@ -359,14 +369,13 @@ fn one<T>(v: Option<T>) -> Vec<T> {
 /// mean", and pages; the address is the whole state, so it can be shared.
 pub async fn search(
     State(state): State<AppState>,
-    Auth(caller): Auth,
-    headers: HeaderMap,
+    v: Visitor,
     Query(p): Query<SearchPageParams>,
 ) -> Headed<Page> {
     let kinds = match p.kind.as_deref().filter(|k| !k.is_empty()) {
         Some(k) => match k.parse::<Kind>() {
             Ok(k) => vec![k],
-            Err(e) => return error_page(&headers, e),
+            Err(e) => return error_page(&v, e),
         },
         None => vec![],
     };
@@ -377,7 +386,7 @@ pub async fn search(
         "name" => Sort::Name,
         other => {
             return error_page(
-                &headers,
+                &v,
                 Error::invalid(
                     "sort",
                     format!("'{other}' is not one of relevance, popularity, recent, name"),
@@ -399,16 +408,11 @@ pub async fn search(
         highlight: true,
         ..SearchQuery::default()
     };
-    let results = match state.registry.search(&caller, query) {
+    let results = match state.registry.search(&v.caller, query) {
         Ok(r) => r,
-        Err(e) => return error_page(&headers, e),
+        Err(e) => return error_page(&v, e),
     };
-    render(
-        &headers,
-        StatusCode::OK,
-        "search.html",
-        &search_view(&p, results),
-    )
+    render(&v, StatusCode::OK, "search.html", &search_view(&p, results))
 }
 
 fn search_view(p: &SearchPageParams, r: SearchResults) -> SearchView {
@@ -519,17 +523,14 @@ struct NamespaceView {
 /// `GET /namespaces/{namespace}`: its entries the caller may see, most used first.
 pub async fn namespace(
     State(state): State<AppState>,
-    Auth(caller): Auth,
-    headers: HeaderMap,
+    v: Visitor,
     Path(NamespacePath { namespace }): Path<NamespacePath>,
     Query(p): Query<CursorParams>,
 ) -> Headed<Page> {
     let owner = match state.registry.store().get_namespace(&namespace).await {
         Ok(Some(ns)) => ns,
-        Ok(None) => {
-            return error_page(&headers, Error::not_found(format!("namespace {namespace}")))
-        }
-        Err(e) => return error_page(&headers, e),
+        Ok(None) => return error_page(&v, Error::not_found(format!("namespace {namespace}"))),
+        Err(e) => return error_page(&v, e),
     };
     let query = SearchQuery {
         namespaces: vec![namespace.clone()],
@@ -538,9 +539,9 @@ pub async fn namespace(
         cursor: p.cursor.filter(|c| !c.is_empty()),
         ..SearchQuery::default()
     };
-    let r = match state.registry.search(&caller, query) {
+    let r = match state.registry.search(&v.caller, query) {
         Ok(r) => r,
-        Err(e) => return error_page(&headers, e),
+        Err(e) => return error_page(&v, e),
     };
     let base = format!("/namespaces/{}", utf8_percent_encode(&namespace, SEGMENT));
     let view = NamespaceView {
@@ -552,7 +553,7 @@ pub async fn namespace(
         hits: r.hits.into_iter().map(HitView::from).collect(),
         namespace,
     };
-    render(&headers, StatusCode::OK, "namespace.html", &view)
+    render(&v, StatusCode::OK, "namespace.html", &view)
 }
 
 // ---- entries --------------------------------------------------------------------------
@@ -674,27 +675,25 @@ pub struct ScopedPagePath {
 /// `GET /package/{namespace}/{scope}/{name}`: a scoped npm package's page.
 pub async fn scoped_entry(
     state: State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
+    v: Visitor,
     uri: axum::http::Uri,
     Path(p): Path<ScopedPagePath>,
 ) -> Headed<Page> {
     if !p.scope.starts_with('@') {
-        return error_page(&headers, Error::not_found(uri.path()));
+        return error_page(&v, Error::not_found(uri.path()));
     }
     let path = EntryPagePath {
         namespace: p.namespace,
         name: format!("{}/{}", p.scope, p.name),
     };
-    entry(state, auth, headers, uri, Path(path)).await
+    entry(state, v, uri, Path(path)).await
 }
 
 /// `GET /{kind}/{namespace}/{name}`: one route per kind, so that the site's other
 /// top-level paths never collide with an entry's.
 pub async fn entry(
     State(state): State<AppState>,
-    Auth(caller): Auth,
-    headers: HeaderMap,
+    v: Visitor,
     uri: axum::http::Uri,
     Path(EntryPagePath { namespace, name }): Path<EntryPagePath>,
 ) -> Headed<Page> {
@@ -705,12 +704,12 @@ pub async fn entry(
         .next()
         .and_then(|k| k.parse::<Kind>().ok());
     let Some(kind) = kind else {
-        return error_page(&headers, Error::not_found(uri.path()));
+        return error_page(&v, Error::not_found(uri.path()));
     };
     let key = EntryKey::new(kind, &namespace, &name);
-    match entry_view(&state, &caller, &key).await {
-        Ok(view) => render(&headers, StatusCode::OK, "entry.html", &view),
-        Err(e) => error_page(&headers, e),
+    match entry_view(&state, &v.caller, &key).await {
+        Ok(view) => render(&v, StatusCode::OK, "entry.html", &view),
+        Err(e) => error_page(&v, e),
     }
 }
 
@@ -1061,7 +1060,7 @@ struct OpGroup {
 }
 
 /// `GET /api`: the API's operations, from the OpenAPI document the server serves.
-pub async fn api_reference(headers: HeaderMap) -> Headed<Page> {
+pub async fn api_reference(v: Visitor) -> Headed<Page> {
     let doc = crate::openapi::document();
     let mut groups: BTreeMap<String, Vec<OpView>> = BTreeMap::new();
     if let Some(paths) = doc["paths"].as_object() {
@@ -1096,7 +1095,7 @@ pub async fn api_reference(headers: HeaderMap) -> Headed<Page> {
         .into_iter()
         .map(|(tag, ops)| OpGroup { tag, ops })
         .collect();
-    render(&headers, StatusCode::OK, "api.html", &View { groups })
+    render(&v, StatusCode::OK, "api.html", &View { groups })
 }
 
 const STYLESHEET: &str = include_str!("../static/quiver.css");

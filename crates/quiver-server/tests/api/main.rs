@@ -21,3 +21,4 @@ mod limits;
 mod oidc;
 mod openapi;
 mod web;
+mod web_account;
