@@ -159,6 +159,14 @@ pub struct Review {
     pub events: Vec<ReviewEvent>,
 }
 
+/// A user as moderators see them.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserProfile {
+    pub user: quiver_store::User,
+    pub memberships: Vec<quiver_store::Membership>,
+    pub trust: TrustLevel,
+}
+
 /// A page of the queue.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewPage {
@@ -229,6 +237,24 @@ impl Registry {
         Ok(match self.db.store.get_document(TRUST, user).await? {
             Some(d) => serde_json::from_value(d.body["level"].clone()).unwrap_or(TrustLevel::New),
             None => TrustLevel::New,
+        })
+    }
+
+    /// What moderators see of a user: the account, its memberships and its trust level
+    /// (moderators and admins).
+    pub async fn user_profile(&self, caller: &Caller, user: &str) -> Result<UserProfile> {
+        self.require_moderator(caller, &format!("user {user}"), "user.read")
+            .await?;
+        let accounts = &self.db.accounts;
+        let found = accounts
+            .get_user(user)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user {user}")))?
+            .user;
+        Ok(UserProfile {
+            memberships: accounts.memberships_of(found.id).await?,
+            trust: self.trust_level(user).await?,
+            user: found,
         })
     }
 

@@ -25,14 +25,14 @@ use crate::AppState;
 const DASHBOARD_ENTRIES: usize = 100;
 
 /// A page that holds a secret or a form token: never stored by a cache.
-fn private(mut page: Headed<Page>) -> Headed<Page> {
+pub(crate) fn private(mut page: Headed<Page>) -> Headed<Page> {
     page.headers.retain(|(k, _)| k != CACHE_CONTROL);
     page.headers
         .push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
     page
 }
 
-fn redirect(to: &'static str) -> PageOr {
+pub(crate) fn redirect_to(to: &'static str) -> PageOr {
     PageOr::Redirect(Headed {
         headers: vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         inner: SeeOther::to(to),
@@ -50,7 +50,7 @@ fn problem_of(e: &Error) -> String {
 }
 
 /// A short UTC time for tables.
-fn when(t: Timestamp) -> String {
+pub(crate) fn when(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
@@ -113,7 +113,7 @@ fn signin_form(
 /// `GET /signin`: the form (signed-in visitors go to their dashboard).
 pub async fn signin_page(State(state): State<AppState>, mut v: Visitor) -> PageOr {
     if v.has_session() {
-        return redirect("/dashboard");
+        return redirect_to("/dashboard");
     }
     signin_form(&state, &mut v, StatusCode::OK, "", None).into()
 }
@@ -160,7 +160,7 @@ pub async fn signin(
 /// `POST /signout`: revoke the session's token and drop the cookie.
 pub async fn signout(State(state): State<AppState>, v: Visitor, Form(f): Form<CsrfForm>) -> PageOr {
     let Some(id) = v.session_token_id() else {
-        return redirect("/");
+        return redirect_to("/");
     };
     if let Err(e) = v.check_csrf(&f.csrf) {
         return error_page(&v, e).into();
@@ -168,7 +168,7 @@ pub async fn signout(State(state): State<AppState>, v: Visitor, Form(f): Form<Cs
     if let Err(e) = state.registry.revoke_token(&v.caller, id).await {
         return error_page(&v, e).into();
     }
-    let mut out = match redirect("/") {
+    let mut out = match redirect_to("/") {
         PageOr::Redirect(r) => r,
         PageOr::Page(p) => return p.into(),
     };
@@ -216,13 +216,16 @@ struct DashboardView {
     waiting: Vec<EntryRow>,
     more: bool,
     csrf: Option<String>,
+    /// Links to the moderators' and the admins' pages.
+    staff: bool,
+    admin: bool,
 }
 
 /// `GET /dashboard`: the signed-in user's namespaces and entries, drafts and entries in
 /// review first.
 pub async fn dashboard(State(state): State<AppState>, v: Visitor) -> PageOr {
     if v.name().is_none() {
-        return redirect("/signin");
+        return redirect_to("/signin");
     }
     let r = &state.registry;
     let me = match r.whoami(&v.caller).await {
@@ -252,6 +255,7 @@ pub async fn dashboard(State(state): State<AppState>, v: Visitor) -> PageOr {
         })
         .map(EntryRow::from)
         .collect();
+    let admin = me.user.site_role == Some(quiver_engine::auth::SiteRole::Admin);
     let view = DashboardView {
         user: me.user,
         memberships: me.memberships,
@@ -259,6 +263,8 @@ pub async fn dashboard(State(state): State<AppState>, v: Visitor) -> PageOr {
         waiting,
         more: page.next_cursor.is_some(),
         csrf: v.has_session().then(|| v.csrf()).flatten(),
+        staff: quiver_engine::lifecycle::is_moderator(&v.caller),
+        admin,
     };
     private(render(&v, StatusCode::OK, "dashboard.html", &view)).into()
 }
@@ -425,7 +431,7 @@ async fn tokens_page(
 /// `GET /tokens`: the signed-in user's API tokens, and a form to create one.
 pub async fn tokens(State(state): State<AppState>, v: Visitor) -> PageOr {
     if !v.has_session() {
-        return redirect("/signin");
+        return redirect_to("/signin");
     }
     let default = [Scope::PublishNew, Scope::PublishUpdate];
     tokens_page(&state, &v, StatusCode::OK, &default, None, None).await
@@ -439,7 +445,7 @@ pub async fn create_token(
     Form(f): Form<TokenForm>,
 ) -> PageOr {
     if !v.has_session() {
-        return redirect("/signin");
+        return redirect_to("/signin");
     }
     if let Err(e) = v.check_csrf(&f.csrf) {
         return error_page(&v, e).into();
@@ -459,10 +465,8 @@ pub async fn create_token(
         }
         Err(e) => {
             let status = crate::error::status_of(e.code);
-            let problem = match &e.field {
-                Some(field) if e.code != ErrorCode::Internal => format!("{field}: {}", e.message),
-                _ => problem_of(&e),
-            };
+            // (An invalid field's message names the field.)
+            let problem = problem_of(&e);
             tokens_page(&state, &v, status, &f.scopes(), None, Some(problem)).await
         }
     }
@@ -483,13 +487,186 @@ pub async fn revoke_token(
     Form(f): Form<CsrfForm>,
 ) -> PageOr {
     if !v.has_session() {
-        return redirect("/signin");
+        return redirect_to("/signin");
     }
     if let Err(e) = v.check_csrf(&f.csrf) {
         return error_page(&v, e).into();
     }
     match state.registry.revoke_token(&v.caller, id).await {
-        Ok(_) => redirect("/tokens"),
+        Ok(_) => redirect_to("/tokens"),
         Err(e) => error_page(&v, e).into(),
+    }
+}
+
+/// A redirect to a path made from data (already percent-encoded).
+pub(crate) fn redirect_path(v: &Visitor, to: String) -> PageOr {
+    match HeaderValue::from_str(&to) {
+        Ok(location) => PageOr::Redirect(Headed {
+            headers: vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            inner: crate::reply::Redirect { location },
+        }),
+        Err(e) => error_page(v, Error::internal("a redirect", e)).into(),
+    }
+}
+
+// ---- publishing a version ---------------------------------------------------------------
+
+/// The entry a new version is for (the entry page's link fills these in).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct PublishQuery {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The form that publishes a version: the entry, the version, its manifest as JSON.
+#[derive(Deserialize, JsonSchema)]
+pub struct PublishForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+    /// The manifest, a JSON object.
+    #[serde(default)]
+    manifest: String,
+    #[serde(default)]
+    changelog: String,
+    /// `on` when the version breaks its users.
+    #[serde(default)]
+    breaking: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+struct PublishView {
+    kinds: Vec<(&'static str, bool)>,
+    namespace: String,
+    name: String,
+    version: String,
+    manifest: String,
+    changelog: String,
+    breaking: bool,
+    csrf: Option<String>,
+    /// Problems by the form field they belong to (`version`, `manifest`, `name`...).
+    problems: std::collections::BTreeMap<String, String>,
+    /// A problem that belongs to no one field.
+    problem: Option<String>,
+}
+
+fn kinds_for(chosen: &str) -> Vec<(&'static str, bool)> {
+    quiver_model::Kind::ALL
+        .iter()
+        .map(|k| (k.as_str(), k.as_str() == chosen))
+        .collect()
+}
+
+/// `GET /publish`: the form.
+pub async fn publish_page(
+    v: Visitor,
+    axum::extract::Query(q): axum::extract::Query<PublishQuery>,
+) -> PageOr {
+    if !v.has_session() {
+        return redirect_to("/signin");
+    }
+    let view = PublishView {
+        kinds: kinds_for(q.kind.as_deref().unwrap_or("tool")),
+        namespace: q.namespace.unwrap_or_default(),
+        name: q.name.unwrap_or_default(),
+        manifest: "{\n  \n}".into(),
+        csrf: v.csrf(),
+        ..PublishView::default()
+    };
+    private(render(&v, StatusCode::OK, "publish.html", &view)).into()
+}
+
+/// `POST /publish`: publish through the API's call; on a problem, the form again with
+/// each message next to the field the API names.
+pub async fn publish(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<PublishForm>,
+) -> PageOr {
+    if !v.has_session() {
+        return redirect_to("/signin");
+    }
+    if let Err(e) = v.check_csrf(&f.csrf) {
+        return error_page(&v, e).into();
+    }
+    let again = |status: StatusCode, e: Error| -> PageOr {
+        let mut view = PublishView {
+            kinds: kinds_for(&f.kind),
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+            version: f.version.clone(),
+            manifest: f.manifest.clone(),
+            changelog: f.changelog.clone(),
+            breaking: f.breaking.is_some(),
+            csrf: v.csrf(),
+            ..PublishView::default()
+        };
+        let message = problem_of(&e);
+        match e.field.as_deref() {
+            Some(field) => {
+                // `manifest.inputs[0].name` belongs to the manifest box, and says where.
+                let boxed = field.split(['.', '[']).next().unwrap_or(field);
+                let known = [
+                    "kind",
+                    "namespace",
+                    "name",
+                    "version",
+                    "manifest",
+                    "changelog",
+                ];
+                // (The message names the field, `manifest.inputs[0].name: ...`.)
+                if known.contains(&boxed) {
+                    view.problems.insert(boxed.to_string(), message);
+                } else {
+                    view.problem = Some(message);
+                }
+            }
+            None => view.problem = Some(message),
+        }
+        let mut page = private(render(&v, status, "publish.html", &view));
+        if let Some(secs) = e.retry_after {
+            page.headers.push((RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        page.into()
+    };
+    let kind = match f.kind.parse::<quiver_model::Kind>() {
+        Ok(k) => k,
+        Err(e) => return again(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    let manifest: serde_json::Value = match serde_json::from_str(&f.manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            let e = Error::invalid(
+                "manifest",
+                format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
+            );
+            return again(StatusCode::UNPROCESSABLE_ENTITY, e);
+        }
+    };
+    let key = quiver_model::EntryKey::new(kind, &f.namespace, &f.name);
+    let version = quiver_model::NewVersion {
+        version: f.version.trim().to_string(),
+        manifest,
+        changelog: Some(f.changelog.trim().to_string()).filter(|c| !c.is_empty()),
+        breaking: f.breaking.as_deref().is_some_and(|b| !b.is_empty()),
+    };
+    match state
+        .registry
+        .publish_version(&v.caller, &key, version)
+        .await
+    {
+        Ok(_) => redirect_path(&v, entry_href(kind, &f.namespace, &f.name)),
+        Err(e) => again(crate::error::status_of(e.code), e),
     }
 }

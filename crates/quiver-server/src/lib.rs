@@ -38,6 +38,7 @@ pub mod params;
 pub mod reply;
 mod routes;
 pub mod session;
+mod staff_pages;
 mod web;
 
 /// What every handler can reach.
@@ -236,6 +237,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
         .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))
         .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
+        .api_route("/publish", post_with(account_pages::publish, form_page("The website's form that publishes a version (problems shown next to their field)")))
+        .api_route("/reviews", post_with(staff_pages::review, form_page("The website's form that acts on an entry's review (moderators)")))
+        .api_route("/jobs/retry", post_with(staff_pages::retry_job, form_page("The website's form that retries a dead job (admins)")))
+        .api_route("/users", post_with(staff_pages::set_user, form_page("The website's form that sets a user's site role (admins) or trust level (moderators)")))
         .api_route(
             &entry("/versions"),
             post_with(r::publish_version, doc("Publish a version (immutable once published)")),
@@ -371,6 +376,38 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(
                 account_pages::tokens,
                 doc("The website's page of the signed-in user's API tokens"),
+            ),
+        )
+        .api_route(
+            "/publish",
+            get_with(
+                account_pages::publish_page,
+                doc("The website's form that publishes a version"),
+            ),
+        )
+        .api_route(
+            "/reviews",
+            get_with(
+                staff_pages::reviews,
+                doc("The website's review queue (moderators)"),
+            ),
+        )
+        .api_route(
+            "/audit",
+            get_with(
+                staff_pages::audit,
+                doc("The website's audit log (admins; a namespace's owners with namespace=)"),
+            ),
+        )
+        .api_route(
+            "/jobs",
+            get_with(staff_pages::jobs, doc("The website's job queue (admins)")),
+        )
+        .api_route(
+            "/users",
+            get_with(
+                staff_pages::users,
+                doc("The website's page of a user's role and trust level (moderators and admins)"),
             ),
         )
         .api_route(

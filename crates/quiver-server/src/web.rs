@@ -65,6 +65,17 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 include_str!("../templates/web/dashboard.html"),
             ),
             ("tokens.html", include_str!("../templates/web/tokens.html")),
+            (
+                "publish.html",
+                include_str!("../templates/web/publish.html"),
+            ),
+            (
+                "reviews.html",
+                include_str!("../templates/web/reviews.html"),
+            ),
+            ("audit.html", include_str!("../templates/web/audit.html")),
+            ("jobs.html", include_str!("../templates/web/jobs.html")),
+            ("users.html", include_str!("../templates/web/users.html")),
         ] {
             env.add_template(name, source)
                 .expect("the site's templates parse");
@@ -187,7 +198,7 @@ pub(crate) fn error_page(visitor: &Visitor, e: Error) -> Headed<Page> {
 const SEGMENT: &AsciiSet = &crate::routes::PATH_SEGMENT.add(b'/');
 
 /// What a query value must escape.
-const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'+').add(b'=').add(b';');
+pub(crate) const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'+').add(b'=').add(b';');
 
 /// An entry page's address: `/{kind}/{namespace}/{name}`, an npm scope as its own
 /// segment (`/package/npm/@types/node`).

@@ -22,3 +22,4 @@ mod oidc;
 mod openapi;
 mod web;
 mod web_account;
+mod web_staff;

@@ -14,20 +14,20 @@ use crate::common::{TestApp, PASSWORD};
 const ROOT: &str = "root-token-for-web-account-tests";
 
 /// A browser: cookies kept by hand, redirects not followed (the tests look at them).
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
-    cookies: Vec<(String, String)>,
+    pub(crate) cookies: Vec<(String, String)>,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) html: String,
 }
 
 impl Answer {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .map(|v| v.to_str().unwrap())
@@ -35,7 +35,7 @@ impl Answer {
     }
 
     /// The value of the first form's CSRF field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let at = self
             .html
             .find(r#"name="csrf" value=""#)
@@ -44,7 +44,7 @@ impl Answer {
         rest[..rest.find('"').unwrap()].to_string()
     }
 
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all(SET_COOKIE)
             .iter()
@@ -54,7 +54,7 @@ impl Answer {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Browser {
             app,
             http: reqwest::Client::builder()
@@ -65,7 +65,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
             .iter()
             .find(|(k, _)| k == name)
@@ -104,12 +104,12 @@ impl<'a> Browser<'a> {
         a
     }
 
-    async fn get(&mut self, path: &str) -> Answer {
+    pub(crate) async fn get(&mut self, path: &str) -> Answer {
         let rb = self.http.get(self.app.url(path));
         self.send(rb).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
         use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
         let body: Vec<String> = form
             .iter()
@@ -126,7 +126,7 @@ impl<'a> Browser<'a> {
         self.send(rb).await
     }
 
-    async fn sign_in(&mut self, name: &str) -> Answer {
+    pub(crate) async fn sign_in(&mut self, name: &str) -> Answer {
         let csrf = self.get("/signin").await.csrf();
         self.post(
             "/signin",
