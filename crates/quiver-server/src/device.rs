@@ -7,7 +7,7 @@
 
 use axum::extract::State;
 use axum::http::header::HOST;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use quiver_engine::accounts::NewTokenSecret;
 use quiver_engine::device::{
     DeviceAuthorization, DeviceCodeRequest, DeviceDecided, DeviceDecision, DevicePoll,
@@ -132,19 +132,12 @@ struct Denied<'a> {
     client: &'a str,
 }
 
-/// The page's template (`templates/device.html`), HTML-escaped by the template engine.
-fn templates() -> &'static minijinja::Environment<'static> {
-    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        env.add_template("device.html", include_str!("../templates/device.html"))
-            .expect("the device page template parses");
-        env
-    })
-}
-
+/// The page, in the website's layout (`templates/web/device.html`), HTML-escaped by the
+/// template engine.
 fn render(view: &View) -> Result<String, minijinja::Error> {
-    templates().get_template("device.html")?.render(view)
+    crate::web::templates()
+        .get_template("device.html")?
+        .render(view)
 }
 
 fn html(status: StatusCode, view: View) -> Headed<Page> {
@@ -158,19 +151,12 @@ fn html(status: StatusCode, view: View) -> Headed<Page> {
             )
         }
     };
+    // The site's headers (no script, no framing), and never cached: the form is a
+    // password form.
+    let mut headers = crate::web::page_headers();
+    headers.retain(|(k, _)| k != axum::http::header::CACHE_CONTROL);
     let mut page = no_store(Page { status, html: doc });
-    page.headers.extend([
-        (
-            HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-            ),
-        ),
-        (
-            HeaderName::from_static("x-frame-options"),
-            HeaderValue::from_static("DENY"),
-        ),
-    ]);
+    page.headers.extend(headers);
     page
 }
 
@@ -272,7 +258,7 @@ mod tests {
         assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;"), "{page}");
         assert!(page.contains("&lt;b&gt;no"), "{page}");
         assert!(
-            page.contains("<form method=\"post\" action=\"/device\">"),
+            page.contains("<form class=\"stack\" method=\"post\" action=\"/device\">"),
             "{page}"
         );
         let done = render(&View {
@@ -288,6 +274,6 @@ mod tests {
             done.contains("Approved: <strong>build &lt;box&gt;</strong>"),
             "{done}"
         );
-        assert!(!done.contains("<form"), "{done}");
+        assert!(!done.contains("action=\"/device\""), "{done}");
     }
 }

@@ -38,7 +38,7 @@ const VERSIONS: usize = 20;
 
 // ---- rendering ------------------------------------------------------------------------
 
-fn templates() -> &'static minijinja::Environment<'static> {
+pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
     static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = minijinja::Environment::new();
@@ -76,6 +76,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("audit.html", include_str!("../templates/web/audit.html")),
             ("jobs.html", include_str!("../templates/web/jobs.html")),
             ("users.html", include_str!("../templates/web/users.html")),
+            ("device.html", include_str!("../templates/web/device.html")),
         ] {
             env.add_template(name, source)
                 .expect("the site's templates parse");
@@ -85,7 +86,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
 }
 
 /// The headers every page carries: no script, no framing, no referrer to other sites.
-fn page_headers() -> Vec<(HeaderName, HeaderValue)> {
+pub(crate) fn page_headers() -> Vec<(HeaderName, HeaderValue)> {
     vec![
         (
             HeaderName::from_static("content-security-policy"),
