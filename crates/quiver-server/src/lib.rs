@@ -364,6 +364,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                 doc("The website's sign-in page"),
             ),
         )
+        .api_route("/signin/oidc", get_with(oidc::site_start, doc("The website's sign-in at the configured outside provider (a redirect there; 404 without one)")))
         .api_route(
             "/dashboard",
             get_with(

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -31,12 +31,15 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
-use crate::reply::{no_store, Either, Found, Headed, Json};
+use crate::reply::{no_store, Either, Found, Headed, Json, PageOr, SeeOther};
+use crate::session::Visitor;
 use crate::AppState;
 
 const COOKIE_NAME: &str = "quiver_oidc";
 const COOKIE_PATH: &str = "/api/v1/auth/oidc";
 const CALLBACK: &str = "/api/v1/auth/oidc/callback";
+/// Ends the sign-in cookie of a sign-in started on the website.
+const SITE_MARK: &str = ".site";
 
 /// 43 random base64url characters (256 bits).
 fn random() -> Result<String, Error> {
@@ -76,8 +79,10 @@ fn redirect_uri(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
 }
 
 /// A new sign-in at the provider: the authorize URL to send the browser to, the cookie
-/// that carries the state and the PKCE verifier, and the state.
-fn begin(state: &AppState, headers: &HeaderMap) -> ApiResult<(String, String, String)> {
+/// that carries the state and the PKCE verifier (and, for the website's sign-in,
+/// [`SITE_MARK`]: the callback then sets the site's session cookie and goes to the
+/// dashboard instead of answering JSON), and the state.
+fn begin(state: &AppState, headers: &HeaderMap, site: bool) -> ApiResult<(String, String, String)> {
     let cfg = state.registry.oidc()?.clone();
     let redirect = redirect_uri(state, headers)?;
     let (st, verifier) = (random()?, random()?);
@@ -104,8 +109,9 @@ fn begin(state: &AppState, headers: &HeaderMap) -> ApiResult<(String, String, St
     } else {
         ""
     };
+    let mark = if site { SITE_MARK } else { "" };
     let cookie = format!(
-        "{COOKIE_NAME}={st}.{verifier}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
+        "{COOKIE_NAME}={st}.{verifier}{mark}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
     );
     Ok((location, cookie, st))
 }
@@ -122,7 +128,19 @@ fn with_cookie<R>(inner: R, cookie: &str) -> ApiResult<Headed<R>> {
 
 /// `GET /api/v1/auth/oidc/start`: off to the provider.
 pub async fn start(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Headed<Found>> {
-    let (location, cookie, _) = begin(&state, &headers)?;
+    let (location, cookie, _) = begin(&state, &headers, false)?;
+    let location = HeaderValue::from_str(&location)
+        .map_err(|e| Error::internal("the provider's authorize URL", e))?;
+    with_cookie(Found { location }, &cookie)
+}
+
+/// `GET /signin/oidc`: the website's sign-in at the provider; its callback sets the
+/// site's session cookie and goes to the dashboard.
+pub async fn site_start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Headed<Found>> {
+    let (location, cookie, _) = begin(&state, &headers, true)?;
     let location = HeaderValue::from_str(&location)
         .map_err(|e| Error::internal("the provider's authorize URL", e))?;
     with_cookie(Found { location }, &cookie)
@@ -136,7 +154,7 @@ pub async fn link(
     Auth(caller): Auth,
     headers: HeaderMap,
 ) -> ApiResult<Headed<Json<LinkStart>>> {
-    let (location, cookie, st) = begin(&state, &headers)?;
+    let (location, cookie, st) = begin(&state, &headers, false)?;
     state.registry.begin_oidc_link(&caller, &st).await?;
     with_cookie(
         Json::ok(LinkStart {
@@ -170,16 +188,16 @@ pub struct CallbackQuery {
     error: Option<String>,
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<(String, String)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .and_then(|(_, v)| v.split_once('.'))
-        .map(|(s, v)| (s.to_string(), v.to_string()))
+/// The sign-in cookie: (state, verifier, started on the website).
+fn cookie_value(headers: &HeaderMap) -> Option<(String, String, bool)> {
+    let value = crate::session::cookie(headers, COOKIE_NAME)?;
+    let (value, site) = match value.strip_suffix(SITE_MARK) {
+        Some(v) => (v.to_string(), true),
+        None => (value, false),
+    };
+    value
+        .split_once('.')
+        .map(|(s, v)| (s.to_string(), v.to_string(), site))
 }
 
 fn refused(why: &str) -> Error {
@@ -191,21 +209,84 @@ fn refused(why: &str) -> Error {
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
+    visitor: Visitor,
     Query(q): Query<CallbackQuery>,
-) -> ApiResult<Headed<Either<NewTokenSecret, 201, Linked, 200>>> {
+) -> ApiResult<CallbackReply> {
+    const CLEAR: &str = "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0";
     state.registry.oidc()?;
+    let site = cookie_value(&headers).is_some_and(|(_, _, site)| site);
     let outcome = state
         .registry
         .throttled(None, "oidc.callback", exchange(&state, &headers, &q))
-        .await?;
-    let answer = match outcome {
+        .await;
+    if site {
+        // The website's sign-in: the session in the site's cookie, then the dashboard;
+        // a failure is a page, like the password form's.
+        let clear = HeaderValue::from_static(CLEAR);
+        let page = match outcome {
+            Ok(CallbackOutcome::SignedIn(session)) => {
+                let ttl = state.registry.config().session_ttl.as_secs();
+                let mut out = Headed {
+                    headers: visitor.sign_in_cookies(&session.token, ttl)?,
+                    inner: SeeOther::to("/dashboard"),
+                };
+                out.headers.push((SET_COOKIE, clear));
+                out.headers.push((
+                    axum::http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ));
+                PageOr::Redirect(out)
+            }
+            Ok(CallbackOutcome::Linked(_)) => crate::account_pages::redirect_to("/dashboard"),
+            Err(e) => {
+                let mut page = crate::web::error_page(&visitor, e);
+                page.headers.push((SET_COOKIE, clear));
+                PageOr::Page(page)
+            }
+        };
+        return Ok(CallbackReply::Site(page));
+    }
+    let answer = match outcome? {
         CallbackOutcome::SignedIn(session) => Either::A(session),
         CallbackOutcome::Linked(linked) => Either::B(Linked { linked }),
     };
-    with_cookie(
-        answer,
-        "quiver_oidc=; Path=/api/v1/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0",
-    )
+    Ok(CallbackReply::Api(with_cookie(answer, CLEAR)?))
+}
+
+/// The callback's answer: JSON for a sign-in started on the API, a redirect or a page
+/// for one started on the website.
+pub enum CallbackReply {
+    Api(Headed<Either<NewTokenSecret, 201, Linked, 200>>),
+    Site(PageOr),
+}
+
+impl axum::response::IntoResponse for CallbackReply {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            CallbackReply::Api(a) => a.into_response(),
+            CallbackReply::Site(p) => p.into_response(),
+        }
+    }
+}
+
+impl aide::OperationOutput for CallbackReply {
+    type Inner = NewTokenSecret;
+
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        op: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        Either::<NewTokenSecret, 201, Linked, 200>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        op: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        let mut out = Either::<NewTokenSecret, 201, Linked, 200>::inferred_responses(ctx, op);
+        out.extend(SeeOther::inferred_responses(ctx, op));
+        out
+    }
 }
 
 /// Check the callback against this browser's sign-in, trade the code for the provider's
@@ -222,7 +303,7 @@ async fn exchange(
     let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
         return Err(Error::invalid("code", "the callback needs code and state"));
     };
-    let Some((want_state, verifier)) = cookie_value(headers) else {
+    let Some((want_state, verifier, _)) = cookie_value(headers) else {
         return Err(refused("no sign-in was started in this browser"));
     };
     if !secrets::constant_time_eq(st, &want_state) {
@@ -288,6 +369,7 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::COOKIE;
 
     #[test]
     fn pkce_and_encoding() {
@@ -302,6 +384,8 @@ mod tests {
             COOKIE,
             HeaderValue::from_static("x=1; quiver_oidc=st.ver; y=2"),
         );
-        assert_eq!(cookie_value(&h), Some(("st".into(), "ver".into())));
+        assert_eq!(cookie_value(&h), Some(("st".into(), "ver".into(), false)));
+        h.insert(COOKIE, HeaderValue::from_static("quiver_oidc=st.ver.site"));
+        assert_eq!(cookie_value(&h), Some(("st".into(), "ver".into(), true)));
     }
 }

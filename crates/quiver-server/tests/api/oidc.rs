@@ -178,10 +178,19 @@ fn decode(s: &str) -> String {
 
 /// A browser's sign-in up to the provider's redirect back: (callback URL, cookie).
 async fn begin(s: &Setup, profile: Value) -> (String, String, HashMap<String, String>) {
+    begin_at(s, "/api/v1/auth/oidc/start", profile).await
+}
+
+/// [`begin`] from `start` (the API's start, or the website's).
+async fn begin_at(
+    s: &Setup,
+    start: &str,
+    profile: Value,
+) -> (String, String, HashMap<String, String>) {
     s.fake.lock().unwrap().next_profile = profile;
     let r = s
         .http
-        .get(format!("{}/api/v1/auth/oidc/start", s.base))
+        .get(format!("{}{start}", s.base))
         .send()
         .await
         .unwrap();
@@ -488,4 +497,76 @@ async fn without_a_configured_provider_the_routes_answer_404() {
         let b: Value = r.json().await.unwrap();
         assert_eq!(b["error"]["code"], "not_found");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_website_signs_in_through_the_provider_into_a_session_cookie() {
+    let s = setup(true).await;
+    let page = s
+        .http
+        .get(format!("{}/signin", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"href="/signin/oidc">Sign in with fakehub</a>"#),
+        "{page}"
+    );
+    let hubert = json!({"id": 77, "login": "hubert"});
+    let (callback, cookie, _) = begin_at(&s, "/signin/oidc", hubert.clone()).await;
+    assert!(cookie.ends_with(".site"), "{cookie}");
+
+    // A forged state: the site's error page, not JSON, and no session.
+    let forged = callback.replace("state=", "state=x");
+    let r = s
+        .http
+        .get(&forged)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(!format!("{:?}", r.headers()).contains("quiver_session=qvr_"));
+
+    let r = s
+        .http
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard");
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("quiver_session=qvr_"))
+        .unwrap_or_else(|| panic!("{set:?}"));
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"));
+    assert!(
+        set.iter().any(|c| c.starts_with("quiver_oidc=;")),
+        "{set:?}"
+    );
+    let pair = session.split(';').next().unwrap();
+    let dash = s
+        .http
+        .get(format!("{}/dashboard", s.base))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dash.status(), StatusCode::OK);
+    assert!(dash.text().await.unwrap().contains("<h1>hubert</h1>"));
 }
