@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// Exact lookups to time.
     #[arg(long, default_value_t = 20_000)]
     pub lookups: usize,
+    /// Website pages to time, of each of the search page and entry pages.
+    #[arg(long, default_value_t = 1_000)]
+    pub pages: usize,
     /// Search queries in the mix.
     #[arg(long, default_value_t = 2_000)]
     pub queries: usize,
@@ -245,6 +248,11 @@ pub struct QuiverFigures {
     pub lookup_server_cpu_ms: f64,
     pub search_server_cpu_ms: f64,
     pub search_per_class: BTreeMap<String, ClassLatency>,
+    /// The website: the search page (`/search?q=…`, facets and highlights) and entry
+    /// pages (`/package/…`), HTTP on loopback, one client.
+    pub page_search: LatSummary,
+    pub page_entry: LatSummary,
+    pub page_errors: u64,
     pub load: LoadFigures,
     pub serving_peak_rss_bytes: u64,
     pub serving_rss_bytes: u64,
@@ -954,6 +962,69 @@ async fn measure_quiver(
         fmt_ms(fig.search_engine.p95_ms)
     );
 
+    // 4b. The website's pages: the search page over the same mix, entry pages of the
+    //     looked-up packages.
+    let pages: Vec<String> = mix
+        .iter()
+        .take(a.pages)
+        .map(|q| format!("/search?q={}", encode_query_value(&q.text)))
+        .collect();
+    let entries: Vec<String> = picks
+        .iter()
+        .take(a.pages)
+        .map(|&i| page_path(&rows[i]))
+        .collect();
+    for path in pages.iter().take(50).chain(entries.iter().take(50)) {
+        let _ = client.get(path).await;
+    }
+    progress!(
+        "pages: {} search pages, {} entry pages, one client",
+        pages.len(),
+        entries.len()
+    );
+    let mut first_error = None;
+    for (paths, out) in [
+        (&pages, &mut fig.page_search),
+        (&entries, &mut fig.page_entry),
+    ] {
+        let mut lat = Lat::default();
+        for path in paths.iter() {
+            let t = Instant::now();
+            let res = client.get(path).await;
+            lat.record(t.elapsed());
+            match res {
+                Ok((s, body)) if s.is_success() && body.starts_with(b"<!doctype html>") => {}
+                Ok((s, body)) => {
+                    fig.page_errors += 1;
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "{path}: {s} {}",
+                            String::from_utf8_lossy(&body[..body.len().min(200)])
+                        )
+                    });
+                }
+                Err(e) => {
+                    fig.page_errors += 1;
+                    first_error.get_or_insert_with(|| format!("{e:#}"));
+                }
+            }
+        }
+        *out = lat.summary();
+    }
+    if let Some(e) = first_error {
+        eprintln!(
+            "bench: WARNING: {} pages failed; the first: {e}",
+            fig.page_errors
+        );
+    }
+    progress!(
+        "pages: search p50 {} p95 {}; entry p50 {} p95 {}",
+        fmt_ms(fig.page_search.p50_ms),
+        fmt_ms(fig.page_search.p95_ms),
+        fmt_ms(fig.page_entry.p50_ms),
+        fmt_ms(fig.page_entry.p95_ms)
+    );
+
     // 5. Throughput under concurrent load.
     fig.load = load_test(
         addr,
@@ -1225,6 +1296,15 @@ async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The website's page of a package (a scoped npm name keeps its slash: two segments).
+fn page_path(r: &Row) -> String {
+    let name = match r.name.split_once('/') {
+        Some((scope, rest)) => format!("{}/{}", encode_name(scope), encode_name(rest)),
+        None => encode_name(&r.name),
+    };
+    format!("/package/{}/{name}", r.namespace)
 }
 
 fn lookup_path(r: &Row) -> String {
@@ -1605,6 +1685,16 @@ fn judge(q: &QuiverFigures, peers: &[PeerFigures]) -> Vec<Bar> {
             verdict: v(q.lookup.p99_ms < 1.0 && q.lookup_errors == 0),
         },
         Bar {
+            bar: "search page p95 < 10 ms (website, HTTP, loopback)".into(),
+            value: fmt_ms(q.page_search.p95_ms),
+            verdict: v(q.page_search.p95_ms < 10.0 && q.page_errors == 0),
+        },
+        Bar {
+            bar: "entry page p95 < 5 ms (website, HTTP, loopback)".into(),
+            value: fmt_ms(q.page_entry.p95_ms),
+            verdict: v(q.page_entry.p95_ms < 5.0 && q.page_errors == 0),
+        },
+        Bar {
             bar: "serving memory < 1 GB (peak RSS)".into(),
             value: fmt_bytes(q.serving_peak_rss_bytes),
             verdict: v(q.serving_peak_rss_bytes < GB),
@@ -1928,6 +2018,17 @@ pub fn render(r: &Report) -> String {
         fmt_int(q.lookup_npm),
         fmt_int(q.lookup_scoped),
         q.lookup_errors
+    );
+    let _ = writeln!(
+        s,
+        "  website pages   search p50 {}  p95 {}  p99 {}; entry p50 {}  p95 {}  p99 {}; {} errors",
+        fmt_ms(q.page_search.p50_ms),
+        fmt_ms(q.page_search.p95_ms),
+        fmt_ms(q.page_search.p99_ms),
+        fmt_ms(q.page_entry.p50_ms),
+        fmt_ms(q.page_entry.p95_ms),
+        fmt_ms(q.page_entry.p99_ms),
+        q.page_errors
     );
     let full = |l: &LatSummary| {
         format!(
