@@ -549,6 +549,11 @@ impl Registry {
         };
         self.require(caller, action, &entry_target(&entry), key)
             .await?;
+        if key.kind == Kind::Tool {
+            // Every estimate expression parses, calls known functions and uses declared
+            // variables (an import takes undeclared ones with a warning; a publish not).
+            quiver_model::expr::check_tool_manifest(&version.manifest)?;
+        }
         let valid = quiver_store::valid_version(key.kind, version)?;
         self.check_manifest_budget(key, &valid).await?;
         if entry.status == Status::Archived {

@@ -11,6 +11,7 @@
 
 pub mod cursor;
 mod error;
+pub mod expr;
 pub mod gates;
 pub mod manifest;
 pub mod names;

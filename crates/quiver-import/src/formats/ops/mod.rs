@@ -91,30 +91,11 @@ pub const SOURCE_PATH: &str = "quiver_source_path";
 pub const PROFILES_FILE: &str = "tool_optimization_profiles.yaml";
 
 /// Context variables the tool profiles' expressions may use besides the pattern's
-/// inputs: the four the tool template names (`N`, `pages`, `duration_ms`,
-/// `packet_count`), and the workload measures and latencies the catalog uses across
-/// several tools.
-pub const CONTEXT_VARIABLES: &[&str] = &[
-    "N",
-    "pages",
-    "duration_ms",
-    "packet_count",
-    "num_files",
-    "num_entries",
-    "num_directories",
-    "num_processes",
-    "num_filesystems",
-    "file_size_kb",
-    "network_latency",
-    "dns_latency",
-    "response_time",
-];
+/// inputs (the model's list: the tool template's and the catalog's workload measures).
+pub use quiver_model::expr::CONTEXT_VARIABLES;
 
 /// The variables the optimization profiles file documents in its header.
 pub const PROFILE_CONTEXT_VARIABLES: &[&str] = &["N", "pages", "p95_latency", "cost", "time_ms"];
-
-/// The pattern fields holding expressions.
-const EXPRESSION_FIELDS: &[&str] = &["time_estimate_ms", "cost_estimate"];
 
 pub struct OpsReader;
 
@@ -679,16 +660,6 @@ fn patterns<'a>(
 }
 
 /// The names of a pattern's inputs.
-fn input_names(pattern: &Value) -> BTreeSet<&str> {
-    ["required_inputs", "optional_inputs", "api_parameters"]
-        .iter()
-        .filter_map(|k| pattern.get(*k))
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|i| i.get("name").and_then(Value::as_str))
-        .collect()
-}
-
 /// What checking a profile's expressions found.
 #[derive(Default)]
 struct ExprFindings {
@@ -707,9 +678,9 @@ fn check_expressions(
 ) -> ExprFindings {
     let mut found = ExprFindings::default();
     for p in pats {
-        let inputs = input_names(p.value);
+        let inputs = expr::input_names(p.value);
         let mut exprs: Vec<(String, Vec<Seg<'_>>, &Value)> = Vec::new();
-        for f in EXPRESSION_FIELDS {
+        for f in expr::EXPRESSION_FIELDS {
             if let Some(v) = p.value.get(*f) {
                 let mut path = p.path.clone();
                 path.push(Seg::Key(f));
@@ -788,7 +759,8 @@ fn check_expressions(
                             line,
                             format!(
                                 "{field}: `{src}` calls `{f}`, which is not a known function \
-                                 (log, log10, sqrt, abs, ceil, floor, min, max)"
+                                 ({})",
+                                expr::function_names()
                             ),
                         ));
                     }
