@@ -52,6 +52,7 @@ pub mod gates;
 pub mod lifecycle;
 pub mod oidc;
 pub mod review;
+pub mod select;
 pub mod setup;
 pub mod throttle;
 
@@ -200,6 +201,8 @@ pub struct Registry {
     accounts_exist: AtomicBool,
     /// The one-time code that registers the first admin, while unused (`setup.rs`).
     setup: std::sync::Mutex<Option<String>>,
+    /// The tools' capabilities for selection, rebuilt when the feed moves (`select.rs`).
+    catalog: select::SharedCatalog,
 }
 
 /// The largest page any list answers.
@@ -224,6 +227,7 @@ impl Registry {
         Ok(Arc::new(Registry {
             setup: std::sync::Mutex::new(setup),
             audit_salt: tokio::sync::OnceCell::new(),
+            catalog: Default::default(),
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),

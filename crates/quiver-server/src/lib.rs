@@ -209,8 +209,12 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/auth/oidc/callback",
             get_with(oidc::callback, doc_with_errors("The provider's redirect back: checks the state, exchanges the code, links or creates the user, answers a session token (201); after a link started with POST /api/v1/auth/oidc/link, answers {\"linked\": {provider, subject, user}} (200). Behind the credential throttle", &[error::Code::Unauthorized, error::Code::TooManyAttempts, error::Code::NotFound])),
         );
-    let search =
-        ApiRouter::new().api_route("/api/v1/search", get_with(r::search, doc("Search entries")));
+    let search = ApiRouter::new()
+        .api_route("/api/v1/search", get_with(r::search, doc("Search entries")))
+        .api_route(
+            "/api/v1/select",
+            post_with(r::select, doc("Select tools for a capability: ranked patterns with evaluated time and cost, the score and its breakdown, missing inputs, and what was excluded and why")),
+        );
     let download = ApiRouter::new().api_route(
         &entry("/versions/{version}"),
         get_with(r::get_version, doc("Read one version")),

@@ -805,6 +805,15 @@ pub async fn list_reviews(
     Ok(Json::ok(state.registry.list_reviews(&caller, st).await?))
 }
 
+/// Tool selection (`quiver_engine::select`).
+pub async fn select(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(r): JsonBody<quiver_engine::select::SelectRequest>,
+) -> ApiResult<Json<quiver_engine::select::Selection>> {
+    Ok(Json::ok(state.registry.select(&caller, r).await?))
+}
+
 /// Password login: answers a session token (shown once).
 pub async fn login(
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod oidc;
 mod openapi;
+mod select;
 mod web;
 mod web_account;
 mod web_staff;

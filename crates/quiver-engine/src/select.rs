@@ -1,0 +1,442 @@
+//! Tool selection: which tool, which pattern, for a capability under constraints.
+//!
+//! A tool's manifest lists capabilities, each with patterns (the ops profiles' shape,
+//! which any tool published through the API may use): `time_estimate_ms` and
+//! `cost_estimate` (numbers or expressions of [`quiver_model::expr`]), a `policy`
+//! (`max_cost`, `max_execution_time` in seconds, `production_safe`, `requires_approval`),
+//! `preference_match` (how well the pattern does on `speed`, `accuracy`, `cost`,
+//! `complexity` and `completeness`, each 0 to 1) and `required_inputs`.
+//!
+//! For a request, every tool the caller may see with the capability in its latest
+//! version is a candidate per pattern: its expressions are evaluated with the request's
+//! variables, then the hard constraints are applied (the request's `max_cost` and
+//! `max_time_ms`, the pattern's own policy limits, `production_safe_only` in a production
+//! environment, `approval_allowed`); what survives is scored
+//! `Σ weight × preference_match / Σ weight` and ranked by score, then estimated time,
+//! then name and pattern, so the answer is the same for the same inputs and data. Tools
+//! that are not published (drafts, in review, archived, deprecated: the latter with their
+//! replacement), and tools without a selectable version, are listed as excluded with the
+//! reason, as is a pattern whose estimate needs a variable the request did not give when
+//! a constraint depends on it.
+//!
+//! Candidates come from a catalog of the tools' capabilities that the engine keeps in
+//! memory and rebuilds when the change feed has moved since it was built (one pass over
+//! the tools and their latest manifests). That is quick for the catalogs quiver holds
+//! today (hundreds of tools); following the feed incrementally is the next step for
+//! catalogs of a hundred thousand tools.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quiver_model::expr;
+use quiver_model::{EntryKey, Error, Kind, Result, Status};
+use quiver_store::EntryFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::{Caller, Registry};
+
+/// The preferences a pattern is scored on.
+pub const PREFERENCES: [&str; 5] = ["speed", "accuracy", "cost", "complexity", "completeness"];
+
+/// What to select for.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectRequest {
+    /// The capability (`packet_capture`).
+    pub capability: String,
+    /// Values of the context variables and inputs (`{"packet_count": 5000}`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, f64>,
+    /// `production` applies `production_safe_only`; anything else does not.
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub constraints: Constraints,
+    /// Weights of `speed`, `accuracy`, `cost`, `complexity`, `completeness` (each 0 to
+    /// 1; missing ones weigh 0, and all missing weigh 1 each).
+    #[serde(default)]
+    pub preferences: BTreeMap<String, f64>,
+    /// Candidates to answer (default 10, at most 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Hard constraints: a pattern that breaks one is excluded, with the reason.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+    #[serde(default)]
+    pub max_time_ms: Option<f64>,
+    /// In a `production` environment, only patterns marked `production_safe` (default
+    /// true).
+    #[serde(default = "yes")]
+    pub production_safe_only: bool,
+    /// Whether patterns that require approval may be chosen (default true).
+    #[serde(default = "yes")]
+    pub approval_allowed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Constraints {
+    fn default() -> Self {
+        Constraints {
+            max_cost: None,
+            max_time_ms: None,
+            production_safe_only: true,
+            approval_allowed: true,
+        }
+    }
+}
+
+/// One ranked answer.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Candidate {
+    pub tool: EntryKey,
+    pub version: String,
+    pub capability: String,
+    pub pattern: String,
+    /// The evaluated time estimate, ms (`None`: it needs a variable not given).
+    pub time_ms: Option<f64>,
+    pub cost: Option<f64>,
+    pub score: f64,
+    /// Each preference's part of the score: weight × match / Σ weights.
+    pub breakdown: BTreeMap<String, f64>,
+    /// Required inputs of the pattern that the request's variables do not give.
+    pub missing_inputs: Vec<String>,
+    /// What else the caller should know (an estimate that could not be evaluated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A candidate that was not selected, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Excluded {
+    pub tool: EntryKey,
+    pub version: Option<String>,
+    pub pattern: Option<String>,
+    pub reason: String,
+}
+
+/// The answer of [`Registry::select`].
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Selection {
+    pub capability: String,
+    pub candidates: Vec<Candidate>,
+    pub excluded: Vec<Excluded>,
+}
+
+/// A tool's capability, as the catalog keeps it.
+#[derive(Debug, Clone)]
+struct Offer {
+    entry: quiver_model::Entry,
+    version: Option<String>,
+    /// The capability's patterns, by name.
+    patterns: serde_json::Map<String, Value>,
+}
+
+/// The catalog of capabilities, rebuilt when the feed moved.
+#[derive(Default)]
+pub(crate) struct Catalog {
+    built_at: Option<i64>,
+    by_capability: BTreeMap<String, Vec<Offer>>,
+}
+
+pub(crate) type SharedCatalog = Arc<Mutex<Catalog>>;
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64)
+}
+
+/// An estimate field: a number, or an expression evaluated with `vars`.
+fn estimate(
+    v: Option<&Value>,
+    vars: &BTreeMap<String, f64>,
+) -> std::result::Result<Option<f64>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => {
+            let (tree, _) = expr::parse(s).map_err(|e| format!("`{s}`: {e}"))?;
+            match tree.eval(&|name| vars.get(name).copied()) {
+                Ok(x) => Ok(Some(x)),
+                Err(expr::EvalError::UnknownVariable(name)) => Err(format!("`{s}` needs `{name}`")),
+                Err(e) => Err(format!("`{s}`: {e}")),
+            }
+        }
+        Some(other) => Err(format!("not a number or an expression: {other}")),
+    }
+}
+
+impl Registry {
+    /// Rank the patterns of the tools that offer `r.capability` (see the module's
+    /// documentation). Private tools count only for callers who may read them.
+    pub async fn select(&self, caller: &Caller, r: SelectRequest) -> Result<Selection> {
+        if r.capability.trim().is_empty() || r.capability.len() > 200 {
+            return Err(Error::invalid(
+                "capability",
+                "name a capability (1 to 200 characters)",
+            ));
+        }
+        let limit = r.limit.unwrap_or(10);
+        if !(1..=100).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 100"));
+        }
+        for (k, w) in &r.preferences {
+            if !PREFERENCES.contains(&k.as_str()) {
+                return Err(Error::invalid(
+                    format!("preferences.{k}"),
+                    format!("not a preference ({})", PREFERENCES.join(", ")),
+                ));
+            }
+            if !(0.0..=1.0).contains(w) {
+                return Err(Error::invalid(
+                    format!("preferences.{k}"),
+                    "must be between 0 and 1",
+                ));
+            }
+        }
+        for (k, v) in &r.variables {
+            if !v.is_finite() {
+                return Err(Error::invalid(
+                    format!("variables.{k}"),
+                    "must be a finite number",
+                ));
+            }
+        }
+        let offers = self.offers(&r.capability).await?;
+        let weights: Vec<(&str, f64)> = if r.preferences.is_empty() {
+            PREFERENCES.iter().map(|p| (*p, 1.0)).collect()
+        } else {
+            PREFERENCES
+                .iter()
+                .map(|p| (*p, r.preferences.get(*p).copied().unwrap_or(0.0)))
+                .collect()
+        };
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        let production = r.environment.as_deref() == Some("production");
+        let c = &r.constraints;
+        let mut candidates = Vec::new();
+        let mut excluded = Vec::new();
+        for offer in offers {
+            let key = offer.entry.key();
+            // The caller's view of the entry: a private tool of someone else is not there.
+            let entry = match self.get_entry(caller, &key).await {
+                Ok(e) => e,
+                Err(e) if e.code == quiver_model::ErrorCode::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let out = |reason: String, pattern: Option<&str>| Excluded {
+                tool: key.clone(),
+                version: offer.version.clone(),
+                pattern: pattern.map(str::to_string),
+                reason,
+            };
+            let unpublished = match entry.status {
+                Status::Published => None,
+                Status::Deprecated => Some(match &entry.deprecation {
+                    Some(d) => match &d.replacement {
+                        Some(rep) => format!("deprecated: {} (use {rep})", d.message),
+                        None => format!("deprecated: {}", d.message),
+                    },
+                    None => "deprecated".to_string(),
+                }),
+                other => Some(format!("{other}, not published")),
+            };
+            if let Some(why) = unpublished {
+                excluded.push(out(why, None));
+                continue;
+            }
+            let Some(version) = offer.version.clone() else {
+                excluded.push(out(
+                    "no selectable version (every one is yanked or held back)".into(),
+                    None,
+                ));
+                continue;
+            };
+            for (name, p) in &offer.patterns {
+                let policy = p.get("policy");
+                let limit_of = |k: &str| number(policy.and_then(|x| x.get(k)));
+                let flag = |k: &str| policy.and_then(|x| x.get(k)).and_then(Value::as_bool);
+                let time_limited =
+                    c.max_time_ms.is_some() || limit_of("max_execution_time").is_some();
+                let cost_limited = c.max_cost.is_some() || limit_of("max_cost").is_some();
+                let time_res = estimate(p.get("time_estimate_ms"), &r.variables);
+                let cost_res = estimate(p.get("cost_estimate"), &r.variables);
+                let mut notes = vec![];
+                if let Err(e) = &time_res {
+                    notes.push(format!("time estimate {e}"));
+                }
+                if let Err(e) = &cost_res {
+                    notes.push(format!("cost estimate {e}"));
+                }
+                if (time_res.is_err() && time_limited) || (cost_res.is_err() && cost_limited) {
+                    let why = format!("{}, which a constraint needs", notes.join("; "));
+                    excluded.push(out(why, Some(name)));
+                    continue;
+                }
+                let time_ms = time_res.ok().flatten();
+                let cost = cost_res.ok().flatten();
+                let over = |value: Option<f64>, max: Option<f64>| match (value, max) {
+                    (Some(v), Some(m)) if v > m => Some((v, m)),
+                    _ => None,
+                };
+                let reason = over(time_ms, c.max_time_ms)
+                    .map(|(t, m)| format!("time {t} ms is over max_time_ms {m}"))
+                    .or_else(|| {
+                        over(cost, c.max_cost)
+                            .map(|(x, m)| format!("cost {x} is over max_cost {m}"))
+                    })
+                    .or_else(|| {
+                        over(cost, limit_of("max_cost")).map(|(x, m)| {
+                            format!("cost {x} is over the pattern's own max_cost {m}")
+                        })
+                    })
+                    .or_else(|| {
+                        over(time_ms, limit_of("max_execution_time").map(|s| s * 1000.0)).map(
+                            |(t, m)| {
+                                format!(
+                                    "time {t} ms is over the pattern's own max_execution_time {} s",
+                                    m / 1000.0
+                                )
+                            },
+                        )
+                    })
+                    .or_else(|| {
+                        (production
+                            && c.production_safe_only
+                            && flag("production_safe") == Some(false))
+                        .then(|| {
+                            "not production_safe, and the environment is production".to_string()
+                        })
+                    })
+                    .or_else(|| {
+                        (!c.approval_allowed && flag("requires_approval") == Some(true))
+                            .then(|| "requires approval, and approval_allowed is false".to_string())
+                    });
+                if let Some(reason) = reason {
+                    excluded.push(out(reason, Some(name)));
+                    continue;
+                }
+                let prefs = p.get("preference_match");
+                let mut breakdown = BTreeMap::new();
+                let mut score = 0.0;
+                for (k, w) in &weights {
+                    let m = number(prefs.and_then(|x| x.get(*k)))
+                        .unwrap_or(0.0)
+                        .clamp(0.0, 1.0);
+                    let part = if total > 0.0 { w * m / total } else { 0.0 };
+                    score += part;
+                    breakdown.insert(k.to_string(), part);
+                }
+                let missing_inputs = p
+                    .get("required_inputs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.get("name").and_then(Value::as_str))
+                    .filter(|n| !r.variables.contains_key(*n))
+                    .map(str::to_string)
+                    .collect();
+                candidates.push(Candidate {
+                    tool: key.clone(),
+                    version: version.clone(),
+                    capability: r.capability.clone(),
+                    pattern: name.clone(),
+                    time_ms,
+                    cost,
+                    score,
+                    breakdown,
+                    missing_inputs,
+                    notes,
+                });
+            }
+        }
+        candidates.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(
+                    a.time_ms
+                        .unwrap_or(f64::MAX)
+                        .total_cmp(&b.time_ms.unwrap_or(f64::MAX)),
+                )
+                .then_with(|| a.tool.to_string().cmp(&b.tool.to_string()))
+                .then_with(|| a.pattern.cmp(&b.pattern))
+        });
+        candidates.truncate(limit);
+        excluded.sort_by(|a, b| {
+            (a.tool.to_string(), &a.pattern).cmp(&(b.tool.to_string(), &b.pattern))
+        });
+        Ok(Selection {
+            capability: r.capability,
+            candidates,
+            excluded,
+        })
+    }
+
+    /// The tools offering `capability`, from the catalog (rebuilt first when the feed
+    /// moved since it was built).
+    async fn offers(&self, capability: &str) -> Result<Vec<Offer>> {
+        let head = self.db.store.feed_head().await?;
+        let mut catalog = self.catalog.lock().await;
+        if catalog.built_at != Some(head) {
+            catalog.by_capability = self.build_catalog().await?;
+            catalog.built_at = Some(head);
+        }
+        Ok(catalog
+            .by_capability
+            .get(capability)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Every tool's capabilities from its latest version (or, for a tool without one, its
+    /// newest version: so that it can be listed as excluded).
+    async fn build_catalog(&self) -> Result<BTreeMap<String, Vec<Offer>>> {
+        let store = &self.db.store;
+        let mut out: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let filter = EntryFilter {
+                kinds: vec![Kind::Tool],
+                ..EntryFilter::default()
+            };
+            let page = store.list_entries(&filter, cursor.as_deref(), 500).await?;
+            for entry in page.items {
+                let key = entry.key();
+                let (v, selectable) = match &entry.latest_version {
+                    Some(v) => (store.get_version(&key, v).await?, true),
+                    None => {
+                        let newest = store.list_versions_page(&key, None, 1, true).await?;
+                        (newest.items.into_iter().next(), false)
+                    }
+                };
+                let Some(v) = v else { continue };
+                let Some(caps) = v.manifest.get("capabilities").and_then(Value::as_object) else {
+                    continue;
+                };
+                for (cap, c) in caps {
+                    let Some(patterns) = c.get("patterns").and_then(Value::as_object) else {
+                        continue;
+                    };
+                    out.entry(cap.clone()).or_default().push(Offer {
+                        entry: entry.clone(),
+                        version: selectable.then(|| v.version.clone()),
+                        patterns: patterns.clone(),
+                    });
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,249 @@
+//! Tool selection through the API: ranked patterns with evaluated estimates and scores
+//! checked by hand, hard constraints excluding with their reason, preferences, missing
+//! inputs and variables, deprecated tools excluded with their replacement, private tools
+//! only for those who may see them, bad requests refused with the field.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::TestApp;
+
+#[allow(clippy::too_many_arguments)]
+fn pattern(
+    time: &str,
+    cost: Value,
+    safe: bool,
+    approval: bool,
+    prefs: [f64; 5],
+    inputs: &[&str],
+) -> Value {
+    let [speed, accuracy, cost_pref, complexity, completeness] = prefs;
+    json!({
+        "time_estimate_ms": time,
+        "cost_estimate": cost,
+        "policy": {"max_cost": 10, "production_safe": safe, "requires_approval": approval,
+                   "max_execution_time": 60},
+        "preference_match": {"speed": speed, "accuracy": accuracy, "cost": cost_pref,
+                             "complexity": complexity, "completeness": completeness},
+        "required_inputs": inputs.iter().map(|n| json!({"name": n, "type": "string"})).collect::<Vec<_>>(),
+    })
+}
+
+async fn tool(app: &TestApp, token: &str, name: &str, patterns: Value, visibility: &str) {
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(token),
+            json!({"kind": "tool", "namespace": "alice", "name": name,
+                   "description": format!("{name} captures packets"), "visibility": visibility}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let manifest = json!({"capabilities": {"packet_capture": {"patterns": patterns}}});
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/entries/tool/alice/{name}/versions"),
+            Some(token),
+            json!({"version": "1.0.0", "manifest": manifest}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+}
+
+fn ranked(sel: &Value) -> Vec<(String, String, f64)> {
+    sel["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["tool"]["name"].as_str().unwrap().to_string(),
+                c["pattern"].as_str().unwrap().to_string(),
+                (c["score"].as_f64().unwrap() * 1e6).round() / 1e6,
+            )
+        })
+        .collect()
+}
+
+fn reason_of(sel: &Value, tool: &str, pattern: Option<&str>) -> String {
+    sel["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["tool"]["name"] == tool && e["pattern"].as_str() == pattern)
+        .unwrap_or_else(|| panic!("{tool} {pattern:?} is not excluded: {sel}"))["reason"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn selection_ranks_scores_and_excludes_with_reasons() {
+    let app = TestApp::builder().user("alice").user("bob").start().await;
+    let alice = app.session("alice").to_string();
+    let bob = app.session("bob").to_string();
+    tool(
+        &app,
+        &alice,
+        "tcpdump",
+        json!({
+            "capture": pattern("800 + 0.3 * packet_count", json!("ceil(packet_count / 1000)"),
+                               true, false, [0.8, 0.9, 0.9, 0.6, 0.9], &["iface"]),
+            "capture_verbose": pattern("2000 + packet_count", json!("ceil(packet_count / 500)"),
+                                       false, false, [0.4, 1.0, 0.6, 0.5, 1.0], &[]),
+        }),
+        "public",
+    )
+    .await;
+    tool(
+        &app,
+        &alice,
+        "tshark",
+        json!({"capture": pattern("1000 + 0.5 * packet_count", json!(3), true, true,
+                                  [0.6, 0.95, 0.8, 0.5, 0.95], &[])}),
+        "public",
+    )
+    .await;
+    tool(
+        &app,
+        &alice,
+        "oldcap",
+        json!({"capture": pattern("10", json!(1), true, false, [1.0, 1.0, 1.0, 1.0, 1.0], &[])}),
+        "public",
+    )
+    .await;
+    let (s, b) = app
+        .post(
+            "/api/v1/entries/tool/alice/oldcap/deprecate",
+            Some(&alice),
+            json!({"message": "unmaintained", "replacement": "tool alice/tcpdump"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    tool(
+        &app,
+        &alice,
+        "secretcap",
+        json!({"capture": pattern("1", json!(0), true, false, [1.0, 1.0, 1.0, 1.0, 1.0], &[])}),
+        "private",
+    )
+    .await;
+
+    let select = |token: Option<String>, body: Value| {
+        let app = &app;
+        async move {
+            let (s, b) = app.post("/api/v1/select", token.as_deref(), body).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b
+        }
+    };
+    let base = json!({"capability": "packet_capture", "variables": {"packet_count": 5000}});
+
+    // Equal weights: the mean of the five matches. By hand:
+    // tcpdump/capture (0.8+0.9+0.9+0.6+0.9)/5 = 0.82, tshark (0.6+0.95+0.8+0.5+0.95)/5
+    // = 0.76, tcpdump/capture_verbose (0.4+1+0.6+0.5+1)/5 = 0.70.
+    let sel = select(Some(bob.clone()), base.clone()).await;
+    assert_eq!(
+        ranked(&sel),
+        [
+            ("tcpdump".into(), "capture".into(), 0.82),
+            ("tshark".into(), "capture".into(), 0.76),
+            ("tcpdump".into(), "capture_verbose".into(), 0.70),
+        ],
+        "{sel}"
+    );
+    let top = &sel["candidates"][0];
+    assert_eq!(top["time_ms"], json!(2300.0), "800 + 0.3 * 5000");
+    assert_eq!(top["cost"], json!(5.0), "ceil(5000 / 1000)");
+    assert_eq!(top["missing_inputs"], json!(["iface"]));
+    assert_eq!(top["version"], "1.0.0");
+    let parts: f64 = top["breakdown"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((parts - 0.82).abs() < 1e-9, "the breakdown adds up: {top}");
+    assert!(reason_of(&sel, "oldcap", None).contains("use tool alice/tcpdump"));
+    assert!(
+        !sel.to_string().contains("secretcap"),
+        "someone else's private tool is not there"
+    );
+    // Its owner sees it (and it wins: it matches everything perfectly).
+    let sel = select(Some(alice.clone()), base.clone()).await;
+    assert_eq!(sel["candidates"][0]["tool"]["name"], "secretcap");
+    // The same request, the same answer.
+    assert_eq!(
+        select(Some(bob.clone()), base.clone()).await,
+        select(Some(bob.clone()), base.clone()).await
+    );
+
+    // Preferences: speed alone.
+    let mut speed = base.clone();
+    speed["preferences"] = json!({"speed": 1.0});
+    let sel = select(Some(bob.clone()), speed).await;
+    assert_eq!(
+        ranked(&sel),
+        [
+            ("tcpdump".into(), "capture".into(), 0.8),
+            ("tshark".into(), "capture".into(), 0.6),
+            ("tcpdump".into(), "capture_verbose".into(), 0.4),
+        ]
+    );
+
+    // Hard constraints, each with its reason.
+    let mut strict = base.clone();
+    strict["environment"] = json!("production");
+    strict["constraints"] = json!({"approval_allowed": false, "max_cost": 4});
+    let sel = select(Some(bob.clone()), strict).await;
+    assert_eq!(sel["candidates"], json!([]), "{sel}");
+    assert_eq!(
+        reason_of(&sel, "tcpdump", Some("capture")),
+        "cost 5 is over max_cost 4"
+    );
+    assert!(reason_of(&sel, "tshark", Some("capture")).contains("requires approval"));
+    assert!(reason_of(&sel, "tcpdump", Some("capture_verbose")).contains("over max_cost 4"));
+    let mut prod = base.clone();
+    prod["environment"] = json!("production");
+    let sel = select(Some(bob.clone()), prod).await;
+    assert!(reason_of(&sel, "tcpdump", Some("capture_verbose")).contains("production_safe"));
+    let mut fast = base.clone();
+    fast["constraints"] = json!({"max_time_ms": 3000});
+    let sel = select(Some(bob.clone()), fast).await;
+    assert_eq!(ranked(&sel).len(), 1);
+    assert_eq!(
+        reason_of(&sel, "tshark", Some("capture")),
+        "time 3500 ms is over max_time_ms 3000"
+    );
+    // The pattern's own policy: 20,000 packets cost 20 > its max_cost 10.
+    let big = json!({"capability": "packet_capture", "variables": {"packet_count": 20000}});
+    let sel = select(Some(bob.clone()), big).await;
+    assert!(reason_of(&sel, "tcpdump", Some("capture")).contains("pattern's own max_cost 10"));
+
+    // Without the variable, estimates cannot be made: the limits that need them exclude.
+    let sel = select(Some(bob.clone()), json!({"capability": "packet_capture"})).await;
+    assert!(reason_of(&sel, "tshark", Some("capture")).contains("needs `packet_count`"));
+
+    // Bad requests name the field; an unknown capability selects nothing.
+    for (body, field) in [
+        (json!({"capability": ""}), "capability"),
+        (
+            json!({"capability": "x", "preferences": {"speedy": 1}}),
+            "preferences.speedy",
+        ),
+        (
+            json!({"capability": "x", "preferences": {"speed": 2}}),
+            "preferences.speed",
+        ),
+        (json!({"capability": "x", "limit": 0}), "limit"),
+    ] {
+        let (s, b) = app.post("/api/v1/select", None, body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["error"]["field"], field, "{b}");
+    }
+    let sel = select(None, json!({"capability": "nothing_offers_this"})).await;
+    assert_eq!(
+        (sel["candidates"].clone(), sel["excluded"].clone()),
+        (json!([]), json!([]))
+    );
+}
