@@ -137,8 +137,52 @@ pub struct Selection {
 struct Offer {
     entry: quiver_model::Entry,
     version: Option<String>,
+    /// The capability's description in this tool's manifest.
+    description: Option<String>,
+    /// The tool's `platform` (`linux`, `network`, `database`...), when it names one.
+    platform: Option<String>,
     /// The capability's patterns, by name.
     patterns: serde_json::Map<String, Value>,
+}
+
+/// A capability as `GET /api/v1/capabilities` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CapabilitySummary {
+    pub name: String,
+    /// The first tool's description of it.
+    pub description: Option<String>,
+    pub tools: u64,
+    pub patterns: u64,
+    pub platforms: Vec<String>,
+}
+
+/// One capability with its tools and their patterns.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CapabilityDetail {
+    pub name: String,
+    pub description: Option<String>,
+    pub tools: Vec<CapabilityTool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CapabilityTool {
+    pub tool: EntryKey,
+    /// The selectable version (none when every one is yanked or held back).
+    pub version: Option<String>,
+    pub status: Status,
+    pub platform: Option<String>,
+    pub patterns: Vec<PatternSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PatternSummary {
+    pub name: String,
+    pub description: Option<String>,
+    /// A number or an expression.
+    pub time_estimate_ms: Value,
+    pub cost_estimate: Value,
+    pub typical_use_cases: Vec<String>,
+    pub required_inputs: Vec<String>,
 }
 
 /// The catalog of capabilities, rebuilt when the feed moved.
@@ -149,6 +193,16 @@ pub(crate) struct Catalog {
 }
 
 pub(crate) type SharedCatalog = Arc<Mutex<Catalog>>;
+
+/// Whether the caller may read the entry (the rule `get_entry` applies).
+fn readable(caller: &Caller, e: &quiver_model::Entry) -> bool {
+    quiver_auth::authorize(
+        caller,
+        quiver_auth::Action::Read,
+        &quiver_auth::Target::entry(&e.namespace, &e.name, e.visibility),
+    )
+    .is_allowed()
+}
 
 fn number(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64)
@@ -396,6 +450,95 @@ impl Registry {
             .unwrap_or_default())
     }
 
+    /// Every capability of the tools the caller may see: name, description, how many
+    /// tools and patterns, the tools' platforms.
+    pub async fn capabilities(&self, caller: &Caller) -> Result<Vec<CapabilitySummary>> {
+        let head = self.db.store.feed_head().await?;
+        let mut catalog = self.catalog.lock().await;
+        if catalog.built_at != Some(head) {
+            catalog.by_capability = self.build_catalog().await?;
+            catalog.built_at = Some(head);
+        }
+        Ok(catalog
+            .by_capability
+            .iter()
+            .filter_map(|(name, offers)| {
+                let seen: Vec<&Offer> = offers
+                    .iter()
+                    .filter(|o| readable(caller, &o.entry))
+                    .collect();
+                if seen.is_empty() {
+                    return None;
+                }
+                let mut platforms: Vec<String> =
+                    seen.iter().filter_map(|o| o.platform.clone()).collect();
+                platforms.sort();
+                platforms.dedup();
+                Some(CapabilitySummary {
+                    name: name.clone(),
+                    description: seen.iter().find_map(|o| o.description.clone()),
+                    tools: seen.len() as u64,
+                    patterns: seen.iter().map(|o| o.patterns.len() as u64).sum(),
+                    platforms,
+                })
+            })
+            .collect())
+    }
+
+    /// One capability: its tools (that the caller may see) and their patterns. Not
+    /// found when no such tool is visible.
+    pub async fn capability(&self, caller: &Caller, name: &str) -> Result<CapabilityDetail> {
+        let offers: Vec<Offer> = self
+            .offers(name)
+            .await?
+            .into_iter()
+            .filter(|o| readable(caller, &o.entry))
+            .collect();
+        if offers.is_empty() {
+            return Err(Error::not_found(format!("capability {name}")));
+        }
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        let names = |v: Option<&Value>, key: Option<&str>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|x| match key {
+                    Some(k) => x.get(k).and_then(Value::as_str),
+                    None => x.as_str(),
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        Ok(CapabilityDetail {
+            name: name.to_string(),
+            description: offers.iter().find_map(|o| o.description.clone()),
+            tools: offers
+                .into_iter()
+                .map(|o| CapabilityTool {
+                    tool: o.entry.key(),
+                    version: o.version,
+                    status: o.entry.status,
+                    platform: o.platform,
+                    patterns: o
+                        .patterns
+                        .iter()
+                        .map(|(pname, p)| PatternSummary {
+                            name: pname.clone(),
+                            description: text(p.get("description")),
+                            time_estimate_ms: p
+                                .get("time_estimate_ms")
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                            cost_estimate: p.get("cost_estimate").cloned().unwrap_or(Value::Null),
+                            typical_use_cases: names(p.get("typical_use_cases"), None),
+                            required_inputs: names(p.get("required_inputs"), Some("name")),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
     /// Every tool's capabilities from its latest version (or, for a tool without one, its
     /// newest version: so that it can be listed as excluded).
     async fn build_catalog(&self) -> Result<BTreeMap<String, Vec<Offer>>> {
@@ -428,6 +571,15 @@ impl Registry {
                     out.entry(cap.clone()).or_default().push(Offer {
                         entry: entry.clone(),
                         version: selectable.then(|| v.version.clone()),
+                        description: c
+                            .get("description")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        platform: v
+                            .manifest
+                            .get("platform")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         patterns: patterns.clone(),
                     });
                 }

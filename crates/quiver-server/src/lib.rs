@@ -212,6 +212,14 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
     let search = ApiRouter::new()
         .api_route("/api/v1/search", get_with(r::search, doc("Search entries")))
         .api_route(
+            "/api/v1/capabilities",
+            get_with(r::capabilities, doc("The capabilities of the tools the caller may see: tools, patterns and platforms of each")),
+        )
+        .api_route(
+            "/api/v1/capabilities/{name}",
+            get_with(r::capability, doc("One capability: its tools and their patterns with their estimates")),
+        )
+        .api_route(
             "/api/v1/select",
             post_with(r::select, doc("Select tools for a capability: ranked patterns with evaluated time and cost, the score and its breakdown, missing inputs, and what was excluded and why")),
         );

@@ -805,6 +805,30 @@ pub async fn list_reviews(
     Ok(Json::ok(state.registry.list_reviews(&caller, st).await?))
 }
 
+/// A capability, by name.
+#[derive(Deserialize, JsonSchema)]
+pub struct CapabilityPath {
+    /// The capability (`packet_capture`).
+    pub name: String,
+}
+
+/// The capabilities of the tools the caller may see.
+pub async fn capabilities(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Json<Vec<quiver_engine::select::CapabilitySummary>>> {
+    Ok(Json::ok(state.registry.capabilities(&caller).await?))
+}
+
+/// One capability with its tools and patterns.
+pub async fn capability(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<CapabilityPath>,
+) -> ApiResult<Json<quiver_engine::select::CapabilityDetail>> {
+    Ok(Json::ok(state.registry.capability(&caller, &p.name).await?))
+}
+
 /// Tool selection (`quiver_engine::select`).
 pub async fn select(
     State(state): State<AppState>,

@@ -129,6 +129,31 @@ async fn selection_ranks_scores_and_excludes_with_reasons() {
     )
     .await;
 
+    // The capability view counts the tools each caller may see.
+    let count = |caps: &Value| caps[0]["tools"].as_u64().unwrap();
+    let (_, caps) = app.get("/api/v1/capabilities", Some(&bob)).await;
+    assert_eq!(caps[0]["name"], "packet_capture", "{caps}");
+    assert_eq!((count(&caps), caps[0]["patterns"].as_u64()), (3, Some(4)));
+    let (_, caps) = app.get("/api/v1/capabilities", Some(&alice)).await;
+    assert_eq!(count(&caps), 4, "her private tool too");
+    let (s, detail) = app
+        .get("/api/v1/capabilities/packet_capture", Some(&bob))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    let tcpdump = detail["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tool"]["name"] == "tcpdump")
+        .unwrap();
+    assert_eq!(
+        tcpdump["patterns"][0]["time_estimate_ms"],
+        "800 + 0.3 * packet_count"
+    );
+    assert_eq!(tcpdump["patterns"][0]["required_inputs"], json!(["iface"]));
+    let (s, _) = app.get("/api/v1/capabilities/no_such_thing", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
     let select = |token: Option<String>, body: Value| {
         let app = &app;
         async move {
@@ -246,4 +271,112 @@ async fn selection_ranks_scores_and_excludes_with_reasons() {
         (sel["candidates"].clone(), sel["excluded"].clone()),
         (json!([]), json!([]))
     );
+}
+
+/// The score the selection must give a pattern with equal weights: the mean of its five
+/// preference matches (computed here from the tool's own manifest).
+fn hand_score(pattern: &Value) -> f64 {
+    let m = &pattern["preference_match"];
+    ["speed", "accuracy", "cost", "complexity", "completeness"]
+        .iter()
+        .map(|k| m[*k].as_f64().unwrap_or(0.0).clamp(0.0, 1.0))
+        .sum::<f64>()
+        / 5.0
+}
+
+#[tokio::test]
+async fn selection_over_the_real_ops_profiles() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/opsconductor-ng");
+    if !dir.is_dir() {
+        eprintln!("SKIPPED: {} not found", dir.display());
+        return;
+    }
+    let app = TestApp::builder().start().await;
+    app.registry
+        .bulk()
+        .import(
+            &quiver_engine::Caller::Operator,
+            vec![quiver_import::pipeline::Source::new(&dir)],
+            quiver_import::pipeline::ImportOptions::default(),
+            &quiver_import::pipeline::NoProgress,
+        )
+        .await
+        .unwrap();
+
+    let (s, caps) = app.get("/api/v1/capabilities", None).await;
+    assert_eq!(s, StatusCode::OK, "{caps}");
+    let names: Vec<&str> = caps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let wanted = [
+        "packet_capture",
+        "protocol_analysis",
+        "system_info",
+        "network_testing",
+        "dns_query",
+    ];
+    for w in wanted {
+        assert!(names.contains(&w), "{w} in {names:?}");
+    }
+    let variables = json!({"N": 100, "packet_count": 5000, "duration_ms": 10000, "pages": 3,
+                           "num_files": 20, "num_entries": 50, "num_directories": 10,
+                           "num_processes": 40, "num_filesystems": 4, "file_size_kb": 512,
+                           "network_latency": 20, "dns_latency": 10, "response_time": 100});
+    for capability in wanted {
+        let (s, detail) = app
+            .get(&format!("/api/v1/capabilities/{capability}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{detail}");
+        let (s, sel) = app
+            .post(
+                "/api/v1/select",
+                None,
+                json!({"capability": capability, "variables": variables, "limit": 100}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{sel}");
+        let candidates = sel["candidates"].as_array().unwrap();
+        assert!(!candidates.is_empty(), "{capability}: {sel}");
+        // Every candidate's score is the mean of its pattern's matches, by hand, and the
+        // list is in score order.
+        let mut last = f64::INFINITY;
+        for c in candidates {
+            let tool = &c["tool"];
+            let (_, v) = app
+                .get(
+                    &format!(
+                        "/api/v1/entries/tool/{}/{}/versions/{}",
+                        tool["namespace"].as_str().unwrap(),
+                        tool["name"].as_str().unwrap(),
+                        c["version"].as_str().unwrap()
+                    ),
+                    None,
+                )
+                .await;
+            let pattern = &v["manifest"]["capabilities"][capability]["patterns"]
+                [c["pattern"].as_str().unwrap()];
+            let want = hand_score(pattern);
+            let got = c["score"].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{capability} {c}: {got} vs {want}"
+            );
+            assert!(got <= last, "ranked by score");
+            last = got;
+        }
+        // Every tool listed for the capability is either a candidate or excluded.
+        let offered = detail["tools"].as_array().unwrap().len();
+        let mut seen: Vec<String> = candidates
+            .iter()
+            .chain(sel["excluded"].as_array().unwrap())
+            .map(|c| c["tool"]["name"].as_str().unwrap().to_string())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), offered, "{capability}: {sel}");
+    }
 }
