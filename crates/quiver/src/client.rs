@@ -265,6 +265,116 @@ pub struct SearchArgs {
     pub limit: usize,
 }
 
+#[derive(Args)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The capability (`packet_capture`).
+    pub capability: String,
+    /// A context variable or input: `--var packet_count=5000` (repeatable).
+    #[arg(long = "var", value_name = "NAME=NUMBER")]
+    pub vars: Vec<String>,
+    /// The environment (`production` keeps to production-safe patterns).
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub max_cost: Option<f64>,
+    #[arg(long)]
+    pub max_time_ms: Option<f64>,
+    /// Exclude patterns that require approval.
+    #[arg(long)]
+    pub no_approval: bool,
+    /// A preference weight: `--prefer speed=1` (repeatable; speed, accuracy, cost,
+    /// complexity, completeness).
+    #[arg(long = "prefer", value_name = "NAME=WEIGHT")]
+    pub prefer: Vec<String>,
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+/// `NAME=NUMBER` pairs.
+fn numbers(pairs: &[String], what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{what} '{p}': write NAME=NUMBER"))?;
+            let n: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{what} '{p}': '{v}' is not a number"))?;
+            Ok((k.trim().to_string(), serde_json::json!(n)))
+        })
+        .collect()
+}
+
+pub async fn select(a: SelectArgs) -> anyhow::Result<()> {
+    let client = Client::new(a.remote.clone());
+    let body = serde_json::json!({
+        "capability": a.capability,
+        "variables": numbers(&a.vars, "--var")?,
+        "environment": a.environment,
+        "constraints": {"max_cost": a.max_cost, "max_time_ms": a.max_time_ms,
+                        "approval_allowed": !a.no_approval},
+        "preferences": numbers(&a.prefer, "--prefer")?,
+        "limit": a.limit,
+    });
+    let r = client
+        .call(Method::POST, "/api/v1/select", Some(&body))
+        .await?
+        .unwrap_or(Value::Null);
+    if a.remote.json {
+        return print_json(&r);
+    }
+    let fmt = |v: &Value| v.as_f64().map_or("?".to_string(), |x| format!("{x}"));
+    let candidates = r["candidates"].as_array().cloned().unwrap_or_default();
+    if candidates.is_empty() {
+        println!(
+            "no tool can do '{}' under these constraints",
+            r["capability"].as_str().unwrap_or("")
+        );
+    }
+    for (i, c) in candidates.iter().enumerate() {
+        let t = &c["tool"];
+        println!(
+            "{:>2}. {}/{}@{} {}  score {:.3}  time {} ms  cost {}",
+            i + 1,
+            t["namespace"].as_str().unwrap_or(""),
+            t["name"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or(""),
+            c["pattern"].as_str().unwrap_or(""),
+            c["score"].as_f64().unwrap_or(0.0),
+            fmt(&c["time_ms"]),
+            fmt(&c["cost"]),
+        );
+        let missing: Vec<&str> = c["missing_inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !missing.is_empty() {
+            println!("    needs inputs: {}", missing.join(", "));
+        }
+    }
+    let excluded = r["excluded"].as_array().cloned().unwrap_or_default();
+    if !excluded.is_empty() {
+        println!("excluded:");
+        for e in excluded {
+            let t = &e["tool"];
+            println!(
+                "    {}/{} {}: {}",
+                t["namespace"].as_str().unwrap_or(""),
+                t["name"].as_str().unwrap_or(""),
+                e["pattern"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()

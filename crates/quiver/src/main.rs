@@ -117,6 +117,8 @@ enum Command {
     Info(client::InfoArgs),
     /// Search a server.
     Search(client::SearchArgs),
+    /// Select tools for a capability: `quiver select packet_capture --var packet_count=5000`.
+    Select(client::SelectArgs),
     /// List entries on a server.
     List(client::ListArgs),
     /// Read or export a server's audit log (admins; owners with --namespace).
@@ -189,6 +191,7 @@ fn main() -> ExitCode {
             Command::Register(a) => client::register(a).await,
             Command::Tokens(a) => client::tokens(a).await,
             Command::Search(a) => client::search(a).await,
+            Command::Select(a) => client::select(a).await,
             Command::List(a) => client::list(a).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,

@@ -54,6 +54,35 @@ async fn demo_server_answers_client_commands() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["hits"][0]["name"], "ripgrep", "typo forgiven: {v}");
 
+    // Selection over the demo's ops tools.
+    let (ok, out, err) = quiver(
+        &[
+            &["select"],
+            &s[..],
+            &[
+                "packet_capture",
+                "--var",
+                "packet_count=5000",
+                "--no-approval",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(
+            " 1. opsconductor/tcpdump@1.0.0 capture  score 0.820  time 2300 ms  cost 5"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("needs inputs: interface"), "{out}");
+    assert!(
+        out.contains("opsconductor/tshark capture: requires approval"),
+        "{out}"
+    );
+    let (ok, _, err) = quiver(&[&["select"], &s[..], &["packet_capture", "--var", "x"]].concat());
+    assert!(!ok && err.contains("write NAME=NUMBER"), "{err}");
+
     let (ok, out, _) = quiver(&[&["info"], &s[..], &["package", "npm/@types/node"]].concat());
     assert!(ok);
     assert!(out.contains("TypeScript definitions"), "{out}");

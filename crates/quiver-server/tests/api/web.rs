@@ -55,7 +55,7 @@ async fn home_search_and_entry_pages_of_every_kind() {
     assert_eq!(h["referrer-policy"], "same-origin");
     assert!(home.contains("Recently published") && home.contains("Most used"));
     assert!(
-        home.contains("<strong>10</strong> tools"),
+        home.contains("<strong>12</strong> tools"),
         "counts per kind"
     );
 
