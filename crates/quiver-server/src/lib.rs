@@ -39,6 +39,7 @@ pub mod reply;
 mod routes;
 pub mod session;
 mod staff_pages;
+mod tool_pages;
 mod web;
 
 /// What every handler can reach.
@@ -427,6 +428,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api",
             get_with(web::api_reference, doc("The website's API reference page")),
         )
+        .api_route("/capabilities", get_with(tool_pages::capabilities, doc("The website's capability browser")))
+        .api_route("/select", get_with(tool_pages::select, doc("The website's selection playground: a capability, variables, constraints and weights; the ranked tools")))
         .api_route(
             "/namespaces/{namespace}",
             get_with(web::namespace, doc("The website's page of a namespace")),

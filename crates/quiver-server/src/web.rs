@@ -77,6 +77,11 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
             ("jobs.html", include_str!("../templates/web/jobs.html")),
             ("users.html", include_str!("../templates/web/users.html")),
             ("device.html", include_str!("../templates/web/device.html")),
+            (
+                "capabilities.html",
+                include_str!("../templates/web/capabilities.html"),
+            ),
+            ("select.html", include_str!("../templates/web/select.html")),
         ] {
             env.add_template(name, source)
                 .expect("the site's templates parse");

@@ -132,6 +132,10 @@ fn the_site_in_a_real_browser() {
         ("search", "/search?q=csv"),
         ("tool", "/tool/tpmjs/web.fetchText"),
         ("recipe", "/recipe/tsuku/ripgrep"),
+        (
+            "select",
+            "/select?capability=packet_capture&vars=packet_count%3D5000",
+        ),
     ] {
         for width in [1280, 375] {
             let file = shots.join(format!("{name}-{width}.png"));

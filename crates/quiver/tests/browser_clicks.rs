@@ -300,6 +300,7 @@ async fn the_site_clicked_through_in_a_real_browser() {
             "/search?q=csv",
             "/recipe/tsuku/ripgrep",
             "/tool/tpmjs/web.fetchText",
+            "/select?capability=packet_capture&vars=packet_count%3D5000",
             "/signin",
         ] {
             c.goto(&server.url(path)).await.unwrap();

@@ -174,3 +174,58 @@ async fn private_pages_are_missing_pages_to_others_and_text_is_escaped() {
     assert!(!html.contains("<script>"), "no markup from data");
     assert!(html.contains(r#"class="badge vis-private""#));
 }
+
+#[tokio::test]
+async fn capability_browser_and_selection_playground() {
+    let app = demo_app().await;
+    let (s, _, html) = page(&app, "/capabilities", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(r#"<a href="/select?capability=packet_capture">packet_capture</a>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td>2</td><td>3</td><td>network</td>"),
+        "{html}"
+    );
+
+    let (s, _, html) = page(
+        &app,
+        "/select?capability=packet_capture&vars=packet_count%3D5000&no_approval=on",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let ranked = html.split("<h2>Ranked</h2>").nth(1).unwrap();
+    let first = ranked.split("<tr><td>1</td>").nth(1).unwrap();
+    assert!(
+        first.contains("opsconductor&#x2f;tcpdump") || first.contains("opsconductor/tcpdump"),
+        "{first}"
+    );
+    assert!(
+        first.contains("<td>capture</td><td>2300</td><td>5</td><td><strong>0.820</strong>"),
+        "{first}"
+    );
+    assert!(
+        html.contains("requires approval, and approval_allowed is false"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>800 + 0.3 * packet_count</code>"),
+        "the patterns' expressions"
+    );
+    // The form keeps what was asked.
+    assert!(html.contains(r#"name="no_approval" value="on" checked"#));
+
+    let (s, _, html) = page(
+        &app,
+        "/select?capability=packet_capture&max_cost=lots",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("max_cost: &#x27;lots&#x27; is not a number"),
+        "{html}"
+    );
+}
