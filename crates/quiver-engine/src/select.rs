@@ -280,12 +280,12 @@ impl Registry {
         let mut excluded = Vec::new();
         for offer in offers {
             let key = offer.entry.key();
-            // The caller's view of the entry: a private tool of someone else is not there.
-            let entry = match self.get_entry(caller, &key).await {
-                Ok(e) => e,
-                Err(e) if e.code == quiver_model::ErrorCode::NotFound => continue,
-                Err(e) => return Err(e),
-            };
+            // The caller's view: a private tool of someone else is not there. (The catalog
+            // is current with the feed, so its copy of the entry is the stored one.)
+            if !readable(caller, &offer.entry) {
+                continue;
+            }
+            let entry = &offer.entry;
             let out = |reason: String, pattern: Option<&str>| Excluded {
                 tool: key.clone(),
                 version: offer.version.clone(),
