@@ -12,8 +12,8 @@ pub mod policy;
 pub mod secrets;
 
 pub use policy::{
-    authorize, Account, Action, Decision, NamePattern, NamespaceRole, Principal, Scope, SiteRole,
-    Target,
+    authorize, may_report_telemetry, Account, Action, Decision, NamePattern, NamespaceRole,
+    Principal, Scope, SiteRole, Target,
 };
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ quiver_model::string_enum!(
         ManageOwners => "manage-owners",
         ReadPrivate => "read-private",
         ManageTokens => "manage-tokens",
+        Telemetry => "telemetry",
         Admin => "admin",
     }
 );
@@ -321,6 +322,16 @@ impl Decision {
             Decision::Unauthenticated(m) => Err(Error::unauthorized(m)),
             Decision::Forbidden(m) => Err(Error::forbidden(m)),
         }
+    }
+}
+
+/// Whether the principal may report tool executions (`POST /api/v1/telemetry`): a signed-in
+/// user, a token with the `telemetry` scope, the bootstrap admin and the operator.
+pub fn may_report_telemetry(p: &Principal) -> bool {
+    match p {
+        Principal::Anonymous | Principal::Open => false,
+        Principal::BootstrapAdmin | Principal::Operator | Principal::User(_) => true,
+        Principal::Token { scopes, .. } => has_scope(scopes, Scope::Telemetry),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`jobs`]: the durable job queue and its worker ([`jobs_suite!`]);
 //! - [`device`]: device codes and outside identities ([`device::run`]);
 //! - [`throttle`]: the credential throttle's GCRA counts ([`throttle::run`]);
+//! - [`telemetry`]: tool executions and their roll-ups (in [`conformance_suite!`]);
 //! - [`derived`]: writes committed with their audit rows, feed-consumer positions, and
 //!   bulk enqueueing (in [`conformance_suite!`]);
 //! - [`feed`]: the feed waker, on one handle (in [`conformance_suite!`]) and across two
@@ -30,6 +31,7 @@ pub mod device;
 pub mod feed;
 pub mod jobs;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 
 pub use store::new_entry;

@@ -54,6 +54,7 @@ pub mod oidc;
 pub mod review;
 pub mod select;
 pub mod setup;
+pub mod telemetry;
 pub mod throttle;
 
 use audit::Event;

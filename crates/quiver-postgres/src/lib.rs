@@ -88,6 +88,7 @@ mod jobs;
 mod limits;
 mod listen;
 mod store;
+mod telemetry;
 pub mod testing;
 mod throttle;
 
@@ -149,6 +150,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0015_audit_target",
         include_str!("../migrations/postgres/0015_audit_target.sql"),
+    ),
+    (
+        "0016_telemetry",
+        include_str!("../migrations/postgres/0016_telemetry.sql"),
     ),
 ];
 
@@ -563,7 +568,8 @@ impl PostgresStore {
             throttle: me.clone(),
             device_codes: me.clone(),
             identities: me.clone(),
-            cursors: me,
+            cursors: me.clone(),
+            telemetry: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

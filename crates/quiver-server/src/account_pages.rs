@@ -296,6 +296,8 @@ pub struct TokenForm {
     #[serde(default)]
     scope_manage_tokens: Option<String>,
     #[serde(default)]
+    scope_telemetry: Option<String>,
+    #[serde(default)]
     scope_admin: Option<String>,
 }
 
@@ -308,6 +310,7 @@ impl TokenForm {
             (&self.scope_manage_owners, Scope::ManageOwners),
             (&self.scope_read_private, Scope::ReadPrivate),
             (&self.scope_manage_tokens, Scope::ManageTokens),
+            (&self.scope_telemetry, Scope::Telemetry),
             (&self.scope_admin, Scope::Admin),
         ]
         .into_iter()

@@ -213,6 +213,14 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
     let search = ApiRouter::new()
         .api_route("/api/v1/search", get_with(r::search, doc("Search entries")))
         .api_route(
+            "/api/v1/telemetry/patterns/{namespace}/{name}/{capability}/{pattern}",
+            get_with(r::pattern_report, doc("One pattern's executions over a window (from hourly roll-ups): counts, success rate, time, cost, actual/estimate; per version and environment")),
+        )
+        .api_route(
+            "/api/v1/telemetry/drift",
+            get_with(r::drift, doc("Patterns whose median actual/estimate is outside [0.67, 1.5] over at least min_count executions in the window")),
+        )
+        .api_route(
             "/api/v1/capabilities",
             get_with(r::capabilities, doc("The capabilities of the tools the caller may see: tools, patterns and platforms of each")),
         )
@@ -246,6 +254,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         );
     let write = ApiRouter::new()
         .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
+        .api_route(
+            "/api/v1/telemetry",
+            post_with(r::record_telemetry, doc("Report tool executions (1 to 1,000; each once by its idempotency_key); signed-in callers, tokens with the telemetry scope")),
+        )
         // The website's account forms (a session cookie and the form's CSRF token).
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
         .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))

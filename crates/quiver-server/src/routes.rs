@@ -805,6 +805,80 @@ pub async fn list_reviews(
     Ok(Json::ok(state.registry.list_reviews(&caller, st).await?))
 }
 
+/// Report tool executions (`quiver_engine::telemetry`).
+pub async fn record_telemetry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<quiver_engine::telemetry::TelemetryBatch>,
+) -> ApiResult<Json<quiver_store::IngestOutcome>> {
+    Ok(Json::ok(state.registry.record_telemetry(&caller, b).await?))
+}
+
+/// A pattern of a tool.
+#[derive(Deserialize, JsonSchema)]
+pub struct PatternPath {
+    /// The tool's namespace.
+    pub namespace: String,
+    /// The tool's name.
+    pub name: String,
+    pub capability: String,
+    pub pattern: String,
+}
+
+/// A window of time.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowParams {
+    /// From this RFC 3339 time (default: a day before `until`), by the hour.
+    since: Option<Time>,
+    /// Until this RFC 3339 time (default: now).
+    until: Option<Time>,
+    /// Drift only: the fewest executions with an estimate that count (default 30).
+    min_count: Option<Param<u64>>,
+}
+
+/// One pattern's telemetry over a window.
+pub async fn pattern_report(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<PatternPath>,
+    Query(w): Query<WindowParams>,
+) -> ApiResult<Json<quiver_engine::telemetry::PatternReport>> {
+    let tool = EntryKey::new(Kind::Tool, &p.namespace, &p.name);
+    Ok(Json::ok(
+        state
+            .registry
+            .pattern_report(
+                &caller,
+                &tool,
+                &p.capability,
+                &p.pattern,
+                w.since.map(|t| t.0),
+                w.until.map(|t| t.0),
+            )
+            .await?,
+    ))
+}
+
+/// Patterns whose estimates drift from what happens.
+pub async fn drift(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(w): Query<WindowParams>,
+) -> ApiResult<Json<Vec<quiver_engine::telemetry::Drift>>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .drift(
+                &caller,
+                w.since.map(|t| t.0),
+                w.until.map(|t| t.0),
+                w.min_count.map_or(30, |m| m.0),
+            )
+            .await?,
+    ))
+}
+
 /// A capability, by name.
 #[derive(Deserialize, JsonSchema)]
 pub struct CapabilityPath {

@@ -39,6 +39,7 @@ mod counters;
 mod cursors;
 mod device;
 mod jobs;
+mod telemetry;
 mod throttle;
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -97,6 +98,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0015_audit_target",
         include_str!("../migrations/sqlite/0015_audit_target.sql"),
+    ),
+    (
+        "0016_telemetry",
+        include_str!("../migrations/sqlite/0016_telemetry.sql"),
     ),
 ];
 
@@ -199,7 +204,8 @@ impl SqliteStore {
             throttle: me.clone(),
             device_codes: me.clone(),
             identities: me.clone(),
-            cursors: me,
+            cursors: me.clone(),
+            telemetry: me,
             feed: self.inner.feed.clone(),
         }
     }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::{
     AccountStore, AuditLog, DeviceCodeStore, ExternalIdentityStore, FeedCursors, JobQueue,
-    RateLimiter, Store, Throttle,
+    RateLimiter, Store, TelemetryStore, Throttle,
 };
 
 /// Every part of one database. Cloning is cheap (the parts are shared).
@@ -52,6 +52,8 @@ pub struct Database {
     pub feed: Arc<dyn FeedWaker>,
     /// Durable positions of the feed's consumers (derived work done once per event).
     pub cursors: Arc<dyn FeedCursors>,
+    /// Tool executions and their hourly roll-ups.
+    pub telemetry: Arc<dyn TelemetryStore>,
 }
 
 impl Database {

@@ -38,6 +38,7 @@ pub mod device;
 pub mod import;
 pub mod jobs;
 pub mod limits;
+pub mod telemetry;
 pub mod throttle;
 pub mod worker;
 
@@ -50,6 +51,7 @@ pub use device::{
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
+pub use telemetry::{Execution, IngestOutcome, Rollup, RollupFilter, TelemetryStore};
 pub use throttle::{Charge, Throttle};
 
 /// Which entries a listing returns. Empty vectors mean "any".

@@ -22,6 +22,7 @@ mod limits;
 mod oidc;
 mod openapi;
 mod select;
+mod telemetry;
 mod web;
 mod web_account;
 mod web_staff;

@@ -1,0 +1,394 @@
+//! Telemetry of tool executions: what an orchestrator reports after running a tool's
+//! pattern (`POST /api/v1/telemetry`), and the reports read from the store's hourly
+//! roll-ups (never from the raw events): one pattern's figures over a window, and the
+//! patterns whose estimates drift from what actually happens.
+//!
+//! Each event names the tool version and pattern it ran; the engine evaluates the
+//! pattern's `time_estimate_ms` with the event's variables, so every roll-up keeps the
+//! ratio actual/estimate. Drift is a median ratio outside [0.67, 1.5] over at least
+//! `min_count` executions in the window.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use quiver_model::{EntryKey, Error, Kind, Result};
+use quiver_store::telemetry::{median_ratio, Execution, IngestOutcome, Rollup, RollupFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Caller, Registry};
+
+/// Events per batch, at most.
+pub const MAX_BATCH: usize = 1_000;
+/// The drift band: a median actual/estimate outside it is drift.
+pub const DRIFT_BAND: (f64, f64) = (0.67, 1.5);
+
+/// One execution, as reported.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryEvent {
+    /// The caller's key for this event (1 to 200 characters): a retried batch counts once.
+    pub idempotency_key: String,
+    /// The tool, `namespace/name`.
+    pub tool: String,
+    pub version: String,
+    pub capability: String,
+    pub pattern: String,
+    /// Where it ran (default `default`).
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub execution_id: Option<String>,
+    /// The context variables it ran with (`{"packet_count": 5000}`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, f64>,
+    /// How long it took, ms.
+    pub time_ms: f64,
+    #[serde(default)]
+    pub cost: Option<f64>,
+    pub success: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When it ran (default: now).
+    #[serde(default)]
+    pub at: Option<Timestamp>,
+}
+
+/// A batch of executions.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryBatch {
+    pub events: Vec<TelemetryEvent>,
+}
+
+/// Figures of executions.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Figures {
+    pub count: u64,
+    pub successes: u64,
+    pub success_rate: Option<f64>,
+    pub time_mean_ms: Option<f64>,
+    pub time_min_ms: Option<f64>,
+    pub time_max_ms: Option<f64>,
+    pub cost_mean: Option<f64>,
+    /// actual / estimate: the mean, and the median (to a quarter power of two).
+    pub ratio_mean: Option<f64>,
+    pub ratio_median: Option<f64>,
+    /// Executions with an estimate to compare with.
+    pub ratio_count: u64,
+}
+
+impl Figures {
+    fn of(r: &Rollup) -> Figures {
+        let per = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
+        Figures {
+            count: r.count,
+            successes: r.successes,
+            success_rate: per(r.successes as f64, r.count),
+            time_mean_ms: per(r.time_sum, r.count),
+            time_min_ms: (r.count > 0).then_some(r.time_min),
+            time_max_ms: (r.count > 0).then_some(r.time_max),
+            cost_mean: per(r.cost_sum, r.cost_count),
+            ratio_mean: per(r.ratio_sum, r.ratio_count),
+            ratio_median: median_ratio(&r.ratio_buckets),
+            ratio_count: r.ratio_count,
+        }
+    }
+}
+
+/// One pattern's figures over a window, in all and per version and environment.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PatternReport {
+    pub tool: EntryKey,
+    pub capability: String,
+    pub pattern: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub all: Figures,
+    pub by_version: BTreeMap<String, Figures>,
+    pub by_environment: BTreeMap<String, Figures>,
+}
+
+/// A pattern whose estimates are off.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Drift {
+    pub tool: EntryKey,
+    pub capability: String,
+    pub pattern: String,
+    pub figures: Figures,
+    /// `slower` (actual above the estimate) or `faster`.
+    pub direction: String,
+}
+
+fn text(field: &str, v: &str, max: usize) -> Result<()> {
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("1 to {max} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn tool_key(field: &str, tool: &str) -> Result<EntryKey> {
+    let (ns, name) = tool
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .ok_or_else(|| Error::invalid(field, "write the tool as namespace/name"))?;
+    Ok(EntryKey::new(Kind::Tool, ns, name))
+}
+
+/// A window: `since` (default a day before `until`) to `until` (default now).
+pub fn window(
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<(Timestamp, Timestamp)> {
+    let until = until.unwrap_or_else(Timestamp::now);
+    let since = since.unwrap_or(until - SignedDuration::from_hours(24));
+    if since >= until {
+        return Err(Error::invalid("until", "must be later than since"));
+    }
+    Ok((since, until))
+}
+
+impl Registry {
+    /// Record a batch of executions (signed-in callers; tokens need the `telemetry`
+    /// scope). Every event must name a version and pattern the caller can see; the batch
+    /// is refused whole, naming the event's field, when one does not.
+    pub async fn record_telemetry(
+        &self,
+        caller: &Caller,
+        batch: TelemetryBatch,
+    ) -> Result<IngestOutcome> {
+        if !quiver_auth::may_report_telemetry(caller) {
+            return Err(match caller {
+                Caller::Anonymous | Caller::Open => Error::unauthorized(
+                    "sign in to report telemetry (Authorization: Bearer <token>)",
+                ),
+                _ => Error::forbidden("this token lacks the 'telemetry' scope"),
+            });
+        }
+        if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "events",
+                format!("send 1 to {MAX_BATCH} events"),
+            ));
+        }
+        let mut manifests: HashMap<(EntryKey, String), Value> = HashMap::new();
+        let mut out = Vec::with_capacity(batch.events.len());
+        for (i, e) in batch.events.into_iter().enumerate() {
+            let f = |name: &str| format!("events[{i}].{name}");
+            text(&f("idempotency_key"), &e.idempotency_key, 200)?;
+            for (name, v) in [
+                ("version", &e.version),
+                ("capability", &e.capability),
+                ("pattern", &e.pattern),
+            ] {
+                text(&f(name), v, 200)?;
+            }
+            let environment = e.environment.unwrap_or_else(|| "default".into());
+            text(&f("environment"), &environment, 100)?;
+            if !(e.time_ms.is_finite() && e.time_ms >= 0.0) {
+                return Err(Error::invalid(
+                    f("time_ms"),
+                    "a number of milliseconds, 0 or more",
+                ));
+            }
+            if e.cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                return Err(Error::invalid(f("cost"), "a number, 0 or more"));
+            }
+            if let Some((k, _)) = e.variables.iter().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::invalid(
+                    f(&format!("variables.{k}")),
+                    "a finite number",
+                ));
+            }
+            let key = tool_key(&f("tool"), &e.tool)?;
+            let manifest = match manifests.get(&(key.clone(), e.version.clone())) {
+                Some(m) => m.clone(),
+                None => {
+                    let v = self
+                        .get_version(caller, &key, &e.version)
+                        .await
+                        .map_err(|err| match err.code {
+                            quiver_model::ErrorCode::NotFound => Error::invalid(
+                                f("tool"),
+                                format!("no version {} of {key} that you can see", e.version),
+                            ),
+                            _ => err,
+                        })?;
+                    manifests.insert((key.clone(), e.version.clone()), v.manifest.clone());
+                    v.manifest
+                }
+            };
+            let pattern = &manifest["capabilities"][&e.capability]["patterns"][&e.pattern];
+            if pattern.is_null() {
+                return Err(Error::invalid(
+                    f("pattern"),
+                    format!(
+                        "{key}@{} has no pattern '{}' of capability '{}'",
+                        e.version, e.pattern, e.capability
+                    ),
+                ));
+            }
+            let estimate_ms = match &pattern["time_estimate_ms"] {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => {
+                    quiver_model::expr::eval_str(s, &|name| e.variables.get(name).copied()).ok()
+                }
+                _ => None,
+            };
+            out.push(Execution {
+                event_key: e.idempotency_key,
+                namespace: key.namespace,
+                name: key.name,
+                version: e.version,
+                capability: e.capability,
+                pattern: e.pattern,
+                environment,
+                execution_id: e.execution_id.filter(|x| !x.is_empty()),
+                at: e.at.unwrap_or_else(Timestamp::now),
+                time_ms: e.time_ms,
+                cost: e.cost,
+                estimate_ms,
+                success: e.success,
+                error: e.error.map(|m| m.chars().take(2_000).collect()),
+                variables: serde_json::to_value(&e.variables).unwrap_or(Value::Null),
+            });
+        }
+        self.db.telemetry.ingest(out).await
+    }
+
+    /// One pattern's figures over `[since, until)` (by the hour), for those who may read
+    /// the tool.
+    pub async fn pattern_report(
+        &self,
+        caller: &Caller,
+        tool: &EntryKey,
+        capability: &str,
+        pattern: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<PatternReport> {
+        self.get_entry(caller, tool).await?;
+        let (since, until) = window(since, until)?;
+        let rows = self
+            .db
+            .telemetry
+            .rollups(&RollupFilter {
+                pattern: Some((
+                    tool.namespace.clone(),
+                    tool.name.clone(),
+                    capability.to_string(),
+                    pattern.to_string(),
+                )),
+                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
+                until: until.as_millisecond(),
+            })
+            .await?;
+        let key = (
+            tool.namespace.clone(),
+            tool.name.clone(),
+            capability.to_string(),
+            pattern.to_string(),
+            String::new(),
+            String::new(),
+            0,
+        );
+        let mut all = Rollup::empty(&key);
+        let mut by_version: BTreeMap<String, Rollup> = BTreeMap::new();
+        let mut by_environment: BTreeMap<String, Rollup> = BTreeMap::new();
+        for r in &rows {
+            all.merge(r);
+            by_version
+                .entry(r.version.clone())
+                .or_insert_with(|| Rollup::empty(&key))
+                .merge(r);
+            by_environment
+                .entry(r.environment.clone())
+                .or_insert_with(|| Rollup::empty(&key))
+                .merge(r);
+        }
+        Ok(PatternReport {
+            tool: tool.clone(),
+            capability: capability.to_string(),
+            pattern: pattern.to_string(),
+            since,
+            until,
+            all: Figures::of(&all),
+            by_version: by_version
+                .iter()
+                .map(|(k, r)| (k.clone(), Figures::of(r)))
+                .collect(),
+            by_environment: by_environment
+                .iter()
+                .map(|(k, r)| (k.clone(), Figures::of(r)))
+                .collect(),
+        })
+    }
+
+    /// The patterns whose median actual/estimate is outside [`DRIFT_BAND`] over at least
+    /// `min_count` executions with an estimate in the window, worst first (tools the
+    /// caller may read).
+    pub async fn drift(
+        &self,
+        caller: &Caller,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        min_count: u64,
+    ) -> Result<Vec<Drift>> {
+        let (since, until) = window(since, until)?;
+        let rows = self
+            .db
+            .telemetry
+            .rollups(&RollupFilter {
+                pattern: None,
+                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
+                until: until.as_millisecond(),
+            })
+            .await?;
+        let mut per: BTreeMap<(String, String, String, String), Rollup> = BTreeMap::new();
+        for r in rows {
+            let k = (
+                r.namespace.clone(),
+                r.name.clone(),
+                r.capability.clone(),
+                r.pattern.clone(),
+            );
+            match per.get_mut(&k) {
+                Some(acc) => acc.merge(&r),
+                None => {
+                    per.insert(k, r);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((ns, name, capability, pattern), r) in per {
+            if r.ratio_count < min_count.max(1) {
+                continue;
+            }
+            let Some(median) = median_ratio(&r.ratio_buckets) else {
+                continue;
+            };
+            if (DRIFT_BAND.0..=DRIFT_BAND.1).contains(&median) {
+                continue;
+            }
+            let tool = EntryKey::new(Kind::Tool, &ns, &name);
+            match self.get_entry(caller, &tool).await {
+                Ok(_) => {}
+                Err(e) if e.code == quiver_model::ErrorCode::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            out.push(Drift {
+                tool,
+                capability,
+                pattern,
+                direction: if median > 1.0 { "slower" } else { "faster" }.into(),
+                figures: Figures::of(&r),
+            });
+        }
+        let off = |d: &Drift| d.figures.ratio_median.map_or(0.0, |m| m.ln().abs());
+        out.sort_by(|a, b| off(b).total_cmp(&off(a)));
+        Ok(out)
+    }
+}
