@@ -2156,6 +2156,8 @@ mod tests {
             },
             lookup: lat(0.1, 0.2, 0.4),
             search_http: lat(0.9, 2.1, 3.0),
+            page_search: lat(2.0, 5.0, 8.0),
+            page_entry: lat(1.0, 1.5, 2.0),
             serving_peak_rss_bytes: 700 << 20,
             relevance: rel(0.93),
             ..Default::default()
@@ -2178,12 +2180,12 @@ mod tests {
         let pg = PeerFigures::skipped(POSTGRES, "unreachable: refused".into());
         let peers = vec![fts, pg];
         let bars = judge(&q, &peers);
-        assert_eq!(bars.len(), 6);
+        assert_eq!(bars.len(), 8);
         assert!(
-            bars[..5].iter().all(|b| b.verdict == Verdict::Pass),
+            bars[..7].iter().all(|b| b.verdict == Verdict::Pass),
             "{bars:?}"
         );
-        assert_eq!(bars[5].verdict, Verdict::Unverified);
+        assert_eq!(bars[7].verdict, Verdict::Unverified);
         let report = Report {
             setup: Setup {
                 backend: Backend::Sqlite,

@@ -107,4 +107,18 @@ pub async fn run(db: &Database) {
     assert!(everything
         .iter()
         .any(|r| r.pattern == "capture_verbose" && r.environment == "staging"));
+
+    // The raw events of one pattern, newest first, each once, with their variables.
+    let evs = t.executions(&all, 10).await.unwrap();
+    let keys: Vec<&str> = evs.iter().map(|e| e.event_key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys[0], "c", "newest first");
+    assert_eq!(evs[0].variables, json!({"packet_count": 5000}));
+    let a = evs.iter().find(|e| e.event_key == "a").unwrap();
+    assert_eq!(
+        (a.time_ms, a.estimate_ms, a.success),
+        (100.0, Some(100.0), true)
+    );
+    assert_eq!(t.executions(&all, 1).await.unwrap().len(), 1);
+    assert_eq!(t.executions(&first_hour, 10).await.unwrap().len(), 2);
 }

@@ -118,6 +118,149 @@ pub struct Drift {
     pub figures: Figures,
     /// `slower` (actual above the estimate) or `faster`.
     pub direction: String,
+    /// A better expression, fitted to the window's executions.
+    pub recommendation: Option<Recommendation>,
+}
+
+/// A refitted time estimate: the linear form `c0 + c1 * x1 + …` over the variables the
+/// current expression uses, by least squares on the executions that give them all (or,
+/// when they do not vary enough to fit, the current expression scaled by the mean ratio).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Recommendation {
+    /// The version whose expression was refitted.
+    pub version: String,
+    pub current: String,
+    pub expression: String,
+    /// Root-mean-square error over the executions, ms: of the current expression and of
+    /// the recommended one.
+    pub rmse_current_ms: f64,
+    pub rmse_recommended_ms: f64,
+    pub samples: u64,
+}
+
+/// Executions read for a refit, at most.
+const REFIT_SAMPLES: usize = 10_000;
+
+/// A number for an expression: 6 significant digits, no trailing zeros.
+fn coefficient(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return "0".into();
+    }
+    let digits = (5 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{x:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// Solve `a x = b` (Gaussian elimination with partial pivoting); `None` when singular.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        let scale = a.iter().map(|r| r[col].abs()).fold(0.0, f64::max).max(1.0);
+        if a[pivot][col].abs() <= 1e-9 * scale {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for k in col..n {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let s: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+/// The refit of `current` to `events` (see [`Recommendation`]).
+pub fn refit(version: &str, current: &str, events: &[Execution]) -> Option<Recommendation> {
+    let (tree, used) = quiver_model::expr::parse(current).ok()?;
+    let vars = used.variables;
+    let rows: Vec<(Vec<f64>, f64)> = events
+        .iter()
+        .filter_map(|e| {
+            let xs: Option<Vec<f64>> = vars
+                .iter()
+                .map(|v| e.variables.get(v).and_then(Value::as_f64))
+                .collect();
+            xs.map(|xs| (xs, e.time_ms))
+        })
+        .collect();
+    let k = vars.len() + 1;
+    if rows.len() < k + 2 {
+        return None;
+    }
+    let predict_current = |xs: &[f64]| {
+        tree.eval(&|name| vars.iter().position(|v| v == name).map(|i| xs[i]))
+            .ok()
+    };
+    let rmse = |f: &dyn Fn(&[f64]) -> Option<f64>| {
+        let errs: Vec<f64> = rows
+            .iter()
+            .filter_map(|(xs, y)| f(xs).map(|p| (p - y).powi(2)))
+            .collect();
+        (!errs.is_empty()).then(|| (errs.iter().sum::<f64>() / errs.len() as f64).sqrt())
+    };
+    let rmse_current = rmse(&predict_current)?;
+    // Normal equations of y ≈ c0 + Σ ci xi.
+    let mut ata = vec![vec![0.0; k]; k];
+    let mut aty = vec![0.0; k];
+    for (xs, y) in &rows {
+        let row: Vec<f64> = std::iter::once(1.0).chain(xs.iter().copied()).collect();
+        for i in 0..k {
+            aty[i] += row[i] * y;
+            for j in 0..k {
+                ata[i][j] += row[i] * row[j];
+            }
+        }
+    }
+    let (expression, rmse_new) = match solve(ata, aty) {
+        Some(c) => {
+            let mut text = coefficient(c[0]);
+            for (v, ci) in vars.iter().zip(&c[1..]) {
+                text.push_str(&format!(" + {} * {v}", coefficient(*ci)));
+            }
+            let fit =
+                |xs: &[f64]| Some(c[0] + xs.iter().zip(&c[1..]).map(|(x, ci)| x * ci).sum::<f64>());
+            (text, rmse(&fit)?)
+        }
+        None => {
+            // Too little variety to fit a line: scale the current expression.
+            let ratios: Vec<f64> = rows
+                .iter()
+                .filter_map(|(xs, y)| predict_current(xs).filter(|p| *p > 0.0).map(|p| y / p))
+                .collect();
+            if ratios.is_empty() {
+                return None;
+            }
+            let r = ratios.iter().sum::<f64>() / ratios.len() as f64;
+            let scaled = |xs: &[f64]| predict_current(xs).map(|p| p * r);
+            (format!("{} * ({current})", coefficient(r)), rmse(&scaled)?)
+        }
+    };
+    Some(Recommendation {
+        version: version.to_string(),
+        current: current.to_string(),
+        expression,
+        rmse_current_ms: rmse_current,
+        rmse_recommended_ms: rmse_new,
+        samples: rows.len() as u64,
+    })
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<()> {
@@ -374,21 +517,104 @@ impl Registry {
                 continue;
             }
             let tool = EntryKey::new(Kind::Tool, &ns, &name);
-            match self.get_entry(caller, &tool).await {
-                Ok(_) => {}
+            let entry = match self.get_entry(caller, &tool).await {
+                Ok(e) => e,
                 Err(e) if e.code == quiver_model::ErrorCode::NotFound => continue,
                 Err(e) => return Err(e),
-            }
+            };
+            let recommendation = match &entry.latest_version {
+                Some(v) => {
+                    let manifest = self.get_version(caller, &tool, v).await?.manifest;
+                    match manifest["capabilities"][&capability]["patterns"][&pattern]
+                        ["time_estimate_ms"]
+                        .as_str()
+                    {
+                        Some(current) => {
+                            let events = self
+                                .db
+                                .telemetry
+                                .executions(
+                                    &RollupFilter {
+                                        pattern: Some((
+                                            ns.clone(),
+                                            name.clone(),
+                                            capability.clone(),
+                                            pattern.clone(),
+                                        )),
+                                        since: since.as_millisecond(),
+                                        until: until.as_millisecond(),
+                                    },
+                                    REFIT_SAMPLES,
+                                )
+                                .await?;
+                            let of_version: Vec<Execution> =
+                                events.into_iter().filter(|e| &e.version == v).collect();
+                            refit(v, current, &of_version)
+                        }
+                        None => None,
+                    }
+                }
+                None => None,
+            };
             out.push(Drift {
                 tool,
                 capability,
                 pattern,
                 direction: if median > 1.0 { "slower" } else { "faster" }.into(),
                 figures: Figures::of(&r),
+                recommendation,
             });
         }
         let off = |d: &Drift| d.figures.ratio_median.map_or(0.0, |m| m.ln().abs());
         out.sort_by(|a, b| off(b).total_cmp(&off(a)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(i: usize, n: f64, time: f64) -> Execution {
+        Execution {
+            event_key: format!("e{i}"),
+            namespace: "ops".into(),
+            name: "t".into(),
+            version: "1.0.0".into(),
+            capability: "c".into(),
+            pattern: "p".into(),
+            environment: "default".into(),
+            execution_id: None,
+            at: Timestamp::UNIX_EPOCH,
+            time_ms: time,
+            cost: None,
+            estimate_ms: None,
+            success: true,
+            error: None,
+            variables: serde_json::json!({"packet_count": n}),
+        }
+    }
+
+    #[test]
+    fn refits_recover_the_true_line() {
+        let evs: Vec<Execution> = (0..50)
+            .map(|i| {
+                let n = 1000.0 + 1000.0 * i as f64;
+                run(i, n, 500.0 + 0.9 * n)
+            })
+            .collect();
+        let r = refit("1.0.0", "800 + 0.3 * packet_count", &evs).unwrap();
+        assert_eq!(r.expression, "500 + 0.9 * packet_count", "{r:?}");
+        assert!(
+            r.rmse_recommended_ms < 1e-6 && r.rmse_current_ms > 1000.0,
+            "{r:?}"
+        );
+        // No variety to fit a line: the current expression, scaled.
+        let flat: Vec<Execution> = (0..10).map(|i| run(i, 5000.0, 4600.0)).collect();
+        let r = refit("1.0.0", "800 + 0.3 * packet_count", &flat).unwrap();
+        assert_eq!(r.expression, "2 * (800 + 0.3 * packet_count)");
+        assert!(refit("1.0.0", "800 + 0.3 * packet_count", &flat[..2]).is_none());
+        assert_eq!(coefficient(0.30000000004), "0.3");
+        assert_eq!(coefficient(123456.7), "123457");
     }
 }

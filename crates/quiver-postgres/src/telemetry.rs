@@ -159,6 +159,48 @@ impl TelemetryStore for PostgresStore {
         Ok(out)
     }
 
+    async fn executions(&self, f: &RollupFilter, limit: usize) -> Result<Vec<Execution>> {
+        let Some((ns, name, cap, pat)) = &f.pattern else {
+            return Ok(vec![]);
+        };
+        let c = self.pooled().await?;
+        let rows = c
+            .query(
+                "SELECT event_key, namespace, name, version, capability, pattern, environment, \
+                 execution_id, at, time_ms, cost, estimate_ms, success, error, variables \
+                 FROM telemetry_events WHERE namespace = $1 AND name = $2 AND capability = $3 \
+                 AND pattern = $4 AND at >= $5 AND at < $6 ORDER BY at DESC LIMIT $7",
+                &[ns, name, cap, pat, &f.since, &f.until, &(limit as i64)],
+            )
+            .await
+            .context("reading telemetry events")?;
+        rows.iter()
+            .map(|r| {
+                let decode = || -> std::result::Result<Execution, BoxError> {
+                    let vars: String = r.try_get(14)?;
+                    Ok(Execution {
+                        event_key: r.try_get(0)?,
+                        namespace: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        version: r.try_get(3)?,
+                        capability: r.try_get(4)?,
+                        pattern: r.try_get(5)?,
+                        environment: r.try_get(6)?,
+                        execution_id: r.try_get(7)?,
+                        at: jiff::Timestamp::from_millisecond(r.try_get(8)?)?,
+                        time_ms: r.try_get(9)?,
+                        cost: r.try_get(10)?,
+                        estimate_ms: r.try_get(11)?,
+                        success: r.try_get(12)?,
+                        error: r.try_get(13)?,
+                        variables: serde_json::from_str(&vars)?,
+                    })
+                };
+                decode().context("decoding a telemetry event")
+            })
+            .collect()
+    }
+
     async fn rollups(&self, f: &RollupFilter) -> Result<Vec<Rollup>> {
         let c = self.pooled().await?;
         let order = "ORDER BY namespace, name, capability, pattern, version, environment, hour";

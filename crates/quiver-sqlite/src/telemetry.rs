@@ -136,6 +136,49 @@ impl TelemetryStore for SqliteStore {
         .await
     }
 
+    async fn executions(&self, f: &RollupFilter, limit: usize) -> Result<Vec<Execution>> {
+        let Some((ns, name, cap, pat)) = f.pattern.clone() else {
+            return Ok(vec![]);
+        };
+        let (since, until) = (f.since, f.until);
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT event_key, namespace, name, version, capability, pattern, environment, \
+                 execution_id, at, time_ms, cost, estimate_ms, success, error, variables \
+                 FROM telemetry_events WHERE namespace = ?1 AND name = ?2 AND capability = ?3 \
+                 AND pattern = ?4 AND at >= ?5 AND at < ?6 ORDER BY at DESC LIMIT ?7",
+            )
+            .and_then(|mut s| {
+                s.query_map(
+                    params![ns, name, cap, pat, since, until, limit as i64],
+                    |r| {
+                        let vars: String = r.get(14)?;
+                        Ok(Execution {
+                            event_key: r.get(0)?,
+                            namespace: r.get(1)?,
+                            name: r.get(2)?,
+                            version: r.get(3)?,
+                            capability: r.get(4)?,
+                            pattern: r.get(5)?,
+                            environment: r.get(6)?,
+                            execution_id: r.get(7)?,
+                            at: super::ts(r.get(8)?),
+                            time_ms: r.get(9)?,
+                            cost: r.get(10)?,
+                            estimate_ms: r.get(11)?,
+                            success: r.get(12)?,
+                            error: r.get(13)?,
+                            variables: serde_json::from_str(&vars).unwrap_or_default(),
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .context("reading telemetry events")
+        })
+        .await
+    }
+
     async fn rollups(&self, f: &RollupFilter) -> Result<Vec<Rollup>> {
         let f = f.clone();
         self.read(move |c| {

@@ -134,6 +134,9 @@ pub trait TelemetryStore: Send + Sync + 'static {
     async fn ingest(&self, events: Vec<Execution>) -> Result<IngestOutcome>;
     /// The roll-ups in the window, ordered by pattern, version, environment and hour.
     async fn rollups(&self, filter: &RollupFilter) -> Result<Vec<Rollup>>;
+    /// The raw events of the filter's pattern (required) whose time is in the window
+    /// (`since`..`until`, ms), newest first, at most `limit`.
+    async fn executions(&self, filter: &RollupFilter, limit: usize) -> Result<Vec<Execution>>;
 }
 
 /// The roll-up an event belongs to: (namespace, name, capability, pattern, version,

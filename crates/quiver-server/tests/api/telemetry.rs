@@ -40,7 +40,8 @@ async fn telemetry_reports_and_drift() {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let manifest = json!({"capabilities": {"packet_capture": {"patterns": {
         "capture": {"time_estimate_ms": "800 + 0.3 * packet_count"},
-        "quick": {"time_estimate_ms": 100}
+        "quick": {"time_estimate_ms": 100},
+        "scan": {"time_estimate_ms": "800 + 0.3 * packet_count"}
     }}}});
     let (s, b) = app
         .post(
@@ -156,7 +157,43 @@ async fn telemetry_reports_and_drift() {
         })
         .collect();
     assert_eq!(found, [("capture", "slower")], "{d}");
-    let (_, d) = app.get("/api/v1/telemetry/drift?min_count=50", None).await;
+    // Every run had the same packet_count: the recommendation scales the expression.
+    let rec = &d[0]["recommendation"];
+    assert_eq!(rec["expression"], "2 * (800 + 0.3 * packet_count)", "{d}");
+    assert_eq!(rec["samples"], 40);
+
+    // Runs of `scan` over varied packet counts that truly take 500 + 0.9 × n ms: the
+    // refit recovers both coefficients.
+    let runs: Vec<Value> = (0..60)
+        .map(|i| {
+            let n = 1000.0 + 500.0 * f64::from(i);
+            json!({"idempotency_key": format!("scan-{i}"), "tool": "alice/tcpdump",
+                   "version": "1.0.0", "capability": "packet_capture", "pattern": "scan",
+                   "variables": {"packet_count": n}, "time_ms": 500.0 + 0.9 * n,
+                   "success": true})
+        })
+        .collect();
+    let (s, b) = app
+        .post(
+            "/api/v1/telemetry",
+            Some(&reporter),
+            json!({"events": runs}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, d) = app.get("/api/v1/telemetry/drift", None).await;
+    let scan = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pattern"] == "scan")
+        .unwrap_or_else(|| panic!("scan drifts: {d}"));
+    let rec = &scan["recommendation"];
+    assert_eq!(rec["expression"], "500 + 0.9 * packet_count", "{scan}");
+    assert!(
+        rec["rmse_recommended_ms"].as_f64().unwrap() < rec["rmse_current_ms"].as_f64().unwrap()
+    );
+    let (_, d) = app.get("/api/v1/telemetry/drift?min_count=100", None).await;
     assert_eq!(d, json!([]), "not enough executions");
     let (s, _) = app
         .get(
