@@ -171,12 +171,13 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (pivot_row, pivot_b) = (a[col].clone(), b[col]);
+        for (row, b_row) in a.iter_mut().zip(b.iter_mut()).skip(col + 1) {
+            let f = row[col] / pivot_row[col];
+            for (v, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                *v -= f * p;
             }
-            b[row] -= f * b[col];
+            *b_row -= f * pivot_b;
         }
     }
     let mut x = vec![0.0; n];
@@ -222,10 +223,10 @@ pub fn refit(version: &str, current: &str, events: &[Execution]) -> Option<Recom
     let mut aty = vec![0.0; k];
     for (xs, y) in &rows {
         let row: Vec<f64> = std::iter::once(1.0).chain(xs.iter().copied()).collect();
-        for i in 0..k {
-            aty[i] += row[i] * y;
-            for j in 0..k {
-                ata[i][j] += row[i] * row[j];
+        for (i, ri) in row.iter().enumerate() {
+            aty[i] += ri * y;
+            for (cell, rj) in ata[i].iter_mut().zip(&row) {
+                *cell += ri * rj;
             }
         }
     }
