@@ -61,6 +61,23 @@ pub struct SelectRequest {
     /// Candidates to answer (default 10, at most 100).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Scale each pattern's time estimate by its observed mean actual/estimate over the
+    /// last 30 days of telemetry, where at least 30 executions had an estimate.
+    #[serde(default)]
+    pub calibrated: bool,
+}
+
+/// Executions a calibration needs, at least.
+pub const CALIBRATION_MIN: u64 = 30;
+
+/// How a candidate's time estimate was calibrated by telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Calibration {
+    /// The mean observed actual/estimate the expression's value was multiplied by.
+    pub ratio: f64,
+    pub samples: u64,
+    /// The expression's own value, before calibration.
+    pub uncalibrated_time_ms: f64,
 }
 
 /// Hard constraints: a pattern that breaks one is excluded, with the reason.
@@ -113,6 +130,9 @@ pub struct Candidate {
     /// What else the caller should know (an estimate that could not be evaluated).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Set when `calibrated` was asked and telemetry had enough executions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 /// A candidate that was not selected, and why.
@@ -335,7 +355,22 @@ impl Registry {
                     excluded.push(out(why, Some(name)));
                     continue;
                 }
-                let time_ms = time_res.ok().flatten();
+                let mut time_ms = time_res.ok().flatten();
+                let mut calibration = None;
+                if r.calibrated {
+                    if let Some(t) = time_ms {
+                        if let Some((ratio, samples)) =
+                            self.observed_ratio(&key, &r.capability, name).await?
+                        {
+                            calibration = Some(Calibration {
+                                ratio,
+                                samples,
+                                uncalibrated_time_ms: t,
+                            });
+                            time_ms = Some(t * ratio);
+                        }
+                    }
+                }
                 let cost = cost_res.ok().flatten();
                 let over = |value: Option<f64>, max: Option<f64>| match (value, max) {
                     (Some(v), Some(m)) if v > m => Some((v, m)),
@@ -409,6 +444,7 @@ impl Registry {
                     breakdown,
                     missing_inputs,
                     notes,
+                    calibration,
                 });
             }
         }
@@ -432,6 +468,35 @@ impl Registry {
             candidates,
             excluded,
         })
+    }
+
+    /// The mean observed actual/estimate of a pattern over the last 30 days, and its
+    /// sample count, when there are at least [`CALIBRATION_MIN`] samples.
+    async fn observed_ratio(
+        &self,
+        tool: &EntryKey,
+        capability: &str,
+        pattern: &str,
+    ) -> Result<Option<(f64, u64)>> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let rows = self
+            .db
+            .telemetry
+            .rollups(&quiver_store::RollupFilter {
+                pattern: Some((
+                    tool.namespace.clone(),
+                    tool.name.clone(),
+                    capability.to_string(),
+                    pattern.to_string(),
+                )),
+                since: now - 30 * 24 * 3_600_000,
+                until: now + 3_600_000,
+            })
+            .await?;
+        let (n, sum) = rows.iter().fold((0u64, 0.0), |(n, s), r| {
+            (n + r.ratio_count, s + r.ratio_sum)
+        });
+        Ok((n >= CALIBRATION_MIN && sum > 0.0).then(|| (sum / n as f64, n)))
     }
 
     /// The tools offering `capability`, from the catalog (rebuilt first when the feed

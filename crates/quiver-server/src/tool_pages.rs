@@ -51,6 +51,9 @@ pub struct SelectPageParams {
     /// `on` to exclude patterns that need approval.
     #[serde(default)]
     no_approval: Option<String>,
+    /// `on` to calibrate time estimates by telemetry.
+    #[serde(default)]
+    calibrated: Option<String>,
     #[serde(default)]
     speed: Option<String>,
     #[serde(default)]
@@ -86,6 +89,7 @@ struct SelectView {
     max_cost: String,
     max_time_ms: String,
     no_approval: bool,
+    calibrated: bool,
     prefs: Vec<(&'static str, String)>,
     detail: Option<quiver_engine::select::CapabilityDetail>,
     candidates: Vec<Row>,
@@ -141,6 +145,7 @@ fn request(p: &SelectPageParams, capability: String) -> quiver_model::Result<Sel
         },
         preferences,
         limit: Some(50),
+        calibrated: p.calibrated.as_deref().is_some_and(|c| !c.is_empty()),
     })
 }
 
@@ -162,6 +167,7 @@ pub async fn select(
         max_cost: get(&p.max_cost),
         max_time_ms: get(&p.max_time_ms),
         no_approval: p.no_approval.as_deref().is_some_and(|s| !s.is_empty()),
+        calibrated: p.calibrated.as_deref().is_some_and(|s| !s.is_empty()),
         prefs: PREFERENCES
             .iter()
             .map(|name| {
@@ -207,7 +213,18 @@ pub async fn select(
                             .collect::<Vec<_>>()
                             .join(", "),
                         missing: c.missing_inputs.join(", "),
-                        notes: c.notes.join("; "),
+                        notes: c
+                            .notes
+                            .iter()
+                            .cloned()
+                            .chain(c.calibration.as_ref().map(|k| {
+                                format!(
+                                    "calibrated ×{:.2} from {} runs (the expression says {} ms)",
+                                    k.ratio, k.samples, k.uncalibrated_time_ms
+                                )
+                            }))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                         ..Row::default()
                     })
                     .collect();

@@ -39,8 +39,12 @@ async fn telemetry_reports_and_drift() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let manifest = json!({"capabilities": {"packet_capture": {"patterns": {
-        "capture": {"time_estimate_ms": "800 + 0.3 * packet_count"},
-        "quick": {"time_estimate_ms": 100},
+        "capture": {"time_estimate_ms": "800 + 0.3 * packet_count",
+                    "preference_match": {"speed": 0.9, "accuracy": 0.9, "cost": 0.9,
+                                         "complexity": 0.9, "completeness": 0.9}},
+        "quick": {"time_estimate_ms": 100,
+                  "preference_match": {"speed": 0.5, "accuracy": 0.5, "cost": 0.5,
+                                       "complexity": 0.5, "completeness": 0.5}},
         "scan": {"time_estimate_ms": "800 + 0.3 * packet_count"}
     }}}});
     let (s, b) = app
