@@ -326,11 +326,14 @@ impl Decision {
 }
 
 /// Whether the principal may report tool executions (`POST /api/v1/telemetry`): a signed-in
-/// user, a token with the `telemetry` scope, the bootstrap admin and the operator.
+/// user, a token with the `telemetry` scope, the bootstrap admin, the operator, and anyone
+/// on an open server (which lets anyone write).
 pub fn may_report_telemetry(p: &Principal) -> bool {
     match p {
-        Principal::Anonymous | Principal::Open => false,
-        Principal::BootstrapAdmin | Principal::Operator | Principal::User(_) => true,
+        Principal::Anonymous => false,
+        Principal::Open | Principal::BootstrapAdmin | Principal::Operator | Principal::User(_) => {
+            true
+        }
         Principal::Token { scopes, .. } => has_scope(scopes, Scope::Telemetry),
     }
 }
