@@ -111,6 +111,16 @@ fn form_page(summary: &'static str) -> impl FnOnce(TransformOperation) -> Transf
             ],
         )(op);
         html_errors(op.inner_mut());
+        // A redirect has no body: it documents no media type.
+        if let Some(r) = op.inner_mut().responses.as_mut() {
+            for (status, resp) in r.responses.iter_mut() {
+                if matches!(status, aide::openapi::StatusCode::Code(303)) {
+                    if let aide::openapi::ReferenceOr::Item(resp) = resp {
+                        resp.content.clear();
+                    }
+                }
+            }
+        }
         op
     }
 }
