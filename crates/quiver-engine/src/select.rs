@@ -499,15 +499,21 @@ impl Registry {
         Ok((n >= CALIBRATION_MIN && sum > 0.0).then(|| (sum / n as f64, n)))
     }
 
-    /// The tools offering `capability`, from the catalog (rebuilt first when the feed
-    /// moved since it was built).
-    async fn offers(&self, capability: &str) -> Result<Vec<Offer>> {
+    /// The catalog, rebuilt first when the feed moved since it was built.
+    async fn fresh_catalog(&self) -> Result<tokio::sync::MutexGuard<'_, Catalog>> {
         let head = self.db.store.feed_head().await?;
         let mut catalog = self.catalog.lock().await;
         if catalog.built_at != Some(head) {
             catalog.by_capability = self.build_catalog().await?;
             catalog.built_at = Some(head);
         }
+        Ok(catalog)
+    }
+
+    /// The tools offering `capability`, from the catalog (rebuilt first when the feed
+    /// moved since it was built).
+    async fn offers(&self, capability: &str) -> Result<Vec<Offer>> {
+        let catalog = self.fresh_catalog().await?;
         Ok(catalog
             .by_capability
             .get(capability)
@@ -518,12 +524,7 @@ impl Registry {
     /// Every capability of the tools the caller may see: name, description, how many
     /// tools and patterns, the tools' platforms.
     pub async fn capabilities(&self, caller: &Caller) -> Result<Vec<CapabilitySummary>> {
-        let head = self.db.store.feed_head().await?;
-        let mut catalog = self.catalog.lock().await;
-        if catalog.built_at != Some(head) {
-            catalog.by_capability = self.build_catalog().await?;
-            catalog.built_at = Some(head);
-        }
+        let catalog = self.fresh_catalog().await?;
         Ok(catalog
             .by_capability
             .iter()
