@@ -794,6 +794,12 @@ macro_rules! conformance_suite {
             drop(ts);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn experiments() {
+            let Some(ts) = $factory.await else { return };
+            $crate::telemetry::experiments(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_write_wakes_a_subscriber() {
             let Some(ts) = $factory.await else { return };
             $crate::feed::a_write_wakes_a_subscriber(&ts).await;

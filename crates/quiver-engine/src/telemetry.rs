@@ -405,6 +405,8 @@ impl Registry {
                 success: e.success,
                 error: e.error.map(|m| m.chars().take(2_000).collect()),
                 variables: serde_json::to_value(&e.variables).unwrap_or(Value::Null),
+                experiment: None,
+                arm: None,
             });
         }
         self.db.telemetry.ingest(out).await
@@ -600,6 +602,8 @@ mod tests {
             success: true,
             error: None,
             variables: serde_json::json!({"packet_count": n}),
+            experiment: None,
+            arm: None,
         }
     }
 

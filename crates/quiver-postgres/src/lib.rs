@@ -155,6 +155,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_telemetry",
         include_str!("../migrations/postgres/0016_telemetry.sql"),
     ),
+    (
+        "0017_experiments",
+        include_str!("../migrations/postgres/0017_experiments.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

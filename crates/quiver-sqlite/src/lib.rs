@@ -103,6 +103,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_telemetry",
         include_str!("../migrations/sqlite/0016_telemetry.sql"),
     ),
+    (
+        "0017_experiments",
+        include_str!("../migrations/sqlite/0017_experiments.sql"),
+    ),
 ];
 
 /// Open (creating if needed) the database file at `path`, run pending migrations, and

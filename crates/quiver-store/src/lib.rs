@@ -51,7 +51,10 @@ pub use device::{
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
-pub use telemetry::{Execution, IngestOutcome, Rollup, RollupFilter, TelemetryStore};
+pub use telemetry::{
+    ArmStats, Execution, Experiment, ExperimentChange, ExperimentFilter, ExperimentStatus,
+    ExperimentSubject, IngestOutcome, Rollup, RollupFilter, Sketch, TelemetryStore,
+};
 pub use throttle::{Charge, Throttle};
 
 /// Which entries a listing returns. Empty vectors mean "any".

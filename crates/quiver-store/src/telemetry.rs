@@ -3,12 +3,22 @@
 //! pattern, environment and hour, maintained at ingest in the same transaction, so that
 //! reports read roll-ups and never scan events. A roll-up keeps counts, sums, minimums and
 //! maximums of the actual time and cost, and the ratio actual/estimate as a sum and as a
-//! histogram of [`RATIO_BUCKETS`] logarithmic buckets (for its median).
+//! histogram of [`RATIO_BUCKETS`] logarithmic buckets (for its median), and quantile
+//! [`Sketch`]es of the actual time and cost.
+//!
+//! A/B tests ([`Experiment`], migration `0017_experiments`) live here too: an event
+//! attributed to a test's arm adds, in the ingest's transaction, to that arm's running
+//! figures ([`ArmStats`]: counts, sums, sums of squares and sketches), so that a test's
+//! results are read from two rows, however many events it had.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use quiver_model::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::Audit;
 
 /// Buckets of the ratio actual/estimate: bucket `i` holds ratios in
 /// `[2^((i - 16) / 4), 2^((i - 15) / 4))` (quarter powers of two from 1/16 to 16; the
@@ -66,6 +76,11 @@ pub struct Execution {
     pub error: Option<String>,
     /// The context variables, as JSON.
     pub variables: serde_json::Value,
+    /// The A/B test this execution was chosen by, and its arm.
+    #[serde(default)]
+    pub experiment: Option<String>,
+    #[serde(default)]
+    pub arm: Option<String>,
 }
 
 impl Execution {
@@ -114,6 +129,9 @@ pub struct Rollup {
     pub ratio_count: u64,
     pub ratio_sum: f64,
     pub ratio_buckets: Vec<u64>,
+    /// Quantile sketches of the actual time (ms) and cost.
+    pub time_sketch: Sketch,
+    pub cost_sketch: Sketch,
 }
 
 /// Which roll-ups to read: a window of hours, and optionally one pattern.
@@ -127,6 +145,283 @@ pub struct RollupFilter {
     pub until: i64,
 }
 
+/// A quantile sketch of non-negative values: a sparse histogram of logarithmic buckets,
+/// eight per power of two, so a quantile is known to within about 4.4% of its value
+/// whatever the spread (the idea of DDSketch, with a fixed base so that sketches of every
+/// roll-up merge exactly). Zero and negative values are counted apart, as zero. Written
+/// here rather than taken from a crate because it must be stored as a short text in a
+/// row on both backends and merged bucket by bucket, which the sketch crates do not offer
+/// in a stable form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sketch {
+    pub zeros: u64,
+    /// Bucket `i` holds values in `[2^(i/8), 2^((i+1)/8))`.
+    pub buckets: BTreeMap<i32, u64>,
+}
+
+/// Buckets per power of two in a [`Sketch`].
+const SKETCH_STEPS: f64 = 8.0;
+/// The bucket indexes a sketch keeps (2^-50 to 2^50); beyond goes to the last one.
+const SKETCH_RANGE: i32 = 400;
+
+impl Sketch {
+    pub fn add(&mut self, x: f64) {
+        if !x.is_finite() || x <= 0.0 {
+            // Non-finite values are refused upstream; a stray one counts as zero.
+            self.zeros += 1;
+            return;
+        }
+        let i = ((x.log2() * SKETCH_STEPS).floor() as i64)
+            .clamp(-SKETCH_RANGE as i64, SKETCH_RANGE as i64) as i32;
+        *self.buckets.entry(i).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, o: &Sketch) {
+        self.zeros += o.zeros;
+        for (i, c) in &o.buckets {
+            *self.buckets.entry(*i).or_default() += c;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.zeros + self.buckets.values().sum::<u64>()
+    }
+
+    /// The value at quantile `q` (0 to 1): the geometric middle of its bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        if rank <= self.zeros {
+            return Some(0.0);
+        }
+        let mut seen = self.zeros;
+        for (i, c) in &self.buckets {
+            seen += c;
+            if seen >= rank {
+                return Some(2f64.powf((*i as f64 + 0.5) / SKETCH_STEPS));
+            }
+        }
+        None
+    }
+
+    /// The text form in the database: `zeros;index:count,index:count`.
+    pub fn encode(&self) -> String {
+        let body: Vec<String> = self
+            .buckets
+            .iter()
+            .map(|(i, c)| format!("{i}:{c}"))
+            .collect();
+        format!("{};{}", self.zeros, body.join(","))
+    }
+
+    /// The sketch of [`Self::encode`]'s text (empty for text that is not one: a row
+    /// written before sketches existed).
+    pub fn decode(s: &str) -> Sketch {
+        let Some((zeros, body)) = s.split_once(';') else {
+            return Sketch::default();
+        };
+        Sketch {
+            zeros: zeros.parse().unwrap_or(0),
+            buckets: body
+                .split(',')
+                .filter_map(|p| {
+                    let (i, c) = p.split_once(':')?;
+                    Some((i.parse().ok()?, c.parse().ok()?))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What an A/B test compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentSubject {
+    /// Two versions of the tool (the arms are version numbers).
+    Versions,
+    /// Two patterns of the capability (the arms are pattern names).
+    Patterns,
+}
+
+/// An A/B test's state: `draft` → `active` → `completed`, or `cancelled` from either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentStatus {
+    Draft,
+    Active,
+    Completed,
+    Cancelled,
+}
+
+impl ExperimentSubject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentSubject::Versions => "versions",
+            ExperimentSubject::Patterns => "patterns",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ExperimentSubject::Versions, ExperimentSubject::Patterns]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl ExperimentStatus {
+    pub const ALL: [ExperimentStatus; 4] = [
+        ExperimentStatus::Draft,
+        ExperimentStatus::Active,
+        ExperimentStatus::Completed,
+        ExperimentStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentStatus::Draft => "draft",
+            ExperimentStatus::Active => "active",
+            ExperimentStatus::Completed => "completed",
+            ExperimentStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// An A/B test between two versions of a tool, or two patterns of one capability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Experiment {
+    /// Unique on the registry (`tcpdump-verbose-vs-quick`).
+    pub name: String,
+    pub description: String,
+    /// The tool's namespace and name.
+    pub namespace: String,
+    pub tool: String,
+    pub capability: String,
+    pub subject: ExperimentSubject,
+    /// The two arms: versions or pattern names. `a` is the control.
+    pub arm_a: String,
+    pub arm_b: String,
+    /// The share of subjects assigned to arm `b` (0 to 1, exclusive).
+    pub split: f64,
+    /// Only selections in this environment take part (any when `None`).
+    pub environment: Option<String>,
+    /// Only these callers (actor names) take part (anyone when empty).
+    pub callers: Vec<String>,
+    pub status: ExperimentStatus,
+    /// Executions each arm needs before a winner can be declared.
+    pub min_samples: u64,
+    /// Complete the test by itself once the results are significant.
+    pub auto_complete: bool,
+    pub winner: Option<String>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// The running figures of one arm of an A/B test.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArmStats {
+    pub arm: String,
+    pub count: u64,
+    pub successes: u64,
+    pub time_sum: f64,
+    pub time_sumsq: f64,
+    pub time_sketch: Sketch,
+    pub cost_count: u64,
+    pub cost_sum: f64,
+    pub cost_sumsq: f64,
+    pub cost_sketch: Sketch,
+}
+
+impl ArmStats {
+    pub fn add(&mut self, e: &Execution) {
+        self.count += 1;
+        self.successes += u64::from(e.success);
+        self.time_sum += e.time_ms;
+        self.time_sumsq += e.time_ms * e.time_ms;
+        self.time_sketch.add(e.time_ms);
+        if let Some(c) = e.cost {
+            self.cost_count += 1;
+            self.cost_sum += c;
+            self.cost_sumsq += c * c;
+            self.cost_sketch.add(c);
+        }
+    }
+}
+
+/// Which A/B tests to list (`None`: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExperimentFilter {
+    /// The tool's namespace and name.
+    pub tool: Option<(String, String)>,
+    pub capability: Option<String>,
+    pub status: Option<ExperimentStatus>,
+}
+
+/// A state change of an A/B test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentChange {
+    /// The states the test may be in for the change to apply (a conflict otherwise).
+    pub from: Vec<ExperimentStatus>,
+    pub to: ExperimentStatus,
+    pub winner: Option<String>,
+    pub at: Timestamp,
+}
+
+impl ExperimentChange {
+    /// The test after this change, or a conflict when it is not in a state the change
+    /// applies to.
+    pub fn apply(&self, before: &Experiment) -> Result<Experiment> {
+        if !self.from.contains(&before.status) {
+            return Err(quiver_model::Error::conflict(
+                "status",
+                format!(
+                    "A/B test {} is {}, not {}",
+                    before.name,
+                    before.status.as_str(),
+                    self.from
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
+        }
+        let mut after = before.clone();
+        after.status = self.to;
+        after.updated_at = self.at;
+        if self.to == ExperimentStatus::Completed {
+            after.winner = self.winner.clone();
+            after.completed_at = Some(self.at);
+        }
+        Ok(after)
+    }
+}
+
+/// Fill the text-coded fields of a stored test (subject, status, callers as JSON).
+pub fn decode_experiment(
+    e: &mut Experiment,
+    subject: &str,
+    status: &str,
+    callers: &str,
+) -> Result<()> {
+    use quiver_model::Error;
+    e.subject = ExperimentSubject::parse(subject)
+        .ok_or_else(|| Error::internal("reading an A/B test", format!("subject {subject}")))?;
+    e.status = ExperimentStatus::parse(status)
+        .ok_or_else(|| Error::internal("reading an A/B test", format!("status {status}")))?;
+    e.callers = serde_json::from_str(callers)
+        .map_err(|err| Error::internal("reading an A/B test's callers", err))?;
+    Ok(())
+}
+
 #[async_trait]
 pub trait TelemetryStore: Send + Sync + 'static {
     /// Record `events` in one transaction: each new key once, with its roll-up updated;
@@ -137,6 +432,22 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// The raw events of the filter's pattern (required) whose time is in the window
     /// (`since`..`until`, ms), newest first, at most `limit`.
     async fn executions(&self, filter: &RollupFilter, limit: usize) -> Result<Vec<Execution>>;
+
+    /// Store a new A/B test with its audit row (a conflict when the name is taken).
+    async fn create_experiment(&self, e: Experiment, audit: Audit) -> Result<Experiment>;
+    /// Change a test's state with its audit row, when it is in one of `change.from`
+    /// (a conflict otherwise; not found when there is no such test).
+    async fn change_experiment(
+        &self,
+        name: &str,
+        change: ExperimentChange,
+        audit: Audit,
+    ) -> Result<Experiment>;
+    async fn experiment(&self, name: &str) -> Result<Option<Experiment>>;
+    /// Tests by name.
+    async fn experiments(&self, filter: &ExperimentFilter) -> Result<Vec<Experiment>>;
+    /// The arms' running figures (arms without executions are absent).
+    async fn arm_stats(&self, name: &str) -> Result<Vec<ArmStats>>;
 }
 
 /// The roll-up an event belongs to: (namespace, name, capability, pattern, version,
@@ -178,6 +489,8 @@ impl Rollup {
             ratio_count: 0,
             ratio_sum: 0.0,
             ratio_buckets: vec![0; RATIO_BUCKETS],
+            time_sketch: Sketch::default(),
+            cost_sketch: Sketch::default(),
         }
     }
 
@@ -188,9 +501,11 @@ impl Rollup {
         self.time_sum += e.time_ms;
         self.time_min = self.time_min.min(e.time_ms);
         self.time_max = self.time_max.max(e.time_ms);
+        self.time_sketch.add(e.time_ms);
         if let Some(c) = e.cost {
             self.cost_count += 1;
             self.cost_sum += c;
+            self.cost_sketch.add(c);
         }
         if let Some(r) = e.ratio() {
             self.ratio_count += 1;
@@ -211,6 +526,8 @@ impl Rollup {
         self.cost_sum += o.cost_sum;
         self.ratio_count += o.ratio_count;
         self.ratio_sum += o.ratio_sum;
+        self.time_sketch.merge(&o.time_sketch);
+        self.cost_sketch.merge(&o.cost_sketch);
         self.ratio_buckets.resize(RATIO_BUCKETS, 0);
         for (a, b) in self.ratio_buckets.iter_mut().zip(&o.ratio_buckets) {
             *a += b;
@@ -248,5 +565,29 @@ mod tests {
         assert!((1.9..2.4).contains(&m), "{m}");
         assert_eq!(median_ratio(&[0; 3]), None);
         assert_eq!(decode_buckets(&encode_buckets(&b)), b);
+    }
+
+    #[test]
+    fn sketches_answer_quantiles_within_their_accuracy() {
+        let mut s = Sketch::default();
+        for i in 1..=1000 {
+            s.add(i as f64);
+        }
+        s.add(0.0);
+        for (q, want) in [(0.5, 500.0), (0.9, 900.0), (0.99, 990.0)] {
+            let got = s.quantile(q).unwrap();
+            assert!((got / want - 1.0).abs() < 0.05, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(s.quantile(0.0), Some(0.0));
+        assert_eq!(Sketch::decode(&s.encode()), s);
+        assert_eq!(Sketch::decode(""), Sketch::default());
+        let mut a = Sketch::default();
+        a.add(3.0);
+        let mut b = Sketch::default();
+        b.add(3.0);
+        b.add(1e300);
+        a.merge(&b);
+        assert_eq!(a.count(), 3);
+        assert_eq!(Sketch::default().quantile(0.5), None);
     }
 }
