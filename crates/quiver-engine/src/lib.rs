@@ -48,6 +48,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bulk;
 pub mod device;
+pub mod experiments;
 pub mod gates;
 pub mod lifecycle;
 pub mod oidc;

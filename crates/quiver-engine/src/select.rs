@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::{Caller, Registry};
+use crate::{experiments, Caller, Registry};
+use quiver_store::telemetry::{Experiment, ExperimentFilter, ExperimentStatus, ExperimentSubject};
 
 /// The preferences a pattern is scored on.
 pub const PREFERENCES: [&str; 5] = ["speed", "accuracy", "cost", "complexity", "completeness"];
@@ -65,6 +66,10 @@ pub struct SelectRequest {
     /// last 30 days of telemetry, where at least 30 executions had an estimate.
     #[serde(default)]
     pub calibrated: bool,
+    /// Who or what the selection is for (a user, a session, a job): the key active A/B
+    /// tests assign to an arm, the same arm every time. Without it no test takes part.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// Executions a calibration needs, at least.
@@ -133,6 +138,20 @@ pub struct Candidate {
     /// Set when `calibrated` was asked and telemetry had enough executions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The A/B test that chose this candidate's version or pattern, and its arm: name the
+    /// test in the execution's telemetry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Assignment>,
+}
+
+/// An A/B test's choice for the request's subject.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Assignment {
+    pub experiment: String,
+    pub tool: EntryKey,
+    /// `versions` or `patterns`.
+    pub subject: String,
+    pub arm: String,
 }
 
 /// A candidate that was not selected, and why.
@@ -150,6 +169,9 @@ pub struct Selection {
     pub capability: String,
     pub candidates: Vec<Candidate>,
     pub excluded: Vec<Excluded>,
+    /// The active A/B tests the subject takes part in, and the arm each chose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<Assignment>,
 }
 
 /// A tool's capability, as the catalog keeps it.
@@ -284,7 +306,22 @@ impl Registry {
                 ));
             }
         }
+        if let Some(subject) = &r.subject {
+            if subject.is_empty() || subject.len() > 200 || subject.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "subject",
+                    "1 to 200 characters, no control characters",
+                ));
+            }
+        }
         let offers = self.offers(&r.capability).await?;
+        let assignments = self.assignments(caller, &r).await?;
+        let assigned = |key: &EntryKey| {
+            assignments
+                .iter()
+                .find(|(_, a)| a.tool == *key)
+                .map(|(e, a)| (e, a))
+        };
         let weights: Vec<(&str, f64)> = if r.preferences.is_empty() {
             PREFERENCES.iter().map(|p| (*p, 1.0)).collect()
         } else {
@@ -298,7 +335,7 @@ impl Registry {
         let c = &r.constraints;
         let mut candidates = Vec::new();
         let mut excluded = Vec::new();
-        for offer in offers {
+        for mut offer in offers {
             let key = offer.entry.key();
             // The caller's view: a private tool of someone else is not there. (The catalog
             // is current with the feed, so its copy of the entry is the stored one.)
@@ -327,14 +364,61 @@ impl Registry {
                 excluded.push(out(why, None));
                 continue;
             }
-            let Some(version) = offer.version.clone() else {
+            let Some(mut version) = offer.version.clone() else {
                 excluded.push(out(
                     "no selectable version (every one is yanked or held back)".into(),
                     None,
                 ));
                 continue;
             };
+            let test = assigned(&key);
+            let mut test_applies = test.is_some();
+            if let Some((e, a)) = test {
+                if e.subject == ExperimentSubject::Versions && a.arm != version {
+                    // The arm's version stands in for the latest, when it still offers
+                    // the capability (a yanked arm leaves the latest, outside the test).
+                    let arm = self.db.store.get_version(&key, &a.arm).await?;
+                    let patterns = arm.as_ref().filter(|v| !v.yanked).and_then(|v| {
+                        v.manifest["capabilities"][&r.capability]["patterns"]
+                            .as_object()
+                            .cloned()
+                    });
+                    match patterns {
+                        Some(p) => {
+                            version = a.arm.clone();
+                            offer.patterns = p;
+                        }
+                        None => test_applies = false,
+                    }
+                }
+            }
             for (name, p) in &offer.patterns {
+                if let Some((e, a)) = test.filter(|(e, _)| {
+                    e.subject == ExperimentSubject::Patterns
+                        && (*name == e.arm_a || *name == e.arm_b)
+                }) {
+                    if *name != a.arm {
+                        excluded.push(Excluded {
+                            tool: key.clone(),
+                            version: Some(version.clone()),
+                            pattern: Some(name.clone()),
+                            reason: format!(
+                                "A/B test {} chose pattern {} for this subject",
+                                e.name, a.arm
+                            ),
+                        });
+                        continue;
+                    }
+                }
+                let experiment = test
+                    .filter(|(e, _)| {
+                        test_applies
+                            && match e.subject {
+                                ExperimentSubject::Versions => true,
+                                ExperimentSubject::Patterns => *name == e.arm_a || *name == e.arm_b,
+                            }
+                    })
+                    .map(|(_, a)| a.clone());
                 let policy = p.get("policy");
                 let limit_of = |k: &str| number(policy.and_then(|x| x.get(k)));
                 let flag = |k: &str| policy.and_then(|x| x.get(k)).and_then(Value::as_bool);
@@ -445,6 +529,7 @@ impl Registry {
                     missing_inputs,
                     notes,
                     calibration,
+                    experiment,
                 });
             }
         }
@@ -467,7 +552,48 @@ impl Registry {
             capability: r.capability,
             candidates,
             excluded,
+            experiments: assignments.into_iter().map(|(_, a)| a).collect(),
         })
+    }
+
+    /// The active A/B tests of the capability that the request's subject takes part in
+    /// (none without a subject), each with the arm it assigns.
+    async fn assignments(
+        &self,
+        caller: &Caller,
+        r: &SelectRequest,
+    ) -> Result<Vec<(Experiment, Assignment)>> {
+        let Some(subject) = &r.subject else {
+            return Ok(vec![]);
+        };
+        let active = self
+            .db
+            .telemetry
+            .experiments(&ExperimentFilter {
+                tool: None,
+                capability: Some(r.capability.clone()),
+                status: Some(ExperimentStatus::Active),
+            })
+            .await?;
+        let mut out = Vec::new();
+        for e in active {
+            if !experiments::enrolls(&e, caller, r.environment.as_deref()) {
+                continue;
+            }
+            let tool = EntryKey::new(Kind::Tool, &e.namespace, &e.tool);
+            // A test of a tool the caller may not read is not there for it.
+            if self.visible_entry(caller, &tool).await.is_err() {
+                continue;
+            }
+            let a = Assignment {
+                experiment: e.name.clone(),
+                tool,
+                subject: e.subject.as_str().to_string(),
+                arm: experiments::assign(&e, subject),
+            };
+            out.push((e, a));
+        }
+        Ok(out)
     }
 
     /// The mean observed actual/estimate of a pattern over the last 30 days, and its

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use quiver_model::{EntryKey, Error, Kind, Result};
-use quiver_store::telemetry::{median_ratio, Execution, IngestOutcome, Rollup, RollupFilter};
+use quiver_store::telemetry::{
+    median_ratio, Execution, Experiment, ExperimentStatus, ExperimentSubject, IngestOutcome,
+    Rollup, RollupFilter,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -52,6 +55,10 @@ pub struct TelemetryEvent {
     /// When it ran (default: now).
     #[serde(default)]
     pub at: Option<Timestamp>,
+    /// The active A/B test whose selection chose this execution (the answer of `select`
+    /// names it): the execution counts for the arm its version or pattern is.
+    #[serde(default)]
+    pub experiment: Option<String>,
 }
 
 /// A batch of executions.
@@ -71,6 +78,12 @@ pub struct Figures {
     pub time_min_ms: Option<f64>,
     pub time_max_ms: Option<f64>,
     pub cost_mean: Option<f64>,
+    /// Quantiles of the time and cost, from the roll-ups' sketches (within about 4.4%).
+    pub time_p50_ms: Option<f64>,
+    pub time_p90_ms: Option<f64>,
+    pub time_p99_ms: Option<f64>,
+    pub cost_p50: Option<f64>,
+    pub cost_p90: Option<f64>,
     /// actual / estimate: the mean, and the median (to a quarter power of two).
     pub ratio_mean: Option<f64>,
     pub ratio_median: Option<f64>,
@@ -89,6 +102,11 @@ impl Figures {
             time_min_ms: (r.count > 0).then_some(r.time_min),
             time_max_ms: (r.count > 0).then_some(r.time_max),
             cost_mean: per(r.cost_sum, r.cost_count),
+            time_p50_ms: r.time_sketch.quantile(0.5),
+            time_p90_ms: r.time_sketch.quantile(0.9),
+            time_p99_ms: r.time_sketch.quantile(0.99),
+            cost_p50: r.cost_sketch.quantile(0.5),
+            cost_p90: r.cost_sketch.quantile(0.9),
             ratio_mean: per(r.ratio_sum, r.ratio_count),
             ratio_median: median_ratio(&r.ratio_buckets),
             ratio_count: r.ratio_count,
@@ -264,6 +282,52 @@ pub fn refit(version: &str, current: &str, events: &[Execution]) -> Option<Recom
     })
 }
 
+/// The arm of `test` that an event of tool `key` ran (`ran`: its version or its pattern,
+/// as the test compares). Only
+/// an active test's executions count, and only those of its tool, capability and arms.
+fn arm_of(
+    test: &Experiment,
+    key: &EntryKey,
+    capability: &str,
+    ran: &str,
+    field: &str,
+) -> Result<String> {
+    if test.status != ExperimentStatus::Active {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "A/B test {} is {}, not active",
+                test.name,
+                test.status.as_str()
+            ),
+        ));
+    }
+    if (test.namespace.as_str(), test.tool.as_str()) != (key.namespace.as_str(), key.name.as_str())
+        || test.capability != capability
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "A/B test {} is about {}/{}'s {}",
+                test.name, test.namespace, test.tool, test.capability
+            ),
+        ));
+    }
+    if ran != test.arm_a && ran != test.arm_b {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} {ran} is not an arm of A/B test {} ({} or {})",
+                test.subject.as_str().trim_end_matches('s'),
+                test.name,
+                test.arm_a,
+                test.arm_b
+            ),
+        ));
+    }
+    Ok(ran.to_string())
+}
+
 fn text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
         return Err(Error::invalid(
@@ -326,6 +390,7 @@ impl Registry {
             ));
         }
         let mut manifests: HashMap<(EntryKey, String), Value> = HashMap::new();
+        let mut tests: HashMap<String, Experiment> = HashMap::new();
         let mut out = Vec::with_capacity(batch.events.len());
         for (i, e) in batch.events.into_iter().enumerate() {
             let f = |name: &str| format!("events[{i}].{name}");
@@ -389,6 +454,26 @@ impl Registry {
                 }
                 _ => None,
             };
+            let arm = match &e.experiment {
+                None => None,
+                Some(x) => {
+                    let test = match tests.get(x) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = self.db.telemetry.experiment(x).await?.ok_or_else(|| {
+                                Error::invalid(f("experiment"), format!("no A/B test {x}"))
+                            })?;
+                            tests.insert(x.clone(), t.clone());
+                            t
+                        }
+                    };
+                    let ran = match test.subject {
+                        ExperimentSubject::Versions => &e.version,
+                        ExperimentSubject::Patterns => &e.pattern,
+                    };
+                    Some(arm_of(&test, &key, &e.capability, ran, &f("experiment"))?)
+                }
+            };
             out.push(Execution {
                 event_key: e.idempotency_key,
                 namespace: key.namespace,
@@ -405,11 +490,20 @@ impl Registry {
                 success: e.success,
                 error: e.error.map(|m| m.chars().take(2_000).collect()),
                 variables: serde_json::to_value(&e.variables).unwrap_or(Value::Null),
-                experiment: None,
-                arm: None,
+                experiment: e.experiment,
+                arm,
             });
         }
-        self.db.telemetry.ingest(out).await
+        let outcome = self.db.telemetry.ingest(out).await?;
+        let auto: Vec<String> = tests
+            .into_values()
+            .filter(|t| t.auto_complete)
+            .map(|t| t.name)
+            .collect();
+        if outcome.accepted > 0 && !auto.is_empty() {
+            self.auto_complete(who, &auto).await?;
+        }
+        Ok(outcome)
     }
 
     /// One pattern's figures over `[since, until)` (by the hour), for those who may read

@@ -241,6 +241,14 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route(
             "/api/v1/select",
             post_with(r::select, doc("Select tools for a capability: ranked patterns with evaluated time and cost, the score and its breakdown, missing inputs, and what was excluded and why")),
+        )
+        .api_route(
+            "/api/v1/experiments",
+            get_with(r::list_experiments, doc("The A/B tests of the tools the caller may read, by name; filters: tool, capability, status")),
+        )
+        .api_route(
+            "/api/v1/experiments/{name}",
+            get_with(r::experiment_results, doc("An A/B test with each arm's figures (count, success rate, time mean and quantiles, cost), a two-proportion z-test of success, Welch's t-test of time, and the winner once each arm has min_samples executions and a difference is significant")),
         );
     let download = ApiRouter::new().api_route(
         &entry("/versions/{version}"),
@@ -267,6 +275,22 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route(
             "/api/v1/telemetry",
             post_with(r::record_telemetry, doc("Report tool executions (1 to 1,000; each once by its idempotency_key); signed-in callers, tokens with the telemetry scope")),
+        )
+        .api_route(
+            "/api/v1/experiments",
+            post_with(r::create_experiment, doc("Create an A/B test between two versions of a tool or two patterns of a capability (maintainers of the tool's namespace); a draft unless start is true")),
+        )
+        .api_route(
+            "/api/v1/experiments/{name}/start",
+            post_with(r::start_experiment, doc("Start a draft A/B test (one active test per tool and capability)")),
+        )
+        .api_route(
+            "/api/v1/experiments/{name}/complete",
+            post_with(r::complete_experiment, doc("Complete an active A/B test with the given winner, or the one its results declare")),
+        )
+        .api_route(
+            "/api/v1/experiments/{name}/cancel",
+            post_with(r::cancel_experiment, doc("Cancel a draft or active A/B test")),
         )
         // The website's account forms (a session cookie and the form's CSRF token).
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))

@@ -903,6 +903,121 @@ pub async fn capability(
     Ok(Json::ok(state.registry.capability(&caller, &p.name).await?))
 }
 
+/// Which A/B tests to list.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentParams {
+    /// Tests of this tool (`namespace/name`).
+    tool: Option<String>,
+    capability: Option<String>,
+    /// draft, active, completed or cancelled
+    status: Option<Param<quiver_store::ExperimentStatus>>,
+}
+
+/// The A/B tests of the tools the caller may read.
+pub async fn list_experiments(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(p): Query<ExperimentParams>,
+) -> ApiResult<Json<Vec<quiver_store::Experiment>>> {
+    let tool = match p.tool {
+        Some(t) => Some(
+            t.split_once('/')
+                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                .map(|(ns, n)| (ns.to_string(), n.to_string()))
+                .ok_or_else(|| Error::invalid("tool", "write the tool as namespace/name"))?,
+        ),
+        None => None,
+    };
+    let filter = quiver_store::ExperimentFilter {
+        tool,
+        capability: p.capability,
+        status: p.status.map(|s| s.0),
+    };
+    Ok(Json::ok(state.registry.experiments(&caller, filter).await?))
+}
+
+/// Create an A/B test.
+pub async fn create_experiment(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<quiver_engine::experiments::NewExperiment>,
+) -> ApiResult<Created<quiver_store::Experiment>> {
+    Ok(Created::created(
+        state.registry.create_experiment(&caller, b).await?,
+    ))
+}
+
+/// An A/B test, by name.
+#[derive(Deserialize, JsonSchema)]
+pub struct ExperimentPath {
+    pub name: String,
+}
+
+/// A test with its arms' figures and significance tests.
+pub async fn experiment_results(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<ExperimentPath>,
+) -> ApiResult<Json<quiver_engine::experiments::ExperimentResults>> {
+    Ok(Json::ok(
+        state.registry.experiment_results(&caller, &p.name).await?,
+    ))
+}
+
+/// Body of `POST /api/v1/experiments/{name}/complete` (optional).
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The winning arm; when absent, the winner the results declare (if any).
+    #[serde(default)]
+    pub winner: Option<String>,
+}
+
+pub async fn start_experiment(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<ExperimentPath>,
+) -> ApiResult<Json<quiver_store::Experiment>> {
+    use quiver_engine::experiments::ExperimentAction;
+    Ok(Json::ok(
+        state
+            .registry
+            .change_experiment(&caller, &p.name, ExperimentAction::Start)
+            .await?,
+    ))
+}
+
+pub async fn complete_experiment(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<ExperimentPath>,
+    OptionalJsonBody(b): OptionalJsonBody<CompleteRequest>,
+) -> ApiResult<Json<quiver_store::Experiment>> {
+    use quiver_engine::experiments::ExperimentAction;
+    let action = ExperimentAction::Complete { winner: b.winner };
+    Ok(Json::ok(
+        state
+            .registry
+            .change_experiment(&caller, &p.name, action)
+            .await?,
+    ))
+}
+
+pub async fn cancel_experiment(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<ExperimentPath>,
+) -> ApiResult<Json<quiver_store::Experiment>> {
+    use quiver_engine::experiments::ExperimentAction;
+    Ok(Json::ok(
+        state
+            .registry
+            .change_experiment(&caller, &p.name, ExperimentAction::Cancel)
+            .await?,
+    ))
+}
+
 /// Tool selection (`quiver_engine::select`).
 pub async fn select(
     State(state): State<AppState>,

@@ -54,6 +54,9 @@ pub struct SelectPageParams {
     /// `on` to calibrate time estimates by telemetry.
     #[serde(default)]
     calibrated: Option<String>,
+    /// The A/B test subject (a user or session id).
+    #[serde(default)]
+    subject: Option<String>,
     #[serde(default)]
     speed: Option<String>,
     #[serde(default)]
@@ -90,6 +93,7 @@ struct SelectView {
     max_time_ms: String,
     no_approval: bool,
     calibrated: bool,
+    subject: String,
     prefs: Vec<(&'static str, String)>,
     detail: Option<quiver_engine::select::CapabilityDetail>,
     candidates: Vec<Row>,
@@ -146,6 +150,7 @@ fn request(p: &SelectPageParams, capability: String) -> quiver_model::Result<Sel
         preferences,
         limit: Some(50),
         calibrated: p.calibrated.as_deref().is_some_and(|c| !c.is_empty()),
+        subject: p.subject.clone().filter(|s| !s.trim().is_empty()),
     })
 }
 
@@ -168,6 +173,7 @@ pub async fn select(
         max_time_ms: get(&p.max_time_ms),
         no_approval: p.no_approval.as_deref().is_some_and(|s| !s.is_empty()),
         calibrated: p.calibrated.as_deref().is_some_and(|s| !s.is_empty()),
+        subject: get(&p.subject),
         prefs: PREFERENCES
             .iter()
             .map(|name| {
@@ -223,6 +229,11 @@ pub async fn select(
                                     k.ratio, k.samples, k.uncalibrated_time_ms
                                 )
                             }))
+                            .chain(
+                                c.experiment
+                                    .as_ref()
+                                    .map(|a| format!("A/B test {}: arm {}", a.experiment, a.arm)),
+                            )
                             .collect::<Vec<_>>()
                             .join("; "),
                         ..Row::default()

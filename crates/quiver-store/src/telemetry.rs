@@ -293,6 +293,16 @@ impl ExperimentStatus {
     }
 }
 
+impl std::str::FromStr for ExperimentStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            format!("'{s}' is not a test status (draft, active, completed, cancelled)")
+        })
+    }
+}
+
 /// An A/B test between two versions of a tool, or two patterns of one capability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Experiment {

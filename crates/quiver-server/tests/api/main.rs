@@ -13,6 +13,7 @@ mod credentials;
 mod device;
 mod entries;
 mod entry_names;
+mod experiments;
 mod expressions;
 mod hardening;
 mod health;
