@@ -628,35 +628,8 @@ impl Registry {
             };
             let recommendation = match &entry.latest_version {
                 Some(v) => {
-                    let manifest = self.get_version(caller, &tool, v).await?.manifest;
-                    match manifest["capabilities"][&capability]["patterns"][&pattern]
-                        ["time_estimate_ms"]
-                        .as_str()
-                    {
-                        Some(current) => {
-                            let events = self
-                                .db
-                                .telemetry
-                                .executions(
-                                    &RollupFilter {
-                                        pattern: Some((
-                                            ns.clone(),
-                                            name.clone(),
-                                            capability.clone(),
-                                            pattern.clone(),
-                                        )),
-                                        since: since.as_millisecond(),
-                                        until: until.as_millisecond(),
-                                    },
-                                    REFIT_SAMPLES,
-                                )
-                                .await?;
-                            let of_version: Vec<Execution> =
-                                events.into_iter().filter(|e| &e.version == v).collect();
-                            refit(v, current, &of_version)
-                        }
-                        None => None,
-                    }
+                    self.recommendation(caller, &tool, &capability, &pattern, v, since, until)
+                        .await?
                 }
                 None => None,
             };
@@ -672,6 +645,176 @@ impl Registry {
         let off = |d: &Drift| d.figures.ratio_median.map_or(0.0, |m| m.ln().abs());
         out.sort_by(|a, b| off(b).total_cmp(&off(a)));
         Ok(out)
+    }
+}
+
+/// Body of `POST /api/v1/telemetry/recommendations`: turn a pattern's refitted time
+/// estimate into a new version of the tool.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRecommendation {
+    /// The tool, `namespace/name`.
+    pub tool: String,
+    pub capability: String,
+    pub pattern: String,
+    /// The executions to fit: from (default a day before `until`) ...
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    /// ... until (default now).
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+    /// The new version (default: the next patch of the latest).
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// What [`Registry::apply_recommendation`] published.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AppliedRecommendation {
+    pub recommendation: Recommendation,
+    /// The new version, as any publish answers it: gated and, where the publisher's trust
+    /// asks for it, held for review.
+    pub version: quiver_model::Version,
+}
+
+impl Registry {
+    /// The refit of `version`'s time expression for a pattern, from the window's
+    /// executions of that version (`None` when the estimate is a plain number, or too
+    /// few executions give the variables it uses).
+    #[allow(clippy::too_many_arguments)]
+    async fn recommendation(
+        &self,
+        caller: &Caller,
+        tool: &EntryKey,
+        capability: &str,
+        pattern: &str,
+        version: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<Recommendation>> {
+        let manifest = self.get_version(caller, tool, version).await?.manifest;
+        let Some(current) =
+            manifest["capabilities"][capability]["patterns"][pattern]["time_estimate_ms"].as_str()
+        else {
+            return Ok(None);
+        };
+        let events = self
+            .db
+            .telemetry
+            .executions(
+                &RollupFilter {
+                    pattern: Some((
+                        tool.namespace.clone(),
+                        tool.name.clone(),
+                        capability.to_string(),
+                        pattern.to_string(),
+                    )),
+                    since: since.as_millisecond(),
+                    until: until.as_millisecond(),
+                },
+                REFIT_SAMPLES,
+            )
+            .await?;
+        let of_version: Vec<Execution> = events
+            .into_iter()
+            .filter(|e| e.version == version)
+            .collect();
+        Ok(refit(version, current, &of_version))
+    }
+
+    /// Publish a new version of a tool whose pattern's time estimate is the refit of the
+    /// latest version's (a maintainer's call: the publish rights apply, and the version
+    /// goes through the gates and review as any other). A 422 names what is missing
+    /// when there is nothing to refit.
+    pub async fn apply_recommendation(
+        &self,
+        caller: &Caller,
+        r: ApplyRecommendation,
+    ) -> Result<AppliedRecommendation> {
+        let key = tool_key("tool", &r.tool)?;
+        text("capability", &r.capability, 200)?;
+        text("pattern", &r.pattern, 200)?;
+        let (since, until) = window(r.since, r.until)?;
+        let entry = self.get_entry(caller, &key).await?;
+        let latest = entry
+            .latest_version
+            .clone()
+            .ok_or_else(|| Error::invalid("tool", format!("{key} has no selectable version")))?;
+        let base = self.get_version(caller, &key, &latest).await?;
+        let estimate = &base.manifest["capabilities"][&r.capability]["patterns"][&r.pattern]
+            ["time_estimate_ms"];
+        if estimate.is_null() {
+            return Err(Error::invalid(
+                "pattern",
+                format!(
+                    "{key}@{latest} has no time estimate for pattern '{}' of '{}'",
+                    r.pattern, r.capability
+                ),
+            ));
+        }
+        let rec = self
+            .recommendation(
+                caller,
+                &key,
+                &r.capability,
+                &r.pattern,
+                &latest,
+                since,
+                until,
+            )
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    "pattern",
+                    format!(
+                        "nothing to refit: {key}@{latest}'s estimate of '{}' is no expression, \
+                         or too few executions in the window give its variables",
+                        r.pattern
+                    ),
+                )
+            })?;
+        let version = match r.version {
+            Some(v) => v,
+            None => {
+                let v = semver::Version::parse(&latest).map_err(|_| {
+                    Error::invalid(
+                        "version",
+                        format!("{latest} is no semver: name the version"),
+                    )
+                })?;
+                semver::Version::new(v.major, v.minor, v.patch + 1).to_string()
+            }
+        };
+        let mut manifest = base.manifest.clone();
+        manifest["capabilities"][&r.capability]["patterns"][&r.pattern]["time_estimate_ms"] =
+            Value::String(rec.expression.clone());
+        let changelog = format!(
+            "{} / {}: time_estimate_ms refitted to {} executions of {latest}: `{}` -> `{}` \
+             (RMSE {:.1} -> {:.1} ms)",
+            r.capability,
+            r.pattern,
+            rec.samples,
+            rec.current,
+            rec.expression,
+            rec.rmse_current_ms,
+            rec.rmse_recommended_ms
+        );
+        let published = self
+            .publish_version(
+                caller,
+                &key,
+                quiver_model::NewVersion {
+                    version,
+                    manifest,
+                    changelog: Some(changelog),
+                    breaking: false,
+                },
+            )
+            .await?;
+        Ok(AppliedRecommendation {
+            recommendation: rec,
+            version: published,
+        })
     }
 }
 

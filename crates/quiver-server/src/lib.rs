@@ -277,6 +277,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             post_with(r::record_telemetry, doc("Report tool executions (1 to 1,000; each once by its idempotency_key); signed-in callers, tokens with the telemetry scope")),
         )
         .api_route(
+            "/api/v1/telemetry/recommendations",
+            post_with(r::apply_recommendation, doc("Publish a new version of a tool (default: the next patch) whose pattern's time estimate is refitted to the window's executions of the latest version; the publish rights, gates and review apply")),
+        )
+        .api_route(
             "/api/v1/experiments",
             post_with(r::create_experiment, doc("Create an A/B test between two versions of a tool or two patterns of a capability (maintainers of the tool's namespace); a draft unless start is true")),
         )

@@ -814,6 +814,17 @@ pub async fn record_telemetry(
     Ok(Json::ok(state.registry.record_telemetry(&caller, b).await?))
 }
 
+/// Turn a drift recommendation into a new version of the tool.
+pub async fn apply_recommendation(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<quiver_engine::telemetry::ApplyRecommendation>,
+) -> ApiResult<Created<quiver_engine::telemetry::AppliedRecommendation>> {
+    Ok(Created::created(
+        state.registry.apply_recommendation(&caller, b).await?,
+    ))
+}
+
 /// A pattern of a tool.
 #[derive(Deserialize, JsonSchema)]
 pub struct PatternPath {

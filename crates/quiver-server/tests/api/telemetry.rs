@@ -197,6 +197,51 @@ async fn telemetry_reports_and_drift() {
     assert!(
         rec["rmse_recommended_ms"].as_f64().unwrap() < rec["rmse_current_ms"].as_f64().unwrap()
     );
+
+    // One call turns the recommendation into the next version, which goes through the
+    // publish rights (bob is no maintainer) like any other version.
+    let apply = json!({"tool": "alice/tcpdump", "capability": "packet_capture",
+                       "pattern": "scan"});
+    let (s, b) = app
+        .post(
+            "/api/v1/telemetry/recommendations",
+            Some(app.token("ci")),
+            apply.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = app
+        .post(
+            "/api/v1/telemetry/recommendations",
+            Some(&alice),
+            apply.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["version"]["version"], "1.0.1");
+    assert_eq!(
+        b["version"]["manifest"]["capabilities"]["packet_capture"]["patterns"]["scan"]
+            ["time_estimate_ms"],
+        "500 + 0.9 * packet_count"
+    );
+    assert!(
+        b["version"]["changelog"]
+            .as_str()
+            .unwrap()
+            .contains("refitted"),
+        "{b}"
+    );
+    let (_, e) = app.get("/api/v1/entries/tool/alice/tcpdump", None).await;
+    assert_eq!(e["latest_version"], "1.0.1", "{e}");
+    // The new latest has no executions of its own yet: nothing to refit.
+    let (s, b) = app
+        .post("/api/v1/telemetry/recommendations", Some(&alice), apply)
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("pattern")),
+        "{b}"
+    );
     let (_, d) = app.get("/api/v1/telemetry/drift?min_count=100", None).await;
     assert_eq!(d, json!([]), "not enough executions");
     let (s, _) = app
