@@ -45,8 +45,14 @@ pub const PREFERENCES: [&str; 5] = ["speed", "accuracy", "cost", "complexity", "
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectRequest {
-    /// The capability (`packet_capture`).
+    /// The capability (`packet_capture`); or give `need` instead.
+    #[serde(default)]
     pub capability: String,
+    /// What you need, in words (`capture network packets on an interface`): resolved to
+    /// the capability whose name, patterns, descriptions and typical uses match it best
+    /// (the answer lists the matches as `resolved`). Give this or `capability`.
+    #[serde(default)]
+    pub need: Option<String>,
     /// Values of the context variables and inputs (`{"packet_count": 5000}`).
     #[serde(default)]
     pub variables: BTreeMap<String, f64>,
@@ -172,7 +178,29 @@ pub struct Selection {
     /// The active A/B tests the subject takes part in, and the arm each chose.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub experiments: Vec<Assignment>,
+    /// For a `need`: the capabilities it matched, best first (the first was selected for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<NeedMatch>,
 }
+
+/// A capability a free-text need matched.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct NeedMatch {
+    pub capability: String,
+    /// Higher is better: the need's words found in the capability, each weighted by where
+    /// (name, pattern names, descriptions and uses) and by how rare it is among
+    /// capabilities, over the need's word count.
+    pub score: f64,
+    /// The need's words (stemmed) that matched.
+    pub matched: Vec<String>,
+}
+
+/// How much a word counts by where a capability has it.
+const NAME_WEIGHT: f64 = 3.0;
+const PATTERN_WEIGHT: f64 = 2.0;
+const TEXT_WEIGHT: f64 = 1.0;
+/// Capabilities a need's answer lists, at most.
+const NEED_MATCHES: usize = 5;
 
 /// A tool's capability, as the catalog keeps it.
 #[derive(Debug, Clone)]
@@ -232,6 +260,44 @@ pub struct PatternSummary {
 pub(crate) struct Catalog {
     built_at: Option<i64>,
     by_capability: BTreeMap<String, Vec<Offer>>,
+    /// Each capability's words (stemmed), with the weight of where they occur best.
+    terms: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The words of a capability for [`Registry::resolve_need`]: its name, its patterns'
+/// names, and every description and typical use, stemmed, each with the weight of the
+/// best place it occurs.
+fn capability_terms(name: &str, offers: &[Offer]) -> BTreeMap<String, f64> {
+    let mut analyzer = quiver_search::analysis::english();
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    let mut add = |text: &str, weight: f64| {
+        for (_, _, t) in quiver_search::analysis::analyze(&mut analyzer, &text.replace('_', " ")) {
+            let e = out.entry(t).or_insert(0.0);
+            *e = e.max(weight);
+        }
+    };
+    add(name, NAME_WEIGHT);
+    for o in offers {
+        if let Some(d) = &o.description {
+            add(d, TEXT_WEIGHT);
+        }
+        for (pname, p) in &o.patterns {
+            add(pname, PATTERN_WEIGHT);
+            if let Some(d) = p.get("description").and_then(Value::as_str) {
+                add(d, TEXT_WEIGHT);
+            }
+            for u in p
+                .get("typical_use_cases")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                add(u, TEXT_WEIGHT);
+            }
+        }
+    }
+    out
 }
 
 pub(crate) type SharedCatalog = Arc<Mutex<Catalog>>;
@@ -273,7 +339,27 @@ fn estimate(
 impl Registry {
     /// Rank the patterns of the tools that offer `r.capability` (see the module's
     /// documentation). Private tools count only for callers who may read them.
-    pub async fn select(&self, caller: &Caller, r: SelectRequest) -> Result<Selection> {
+    pub async fn select(&self, caller: &Caller, mut r: SelectRequest) -> Result<Selection> {
+        let mut resolved = vec![];
+        if let Some(need) = r.need.clone() {
+            if !r.capability.is_empty() {
+                return Err(Error::invalid(
+                    "need",
+                    "give a capability or a need, not both",
+                ));
+            }
+            if need.trim().is_empty() || need.chars().count() > 500 {
+                return Err(Error::invalid("need", "1 to 500 characters"));
+            }
+            resolved = self.resolve_need(caller, &need).await?;
+            let best = resolved.first().ok_or_else(|| {
+                Error::invalid(
+                    "need",
+                    format!("no capability matches '{need}' (GET /api/v1/capabilities lists them)"),
+                )
+            })?;
+            r.capability = best.capability.clone();
+        }
         if r.capability.trim().is_empty() || r.capability.len() > 200 {
             return Err(Error::invalid(
                 "capability",
@@ -553,7 +639,65 @@ impl Registry {
             candidates,
             excluded,
             experiments: assignments.into_iter().map(|(_, a)| a).collect(),
+            resolved,
         })
+    }
+
+    /// The capabilities (of tools the caller may see) that match a free-text need, best
+    /// first (see [`NeedMatch`]).
+    pub async fn resolve_need(&self, caller: &Caller, need: &str) -> Result<Vec<NeedMatch>> {
+        let mut analyzer = quiver_search::analysis::english();
+        let mut words: Vec<String> = quiver_search::analysis::analyze(&mut analyzer, need)
+            .into_iter()
+            .map(|t| t.2)
+            .collect();
+        words.sort();
+        words.dedup();
+        if words.is_empty() {
+            return Ok(vec![]);
+        }
+        let catalog = self.fresh_catalog().await?;
+        let visible: Vec<(&String, &BTreeMap<String, f64>)> = catalog
+            .terms
+            .iter()
+            .filter(|(name, _)| {
+                catalog
+                    .by_capability
+                    .get(*name)
+                    .is_some_and(|offers| offers.iter().any(|o| readable(caller, &o.entry)))
+            })
+            .collect();
+        let n = visible.len() as f64;
+        let df = |w: &str| visible.iter().filter(|(_, t)| t.contains_key(w)).count() as f64;
+        let idf: BTreeMap<&str, f64> = words
+            .iter()
+            .map(|w| (w.as_str(), (1.0 + n / df(w).max(1.0)).ln()))
+            .collect();
+        let mut out: Vec<NeedMatch> = visible
+            .into_iter()
+            .filter_map(|(name, terms)| {
+                let mut score = 0.0;
+                let mut matched = vec![];
+                for w in &words {
+                    if let Some(weight) = terms.get(w) {
+                        score += weight * idf[w.as_str()];
+                        matched.push(w.clone());
+                    }
+                }
+                (score > 0.0).then(|| NeedMatch {
+                    capability: name.clone(),
+                    score: score / words.len() as f64,
+                    matched,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.capability.cmp(&b.capability))
+        });
+        out.truncate(NEED_MATCHES);
+        Ok(out)
     }
 
     /// The active A/B tests of the capability that the request's subject takes part in
@@ -631,6 +775,11 @@ impl Registry {
         let mut catalog = self.catalog.lock().await;
         if catalog.built_at != Some(head) {
             catalog.by_capability = self.build_catalog().await?;
+            catalog.terms = catalog
+                .by_capability
+                .iter()
+                .map(|(name, offers)| (name.clone(), capability_terms(name, offers)))
+                .collect();
             catalog.built_at = Some(head);
         }
         Ok(catalog)

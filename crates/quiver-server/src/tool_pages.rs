@@ -39,6 +39,9 @@ pub async fn capabilities(State(state): State<AppState>, v: Visitor) -> Headed<P
 pub struct SelectPageParams {
     #[serde(default)]
     capability: Option<String>,
+    /// Instead of a capability: what is needed, in words.
+    #[serde(default)]
+    need: Option<String>,
     /// Variables, one `name=value` per line.
     #[serde(default)]
     vars: Option<String>,
@@ -94,6 +97,9 @@ struct SelectView {
     no_approval: bool,
     calibrated: bool,
     subject: String,
+    need: String,
+    /// What a need resolved to.
+    resolved: Option<String>,
     prefs: Vec<(&'static str, String)>,
     detail: Option<quiver_engine::select::CapabilityDetail>,
     candidates: Vec<Row>,
@@ -138,7 +144,7 @@ fn request(p: &SelectPageParams, capability: String) -> quiver_model::Result<Sel
         }
     }
     Ok(SelectRequest {
-        capability,
+        capability: capability.clone(),
         variables,
         environment: p.environment.clone().filter(|e| !e.trim().is_empty()),
         constraints: Constraints {
@@ -151,6 +157,10 @@ fn request(p: &SelectPageParams, capability: String) -> quiver_model::Result<Sel
         limit: Some(50),
         calibrated: p.calibrated.as_deref().is_some_and(|c| !c.is_empty()),
         subject: p.subject.clone().filter(|s| !s.trim().is_empty()),
+        need: match capability.is_empty() {
+            true => p.need.clone().filter(|n| !n.trim().is_empty()),
+            false => None,
+        },
     })
 }
 
@@ -174,6 +184,7 @@ pub async fn select(
         no_approval: p.no_approval.as_deref().is_some_and(|s| !s.is_empty()),
         calibrated: p.calibrated.as_deref().is_some_and(|s| !s.is_empty()),
         subject: get(&p.subject),
+        need: get(&p.need),
         prefs: PREFERENCES
             .iter()
             .map(|name| {
@@ -191,7 +202,7 @@ pub async fn select(
     };
     let capability = view.capability.trim().to_string();
     let mut status = StatusCode::OK;
-    if !capability.is_empty() {
+    if !capability.is_empty() || !view.need.trim().is_empty() {
         let r = &state.registry;
         let outcome = match request(&p, capability.clone()) {
             Ok(req) => r.select(&v.caller, req).await,
@@ -200,6 +211,16 @@ pub async fn select(
         match outcome {
             Ok(sel) => {
                 view.ran = true;
+                if let Some(m) = sel.resolved.first() {
+                    view.resolved = Some(format!(
+                        "“{}” matched the capability {} (on {})",
+                        view.need.trim(),
+                        m.capability,
+                        m.matched.join(", ")
+                    ));
+                    view.capability = sel.capability.clone();
+                }
+                let capability = sel.capability.clone();
                 view.candidates = sel
                     .candidates
                     .into_iter()

@@ -270,7 +270,18 @@ pub struct SelectArgs {
     #[command(flatten)]
     pub remote: Remote,
     /// The capability (`packet_capture`).
-    pub capability: String,
+    #[arg(required_unless_present = "need")]
+    pub capability: Option<String>,
+    /// What you need, in words, instead of a capability: `--need "capture network
+    /// packets"` selects for the capability that matches it best.
+    #[arg(long, conflicts_with = "capability")]
+    pub need: Option<String>,
+    /// The A/B test subject (a user, session or job id): active tests assign it an arm.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Scale time estimates by the executions telemetry has seen.
+    #[arg(long)]
+    pub calibrated: bool,
     /// A context variable or input: `--var packet_count=5000` (repeatable).
     #[arg(long = "var", value_name = "NAME=NUMBER")]
     pub vars: Vec<String>,
@@ -311,15 +322,21 @@ fn numbers(pairs: &[String], what: &str) -> anyhow::Result<serde_json::Map<Strin
 
 pub async fn select(a: SelectArgs) -> anyhow::Result<()> {
     let client = Client::new(a.remote.clone());
-    let body = serde_json::json!({
-        "capability": a.capability,
+    let mut body = serde_json::json!({
         "variables": numbers(&a.vars, "--var")?,
         "environment": a.environment,
         "constraints": {"max_cost": a.max_cost, "max_time_ms": a.max_time_ms,
                         "approval_allowed": !a.no_approval},
         "preferences": numbers(&a.prefer, "--prefer")?,
         "limit": a.limit,
+        "calibrated": a.calibrated,
+        "subject": a.subject,
     });
+    match (&a.capability, &a.need) {
+        (Some(c), _) => body["capability"] = Value::String(c.clone()),
+        (None, Some(n)) => body["need"] = Value::String(n.clone()),
+        (None, None) => anyhow::bail!("name a capability, or --need"),
+    }
     let r = client
         .call(Method::POST, "/api/v1/select", Some(&body))
         .await?
@@ -328,6 +345,27 @@ pub async fn select(a: SelectArgs) -> anyhow::Result<()> {
         return print_json(&r);
     }
     let fmt = |v: &Value| v.as_f64().map_or("?".to_string(), |x| format!("{x}"));
+    if let Some(first) = r["resolved"].as_array().and_then(|m| m.first()) {
+        println!(
+            "'{}' matched capability {} (on: {})",
+            a.need.as_deref().unwrap_or(""),
+            first["capability"].as_str().unwrap_or(""),
+            first["matched"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for x in r["experiments"].as_array().into_iter().flatten() {
+        println!(
+            "A/B test {}: arm {}",
+            x["experiment"].as_str().unwrap_or(""),
+            x["arm"].as_str().unwrap_or("")
+        );
+    }
     let candidates = r["candidates"].as_array().cloned().unwrap_or_default();
     if candidates.is_empty() {
         println!(

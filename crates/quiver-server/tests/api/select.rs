@@ -379,4 +379,32 @@ async fn selection_over_the_real_ops_profiles() {
         seen.dedup();
         assert_eq!(seen.len(), offered, "{capability}: {sel}");
     }
+
+    // A need in words resolves to the capability it describes.
+    for (need, want) in [
+        ("capture network packets on an interface", "packet_capture"),
+        ("resolve a hostname with a DNS lookup", "dns_query"),
+        ("analyze protocols in a capture", "protocol_analysis"),
+    ] {
+        let (s, sel) = app
+            .post(
+                "/api/v1/select",
+                None,
+                json!({"need": need, "variables": variables}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{need}: {sel}");
+        assert_eq!(sel["capability"], want, "{need}: {}", sel["resolved"]);
+        assert_eq!(sel["resolved"][0]["capability"], want);
+        assert!(!sel["candidates"].as_array().unwrap().is_empty());
+    }
+    for body in [
+        json!({"need": "zzzz qqqq"}),
+        json!({"need": "capture packets", "capability": "packet_capture"}),
+        json!({"need": " "}),
+    ] {
+        let (s, b) = app.post("/api/v1/select", None, body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {b}");
+        assert_eq!(b["error"]["field"], "need", "{b}");
+    }
 }
