@@ -125,6 +125,15 @@ pub struct PatternReport {
     pub all: Figures,
     pub by_version: BTreeMap<String, Figures>,
     pub by_environment: BTreeMap<String, Figures>,
+    /// Each hour of the window that had executions, oldest first (for charts).
+    pub by_hour: Vec<HourFigures>,
+}
+
+/// One hour's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct HourFigures {
+    pub hour: Timestamp,
+    pub figures: Figures,
 }
 
 /// A pattern whose estimates are off.
@@ -545,8 +554,13 @@ impl Registry {
         let mut all = Rollup::empty(&key);
         let mut by_version: BTreeMap<String, Rollup> = BTreeMap::new();
         let mut by_environment: BTreeMap<String, Rollup> = BTreeMap::new();
+        let mut by_hour: BTreeMap<i64, Rollup> = BTreeMap::new();
         for r in &rows {
             all.merge(r);
+            by_hour
+                .entry(r.hour)
+                .or_insert_with(|| Rollup::empty(&key))
+                .merge(r);
             by_version
                 .entry(r.version.clone())
                 .or_insert_with(|| Rollup::empty(&key))
@@ -570,6 +584,13 @@ impl Registry {
             by_environment: by_environment
                 .iter()
                 .map(|(k, r)| (k.clone(), Figures::of(r)))
+                .collect(),
+            by_hour: by_hour
+                .iter()
+                .map(|(h, r)| HourFigures {
+                    hour: Timestamp::from_millisecond(*h).unwrap_or(Timestamp::UNIX_EPOCH),
+                    figures: Figures::of(r),
+                })
                 .collect(),
         })
     }

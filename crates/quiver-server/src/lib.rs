@@ -30,6 +30,7 @@ mod device;
 pub mod error;
 pub mod extract;
 pub mod guard;
+mod intel_pages;
 pub mod limits;
 pub mod metrics;
 mod oidc;
@@ -302,6 +303,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
         .api_route("/publish", post_with(account_pages::publish, form_page("The website's form that publishes a version (problems shown next to their field)")))
         .api_route("/reviews", post_with(staff_pages::review, form_page("The website's form that acts on an entry's review (moderators)")))
+        .api_route("/experiments/{name}", post_with(intel_pages::experiment_action, form_page("The website's form that starts, completes or cancels an A/B test (the tool's maintainers)")))
         .api_route("/jobs/retry", post_with(staff_pages::retry_job, form_page("The website's form that retries a dead job (admins)")))
         .api_route("/users", post_with(staff_pages::set_user, form_page("The website's form that sets a user's site role (admins) or trust level (moderators)")))
         .api_route(
@@ -479,6 +481,13 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(web::api_reference, doc("The website's API reference page")),
         )
         .api_route("/capabilities", get_with(tool_pages::capabilities, doc("The website's capability browser")))
+        .api_route("/telemetry/drift", get_with(intel_pages::drift, doc("The website's drift list: patterns whose estimates are off, with refitted expressions")))
+        .api_route(
+            "/telemetry/{namespace}/{name}/{capability}/{pattern}",
+            get_with(intel_pages::pattern, doc("The website's page of a pattern's executions: figures per version, environment and hour, and a chart of actual against estimated time")),
+        )
+        .api_route("/experiments", get_with(intel_pages::experiments, doc("The website's list of A/B tests")))
+        .api_route("/experiments/{name}", get_with(intel_pages::experiment, doc("The website's page of an A/B test: each arm's figures, the significance tests, the verdict, and its buttons")))
         .api_route("/select", get_with(tool_pages::select, doc("The website's selection playground: a capability, variables, constraints and weights; the ranked tools")))
         .api_route(
             "/namespaces/{namespace}",

@@ -50,6 +50,19 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
         for (name, source) in [
             ("base.html", include_str!("../templates/web/base.html")),
             ("hit.html", include_str!("../templates/web/hit.html")),
+            ("drift.html", include_str!("../templates/web/drift.html")),
+            (
+                "pattern.html",
+                include_str!("../templates/web/pattern.html"),
+            ),
+            (
+                "experiments.html",
+                include_str!("../templates/web/experiments.html"),
+            ),
+            (
+                "experiment.html",
+                include_str!("../templates/web/experiment.html"),
+            ),
             ("home.html", include_str!("../templates/web/home.html")),
             ("search.html", include_str!("../templates/web/search.html")),
             ("entry.html", include_str!("../templates/web/entry.html")),
@@ -201,7 +214,7 @@ pub(crate) fn error_page(visitor: &Visitor, e: Error) -> Headed<Page> {
 
 /// What one path segment must escape: the API's set, and `/` too (an npm scope is its
 /// own segment here).
-const SEGMENT: &AsciiSet = &crate::routes::PATH_SEGMENT.add(b'/');
+pub(crate) const SEGMENT: &AsciiSet = &crate::routes::PATH_SEGMENT.add(b'/');
 
 /// What a query value must escape.
 pub(crate) const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'+').add(b'=').add(b';');

@@ -26,4 +26,5 @@ mod select;
 mod telemetry;
 mod web;
 mod web_account;
+mod web_intel;
 mod web_staff;
