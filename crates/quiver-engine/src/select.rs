@@ -20,12 +20,13 @@
 //! a constraint depends on it.
 //!
 //! Candidates come from a catalog of the tools' capabilities that the engine keeps in
-//! memory and rebuilds when the change feed has moved since it was built (one pass over
-//! the tools and their latest manifests). That is quick for the catalogs quiver holds
-//! today (hundreds of tools); following the feed incrementally is the next step for
-//! catalogs of a hundred thousand tools.
+//! memory, with every estimate expression parsed once. Before each use it is brought up
+//! to the change feed's head: the tools that the new feed events touch are read again and
+//! their offers replaced (a bulk change of thousands of events rebuilds it whole). A
+//! request reads a shared snapshot, so selections run in parallel and never wait for
+//! each other, only for an update in progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use quiver_model::expr;
@@ -213,6 +214,53 @@ struct Offer {
     platform: Option<String>,
     /// The capability's patterns, by name.
     patterns: serde_json::Map<String, Value>,
+    /// Each pattern's time and cost estimates, parsed once when the catalog is built.
+    estimates: BTreeMap<String, (Estimate, Estimate)>,
+}
+
+/// An estimate field as the catalog keeps it: parsed once, evaluated per request.
+#[derive(Debug, Clone)]
+enum Estimate {
+    Absent,
+    Number(f64),
+    Expr(Arc<expr::Expr>, String),
+    /// Not a number nor a valid expression (an import keeps what it was given).
+    Invalid(String),
+}
+
+impl Estimate {
+    fn of(v: Option<&Value>) -> Estimate {
+        match v {
+            None | Some(Value::Null) => Estimate::Absent,
+            Some(Value::Number(n)) => n.as_f64().map_or(Estimate::Absent, Estimate::Number),
+            Some(Value::String(s)) => match expr::parse(s) {
+                Ok((tree, _)) => Estimate::Expr(Arc::new(tree), s.clone()),
+                Err(e) => Estimate::Invalid(format!("`{s}`: {e}")),
+            },
+            Some(other) => Estimate::Invalid(format!("not a number or an expression: {other}")),
+        }
+    }
+
+    fn pair(p: &Value) -> (Estimate, Estimate) {
+        (
+            Estimate::of(p.get("time_estimate_ms")),
+            Estimate::of(p.get("cost_estimate")),
+        )
+    }
+
+    /// The value with `vars` (`Ok(None)` when there is no estimate).
+    fn eval(&self, vars: &BTreeMap<String, f64>) -> std::result::Result<Option<f64>, String> {
+        match self {
+            Estimate::Absent => Ok(None),
+            Estimate::Number(x) => Ok(Some(*x)),
+            Estimate::Invalid(e) => Err(e.clone()),
+            Estimate::Expr(tree, s) => match tree.eval(&|name| vars.get(name).copied()) {
+                Ok(x) => Ok(Some(x)),
+                Err(expr::EvalError::UnknownVariable(name)) => Err(format!("`{s}` needs `{name}`")),
+                Err(e) => Err(format!("`{s}`: {e}")),
+            },
+        }
+    }
 }
 
 /// A capability as `GET /api/v1/capabilities` lists it.
@@ -255,19 +303,34 @@ pub struct PatternSummary {
     pub required_inputs: Vec<String>,
 }
 
-/// The catalog of capabilities, rebuilt when the feed moved.
+/// The catalog of capabilities: a snapshot shared by the requests that read it, brought
+/// up to the feed's head before each use (see [`Registry::fresh_catalog`]).
 #[derive(Default)]
 pub(crate) struct Catalog {
     built_at: Option<i64>,
-    by_capability: BTreeMap<String, Vec<Offer>>,
+    snapshot: Arc<Snapshot>,
+}
+
+/// One state of the catalog.
+#[derive(Default, Clone)]
+struct Snapshot {
+    /// Each capability's offers, in the order of their tools' keys.
+    by_capability: BTreeMap<String, Arc<Vec<Arc<Offer>>>>,
     /// Each capability's words (stemmed), with the weight of where they occur best.
     terms: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The capabilities each tool (by entry id) offers.
+    by_entry: HashMap<i64, Vec<String>>,
 }
+
+/// Feed events past which the catalog is rebuilt rather than brought up to date.
+const CATALOG_INCREMENTAL_MAX: i64 = 5_000;
+
+pub(crate) type SharedCatalog = Arc<Mutex<Catalog>>;
 
 /// The words of a capability for [`Registry::resolve_need`]: its name, its patterns'
 /// names, and every description and typical use, stemmed, each with the weight of the
 /// best place it occurs.
-fn capability_terms(name: &str, offers: &[Offer]) -> BTreeMap<String, f64> {
+fn capability_terms(name: &str, offers: &[Arc<Offer>]) -> BTreeMap<String, f64> {
     let mut analyzer = quiver_search::analysis::english();
     let mut out: BTreeMap<String, f64> = BTreeMap::new();
     let mut add = |text: &str, weight: f64| {
@@ -300,8 +363,6 @@ fn capability_terms(name: &str, offers: &[Offer]) -> BTreeMap<String, f64> {
     out
 }
 
-pub(crate) type SharedCatalog = Arc<Mutex<Catalog>>;
-
 /// Whether the caller may read the entry (the rule `get_entry` applies).
 fn readable(caller: &Caller, e: &quiver_model::Entry) -> bool {
     quiver_auth::authorize(
@@ -314,26 +375,6 @@ fn readable(caller: &Caller, e: &quiver_model::Entry) -> bool {
 
 fn number(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64)
-}
-
-/// An estimate field: a number, or an expression evaluated with `vars`.
-fn estimate(
-    v: Option<&Value>,
-    vars: &BTreeMap<String, f64>,
-) -> std::result::Result<Option<f64>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) => {
-            let (tree, _) = expr::parse(s).map_err(|e| format!("`{s}`: {e}"))?;
-            match tree.eval(&|name| vars.get(name).copied()) {
-                Ok(x) => Ok(Some(x)),
-                Err(expr::EvalError::UnknownVariable(name)) => Err(format!("`{s}` needs `{name}`")),
-                Err(e) => Err(format!("`{s}`: {e}")),
-            }
-        }
-        Some(other) => Err(format!("not a number or an expression: {other}")),
-    }
 }
 
 impl Registry {
@@ -421,7 +462,7 @@ impl Registry {
         let c = &r.constraints;
         let mut candidates = Vec::new();
         let mut excluded = Vec::new();
-        for mut offer in offers {
+        for offer in offers.iter() {
             let key = offer.entry.key();
             // The caller's view: a private tool of someone else is not there. (The catalog
             // is current with the feed, so its copy of the entry is the stored one.)
@@ -459,6 +500,8 @@ impl Registry {
             };
             let test = assigned(&key);
             let mut test_applies = test.is_some();
+            // The catalog's patterns, or an A/B test arm's (parsed here, not cached).
+            let mut arm_patterns: Option<serde_json::Map<String, Value>> = None;
             if let Some((e, a)) = test {
                 if e.subject == ExperimentSubject::Versions && a.arm != version {
                     // The arm's version stands in for the latest, when it still offers
@@ -472,13 +515,13 @@ impl Registry {
                     match patterns {
                         Some(p) => {
                             version = a.arm.clone();
-                            offer.patterns = p;
+                            arm_patterns = Some(p);
                         }
                         None => test_applies = false,
                     }
                 }
             }
-            for (name, p) in &offer.patterns {
+            for (name, p) in arm_patterns.as_ref().unwrap_or(&offer.patterns) {
                 if let Some((e, a)) = test.filter(|(e, _)| {
                     e.subject == ExperimentSubject::Patterns
                         && (*name == e.arm_a || *name == e.arm_b)
@@ -511,8 +554,16 @@ impl Registry {
                 let time_limited =
                     c.max_time_ms.is_some() || limit_of("max_execution_time").is_some();
                 let cost_limited = c.max_cost.is_some() || limit_of("max_cost").is_some();
-                let time_res = estimate(p.get("time_estimate_ms"), &r.variables);
-                let cost_res = estimate(p.get("cost_estimate"), &r.variables);
+                let parsed;
+                let (time_est, cost_est) = match (&arm_patterns, offer.estimates.get(name)) {
+                    (None, Some(pair)) => pair,
+                    _ => {
+                        parsed = Estimate::pair(p);
+                        &parsed
+                    }
+                };
+                let time_res = time_est.eval(&r.variables);
+                let cost_res = cost_est.eval(&r.variables);
                 let mut notes = vec![];
                 if let Err(e) = &time_res {
                     notes.push(format!("time estimate {e}"));
@@ -769,25 +820,45 @@ impl Registry {
         Ok((n >= CALIBRATION_MIN && sum > 0.0).then(|| (sum / n as f64, n)))
     }
 
-    /// The catalog, rebuilt first when the feed moved since it was built.
-    async fn fresh_catalog(&self) -> Result<tokio::sync::MutexGuard<'_, Catalog>> {
+    /// The catalog, current with the feed: when the feed moved since it was last
+    /// brought up to date, the tools its new events touch are read again (or, after a
+    /// bulk change of more than [`CATALOG_INCREMENTAL_MAX`] events, the whole catalog is
+    /// rebuilt). Requests share the snapshot; an update makes a new one.
+    async fn fresh_catalog(&self) -> Result<Arc<Snapshot>> {
         let head = self.db.store.feed_head().await?;
         let mut catalog = self.catalog.lock().await;
-        if catalog.built_at != Some(head) {
-            catalog.by_capability = self.build_catalog().await?;
-            catalog.terms = catalog
-                .by_capability
-                .iter()
-                .map(|(name, offers)| (name.clone(), capability_terms(name, offers)))
-                .collect();
-            catalog.built_at = Some(head);
+        match catalog.built_at {
+            Some(at) if at == head => {}
+            Some(at) if at < head && head - at <= CATALOG_INCREMENTAL_MAX => {
+                let mut touched = BTreeSet::new();
+                let mut seen = at;
+                while seen < head {
+                    let events = self
+                        .db
+                        .store
+                        .feed_since(seen, (head - seen) as usize)
+                        .await?;
+                    let Some(last) = events.last() else { break };
+                    seen = last.seq;
+                    touched.extend(events.iter().filter_map(|e| e.entry_id));
+                }
+                let mut snapshot = (*catalog.snapshot).clone();
+                self.refresh_tools(&mut snapshot, touched).await?;
+                catalog.snapshot = Arc::new(snapshot);
+                catalog.built_at = Some(seen);
+            }
+            _ => {
+                let mut snapshot = Snapshot::default();
+                self.build_catalog(&mut snapshot).await?;
+                catalog.snapshot = Arc::new(snapshot);
+                catalog.built_at = Some(head);
+            }
         }
-        Ok(catalog)
+        Ok(catalog.snapshot.clone())
     }
 
-    /// The tools offering `capability`, from the catalog (rebuilt first when the feed
-    /// moved since it was built).
-    async fn offers(&self, capability: &str) -> Result<Vec<Offer>> {
+    /// The tools offering `capability`, from the catalog (brought up to date first).
+    async fn offers(&self, capability: &str) -> Result<Arc<Vec<Arc<Offer>>>> {
         let catalog = self.fresh_catalog().await?;
         Ok(catalog
             .by_capability
@@ -806,6 +877,7 @@ impl Registry {
             .filter_map(|(name, offers)| {
                 let seen: Vec<&Offer> = offers
                     .iter()
+                    .map(|o| &**o)
                     .filter(|o| readable(caller, &o.entry))
                     .collect();
                 if seen.is_empty() {
@@ -829,10 +901,10 @@ impl Registry {
     /// One capability: its tools (that the caller may see) and their patterns. Not
     /// found when no such tool is visible.
     pub async fn capability(&self, caller: &Caller, name: &str) -> Result<CapabilityDetail> {
-        let offers: Vec<Offer> = self
-            .offers(name)
-            .await?
-            .into_iter()
+        let all = self.offers(name).await?;
+        let offers: Vec<&Offer> = all
+            .iter()
+            .map(|o| &**o)
             .filter(|o| readable(caller, &o.entry))
             .collect();
         if offers.is_empty() {
@@ -857,9 +929,9 @@ impl Registry {
                 .into_iter()
                 .map(|o| CapabilityTool {
                     tool: o.entry.key(),
-                    version: o.version,
+                    version: o.version.clone(),
                     status: o.entry.status,
-                    platform: o.platform,
+                    platform: o.platform.clone(),
                     patterns: o
                         .patterns
                         .iter()
@@ -880,49 +952,68 @@ impl Registry {
         })
     }
 
-    /// Every tool's capabilities from its latest version (or, for a tool without one, its
-    /// newest version: so that it can be listed as excluded).
-    async fn build_catalog(&self) -> Result<BTreeMap<String, Vec<Offer>>> {
+    /// A tool's offers, from its latest version (or, for a tool without one, its newest
+    /// version: so that it can be listed as excluded).
+    async fn offers_of(&self, entry: &quiver_model::Entry) -> Result<Vec<(String, Offer)>> {
         let store = &self.db.store;
-        let mut out: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
+        let key = entry.key();
+        let (v, selectable) = match &entry.latest_version {
+            Some(v) => (store.get_version(&key, v).await?, true),
+            None => {
+                let newest = store.list_versions_page(&key, None, 1, true).await?;
+                (newest.items.into_iter().next(), false)
+            }
+        };
+        let Some(v) = v else { return Ok(vec![]) };
+        let Some(caps) = v.manifest.get("capabilities").and_then(Value::as_object) else {
+            return Ok(vec![]);
+        };
+        let platform = v
+            .manifest
+            .get("platform")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(caps
+            .iter()
+            .filter_map(|(cap, c)| {
+                let patterns = c.get("patterns").and_then(Value::as_object)?;
+                let offer = Offer {
+                    entry: entry.clone(),
+                    version: selectable.then(|| v.version.clone()),
+                    description: c
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    platform: platform.clone(),
+                    estimates: patterns
+                        .iter()
+                        .map(|(name, p)| (name.clone(), Estimate::pair(p)))
+                        .collect(),
+                    patterns: patterns.clone(),
+                };
+                Some((cap.clone(), offer))
+            })
+            .collect())
+    }
+
+    /// Every tool's offers, into an empty snapshot.
+    async fn build_catalog(&self, snap: &mut Snapshot) -> Result<()> {
+        let mut by_capability: BTreeMap<String, Vec<Arc<Offer>>> = BTreeMap::new();
         let mut cursor: Option<String> = None;
         loop {
             let filter = EntryFilter {
                 kinds: vec![Kind::Tool],
                 ..EntryFilter::default()
             };
-            let page = store.list_entries(&filter, cursor.as_deref(), 500).await?;
+            let page = self
+                .db
+                .store
+                .list_entries(&filter, cursor.as_deref(), 500)
+                .await?;
             for entry in page.items {
-                let key = entry.key();
-                let (v, selectable) = match &entry.latest_version {
-                    Some(v) => (store.get_version(&key, v).await?, true),
-                    None => {
-                        let newest = store.list_versions_page(&key, None, 1, true).await?;
-                        (newest.items.into_iter().next(), false)
-                    }
-                };
-                let Some(v) = v else { continue };
-                let Some(caps) = v.manifest.get("capabilities").and_then(Value::as_object) else {
-                    continue;
-                };
-                for (cap, c) in caps {
-                    let Some(patterns) = c.get("patterns").and_then(Value::as_object) else {
-                        continue;
-                    };
-                    out.entry(cap.clone()).or_default().push(Offer {
-                        entry: entry.clone(),
-                        version: selectable.then(|| v.version.clone()),
-                        description: c
-                            .get("description")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        platform: v
-                            .manifest
-                            .get("platform")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        patterns: patterns.clone(),
-                    });
+                for (cap, offer) in self.offers_of(&entry).await? {
+                    snap.by_entry.entry(entry.id).or_default().push(cap.clone());
+                    by_capability.entry(cap).or_default().push(Arc::new(offer));
                 }
             }
             match page.next_cursor {
@@ -930,6 +1021,58 @@ impl Registry {
                 None => break,
             }
         }
-        Ok(out)
+        for (cap, mut offers) in by_capability {
+            offers.sort_by_cached_key(|o| o.entry.key().to_string());
+            snap.terms
+                .insert(cap.clone(), capability_terms(&cap, &offers));
+            snap.by_capability.insert(cap, Arc::new(offers));
+        }
+        Ok(())
+    }
+
+    /// Read the entries `ids` again (those the feed says changed) and replace their
+    /// offers in `snap`: a tool that changed, a new one, one that lost its capabilities,
+    /// or an entry that is not a tool (nothing to do).
+    async fn refresh_tools(&self, snap: &mut Snapshot, ids: BTreeSet<i64>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for id in &ids {
+            for cap in snap.by_entry.remove(id).unwrap_or_default() {
+                if let Some(offers) = snap.by_capability.get_mut(&cap) {
+                    Arc::make_mut(offers).retain(|o| o.entry.id != *id);
+                }
+                touched.insert(cap);
+            }
+        }
+        let ids: Vec<i64> = ids.into_iter().collect();
+        for chunk in ids.chunks(500) {
+            for entry in self.db.store.get_entries_by_id(chunk).await? {
+                if entry.kind != Kind::Tool {
+                    continue;
+                }
+                for (cap, offer) in self.offers_of(&entry).await? {
+                    snap.by_entry.entry(entry.id).or_default().push(cap.clone());
+                    let offers = snap.by_capability.entry(cap.clone()).or_default();
+                    Arc::make_mut(offers).push(Arc::new(offer));
+                    touched.insert(cap);
+                }
+            }
+        }
+        for cap in touched {
+            match snap.by_capability.get_mut(&cap) {
+                Some(offers) if !offers.is_empty() => {
+                    Arc::make_mut(offers).sort_by_cached_key(|o| o.entry.key().to_string());
+                    let terms = capability_terms(&cap, offers);
+                    snap.terms.insert(cap, terms);
+                }
+                _ => {
+                    snap.by_capability.remove(&cap);
+                    snap.terms.remove(&cap);
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -408,3 +408,107 @@ async fn selection_over_the_real_ops_profiles() {
         assert_eq!(b["error"]["field"], "need", "{b}");
     }
 }
+
+#[tokio::test]
+async fn the_catalog_follows_every_change() {
+    let app = TestApp::builder().user("alice").start().await;
+    let alice = app.session("alice").to_string();
+    let offers = |cap: &str| {
+        json!({"capabilities": {cap: {"patterns": {
+        "run": {"time_estimate_ms": "10 * N", "preference_match": {"speed": 1}}}}}})
+    };
+    let names = |sel: &Value| -> Vec<String> {
+        sel["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}@{}",
+                    c["tool"]["name"].as_str().unwrap(),
+                    c["version"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let select = |cap: &'static str| {
+        let app = &app;
+        async move {
+            let (s, b) = app
+                .post(
+                    "/api/v1/select",
+                    None,
+                    json!({"capability": cap, "variables": {"N": 2}}),
+                )
+                .await;
+            assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND, "{b}");
+            b
+        }
+    };
+    for (name, version, cap) in [("a", "1.0.0", "convert"), ("b", "1.0.0", "convert")] {
+        if version == "1.0.0" {
+            app.post(
+                "/api/v1/entries",
+                Some(&alice),
+                json!({"kind": "tool", "namespace": "alice", "name": name}),
+            )
+            .await;
+        }
+        let (s, b) = app
+            .post(
+                &format!("/api/v1/entries/tool/alice/{name}/versions"),
+                Some(&alice),
+                json!({"version": version, "manifest": offers(cap)}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        // Each write is seen by the next selection.
+        let sel = select("convert").await;
+        assert!(names(&sel).contains(&format!("{name}@{version}")), "{sel}");
+    }
+    assert_eq!(names(&select("convert").await), ["a@1.0.0", "b@1.0.0"]);
+    // `a` 2.0.0 offers another capability instead.
+    let (s, _) = app
+        .post(
+            "/api/v1/entries/tool/alice/a/versions",
+            Some(&alice),
+            json!({"version": "2.0.0", "manifest": offers("compress")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(names(&select("convert").await), ["b@1.0.0"]);
+    assert_eq!(names(&select("compress").await), ["a@2.0.0"]);
+    let (_, caps) = app.get("/api/v1/capabilities", None).await;
+    let caps: Vec<&str> = caps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(caps, ["compress", "convert"]);
+    // A yank of `a`'s 2.0.0 falls back to 1.0.0, which offers `convert` again.
+    let (s, b) = app
+        .post(
+            "/api/v1/entries/tool/alice/a/versions/2.0.0/yank",
+            Some(&alice),
+            json!({"reason": "broken"}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    assert_eq!(names(&select("convert").await), ["a@1.0.0", "b@1.0.0"]);
+    let (_, caps) = app.get("/api/v1/capabilities", None).await;
+    assert_eq!(caps.as_array().unwrap().len(), 1, "{caps}");
+    // A need finds the capability by its new words.
+    let (s, sel) = app
+        .post(
+            "/api/v1/select",
+            None,
+            json!({"need": "convert files", "variables": {"N": 1}}),
+        )
+        .await;
+    assert_eq!(
+        (s, sel["capability"].as_str()),
+        (StatusCode::OK, Some("convert")),
+        "{sel}"
+    );
+}
