@@ -26,6 +26,7 @@ mod attacks;
 mod data;
 mod fts5;
 mod http;
+mod intel;
 mod pg;
 mod proc;
 mod stats;
@@ -124,6 +125,20 @@ pub struct BenchArgs {
     /// `bench/writes.rs`.
     #[arg(long)]
     pub pg_writes: bool,
+    /// Run only the tool-intelligence benchmark: a catalog of `--intel-tools` copies of
+    /// the real ops profiles, selection through HTTP, `--intel-events` telemetry events,
+    /// pattern reports and drift lists (on `--backend`); see `bench/intel.rs`.
+    #[arg(long)]
+    pub tool_intel: bool,
+    /// The ops tool profiles the catalog is copied from.
+    #[arg(long, default_value = "../shared/fixtures/opsconductor-ng")]
+    pub profiles: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    pub intel_tools: usize,
+    #[arg(long, default_value_t = 5_000_000)]
+    pub intel_events: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub intel_selects: usize,
     /// Writers of the write benchmark, split over the two nodes.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
@@ -418,6 +433,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.attacks {
         let exe = quiver_binary(a.quiver.as_deref())?;
         let result = attacks::run(&exe, &work.dir, a.attack_seconds, a.json).await;
+        work.finish();
+        return result;
+    }
+    if a.tool_intel {
+        let exe = quiver_binary(a.quiver.as_deref())?;
+        let result = intel::run(&exe, &work.dir, &a.profiles, &a).await;
         work.finish();
         return result;
     }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use quiver_model::ErrorCode;
 use quiver_store::telemetry::{
     ratio_bucket, Execution, Experiment, ExperimentChange, ExperimentFilter, ExperimentStatus,
-    ExperimentSubject, RollupFilter,
+    ExperimentSubject, FitRow, RollupFilter,
 };
 use quiver_store::{AuditDiff, AuditDraft, AuditFilter, Database, NewAuditRecord};
 use serde_json::json;
@@ -36,6 +36,10 @@ fn event(key: &str, pattern: &str, time: f64, estimate: Option<f64>, ok: bool) -
         variables: json!({"packet_count": 5000}),
         experiment: None,
         arm: None,
+        fit: estimate.map(|_| FitRow {
+            vars: vec!["packet_count".into()],
+            x: vec![5000.0],
+        }),
     }
 }
 
@@ -92,6 +96,13 @@ pub async fn run(db: &Database) {
     let p50 = r.time_sketch.quantile(0.5).unwrap();
     assert!((p50 / 100.0 - 1.0).abs() < 0.05, "median time {p50}");
     assert_eq!(r.cost_sketch.count(), 1, "and the cost sketch every cost");
+    assert_eq!(
+        (r.fit.n, r.fit.vars.as_slice(), r.fit.yy),
+        (2, ["packet_count".to_string()].as_slice(), 100_000.0),
+        "the refit sums of the events with an estimate: {:?}",
+        r.fit
+    );
+    assert_eq!(r.fit.xtx, [2.0, 10_000.0, 10_000.0, 50_000_000.0]);
     assert_eq!(
         (rows[1].count, rows[1].ratio_count),
         (1, 0),

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use quiver_model::{EntryKey, Error, Kind, Result};
 use quiver_store::telemetry::{
-    median_ratio, Execution, Experiment, ExperimentStatus, ExperimentSubject, IngestOutcome,
-    Rollup, RollupFilter,
+    median_ratio, Execution, Experiment, ExperimentStatus, ExperimentSubject, FitRow, FitSums,
+    IngestOutcome, Rollup, RollupFilter,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -165,9 +165,6 @@ pub struct Recommendation {
     pub samples: u64,
 }
 
-/// Executions read for a refit, at most.
-const REFIT_SAMPLES: usize = 10_000;
-
 /// A number for an expression: 6 significant digits, no trailing zeros.
 fn coefficient(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
@@ -215,70 +212,38 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     x.iter().all(|v| v.is_finite()).then_some(x)
 }
 
-/// The refit of `current` to `events` (see [`Recommendation`]).
-pub fn refit(version: &str, current: &str, events: &[Execution]) -> Option<Recommendation> {
-    let (tree, used) = quiver_model::expr::parse(current).ok()?;
-    let vars = used.variables;
-    let rows: Vec<(Vec<f64>, f64)> = events
-        .iter()
-        .filter_map(|e| {
-            let xs: Option<Vec<f64>> = vars
-                .iter()
-                .map(|v| e.variables.get(v).and_then(Value::as_f64))
-                .collect();
-            xs.map(|xs| (xs, e.time_ms))
-        })
-        .collect();
-    let k = vars.len() + 1;
-    if rows.len() < k + 2 {
+/// The refit of `current` from a roll-up's sums (see [`Recommendation`]): `None` with
+/// fewer than k + 2 rows for k variables.
+pub fn refit_sums(version: &str, current: &str, fit: &FitSums) -> Option<Recommendation> {
+    let k = fit.vars.len() + 1;
+    if fit.n < k as u64 + 2 || fit.xtx.len() != k * k || fit.xty.len() != k {
         return None;
     }
-    let predict_current = |xs: &[f64]| {
-        tree.eval(&|name| vars.iter().position(|v| v == name).map(|i| xs[i]))
-            .ok()
-    };
-    let rmse = |f: &dyn Fn(&[f64]) -> Option<f64>| {
-        let errs: Vec<f64> = rows
-            .iter()
-            .filter_map(|(xs, y)| f(xs).map(|p| (p - y).powi(2)))
-            .collect();
-        (!errs.is_empty()).then(|| (errs.iter().sum::<f64>() / errs.len() as f64).sqrt())
-    };
-    let rmse_current = rmse(&predict_current)?;
-    // Normal equations of y ≈ c0 + Σ ci xi.
-    let mut ata = vec![vec![0.0; k]; k];
-    let mut aty = vec![0.0; k];
-    for (xs, y) in &rows {
-        let row: Vec<f64> = std::iter::once(1.0).chain(xs.iter().copied()).collect();
-        for (i, ri) in row.iter().enumerate() {
-            aty[i] += ri * y;
-            for (cell, rj) in ata[i].iter_mut().zip(&row) {
-                *cell += ri * rj;
-            }
-        }
-    }
-    let (expression, rmse_new) = match solve(ata, aty) {
+    let n = fit.n as f64;
+    let rmse = |sse: f64| (sse.max(0.0) / n).sqrt();
+    let rmse_current = rmse(fit.ee - 2.0 * fit.ey + fit.yy);
+    let ata: Vec<Vec<f64>> = fit.xtx.chunks(k).map(<[f64]>::to_vec).collect();
+    let (expression, rmse_new) = match solve(ata, fit.xty.clone()) {
         Some(c) => {
             let mut text = coefficient(c[0]);
-            for (v, ci) in vars.iter().zip(&c[1..]) {
+            for (v, ci) in fit.vars.iter().zip(&c[1..]) {
                 text.push_str(&format!(" + {} * {v}", coefficient(*ci)));
             }
-            let fit =
-                |xs: &[f64]| Some(c[0] + xs.iter().zip(&c[1..]).map(|(x, ci)| x * ci).sum::<f64>());
-            (text, rmse(&fit)?)
+            // At the least-squares solution, SSE = yᵀy − cᵀXᵀy.
+            let explained: f64 = c.iter().zip(&fit.xty).map(|(a, b)| a * b).sum();
+            (text, rmse(fit.yy - explained))
         }
         None => {
-            // Too little variety to fit a line: scale the current expression.
-            let ratios: Vec<f64> = rows
-                .iter()
-                .filter_map(|(xs, y)| predict_current(xs).filter(|p| *p > 0.0).map(|p| y / p))
-                .collect();
-            if ratios.is_empty() {
+            // Too little variety to fit a line: the current expression, scaled by the
+            // factor that fits best (Σŷy / Σŷ²).
+            if fit.ee <= 0.0 {
                 return None;
             }
-            let r = ratios.iter().sum::<f64>() / ratios.len() as f64;
-            let scaled = |xs: &[f64]| predict_current(xs).map(|p| p * r);
-            (format!("{} * ({current})", coefficient(r)), rmse(&scaled)?)
+            let r = fit.ey / fit.ee;
+            (
+                format!("{} * ({current})", coefficient(r)),
+                rmse(r * r * fit.ee - 2.0 * r * fit.ey + fit.yy),
+            )
         }
     };
     Some(Recommendation {
@@ -287,8 +252,50 @@ pub fn refit(version: &str, current: &str, events: &[Execution]) -> Option<Recom
         expression,
         rmse_current_ms: rmse_current,
         rmse_recommended_ms: rmse_new,
-        samples: rows.len() as u64,
+        samples: fit.n,
     })
+}
+
+/// The estimate of a pattern's time and the refit row of an event's variables.
+fn estimate_and_row(
+    estimate: &Estimator,
+    vars: &BTreeMap<String, f64>,
+) -> (Option<f64>, Option<FitRow>) {
+    match estimate {
+        Estimator::None => (None, None),
+        Estimator::Number(x) => (Some(*x), None),
+        Estimator::Expr(tree, names) => {
+            let est = tree.eval(&|name| vars.get(name).copied()).ok();
+            let x: Option<Vec<f64>> = names.iter().map(|n| vars.get(n).copied()).collect();
+            let row = x.map(|x| FitRow {
+                vars: names.clone(),
+                x,
+            });
+            (est, row.filter(|_| est.is_some()))
+        }
+    }
+}
+
+/// A pattern's time estimate, parsed once per batch.
+#[derive(Clone)]
+enum Estimator {
+    None,
+    Number(f64),
+    /// The expression and the variables it uses.
+    Expr(std::sync::Arc<quiver_model::expr::Expr>, Vec<String>),
+}
+
+impl Estimator {
+    fn of(v: &Value) -> Estimator {
+        match v {
+            Value::Number(n) => n.as_f64().map_or(Estimator::None, Estimator::Number),
+            Value::String(s) => match quiver_model::expr::parse(s) {
+                Ok((tree, used)) => Estimator::Expr(std::sync::Arc::new(tree), used.variables),
+                Err(_) => Estimator::None,
+            },
+            _ => Estimator::None,
+        }
+    }
 }
 
 /// The arm of `test` that an event of tool `key` ran (`ran`: its version or its pattern,
@@ -400,6 +407,7 @@ impl Registry {
         }
         let mut manifests: HashMap<(EntryKey, String), Value> = HashMap::new();
         let mut tests: HashMap<String, Experiment> = HashMap::new();
+        let mut estimators: HashMap<(EntryKey, String, String, String), Estimator> = HashMap::new();
         let mut out = Vec::with_capacity(batch.events.len());
         for (i, e) in batch.events.into_iter().enumerate() {
             let f = |name: &str| format!("events[{i}].{name}");
@@ -446,23 +454,31 @@ impl Registry {
                     v.manifest
                 }
             };
-            let pattern = &manifest["capabilities"][&e.capability]["patterns"][&e.pattern];
-            if pattern.is_null() {
-                return Err(Error::invalid(
-                    f("pattern"),
-                    format!(
-                        "{key}@{} has no pattern '{}' of capability '{}'",
-                        e.version, e.pattern, e.capability
-                    ),
-                ));
-            }
-            let estimate_ms = match &pattern["time_estimate_ms"] {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => {
-                    quiver_model::expr::eval_str(s, &|name| e.variables.get(name).copied()).ok()
+            let pattern_key = (
+                key.clone(),
+                e.version.clone(),
+                e.capability.clone(),
+                e.pattern.clone(),
+            );
+            let estimator = match estimators.get(&pattern_key) {
+                Some(x) => x,
+                None => {
+                    let pattern = &manifest["capabilities"][&e.capability]["patterns"][&e.pattern];
+                    if pattern.is_null() {
+                        return Err(Error::invalid(
+                            f("pattern"),
+                            format!(
+                                "{key}@{} has no pattern '{}' of capability '{}'",
+                                e.version, e.pattern, e.capability
+                            ),
+                        ));
+                    }
+                    estimators
+                        .entry(pattern_key)
+                        .or_insert(Estimator::of(&pattern["time_estimate_ms"]))
                 }
-                _ => None,
             };
+            let (estimate_ms, fit) = estimate_and_row(estimator, &e.variables);
             let arm = match &e.experiment {
                 None => None,
                 Some(x) => {
@@ -501,6 +517,7 @@ impl Registry {
                 variables: serde_json::to_value(&e.variables).unwrap_or(Value::Null),
                 experiment: e.experiment,
                 arm,
+                fit,
             });
         }
         let outcome = self.db.telemetry.ingest(out).await?;
@@ -616,6 +633,8 @@ impl Registry {
             })
             .await?;
         let mut per: BTreeMap<(String, String, String, String), Rollup> = BTreeMap::new();
+        // The refit sums per pattern and version (a refit is of one version's expression).
+        let mut fits: HashMap<(String, String, String, String, String), FitSums> = HashMap::new();
         for r in rows {
             let k = (
                 r.namespace.clone(),
@@ -623,6 +642,17 @@ impl Registry {
                 r.capability.clone(),
                 r.pattern.clone(),
             );
+            if r.fit.n > 0 {
+                fits.entry((
+                    k.0.clone(),
+                    k.1.clone(),
+                    k.2.clone(),
+                    k.3.clone(),
+                    r.version.clone(),
+                ))
+                .or_default()
+                .merge(&r.fit);
+            }
             match per.get_mut(&k) {
                 Some(acc) => acc.merge(&r),
                 None => {
@@ -631,6 +661,7 @@ impl Registry {
             }
         }
         let mut out = Vec::new();
+        let mut manifests: HashMap<(EntryKey, String), Value> = HashMap::new();
         for ((ns, name, capability, pattern), r) in per {
             if r.ratio_count < min_count.max(1) {
                 continue;
@@ -649,8 +680,29 @@ impl Registry {
             };
             let recommendation = match &entry.latest_version {
                 Some(v) => {
-                    self.recommendation(caller, &tool, &capability, &pattern, v, since, until)
-                        .await?
+                    let manifest = match manifests.get(&(tool.clone(), v.clone())) {
+                        Some(m) => m,
+                        None => {
+                            let m = self.get_version(caller, &tool, v).await?.manifest;
+                            manifests.entry((tool.clone(), v.clone())).or_insert(m)
+                        }
+                    };
+                    let fit = fits.get(&(
+                        ns.clone(),
+                        name.clone(),
+                        capability.clone(),
+                        pattern.clone(),
+                        v.clone(),
+                    ));
+                    match (
+                        manifest["capabilities"][&capability]["patterns"][&pattern]
+                            ["time_estimate_ms"]
+                            .as_str(),
+                        fit,
+                    ) {
+                        (Some(current), Some(fit)) => refit_sums(v, current, fit),
+                        _ => None,
+                    }
                 }
                 None => None,
             };
@@ -719,28 +771,25 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let events = self
+        let rows = self
             .db
             .telemetry
-            .executions(
-                &RollupFilter {
-                    pattern: Some((
-                        tool.namespace.clone(),
-                        tool.name.clone(),
-                        capability.to_string(),
-                        pattern.to_string(),
-                    )),
-                    since: since.as_millisecond(),
-                    until: until.as_millisecond(),
-                },
-                REFIT_SAMPLES,
-            )
+            .rollups(&RollupFilter {
+                pattern: Some((
+                    tool.namespace.clone(),
+                    tool.name.clone(),
+                    capability.to_string(),
+                    pattern.to_string(),
+                )),
+                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
+                until: until.as_millisecond(),
+            })
             .await?;
-        let of_version: Vec<Execution> = events
-            .into_iter()
-            .filter(|e| e.version == version)
-            .collect();
-        Ok(refit(version, current, &of_version))
+        let mut fit = FitSums::default();
+        for r in rows.iter().filter(|r| r.version == version) {
+            fit.merge(&r.fit);
+        }
+        Ok(refit_sums(version, current, &fit))
     }
 
     /// Publish a new version of a tool whose pattern's time estimate is the refit of the
@@ -862,7 +911,22 @@ mod tests {
             variables: serde_json::json!({"packet_count": n}),
             experiment: None,
             arm: None,
+            fit: None,
         }
+    }
+
+    /// The refit sums of executions of `800 + 0.3 * packet_count`.
+    fn sums(evs: &[Execution]) -> FitSums {
+        let mut f = FitSums::default();
+        for e in evs {
+            let n = e.variables["packet_count"].as_f64().unwrap();
+            let row = FitRow {
+                vars: vec!["packet_count".into()],
+                x: vec![n],
+            };
+            f.add(&row, e.time_ms, 800.0 + 0.3 * n);
+        }
+        f
     }
 
     #[test]
@@ -873,17 +937,18 @@ mod tests {
                 run(i, n, 500.0 + 0.9 * n)
             })
             .collect();
-        let r = refit("1.0.0", "800 + 0.3 * packet_count", &evs).unwrap();
+        let r = refit_sums("1.0.0", "800 + 0.3 * packet_count", &sums(&evs)).unwrap();
         assert_eq!(r.expression, "500 + 0.9 * packet_count", "{r:?}");
         assert!(
-            r.rmse_recommended_ms < 1e-6 && r.rmse_current_ms > 1000.0,
+            r.rmse_recommended_ms < 0.01 && r.rmse_current_ms > 1000.0,
             "{r:?}"
         );
         // No variety to fit a line: the current expression, scaled.
         let flat: Vec<Execution> = (0..10).map(|i| run(i, 5000.0, 4600.0)).collect();
-        let r = refit("1.0.0", "800 + 0.3 * packet_count", &flat).unwrap();
+        let r = refit_sums("1.0.0", "800 + 0.3 * packet_count", &sums(&flat)).unwrap();
         assert_eq!(r.expression, "2 * (800 + 0.3 * packet_count)");
-        assert!(refit("1.0.0", "800 + 0.3 * packet_count", &flat[..2]).is_none());
+        assert!(r.rmse_recommended_ms < 0.01, "{r:?}");
+        assert!(refit_sums("1.0.0", "800 + 0.3 * packet_count", &sums(&flat[..2])).is_none());
         assert_eq!(coefficient(0.30000000004), "0.3");
         assert_eq!(coefficient(123456.7), "123457");
     }

@@ -13,8 +13,8 @@ use quiver_model::Error;
 use quiver_model::{Context, Result};
 use quiver_store::telemetry::{
     decode_buckets, decode_experiment, encode_buckets, ArmStats, Execution, Experiment,
-    ExperimentChange, ExperimentFilter, ExperimentStatus, ExperimentSubject, IngestOutcome, Rollup,
-    RollupFilter, RollupKey, Sketch, TelemetryStore, RATIO_BUCKETS,
+    ExperimentChange, ExperimentFilter, ExperimentStatus, ExperimentSubject, FitSums,
+    IngestOutcome, Rollup, RollupFilter, RollupKey, Sketch, TelemetryStore, RATIO_BUCKETS,
 };
 use quiver_store::Audit;
 use tokio_postgres::Row;
@@ -25,7 +25,7 @@ use crate::PostgresStore;
 
 const ROLLUP_COLS: &str = "namespace, name, capability, pattern, version, environment, hour, \
      count, successes, time_sum, time_min, time_max, cost_count, cost_sum, ratio_count, \
-     ratio_sum, ratio_buckets, time_sketch, cost_sketch";
+     ratio_sum, ratio_buckets, time_sketch, cost_sketch, fit";
 
 fn rollup_from_row(r: &Row) -> Result<Rollup> {
     let decode = || -> std::result::Result<Rollup, BoxError> {
@@ -52,6 +52,7 @@ fn rollup_from_row(r: &Row) -> Result<Rollup> {
             ratio_buckets: decode_buckets(&r.try_get::<_, String>(16)?),
             time_sketch: Sketch::decode(&r.try_get::<_, String>(17)?),
             cost_sketch: Sketch::decode(&r.try_get::<_, String>(18)?),
+            fit: FitSums::decode(&r.try_get::<_, String>(19)?),
         })
     };
     decode().context("decoding a telemetry roll-up")
@@ -118,9 +119,9 @@ impl TelemetryStore for PostgresStore {
             tx.execute(
                 "INSERT INTO telemetry_rollups (namespace, name, capability, pattern, version, \
                  environment, hour, count, successes, time_sum, time_min, time_max, cost_count, \
-                 cost_sum, ratio_count, ratio_sum, ratio_buckets, time_sketch, cost_sketch) \
+                 cost_sum, ratio_count, ratio_sum, ratio_buckets, time_sketch, cost_sketch, fit) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 'Infinity', '-Infinity', 0, 0, 0, \
-                 0, $8, '', '') \
+                 0, $8, '', '', '') \
                  ON CONFLICT DO NOTHING",
                 &[&k.0, &k.1, &k.2, &k.3, &k.4, &k.5, &k.6, &zero],
             )
@@ -145,7 +146,7 @@ impl TelemetryStore for PostgresStore {
                 "UPDATE telemetry_rollups SET count = $8, successes = $9, time_sum = $10, \
                  time_min = $11, time_max = $12, cost_count = $13, cost_sum = $14, \
                  ratio_count = $15, ratio_sum = $16, ratio_buckets = $17, time_sketch = $18, \
-                 cost_sketch = $19 WHERE namespace = $1 \
+                 cost_sketch = $19, fit = $20 WHERE namespace = $1 \
                  AND name = $2 AND capability = $3 AND pattern = $4 AND version = $5 \
                  AND environment = $6 AND hour = $7",
                 &[
@@ -168,6 +169,7 @@ impl TelemetryStore for PostgresStore {
                     &encode_buckets(&r.ratio_buckets),
                     &r.time_sketch.encode(),
                     &r.cost_sketch.encode(),
+                    &r.fit.encode(),
                 ],
             )
             .await
@@ -251,6 +253,7 @@ impl TelemetryStore for PostgresStore {
                         variables: serde_json::from_str(&vars)?,
                         experiment: r.try_get(15)?,
                         arm: r.try_get(16)?,
+                        fit: None,
                     })
                 };
                 decode().context("decoding a telemetry event")

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use quiver_model::{Context, Error, Result};
 use quiver_store::telemetry::{
     decode_buckets, decode_experiment, encode_buckets, ArmStats, Execution, Experiment,
-    ExperimentChange, ExperimentFilter, ExperimentStatus, ExperimentSubject, IngestOutcome, Rollup,
-    RollupFilter, RollupKey, Sketch, TelemetryStore,
+    ExperimentChange, ExperimentFilter, ExperimentStatus, ExperimentSubject, FitSums,
+    IngestOutcome, Rollup, RollupFilter, RollupKey, Sketch, TelemetryStore,
 };
 use quiver_store::Audit;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -19,7 +19,7 @@ use crate::accounts::{commit_audit, commit_audit_change};
 
 const ROLLUP_COLS: &str = "namespace, name, capability, pattern, version, environment, hour, \
      count, successes, time_sum, time_min, time_max, cost_count, cost_sum, ratio_count, \
-     ratio_sum, ratio_buckets, time_sketch, cost_sketch";
+     ratio_sum, ratio_buckets, time_sketch, cost_sketch, fit";
 
 fn rollup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rollup> {
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -43,6 +43,7 @@ fn rollup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Rollup> {
         ratio_buckets: decode_buckets(&r.get::<_, String>(16)?),
         time_sketch: Sketch::decode(&r.get::<_, String>(17)?),
         cost_sketch: Sketch::decode(&r.get::<_, String>(18)?),
+        fit: FitSums::decode(&r.get::<_, String>(19)?),
     })
 }
 
@@ -62,7 +63,7 @@ fn write_rollup(tx: &Transaction<'_>, r: &Rollup) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO telemetry_rollups ({ROLLUP_COLS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-         ?18, ?19)"
+         ?18, ?19, ?20)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -84,7 +85,8 @@ fn write_rollup(tx: &Transaction<'_>, r: &Rollup) -> Result<()> {
             r.ratio_sum,
             encode_buckets(&r.ratio_buckets),
             r.time_sketch.encode(),
-            r.cost_sketch.encode()
+            r.cost_sketch.encode(),
+            r.fit.encode()
         ])
     })
     .context("writing a telemetry roll-up")?;
@@ -198,6 +200,7 @@ impl TelemetryStore for SqliteStore {
                             variables: serde_json::from_str(&vars).unwrap_or_default(),
                             experiment: r.get(15)?,
                             arm: r.get(16)?,
+                            fit: None,
                         })
                     },
                 )?

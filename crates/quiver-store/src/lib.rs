@@ -53,7 +53,8 @@ pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
 pub use telemetry::{
     ArmStats, Execution, Experiment, ExperimentChange, ExperimentFilter, ExperimentStatus,
-    ExperimentSubject, IngestOutcome, Rollup, RollupFilter, Sketch, TelemetryStore,
+    ExperimentSubject, FitRow, FitSums, IngestOutcome, Rollup, RollupFilter, Sketch,
+    TelemetryStore,
 };
 pub use throttle::{Charge, Throttle};
 

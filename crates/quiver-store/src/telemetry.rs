@@ -81,6 +81,104 @@ pub struct Execution {
     pub experiment: Option<String>,
     #[serde(default)]
     pub arm: Option<String>,
+    /// The values of the variables the pattern's time expression uses, in the order it
+    /// names them, when the event gives them all: the roll-up adds them to its
+    /// [`FitSums`]. Not kept with the raw event.
+    #[serde(default, skip)]
+    pub fit: Option<FitRow>,
+}
+
+/// One execution's row of a least-squares refit: the expression's variables and their
+/// values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitRow {
+    pub vars: Vec<String>,
+    pub x: Vec<f64>,
+}
+
+/// The sums a least-squares refit of a time expression needs, kept in the roll-ups at
+/// ingest so that a refit reads sums, not events: for rows `[1, x1 … xk]` of the
+/// expression's variables and actual times `y`, the normal equations' `XᵀX` and `Xᵀy`,
+/// and `Σy²`, `Σŷ²`, `Σŷy` of the expression's own estimates `ŷ` (for its error and its
+/// best scaling). Sums of rows of different variables are not added together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitSums {
+    pub vars: Vec<String>,
+    pub n: u64,
+    /// Row-major, (k+1)².
+    pub xtx: Vec<f64>,
+    pub xty: Vec<f64>,
+    pub yy: f64,
+    pub ee: f64,
+    pub ey: f64,
+}
+
+impl FitSums {
+    /// Add a row (`x` the variables' values, `y` the actual time, `est` the estimate).
+    pub fn add(&mut self, row: &FitRow, y: f64, est: f64) {
+        if self.n == 0 {
+            let k = row.vars.len() + 1;
+            *self = FitSums {
+                vars: row.vars.clone(),
+                xtx: vec![0.0; k * k],
+                xty: vec![0.0; k],
+                ..FitSums::default()
+            };
+        } else if self.vars != row.vars {
+            return;
+        }
+        let k = self.vars.len() + 1;
+        let full: Vec<f64> = std::iter::once(1.0).chain(row.x.iter().copied()).collect();
+        if full.len() != k {
+            return;
+        }
+        for i in 0..k {
+            self.xty[i] += full[i] * y;
+            for j in 0..k {
+                self.xtx[i * k + j] += full[i] * full[j];
+            }
+        }
+        self.n += 1;
+        self.yy += y * y;
+        self.ee += est * est;
+        self.ey += est * y;
+    }
+
+    /// Another roll-up's sums, when they are of the same variables.
+    pub fn merge(&mut self, o: &FitSums) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = o.clone();
+            return;
+        }
+        if self.vars != o.vars || self.xtx.len() != o.xtx.len() {
+            return;
+        }
+        self.n += o.n;
+        for (a, b) in self.xtx.iter_mut().zip(&o.xtx) {
+            *a += b;
+        }
+        for (a, b) in self.xty.iter_mut().zip(&o.xty) {
+            *a += b;
+        }
+        self.yy += o.yy;
+        self.ee += o.ee;
+        self.ey += o.ey;
+    }
+
+    /// The text form in the database (empty when there are no rows).
+    pub fn encode(&self) -> String {
+        if self.n == 0 {
+            return String::new();
+        }
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(s: &str) -> FitSums {
+        serde_json::from_str(s).unwrap_or_default()
+    }
 }
 
 impl Execution {
@@ -132,6 +230,8 @@ pub struct Rollup {
     /// Quantile sketches of the actual time (ms) and cost.
     pub time_sketch: Sketch,
     pub cost_sketch: Sketch,
+    /// The refit sums of the pattern's time expression.
+    pub fit: FitSums,
 }
 
 /// Which roll-ups to read: a window of hours, and optionally one pattern.
@@ -501,6 +601,7 @@ impl Rollup {
             ratio_buckets: vec![0; RATIO_BUCKETS],
             time_sketch: Sketch::default(),
             cost_sketch: Sketch::default(),
+            fit: FitSums::default(),
         }
     }
 
@@ -523,6 +624,9 @@ impl Rollup {
             self.ratio_buckets.resize(RATIO_BUCKETS, 0);
             self.ratio_buckets[ratio_bucket(r)] += 1;
         }
+        if let (Some(row), Some(est)) = (&e.fit, e.estimate_ms) {
+            self.fit.add(row, e.time_ms, est);
+        }
     }
 
     /// Another roll-up of the same pattern folded into this one (a report's sums).
@@ -538,6 +642,7 @@ impl Rollup {
         self.ratio_sum += o.ratio_sum;
         self.time_sketch.merge(&o.time_sketch);
         self.cost_sketch.merge(&o.cost_sketch);
+        self.fit.merge(&o.fit);
         self.ratio_buckets.resize(RATIO_BUCKETS, 0);
         for (a, b) in self.ratio_buckets.iter_mut().zip(&o.ratio_buckets) {
             *a += b;

@@ -1,11 +1,13 @@
 -- A/B tests (quiver_store::telemetry::Experiment) and their arms' running figures,
 -- updated in the telemetry ingest's transaction; events keep the test and arm they were
--- chosen by; roll-ups gain quantile sketches of time and cost. Kept in step with
+-- chosen by; roll-ups gain quantile sketches of time and cost, and the sums of a
+-- least-squares refit of the time expression. Kept in step with
 -- migrations/postgres/0017_experiments.sql of quiver-postgres.
 ALTER TABLE telemetry_events ADD COLUMN experiment TEXT;
 ALTER TABLE telemetry_events ADD COLUMN arm TEXT;
 ALTER TABLE telemetry_rollups ADD COLUMN time_sketch TEXT NOT NULL DEFAULT '';
 ALTER TABLE telemetry_rollups ADD COLUMN cost_sketch TEXT NOT NULL DEFAULT '';
+ALTER TABLE telemetry_rollups ADD COLUMN fit TEXT NOT NULL DEFAULT '';
 
 CREATE TABLE experiments (
     name          TEXT    PRIMARY KEY,
