@@ -142,6 +142,32 @@ pub async fn run(db: &Database) {
     );
     assert_eq!(t.executions(&all, 1).await.unwrap().len(), 1);
     assert_eq!(t.executions(&first_hour, 10).await.unwrap().len(), 2);
+
+    // Retention deletes old raw events, oldest first, and leaves the roll-ups whole.
+    let cutoff = at(1, 0).as_millisecond();
+    assert_eq!(t.prune_events(cutoff, 1).await.unwrap(), 1, "one at a time");
+    assert_eq!(
+        t.prune_events(cutoff, 100).await.unwrap(),
+        2,
+        "the other two before the cutoff, of any pattern"
+    );
+    assert_eq!(t.prune_events(cutoff, 100).await.unwrap(), 0);
+    let left: Vec<String> = t
+        .executions(&all, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_key)
+        .collect();
+    assert_eq!(left, ["c"]);
+    assert_eq!(t.rollups(&all).await.unwrap()[0].count, 2, "roll-ups stay");
+    let mut again = event("a", "capture", 100.0, Some(100.0), true);
+    again.at = at(5, 0);
+    let out = t.ingest(vec![again]).await.unwrap();
+    assert_eq!(
+        out.accepted, 1,
+        "a pruned key is forgotten: retention bounds how long a retry is recognised"
+    );
 }
 
 fn audit(action: &str) -> quiver_store::Audit {

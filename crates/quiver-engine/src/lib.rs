@@ -94,6 +94,9 @@ pub struct EngineConfig {
     /// Namespaces holding an outside ecosystem's packages: only admins and imports write
     /// to them, and nobody may register their names (`setup.rs`).
     pub ecosystem_namespaces: Vec<String>,
+    /// How long raw telemetry events are kept (the hourly roll-ups stay): older ones are
+    /// deleted, in the background, at most every few minutes after an ingest.
+    pub telemetry_retention: Duration,
 }
 
 impl EngineConfig {
@@ -108,6 +111,7 @@ impl EngineConfig {
             review: review::ReviewSettings::default(),
             max_entry_manifest_bytes: DEFAULT_MAX_ENTRY_MANIFEST_BYTES,
             credentials: throttle::CredentialLimits::default(),
+            telemetry_retention: telemetry::DEFAULT_RETENTION,
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -199,6 +203,8 @@ pub struct Registry {
     worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
     /// The salt of the audit log's client-address hashes, read from the store once.
     audit_salt: tokio::sync::OnceCell<String>,
+    /// When raw telemetry was last pruned (ms since the epoch).
+    telemetry_pruned: std::sync::atomic::AtomicI64,
     /// Set once a user account has been seen: the open mode has ended for good.
     accounts_exist: AtomicBool,
     /// The one-time code that registers the first admin, while unused (`setup.rs`).
@@ -229,6 +235,7 @@ impl Registry {
         Ok(Arc::new(Registry {
             setup: std::sync::Mutex::new(setup),
             audit_salt: tokio::sync::OnceCell::new(),
+            telemetry_pruned: std::sync::atomic::AtomicI64::new(0),
             catalog: Default::default(),
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),

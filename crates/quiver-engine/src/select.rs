@@ -140,7 +140,6 @@ pub struct Candidate {
     /// Required inputs of the pattern that the request's variables do not give.
     pub missing_inputs: Vec<String>,
     /// What else the caller should know (an estimate that could not be evaluated).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Set when `calibrated` was asked and telemetry had enough executions.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,10 +176,8 @@ pub struct Selection {
     pub candidates: Vec<Candidate>,
     pub excluded: Vec<Excluded>,
     /// The active A/B tests the subject takes part in, and the arm each chose.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub experiments: Vec<Assignment>,
     /// For a `need`: the capabilities it matched, best first (the first was selected for).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<NeedMatch>,
 }
 

@@ -23,6 +23,13 @@ use crate::{Caller, Registry};
 
 /// Events per batch, at most.
 pub const MAX_BATCH: usize = 1_000;
+/// How long raw events are kept unless configured otherwise.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// How often a node prunes raw events, at most.
+const PRUNE_EVERY_MS: i64 = 5 * 60 * 1000;
+/// Events one pruning statement deletes, at most (short write transactions).
+const PRUNE_CHUNK: usize = 10_000;
+
 /// The drift band: a median actual/estimate outside it is drift.
 pub const DRIFT_BAND: (f64, f64) = (0.67, 1.5);
 
@@ -376,6 +383,49 @@ pub fn window(
 }
 
 impl Registry {
+    /// Delete raw events past the retention in a background task, when this node has not
+    /// done so in the last few minutes (every node may; the deletes are idempotent).
+    fn prune_telemetry_soon(&self) {
+        use std::sync::atomic::Ordering;
+        let now = Timestamp::now().as_millisecond();
+        let last = self.telemetry_pruned.load(Ordering::Relaxed);
+        if now - last < PRUNE_EVERY_MS
+            || self
+                .telemetry_pruned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let retention =
+            i64::try_from(self.config.telemetry_retention.as_millis()).unwrap_or(i64::MAX);
+        let before = now.saturating_sub(retention);
+        let telemetry = self.db.telemetry.clone();
+        tokio::spawn(async move {
+            let mut total = 0;
+            loop {
+                match telemetry.prune_events(before, PRUNE_CHUNK).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < PRUNE_CHUNK as u64 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning old telemetry events");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(
+                    deleted = total,
+                    "pruned telemetry events past the retention"
+                );
+            }
+        });
+    }
+
     /// Record a batch of executions (signed-in callers; tokens need the `telemetry`
     /// scope). Every event must name a version and pattern the caller can see; the batch
     /// is refused whole, naming the event's field, when one does not.
@@ -521,6 +571,7 @@ impl Registry {
             });
         }
         let outcome = self.db.telemetry.ingest(out).await?;
+        self.prune_telemetry_soon();
         let auto: Vec<String> = tests
             .into_values()
             .filter(|t| t.auto_complete)

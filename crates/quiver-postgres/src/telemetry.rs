@@ -291,6 +291,19 @@ impl TelemetryStore for PostgresStore {
         rows.iter().map(rollup_from_row).collect()
     }
 
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64> {
+        let c = self.pooled().await?;
+        let n = c
+            .execute(
+                "DELETE FROM telemetry_events WHERE event_key IN (SELECT event_key FROM \
+                 telemetry_events WHERE at < $1 ORDER BY at LIMIT $2)",
+                &[&before, &(limit as i64)],
+            )
+            .await
+            .context("deleting old telemetry events")?;
+        Ok(n)
+    }
+
     async fn create_experiment(&self, e: Experiment, audit: Audit) -> Result<Experiment> {
         let mut c = self.pooled().await?;
         let tx = c

@@ -244,6 +244,20 @@ impl TelemetryStore for SqliteStore {
         .await
     }
 
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64> {
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM telemetry_events WHERE rowid IN (SELECT rowid FROM \
+                     telemetry_events WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before, limit as i64]))
+                .context("deleting old telemetry events")?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn create_experiment(&self, e: Experiment, audit: Audit) -> Result<Experiment> {
         self.write(move |tx| {
             if read_experiment(tx, &e.name)?.is_some() {

@@ -542,6 +542,9 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// The raw events of the filter's pattern (required) whose time is in the window
     /// (`since`..`until`, ms), newest first, at most `limit`.
     async fn executions(&self, filter: &RollupFilter, limit: usize) -> Result<Vec<Execution>>;
+    /// Delete up to `limit` raw events older than `before` (ms since the epoch), oldest
+    /// first; the roll-ups keep their figures. Answers how many were deleted.
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64>;
 
     /// Store a new A/B test with its audit row (a conflict when the name is taken).
     async fn create_experiment(&self, e: Experiment, audit: Audit) -> Result<Experiment>;

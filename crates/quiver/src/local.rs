@@ -48,6 +48,9 @@ pub struct ServeArgs {
         default_value = "npm,pypi"
     )]
     pub ecosystem_namespaces: Vec<String>,
+    /// Days raw telemetry events are kept (their hourly roll-ups are kept for good).
+    #[arg(long, env = "QUIVER_TELEMETRY_RETENTION_DAYS", default_value_t = 30)]
+    pub telemetry_retention_days: u64,
     /// Rate limits per client: the defaults (empty), `off`, or `class=limit` pairs over the
     /// defaults, e.g. `search=60/min,download=off` (classes: read, search, write,
     /// registration, download; limits like `20/s`, `100/min`, `50/day`).
@@ -187,6 +190,11 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.device_poll_interval >= a.device_code_lifetime {
         bail!("--device-poll-interval must be shorter than --device-code-lifetime");
     }
+    if a.telemetry_retention_days == 0 {
+        bail!("--telemetry-retention-days must be at least 1");
+    }
+    config.telemetry_retention =
+        std::time::Duration::from_secs(a.telemetry_retention_days * 24 * 3600);
     config.ecosystem_namespaces = a
         .ecosystem_namespaces
         .iter()

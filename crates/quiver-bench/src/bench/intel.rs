@@ -12,8 +12,9 @@
 //!    fixed set of context variables (one connection per request, so the latency
 //!    includes connecting).
 //! 4. `--intel-events` executions (default 5,000,000) of the patterns of the first 200
-//!    tools, spread over the last 7 days, posted in batches of 1,000 by `--concurrency`
-//!    clients: events per second, and the server's peak memory.
+//!    tools, in time order over the last 7 days (as they arrive from orchestrators),
+//!    posted in batches of 1,000 by `--concurrency` clients: events per second, and the
+//!    server's peak memory.
 //! 5. With those events stored: pattern reports over the 7 days and drift lists, latency.
 
 use std::net::SocketAddr;
@@ -410,7 +411,8 @@ async fn measure(
                                "variables": vars, "time_ms": 50.0 + 900.0 * slow * unit(&mut rng),
                                "cost": unit(&mut rng), "success": unit(&mut rng) > 0.05,
                                "at": jiff::Timestamp::from_millisecond(
-                                   now_ms - (rng.next_u64() % week_ms as u64) as i64).unwrap()})
+                                   now_ms - week_ms + (k as f64 / events as f64 * week_ms as f64) as i64
+                               ).unwrap()})
                     })
                     .collect();
                 let (s, answer) =

@@ -123,7 +123,7 @@ async fn a_pattern_test_assigns_stably_and_declares_the_winner_after_the_minimum
 
     // A draft assigns nobody.
     let sel = select(&app, None, "user-1").await;
-    assert!(sel.get("experiments").is_none(), "{sel}");
+    assert!(sel["experiments"] == json!([]), "{sel}");
     assert_eq!(sel["candidates"].as_array().unwrap().len(), 3);
 
     let (s, b) = app
@@ -277,7 +277,7 @@ async fn a_pattern_test_assigns_stably_and_declares_the_winner_after_the_minimum
     );
     let sel = select(&app, None, "user-1").await;
     assert!(
-        sel.get("experiments").is_none(),
+        sel["experiments"] == json!([]),
         "a completed test assigns nobody: {sel}"
     );
     let (_, list) = app
@@ -357,7 +357,7 @@ async fn a_version_test_selects_the_arms_version_and_completes_itself_on_time() 
             json!({"capability": "packet_capture", "subject": "s1", "environment": "staging"}),
         )
         .await;
-    assert!(sel.get("experiments").is_none(), "{sel}");
+    assert!(sel["experiments"] == json!([]), "{sel}");
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..40 {
         let (_, sel) = app
