@@ -112,6 +112,10 @@ pub struct SearchQuery {
     pub namespaces: Vec<String>,
     pub categories: Vec<String>,
     pub tags: Vec<String>,
+    /// Only entries that run on one of these (a tool's `platform`, a recipe's operating
+    /// systems: `linux`, `darwin`, ...).
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Empty means `published` and `deprecated`.
     pub statuses: Vec<Status>,
     pub sort: Sort,
@@ -140,6 +144,7 @@ impl Default for SearchQuery {
             namespaces: vec![],
             categories: vec![],
             tags: vec![],
+            platforms: vec![],
             statuses: vec![],
             sort: Sort::Relevance,
             limit: DEFAULT_LIMIT,
@@ -240,7 +245,7 @@ pub const MAX_WINDOW: usize = 1000;
 
 /// Bumped when the schema or the analysis changes: an index of another version is
 /// rebuilt from the feed.
-const INDEX_VERSION: u32 = 5;
+const INDEX_VERSION: u32 = 6;
 /// Feed events read per batch.
 const FEED_BATCH: usize = 20_000;
 /// A backlog above this is a bulk load (big writer, rare commits).
@@ -400,10 +405,14 @@ impl SearchIndex {
                                 writer.delete_term(Term::from_field_i64(self.fields.id, *id));
                             }
                         }
-                        for e in &cur_entries {
+                        for (e, manifest) in &cur_entries {
                             if schema::indexable(e) {
                                 writer
-                                    .add_document(schema::document(&self.fields, e))
+                                    .add_document(schema::document(
+                                        &self.fields,
+                                        e,
+                                        manifest.as_ref(),
+                                    ))
                                     .context("indexing an entry")?;
                                 if fresh {
                                     added.insert(e.id);
@@ -519,17 +528,29 @@ impl SearchIndex {
 }
 
 /// The entries touched by `events` (deleted ones are absent).
+/// The entries the events touch, each with its latest manifest when its kind's manifest
+/// adds to its document (tools and recipes: [`schema::manifest_terms`]).
 async fn fetch_entries(
     store: &dyn quiver_store::Store,
     events: &[quiver_model::FeedEvent],
-) -> Result<Vec<quiver_model::Entry>> {
+) -> Result<Vec<(quiver_model::Entry, Option<serde_json::Value>)>> {
     let mut ids: Vec<i64> = events.iter().filter_map(|e| e.entry_id).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    store.get_entries_by_id(&ids).await
+    let mut out = Vec::with_capacity(ids.len());
+    for e in store.get_entries_by_id(&ids).await? {
+        let manifest = match (&e.kind, &e.latest_version) {
+            (quiver_model::Kind::Tool | quiver_model::Kind::Recipe, Some(v)) => {
+                store.get_version(&e.key(), v).await?.map(|v| v.manifest)
+            }
+            _ => None,
+        };
+        out.push((e, manifest));
+    }
+    Ok(out)
 }
 
 /// Run CPU-heavy or blocking work from async code: on a multi-threaded runtime the

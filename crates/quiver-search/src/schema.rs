@@ -24,6 +24,7 @@ pub const F_KEYWORDS: &str = "keywords";
 pub const F_POPULARITY: &str = "popularity";
 pub const F_UPDATED: &str = "updated";
 pub const F_PAYLOAD: &str = "payload";
+pub const F_PLATFORM: &str = "platform";
 
 /// Field handles.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +43,7 @@ pub struct Fields {
     pub popularity: Field,
     pub updated: Field,
     pub payload: Field,
+    pub platform: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -87,6 +89,7 @@ pub fn build() -> (Schema, Fields) {
     let popularity = b.add_f64_field(F_POPULARITY, NumericOptions::default().set_fast());
     let updated = b.add_i64_field(F_UPDATED, NumericOptions::default().set_fast());
     let payload = b.add_text_field(F_PAYLOAD, STORED);
+    let platform = b.add_text_field(F_PLATFORM, raw_term());
     let fields = Fields {
         id,
         flags,
@@ -102,6 +105,7 @@ pub fn build() -> (Schema, Fields) {
         popularity,
         updated,
         payload,
+        platform,
     };
     (b.build(), fields)
 }
@@ -162,7 +166,106 @@ pub fn name_sort_key(namespace: &str, name: &str) -> String {
 }
 
 /// The document for an entry.
-pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
+/// What an entry's latest manifest adds to its document, for the kinds whose manifests
+/// say what they do and where they run: a tool's capabilities (names as exact keywords;
+/// names, descriptions, pattern names, typical uses and input names as words) and its
+/// `platform`; a recipe's platforms (its `supported_os`, else the operating systems its
+/// steps are limited to, else every one: `linux` and `darwin`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestTerms {
+    pub text: String,
+    pub keywords: Vec<String>,
+    pub platforms: Vec<String>,
+}
+
+/// The operating systems a recipe installs on when its steps do not say.
+const RECIPE_PLATFORMS: [&str; 2] = ["linux", "darwin"];
+
+pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
+    use serde_json::Value;
+    let strs = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let mut out = ManifestTerms::default();
+    match kind {
+        Kind::Tool => {
+            out.platforms = strs(&m["platform"]);
+            out.platforms.extend(strs(&m["platforms"]));
+            let mut words = |s: &str| {
+                out.text.push_str(&s.replace('_', " "));
+                out.text.push_str(" ; ");
+            };
+            for (cap, c) in m["capabilities"].as_object().into_iter().flatten() {
+                words(cap);
+                out.keywords.push(cap.clone());
+                if let Some(d) = c["description"].as_str() {
+                    words(d);
+                }
+                for (pname, p) in c["patterns"].as_object().into_iter().flatten() {
+                    words(pname);
+                    for field in ["description"] {
+                        if let Some(d) = p[field].as_str() {
+                            words(d);
+                        }
+                    }
+                    for u in strs(&p["typical_use_cases"]) {
+                        words(&u);
+                    }
+                    for inputs in ["required_inputs", "optional_inputs"] {
+                        for i in p[inputs].as_array().into_iter().flatten() {
+                            if let Some(n) = i["name"].as_str().or(i.as_str()) {
+                                words(n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Kind::Recipe => {
+            let declared = [&m["metadata"]["supported_os"], &m["supported_os"]]
+                .into_iter()
+                .flat_map(strs)
+                .collect::<Vec<_>>();
+            out.platforms = if !declared.is_empty() {
+                declared
+            } else {
+                let steps = m["steps"].as_array().cloned().unwrap_or_default();
+                let limited: Vec<Vec<String>> =
+                    steps.iter().map(|s| strs(&s["when"]["os"])).collect();
+                if !steps.is_empty() && limited.iter().all(|l| !l.is_empty()) {
+                    limited.into_iter().flatten().collect()
+                } else {
+                    RECIPE_PLATFORMS.iter().map(|p| p.to_string()).collect()
+                }
+            };
+        }
+        _ => {}
+    }
+    for p in &mut out.platforms {
+        *p = p.trim().to_lowercase();
+    }
+    out.platforms.retain(|p| !p.is_empty() && p.len() <= 64);
+    out.platforms.sort();
+    out.platforms.dedup();
+    out.keywords.sort();
+    out.keywords.dedup();
+    out
+}
+
+/// The document for an entry (`manifest`: its latest version's, for the kinds
+/// [`manifest_terms`] reads).
+pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> TantivyDocument {
+    let extra = manifest
+        .map(|m| manifest_terms(e.kind, m))
+        .unwrap_or_default();
     let mut d = TantivyDocument::default();
     d.add_i64(f.id, e.id);
     d.add_u64(f.flags, flags(e.kind, e.status, e.visibility));
@@ -205,7 +308,17 @@ pub fn document(f: &Fields, e: &Entry) -> TantivyDocument {
         text.push_str(" ; ");
     }
     text.push_str(&e.description);
+    if !extra.text.is_empty() {
+        text.push_str(" ; ");
+        text.push_str(&extra.text);
+    }
     d.add_text(f.description, &text);
+    for k in &extra.keywords {
+        d.add_text(f.keywords, k);
+    }
+    for p in &extra.platforms {
+        d.add_text(f.platform, p);
+    }
     for k in e
         .keywords
         .iter()

@@ -325,6 +325,29 @@ fn kind_mask(kinds: &[Kind]) -> u32 {
         .fold(0, |m, (i, _)| m | (1 << i))
 }
 
+/// `query`, limited to the query's platforms when it names some (a constant-score
+/// clause: it filters without changing the ranking).
+fn with_platforms(f: &Fields, q: &SearchQuery, query: Box<dyn Query>) -> Box<dyn Query> {
+    if q.platforms.is_empty() {
+        return query;
+    }
+    let terms = q
+        .platforms
+        .iter()
+        .map(|p| Term::from_field_text(f.platform, p))
+        .collect::<Vec<_>>();
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, query),
+        (
+            Occur::Must,
+            Box::new(tantivy::query::ConstScoreQuery::new(
+                Box::new(TermSetQuery::new(terms)),
+                0.0,
+            )),
+        ),
+    ]))
+}
+
 /// For a query without text: the posting lists of the given filters drive the search
 /// (or every document, for a plain browse).
 fn browse_query(f: &Fields, q: &SearchQuery) -> Box<dyn Query> {
@@ -341,6 +364,7 @@ fn browse_query(f: &Fields, q: &SearchQuery) -> Box<dyn Query> {
     any_of(f.namespace, q.namespaces.clone());
     any_of(f.category, q.categories.clone());
     any_of(f.tags, q.tags.clone());
+    any_of(f.platform, q.platforms.clone());
     any_of(
         f.kind,
         q.kinds.iter().map(|k| k.as_str().to_string()).collect(),
@@ -516,13 +540,13 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
     } else {
         let p = planner.plan(text);
         let expand = planner.expansions(&p, &filter);
-        let query = planner.query(&p, Mode::And, expand);
+        let query = with_platforms(&ix.fields, q, planner.query(&p, Mode::And, expand));
         let mut fruit = searcher
             .search(&*query, &collector(q.sort, window, scoring))
             .context("searching")?;
         let content_words = p.stems.iter().filter(|s| s.is_some()).count();
         if fruit.total == 0 && content_words > 1 {
-            let query = planner.query(&p, Mode::Or, expand);
+            let query = with_platforms(&ix.fields, q, planner.query(&p, Mode::Or, expand));
             fruit = searcher
                 .search(&*query, &collector(q.sort, window, scoring))
                 .context("searching")?;

@@ -146,6 +146,9 @@ pub struct SearchParams {
     category: Option<Csv<String>>,
     /// Comma-separated tags.
     tag: Option<Csv<String>>,
+    /// Comma-separated platforms: a tool's `platform`, a recipe's operating systems
+    /// (`linux`, `darwin`).
+    platform: Option<Csv<String>>,
     /// Comma-separated statuses (default: published, deprecated).
     status: Option<Csv<Status>>,
     /// relevance (default), popularity, recent or name.
@@ -631,6 +634,10 @@ pub async fn search(
         namespaces: values(p.namespace),
         categories: values(p.category),
         tags: values(p.tag),
+        platforms: values(p.platform)
+            .into_iter()
+            .map(|p| p.trim().to_lowercase())
+            .collect(),
         statuses: values(p.status),
         sort,
         limit: limit(p.limit),

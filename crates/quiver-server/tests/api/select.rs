@@ -512,3 +512,104 @@ async fn the_catalog_follows_every_change() {
         "{sel}"
     );
 }
+
+#[tokio::test]
+async fn search_finds_capabilities_patterns_and_inputs_and_filters_by_platform() {
+    use crate::entries::hit_names;
+    let app = TestApp::builder().user("alice").start().await;
+    let alice = app.session("alice").to_string();
+    let publish =
+        |kind: &'static str, name: &'static str, description: &'static str, manifest: Value| {
+            let app = &app;
+            let alice = alice.clone();
+            async move {
+                let (s, b) = app
+                    .post(
+                        "/api/v1/entries",
+                        Some(&alice),
+                        json!({"kind": kind, "namespace": "alice", "name": name,
+                           "description": description}),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED, "{b}");
+                let (s, b) = app
+                    .post(
+                        &format!("/api/v1/entries/{kind}/alice/{name}/versions"),
+                        Some(&alice),
+                        json!({"version": "1.0.0", "manifest": manifest}),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED, "{b}");
+            }
+        };
+    publish(
+        "tool",
+        "systemctl",
+        "Control the system and service manager",
+        json!({"platform": "linux", "capabilities": {"list_services": {
+            "description": "Which units run",
+            "patterns": {"all_units": {"time_estimate_ms": 200,
+                "typical_use_cases": ["audit running daemons"],
+                "required_inputs": [{"name": "unit_filter"}]}}}}}),
+    )
+    .await;
+    publish(
+        "tool",
+        "launchctl",
+        "Manage launchd jobs",
+        json!({"platform": "darwin", "capabilities": {"list_services": {
+            "patterns": {"jobs": {"time_estimate_ms": 100}}}}}),
+    )
+    .await;
+    publish("tool", "lister", "Lists things", json!({})).await;
+    publish(
+        "recipe",
+        "brewonly",
+        "Installs on macs",
+        json!({"steps": [{"action": "homebrew", "formula": "x", "when": {"os": ["darwin"]}}]}),
+    )
+    .await;
+    publish(
+        "recipe",
+        "anywhere",
+        "Installs anywhere",
+        json!({"steps": [{"action": "download", "url": "https://example.invalid/x"}]}),
+    )
+    .await;
+
+    // A capability's name, a pattern's name, a typical use and an input name find the tool.
+    let both = app
+        .search_until("list_services", |b| hit_names(b).len() >= 2)
+        .await;
+    let mut names = hit_names(&both);
+    names.truncate(2);
+    names.sort();
+    assert_eq!(names, ["alice/launchctl", "alice/systemctl"], "{both}");
+    for q in ["all_units", "daemons", "unit_filter"] {
+        let found = app
+            .search_until(q, |b| hit_names(b).contains(&"alice/systemctl".to_string()))
+            .await;
+        assert_eq!(hit_names(&found)[0], "alice/systemctl", "{q}: {found}");
+    }
+    // Platforms filter tools and recipes alike (once the last write is indexed).
+    app.search_until("anywhere", |b| {
+        hit_names(b).contains(&"alice/anywhere".to_string())
+    })
+    .await;
+    let (s, b) = app
+        .get("/api/v1/search?q=list_services&platform=linux", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(hit_names(&b), ["alice/systemctl"]);
+    let (_, b) = app.get("/api/v1/search?platform=darwin", None).await;
+    let mut darwin = hit_names(&b);
+    darwin.sort();
+    assert_eq!(
+        darwin,
+        ["alice/anywhere", "alice/brewonly", "alice/launchctl"]
+    );
+    let (_, b) = app
+        .get("/api/v1/search?kind=recipe&platform=Linux", None)
+        .await;
+    assert_eq!(hit_names(&b), ["alice/anywhere"]);
+}
