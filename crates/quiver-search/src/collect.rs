@@ -99,6 +99,7 @@ pub struct FacetCounts {
     pub namespace: HashMap<String, u64>,
     pub category: HashMap<String, u64>,
     pub tags: HashMap<String, u64>,
+    pub platform: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +155,8 @@ pub struct HitSegmentCollector {
     cat_filter: Option<Vec<u64>>,
     tag_col: Option<StrColumn>,
     tag_filter: Option<Vec<u64>>,
+    /// The platforms column, read for its facet (the filter is a query clause).
+    platform_col: Option<StrColumn>,
     heap: BinaryHeap<Cand>,
     total: u64,
     facets: Option<SegFacets>,
@@ -165,6 +168,7 @@ struct SegFacets {
     ns: HashMap<u64, u64>,
     cat: HashMap<u64, u64>,
     tags: HashMap<u64, u64>,
+    platform: HashMap<u64, u64>,
 }
 
 impl Collector for HitCollector {
@@ -232,6 +236,11 @@ impl Collector for HitCollector {
         } else {
             Some(ords_of(&tag_col, &f.tags)?)
         };
+        let platform_col = if self.facets {
+            ff.str(schema::F_PLATFORM)?
+        } else {
+            None
+        };
         Ok(HitSegmentCollector {
             segment,
             filter: self.filter.clone(),
@@ -254,6 +263,7 @@ impl Collector for HitCollector {
             cat_filter,
             tag_col,
             tag_filter,
+            platform_col,
             heap: BinaryHeap::with_capacity(self.window + 1),
             total: 0,
             facets: self.facets.then(|| SegFacets {
@@ -262,6 +272,7 @@ impl Collector for HitCollector {
                 ns: HashMap::new(),
                 cat: HashMap::new(),
                 tags: HashMap::new(),
+                platform: HashMap::new(),
             }),
         })
     }
@@ -290,6 +301,9 @@ impl Collector for HitCollector {
                 }
                 for (k, v) in sf.tags {
                     *acc.tags.entry(k).or_default() += v;
+                }
+                for (k, v) in sf.platform {
+                    *acc.platform.entry(k).or_default() += v;
                 }
             }
         }
@@ -396,6 +410,11 @@ impl SegmentCollector for HitSegmentCollector {
                     *fc.tags.entry(o).or_default() += 1;
                 }
             }
+            if let Some(c) = &self.platform_col {
+                for o in c.term_ords(doc) {
+                    *fc.platform.entry(o).or_default() += 1;
+                }
+            }
         }
         let pop = self.pop.get_val(doc);
         let (key, tie) = match self.sort {
@@ -473,6 +492,7 @@ impl SegmentCollector for HitSegmentCollector {
                 namespace: conv(&self.ns_col, fc.ns),
                 category: conv(&self.cat_col, fc.cat),
                 tags: conv(&self.tag_col, fc.tags),
+                platform: conv(&self.platform_col, fc.platform),
             }
         });
         Fruit {

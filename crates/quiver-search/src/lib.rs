@@ -203,6 +203,8 @@ pub struct Facets {
     pub category: Vec<FacetCount>,
     pub tags: Vec<FacetCount>,
     pub status: Vec<FacetCount>,
+    /// Tools' platforms and recipes' operating systems.
+    pub platform: Vec<FacetCount>,
 }
 
 /// A page of results.

@@ -89,7 +89,7 @@ pub fn build() -> (Schema, Fields) {
     let popularity = b.add_f64_field(F_POPULARITY, NumericOptions::default().set_fast());
     let updated = b.add_i64_field(F_UPDATED, NumericOptions::default().set_fast());
     let payload = b.add_text_field(F_PAYLOAD, STORED);
-    let platform = b.add_text_field(F_PLATFORM, raw_term());
+    let platform = b.add_text_field(F_PLATFORM, keyword());
     let fields = Fields {
         id,
         flags,

@@ -406,6 +406,7 @@ fn facets_of(fc: FacetCounts) -> Facets {
         namespace: top_facets(fc.namespace, 20),
         category: top_facets(fc.category, 20),
         tags: top_facets(fc.tags, 30),
+        platform: top_facets(fc.platform, 30),
     }
 }
 

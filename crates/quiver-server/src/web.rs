@@ -357,6 +357,8 @@ pub struct SearchPageParams {
     category: Option<String>,
     /// Only entries with this tag.
     tag: Option<String>,
+    /// Only tools and recipes for this platform (`linux`, `darwin`).
+    platform: Option<String>,
     /// `relevance` (default), `popularity`, `recent` or `name`.
     sort: Option<String>,
     /// The next page's cursor.
@@ -431,6 +433,7 @@ pub async fn search(
         namespaces: one(nonempty(&p.namespace)),
         categories: one(nonempty(&p.category)),
         tags: one(nonempty(&p.tag)),
+        platforms: one(nonempty(&p.platform).map(|s| s.trim().to_lowercase())),
         sort,
         limit: PAGE,
         cursor: nonempty(&p.cursor),
@@ -447,11 +450,12 @@ pub async fn search(
 
 fn search_view(p: &SearchPageParams, r: SearchResults) -> SearchView {
     let get = |v: &Option<String>| v.clone().unwrap_or_default();
-    let (kind, namespace, category, tag, sort) = (
+    let (kind, namespace, category, tag, platform, sort) = (
         get(&p.kind),
         get(&p.namespace),
         get(&p.category),
         get(&p.tag),
+        get(&p.platform),
         get(&p.sort),
     );
     let base = [
@@ -460,6 +464,7 @@ fn search_view(p: &SearchPageParams, r: SearchResults) -> SearchView {
         ("namespace", namespace.as_str()),
         ("category", category.as_str()),
         ("tag", tag.as_str()),
+        ("platform", platform.as_str()),
         ("sort", sort.as_str()),
     ];
     // A facet value's link toggles its filter and keeps the others (and starts over at
@@ -479,6 +484,7 @@ fn search_view(p: &SearchPageParams, r: SearchResults) -> SearchView {
             ("Namespace", "namespace", &f.namespace, &namespace),
             ("Category", "category", &f.category, &category),
             ("Tag", "tag", &f.tags, &tag),
+            ("Platform", "platform", &f.platform, &platform),
         ] {
             let values: Vec<FacetValue> = values
                 .iter()
@@ -512,7 +518,7 @@ fn search_view(p: &SearchPageParams, r: SearchResults) -> SearchView {
         total: r.total,
         hits: r.hits.into_iter().map(HitView::from).collect(),
         facets,
-        filters: [&kind, &namespace, &category, &tag]
+        filters: [&kind, &namespace, &category, &tag, &platform]
             .iter()
             .any(|v| !v.is_empty()),
         clear_href: search_href(&[("q", p.q.as_str())]),

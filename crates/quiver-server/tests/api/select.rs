@@ -612,4 +612,33 @@ async fn search_finds_capabilities_patterns_and_inputs_and_filters_by_platform()
         .get("/api/v1/search?kind=recipe&platform=Linux", None)
         .await;
     assert_eq!(hit_names(&b), ["alice/anywhere"]);
+    // And are a facet, on the API and on the website's search page.
+    let (_, b) = app.get("/api/v1/search?facets=true", None).await;
+    let counts: Vec<(String, u64)> = b["facets"]["platform"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["value"].as_str().unwrap().to_string(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [("darwin".to_string(), 3), ("linux".to_string(), 2)],
+        "{b}"
+    );
+    let page = reqwest::get(app.url("/search?kind=tool&platform=darwin"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("launchctl") && !page.contains("systemctl"),
+        "{page}"
+    );
+    assert!(page.contains("Platform"), "a platform facet: {page}");
 }
