@@ -192,6 +192,24 @@ pub async fn versions_are_immutable_and_ordered(s: &dyn Store) {
         .collect();
     assert_eq!(vs, vec!["2.0.0-beta.1", "1.10.0", "1.2.0", "1.0.0"]);
 
+    // Latest versions many at once: an entry without versions is absent, an unknown id too.
+    let bare = s
+        .create_entry(new_entry(k.kind, &k.namespace, "bare", "no versions"))
+        .await
+        .unwrap();
+    let latest = s.latest_versions(&[e.id, bare.id, 987_654]).await.unwrap();
+    assert_eq!(latest.len(), 1, "{latest:?}");
+    assert_eq!(
+        (latest[0].0, latest[0].1.version.as_str()),
+        (e.id, "1.10.0")
+    );
+    assert_eq!(
+        latest[0].1,
+        s.get_version(&k, "1.10.0").await.unwrap().unwrap(),
+        "the whole version, manifest included"
+    );
+    assert!(s.latest_versions(&[]).await.unwrap().is_empty());
+
     // The same order a page at a time, manifests only when asked for.
     let first = s.list_versions_page(&k, None, 3, false).await.unwrap();
     let names: Vec<&str> = first.items.iter().map(|v| v.version.as_str()).collect();

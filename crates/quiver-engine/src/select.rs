@@ -950,13 +950,19 @@ impl Registry {
     }
 
     /// A tool's offers, from its latest version (or, for a tool without one, its newest
-    /// version: so that it can be listed as excluded).
-    async fn offers_of(&self, entry: &quiver_model::Entry) -> Result<Vec<(String, Offer)>> {
+    /// version: so that it can be listed as excluded). `latest`: the latest version when
+    /// the caller has read it already.
+    async fn offers_of(
+        &self,
+        entry: &quiver_model::Entry,
+        latest: Option<quiver_model::Version>,
+    ) -> Result<Vec<(String, Offer)>> {
         let store = &self.db.store;
         let key = entry.key();
-        let (v, selectable) = match &entry.latest_version {
-            Some(v) => (store.get_version(&key, v).await?, true),
-            None => {
+        let (v, selectable) = match (&entry.latest_version, latest) {
+            (Some(_), Some(v)) => (Some(v), true),
+            (Some(v), None) => (store.get_version(&key, v).await?, true),
+            (None, _) => {
                 let newest = store.list_versions_page(&key, None, 1, true).await?;
                 (newest.items.into_iter().next(), false)
             }
@@ -1007,8 +1013,18 @@ impl Registry {
                 .store
                 .list_entries(&filter, cursor.as_deref(), 500)
                 .await?;
+            // The page's latest versions in one read.
+            let ids: Vec<i64> = page.items.iter().map(|e| e.id).collect();
+            let mut latest: HashMap<i64, quiver_model::Version> = self
+                .db
+                .store
+                .latest_versions(&ids)
+                .await?
+                .into_iter()
+                .collect();
             for entry in page.items {
-                for (cap, offer) in self.offers_of(&entry).await? {
+                let v = latest.remove(&entry.id);
+                for (cap, offer) in self.offers_of(&entry, v).await? {
                     snap.by_entry.entry(entry.id).or_default().push(cap.clone());
                     by_capability.entry(cap).or_default().push(Arc::new(offer));
                 }
@@ -1049,7 +1065,7 @@ impl Registry {
                 if entry.kind != Kind::Tool {
                     continue;
                 }
-                for (cap, offer) in self.offers_of(&entry).await? {
+                for (cap, offer) in self.offers_of(&entry, None).await? {
                     snap.by_entry.entry(entry.id).or_default().push(cap.clone());
                     let offers = snap.by_capability.entry(cap.clone()).or_default();
                     Arc::make_mut(offers).push(Arc::new(offer));

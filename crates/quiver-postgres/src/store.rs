@@ -1090,6 +1090,38 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn latest_versions(&self, entry_ids: &[i64]) -> Result<Vec<(i64, Version)>> {
+        if entry_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let c = self.read_client().await?;
+        let cols = VERSION_COLS
+            .split(", ")
+            .map(|col| format!("v.{}", col.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The entry's id last, so that the version's columns start at 0.
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {cols}, e.id FROM entries e JOIN versions v \
+                 ON v.entry_id = e.id AND v.version = e.latest_version WHERE e.id = ANY($1)"
+            ))
+            .await
+            .context("preparing latest versions")?;
+        let mut out = Vec::with_capacity(entry_ids.len());
+        for chunk in entry_ids.chunks(10_000) {
+            for r in c
+                .query(&stmt, &[&chunk])
+                .await
+                .context("reading latest versions")?
+            {
+                let id: i64 = r.try_get(9).context("decoding an entry id")?;
+                out.push((id, version_from_row(&r)?));
+            }
+        }
+        Ok(out)
+    }
+
     async fn set_yanked_audited(
         &self,
         key: &EntryKey,

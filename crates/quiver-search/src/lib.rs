@@ -542,17 +542,30 @@ async fn fetch_entries(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let mut out = Vec::with_capacity(ids.len());
-    for e in store.get_entries_by_id(&ids).await? {
-        let manifest = match (&e.kind, &e.latest_version) {
-            (quiver_model::Kind::Tool | quiver_model::Kind::Recipe, Some(v)) => {
-                store.get_version(&e.key(), v).await?.map(|v| v.manifest)
-            }
-            _ => None,
-        };
-        out.push((e, manifest));
-    }
-    Ok(out)
+    let entries = store.get_entries_by_id(&ids).await?;
+    let described: Vec<i64> = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                quiver_model::Kind::Tool | quiver_model::Kind::Recipe
+            ) && e.latest_version.is_some()
+        })
+        .map(|e| e.id)
+        .collect();
+    let mut manifests: std::collections::HashMap<i64, serde_json::Value> = store
+        .latest_versions(&described)
+        .await?
+        .into_iter()
+        .map(|(id, v)| (id, v.manifest))
+        .collect();
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let m = manifests.remove(&e.id);
+            (e, m)
+        })
+        .collect())
 }
 
 /// Run CPU-heavy or blocking work from async code: on a multi-threaded runtime the

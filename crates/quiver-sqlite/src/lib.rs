@@ -382,18 +382,23 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 }
 
 fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
-    let manifest: String = r.get(1)?;
+    version_from_row_at(r, 0)
+}
+
+/// A version from [`VERSION_COLS`] starting at column `at`.
+fn version_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Version> {
+    let manifest: String = r.get(at + 1)?;
     Ok(Version {
-        version: r.get(0)?,
+        version: r.get(at)?,
         manifest: json_col(&manifest)?,
-        sha256: r.get(2)?,
-        changelog: r.get(3)?,
-        breaking: r.get(4)?,
-        yanked: r.get(5)?,
-        yank_reason: r.get(6)?,
-        published_at: ts(r.get(7)?),
+        sha256: r.get(at + 2)?,
+        changelog: r.get(at + 3)?,
+        breaking: r.get(at + 4)?,
+        yanked: r.get(at + 5)?,
+        yank_reason: r.get(at + 6)?,
+        published_at: ts(r.get(at + 7)?),
         validation: r
-            .get::<_, Option<String>>(8)?
+            .get::<_, Option<String>>(at + 8)?
             .as_deref()
             .map(json_col)
             .transpose()?,
@@ -1131,6 +1136,38 @@ impl Store for SqliteStore {
                     .optional()
             })
             .context("reading a version")
+        })
+        .await
+    }
+
+    async fn latest_versions(&self, entry_ids: &[i64]) -> Result<Vec<(i64, Version)>> {
+        let ids = entry_ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            let cols = VERSION_COLS
+                .split(", ")
+                .map(|col| format!("v.{}", col.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT e.id, {cols} FROM entries e JOIN versions v \
+                         ON v.entry_id = e.id AND v.version = e.latest_version \
+                         WHERE e.id IN ({placeholders})"
+                    ))
+                    .context("preparing latest versions")?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                        let id: i64 = r.get(0)?;
+                        Ok((id, version_from_row_at(r, 1)?))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .context("reading latest versions")?;
+                out.extend(rows);
+            }
+            Ok(out)
         })
         .await
     }

@@ -309,6 +309,9 @@ pub trait Store: Send + Sync + 'static {
     /// The bytes of an entry's stored manifests, all versions together.
     async fn manifest_bytes(&self, key: &EntryKey) -> Result<u64>;
     async fn get_version(&self, key: &EntryKey, version: &str) -> Result<Option<Version>>;
+    /// The latest version of each of these entries (by id) that has one, with the entry's
+    /// id: many at once, for derived views that read every tool.
+    async fn latest_versions(&self, entry_ids: &[i64]) -> Result<Vec<(i64, Version)>>;
     /// Yank (with a reason) or unyank a version. Only the yank flag changes.
     async fn set_yanked(
         &self,

@@ -48,6 +48,21 @@ impl Client {
             })?
     }
 
+    /// GET `path` with a longer wait than [`Self::get`] allows (a first request that
+    /// builds a derived view).
+    pub async fn get_slow(
+        &mut self,
+        path: &str,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        tokio::time::timeout(wait, self.get_inner(path))
+            .await
+            .map_err(|_| {
+                self.sender = None;
+                anyhow!("GET {path}: no answer within {wait:?}")
+            })?
+    }
+
     async fn get_inner(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
         let ready = match &mut self.sender {
             Some(s) => s.ready().await.is_ok(),

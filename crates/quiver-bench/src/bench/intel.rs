@@ -326,7 +326,9 @@ async fn measure(
     super::wait_ready(&mut node, addr, Duration::from_secs(300)).await?;
     let mut client = Client::new(addr);
     let started = Instant::now();
-    let (s, body) = client.get("/api/v1/capabilities").await?;
+    let (s, body) = client
+        .get_slow("/api/v1/capabilities", Duration::from_secs(600))
+        .await?;
     fig.catalog_build_ms = started.elapsed().as_secs_f64() * 1e3;
     if !s.is_success() {
         bail!("GET /api/v1/capabilities: {s}");
