@@ -459,7 +459,11 @@ impl Registry {
         let c = &r.constraints;
         let mut candidates = Vec::new();
         let mut excluded = Vec::new();
-        for offer in offers.iter() {
+        // The catalog keeps each capability's offers in the order of their tools' keys,
+        // so an offer's index orders ties by tool name without comparing strings.
+        let mut order: Vec<usize> = Vec::new();
+        let mut excluded_order: Vec<usize> = Vec::new();
+        for (idx, offer) in offers.iter().enumerate() {
             let key = offer.entry.key();
             // The caller's view: a private tool of someone else is not there. (The catalog
             // is current with the feed, so its copy of the entry is the stored one.)
@@ -485,10 +489,12 @@ impl Registry {
                 other => Some(format!("{other}, not published")),
             };
             if let Some(why) = unpublished {
+                excluded_order.push(idx);
                 excluded.push(out(why, None));
                 continue;
             }
             let Some(mut version) = offer.version.clone() else {
+                excluded_order.push(idx);
                 excluded.push(out(
                     "no selectable version (every one is yanked or held back)".into(),
                     None,
@@ -524,6 +530,7 @@ impl Registry {
                         && (*name == e.arm_a || *name == e.arm_b)
                 }) {
                     if *name != a.arm {
+                        excluded_order.push(idx);
                         excluded.push(Excluded {
                             tool: key.clone(),
                             version: Some(version.clone()),
@@ -570,6 +577,7 @@ impl Registry {
                 }
                 if (time_res.is_err() && time_limited) || (cost_res.is_err() && cost_limited) {
                     let why = format!("{}, which a constraint needs", notes.join("; "));
+                    excluded_order.push(idx);
                     excluded.push(out(why, Some(name)));
                     continue;
                 }
@@ -628,6 +636,7 @@ impl Registry {
                             .then(|| "requires approval, and approval_allowed is false".to_string())
                     });
                 if let Some(reason) = reason {
+                    excluded_order.push(idx);
                     excluded.push(out(reason, Some(name)));
                     continue;
                 }
@@ -651,6 +660,7 @@ impl Registry {
                     .filter(|n| !r.variables.contains_key(*n))
                     .map(str::to_string)
                     .collect();
+                order.push(idx);
                 candidates.push(Candidate {
                     tool: key.clone(),
                     version: version.clone(),
@@ -667,21 +677,30 @@ impl Registry {
                 });
             }
         }
-        candidates.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
+        // Rank: score, then time, then tool, then pattern; only the first `limit` are
+        // sorted (the rest are cut), so a capability with thousands of tools stays quick.
+        let mut ranked: Vec<(usize, Candidate)> = order.into_iter().zip(candidates).collect();
+        let better = |a: &(usize, Candidate), b: &(usize, Candidate)| {
+            b.1.score
+                .total_cmp(&a.1.score)
                 .then(
-                    a.time_ms
+                    a.1.time_ms
                         .unwrap_or(f64::MAX)
-                        .total_cmp(&b.time_ms.unwrap_or(f64::MAX)),
+                        .total_cmp(&b.1.time_ms.unwrap_or(f64::MAX)),
                 )
-                .then_with(|| a.tool.to_string().cmp(&b.tool.to_string()))
-                .then_with(|| a.pattern.cmp(&b.pattern))
-        });
-        candidates.truncate(limit);
-        excluded.sort_by(|a, b| {
-            (a.tool.to_string(), &a.pattern).cmp(&(b.tool.to_string(), &b.pattern))
-        });
+                .then(a.0.cmp(&b.0))
+                .then_with(|| a.1.pattern.cmp(&b.1.pattern))
+        };
+        if ranked.len() > limit {
+            ranked.select_nth_unstable_by(limit - 1, better);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(better);
+        let candidates: Vec<Candidate> = ranked.into_iter().map(|(_, c)| c).collect();
+        let mut excluded: Vec<(usize, Excluded)> =
+            excluded_order.into_iter().zip(excluded).collect();
+        excluded.sort_by(|a, b| (a.0, &a.1.pattern).cmp(&(b.0, &b.1.pattern)));
+        let excluded: Vec<Excluded> = excluded.into_iter().map(|(_, e)| e).collect();
         Ok(Selection {
             capability: r.capability,
             candidates,
