@@ -713,6 +713,7 @@ impl Registry {
         }
         let mut out = Vec::new();
         let mut manifests: HashMap<(EntryKey, String), Value> = HashMap::new();
+        let mut entries: HashMap<EntryKey, Option<quiver_model::Entry>> = HashMap::new();
         for ((ns, name, capability, pattern), r) in per {
             if r.ratio_count < min_count.max(1) {
                 continue;
@@ -724,11 +725,20 @@ impl Registry {
                 continue;
             }
             let tool = EntryKey::new(Kind::Tool, &ns, &name);
-            let entry = match self.get_entry(caller, &tool).await {
-                Ok(e) => e,
-                Err(e) if e.code == quiver_model::ErrorCode::NotFound => continue,
-                Err(e) => return Err(e),
+            // One read of each tool, however many of its patterns drift.
+            let entry = match entries.get(&tool) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = match self.get_entry(caller, &tool).await {
+                        Ok(e) => Some(e),
+                        Err(e) if e.code == quiver_model::ErrorCode::NotFound => None,
+                        Err(e) => return Err(e),
+                    };
+                    entries.insert(tool.clone(), e.clone());
+                    e
+                }
             };
+            let Some(entry) = entry else { continue };
             let recommendation = match &entry.latest_version {
                 Some(v) => {
                     let manifest = match manifests.get(&(tool.clone(), v.clone())) {
