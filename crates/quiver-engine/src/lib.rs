@@ -209,7 +209,7 @@ pub struct Registry {
     accounts_exist: AtomicBool,
     /// The one-time code that registers the first admin, while unused (`setup.rs`).
     setup: std::sync::Mutex<Option<String>>,
-    /// The tools' capabilities for selection, rebuilt when the feed moves (`select.rs`).
+    /// The tools' capabilities for selection, brought up to the feed before each use (`select.rs`).
     catalog: select::SharedCatalog,
 }
 
