@@ -39,6 +39,71 @@ use tokio::sync::Mutex;
 use crate::{experiments, Caller, Registry};
 use quiver_store::telemetry::{Experiment, ExperimentFilter, ExperimentStatus, ExperimentSubject};
 
+/// A candidate while ranking: what orders it, and what its answer needs, without the
+/// allocations of a whole [`Candidate`] (made for the ranked few only).
+struct Light {
+    /// The offer's index in the capability's offers (their tools' order).
+    idx: usize,
+    pattern: String,
+    /// An A/B test arm's version, when it stands in for the offer's.
+    version: Option<String>,
+    time_ms: Option<f64>,
+    cost: Option<f64>,
+    score: f64,
+    notes: Vec<String>,
+    calibration: Option<Calibration>,
+    experiment: Option<Assignment>,
+    details: Option<(BTreeMap<String, f64>, Vec<String>)>,
+}
+
+/// A pattern's score: `Σ weight × preference_match / Σ weight`.
+fn score_of(p: &Value, weights: &[(&str, f64)], total: f64) -> f64 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let prefs = p.get("preference_match");
+    weights
+        .iter()
+        .map(|(k, w)| {
+            let m = number(prefs.and_then(|x| x.get(*k)))
+                .unwrap_or(0.0)
+                .clamp(0.0, 1.0);
+            w * m / total
+        })
+        .sum()
+}
+
+/// A pattern's score breakdown (each preference's part) and the required inputs that
+/// `vars` does not give.
+fn details_of(
+    p: &Value,
+    weights: &[(&str, f64)],
+    total: f64,
+    vars: &BTreeMap<String, f64>,
+) -> (BTreeMap<String, f64>, Vec<String>) {
+    let prefs = p.get("preference_match");
+    let breakdown = weights
+        .iter()
+        .map(|(k, w)| {
+            let m = number(prefs.and_then(|x| x.get(*k)))
+                .unwrap_or(0.0)
+                .clamp(0.0, 1.0);
+            let part = if total > 0.0 { w * m / total } else { 0.0 };
+            (k.to_string(), part)
+        })
+        .collect();
+    let missing = p
+        .get("required_inputs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("name").and_then(Value::as_str))
+        .filter(|n| !vars.contains_key(*n))
+        .map(str::to_string)
+        .collect();
+    (breakdown, missing)
+}
+
 /// The preferences a pattern is scored on.
 pub const PREFERENCES: [&str; 5] = ["speed", "accuracy", "cost", "complexity", "completeness"];
 
@@ -457,11 +522,10 @@ impl Registry {
         let total: f64 = weights.iter().map(|(_, w)| w).sum();
         let production = r.environment.as_deref() == Some("production");
         let c = &r.constraints;
-        let mut candidates = Vec::new();
+        let mut candidates: Vec<Light> = Vec::new();
         let mut excluded = Vec::new();
         // The catalog keeps each capability's offers in the order of their tools' keys,
         // so an offer's index orders ties by tool name without comparing strings.
-        let mut order: Vec<usize> = Vec::new();
         let mut excluded_order: Vec<usize> = Vec::new();
         for (idx, offer) in offers.iter().enumerate() {
             let key = offer.entry.key();
@@ -640,63 +704,74 @@ impl Registry {
                     excluded.push(out(reason, Some(name)));
                     continue;
                 }
-                let prefs = p.get("preference_match");
-                let mut breakdown = BTreeMap::new();
-                let mut score = 0.0;
-                for (k, w) in &weights {
-                    let m = number(prefs.and_then(|x| x.get(*k)))
-                        .unwrap_or(0.0)
-                        .clamp(0.0, 1.0);
-                    let part = if total > 0.0 { w * m / total } else { 0.0 };
-                    score += part;
-                    breakdown.insert(k.to_string(), part);
-                }
-                let missing_inputs = p
-                    .get("required_inputs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i.get("name").and_then(Value::as_str))
-                    .filter(|n| !r.variables.contains_key(*n))
-                    .map(str::to_string)
-                    .collect();
-                order.push(idx);
-                candidates.push(Candidate {
-                    tool: key.clone(),
-                    version: version.clone(),
-                    capability: r.capability.clone(),
+                let score = score_of(p, &weights, total);
+                // The breakdown and missing inputs are made for the ranked few only; an
+                // A/B test arm's patterns are not the catalog's, so theirs are made now.
+                let details = arm_patterns
+                    .is_some()
+                    .then(|| details_of(p, &weights, total, &r.variables));
+                candidates.push(Light {
+                    idx,
                     pattern: name.clone(),
+                    version: arm_patterns.is_some().then(|| version.clone()),
                     time_ms,
                     cost,
                     score,
-                    breakdown,
-                    missing_inputs,
                     notes,
                     calibration,
                     experiment,
+                    details,
                 });
             }
         }
-        // Rank: score, then time, then tool, then pattern; only the first `limit` are
-        // sorted (the rest are cut), so a capability with thousands of tools stays quick.
-        let mut ranked: Vec<(usize, Candidate)> = order.into_iter().zip(candidates).collect();
-        let better = |a: &(usize, Candidate), b: &(usize, Candidate)| {
-            b.1.score
-                .total_cmp(&a.1.score)
+        // Rank: score, then time, then tool (the catalog's order), then pattern; only the
+        // first `limit` are sorted and made whole.
+        let better = |a: &Light, b: &Light| {
+            b.score
+                .total_cmp(&a.score)
                 .then(
-                    a.1.time_ms
+                    a.time_ms
                         .unwrap_or(f64::MAX)
-                        .total_cmp(&b.1.time_ms.unwrap_or(f64::MAX)),
+                        .total_cmp(&b.time_ms.unwrap_or(f64::MAX)),
                 )
-                .then(a.0.cmp(&b.0))
-                .then_with(|| a.1.pattern.cmp(&b.1.pattern))
+                .then(a.idx.cmp(&b.idx))
+                .then_with(|| a.pattern.cmp(&b.pattern))
         };
-        if ranked.len() > limit {
-            ranked.select_nth_unstable_by(limit - 1, better);
-            ranked.truncate(limit);
+        if candidates.len() > limit {
+            candidates.select_nth_unstable_by(limit - 1, better);
+            candidates.truncate(limit);
         }
-        ranked.sort_by(better);
-        let candidates: Vec<Candidate> = ranked.into_iter().map(|(_, c)| c).collect();
+        candidates.sort_by(better);
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .map(|l| {
+                let offer = &offers[l.idx];
+                let (breakdown, missing_inputs) = l.details.unwrap_or_else(|| {
+                    offer
+                        .patterns
+                        .get(&l.pattern)
+                        .map(|p| details_of(p, &weights, total, &r.variables))
+                        .unwrap_or_default()
+                });
+                Candidate {
+                    tool: offer.entry.key(),
+                    version: l
+                        .version
+                        .or_else(|| offer.version.clone())
+                        .unwrap_or_default(),
+                    capability: r.capability.clone(),
+                    pattern: l.pattern,
+                    time_ms: l.time_ms,
+                    cost: l.cost,
+                    score: l.score,
+                    breakdown,
+                    missing_inputs,
+                    notes: l.notes,
+                    calibration: l.calibration,
+                    experiment: l.experiment,
+                }
+            })
+            .collect();
         let mut excluded: Vec<(usize, Excluded)> =
             excluded_order.into_iter().zip(excluded).collect();
         excluded.sort_by(|a, b| (a.0, &a.1.pattern).cmp(&(b.0, &b.1.pattern)));
@@ -724,14 +799,24 @@ impl Registry {
             return Ok(vec![]);
         }
         let catalog = self.fresh_catalog().await?;
-        let visible: Vec<(&String, &BTreeMap<String, f64>)> = catalog
-            .terms
+        // A capability whose tools changed since the catalog was built has its words made
+        // here (an update does not make them, so that selection never waits for it).
+        let made: BTreeMap<&String, BTreeMap<String, f64>> = catalog
+            .by_capability
             .iter()
-            .filter(|(name, _)| {
+            .filter(|(name, _)| !catalog.terms.contains_key(*name))
+            .map(|(name, offers)| (name, capability_terms(name, offers)))
+            .collect();
+        let visible: Vec<(&String, &BTreeMap<String, f64>)> = catalog
+            .by_capability
+            .iter()
+            .filter(|(_, offers)| offers.iter().any(|o| readable(caller, &o.entry)))
+            .filter_map(|(name, _)| {
                 catalog
-                    .by_capability
-                    .get(*name)
-                    .is_some_and(|offers| offers.iter().any(|o| readable(caller, &o.entry)))
+                    .terms
+                    .get(name)
+                    .or_else(|| made.get(name))
+                    .map(|t| (name, t))
             })
             .collect();
         let n = visible.len() as f64;
@@ -858,9 +943,10 @@ impl Registry {
                     seen = last.seq;
                     touched.extend(events.iter().filter_map(|e| e.entry_id));
                 }
-                let mut snapshot = (*catalog.snapshot).clone();
-                self.refresh_tools(&mut snapshot, touched).await?;
-                catalog.snapshot = Arc::new(snapshot);
+                // In place when no request holds the snapshot; a copy otherwise (its
+                // maps of offers are shared, not copied).
+                self.refresh_tools(Arc::make_mut(&mut catalog.snapshot), touched)
+                    .await?;
                 catalog.built_at = Some(seen);
             }
             _ => {
@@ -1080,11 +1166,19 @@ impl Registry {
         }
         let ids: Vec<i64> = ids.into_iter().collect();
         for chunk in ids.chunks(500) {
+            let mut latest: HashMap<i64, quiver_model::Version> = self
+                .db
+                .store
+                .latest_versions(chunk)
+                .await?
+                .into_iter()
+                .collect();
             for entry in self.db.store.get_entries_by_id(chunk).await? {
                 if entry.kind != Kind::Tool {
                     continue;
                 }
-                for (cap, offer) in self.offers_of(&entry, None).await? {
+                let v = latest.remove(&entry.id);
+                for (cap, offer) in self.offers_of(&entry, v).await? {
                     snap.by_entry.entry(entry.id).or_default().push(cap.clone());
                     let offers = snap.by_capability.entry(cap.clone()).or_default();
                     Arc::make_mut(offers).push(Arc::new(offer));
@@ -1096,8 +1190,8 @@ impl Registry {
             match snap.by_capability.get_mut(&cap) {
                 Some(offers) if !offers.is_empty() => {
                     Arc::make_mut(offers).sort_by_cached_key(|o| o.entry.key().to_string());
-                    let terms = capability_terms(&cap, offers);
-                    snap.terms.insert(cap, terms);
+                    // Its words are made again when a need asks (resolve_need).
+                    snap.terms.remove(&cap);
                 }
                 _ => {
                     snap.by_capability.remove(&cap);
