@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use crate::audit::Event;
+use crate::telemetry::{text, tool_key};
 use crate::{Caller, Registry};
 
 /// The significance level of both tests.
@@ -316,24 +317,6 @@ pub fn results(e: Experiment, stats: &[ArmStats]) -> ExperimentResults {
     }
 }
 
-fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
-    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("1 to {max} characters, no control characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn tool_key(tool: &str) -> Result<EntryKey> {
-    let (ns, name) = tool
-        .split_once('/')
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-        .ok_or_else(|| Error::invalid("tool", "write the tool as namespace/name"))?;
-    Ok(EntryKey::new(Kind::Tool, ns, name))
-}
-
 fn target(e: &Experiment) -> String {
     format!("A/B test {}", e.name)
 }
@@ -362,9 +345,9 @@ impl Registry {
         if new.description.chars().count() > 2_000 {
             return Err(Error::invalid("description", "at most 2000 characters"));
         }
-        check_text("capability", &new.capability, 200)?;
-        check_text("arm_a", &new.arm_a, 200)?;
-        check_text("arm_b", &new.arm_b, 200)?;
+        text("capability", &new.capability, 200)?;
+        text("arm_a", &new.arm_a, 200)?;
+        text("arm_b", &new.arm_b, 200)?;
         if new.arm_a == new.arm_b {
             return Err(Error::invalid("arm_b", "must differ from arm_a"));
         }
@@ -376,19 +359,19 @@ impl Registry {
             ));
         }
         if let Some(env) = &new.environment {
-            check_text("environment", env, 100)?;
+            text("environment", env, 100)?;
         }
         if new.callers.len() > 1_000 {
             return Err(Error::invalid("callers", "at most 1000 users"));
         }
         for (i, c) in new.callers.iter().enumerate() {
-            check_text(&format!("callers[{i}]"), c, 100)?;
+            text(&format!("callers[{i}]"), c, 100)?;
         }
         let min_samples = new.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES);
         if !(10..=1_000_000).contains(&min_samples) {
             return Err(Error::invalid("min_samples", "between 10 and 1000000"));
         }
-        let key = tool_key(&new.tool)?;
+        let key = tool_key("tool", &new.tool)?;
         let entry = self.visible_entry(caller, &key).await?;
         self.require(
             caller,

@@ -351,8 +351,9 @@ fn arm_of(
     Ok(ran.to_string())
 }
 
-fn text(field: &str, v: &str, max: usize) -> Result<()> {
-    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+/// A required short text: 1 to `max` characters, not blank, no control characters.
+pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<()> {
+    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
         return Err(Error::invalid(
             field,
             format!("1 to {max} characters, no control characters"),
@@ -361,7 +362,8 @@ fn text(field: &str, v: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-fn tool_key(field: &str, tool: &str) -> Result<EntryKey> {
+/// A tool written as `namespace/name`.
+pub fn tool_key(field: &str, tool: &str) -> Result<EntryKey> {
     let (ns, name) = tool
         .split_once('/')
         .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
@@ -383,6 +385,30 @@ pub fn window(
 }
 
 impl Registry {
+    /// One pattern's roll-ups for the hours of `[since, until)` (the first hour whole).
+    async fn pattern_rollups(
+        &self,
+        tool: &EntryKey,
+        capability: &str,
+        pattern: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Rollup>> {
+        self.db
+            .telemetry
+            .rollups(&RollupFilter {
+                pattern: Some((
+                    tool.namespace.clone(),
+                    tool.name.clone(),
+                    capability.to_string(),
+                    pattern.to_string(),
+                )),
+                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
+                until: until.as_millisecond(),
+            })
+            .await
+    }
+
     /// Delete raw events past the retention in a background task, when this node has not
     /// done so in the last few minutes (every node may; the deletes are idempotent).
     fn prune_telemetry_soon(&self) {
@@ -597,18 +623,7 @@ impl Registry {
         self.get_entry(caller, tool).await?;
         let (since, until) = window(since, until)?;
         let rows = self
-            .db
-            .telemetry
-            .rollups(&RollupFilter {
-                pattern: Some((
-                    tool.namespace.clone(),
-                    tool.name.clone(),
-                    capability.to_string(),
-                    pattern.to_string(),
-                )),
-                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
-                until: until.as_millisecond(),
-            })
+            .pattern_rollups(tool, capability, pattern, since, until)
             .await?;
         let key = (
             tool.namespace.clone(),
@@ -812,39 +827,22 @@ pub struct AppliedRecommendation {
 }
 
 impl Registry {
-    /// The refit of `version`'s time expression for a pattern, from the window's
-    /// executions of that version (`None` when the estimate is a plain number, or too
-    /// few executions give the variables it uses).
+    /// The refit of `version`'s time expression `current` for a pattern, from the
+    /// window's roll-ups of that version (`None` when too few executions give the
+    /// variables it uses).
     #[allow(clippy::too_many_arguments)]
     async fn recommendation(
         &self,
-        caller: &Caller,
         tool: &EntryKey,
         capability: &str,
         pattern: &str,
         version: &str,
+        current: &str,
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Option<Recommendation>> {
-        let manifest = self.get_version(caller, tool, version).await?.manifest;
-        let Some(current) =
-            manifest["capabilities"][capability]["patterns"][pattern]["time_estimate_ms"].as_str()
-        else {
-            return Ok(None);
-        };
         let rows = self
-            .db
-            .telemetry
-            .rollups(&RollupFilter {
-                pattern: Some((
-                    tool.namespace.clone(),
-                    tool.name.clone(),
-                    capability.to_string(),
-                    pattern.to_string(),
-                )),
-                since: since.as_millisecond().div_euclid(3_600_000) * 3_600_000,
-                until: until.as_millisecond(),
-            })
+            .pattern_rollups(tool, capability, pattern, since, until)
             .await?;
         let mut fit = FitSums::default();
         for r in rows.iter().filter(|r| r.version == version) {
@@ -874,6 +872,16 @@ impl Registry {
         let base = self.get_version(caller, &key, &latest).await?;
         let estimate = &base.manifest["capabilities"][&r.capability]["patterns"][&r.pattern]
             ["time_estimate_ms"];
+        let nothing = || {
+            Error::invalid(
+                "pattern",
+                format!(
+                    "nothing to refit: {key}@{latest}'s estimate of '{}' is no expression, \
+                     or too few executions in the window give its variables",
+                    r.pattern
+                ),
+            )
+        };
         if estimate.is_null() {
             return Err(Error::invalid(
                 "pattern",
@@ -883,27 +891,19 @@ impl Registry {
                 ),
             ));
         }
+        let current = estimate.as_str().ok_or_else(nothing)?;
         let rec = self
             .recommendation(
-                caller,
                 &key,
                 &r.capability,
                 &r.pattern,
                 &latest,
+                current,
                 since,
                 until,
             )
             .await?
-            .ok_or_else(|| {
-                Error::invalid(
-                    "pattern",
-                    format!(
-                        "nothing to refit: {key}@{latest}'s estimate of '{}' is no expression, \
-                         or too few executions in the window give its variables",
-                        r.pattern
-                    ),
-                )
-            })?;
+            .ok_or_else(nothing)?;
         let version = match r.version {
             Some(v) => v,
             None => {

@@ -939,12 +939,10 @@ pub async fn list_experiments(
     Query(p): Query<ExperimentParams>,
 ) -> ApiResult<Json<Vec<quiver_store::Experiment>>> {
     let tool = match p.tool {
-        Some(t) => Some(
-            t.split_once('/')
-                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-                .map(|(ns, n)| (ns.to_string(), n.to_string()))
-                .ok_or_else(|| Error::invalid("tool", "write the tool as namespace/name"))?,
-        ),
+        Some(t) => {
+            let k = quiver_engine::telemetry::tool_key("tool", &t)?;
+            Some((k.namespace, k.name))
+        }
         None => None,
     };
     let filter = quiver_store::ExperimentFilter {
