@@ -9,6 +9,8 @@
 //! - [`jobs`]: the durable job queue and its worker ([`jobs_suite!`]);
 //! - [`device`]: device codes and outside identities ([`device::run`]);
 //! - [`throttle`]: the credential throttle's GCRA counts ([`throttle::run`]);
+//! - [`pipeline`]: the recipe pipeline's queue, results, blocks and valves (in
+//!   [`conformance_suite!`]);
 //! - [`telemetry`]: tool executions and their roll-ups (in [`conformance_suite!`]);
 //! - [`derived`]: writes committed with their audit rows, feed-consumer positions, and
 //!   bulk enqueueing (in [`conformance_suite!`]);
@@ -30,6 +32,7 @@ pub mod derived;
 pub mod device;
 pub mod feed;
 pub mod jobs;
+pub mod pipeline;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

@@ -818,6 +818,25 @@ macro_rules! conformance_suite {
             drop(ts);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn pipeline() {
+            let Some(ts) = $factory.await else { return };
+            $crate::pipeline::run(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn pipeline_valves() {
+            let Some(ts) = $factory.await else { return };
+            $crate::pipeline::valves(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn pipeline_concurrent_claims() {
+            let Some(ts) = $factory.await else { return };
+            let other = ts.open_another().await;
+            $crate::pipeline::concurrent_claims(ts.db.clone(), other).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_write_wakes_a_subscriber() {
             let Some(ts) = $factory.await else { return };
             $crate::feed::a_write_wakes_a_subscriber(&ts).await;

@@ -114,7 +114,7 @@ impl Registry {
     }
 
     /// The current request's client address, hashed (`None` outside a request).
-    async fn client_hash(&self) -> Option<String> {
+    pub(crate) async fn client_hash(&self) -> Option<String> {
         let address = current_client()?;
         match self.audit_salt().await {
             Ok(salt) => Some(quiver_auth::secrets::address_hash(salt, &address)),

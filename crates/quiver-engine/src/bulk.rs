@@ -143,12 +143,15 @@ impl Bulk {
             });
         }
         let gates = crate::gates::queue_gates(&self.db, &self.ecosystems).await?;
+        // The recipe pipeline's live records from the tsuku queue and failure files.
+        let pipeline_sync = crate::pipeline::sync::after_import(&self.db).await?;
         let t = &report.totals;
         let counts = json!({
             "records": t.records, "created": t.created, "updated": t.updated,
             "unchanged": t.unchanged, "rejected": t.rejected,
             "relations": t.relations, "documents": t.documents,
             "gates_queued": gates,
+            "pipeline": pipeline_sync,
         });
         self.append(caller, "import.run", target, None, Some(counts))
             .await;
@@ -189,7 +192,17 @@ impl Bulk {
         out: &Path,
     ) -> Result<ExportSummary> {
         self.authorize(caller, "export.run").await?;
-        let s = quiver_import::formats::export_format(&*self.db.store, format, filter, out).await?;
+        // The unified queue as the pipeline's records now stand.
+        let mut filter = filter.clone();
+        if format == Format::Recipes {
+            if let Some(q) = crate::pipeline::sync::live_queue(&self.db).await? {
+                filter
+                    .live
+                    .insert(crate::pipeline::QUEUE_COLLECTION.to_string(), q);
+            }
+        }
+        let s =
+            quiver_import::formats::export_format(&*self.db.store, format, &filter, out).await?;
         let counts = json!({
             "format": format.to_string(), "entries": s.entries, "documents": s.documents,
             "files": s.files,

@@ -52,6 +52,7 @@ pub mod experiments;
 pub mod gates;
 pub mod lifecycle;
 pub mod oidc;
+pub mod pipeline;
 pub mod review;
 pub mod select;
 pub mod setup;
@@ -97,6 +98,8 @@ pub struct EngineConfig {
     /// How long raw telemetry events are kept (the hourly roll-ups stay): older ones are
     /// deleted, in the background, at most every few minutes after an ingest.
     pub telemetry_retention: Duration,
+    /// The recipe pipeline's environments, lease, retries and circuit breaker.
+    pub pipeline: pipeline::PipelineSettings,
 }
 
 impl EngineConfig {
@@ -112,6 +115,7 @@ impl EngineConfig {
             max_entry_manifest_bytes: DEFAULT_MAX_ENTRY_MANIFEST_BYTES,
             credentials: throttle::CredentialLimits::default(),
             telemetry_retention: telemetry::DEFAULT_RETENTION,
+            pipeline: pipeline::PipelineSettings::default(),
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -281,6 +285,9 @@ impl Registry {
                 }
                 if let Err(e) = me.queue_gates().await {
                     tracing::warn!(error = %e, "could not queue the quality gates; will retry");
+                }
+                if let Err(e) = me.pipeline_follow().await {
+                    tracing::warn!(error = %e, "could not re-queue unblocked pipeline items; will retry");
                 }
             }
         })

@@ -342,6 +342,7 @@ async fn export_to_a_file_filters_by_category_and_status() {
     let filter = ExportFilter {
         categories: vec!["text".into()],
         statuses: vec![Status::Published],
+        ..Default::default()
     };
     let summary = formats::export_format(&s, Format::Blocks, &filter, &out)
         .await
@@ -355,6 +356,7 @@ async fn export_to_a_file_filters_by_category_and_status() {
     let none = ExportFilter {
         categories: vec![],
         statuses: vec![Status::Deprecated],
+        ..Default::default()
     };
     formats::export_format(&s, Format::Blocks, &none, &out)
         .await

@@ -305,6 +305,7 @@ async fn imports_twice_dry_runs_and_round_trips() {
     let filter = ExportFilter {
         categories: vec!["system".into()],
         statuses: vec![],
+        ..Default::default()
     };
     let s = formats::export_format(&a, Format::OpsTools, &filter, &only)
         .await

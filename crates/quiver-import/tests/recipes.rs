@@ -407,6 +407,7 @@ async fn export_and_round_trip() {
     let filter = ExportFilter {
         categories: vec!["library".to_string()],
         statuses: vec![],
+        ..Default::default()
     };
     let summary = formats::export_format(&a, Format::Recipes, &filter, &libs)
         .await

@@ -67,6 +67,10 @@
 //! - **A durable job queue.** [`JobQueue`](quiver_store::JobQueue) on the `jobs` table
 //!   (migration `0002_jobs`): workers in any number of processes take jobs with
 //!   `SELECT … FOR UPDATE SKIP LOCKED` and a lease; job writes take no feed lock.
+//! - **The recipe pipeline's queue** ([`PipelineStore`](quiver_store::PipelineStore),
+//!   migration `0018_pipeline`) the same way: claims take items with `FOR UPDATE SKIP
+//!   LOCKED`, reports apply under the item's row lock while the lease is held, and an
+//!   ecosystem's valves are read and written under their row's lock.
 //! - **Errors.** Unique violations become the same `conflict` errors (field and message) as
 //!   SQLite's, missing rows the same `not_found`, anything else an `internal` error with
 //!   the operation as context.
@@ -87,6 +91,7 @@ mod import;
 mod jobs;
 mod limits;
 mod listen;
+mod pipeline;
 mod store;
 mod telemetry;
 pub mod testing;
@@ -158,6 +163,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0017_experiments",
         include_str!("../migrations/postgres/0017_experiments.sql"),
+    ),
+    (
+        "0018_pipeline",
+        include_str!("../migrations/postgres/0018_pipeline.sql"),
     ),
 ];
 
@@ -573,7 +582,8 @@ impl PostgresStore {
             device_codes: me.clone(),
             identities: me.clone(),
             cursors: me.clone(),
-            telemetry: me,
+            telemetry: me.clone(),
+            pipeline: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

@@ -36,6 +36,7 @@ pub mod metrics;
 mod oidc;
 pub mod openapi;
 pub mod params;
+mod pipeline_routes;
 pub mod reply;
 mod routes;
 pub mod session;
@@ -170,6 +171,7 @@ fn group(
 
 /// Every route, once: path, method, handler, summary, rate-limit class.
 pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
+    use pipeline_routes as pl;
     use routes as r;
     let read = ApiRouter::new()
         .api_route(
@@ -250,7 +252,14 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route(
             "/api/v1/experiments/{name}",
             get_with(r::experiment_results, doc("An A/B test with each arm's figures (count, success rate, time mean and quantiles, cost), a two-proportion z-test of success, Welch's t-test of time, and the winner once each arm has min_samples executions and a difference is significant")),
-        );
+        )
+        .api_route("/api/v1/pipeline/status", get_with(pl::status, doc("The recipe pipeline at a glance: queue depth by status and ecosystem, each ecosystem's valves (pause, circuit breaker, hourly claims), claims and results per hour over 48 hours")))
+        .api_route("/api/v1/pipeline/items", get_with(pl::list_items, doc("Queue items by id; filters: status, ecosystem; pages with after")))
+        .api_route("/api/v1/pipeline/items/{id}", get_with(pl::get_item, doc("A queue item (`homebrew:node`; a `/` in the id percent-encoded): its history newest first, its latest result per environment, and what blocks it on each")))
+        .api_route("/api/v1/pipeline/failures", get_with(pl::failures, doc("Failure records newest first; filters: ecosystem, environment, category, since; pages with before")))
+        .api_route("/api/v1/pipeline/blockers", get_with(pl::blockers, doc("Missing dependencies ranked by the summed popularity of the items they block, directly and transitively, each with the items")))
+        .api_route("/api/v1/pipeline/gaps", get_with(pl::gaps, doc("Capability gaps: per failure category and environment, the items whose latest result there failed that way, by popularity")))
+        .api_route("/api/v1/pipeline/checksums/alerts", get_with(pl::checksum_alerts, doc("Checksum drift alerts, newest first: an asset whose checksum changed for the same recipe version and environment")));
     let download = ApiRouter::new().api_route(
         &entry("/versions/{version}"),
         get_with(r::get_version, doc("Read one version")),
@@ -297,6 +306,16 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/experiments/{name}/cancel",
             post_with(r::cancel_experiment, doc("Cancel a draft or active A/B test")),
         )
+        .api_route("/api/v1/pipeline/items", post_with(pl::add_items, doc("Add queue items (1 to 10,000), or replace existing ones with replace=true (pipeline operators: maintainers of the recipes' namespace)")))
+        .api_route("/api/v1/pipeline/claim", post_with(pl::claim, doc("Claim up to limit items for a worker, in priority order (tier, popularity plus requests, age), with a lease; paused ecosystems, open breakers and spent hourly limits are held back and named (operators)")))
+        .api_route("/api/v1/pipeline/results", post_with(pl::report, doc("Report a batch: per item and environment, pass or fail with category, exit code, message and blocked_by; passing items get recipes with derived platform constraints, transient failures retry with backoff (operators)")))
+        .api_route("/api/v1/pipeline/failures", post_with(pl::record_failures, doc("Record failure records of runs outside a claim (history: results and blocks only) (operators)")))
+        .api_route("/api/v1/pipeline/requeue", post_with(pl::requeue, doc("Put blocked or failed items back to pending: by ids, ecosystem and status, or dependency; audited (operators)")))
+        .api_route("/api/v1/pipeline/ecosystems/{ecosystem}", post_with(pl::valve, doc("Pause, resume, set the hourly claim limit of, or reset the breaker of an ecosystem; audited (operators)")))
+        .api_route("/api/v1/pipeline/stop", post_with(pl::stop, doc("Emergency stop: no claim gives anything until start; audited (operators)")))
+        .api_route("/api/v1/pipeline/start", post_with(pl::start, doc("Lift the emergency stop; audited (operators)")))
+        .api_route("/api/v1/pipeline/checksums", post_with(pl::record_checksum, doc("Record an asset's observed checksum for a recipe version and environment; a change is a drift alert (audited) (operators)")))
+        .api_route("/api/v1/pipeline/requests", post_with(pl::request, doc("Ask for a package that has no recipe (anyone; counted once per client and day); requests raise its priority")))
         // The website's account forms (a session cookie and the form's CSRF token).
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
         .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))

@@ -81,6 +81,29 @@ pub async fn render_open(State(state): State<AppState>) -> ApiResult<Prometheus>
     ] {
         metrics::gauge!("quiver_jobs", "state" => state).set(n as f64);
     }
+    // The recipe pipeline: queue depth, valves, the current hour's claims and results.
+    let pipeline = state.registry.pipeline_status().await?;
+    for d in &pipeline.depth {
+        metrics::gauge!("quiver_pipeline_items", "ecosystem" => d.ecosystem.clone(), "status" => d.status.as_str())
+            .set(d.count as f64);
+    }
+    for v in &pipeline.valves {
+        metrics::gauge!("quiver_pipeline_breaker_open", "ecosystem" => v.ecosystem.clone()).set(
+            f64::from(u8::from(
+                v.breaker != quiver_store::pipeline::BreakerState::Closed,
+            )),
+        );
+        metrics::gauge!("quiver_pipeline_paused", "ecosystem" => v.ecosystem.clone())
+            .set(f64::from(u8::from(v.paused)));
+    }
+    metrics::gauge!("quiver_pipeline_stopped").set(f64::from(u8::from(pipeline.stopped.is_some())));
+    if let Some(a) = pipeline.activity.last() {
+        metrics::gauge!("quiver_pipeline_claims_last_hour").set(a.claimed as f64);
+        metrics::gauge!("quiver_pipeline_results_last_hour", "outcome" => "passed")
+            .set(a.passed as f64);
+        metrics::gauge!("quiver_pipeline_results_last_hour", "outcome" => "failed")
+            .set(a.failed as f64);
+    }
     if let Some(b) = status.store.size_bytes {
         metrics::gauge!("quiver_store_size_bytes").set(b as f64);
     }

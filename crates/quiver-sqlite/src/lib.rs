@@ -39,6 +39,7 @@ mod counters;
 mod cursors;
 mod device;
 mod jobs;
+mod pipeline;
 mod telemetry;
 mod throttle;
 
@@ -106,6 +107,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0017_experiments",
         include_str!("../migrations/sqlite/0017_experiments.sql"),
+    ),
+    (
+        "0018_pipeline",
+        include_str!("../migrations/sqlite/0018_pipeline.sql"),
     ),
 ];
 
@@ -209,7 +214,8 @@ impl SqliteStore {
             device_codes: me.clone(),
             identities: me.clone(),
             cursors: me.clone(),
-            telemetry: me,
+            telemetry: me.clone(),
+            pipeline: me,
             feed: self.inner.feed.clone(),
         }
     }

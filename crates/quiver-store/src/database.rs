@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::{
     AccountStore, AuditLog, DeviceCodeStore, ExternalIdentityStore, FeedCursors, JobQueue,
-    RateLimiter, Store, TelemetryStore, Throttle,
+    PipelineStore, RateLimiter, Store, TelemetryStore, Throttle,
 };
 
 /// Every part of one database. Cloning is cheap (the parts are shared).
@@ -54,6 +54,8 @@ pub struct Database {
     pub cursors: Arc<dyn FeedCursors>,
     /// Tool executions and their hourly roll-ups.
     pub telemetry: Arc<dyn TelemetryStore>,
+    /// The recipe pipeline's queue, results, blocks, valves, checksums and requests.
+    pub pipeline: Arc<dyn PipelineStore>,
 }
 
 impl Database {

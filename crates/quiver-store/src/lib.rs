@@ -38,6 +38,7 @@ pub mod device;
 pub mod import;
 pub mod jobs;
 pub mod limits;
+pub mod pipeline;
 pub mod telemetry;
 pub mod throttle;
 pub mod worker;
@@ -51,6 +52,7 @@ pub use device::{
 };
 pub use jobs::{Job, JobCounts, JobFilter, JobId, JobQueue, JobState, NewJob};
 pub use limits::{MemoryLimiter, RateLimiter, Verdict};
+pub use pipeline::PipelineStore;
 pub use telemetry::{
     ArmStats, Execution, Experiment, ExperimentChange, ExperimentFilter, ExperimentStatus,
     ExperimentSubject, FitRow, FitSums, IngestOutcome, Rollup, RollupFilter, Sketch,

@@ -440,6 +440,7 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         let filter = quiver_import::formats::ExportFilter {
             categories: a.category,
             statuses: a.status,
+            ..Default::default()
         };
         let s = bulk
             .export_format(&Caller::Operator, a.format, &filter, out)

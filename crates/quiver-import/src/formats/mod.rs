@@ -172,6 +172,9 @@ pub fn reader(format: Format) -> Option<&'static dyn Reader> {
 pub struct ExportFilter {
     pub categories: Vec<String>,
     pub statuses: Vec<Status>,
+    /// Collections written from these documents (key, body) instead of the store's: live
+    /// records that have moved on since their file was imported (the pipeline's queue).
+    pub live: std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>>,
 }
 
 impl ExportFilter {

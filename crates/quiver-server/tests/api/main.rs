@@ -22,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod oidc;
 mod openapi;
+mod pipeline;
 mod select;
 mod telemetry;
 mod web;

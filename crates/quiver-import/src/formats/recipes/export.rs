@@ -22,7 +22,7 @@ const PAGE: usize = 500;
 pub async fn export(store: &dyn Store, filter: &ExportFilter, out: &Path) -> Result<ExportSummary> {
     let mut summary = ExportSummary::default();
     export_recipes(store, filter, out, &mut summary).await?;
-    export_data(store, out, &mut summary).await?;
+    export_data(store, filter, out, &mut summary).await?;
     Ok(summary)
 }
 
@@ -148,7 +148,12 @@ fn file_text(fd: &FileDoc, records: Vec<(String, Value)>) -> Result<String> {
     }
 }
 
-async fn export_data(store: &dyn Store, out: &Path, summary: &mut ExportSummary) -> Result<()> {
+async fn export_data(
+    store: &dyn Store,
+    filter: &ExportFilter,
+    out: &Path,
+    summary: &mut ExportSummary,
+) -> Result<()> {
     let mut files = Vec::new();
     for h in all_documents(store, FILES_COLLECTION, PAGE).await? {
         let field = format!("{FILES_COLLECTION}/{}", h.key);
@@ -174,11 +179,15 @@ async fn export_data(store: &dyn Store, out: &Path, summary: &mut ExportSummary)
     let mut collections: HashMap<&str, BTreeMap<String, Value>> = HashMap::new();
     for (rel, fd) in &files {
         if !collections.contains_key(fd.collection.as_str()) {
-            let docs = all_documents(store, &fd.collection, PAGE).await?;
-            collections.insert(
-                &fd.collection,
-                docs.into_iter().map(|d| (d.key, d.body)).collect(),
-            );
+            let docs = match filter.live.get(&fd.collection) {
+                Some(live) => live.iter().cloned().collect(),
+                None => all_documents(store, &fd.collection, PAGE)
+                    .await?
+                    .into_iter()
+                    .map(|d| (d.key, d.body))
+                    .collect(),
+            };
+            collections.insert(&fd.collection, docs);
         }
         let docs = &collections[fd.collection.as_str()];
         let mut records: Vec<(String, Value)> = fd

@@ -84,6 +84,7 @@ use super::{Bundle, Reader};
 use crate::Format;
 
 pub use export::export;
+pub use recipe::derive as derive_recipe;
 
 /// Namespace of the registry's recipes.
 pub const NAMESPACE: &str = "tsuku";

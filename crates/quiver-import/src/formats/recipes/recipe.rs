@@ -101,7 +101,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// What quiver computes from a recipe: platforms, actions, run_command steps.
-pub(super) fn derive(manifest: &Map<String, Value>) -> (Value, Vec<String>) {
+pub fn derive(manifest: &Map<String, Value>) -> (Value, Vec<String>) {
     let empty = Map::new();
     let metadata = manifest
         .get("metadata")
