@@ -12,13 +12,13 @@ use std::io::Write;
 
 use crate::Remote;
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     remote: Remote,
 }
 
 impl Client {
-    fn new(mut remote: Remote) -> Self {
+    pub(crate) fn new(mut remote: Remote) -> Self {
         if remote.token.is_none() {
             remote.token = crate::login::stored_token(&remote.server);
         }
@@ -57,7 +57,7 @@ impl Client {
 
     /// Send a request; `Ok(None)` for 404, the JSON body for success, an error carrying
     /// the server's message (and field) otherwise.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -104,7 +104,7 @@ fn entry_path(kind: Kind, ns: &str, name: &str) -> String {
     format!("/api/v1/entries/{kind}/{ns}/{name}")
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -15,6 +15,7 @@ mod bench_exec;
 mod client;
 mod local;
 mod login;
+mod pipeline_cli;
 
 /// quiver: a registry for the tools developers and AI agents use.
 #[derive(Parser)]
@@ -121,6 +122,9 @@ enum Command {
     Select(client::SelectArgs),
     /// List entries on a server.
     List(client::ListArgs),
+    /// The recipe pipeline: status, claim, report, blockers, item, requeue, pause,
+    /// resume, rate-limit, reset-breaker, stop, start.
+    Pipeline(pipeline_cli::PipelineArgs),
     /// Read or export a server's audit log (admins; owners with --namespace).
     Audit(client::AuditArgs),
     /// Who the stored (or given) token signs in as.
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await,
             Command::Select(a) => client::select(a).await,
             Command::List(a) => client::list(a).await,
+            Command::Pipeline(a) => pipeline_cli::run(a).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,
             Command::Logout(a) => login::logout(a).await,
