@@ -170,7 +170,9 @@ pub fn name_sort_key(namespace: &str, name: &str) -> String {
 /// say what they do and where they run: a tool's capabilities (names as exact keywords;
 /// names, descriptions, pattern names, typical uses and input names as words) and its
 /// `platform`; a recipe's platforms (its `supported_os`, else the operating systems its
-/// steps are limited to, else every one: `linux` and `darwin`).
+/// steps are limited to, else every one: `linux` and `darwin`), with the `os/arch` pairs
+/// and `linux-<libc>` its `supported_arch`, `supported_libc` and `unsupported_platforms`
+/// admit (`linux/arm64`, `linux-musl`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ManifestTerms {
     pub text: String,
@@ -180,6 +182,9 @@ pub struct ManifestTerms {
 
 /// The operating systems a recipe installs on when its steps do not say.
 const RECIPE_PLATFORMS: [&str; 2] = ["linux", "darwin"];
+/// The architectures and C libraries a recipe installs on when its metadata does not say.
+const RECIPE_ARCHES: [&str; 2] = ["amd64", "arm64"];
+const RECIPE_LIBCS: [&str; 2] = ["glibc", "musl"];
 
 pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
     use serde_json::Value;
@@ -230,11 +235,12 @@ pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
             }
         }
         Kind::Recipe => {
-            let declared = [&m["metadata"]["supported_os"], &m["supported_os"]]
+            let meta = &m["metadata"];
+            let declared = [&meta["supported_os"], &m["supported_os"]]
                 .into_iter()
                 .flat_map(strs)
                 .collect::<Vec<_>>();
-            out.platforms = if !declared.is_empty() {
+            let oses = if !declared.is_empty() {
                 declared
             } else {
                 let steps = m["steps"].as_array().cloned().unwrap_or_default();
@@ -246,6 +252,30 @@ pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
                     RECIPE_PLATFORMS.iter().map(|p| p.to_string()).collect()
                 }
             };
+            // The platform constraints (the recipe pipeline derives them from its
+            // validation matrix): `os/arch` pairs the recipe admits, and `linux-<libc>`.
+            let arches = match strs(&meta["supported_arch"]) {
+                a if a.is_empty() => RECIPE_ARCHES.iter().map(|a| a.to_string()).collect(),
+                a => a,
+            };
+            let unsupported = strs(&meta["unsupported_platforms"]);
+            let mut platforms = oses.clone();
+            for os in &oses {
+                for arch in &arches {
+                    let pair = format!("{os}/{arch}");
+                    if !unsupported.contains(&pair) {
+                        platforms.push(pair);
+                    }
+                }
+            }
+            if oses.iter().any(|o| o == "linux") {
+                let libcs = match strs(&meta["supported_libc"]) {
+                    l if l.is_empty() => RECIPE_LIBCS.iter().map(|l| l.to_string()).collect(),
+                    l => l,
+                };
+                platforms.extend(libcs.iter().map(|l| format!("linux-{l}")));
+            }
+            out.platforms = platforms;
         }
         _ => {}
     }
@@ -347,4 +377,42 @@ pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> 
         serde_json::to_string(&payload).unwrap_or_default(),
     );
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn recipe_platforms_follow_the_derived_constraints() {
+        let all = manifest_terms(Kind::Recipe, &json!({"metadata": {"name": "x"}}));
+        for p in [
+            "linux",
+            "darwin",
+            "linux/arm64",
+            "darwin/amd64",
+            "linux-musl",
+        ] {
+            assert!(
+                all.platforms.contains(&p.to_string()),
+                "{p} in {:?}",
+                all.platforms
+            );
+        }
+        let glibc = manifest_terms(
+            Kind::Recipe,
+            &json!({"metadata": {"supported_libc": ["glibc"],
+                                 "unsupported_platforms": ["linux/arm64"]}}),
+        );
+        assert!(glibc.platforms.contains(&"linux-glibc".to_string()));
+        assert!(!glibc.platforms.contains(&"linux-musl".to_string()));
+        assert!(!glibc.platforms.contains(&"linux/arm64".to_string()));
+        assert!(glibc.platforms.contains(&"darwin/arm64".to_string()));
+        let mac = manifest_terms(
+            Kind::Recipe,
+            &json!({"metadata": {"supported_os": ["darwin"], "supported_arch": ["arm64"]}}),
+        );
+        assert_eq!(mac.platforms, ["darwin", "darwin/arm64"]);
+    }
 }

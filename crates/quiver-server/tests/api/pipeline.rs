@@ -358,6 +358,37 @@ async fn the_seed_queue_runs_through_claims_results_blockers_and_requeue() {
             .any(|h| h["name"] == "musl"),
         "{hits}"
     );
+    let names = |hits: &Value| -> Vec<String> {
+        hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let on = |q: &'static str, platform: &'static str| {
+        let app = &app;
+        async move {
+            let (_, hits) = app
+                .get(
+                    &format!(
+                        "/api/v1/search?q={q}&kind=recipe&namespace=tsuku&platform={platform}"
+                    ),
+                    None,
+                )
+                .await;
+            names(&hits).contains(&q.to_string())
+        }
+    };
+    assert!(on("alpha", "linux-musl").await);
+    assert!(!on("musl", "linux-musl").await, "musl failed on musl");
+    assert!(on("musl", "linux-glibc").await);
+    assert!(on("musl", "linux/arm64").await);
+    assert!(
+        !on("combo", "linux/arm64").await,
+        "combo failed on linux/arm64"
+    );
+    assert!(on("combo", "darwin/arm64").await);
 
     // The transient failure is not claimable before its retry time.
     let (_, c3) = app
