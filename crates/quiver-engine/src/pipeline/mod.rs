@@ -11,8 +11,8 @@
 //! operating the pipeline (adding items, claiming, reporting, re-queueing, valves,
 //! checksums) takes the right to publish in the recipes' namespace (`tsuku`): its
 //! maintainers are the pipeline's operators, and a worker's token needs the
-//! `publish-update` scope there (`publish-new` to create recipes). Requests are open to anyone, counted once per client
-//! (hashed address) and day.
+//! `publish-update` scope there (`publish-new` to create recipes). Requests are open
+//! to anyone, counted once per client (hashed address) and day.
 
 pub mod blockers;
 pub mod constraints;
