@@ -36,6 +36,7 @@ pub mod metrics;
 mod oidc;
 pub mod openapi;
 pub mod params;
+mod pipeline_pages;
 mod pipeline_routes;
 pub mod reply;
 mod routes;
@@ -322,6 +323,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
         .api_route("/publish", post_with(account_pages::publish, form_page("The website's form that publishes a version (problems shown next to their field)")))
         .api_route("/reviews", post_with(staff_pages::review, form_page("The website's form that acts on an entry's review (moderators)")))
+        .api_route("/pipeline", post_with(pipeline_pages::valve, form_page("The website's form that pauses, resumes, rate-limits or resets the breaker of an ecosystem, or stops and starts the pipeline (its operators)")))
         .api_route("/experiments/{name}", post_with(intel_pages::experiment_action, form_page("The website's form that starts, completes or cancels an A/B test (the tool's maintainers)")))
         .api_route("/jobs/retry", post_with(staff_pages::retry_job, form_page("The website's form that retries a dead job (admins)")))
         .api_route("/users", post_with(staff_pages::set_user, form_page("The website's form that sets a user's site role (admins) or trust level (moderators)")))
@@ -506,6 +508,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(intel_pages::pattern, doc("The website's page of a pattern's executions: figures per version, environment and hour, and a chart of actual against estimated time")),
         )
         .api_route("/experiments", get_with(intel_pages::experiments, doc("The website's list of A/B tests")))
+        .api_route("/pipeline", get_with(pipeline_pages::dashboard, doc("The website's recipe pipeline dashboard: queue depth, activity chart, valves, blockers, gaps, checksum alerts, recent failures")))
+        .api_route("/pipeline/items/{id}", get_with(pipeline_pages::item, doc("The website's page of a pipeline queue item: what blocks it, its latest result per environment, its history")))
         .api_route("/experiments/{name}", get_with(intel_pages::experiment, doc("The website's page of an A/B test: each arm's figures, the significance tests, the verdict, and its buttons")))
         .api_route("/select", get_with(tool_pages::select, doc("The website's selection playground: a capability, variables, constraints and weights; the ranked tools")))
         .api_route(

@@ -63,6 +63,14 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
                 "experiment.html",
                 include_str!("../templates/web/experiment.html"),
             ),
+            (
+                "pipeline.html",
+                include_str!("../templates/web/pipeline.html"),
+            ),
+            (
+                "pipeline_item.html",
+                include_str!("../templates/web/pipeline_item.html"),
+            ),
             ("home.html", include_str!("../templates/web/home.html")),
             ("search.html", include_str!("../templates/web/search.html")),
             ("entry.html", include_str!("../templates/web/entry.html")),

@@ -325,6 +325,7 @@ async fn the_site_clicked_through_in_a_real_browser() {
             "/telemetry/drift",
             "/telemetry/opsconductor/tcpdump/packet_capture/capture",
             "/experiments",
+            "/pipeline",
             "/signin",
         ] {
             c.goto(&server.url(path)).await.unwrap();

@@ -28,4 +28,5 @@ mod telemetry;
 mod web;
 mod web_account;
 mod web_intel;
+mod web_pipeline;
 mod web_staff;
