@@ -28,6 +28,7 @@ mod fts5;
 mod http;
 mod intel;
 mod pg;
+mod pipeline;
 mod proc;
 mod stats;
 mod writes;
@@ -139,6 +140,23 @@ pub struct BenchArgs {
     pub intel_events: usize,
     #[arg(long, default_value_t = 2_000)]
     pub intel_selects: usize,
+    /// Run only the recipe pipeline benchmark: a synthetic queue of `--pipeline-items`
+    /// items and `--pipeline-failures` failure records made from the seed's real queue
+    /// and failure files (`--pipeline-fixtures`), loaded through HTTP, then claims,
+    /// reports, the blockers report, item histories and failure queries (on
+    /// `--backend`); see `bench/pipeline.rs`.
+    #[arg(long)]
+    pub pipeline: bool,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pipeline_items: usize,
+    #[arg(long, default_value_t = 5_000_000)]
+    pub pipeline_failures: usize,
+    /// Claims of 100 timed one after the other (each followed by its report).
+    #[arg(long, default_value_t = 2_000)]
+    pub pipeline_claims: usize,
+    /// The seed's tsuku data: `queues/priority-queue.json` and `failures/*.jsonl`.
+    #[arg(long, default_value = "../shared/fixtures/tsuku/data")]
+    pub pipeline_fixtures: PathBuf,
     /// Writers of the write benchmark, split over the two nodes.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
@@ -365,6 +383,8 @@ const OWNED: &[&str] = &[
     "fts5.db",
     "fts5.db-wal",
     "fts5.db-shm",
+    "pipeline",
+    "serve-pipeline.log",
 ];
 
 struct Work {
@@ -439,6 +459,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.tool_intel {
         let exe = quiver_binary(a.quiver.as_deref())?;
         let result = intel::run(&exe, &work.dir, &a.profiles, &a).await;
+        work.finish();
+        return result;
+    }
+    if a.pipeline {
+        let exe = quiver_binary(a.quiver.as_deref())?;
+        let result = pipeline::run(&exe, &work.dir, &a).await;
         work.finish();
         return result;
     }
