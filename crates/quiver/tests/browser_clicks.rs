@@ -6,7 +6,8 @@
 //! entry is visible to its owner and not once signed out; search and entry pages work with
 //! JavaScript switched off. axe-core (from its npm package, which `.ci/run` installs under
 //! `target/axe`) finds no serious or critical violation on the home, search, entry,
-//! sign-in and dashboard pages. Screenshots at 1280 and 375 px go to
+//! sign-in and dashboard pages, and the recipe pipeline's dashboard and an item's page;
+//! an operator pauses an ecosystem from the pipeline's dashboard. Screenshots at 1280 and 375 px go to
 //! `target/tmp/screenshots/`. Prints SKIPPED for what the machine lacks.
 
 mod common;
@@ -302,6 +303,80 @@ async fn the_site_clicked_through_in_a_real_browser() {
     .await;
     assert_eq!(out["accepted"], 40, "{out}");
 
+    // The recipe pipeline, run by Ada (an admin may operate it): items claimed and failed
+    // on a missing dependency (one id with a `/`), a checksum that changed, a paused
+    // ecosystem, for the dashboard and an item's page.
+    let ada = api(
+        &server,
+        "POST",
+        "/api/v1/session",
+        None,
+        json!({"name": "ada", "password": PASSWORD}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api(
+        &server,
+        "POST",
+        "/api/v1/pipeline/items",
+        Some(&ada),
+        json!({"items": [
+            {"id": "homebrew:imagemagick", "tier": 1, "popularity": 0.8},
+            {"id": "github:sharkdp/bat", "tier": 1, "popularity": 0.7},
+            {"id": "cargo:fd-find", "tier": 2, "popularity": 0.5},
+        ]}),
+    )
+    .await;
+    let claimed = api(
+        &server,
+        "POST",
+        "/api/v1/pipeline/claim",
+        Some(&ada),
+        json!({"worker": "runner-1", "limit": 2, "ecosystems": ["homebrew", "github"]}),
+    )
+    .await;
+    assert_eq!(claimed["items"].as_array().unwrap().len(), 2, "{claimed}");
+    let failed = |dep: &str| {
+        json!([{"environment": "linux-glibc-x86_64", "passed": false,
+                "category": "missing_dependency", "exit_code": 1,
+                "message": format!("error: {dep} not found\n<build log>"), "blocked_by": [dep]},
+               {"environment": "darwin-arm64", "passed": false, "category": "no_bottles",
+                "exit_code": 2, "message": "no bottle for darwin-arm64"}])
+    };
+    api(
+        &server,
+        "POST",
+        "/api/v1/pipeline/results",
+        Some(&ada),
+        json!({"worker": "runner-1", "batch_id": "2026-12-04T10", "items": [
+            {"id": "homebrew:imagemagick", "results": failed("libpng")},
+            {"id": "github:sharkdp/bat", "results": failed("oniguruma")},
+        ]}),
+    )
+    .await;
+    for c in ['a', 'b'] {
+        api(
+            &server,
+            "POST",
+            "/api/v1/pipeline/checksums",
+            Some(&ada),
+            json!({"recipe": "ripgrep", "version": "14.1.0", "environment": "linux-glibc-x86_64",
+                   "asset": "ripgrep-14.1.0-x86_64-unknown-linux-musl.tar.gz",
+                   "checksum": format!("sha256:{}", c.to_string().repeat(64))}),
+        )
+        .await;
+    }
+    api(
+        &server,
+        "POST",
+        "/api/v1/pipeline/ecosystems/cargo",
+        Some(&ada),
+        json!({"action": "pause", "reason": "crates.io maintenance"}),
+    )
+    .await;
+
     let driver = Driver::start(&chromedriver);
     let c = session(&driver, &chromium, true).await;
     let axe_js = axe_script();
@@ -326,6 +401,7 @@ async fn the_site_clicked_through_in_a_real_browser() {
             "/telemetry/opsconductor/tcpdump/packet_capture/capture",
             "/experiments",
             "/pipeline",
+            "/pipeline/items/github:sharkdp%2Fbat",
             "/signin",
         ] {
             c.goto(&server.url(path)).await.unwrap();
@@ -348,6 +424,13 @@ async fn the_site_clicked_through_in_a_real_browser() {
         .await
         .unwrap();
     screenshot(&c, "pattern").await;
+    c.goto(&server.url("/pipeline")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("crates.io maintenance"));
+    screenshot(&c, "pipeline").await;
+    click(&c, "a[href='/pipeline/items/github:sharkdp%2Fbat']").await;
+    at(&c, "/pipeline/items/github:sharkdp%2Fbat").await;
+    assert!(c.source().await.unwrap().contains("oniguruma"));
+    screenshot(&c, "pipeline-item").await;
     c.goto(&server.url("/signin")).await.unwrap();
     screenshot(&c, "signin").await;
 
@@ -435,6 +518,42 @@ async fn the_site_clicked_through_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     at(&c, "/reviews").await;
+
+    // Ada, an operator, pauses an ecosystem from the pipeline's dashboard.
+    c.goto(&server.url("/pipeline")).await.unwrap();
+    if let Some(js) = &axe_js {
+        violations.extend(
+            axe(&c, js)
+                .await
+                .into_iter()
+                .map(|v| format!("/pipeline (an operator): {v}")),
+        );
+    }
+    screenshot(&c, "pipeline-operator").await;
+    let pause = "form[action='/pipeline/ecosystems/homebrew'] input[name=reason]";
+    fill(&c, pause, "bottles down").await;
+    click(
+        &c,
+        "form[action='/pipeline/ecosystems/homebrew'] input[value=pause] ~ button",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = api(&server, "GET", "/api/v1/pipeline/status", None, Value::Null).await;
+        let paused = st["valves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["ecosystem"] == "homebrew" && v["paused"] == true);
+        if paused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not paused: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    at(&c, "/pipeline").await;
+    assert!(c.source().await.unwrap().contains("bottles down"));
+
     c.goto(&server.url("/audit?action=entry.status"))
         .await
         .unwrap();
