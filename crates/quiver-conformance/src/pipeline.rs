@@ -209,6 +209,33 @@ pub async fn run(db: &Database) {
     let low_now = p.item("homebrew:low").await.unwrap().unwrap();
     assert_eq!(low_now.status, ItemStatus::Blocked);
     assert_eq!(low_now.lease_owner, None);
+    assert_eq!(low_now.recipe, None);
+    assert_eq!(
+        p.item("homebrew:top")
+            .await
+            .unwrap()
+            .unwrap()
+            .recipe
+            .as_deref(),
+        Some("top"),
+        "a report writes the item's recipe"
+    );
+    // Items by id: those that exist, in id order, each once.
+    let got = p
+        .items_by_id(&[
+            "homebrew:top".into(),
+            "nope:missing".into(),
+            "homebrew:low".into(),
+            "homebrew:top".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["homebrew:low", "homebrew:top"]
+    );
+    assert_eq!(got[0], low_now);
+    assert!(p.items_by_id(&[]).await.unwrap().is_empty());
     let history = p
         .results(&ResultFilter {
             item: Some("homebrew:low".into()),

@@ -196,6 +196,86 @@ async fn lock_items<C: GenericClient>(c: &C, ids: &[&str]) -> Result<BTreeMap<St
         .collect()
 }
 
+/// Lock the items of `ids` that exist, in id order, as [`lock_items`] does; their status
+/// and lease holder.
+async fn lock_leases<C: GenericClient>(
+    c: &C,
+    ids: &[&str],
+) -> Result<BTreeMap<String, (String, Option<String>)>> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let rows = c
+        .query(
+            "SELECT id, status, lease_owner FROM pipeline_items WHERE id = ANY($1) \
+             ORDER BY id COLLATE \"C\" FOR UPDATE",
+            &[&ids],
+        )
+        .await
+        .context("locking queue items")?;
+    rows.iter()
+        .map(|r| {
+            let decode = || -> std::result::Result<(String, (String, Option<String>)), BoxError> {
+                Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?)))
+            };
+            decode().context("decoding a queue item")
+        })
+        .collect()
+}
+
+/// Write what reports change of their (locked, leased) items, in one statement.
+async fn apply_reports<C: GenericClient>(c: &C, items: &[&QueueItem]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    // An UPDATE … FROM takes one source row per target row: the last report of an item.
+    let last: BTreeMap<&str, &QueueItem> = items.iter().map(|i| (i.id.as_str(), *i)).collect();
+    let items: Vec<&QueueItem> = last.into_values().collect();
+    let id: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let status: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
+    let confidence: Vec<Option<&str>> = items.iter().map(|i| i.confidence.as_deref()).collect();
+    let failure_count: Vec<i64> = items.iter().map(|i| i.failure_count).collect();
+    let retries: Vec<i64> = items.iter().map(|i| i.retries).collect();
+    let next_retry_at: Vec<Option<i64>> = items
+        .iter()
+        .map(|i| i.next_retry_at.map(|t| t.as_millisecond()))
+        .collect();
+    let lease_owner: Vec<Option<&str>> = items.iter().map(|i| i.lease_owner.as_deref()).collect();
+    let lease_until: Vec<Option<i64>> = items
+        .iter()
+        .map(|i| i.lease_until.map(|t| t.as_millisecond()))
+        .collect();
+    let recipe: Vec<Option<&str>> = items.iter().map(|i| i.recipe.as_deref()).collect();
+    let updated_at: Vec<i64> = items
+        .iter()
+        .map(|i| i.updated_at.as_millisecond())
+        .collect();
+    c.execute(
+        "UPDATE pipeline_items p SET status = u.status, confidence = u.confidence, \
+         failure_count = u.failure_count, retries = u.retries, next_retry_at = \
+         u.next_retry_at, lease_owner = u.lease_owner, lease_until = u.lease_until, recipe = \
+         u.recipe, updated_at = u.updated_at FROM unnest($1::text[], $2::text[], $3::text[], \
+         $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::int8[]) \
+         AS u(id, status, confidence, failure_count, retries, next_retry_at, lease_owner, \
+         lease_until, recipe, updated_at) WHERE p.id = u.id",
+        &[
+            &id,
+            &status,
+            &confidence,
+            &failure_count,
+            &retries,
+            &next_retry_at,
+            &lease_owner,
+            &lease_until,
+            &recipe,
+            &updated_at,
+        ],
+    )
+    .await
+    .context("applying reports to their items")?;
+    Ok(())
+}
+
 const RESULT_COLS: &str = "id, item_id, ecosystem, batch_id, worker, environment, passed, \
      category, exit_code, message, blocked_by, at";
 
@@ -298,75 +378,137 @@ async fn lock_control<C: GenericClient>(c: &C, eco: &str, at: Timestamp) -> Resu
     control_from_row(&row)
 }
 
-/// Store one environment's result of an item and, when it is at least as new as the
-/// item's known outcome there, make it that outcome and replace the blocks there.
-#[allow(clippy::too_many_arguments)]
-async fn store_result<C: GenericClient>(
-    c: &C,
-    item_id: &str,
-    ecosystem: &str,
-    batch_id: Option<&str>,
-    worker: Option<&str>,
-    e: &EnvResult,
-    at: Timestamp,
-) -> Result<()> {
-    let ms = at.as_millisecond();
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO pipeline_results (item_id, ecosystem, batch_id, worker, environment, \
-             passed, category, exit_code, message, blocked_by, at) VALUES ($1, $2, $3, $4, $5, \
-             $6, $7, $8, $9, $10, $11)",
-        )
-        .await
-        .context("preparing a result insert")?;
+/// One environment's result of an item, to be stored.
+struct ResultRow<'a> {
+    item_id: &'a str,
+    ecosystem: &'a str,
+    batch_id: Option<&'a str>,
+    worker: Option<&'a str>,
+    result: &'a EnvResult,
+    at: i64,
+}
+
+/// Store results, each also made its item's known outcome on its environment when it is
+/// at least as new as that outcome (its blocks there then replaced): a handful of
+/// statements over arrays whatever the number of rows, as a row-at-a-time loop would
+/// cost a round trip per statement and row.
+async fn store_results<C: GenericClient>(c: &C, rows: &[ResultRow<'_>]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let mut item_id = Vec::with_capacity(n);
+    let mut ecosystem = Vec::with_capacity(n);
+    let mut batch_id = Vec::with_capacity(n);
+    let mut worker = Vec::with_capacity(n);
+    let mut environment = Vec::with_capacity(n);
+    let mut passed = Vec::with_capacity(n);
+    let mut category = Vec::with_capacity(n);
+    let mut exit_code = Vec::with_capacity(n);
+    let mut message = Vec::with_capacity(n);
+    let mut blocked_by = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    for r in rows {
+        item_id.push(r.item_id);
+        ecosystem.push(r.ecosystem);
+        batch_id.push(r.batch_id);
+        worker.push(r.worker);
+        environment.push(r.result.environment.as_str());
+        passed.push(r.result.passed);
+        category.push(r.result.category.as_deref());
+        exit_code.push(r.result.exit_code);
+        message.push(r.result.message.as_deref());
+        blocked_by.push(serde_json::to_string(&r.result.blocked_by).unwrap_or_default());
+        at.push(r.at);
+    }
     c.execute(
-        &insert,
+        "INSERT INTO pipeline_results (item_id, ecosystem, batch_id, worker, environment, \
+         passed, category, exit_code, message, blocked_by, at) SELECT * FROM \
+         unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
+         $7::text[], $8::int4[], $9::text[], $10::text[], $11::int8[])",
         &[
             &item_id,
             &ecosystem,
             &batch_id,
             &worker,
-            &e.environment,
-            &e.passed,
-            &e.category,
-            &e.exit_code,
-            &e.message,
-            &serde_json::to_string(&e.blocked_by).unwrap_or_default(),
-            &ms,
+            &environment,
+            &passed,
+            &category,
+            &exit_code,
+            &message,
+            &blocked_by,
+            &at,
         ],
     )
     .await
-    .context("recording a result")?;
-    let state = c
-        .prepare_cached(
+    .context("recording results")?;
+    // One row per item and environment for the upsert (it may touch a row once): the
+    // newest, the later of equals, as applying the rows one by one would leave it.
+    let mut newest: BTreeMap<(&str, &str), &ResultRow<'_>> = BTreeMap::new();
+    for r in rows {
+        let key = (r.item_id, r.result.environment.as_str());
+        match newest.get(&key) {
+            Some(seen) if seen.at > r.at => {}
+            _ => {
+                newest.insert(key, r);
+            }
+        }
+    }
+    let (mut s_item, mut s_env, mut s_passed, mut s_category, mut s_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((item, env), r) in &newest {
+        s_item.push(*item);
+        s_env.push(*env);
+        s_passed.push(r.result.passed);
+        s_category.push(r.result.category.as_deref());
+        s_at.push(r.at);
+    }
+    let changed = c
+        .query(
             "INSERT INTO pipeline_env_states (item_id, environment, passed, category, at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (item_id, environment) DO UPDATE SET \
-             passed = EXCLUDED.passed, category = EXCLUDED.category, at = EXCLUDED.at \
-             WHERE EXCLUDED.at >= pipeline_env_states.at",
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[]) \
+             ON CONFLICT (item_id, environment) DO UPDATE SET passed = EXCLUDED.passed, \
+             category = EXCLUDED.category, at = EXCLUDED.at \
+             WHERE EXCLUDED.at >= pipeline_env_states.at RETURNING item_id, environment",
+            &[&s_item, &s_env, &s_passed, &s_category, &s_at],
         )
         .await
-        .context("preparing an environment state write")?;
-    let newer = c
-        .execute(
-            &state,
-            &[&item_id, &e.environment, &e.passed, &e.category, &ms],
-        )
-        .await
-        .context("recording an item's state on an environment")?;
-    if newer == 0 {
+        .context("recording items' states per environment")?;
+    if changed.is_empty() {
         return Ok(());
     }
+    let mut d_item: Vec<String> = Vec::with_capacity(changed.len());
+    let mut d_env: Vec<String> = Vec::with_capacity(changed.len());
+    for r in &changed {
+        d_item.push(r.try_get(0).context("decoding a state")?);
+        d_env.push(r.try_get(1).context("decoding a state")?);
+    }
     c.execute(
-        "DELETE FROM pipeline_blocks WHERE item_id = $1 AND environment = $2",
-        &[&item_id, &e.environment],
+        "DELETE FROM pipeline_blocks b USING unnest($1::text[], $2::text[]) AS u(item_id, \
+         environment) WHERE b.item_id = u.item_id AND b.environment = u.environment",
+        &[&d_item, &d_env],
     )
     .await
     .context("replacing blocks")?;
-    if !e.passed && !e.blocked_by.is_empty() {
+    let (mut b_item, mut b_env, mut b_dep) = (Vec::new(), Vec::new(), Vec::new());
+    for (item, env) in d_item.iter().zip(&d_env) {
+        let Some(r) = newest.get(&(item.as_str(), env.as_str())) else {
+            continue;
+        };
+        if r.result.passed {
+            continue;
+        }
+        for d in &r.result.blocked_by {
+            b_item.push(item.as_str());
+            b_env.push(env.as_str());
+            b_dep.push(d.as_str());
+        }
+    }
+    if !b_item.is_empty() {
         c.execute(
-            "INSERT INTO pipeline_blocks (item_id, environment, dependency) \
-             SELECT $1, $2, d FROM unnest($3::text[]) AS d ON CONFLICT DO NOTHING",
-            &[&item_id, &e.environment, &e.blocked_by],
+            "INSERT INTO pipeline_blocks (item_id, environment, dependency) SELECT * FROM \
+             unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            &[&b_item, &b_env, &b_dep],
         )
         .await
         .context("recording blocks")?;
@@ -484,6 +626,25 @@ impl PipelineStore for PostgresStore {
         read_item(&c, id, false).await
     }
 
+    async fn items_by_id(&self, ids: &[String]) -> Result<Vec<QueueItem>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.pooled().await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLS} FROM pipeline_items WHERE id = ANY($1) ORDER BY id COLLATE \"C\""
+            ))
+            .await
+            .context("preparing a queue items read")?;
+        c.query(&stmt, &[&ids])
+            .await
+            .context("reading queue items")?
+            .iter()
+            .map(item_from_row)
+            .collect()
+    }
+
     async fn items(&self, f: &ItemFilter) -> Result<Vec<QueueItem>> {
         let mut sql = format!("SELECT {ITEM_COLS} FROM pipeline_items WHERE TRUE");
         let mut params: Vec<Param> = Vec::new();
@@ -594,43 +755,47 @@ impl PipelineStore for PostgresStore {
         let mut c = self.pooled().await?;
         let tx = c.transaction().await.context("beginning a report")?;
         let ids: Vec<&str> = reports.iter().map(|r| r.after.id.as_str()).collect();
-        lock_items(&tx, &ids).await?;
+        let mut held = lock_leases(&tx, &ids).await?;
         let mut applied = Vec::with_capacity(reports.len());
         let mut outcomes: BTreeMap<String, Vec<bool>> = BTreeMap::new();
         let mut counts: BTreeMap<(i64, String), (i64, i64, i64)> = BTreeMap::new();
         let mut at: Option<Timestamp> = None;
+        let mut leased: Vec<&QueueItem> = Vec::new();
+        let mut rows: Vec<ResultRow<'_>> = Vec::new();
+        let mut succeeded: Vec<&str> = Vec::new();
         for r in &reports {
-            if let Some(worker) = &r.lease_of {
-                let holds = read_item(&tx, &r.after.id, true).await?.is_some_and(|i| {
-                    i.status == ItemStatus::InProgress
-                        && i.lease_owner.as_deref() == Some(worker.as_str())
-                });
-                if !holds {
-                    applied.push(false);
-                    continue;
+            let item = &r.after;
+            match &r.lease_of {
+                Some(worker) => {
+                    let holds = held.get(&item.id).is_some_and(|(status, owner)| {
+                        status == ItemStatus::InProgress.as_str()
+                            && owner.as_deref() == Some(worker.as_str())
+                    });
+                    if !holds {
+                        applied.push(false);
+                        continue;
+                    }
+                    // As the item will stand for a later report of it in this batch.
+                    held.insert(
+                        item.id.clone(),
+                        (item.status.as_str().to_string(), item.lease_owner.clone()),
+                    );
+                    leased.push(item);
+                }
+                None => {
+                    put_item(&tx, item, true).await?;
                 }
             }
-            let item = &r.after;
-            put_item(&tx, item, true).await?;
-            for e in &r.results {
-                store_result(
-                    &tx,
-                    &item.id,
-                    &item.ecosystem,
-                    r.batch_id.as_deref(),
-                    r.lease_of.as_deref(),
-                    e,
-                    r.at,
-                )
-                .await?;
-            }
+            rows.extend(r.results.iter().map(|e| ResultRow {
+                item_id: &item.id,
+                ecosystem: &item.ecosystem,
+                batch_id: r.batch_id.as_deref(),
+                worker: r.lease_of.as_deref(),
+                result: e,
+                at: r.at.as_millisecond(),
+            }));
             if item.status == ItemStatus::Success {
-                tx.execute(
-                    "DELETE FROM pipeline_blocks WHERE item_id = $1",
-                    &[&item.id],
-                )
-                .await
-                .context("clearing blocks")?;
+                succeeded.push(&item.id);
             }
             if !r.results.is_empty() {
                 let ok = r.results.iter().any(|e| e.passed);
@@ -643,6 +808,16 @@ impl PipelineStore for PostgresStore {
             }
             at = Some(at.map_or(r.at, |a| a.max(r.at)));
             applied.push(true);
+        }
+        apply_reports(&tx, &leased).await?;
+        store_results(&tx, &rows).await?;
+        if !succeeded.is_empty() {
+            tx.execute(
+                "DELETE FROM pipeline_blocks WHERE item_id = ANY($1)",
+                &[&succeeded],
+            )
+            .await
+            .context("clearing blocks")?;
         }
         add_activity(&tx, &counts).await?;
         if let Some(at) = at {
@@ -699,21 +874,21 @@ impl PipelineStore for PostgresStore {
         // one item do not interleave their outcomes and blocks.
         let ids: Vec<&str> = records.iter().map(|r| r.item_id.as_str()).collect();
         let ecosystems = lock_items(&tx, &ids).await?;
+        let mut rows = Vec::with_capacity(records.len());
         for r in &records {
             let eco = ecosystems
                 .get(&r.item_id)
                 .ok_or_else(|| Error::not_found(format!("queue item {}", r.item_id)))?;
-            store_result(
-                &tx,
-                &r.item_id,
-                eco,
-                r.batch_id.as_deref(),
-                None,
-                &r.result,
-                r.at,
-            )
-            .await?;
+            rows.push(ResultRow {
+                item_id: &r.item_id,
+                ecosystem: eco,
+                batch_id: r.batch_id.as_deref(),
+                worker: None,
+                result: &r.result,
+                at: r.at.as_millisecond(),
+            });
         }
+        store_results(&tx, &rows).await?;
         tx.commit().await.context("committing a history write")?;
         Ok(())
     }

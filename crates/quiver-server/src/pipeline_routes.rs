@@ -267,7 +267,7 @@ pub async fn start(State(state): State<AppState>, Auth(caller): Auth) -> ApiResu
             .pipeline_valve(
                 &caller,
                 quiver_store::pipeline::ALL_ECOSYSTEMS,
-                ValveChange::Resume,
+                ValveChange::Resume {},
             )
             .await?,
     ))

@@ -327,6 +327,31 @@ impl PipelineStore for SqliteStore {
         self.read(move |c| read_item(c, &id)).await
     }
 
+    async fn items_by_id(&self, ids: &[String]) -> Result<Vec<QueueItem>> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            // Chunks stay well under SQLite's limit on a statement's parameters.
+            for chunk in ids.chunks(500) {
+                let rows = c
+                    .prepare_cached(&format!(
+                        "SELECT {ITEM_COLS} FROM pipeline_items WHERE id IN ({}) ORDER BY id",
+                        marks(chunk.len())
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(params_from_iter(chunk.iter()), item_from_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .context("reading queue items")?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn items(&self, f: &ItemFilter) -> Result<Vec<QueueItem>> {
         let f = f.clone();
         self.read(move |c| {
@@ -440,19 +465,45 @@ impl PipelineStore for SqliteStore {
             let mut applied = Vec::with_capacity(reports.len());
             let mut outcomes: BTreeMap<String, Vec<bool>> = BTreeMap::new();
             let mut at = None;
+            let mut activity: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
             for r in reports {
-                if let Some(worker) = &r.lease_of {
-                    let holds = read_item(tx, &r.after.id)?.is_some_and(|i| {
-                        i.status == ItemStatus::InProgress
-                            && i.lease_owner.as_deref() == Some(worker.as_str())
-                    });
-                    if !holds {
-                        applied.push(false);
-                        continue;
-                    }
-                }
-                write_item(tx, &r.after)?;
                 let item = &r.after;
+                match &r.lease_of {
+                    // One guarded update both checks the lease and writes what a report
+                    // changes (no read, and the item's indexes move only for the columns
+                    // that did).
+                    Some(worker) => {
+                        let n = tx
+                            .prepare_cached(
+                                "UPDATE pipeline_items SET status = ?3, confidence = ?4, \
+                                 failure_count = ?5, retries = ?6, next_retry_at = ?7, \
+                                 lease_owner = ?8, lease_until = ?9, recipe = ?10, \
+                                 updated_at = ?11 WHERE id = ?1 AND status = 'in_progress' \
+                                 AND lease_owner = ?2",
+                            )
+                            .and_then(|mut s| {
+                                s.execute(params![
+                                    item.id,
+                                    worker,
+                                    item.status.as_str(),
+                                    item.confidence,
+                                    item.failure_count,
+                                    item.retries,
+                                    item.next_retry_at.map(|t| t.as_millisecond()),
+                                    item.lease_owner,
+                                    item.lease_until.map(|t| t.as_millisecond()),
+                                    item.recipe,
+                                    item.updated_at.as_millisecond(),
+                                ])
+                            })
+                            .context("applying a report to its item")?;
+                        if n == 0 {
+                            applied.push(false);
+                            continue;
+                        }
+                    }
+                    None => write_item(tx, item)?,
+                }
                 for e in &r.results {
                     store_result(
                         tx,
@@ -472,10 +523,17 @@ impl PipelineStore for SqliteStore {
                 if !r.results.is_empty() {
                     let ok = r.results.iter().any(|e| e.passed);
                     outcomes.entry(item.ecosystem.clone()).or_default().push(ok);
-                    add_activity(tx, r.at, &item.ecosystem, 0, i64::from(ok), i64::from(!ok))?;
+                    let n = activity
+                        .entry((hour_of(r.at), item.ecosystem.clone()))
+                        .or_default();
+                    n.0 += i64::from(ok);
+                    n.1 += i64::from(!ok);
                 }
                 at = Some(at.map_or(r.at, |a: Timestamp| a.max(r.at)));
                 applied.push(true);
+            }
+            for ((hour, eco), (passed, failed)) in activity {
+                add_activity(tx, ts(hour), &eco, 0, passed, failed)?;
             }
             if let Some(at) = at {
                 for (eco, oks) in outcomes {

@@ -554,6 +554,8 @@ pub trait PipelineStore: Send + Sync + 'static {
     /// lease, requests and creation time kept), else left alone.
     async fn upsert_items(&self, items: Vec<QueueItem>, replace: bool) -> Result<UpsertOutcome>;
     async fn item(&self, id: &str) -> Result<Option<QueueItem>>;
+    /// The items of these ids that exist, in id order (one read for a whole report).
+    async fn items_by_id(&self, ids: &[String]) -> Result<Vec<QueueItem>>;
     /// Items by id, in id order.
     async fn items(&self, f: &ItemFilter) -> Result<Vec<QueueItem>>;
     /// Every item, in queue-file order (then id), with what it was imported from.

@@ -308,9 +308,11 @@ pub struct RequeueQuery {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ValveChange {
     Pause { reason: String },
-    Resume,
+    // `{}` rather than unit variants: serde ignores `deny_unknown_fields` on the unit
+    // variants of an internally tagged enum, so `{"action":"resume","x":1}` would pass.
+    Resume {},
     RateLimit { claims_per_hour: Option<i64> },
-    ResetBreaker,
+    ResetBreaker {},
 }
 
 /// An ecosystem's valves as they stand now.
@@ -817,8 +819,17 @@ impl Registry {
         let mut reports = Vec::new();
         let mut outcomes = Vec::new();
         let mut recipes: Vec<(usize, String, Value, Option<String>, Constraints)> = Vec::new();
+        let ids: Vec<String> = report.items.iter().map(|i| i.id.clone()).collect();
+        let mut known: BTreeMap<String, QueueItem> = self
+            .db
+            .pipeline
+            .items_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect();
         for it in report.items {
-            let Some(before) = self.db.pipeline.item(&it.id).await? else {
+            let Some(before) = known.remove(&it.id) else {
                 outcomes.push(ItemOutcome {
                     id: it.id.clone(),
                     applied: false,
@@ -1482,14 +1493,14 @@ impl Registry {
                 short("reason", &reason, 500)?;
                 ControlChange::Pause { reason }
             }
-            ValveChange::Resume => ControlChange::Resume,
+            ValveChange::Resume {} => ControlChange::Resume,
             ValveChange::RateLimit { claims_per_hour } => {
                 if claims_per_hour.is_some_and(|l| l < 0) {
                     return Err(Error::invalid("claims_per_hour", "must be 0 or more"));
                 }
                 ControlChange::RateLimit(claims_per_hour)
             }
-            ValveChange::ResetBreaker => ControlChange::ResetBreaker,
+            ValveChange::ResetBreaker {} => ControlChange::ResetBreaker,
         };
         let action = match &change {
             ControlChange::Pause { .. } if ecosystem == ALL_ECOSYSTEMS => "pipeline.stop",

@@ -684,12 +684,34 @@ async fn leases_valves_breaker_checksums_and_requests() {
         .as_str()
         .unwrap()
         .contains("upstream outage"));
-    app.post(
-        "/api/v1/pipeline/ecosystems/brk",
-        None,
-        json!({"action": "resume"}),
-    )
-    .await;
+    // Every action, even one that carries no fields, refuses a field it does not know
+    // and changes nothing.
+    for action in ["resume", "reset_breaker"] {
+        let (s, e) = app
+            .post(
+                "/api/v1/pipeline/ecosystems/brk",
+                None,
+                json!({"action": action, "unknown": 42}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{action}: {e}");
+    }
+    let (_, c) = app
+        .post(
+            "/api/v1/pipeline/claim",
+            None,
+            json!({"worker": "w", "limit": 4}),
+        )
+        .await;
+    assert_eq!(c["items"], json!([]), "still paused");
+    let (s, v) = app
+        .post(
+            "/api/v1/pipeline/ecosystems/brk",
+            None,
+            json!({"action": "resume"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     app.post(
         "/api/v1/pipeline/ecosystems/brk",
         None,
