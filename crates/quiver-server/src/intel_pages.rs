@@ -402,7 +402,9 @@ pub async fn experiment(
                 tool_href: entry_href(Kind::Tool, &e.namespace, &e.tool),
                 arms,
                 tests,
-                csrf: v.csrf(),
+                // The buttons are for signed-in visitors (the engine then decides whether
+                // they may act); an anonymous one who holds a form cookie sees none.
+                csrf: v.name().and_then(|_| v.csrf()),
                 r,
             };
             render(&v, StatusCode::OK, "experiment.html", &view)

@@ -116,6 +116,15 @@ async fn drift_pattern_chart_and_ab_test_pages() {
         !plain(&page.html).contains(r#"value="start""#),
         "no buttons for a visitor"
     );
+    // Nor for one who holds a form cookie (the sign-in page sets one) without signing in.
+    let signin = visitor.get("/signin").await;
+    assert_eq!(signin.status, StatusCode::OK);
+    let page = visitor.get("/experiments/quick-or-not").await;
+    assert!(
+        !plain(&page.html).contains(r#"value="start""#),
+        "no buttons for an anonymous visitor with a form cookie: {}",
+        page.html
+    );
 
     let mut bob = Browser::new(&app);
     bob.sign_in("bob").await;
