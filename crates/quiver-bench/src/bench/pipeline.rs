@@ -77,6 +77,8 @@ const POOL: usize = 3_000;
 const POOL_ITEMS: usize = 1_000;
 /// The failure history spans this many days before now.
 const HISTORY_DAYS: i64 = 90;
+/// An ecosystem no item has (the failures query that matches nothing).
+const NO_ECOSYSTEM: &str = "maven";
 /// Longest wait for a load POST, a claim or report, and an analysis.
 const LOAD_WAIT: Duration = Duration::from_secs(300);
 const OP_WAIT: Duration = Duration::from_secs(60);
@@ -138,6 +140,8 @@ pub struct PipelineFigures {
     pub status: LatSummary,
     pub gaps: LatSummary,
     pub gaps_error: Option<String>,
+    /// One failures query by an ecosystem that has no failures.
+    pub failures_no_match_ms: Option<f64>,
     /// Queue depth by status after the run (from `/status`).
     pub totals: Vec<(String, u64)>,
     pub peak_rss_bytes: u64,
@@ -1170,6 +1174,12 @@ async fn measure(
     }
     fig.claim = claim_lat.summary();
     fig.claim_report = report_lat.summary();
+    note!(
+        "pipeline: claim of {CLAIM}: {}; report: {}; {} short",
+        brief(&fig.claim),
+        brief(&fig.claim_report),
+        fig.claims_short
+    );
 
     // 4b. Workers for a while.
     note!("pipeline: {workers} workers claiming and reporting for {THROUGHPUT_SECS:.0} s");
@@ -1229,6 +1239,13 @@ async fn measure(
     fig.reported_per_sec = fig.throughput_reported as f64 / fig.throughput_secs;
     fig.throughput_claim = cl.summary();
     fig.throughput_report = rl.summary();
+    note!(
+        "pipeline: {workers} workers: {:.0} items/s claimed, {:.0} reported; claim {}; report {}",
+        fig.claimed_per_sec,
+        fig.reported_per_sec,
+        brief(&fig.throughput_claim),
+        brief(&fig.throughput_report)
+    );
 
     // 4c. The blockers report.
     note!("pipeline: blockers report");
@@ -1262,6 +1279,7 @@ async fn measure(
         }
     }
     fig.blockers = lat.summary();
+    note!("pipeline: blockers: {}", brief(&fig.blockers));
 
     // 4d. Items with their history.
     note!("pipeline: item details");
@@ -1279,6 +1297,7 @@ async fn measure(
     }
     fig.item_history = lat.summary();
     fig.item_history_mean_len = history as f64 / 500.0;
+    note!("pipeline: item history: {}", brief(&fig.item_history));
 
     // 4e. Failure queries.
     note!("pipeline: failure queries");
@@ -1318,6 +1337,28 @@ async fn measure(
     fig.failures_by_ecosystem = lats[0];
     fig.failures_by_environment = lats[1];
     fig.failures_by_category = lats[2];
+    note!(
+        "pipeline: failures by ecosystem: {}; by environment: {}; by category: {}",
+        brief(&lats[0]),
+        brief(&lats[1]),
+        brief(&lats[2])
+    );
+    // One ecosystem filter that matches no failure (a typo, or an ecosystem not yet fed).
+    let t = Instant::now();
+    match conn
+        .get(
+            &format!("/api/v1/pipeline/failures?ecosystem={NO_ECOSYSTEM}&limit=50"),
+            REPORT_WAIT,
+        )
+        .await
+    {
+        Ok(_) => fig.failures_no_match_ms = Some(t.elapsed().as_secs_f64() * 1e3),
+        Err(e) => note!("pipeline: the failures query that matches nothing failed: {e:#}"),
+    }
+    note!(
+        "pipeline: failures of an ecosystem with none: {}",
+        fig.failures_no_match_ms.map_or("-".into(), fmt_ms)
+    );
 
     // The status page and the capability gaps.
     let mut lat = Lat::default();
@@ -1334,6 +1375,7 @@ async fn measure(
             .collect();
     }
     fig.status = lat.summary();
+    note!("pipeline: status: {}", brief(&fig.status));
     note!("pipeline: capability gaps");
     let mut lat = Lat::default();
     for _ in 0..3 {
@@ -1347,13 +1389,28 @@ async fn measure(
         }
     }
     fig.gaps = lat.summary();
+    note!("pipeline: gaps: {}", brief(&fig.gaps));
 
     fig.peak_rss_bytes = proc::memory(pid).map_or(0, |m| m.0);
+    note!(
+        "pipeline: server peak RSS {}",
+        fmt_bytes(fig.peak_rss_bytes)
+    );
     node.stop(Duration::from_secs(10));
     Ok(fig)
 }
 
 // ---- the report -------------------------------------------------------------------------
+
+/// `p50 … p95 … p99 …` for a progress line.
+fn brief(l: &LatSummary) -> String {
+    format!(
+        "p50 {} p95 {} p99 {}",
+        fmt_ms(l.p50_ms),
+        fmt_ms(l.p95_ms),
+        fmt_ms(l.p99_ms)
+    )
+}
 
 fn render(f: &PipelineFigures) -> String {
     let mut s = String::new();
@@ -1464,6 +1521,11 @@ fn render(f: &PipelineFigures) -> String {
         s,
         "                     by category {}",
         pair(&f.failures_by_category)
+    );
+    let _ = writeln!(
+        s,
+        "                     by an ecosystem with no failures ({NO_ECOSYSTEM}): {}  (1 call)",
+        f.failures_no_match_ms.map_or("-".into(), fmt_ms)
     );
     let _ = writeln!(s, "  status page        {}", pair(&f.status));
     match &f.gaps_error {
