@@ -4,7 +4,8 @@
 //! connection keeps the feed sequence gap-free) and a small pool of read connections. WAL
 //! mode lets readers run beside the writer; `synchronous=FULL` makes a commit durable
 //! before it is acknowledged. rusqlite is blocking, so every call runs on tokio's blocking
-//! pool.
+//! pool. The WAL is checkpointed by a thread of its own (`checkpoint_loop`), never inside a
+//! writer's commit.
 //!
 //! [`open`] hands out the whole [`Database`]: every part is the one [`SqliteStore`],
 //! except the request rate limits, counted in memory. Its feed waker is in-process: a
@@ -145,6 +146,22 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+/// How often the checkpoint thread copies committed WAL pages into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoint the WAL every [`CHECKPOINT_EVERY`] until the store is dropped.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if alive.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpointing the SQLite WAL");
+        }
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -184,14 +201,36 @@ impl SqliteStore {
             .min_idle(Some(2))
             .build(manager)
             .context("opening SQLite read pool")?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                readers,
-                path,
-                feed: Arc::new(LocalFeed::new(head)),
-            }),
-        })
+        // Checkpoints run on their own thread and connection, not in the writer's commits
+        // (SQLite's default runs one inside the commit that pushes the WAL past 1,000
+        // pages, which a write-heavy load such as the recipe pipeline's pays for in
+        // every few commits). A PASSIVE checkpoint never blocks the writer or readers.
+        let checkpointer = Connection::open(&path)
+            .and_then(|c| {
+                configure(&c)?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                Ok(c)
+            })
+            .context("opening the checkpoint connection")?;
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(writer),
+            readers,
+            path,
+            feed: Arc::new(LocalFeed::new(head)),
+        });
+        let alive = Arc::downgrade(&inner);
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive));
+        if spawned.is_ok() {
+            inner
+                .writer
+                .lock()
+                .map_err(|_| Error::internal("opening", "writer lock poisoned"))?
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .context("handing checkpoints to their thread")?;
+        }
+        Ok(SqliteStore { inner })
     }
 
     pub fn path(&self) -> &Path {
