@@ -134,7 +134,16 @@ async fn create_publish_read_list_search_yank() {
     let validation = app.validation_of(&format!("{path}/versions/1.0.0")).await;
     assert_eq!(validation["passed"], true, "{validation}");
     assert_eq!(validation["sha256"], v["sha256"]);
-    let (_, jobs) = app.get("/api/v1/jobs?kind=validate_version", None).await;
+    // The second version's job is queued by the feed follower: wait for it (bounded),
+    // then there must be exactly one per version.
+    let mut jobs = Value::Null;
+    for _ in 0..100 {
+        jobs = app.get("/api/v1/jobs?kind=validate_version", None).await.1;
+        if jobs["items"].as_array().map_or(0, Vec::len) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         jobs["items"].as_array().unwrap().len(),
         2,
