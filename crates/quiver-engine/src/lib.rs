@@ -56,6 +56,7 @@ pub mod pipeline;
 pub mod review;
 pub mod select;
 pub mod setup;
+pub mod suggest;
 pub mod telemetry;
 pub mod throttle;
 

@@ -42,6 +42,8 @@ pub mod reply;
 mod routes;
 pub mod session;
 mod staff_pages;
+mod suggest_pages;
+mod suggest_routes;
 mod tool_pages;
 mod web;
 
@@ -174,6 +176,7 @@ fn group(
 pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
     use pipeline_routes as pl;
     use routes as r;
+    use suggest_routes as sg;
     let read = ApiRouter::new()
         .api_route(
             "/api/v1/entries",
@@ -254,6 +257,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/experiments/{name}",
             get_with(r::experiment_results, doc("An A/B test with each arm's figures (count, success rate, time mean and quantiles, cost), a two-proportion z-test of success, Welch's t-test of time, and the winner once each arm has min_samples executions and a difference is significant")),
         )
+        .api_route("/api/v1/skills/suggest", get_with(sg::suggest_get, doc("Skills that fit a project's packages (packages=react&packages=pypi:requests), ranked, each with its reasons: the packages it matched, each mapping's confidence and source; packages the registry does not hold are listed as unknown")))
+        .api_route("/api/v1/skills/suggest", post_with(sg::suggest_post, doc("Skills that fit a project: packages by name and/or a manifest uploaded as text (package.json, requirements.txt, pyproject.toml, Cargo.toml; dependencies and dev-dependencies with their ranges), ranked with their reasons")))
+        .api_route("/api/v1/skills/bulk-suggest", post_with(sg::bulk_suggest, doc("Skills grouped by package, for many packages at once (up to 2,000)")))
+        .api_route("/api/v1/packages/{ecosystem}/{name}/skills", get_with(sg::package_skills, doc("The skills that map to one package, ranked by the mapping's confidence and the skill's popularity (a scoped npm name's `/` as is or as %2F)")))
         .api_route("/api/v1/pipeline/status", get_with(pl::status, doc("The recipe pipeline at a glance: queue depth by status and ecosystem, each ecosystem's valves (pause, circuit breaker, hourly claims), claims and results per hour over 48 hours")))
         .api_route("/api/v1/pipeline/items", get_with(pl::list_items, doc("Queue items by id; filters: status, ecosystem; pages with after")))
         .api_route("/api/v1/pipeline/items/{id}", get_with(pl::get_item, doc("A queue item (`homebrew:node`; a `/` in the id percent-encoded): its history newest first, its latest result per environment, and what blocks it on each")))
@@ -327,6 +334,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/pipeline/stop", post_with(pipeline_pages::stop, form_page("The website's form that stops the whole recipe pipeline, with a reason (its operators)")))
         .api_route("/pipeline/start", post_with(pipeline_pages::start, form_page("The website's form that starts the recipe pipeline again after an emergency stop (its operators)")))
         .api_route("/experiments/{name}", post_with(intel_pages::experiment_action, form_page("The website's form that starts, completes or cancels an A/B test (the tool's maintainers)")))
+        .api_route("/skills/suggest", post_with(suggest_pages::suggest_manifest, form_page("The website's form that suggests skills for a pasted manifest (package.json, requirements.txt, pyproject.toml, Cargo.toml); it changes nothing")))
         .api_route("/jobs/retry", post_with(staff_pages::retry_job, form_page("The website's form that retries a dead job (admins)")))
         .api_route("/users", post_with(staff_pages::set_user, form_page("The website's form that sets a user's site role (admins) or trust level (moderators)")))
         .api_route(
@@ -513,6 +521,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/pipeline", get_with(pipeline_pages::dashboard, doc("The website's recipe pipeline dashboard: queue depth, activity chart, valves and the emergency stop, blockers, gaps, checksum alerts, recent failures (filters: ecosystem, environment, category; pages with before)")))
         .api_route("/pipeline/items/{id}", get_with(pipeline_pages::item, doc("The website's page of a pipeline queue item: what blocks it, its latest result per environment, its history")))
         .api_route("/experiments/{name}", get_with(intel_pages::experiment, doc("The website's page of an A/B test: each arm's figures, the significance tests, the verdict, and its buttons")))
+        .api_route("/skills/suggest", get_with(suggest_pages::suggest, doc("The website's \"which skills fit my project\" page: packages in a GET form, the ranked skills with the packages each matched")))
         .api_route("/select", get_with(tool_pages::select, doc("The website's selection playground: a capability, variables, constraints and weights; the ranked tools")))
         .api_route(
             "/namespaces/{namespace}",
@@ -600,37 +609,43 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
 
 pub mod paths {
     //! The one path rewrite: npm scoped names (`@scope/name`) carry a slash, so the
-    //! segment after an entry's namespace that starts with `@` takes the next one with it
+    //! segment after an entry's namespace (or a package's ecosystem) that starts with `@` takes the next one with it
     //! (as `%2F`) before routing. The routes then see one `{name}` segment, which the path
     //! extractor decodes back to `@scope/name`. A trailing slash on an entry path is
     //! dropped, as the entry routes always allowed.
 
     use axum::http::Uri;
 
-    const PREFIX: &str = "/api/v1/entries/";
+    /// Paths that name a package or entry, with how many segments come before its name
+    /// (an entry's kind and namespace; a package's ecosystem).
+    const PREFIXES: &[(&str, usize)] = &[("/api/v1/entries/", 2), ("/api/v1/packages/", 1)];
 
     /// The rewritten URI, or `None` when `uri` needs none.
     pub fn join_scoped_name(uri: &Uri) -> Option<Uri> {
-        let rest = uri.path().strip_prefix(PREFIX)?;
+        let (prefix, at, rest) = PREFIXES.iter().find_map(|(prefix, at)| {
+            uri.path()
+                .strip_prefix(prefix)
+                .map(|rest| (*prefix, *at, rest))
+        })?;
         let segs: Vec<&str> = rest.split('/').collect();
-        let name = segs.get(2).copied().unwrap_or("");
-        let scoped = segs.len() >= 4
+        let name = segs.get(at).copied().unwrap_or("");
+        let scoped = segs.len() > at + 1
             && (name.starts_with('@') || name.starts_with("%40"))
             && !name.to_ascii_lowercase().contains("%2f")
-            && !segs[3].is_empty();
-        let trailing = segs.len() > 3 && rest.ends_with('/');
+            && !segs[at + 1].is_empty();
+        let trailing = segs.len() > at + 1 && rest.ends_with('/');
         if !scoped && !trailing {
             return None;
         }
-        let mut out: Vec<String> = segs[..2].iter().map(|s| s.to_string()).collect();
+        let mut out: Vec<String> = segs[..at].iter().map(|s| s.to_string()).collect();
         let tail = if scoped {
-            out.push(format!("{}%2F{}", segs[2], segs[3]));
-            &segs[4..]
+            out.push(format!("{}%2F{}", segs[at], segs[at + 1]));
+            &segs[at + 2..]
         } else {
-            &segs[2..]
+            &segs[at..]
         };
         out.extend(tail.iter().filter(|s| !s.is_empty()).map(|s| s.to_string()));
-        let mut path = format!("{PREFIX}{}", out.join("/"));
+        let mut path = format!("{prefix}{}", out.join("/"));
         if let Some(q) = uri.query() {
             path.push('?');
             path.push_str(q);
@@ -680,6 +695,14 @@ pub mod paths {
                 "/api/v1/entries/package/npm/%40types%2Fnode"
             );
             assert_eq!(rw("/api/v1/entries"), "/api/v1/entries");
+            assert_eq!(
+                rw("/api/v1/packages/npm/@types/node/skills"),
+                "/api/v1/packages/npm/@types%2Fnode/skills"
+            );
+            assert_eq!(
+                rw("/api/v1/packages/pypi/requests/skills"),
+                "/api/v1/packages/pypi/requests/skills"
+            );
         }
     }
 }

@@ -71,6 +71,10 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
                 "pipeline_item.html",
                 include_str!("../templates/web/pipeline_item.html"),
             ),
+            (
+                "suggest.html",
+                include_str!("../templates/web/suggest.html"),
+            ),
             ("home.html", include_str!("../templates/web/home.html")),
             ("search.html", include_str!("../templates/web/search.html")),
             ("entry.html", include_str!("../templates/web/entry.html")),

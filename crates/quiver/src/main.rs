@@ -16,6 +16,7 @@ mod client;
 mod local;
 mod login;
 mod pipeline_cli;
+mod suggest_cli;
 
 /// quiver: a registry for the tools developers and AI agents use.
 #[derive(Parser)]
@@ -120,6 +121,9 @@ enum Command {
     Search(client::SearchArgs),
     /// Select tools for a capability: `quiver select packet_capture --var packet_count=5000`.
     Select(client::SelectArgs),
+    /// Skills that fit a project: `quiver suggest` reads package.json, pyproject.toml,
+    /// requirements.txt or Cargo.toml here; or `quiver suggest react pypi:requests`.
+    Suggest(suggest_cli::SuggestArgs),
     /// List entries on a server.
     List(client::ListArgs),
     /// The recipe pipeline: status, claim, report, blockers, item, requeue, pause,
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
             Command::Search(a) => client::search(a).await,
             Command::Select(a) => client::select(a).await,
             Command::List(a) => client::list(a).await,
+            Command::Suggest(a) => suggest_cli::run(a).await,
             Command::Pipeline(a) => pipeline_cli::run(a).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,

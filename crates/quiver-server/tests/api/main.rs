@@ -24,6 +24,7 @@ mod oidc;
 mod openapi;
 mod pipeline;
 mod select;
+mod suggest;
 mod telemetry;
 mod web;
 mod web_account;

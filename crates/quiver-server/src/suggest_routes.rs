@@ -1,0 +1,94 @@
+//! Skill suggestions' routes (`/api/v1/skills/suggest`, `/api/v1/skills/bulk-suggest`,
+//! `/api/v1/packages/{ecosystem}/{name}/skills`): thin handlers over the engine's
+//! `suggest` service. Reads: a caller sees only the skills and packages they may read.
+
+use axum::extract::State;
+use quiver_engine::suggest::{
+    BulkSuggestRequest, BulkSuggestions, PackageSkills, SuggestRequest, Suggestions,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::ApiResult;
+use crate::extract::{Auth, JsonBody, PathParams, Query};
+use crate::params::{values, Csv, Param};
+use crate::reply::Json;
+use crate::AppState;
+
+/// Which packages to suggest skills for.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestParams {
+    /// Packages by name or `ecosystem:name`, comma-separated or repeated
+    /// (`packages=react&packages=next`).
+    packages: Option<Csv<String>>,
+    /// The ecosystem of names given without one: npm (default), pypi or cargo.
+    ecosystem: Option<String>,
+    /// Count development-only dependencies (default true).
+    include_dev: Option<Param<bool>>,
+    /// Most skills answered (1 to 100, default 10).
+    limit: Option<Param<usize>>,
+}
+
+pub async fn suggest_get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(p): Query<SuggestParams>,
+) -> ApiResult<Json<Suggestions>> {
+    let req = SuggestRequest {
+        packages: values(p.packages),
+        ecosystem: p.ecosystem,
+        manifest: None,
+        include_dev: p.include_dev.map(|b| b.0),
+        limit: p.limit.map(|l| l.0),
+    };
+    Ok(Json::ok(state.registry.suggest_skills(&caller, req).await?))
+}
+
+pub async fn suggest_post(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(req): JsonBody<SuggestRequest>,
+) -> ApiResult<Json<Suggestions>> {
+    Ok(Json::ok(state.registry.suggest_skills(&caller, req).await?))
+}
+
+pub async fn bulk_suggest(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(req): JsonBody<BulkSuggestRequest>,
+) -> ApiResult<Json<BulkSuggestions>> {
+    Ok(Json::ok(
+        state.registry.bulk_suggest_skills(&caller, req).await?,
+    ))
+}
+
+/// A package (a scoped npm name's `/` may be sent as is or as `%2F`).
+#[derive(Deserialize, JsonSchema)]
+pub struct PackagePath {
+    /// npm, pypi or cargo.
+    ecosystem: String,
+    name: String,
+}
+
+/// How many skills.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSkillParams {
+    /// Most skills answered (1 to 100, default 10).
+    limit: Option<Param<usize>>,
+}
+
+pub async fn package_skills(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<PackagePath>,
+    Query(q): Query<PackageSkillParams>,
+) -> ApiResult<Json<PackageSkills>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .skills_of_package(&caller, &p.ecosystem, &p.name, q.limit.map(|l| l.0))
+            .await?,
+    ))
+}
