@@ -53,6 +53,7 @@ pub mod gates;
 pub mod lifecycle;
 pub mod oidc;
 pub mod pipeline;
+pub mod resolve;
 pub mod review;
 pub mod select;
 pub mod setup;

@@ -39,6 +39,7 @@ pub mod params;
 mod pipeline_pages;
 mod pipeline_routes;
 pub mod reply;
+mod resolve_routes;
 mod routes;
 pub mod session;
 mod staff_pages;
@@ -257,6 +258,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/experiments/{name}",
             get_with(r::experiment_results, doc("An A/B test with each arm's figures (count, success rate, time mean and quantiles, cost), a two-proportion z-test of success, Welch's t-test of time, and the winner once each arm has min_samples executions and a difference is significant")),
         )
+        .api_route("/api/v1/resolve/{kind}/{namespace}/{name}", get_with(resolve_routes::resolve_one, doc("Resolve an entry to one version by a semver range, an exact version or latest: the version, its manifest hash, the content hash and source it declares, and warnings (a pinned yanked version, a deprecated entry, a newer version outside the range). Yanked versions are skipped unless pinned exactly; prereleases only when the range names one")))
+        .api_route("/api/v1/resolve", post_with(resolve_routes::resolve_batch, doc("Resolve a lock set (1 to 1,000 references) in one call: each reference answers on its own, with its resolution or why it has none (not_found, no_match)")))
         .api_route("/api/v1/skills/suggest", get_with(sg::suggest_get, doc("Skills that fit a project's packages (packages=react&packages=pypi:requests), ranked, each with its reasons: the packages it matched, each mapping's confidence and source; packages the registry does not hold are listed as unknown")))
         .api_route("/api/v1/skills/suggest", post_with(sg::suggest_post, doc("Skills that fit a project: packages by name and/or a manifest uploaded as text (package.json, requirements.txt, pyproject.toml, Cargo.toml; dependencies and dev-dependencies with their ranges), ranked with their reasons")))
         .api_route("/api/v1/skills/bulk-suggest", post_with(sg::bulk_suggest, doc("Skills grouped by package, for many packages at once (up to 2,000)")))
@@ -618,7 +621,11 @@ pub mod paths {
 
     /// Paths that name a package or entry, with how many segments come before its name
     /// (an entry's kind and namespace; a package's ecosystem).
-    const PREFIXES: &[(&str, usize)] = &[("/api/v1/entries/", 2), ("/api/v1/packages/", 1)];
+    const PREFIXES: &[(&str, usize)] = &[
+        ("/api/v1/entries/", 2),
+        ("/api/v1/resolve/", 2),
+        ("/api/v1/packages/", 1),
+    ];
 
     /// The rewritten URI, or `None` when `uri` needs none.
     pub fn join_scoped_name(uri: &Uri) -> Option<Uri> {

@@ -90,7 +90,7 @@ fn refusal(status: StatusCode, body: &Value) -> anyhow::Error {
 }
 
 /// `namespace/name`, where npm scoped names keep their own slash (`npm/@types/node`).
-fn split_name(full: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn split_name(full: &str) -> anyhow::Result<(String, String)> {
     let (ns, name) = full.split_once('/').ok_or_else(|| {
         anyhow!("name '{full}' must be written namespace/name, e.g. npm/@types/node")
     })?;

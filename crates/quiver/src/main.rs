@@ -16,6 +16,7 @@ mod client;
 mod local;
 mod login;
 mod pipeline_cli;
+mod resolve_cli;
 mod suggest_cli;
 
 /// quiver: a registry for the tools developers and AI agents use.
@@ -124,6 +125,8 @@ enum Command {
     /// Skills that fit a project: `quiver suggest` reads package.json, pyproject.toml,
     /// requirements.txt or Cargo.toml here; or `quiver suggest react pypi:requests`.
     Suggest(suggest_cli::SuggestArgs),
+    /// Pin references to versions: `quiver resolve module alice/fmt@^1.2 alice/io`.
+    Resolve(resolve_cli::ResolveArgs),
     /// List entries on a server.
     List(client::ListArgs),
     /// The recipe pipeline: status, claim, report, blockers, item, requeue, pause,
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
             Command::Select(a) => client::select(a).await,
             Command::List(a) => client::list(a).await,
             Command::Suggest(a) => suggest_cli::run(a).await,
+            Command::Resolve(a) => resolve_cli::run(a).await,
             Command::Pipeline(a) => pipeline_cli::run(a).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,

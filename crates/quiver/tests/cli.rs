@@ -83,6 +83,48 @@ async fn demo_server_answers_client_commands() {
     let (ok, _, err) = quiver(&[&["select"], &s[..], &["packet_capture", "--var", "x"]].concat());
     assert!(!ok && err.contains("write NAME=NUMBER"), "{err}");
 
+    // Skills for a project's packages, and a manifest read from a file.
+    let (ok, out, err) = quiver(&[&["suggest"], &s[..], &["react", "pypi:PyTest"]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("upskill/react-best-practices"), "{out}");
+    assert!(out.contains("fits: pytest (80%, curated)"), "{out}");
+    let manifest = dir.path().join("package.json");
+    std::fs::write(
+        &manifest,
+        r#"{"dependencies": {"next": "^14"}, "devDependencies": {"tailwindcss": "3"}}"#,
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    let (ok, out, err) = quiver(&[&["suggest"], &s[..], &["--manifest", m]].concat());
+    assert!(ok, "{err}");
+    assert!(out.starts_with("2 packages from "), "{out}");
+    let first = out.find("nextjs-app-router").unwrap();
+    let dev = out.find("tailwind-setup").unwrap();
+    assert!(first < dev, "a dev dependency weighs half: {out}");
+
+    // Resolution: one reference, then a lock set with one that does not resolve.
+    let (ok, out, err) = quiver(&[&["resolve"], &s[..], &["module", "mlld/env@~1.0"]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("mlld/env@~1.0 -> 1.0.0  manifest sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: a newer version is out: 1.1.0"),
+        "{out}"
+    );
+    let (ok, out, _) = quiver(
+        &[
+            &["resolve"],
+            &s[..],
+            &["module", "mlld/env", "mlld/no-such-module"],
+        ]
+        .concat(),
+    );
+    assert!(!ok, "a reference that does not resolve fails the command");
+    assert!(out.contains("mlld/env -> 1.1.0"), "{out}");
+    assert!(out.contains("mlld/no-such-module: "), "{out}");
+
     let (ok, out, _) = quiver(&[&["info"], &s[..], &["package", "npm/@types/node"]].concat());
     assert!(ok);
     assert!(out.contains("TypeScript definitions"), "{out}");

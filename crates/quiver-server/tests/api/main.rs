@@ -23,6 +23,7 @@ mod limits;
 mod oidc;
 mod openapi;
 mod pipeline;
+mod resolve;
 mod select;
 mod suggest;
 mod telemetry;

@@ -1,0 +1,391 @@
+//! Resolution (seed 004): a reference such as `@alice/fmt` with a range (`^1.2`), an
+//! exact version or the tag `latest` becomes one pinned version with its hashes and
+//! source, for any kind.
+//!
+//! Rules, as package managers users know apply them:
+//! - A range is a semver requirement (`^1.2`, `~1.2.3`, `>=1, <2`, `1.x`, `*`). A bare
+//!   full version (`1.2.3`, or `=1.2.3`) is an exact pin, as in npm and mlld lock files.
+//!   No range means `latest`.
+//! - `latest` is the highest version that is neither a prerelease nor yanked.
+//! - Prereleases match only a range that names a prerelease of the same
+//!   `major.minor.patch` (the semver crate's rule, and npm's), or an exact pin.
+//! - Yanked versions are skipped unless pinned exactly; a pinned yanked version is
+//!   answered with a warning (a lock file must still install).
+//! - A deprecated entry resolves, with its deprecation message as a warning.
+//!
+//! The batch form resolves a whole lock set in one call; each reference answers on its
+//! own (one missing entry does not fail the others).
+
+use quiver_model::{Entry, EntryKey, Error, ErrorCode, Kind, Result, Status, Version};
+use semver::{Version as Semver, VersionReq};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Caller, Registry};
+
+/// Most references in one batch.
+pub const MAX_BATCH: usize = 1_000;
+/// Versions read per page while resolving.
+const PAGE: usize = 1_000;
+
+/// One reference to resolve.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// A semver range, an exact version or `latest` (default).
+    #[serde(default)]
+    pub range: Option<String>,
+}
+
+/// A reference resolved to one version.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Resolved {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// The range as asked (`latest` when none was given).
+    pub requested: String,
+    /// The version chosen.
+    pub version: String,
+    /// sha256 of the version's manifest (canonical JSON).
+    pub manifest_sha256: String,
+    /// The content's hash the manifest declares (`source.content_hash`), if any.
+    pub content_hash: Option<String>,
+    /// Where the content comes from (the manifest's `source`, without its hash).
+    pub source: Option<Value>,
+    /// The entry's latest version.
+    pub latest: Option<String>,
+    pub yanked: bool,
+    pub deprecated: bool,
+    /// What the caller should know: a pinned yanked version, a deprecated entry, a newer
+    /// version outside the range.
+    pub warnings: Vec<String>,
+}
+
+/// One reference's answer in a batch: its resolution, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct BatchItem {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub requested: String,
+    pub resolved: Option<Resolved>,
+    /// `not_found`, `no_match` or `invalid_input`, when nothing resolved.
+    pub error: Option<ResolveFailure>,
+}
+
+/// Why a reference did not resolve.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ResolveFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// A whole lock set.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 1,000 references.
+    pub references: Vec<ResolveRef>,
+}
+
+/// The answer to a lock set, in the order asked.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct BatchAnswer {
+    pub items: Vec<BatchItem>,
+    /// How many did not resolve.
+    pub failed: usize,
+}
+
+/// What a range asks for.
+#[derive(Debug, Clone, PartialEq)]
+enum Wanted {
+    Latest,
+    Exact(Semver),
+    Range(VersionReq),
+}
+
+fn wanted(range: Option<&str>) -> Result<Wanted> {
+    let r = range.map(str::trim).unwrap_or("");
+    if r.is_empty() || r == "latest" {
+        return Ok(Wanted::Latest);
+    }
+    if r.len() > 200 {
+        return Err(Error::invalid("range", "at most 200 characters"));
+    }
+    let pin = r.strip_prefix('=').unwrap_or(r).trim();
+    if let Ok(v) = Semver::parse(pin.strip_prefix('v').unwrap_or(pin)) {
+        return Ok(Wanted::Exact(v));
+    }
+    // `1.x`, `1.2.x`: the semver crate reads `*` and `x` wildcards.
+    VersionReq::parse(r).map(Wanted::Range).map_err(|e| {
+        Error::invalid(
+            "range",
+            format!(
+                "`{r}` is not a semver range, an exact version or `latest` ({e}); tags \
+                 other than `latest` are not supported yet"
+            ),
+        )
+    })
+}
+
+/// The version a request chooses among `versions`, with its warnings.
+fn choose<'a>(
+    versions: &'a [Version],
+    want: &Wanted,
+) -> std::result::Result<(&'a Version, Vec<String>), String> {
+    let parsed: Vec<(&Version, Semver)> = versions
+        .iter()
+        .filter_map(|v| Semver::parse(&v.version).ok().map(|s| (v, s)))
+        .collect();
+    let best = |ok: &dyn Fn(&Version, &Semver) -> bool| {
+        parsed
+            .iter()
+            .filter(|(v, s)| ok(v, s))
+            .max_by(|a, b| a.1.cmp(&b.1))
+            .map(|(v, _)| *v)
+    };
+    match want {
+        Wanted::Exact(pin) => {
+            let (v, _) = parsed
+                .iter()
+                .find(|(_, s)| s == pin)
+                .ok_or_else(|| format!("no version {pin}"))?;
+            let mut warnings = Vec::new();
+            if v.yanked {
+                warnings.push(format!(
+                    "{} is yanked{}: pinned exactly, so it is still answered",
+                    v.version,
+                    v.yank_reason
+                        .as_deref()
+                        .map_or(String::new(), |r| format!(" ({r})"))
+                ));
+            }
+            Ok((v, warnings))
+        }
+        Wanted::Latest => best(&|v, s| !v.yanked && s.pre.is_empty())
+            .or_else(|| best(&|v, _| !v.yanked))
+            .map(|v| (v, vec![]))
+            .ok_or_else(|| "every version is yanked".to_string()),
+        Wanted::Range(req) => {
+            let v = best(&|v, s| !v.yanked && req.matches(s)).ok_or_else(|| {
+                let yanked = parsed.iter().any(|(v, s)| v.yanked && req.matches(s));
+                if yanked {
+                    format!("only yanked versions match {req} (pin one exactly to use it)")
+                } else {
+                    format!("no version matches {req}")
+                }
+            })?;
+            Ok((v, vec![]))
+        }
+    }
+}
+
+impl Registry {
+    /// Every version of an entry (no manifests), newest first.
+    async fn all_versions(&self, key: &EntryKey) -> Result<Vec<Version>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .db
+                .store
+                .list_versions_page(key, cursor.as_deref(), PAGE, false)
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Resolve one reference to a version (not found: no such entry the caller may see,
+    /// or no version answers the range).
+    pub async fn resolve(&self, caller: &Caller, r: &ResolveRef) -> Result<Resolved> {
+        let want = wanted(r.range.as_deref())?;
+        self.resolve_one(caller, r, &want)
+            .await?
+            .map_err(|f| Error::not_found(f.message))
+    }
+
+    /// One reference: its resolution, or why it has none (`Err` only for a failure of
+    /// the registry itself).
+    async fn resolve_one(
+        &self,
+        caller: &Caller,
+        r: &ResolveRef,
+        want: &Wanted,
+    ) -> Result<std::result::Result<Resolved, ResolveFailure>> {
+        let fail = |code: &str, message: String| {
+            Ok(Err(ResolveFailure {
+                code: code.into(),
+                message,
+            }))
+        };
+        let key = EntryKey::new(r.kind, &r.namespace, &r.name);
+        let entry: Entry = match self.visible_entry(caller, &key).await {
+            Ok(e) => e,
+            Err(e) if e.code == ErrorCode::NotFound => return fail("not_found", e.message),
+            Err(e) if e.code == ErrorCode::InvalidInput => return fail("invalid_input", e.message),
+            Err(e) => return Err(e),
+        };
+        let key = entry.key();
+        let versions = self.all_versions(&key).await?;
+        let (chosen, mut warnings) = match choose(&versions, want) {
+            Ok(c) => c,
+            Err(m) => return fail("no_match", format!("{key}: {m}")),
+        };
+        let Some(version) = self.db.store.get_version(&key, &chosen.version).await? else {
+            return fail("not_found", format!("{key}@{}", chosen.version));
+        };
+        if let Some(d) = &entry.deprecation {
+            warnings.push(format!(
+                "{key} is deprecated: {}{}",
+                d.message,
+                d.replacement
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" (use {r})"))
+            ));
+        }
+        if let (Some(latest), Wanted::Range(_) | Wanted::Exact(_)) = (&entry.latest_version, want) {
+            let newer = match (Semver::parse(latest), Semver::parse(&version.version)) {
+                (Ok(l), Ok(c)) => l > c,
+                _ => false,
+            };
+            if newer {
+                warnings.push(format!("a newer version is out: {latest}"));
+            }
+        }
+        let source = version.manifest.get("source").cloned();
+        let content_hash = source
+            .as_ref()
+            .and_then(|s| s.get("content_hash"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let source = source.map(|mut s| {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("content_hash");
+            }
+            s
+        });
+        Ok(Ok(Resolved {
+            kind: entry.kind,
+            namespace: entry.namespace,
+            name: entry.name,
+            requested: r.range.clone().unwrap_or_else(|| "latest".into()),
+            version: version.version,
+            manifest_sha256: version.sha256,
+            content_hash,
+            source,
+            latest: entry.latest_version,
+            yanked: version.yanked,
+            deprecated: entry.deprecation.is_some() || entry.status == Status::Deprecated,
+            warnings,
+        }))
+    }
+
+    /// Resolve a lock set: each reference on its own, in the order given. A malformed
+    /// range refuses the whole request, naming the reference.
+    pub async fn resolve_batch(&self, caller: &Caller, req: BatchRequest) -> Result<BatchAnswer> {
+        if req.references.is_empty() || req.references.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "references",
+                format!("1 to {MAX_BATCH} references"),
+            ));
+        }
+        let mut wants = Vec::with_capacity(req.references.len());
+        for (i, r) in req.references.iter().enumerate() {
+            wants.push(wanted(r.range.as_deref()).map_err(|e| {
+                Error::invalid(format!("references[{i}].range"), e.message.clone())
+            })?);
+        }
+        let mut items = Vec::with_capacity(req.references.len());
+        let mut failed = 0;
+        for (r, want) in req.references.iter().zip(&wants) {
+            let (resolved, error) = match self.resolve_one(caller, r, want).await? {
+                Ok(v) => (Some(v), None),
+                Err(f) => {
+                    failed += 1;
+                    (None, Some(f))
+                }
+            };
+            items.push(BatchItem {
+                kind: r.kind,
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                requested: r.range.clone().unwrap_or_else(|| "latest".into()),
+                resolved,
+                error,
+            });
+        }
+        Ok(BatchAnswer { items, failed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str, yanked: bool) -> Version {
+        Version {
+            version: s.into(),
+            manifest: Value::Null,
+            sha256: String::new(),
+            changelog: None,
+            breaking: false,
+            yanked,
+            yank_reason: yanked.then(|| "broken".into()),
+            published_at: jiff::Timestamp::UNIX_EPOCH,
+            validation: None,
+        }
+    }
+
+    fn pick(versions: &[Version], range: &str) -> std::result::Result<String, String> {
+        let w = wanted(Some(range)).map_err(|e| e.to_string())?;
+        choose(versions, &w).map(|(v, _)| v.version.clone())
+    }
+
+    #[test]
+    fn ranges_tags_prereleases_and_yanked() {
+        let vs = [
+            v("1.0.0", false),
+            v("1.2.0", false),
+            v("1.2.5", true),
+            v("1.3.0-beta.1", false),
+            v("2.0.0", false),
+            v("2.1.0-rc.1", false),
+        ];
+        assert_eq!(pick(&vs, "^1.2").unwrap(), "1.2.0", "yanked 1.2.5 skipped");
+        assert_eq!(pick(&vs, "latest").unwrap(), "2.0.0", "no prerelease");
+        assert_eq!(pick(&vs, "").unwrap(), "2.0.0");
+        assert_eq!(
+            pick(&vs, "1.2.5").unwrap(),
+            "1.2.5",
+            "an exact pin takes yanked"
+        );
+        assert_eq!(pick(&vs, "=1.0.0").unwrap(), "1.0.0");
+        assert_eq!(pick(&vs, "~1.2.0").unwrap(), "1.2.0");
+        assert_eq!(pick(&vs, ">=1.3.0-beta.0, <2").unwrap(), "1.3.0-beta.1");
+        assert_eq!(
+            pick(&vs, "^1").unwrap(),
+            "1.2.0",
+            "no prerelease without asking"
+        );
+        assert_eq!(pick(&vs, "1.x").unwrap(), "1.2.0");
+        assert_eq!(pick(&vs, "*").unwrap(), "2.0.0");
+        assert!(pick(&vs, "^3").unwrap_err().contains("no version matches"));
+        assert!(pick(&vs, "9.9.9").unwrap_err().contains("no version 9.9.9"));
+        assert!(pick(&vs, "not a range").unwrap_err().contains("range"));
+        let only_yanked = [v("1.0.0", true)];
+        assert!(pick(&only_yanked, "^1")
+            .unwrap_err()
+            .contains("only yanked"));
+        let w = wanted(Some("1.2.5")).unwrap();
+        let (_, warnings) = choose(&vs, &w).unwrap();
+        assert!(warnings[0].contains("yanked (broken)"), "{warnings:?}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Resolution through the API: ranges, `latest`, exact pins, prereleases, yanked versions
+//! (skipped unless pinned), deprecated entries (warned), content hashes and sources, the
+//! batch form over a lock set, a scoped npm name, bad input, and private entries.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::TestApp;
+
+const ADMIN: &str = "admin-secret";
+
+fn hash(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+async fn module(app: &TestApp, namespace: &str, name: &str, visibility: &str, versions: &[&str]) {
+    let (s, e) = app
+        .post(
+            "/api/v1/entries",
+            Some(ADMIN),
+            json!({"kind": "module", "namespace": namespace, "name": name,
+                   "visibility": visibility, "description": format!("{name} module")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    for (i, v) in versions.iter().enumerate() {
+        let (s, e) = app
+            .post(
+                &format!("/api/v1/entries/module/{namespace}/{name}/versions"),
+                Some(ADMIN),
+                json!({"version": v, "manifest": {"source": {"type": "github",
+                    "url": format!("https://example.invalid/{name}/{v}"),
+                    "content_hash": hash(i as u8)}}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}: {e}");
+    }
+}
+
+fn at(v: &Value, i: usize) -> &Value {
+    &v["items"][i]
+}
+
+#[tokio::test]
+async fn ranges_pins_yanked_deprecated_and_lock_sets() {
+    let app = TestApp::builder().admin_token(ADMIN).start().await;
+    module(
+        &app,
+        "alice",
+        "fmt",
+        "public",
+        &[
+            "1.0.0",
+            "1.2.0",
+            "1.2.5",
+            "1.3.0-beta.1",
+            "2.0.0",
+            "2.1.0-rc.1",
+        ],
+    )
+    .await;
+    let (s, e) = app
+        .post(
+            "/api/v1/entries/module/alice/fmt/versions/1.2.5/yank",
+            Some(ADMIN),
+            json!({"reason": "corrupts output"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    module(&app, "alice", "old", "public", &["0.9.0"]).await;
+    let (s, e) = app
+        .post(
+            "/api/v1/entries/module/alice/old/deprecate",
+            Some(ADMIN),
+            json!({"message": "unmaintained", "replacement": "module alice/fmt"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    module(&app, "secretco", "internal", "private", &["1.0.0"]).await;
+
+    let get = |range: &str| {
+        let path = format!(
+            "/api/v1/resolve/module/alice/fmt?range={}",
+            range
+                .replace('^', "%5E")
+                .replace(' ', "%20")
+                .replace(',', "%2C")
+        );
+        let app = &app;
+        async move { app.get(&path, None).await }
+    };
+    // A range: the highest match that is not yanked; the hashes and source it declares.
+    let (s, v) = get("^1.2").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], "1.2.0", "1.2.5 is yanked: {v}");
+    assert_eq!(v["content_hash"], json!(hash(1)));
+    assert_eq!(v["source"]["url"], "https://example.invalid/fmt/1.2.0");
+    assert!(v["source"].get("content_hash").is_none());
+    assert_eq!(v["manifest_sha256"].as_str().unwrap().len(), 64);
+    assert!(v["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("newer version is out: 2.0.0"));
+    // latest: no prerelease; the default.
+    for path in [
+        "/api/v1/resolve/module/alice/fmt",
+        "/api/v1/resolve/module/alice/fmt?range=latest",
+    ] {
+        let (_, v) = app.get(path, None).await;
+        assert_eq!(v["version"], "2.0.0", "{path}: {v}");
+        assert_eq!(v["warnings"], json!([]));
+    }
+    // Prereleases only when asked for.
+    assert_eq!(get(">=1.3.0-beta.0, <2").await.1["version"], "1.3.0-beta.1");
+    assert_eq!(get("^2").await.1["version"], "2.0.0");
+    // An exact pin takes a yanked version, with a warning.
+    let (s, v) = get("1.2.5").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["yanked"], true);
+    assert!(v["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("yanked (corrupts output)"));
+    // Nothing matches: 404; a bad range: 422 naming it.
+    let (s, e) = get("^3").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    let (s, e) = get("one point two").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "range");
+    // Deprecated: resolved, and warned.
+    let (_, v) = app.get("/api/v1/resolve/module/alice/old", None).await;
+    assert_eq!(v["version"], "0.9.0");
+    assert_eq!(v["deprecated"], true);
+    assert!(v["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("deprecated: unmaintained (use module alice/fmt)"));
+    // Private: not found for others, resolved for those who may read it.
+    let (s, _) = app
+        .get("/api/v1/resolve/module/secretco/internal", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .get("/api/v1/resolve/module/secretco/internal", Some(ADMIN))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A lock set: each reference on its own, in order.
+    let mut refs = vec![
+        json!({"kind": "module", "namespace": "alice", "name": "fmt", "range": "~1.2.0"}),
+        json!({"kind": "module", "namespace": "alice", "name": "fmt"}),
+        json!({"kind": "module", "namespace": "alice", "name": "nope"}),
+        json!({"kind": "module", "namespace": "alice", "name": "fmt", "range": "^9"}),
+        json!({"kind": "module", "namespace": "secretco", "name": "internal"}),
+    ];
+    for _ in 0..95 {
+        refs.push(
+            json!({"kind": "module", "namespace": "alice", "name": "fmt",
+                         "range": "^1"}),
+        );
+    }
+    let (s, v) = app
+        .post("/api/v1/resolve", None, json!({"references": refs}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 100);
+    assert_eq!(at(&v, 0)["resolved"]["version"], "1.2.0");
+    assert_eq!(at(&v, 1)["resolved"]["version"], "2.0.0");
+    assert_eq!(at(&v, 1)["requested"], "latest");
+    assert_eq!(at(&v, 2)["error"]["code"], "not_found");
+    assert_eq!(at(&v, 3)["error"]["code"], "no_match");
+    assert_eq!(at(&v, 4)["error"]["code"], "not_found", "private: {v}");
+    assert!(!v.to_string().contains("example.invalid/internal"));
+    assert_eq!(at(&v, 99)["resolved"]["version"], "1.2.0");
+    assert_eq!(v["failed"], 3);
+    // A malformed range refuses the request, naming the reference.
+    let (s, e) = app
+        .post(
+            "/api/v1/resolve",
+            None,
+            json!({"references": [
+                {"kind": "module", "namespace": "alice", "name": "fmt"},
+                {"kind": "module", "namespace": "alice", "name": "fmt", "range": "??"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "references[1].range");
+    let (s, _) = app
+        .post("/api/v1/resolve", None, json!({"references": []}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Any kind, and a scoped npm name's slash as is.
+    let (s, e) = app
+        .post(
+            "/api/v1/entries",
+            Some(ADMIN),
+            json!({"kind": "package", "namespace": "npm", "name": "@types/node"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    for ver in ["20.1.0", "22.0.0"] {
+        let (s, e) = app
+            .post(
+                "/api/v1/entries/package/npm/@types/node/versions",
+                Some(ADMIN),
+                json!({"version": ver}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{e}");
+    }
+    let (s, v) = app
+        .get("/api/v1/resolve/package/npm/@types/node?range=%5E20", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], "20.1.0");
+    assert_eq!(v["name"], "@types/node");
+    assert_eq!(v["content_hash"], Value::Null);
+}
