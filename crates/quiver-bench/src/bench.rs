@@ -23,6 +23,7 @@
 //! has a timeout, and the PostgreSQL schema is dropped also when a step fails.
 
 mod attacks;
+mod consumers;
 mod data;
 mod fts5;
 mod http;
@@ -51,6 +52,18 @@ use data::{encode_name, encode_query_value, QClass, Query, Rng, Row};
 use http::Client;
 use proc::ChildGuard;
 use stats::{fmt_bytes, fmt_int, fmt_ms, fmt_ratio, fmt_secs, pct, Lat, LatSummary};
+
+/// The data set files: `--data`, or the two of `../shared/data`.
+fn data_files(a: &BenchArgs) -> Vec<PathBuf> {
+    if a.data.is_empty() {
+        vec![
+            PathBuf::from("../shared/data/pypi.tsv.gz"),
+            PathBuf::from("../shared/data/npm.tsv.gz"),
+        ]
+    } else {
+        a.data.clone()
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -157,6 +170,24 @@ pub struct BenchArgs {
     /// The seed's tsuku data: `queues/priority-queue.json` and `failures/*.jsonl`.
     #[arg(long, default_value = "../shared/fixtures/tsuku/data")]
     pub pipeline_fixtures: PathBuf,
+    /// Run only the consumers' benchmark: `--consumer-modules` synthetic modules made
+    /// from the real ones (`--module-fixtures`), the data set and the skills
+    /// (`--skill-fixtures`) imported, then lock sets of 100 references resolved, single
+    /// resolutions, and skill suggestions for 50-dependency manifests; see
+    /// `bench/consumers.rs`.
+    #[arg(long)]
+    pub consumers: bool,
+    #[arg(long, default_value_t = 100_000)]
+    pub consumer_modules: usize,
+    /// Requests of each kind the consumers' benchmark times.
+    #[arg(long, default_value_t = 500)]
+    pub consumer_requests: usize,
+    /// The module registry's files (the mlld fixtures).
+    #[arg(long, default_value = "../shared/fixtures/mlld-registry")]
+    pub module_fixtures: PathBuf,
+    /// The skills registry's files (the upskill fixtures).
+    #[arg(long, default_value = "../shared/fixtures/upskill")]
+    pub skill_fixtures: PathBuf,
     /// Writers of the write benchmark, split over the two nodes.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
@@ -468,6 +499,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         work.finish();
         return result;
     }
+    if a.consumers {
+        let exe = quiver_binary(a.quiver.as_deref())?;
+        let result = consumers::run(&exe, &work.dir, &a).await;
+        work.finish();
+        return result;
+    }
     if a.pg_writes {
         let exe = quiver_binary(a.quiver.as_deref())?;
         let result = writes::run(
@@ -551,14 +588,7 @@ async fn bench(
     backend_schema: Arc<Mutex<Option<String>>>,
 ) -> anyhow::Result<()> {
     let exe = quiver_binary(a.quiver.as_deref())?;
-    let files = if a.data.is_empty() {
-        vec![
-            PathBuf::from("../shared/data/pypi.tsv.gz"),
-            PathBuf::from("../shared/data/npm.tsv.gz"),
-        ]
-    } else {
-        a.data.clone()
-    };
+    let files = data_files(a);
     for f in &files {
         if !f.is_file() {
             bail!(

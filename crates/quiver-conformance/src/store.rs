@@ -284,6 +284,74 @@ pub async fn yank_and_unyank(s: &dyn Store) {
     assert_eq!(err.code, ErrorCode::NotFound);
 }
 
+/// Dist-tags: set, moved, removed, to existing versions only, one audit row per change.
+pub async fn dist_tags(s: &dyn Store) {
+    let k = key(Kind::Module, "alice", "fmt");
+    s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "fmt"))
+        .await
+        .unwrap();
+    for v in ["1.0.0", "2.0.0-beta.1"] {
+        s.publish_version(&k, version(k.kind, v)).await.unwrap();
+    }
+    assert!(s.dist_tags(&k).await.unwrap().is_empty());
+    let t0 = jiff::Timestamp::from_millisecond(1_700_000_000_000).unwrap();
+    let tags = s
+        .set_dist_tag_audited(&k, "stable", Some("1.0.0"), t0, None)
+        .await
+        .unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!(
+        (tags[0].tag.as_str(), tags[0].version.as_str()),
+        ("stable", "1.0.0")
+    );
+    assert_eq!(tags[0].updated_at, t0);
+    let tags = s
+        .set_dist_tag_audited(&k, "beta", Some("2.0.0-beta.1"), t0, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.iter()
+            .map(|t| (t.tag.as_str(), t.version.as_str()))
+            .collect::<Vec<_>>(),
+        [("beta", "2.0.0-beta.1"), ("stable", "1.0.0")],
+        "by tag"
+    );
+    let t1 = jiff::Timestamp::from_millisecond(1_700_000_001_000).unwrap();
+    let tags = s
+        .set_dist_tag_audited(&k, "stable", Some("2.0.0-beta.1"), t1, None)
+        .await
+        .unwrap();
+    assert_eq!(tags[1].version, "2.0.0-beta.1");
+    assert_eq!(tags[1].updated_at, t1);
+    // A version that does not exist: refused, nothing changed.
+    let err = s
+        .set_dist_tag_audited(&k, "stable", Some("9.9.9"), t1, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(s.dist_tags(&k).await.unwrap(), tags);
+    let tags = s
+        .set_dist_tag_audited(&k, "beta", None, t1, None)
+        .await
+        .unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!(tags[0].tag, "stable");
+    // Removing a tag that is not there changes nothing.
+    assert_eq!(
+        s.set_dist_tag_audited(&k, "beta", None, t1, None)
+            .await
+            .unwrap(),
+        tags
+    );
+    let other = key(Kind::Module, "alice", "nope");
+    assert!(s.dist_tags(&other).await.unwrap().is_empty());
+    let err = s
+        .set_dist_tag_audited(&other, "stable", Some("1.0.0"), t1, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
+
 pub async fn validation_is_recorded(s: &dyn Store) {
     let k = key(Kind::Tool, "acme", "text.checked");
     s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "d"))
@@ -790,6 +858,7 @@ macro_rules! conformance_suite {
             update_entry,
             versions_are_immutable_and_ordered,
             yank_and_unyank,
+            dist_tags,
             validation_is_recorded,
             list_filters_and_pages,
             relations,

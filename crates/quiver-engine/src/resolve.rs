@@ -21,6 +21,10 @@ use semver::{Version as Semver, VersionReq};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use quiver_auth::Action;
+use quiver_store::{AuditDiff, DistTag};
+
+use crate::audit::Event;
 use crate::{Caller, Registry};
 
 /// Most references in one batch.
@@ -106,6 +110,8 @@ enum Wanted {
     Latest,
     Exact(Semver),
     Range(VersionReq),
+    /// A dist-tag the entry's maintainers set (`stable`, `beta`).
+    Tag(String),
 }
 
 fn wanted(range: Option<&str>) -> Result<Wanted> {
@@ -121,15 +127,24 @@ fn wanted(range: Option<&str>) -> Result<Wanted> {
         return Ok(Wanted::Exact(v));
     }
     // `1.x`, `1.2.x`: the semver crate reads `*` and `x` wildcards.
-    VersionReq::parse(r).map(Wanted::Range).map_err(|e| {
-        Error::invalid(
+    match VersionReq::parse(r) {
+        Ok(req) => Ok(Wanted::Range(req)),
+        Err(_) if valid_tag(r) => Ok(Wanted::Tag(r.to_string())),
+        Err(e) => Err(Error::invalid(
             "range",
-            format!(
-                "`{r}` is not a semver range, an exact version or `latest` ({e}); tags \
-                 other than `latest` are not supported yet"
-            ),
-        )
-    })
+            format!("`{r}` is not a semver range, an exact version or a dist-tag ({e})"),
+        )),
+    }
+}
+
+/// A dist-tag's name: a lowercase letter, then up to 49 lowercase letters, digits, `.`,
+/// `_` or `-`, and not something that reads as a version range (as npm requires).
+pub fn valid_tag(t: &str) -> bool {
+    let mut chars = t.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && t.len() <= 50
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && VersionReq::parse(t).is_err()
 }
 
 /// The version a request chooses among `versions`, with its warnings.
@@ -166,6 +181,7 @@ fn choose<'a>(
             }
             Ok((v, warnings))
         }
+        Wanted::Tag(t) => Err(format!("no dist-tag {t}")),
         Wanted::Latest => best(&|v, s| !v.yanked && s.pre.is_empty())
             .or_else(|| best(&|v, _| !v.yanked))
             .map(|v| (v, vec![]))
@@ -235,6 +251,25 @@ impl Registry {
         };
         let key = entry.key();
         let versions = self.all_versions(&key).await?;
+        // A tag the maintainers set is an exact pin of its version; `latest` may be one.
+        let tag = match want {
+            Wanted::Tag(t) => Some(t.as_str()),
+            Wanted::Latest => Some("latest"),
+            _ => None,
+        };
+        let tagged = match tag {
+            Some(tag) => self
+                .db
+                .store
+                .dist_tags(&key)
+                .await?
+                .into_iter()
+                .find(|d| d.tag == tag)
+                .and_then(|d| Semver::parse(&d.version).ok())
+                .map(Wanted::Exact),
+            None => None,
+        };
+        let want = tagged.as_ref().unwrap_or(want);
         let (chosen, mut warnings) = match choose(&versions, want) {
             Ok(c) => c,
             Err(m) => return fail("no_match", format!("{key}: {m}")),
@@ -326,6 +361,90 @@ impl Registry {
     }
 }
 
+/// An entry's dist-tags as a client sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct DistTags {
+    /// Each tag the maintainers set, by tag.
+    pub tags: Vec<DistTag>,
+    /// What `latest` resolves to: the tag when set, else the highest release.
+    pub latest: Option<String>,
+}
+
+/// Body of a dist-tag change.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetDistTag {
+    /// The version the tag points at (it must exist).
+    pub version: String,
+}
+
+impl Registry {
+    /// An entry's dist-tags, and what `latest` resolves to.
+    pub async fn dist_tags(&self, caller: &Caller, key: &EntryKey) -> Result<DistTags> {
+        let entry = self.visible_entry(caller, key).await?;
+        let key = entry.key();
+        let tags = self.db.store.dist_tags(&key).await?;
+        let latest = match tags.iter().find(|t| t.tag == "latest") {
+            Some(t) => Some(t.version.clone()),
+            None => {
+                let versions = self.all_versions(&key).await?;
+                choose(&versions, &Wanted::Latest)
+                    .ok()
+                    .map(|(v, _)| v.version.clone())
+            }
+        };
+        Ok(DistTags { tags, latest })
+    }
+
+    /// Point a dist-tag at a version, or remove it (`None`): the entry's maintainers
+    /// (the right to publish it), audited.
+    pub async fn set_dist_tag(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        tag: &str,
+        version: Option<&str>,
+    ) -> Result<DistTags> {
+        if !valid_tag(tag) {
+            return Err(Error::invalid(
+                "tag",
+                "a lowercase letter, then up to 49 lowercase letters, digits, `.`, `_` or \
+                 `-`, and not a version range",
+            ));
+        }
+        if let Some(v) = version {
+            if Semver::parse(v).is_err() {
+                return Err(Error::invalid("version", format!("`{v}` is not a version")));
+            }
+        }
+        let entry = self.writable_entry(caller, key, Action::Publish).await?;
+        let key = entry.key();
+        let audit = self
+            .draft(
+                caller,
+                Event {
+                    action: if version.is_some() {
+                        "entry.dist_tag"
+                    } else {
+                        "entry.dist_tag_remove"
+                    },
+                    namespace: Some(&key.namespace),
+                    target: format!("{key}#{tag}"),
+                    denied: None,
+                    reason: None,
+                    diff: None,
+                },
+                AuditDiff::Stored,
+            )
+            .await;
+        self.db
+            .store
+            .set_dist_tag_audited(&key, tag, version, jiff::Timestamp::now(), audit)
+            .await?;
+        self.dist_tags(caller, &key).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +499,12 @@ mod tests {
         assert!(pick(&vs, "^3").unwrap_err().contains("no version matches"));
         assert!(pick(&vs, "9.9.9").unwrap_err().contains("no version 9.9.9"));
         assert!(pick(&vs, "not a range").unwrap_err().contains("range"));
+        assert_eq!(
+            wanted(Some("stable")).unwrap(),
+            Wanted::Tag("stable".into())
+        );
+        assert!(valid_tag("next-2") && valid_tag("beta"));
+        assert!(!valid_tag("1.x") && !valid_tag("Beta") && !valid_tag("") && !valid_tag("-x"));
         let only_yanked = [v("1.0.0", true)];
         assert!(pick(&only_yanked, "^1")
             .unwrap_err()

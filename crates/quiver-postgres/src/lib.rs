@@ -168,6 +168,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_pipeline",
         include_str!("../migrations/postgres/0018_pipeline.sql"),
     ),
+    (
+        "0019_dist_tags",
+        include_str!("../migrations/postgres/0019_dist_tags.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

@@ -14,7 +14,7 @@ use quiver_model::{
     Version, Visibility,
 };
 use quiver_store::{
-    Audit, Direction, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats,
+    Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats,
     ValidVersion,
 };
 use tokio_postgres::error::SqlState;
@@ -491,6 +491,31 @@ async fn require_version_id<C: GenericClient>(
     .context("resolving a version")?
     .map(|r| r.get(0))
     .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+}
+
+/// An entry's dist-tags, by tag (byte order, as SQLite sorts).
+async fn read_dist_tags<C: GenericClient>(c: &C, entry_id: i64) -> Result<Vec<DistTag>> {
+    let rows = c
+        .query(
+            "SELECT tag, version, updated_at FROM dist_tags WHERE entry_id = $1 \
+             ORDER BY tag COLLATE \"C\"",
+            &[&entry_id],
+        )
+        .await
+        .context("reading dist-tags")?;
+    rows.iter()
+        .map(|r| {
+            let decode = || -> std::result::Result<DistTag, BoxError> {
+                Ok(DistTag {
+                    tag: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    updated_at: jiff::Timestamp::from_millisecond(r.try_get(2)?)
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                })
+            };
+            decode().context("decoding a dist-tag")
+        })
+        .collect()
 }
 
 async fn require_entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<i64> {
@@ -1283,6 +1308,74 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| decode_relation(r).context("decoding a relation"))
             .collect()
+    }
+
+    async fn dist_tags(&self, key: &EntryKey) -> Result<Vec<DistTag>> {
+        let c = self.read_client().await?;
+        let Some(id) = entry_id(&c, key).await? else {
+            return Ok(Vec::new());
+        };
+        read_dist_tags(&c, id).await
+    }
+
+    async fn set_dist_tag_audited(
+        &self,
+        key: &EntryKey,
+        tag: &str,
+        version: Option<&str>,
+        at: jiff::Timestamp,
+        audit: Audit,
+    ) -> Result<Vec<DistTag>> {
+        let mut client = self.pooled().await?;
+        let tx = client
+            .transaction()
+            .await
+            .context("beginning a dist-tag change")?;
+        let id = require_entry_id(&tx, key).await?;
+        // Changes to one entry's tags take turns (its row is the lock writes to it take).
+        tx.execute("SELECT 1 FROM entries WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .context("locking the entry")?;
+        let before = read_dist_tags(&tx, id).await?;
+        let old = before
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| t.version.clone());
+        if old.as_deref() == version {
+            return Ok(before);
+        }
+        match version {
+            Some(v) => {
+                require_version_id(&tx, id, key, v).await?;
+                tx.execute(
+                    "INSERT INTO dist_tags (entry_id, tag, version, updated_at) VALUES \
+                     ($1, $2, $3, $4) ON CONFLICT (entry_id, tag) DO UPDATE SET \
+                     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at",
+                    &[&id, &tag, &v, &at.as_millisecond()],
+                )
+                .await
+                .context("setting a dist-tag")?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM dist_tags WHERE entry_id = $1 AND tag = $2",
+                    &[&id, &tag],
+                )
+                .await
+                .context("removing a dist-tag")?;
+            }
+        }
+        let after = read_dist_tags(&tx, id).await?;
+        let tag_of = |v: Option<&str>| v.map(|v| serde_json::json!({"tag": tag, "version": v}));
+        crate::accounts::commit_audit_change(
+            &tx,
+            audit,
+            tag_of(old.as_deref()).as_ref(),
+            tag_of(version).as_ref(),
+        )
+        .await?;
+        tx.commit().await.context("committing a dist-tag change")?;
+        Ok(after)
     }
 
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {

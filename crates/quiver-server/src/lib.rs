@@ -188,6 +188,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(r::get_entry, doc("Read one entry (exact lookup, no search index)")),
         )
         .api_route(&entry("/versions"), get_with(r::list_versions, doc("List versions, newest first")))
+        .api_route(&entry("/dist-tags"), get_with(resolve_routes::dist_tags, doc("An entry's dist-tags, and what latest resolves to (the tag when set, else the highest release)")))
         .api_route(
             &entry("/relations"),
             get_with(r::list_relations, doc("Relations of an entry (direction: outgoing, incoming, both)")),
@@ -349,6 +350,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             post_with(r::yank, doc("Yank a version, with a reason")),
         )
         .api_route(&entry("/versions/{version}/unyank"), post_with(r::unyank, doc("Undo a yank")))
+        .api_route(&entry("/dist-tags/{tag}"), put_with(resolve_routes::set_dist_tag, doc("Point a dist-tag (stable, beta, latest, ...) at an existing version (those who may publish the entry; audited); `latest` set here overrides the highest release")).delete_with(resolve_routes::remove_dist_tag, doc("Remove a dist-tag (audited)")))
         .api_route(
             &entry("/deprecate"),
             post_with(r::deprecate, doc("Deprecate an entry with a message and an optional replacement")),

@@ -1,13 +1,19 @@
-//! Resolution's routes (`/api/v1/resolve/...`): thin handlers over the engine's `resolve`
-//! service. Reads: a caller resolves only entries they may see.
+//! Resolution's routes (`/api/v1/resolve/...`) and dist-tags'
+//! (`/api/v1/entries/{kind}/{namespace}/{name}/dist-tags`): thin handlers over the
+//! engine's `resolve` service. A caller resolves only entries they may see; tags are
+//! set by those who may publish the entry.
 
 use axum::extract::State;
-use quiver_engine::resolve::{BatchAnswer, BatchRequest, ResolveRef, Resolved};
+use quiver_engine::resolve::{
+    BatchAnswer, BatchRequest, DistTags, ResolveRef, Resolved, SetDistTag,
+};
+use quiver_model::{EntryKey, Kind};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, PathParams, Query};
+use crate::params::Param;
 use crate::reply::Json;
 use crate::routes::EntryPath;
 use crate::AppState;
@@ -42,4 +48,56 @@ pub async fn resolve_batch(
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> ApiResult<Json<BatchAnswer>> {
     Ok(Json::ok(state.registry.resolve_batch(&caller, req).await?))
+}
+
+pub async fn dist_tags(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<EntryPath>,
+) -> ApiResult<Json<DistTags>> {
+    Ok(Json::ok(state.registry.dist_tags(&caller, &p.key()).await?))
+}
+
+/// An entry's dist-tag.
+#[derive(Deserialize, JsonSchema)]
+pub struct DistTagPath {
+    /// tool, recipe, skill, module or package
+    kind: Param<Kind>,
+    namespace: String,
+    name: String,
+    /// A lowercase name (`stable`, `beta`, `latest`), not a version range.
+    tag: String,
+}
+
+impl DistTagPath {
+    fn key(&self) -> EntryKey {
+        EntryKey::new(self.kind.0, &self.namespace, &self.name)
+    }
+}
+
+pub async fn set_dist_tag(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<DistTagPath>,
+    JsonBody(b): JsonBody<SetDistTag>,
+) -> ApiResult<Json<DistTags>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .set_dist_tag(&caller, &p.key(), &p.tag, Some(&b.version))
+            .await?,
+    ))
+}
+
+pub async fn remove_dist_tag(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<DistTagPath>,
+) -> ApiResult<Json<DistTags>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .set_dist_tag(&caller, &p.key(), &p.tag, None)
+            .await?,
+    ))
 }

@@ -31,7 +31,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use accounts::commit_audit;
 use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{
-    latest_of, Audit, Database, Direction, EntryFilter, ImportOutcome, ImportRecord,
+    latest_of, Audit, Database, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord,
     ImportedFields, LocalFeed, MemoryLimiter, Page, Store, StoreStats, ValidVersion,
 };
 
@@ -112,6 +112,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0018_pipeline",
         include_str!("../migrations/sqlite/0018_pipeline.sql"),
+    ),
+    (
+        "0019_dist_tags",
+        include_str!("../migrations/sqlite/0019_dist_tags.sql"),
     ),
 ];
 
@@ -481,6 +485,23 @@ fn entry_id(conn: &Connection, key: &EntryKey) -> Result<Option<i64>> {
             .optional()
     })
     .context("resolving an entry")
+}
+
+fn read_dist_tags(c: &Connection, entry_id: i64) -> Result<Vec<DistTag>> {
+    c.prepare_cached(
+        "SELECT tag, version, updated_at FROM dist_tags WHERE entry_id = ?1 ORDER BY tag",
+    )
+    .and_then(|mut s| {
+        s.query_map([entry_id], |r| {
+            Ok(DistTag {
+                tag: r.get(0)?,
+                version: r.get(1)?,
+                updated_at: ts(r.get(2)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .context("reading dist-tags")
 }
 
 fn require_entry_id(conn: &Connection, key: &EntryKey) -> Result<i64> {
@@ -1243,6 +1264,73 @@ impl Store for SqliteStore {
                 .context("reading the yanked version")?;
             commit_audit(tx, audit, &v)?;
             Ok(v)
+        })
+        .await
+    }
+
+    async fn dist_tags(&self, key: &EntryKey) -> Result<Vec<DistTag>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let Some(id) = entry_id(c, &key)? else {
+                return Ok(Vec::new());
+            };
+            read_dist_tags(c, id)
+        })
+        .await
+    }
+
+    async fn set_dist_tag_audited(
+        &self,
+        key: &EntryKey,
+        tag: &str,
+        version: Option<&str>,
+        at: Timestamp,
+        audit: Audit,
+    ) -> Result<Vec<DistTag>> {
+        let key = key.clone();
+        let tag = tag.to_string();
+        let version = version.map(str::to_string);
+        self.write(move |tx| {
+            let id = require_entry_id(tx, &key)?;
+            let before = read_dist_tags(tx, id)?;
+            let old = before
+                .iter()
+                .find(|t| t.tag == tag)
+                .map(|t| t.version.clone());
+            if old == version {
+                return Ok(before);
+            }
+            match &version {
+                Some(v) => {
+                    require_version_id(tx, id, &key, v)?;
+                    tx.execute(
+                        "INSERT INTO dist_tags (entry_id, tag, version, updated_at) VALUES \
+                         (?1, ?2, ?3, ?4) ON CONFLICT (entry_id, tag) DO UPDATE SET \
+                         version = excluded.version, updated_at = excluded.updated_at",
+                        params![id, tag, v, at.as_millisecond()],
+                    )
+                    .context("setting a dist-tag")?;
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM dist_tags WHERE entry_id = ?1 AND tag = ?2",
+                        params![id, tag],
+                    )
+                    .context("removing a dist-tag")?;
+                }
+            }
+            let after = read_dist_tags(tx, id)?;
+            let tag_of = |v: &Option<String>| {
+                v.as_ref()
+                    .map(|v| serde_json::json!({"tag": tag, "version": v}))
+            };
+            accounts::commit_audit_change(
+                tx,
+                audit,
+                tag_of(&old).as_ref(),
+                tag_of(&version).as_ref(),
+            )?;
+            Ok(after)
         })
         .await
     }

@@ -76,6 +76,15 @@ pub struct EntryFilter {
     pub private_namespaces: Option<Vec<String>>,
 }
 
+/// A name an entry's maintainers point at one of its versions (`stable`, `beta`, or
+/// `latest` to override the highest release).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DistTag {
+    pub tag: String,
+    pub version: String,
+    pub updated_at: jiff::Timestamp,
+}
+
 /// A page of results and the cursor that continues after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
@@ -351,6 +360,18 @@ pub trait Store: Send + Sync + 'static {
     /// only when the relation changed (an identical one writes nothing).
     async fn add_relation_audited(&self, relation: Relation, audit: Audit) -> Result<Relation>;
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>>;
+    /// An entry's dist-tags, by tag.
+    async fn dist_tags(&self, key: &EntryKey) -> Result<Vec<DistTag>>;
+    /// Point `tag` at `version` (which must exist), or remove it (`None`), with the audit
+    /// row of the change (none when nothing changed); the entry's tags as they are after.
+    async fn set_dist_tag_audited(
+        &self,
+        key: &EntryKey,
+        tag: &str,
+        version: Option<&str>,
+        at: jiff::Timestamp,
+        audit: Audit,
+    ) -> Result<Vec<DistTag>>;
 
     /// Feed events after `after`, oldest first, at most `limit`.
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>>;

@@ -145,6 +145,77 @@ async fn ranges_pins_yanked_deprecated_and_lock_sets() {
         .await;
     assert_eq!(s, StatusCode::OK);
 
+    // Dist-tags: set by the entry's maintainers, audited, resolved like a pin.
+    let tags = "/api/v1/entries/module/alice/fmt/dist-tags";
+    let (s, v) = app.get(tags, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"tags": [], "latest": "2.0.0"}));
+    for (tag, version) in [("stable", "1.2.0"), ("beta", "1.3.0-beta.1")] {
+        let (s, e) = app
+            .put(
+                &format!("{tags}/{tag}"),
+                Some(ADMIN),
+                json!({"version": version}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        let (_, v) = get(tag).await;
+        assert_eq!(v["version"], json!(version), "{tag}: {v}");
+    }
+    let (s, e) = app
+        .put(&format!("{tags}/stable"), None, json!({"version": "1.0.0"}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "only maintainers: {e}");
+    let (s, e) = app
+        .put(
+            &format!("{tags}/1.x"),
+            Some(ADMIN),
+            json!({"version": "1.0.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "tag");
+    let (s, _) = app
+        .put(
+            &format!("{tags}/stable"),
+            Some(ADMIN),
+            json!({"version": "7.7.7"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(get("stable").await.1["version"], "1.2.0", "unchanged");
+    let (s, _) = get("nightly").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a tag nobody set");
+    // `latest` set by hand overrides the highest release, until it is removed.
+    app.put(
+        &format!("{tags}/latest"),
+        Some(ADMIN),
+        json!({"version": "1.2.0"}),
+    )
+    .await;
+    assert_eq!(get("latest").await.1["version"], "1.2.0");
+    assert_eq!(app.get(tags, None).await.1["latest"], "1.2.0");
+    let (s, v) = app.delete(&format!("{tags}/latest"), Some(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["latest"], "2.0.0");
+    assert_eq!(
+        v["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["beta", "stable"]
+    );
+    let (_, log) = app
+        .get("/api/v1/audit?action=entry.dist_tag&limit=100", Some(ADMIN))
+        .await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 3, "{log}");
+    assert_eq!(
+        log["items"][0]["target"], "module alice/fmt#latest",
+        "{log}"
+    );
+
     // A lock set: each reference on its own, in order.
     let mut refs = vec![
         json!({"kind": "module", "namespace": "alice", "name": "fmt", "range": "~1.2.0"}),

@@ -1,0 +1,349 @@
+//! `quiver-bench --consumers`: the consumers' side at scale (issue 15's bars for
+//! resolution and skill suggestions).
+//!
+//! 1. The real modules (`--module-fixtures`, the mlld registry fixtures) are imported into
+//!    a scratch store and read back with `quiver export`, so the copies have the
+//!    manifests quiver keeps for them.
+//! 2. `--consumer-modules` renamed copies (default 100,000), each with 3 to 8 versions
+//!    (minor and patch releases, a prerelease, now and then a yanked one) and a content
+//!    hash per version, are written as quiver JSONL.
+//! 3. The measured store gets the data set (`--data`, the 1.1M packages), the skills
+//!    (`--skill-fixtures`, the upskill fixtures, whose `maps_to` relations reach the data
+//!    set's npm packages) and the modules, through `quiver import`.
+//! 4. `quiver serve`, then, one after the other through HTTP (a connection per request,
+//!    so latency includes connecting): `--consumer-requests` lock sets of 100 references
+//!    (`POST /api/v1/resolve`, ranges of every shape), the same number of single
+//!    resolutions, and suggestions for a 50-dependency `package.json` (10 packages the
+//!    skills map to, 40 drawn from the data set's npm packages, a few dev dependencies).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::data::{load_rows, Rng};
+use super::http::post_json;
+use super::proc;
+use super::stats::{fmt_bytes, fmt_ms, Lat, LatSummary};
+
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        eprintln!("bench: {}", format!($($arg)*));
+    }};
+}
+
+/// What the run measured.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ConsumerFigures {
+    pub module_bases: usize,
+    pub modules: usize,
+    pub versions: usize,
+    pub packages: usize,
+    pub import_secs: f64,
+    pub resolve_batch: LatSummary,
+    pub resolve_batch_failed_mean: f64,
+    pub resolve_one: LatSummary,
+    pub suggest: LatSummary,
+    pub suggest_skills_mean: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Run `quiver ARGS` to completion, its standard output returned.
+fn quiver(exe: &Path, args: &[&str], what: &str) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running quiver {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "quiver {what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// A range of one of the shapes lock files and manifests use.
+fn range(rng: &mut Rng) -> Value {
+    match rng.below(6) {
+        0 => Value::Null,
+        1 => json!("latest"),
+        2 => json!("^1"),
+        3 => json!("~1.1.0"),
+        4 => json!(">=1.0.0, <3"),
+        _ => json!("1.0.0"),
+    }
+}
+
+/// The versions of copy `i`: 3 to 8, with a prerelease and sometimes a yanked one.
+fn versions(i: usize, rng: &mut Rng, manifest: &Value) -> Vec<Value> {
+    let n = 3 + rng.below(6);
+    let mut out = Vec::with_capacity(n);
+    for k in 0..n {
+        let version = match k {
+            k if k == n - 1 => format!("2.0.0-beta.{k}"),
+            k => format!("1.{}.{}", k / 2, k % 2),
+        };
+        let mut m = manifest.clone();
+        if !m.is_object() {
+            m = json!({});
+        }
+        m["source"] = json!({"type": "github",
+            "url": format!("https://example.invalid/benchmods/{i}/{version}.mld"),
+            "content_hash": format!("{:016x}", rng.next_u64()).repeat(4)});
+        let yanked = k == 1 && i.is_multiple_of(7);
+        out.push(json!({"version": version, "manifest": m, "yanked": yanked,
+                        "yank_reason": yanked.then_some("broken build")}));
+    }
+    out
+}
+
+pub async fn run(exe: &Path, work: &Path, a: &super::BenchArgs) -> anyhow::Result<()> {
+    let fig = measure(exe, work, a).await?;
+    print(&fig);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&fig)?);
+    }
+    Ok(())
+}
+
+fn print(f: &ConsumerFigures) {
+    let pair = |l: &LatSummary| {
+        format!(
+            "p50 {}  p95 {}  p99 {}  max {}  ({} calls)",
+            fmt_ms(l.p50_ms),
+            fmt_ms(l.p95_ms),
+            fmt_ms(l.p99_ms),
+            fmt_ms(l.max_ms),
+            l.count
+        )
+    };
+    println!();
+    println!(
+        "consumers on SQLite ({} modules with {} versions from {} real ones, the data set ({} of its \
+         packages npm ones), the upskill skills)",
+        f.modules, f.versions, f.module_bases, f.packages
+    );
+    println!("  import             {:.1} s", f.import_secs);
+    println!(
+        "  resolve 100 refs   {}  ({:.1} unresolved a call)",
+        pair(&f.resolve_batch),
+        f.resolve_batch_failed_mean
+    );
+    println!("  resolve one        {}", pair(&f.resolve_one));
+    println!(
+        "  suggest (50 deps)  {}  ({:.1} skills an answer)",
+        pair(&f.suggest),
+        f.suggest_skills_mean
+    );
+    println!(
+        "  server memory      peak RSS {}",
+        fmt_bytes(f.peak_rss_bytes)
+    );
+    println!();
+    println!("bars");
+    let bar = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!(
+        "  {}  batch resolve of 100 p95 < 10 ms      {}",
+        bar(f.resolve_batch.p95_ms < 10.0),
+        fmt_ms(f.resolve_batch.p95_ms)
+    );
+    println!(
+        "  {}  suggest for 50 dependencies p95 < 10 ms {}",
+        bar(f.suggest.p95_ms < 10.0),
+        fmt_ms(f.suggest.p95_ms)
+    );
+}
+
+async fn measure(exe: &Path, work: &Path, a: &super::BenchArgs) -> anyhow::Result<ConsumerFigures> {
+    let mut fig = ConsumerFigures::default();
+    for (flag, dir) in [
+        ("--module-fixtures", &a.module_fixtures),
+        ("--skill-fixtures", &a.skill_fixtures),
+    ] {
+        if !dir.is_dir() {
+            bail!("{} not found ({flag})", dir.display());
+        }
+    }
+    // 1. The real modules, as quiver keeps them.
+    let scratch = work.join("consumer-modules");
+    let scratch_arg = scratch.to_string_lossy().to_string();
+    let fixtures_arg = a.module_fixtures.to_string_lossy().to_string();
+    quiver(
+        exe,
+        &["import", "--data-dir", &scratch_arg, &fixtures_arg],
+        "import (module fixtures)",
+    )?;
+    let exported = quiver(
+        exe,
+        &["export", "--data-dir", &scratch_arg, "--kind", "module"],
+        "export (module fixtures)",
+    )?;
+    let bases: Vec<Value> = exported
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+        .collect();
+    if bases.is_empty() {
+        bail!("no module in {}", a.module_fixtures.display());
+    }
+    fig.module_bases = bases.len();
+
+    // 2. The copies.
+    let n = a.consumer_modules;
+    let file = work.join("consumer-modules.jsonl");
+    let mut rng = Rng::new(a.seed);
+    let mut counts = Vec::with_capacity(n);
+    {
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for i in 0..n {
+            let base = &bases[i % bases.len()];
+            let manifest = base["versions"][0]["manifest"].clone();
+            let vs = versions(i, &mut rng, &manifest);
+            counts.push(vs.len());
+            let line = json!({"kind": "module", "namespace": "benchmods",
+                "name": format!("m{i}"),
+                "description": base["description"], "tags": base["tags"],
+                "versions": vs});
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    fig.modules = n;
+    fig.versions = counts.iter().sum();
+
+    // 3. The store: data set, skills, modules.
+    let data = work.join("consumers");
+    let data_arg = data.to_string_lossy().to_string();
+    let started = Instant::now();
+    let data_files = super::data_files(a);
+    let mut sources: Vec<String> = data_files
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    sources.push(a.skill_fixtures.to_string_lossy().to_string());
+    sources.push(file.to_string_lossy().to_string());
+    for s in &sources {
+        note!("consumers: importing {s}");
+        quiver(exe, &["import", "--data-dir", &data_arg, s], "import")?;
+    }
+    fig.import_secs = started.elapsed().as_secs_f64();
+    let npm: Vec<String> = {
+        let files: Vec<_> = data_files
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("npm"))
+            .cloned()
+            .collect();
+        let rows = load_rows(&files)?.rows;
+        fig.packages = rows.len();
+        rows.into_iter().map(|r| r.name).collect()
+    };
+    if npm.is_empty() {
+        bail!("no npm package in --data");
+    }
+    let mapped: Vec<String> = {
+        let f = a.skill_fixtures.join(".upskill/package-mappings.json");
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        )?;
+        let mut all: Vec<String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, l)| l.as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+
+    // 4. Measure.
+    let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
+    let mut node = super::start_node(exe, &data, None, addr, work.join("serve-consumers.log"))?;
+    super::wait_ready(&mut node, addr, Duration::from_secs(600)).await?;
+    note!(
+        "consumers: {} lock sets of 100, {} single resolutions, {} suggestions",
+        a.consumer_requests,
+        a.consumer_requests,
+        a.consumer_requests
+    );
+    let mut lat = Lat::default();
+    let mut failed = 0usize;
+    for _ in 0..a.consumer_requests {
+        let refs: Vec<Value> = (0..100)
+            .map(|_| {
+                // One reference in fifty names a module that does not exist.
+                let i = rng.below(n + n / 50);
+                json!({"kind": "module", "namespace": "benchmods", "name": format!("m{i}"),
+                       "range": range(&mut rng)})
+            })
+            .collect();
+        let body = json!({ "references": refs });
+        let t = Instant::now();
+        let (s, answer) = post_json(addr, "/api/v1/resolve", &body).await?;
+        lat.record(t.elapsed());
+        if !s.is_success() {
+            bail!("resolve refused: {s} {}", String::from_utf8_lossy(&answer));
+        }
+        let v: Value = serde_json::from_slice(&answer)?;
+        failed += v["failed"].as_u64().unwrap_or(0) as usize;
+    }
+    fig.resolve_batch = lat.summary();
+    fig.resolve_batch_failed_mean = failed as f64 / a.consumer_requests.max(1) as f64;
+
+    let mut lat = Lat::default();
+    let mut client = super::http::Client::new(addr);
+    for _ in 0..a.consumer_requests {
+        let i = rng.below(n);
+        let path = format!("/api/v1/resolve/module/benchmods/m{i}?range=%5E1");
+        let t = Instant::now();
+        let (s, _) = client.get_slow(&path, Duration::from_secs(60)).await?;
+        lat.record(t.elapsed());
+        if !s.is_success() {
+            bail!("GET {path}: {s}");
+        }
+    }
+    fig.resolve_one = lat.summary();
+
+    let mut lat = Lat::default();
+    let mut skills = 0usize;
+    for _ in 0..a.consumer_requests {
+        let mut deps = serde_json::Map::new();
+        let mut dev = serde_json::Map::new();
+        for _ in 0..10 {
+            deps.insert(rng.pick(&mapped).clone(), json!("^1.0.0"));
+        }
+        while deps.len() + dev.len() < 50 {
+            let name = rng.pick(&npm).clone();
+            if rng.below(5) == 0 {
+                dev.insert(name, json!("*"));
+            } else {
+                deps.insert(name, json!("^2.3.1"));
+            }
+        }
+        let manifest = json!({"name": "app", "dependencies": deps, "devDependencies": dev});
+        let body = json!({"manifest": {"filename": "package.json",
+                                       "content": manifest.to_string()}});
+        let t = Instant::now();
+        let (s, answer) = post_json(addr, "/api/v1/skills/suggest", &body).await?;
+        lat.record(t.elapsed());
+        if !s.is_success() {
+            bail!("suggest refused: {s} {}", String::from_utf8_lossy(&answer));
+        }
+        let v: Value = serde_json::from_slice(&answer)?;
+        skills += v["skills"].as_array().map_or(0, Vec::len);
+    }
+    fig.suggest = lat.summary();
+    fig.suggest_skills_mean = skills as f64 / a.consumer_requests.max(1) as f64;
+    fig.peak_rss_bytes = proc::memory(node.id()).map_or(0, |m| m.0);
+    node.stop(Duration::from_secs(10));
+    Ok(fig)
+}
