@@ -345,6 +345,35 @@ pub async fn dist_tags(s: &dyn Store) {
     );
     let other = key(Kind::Module, "alice", "nope");
     assert!(s.dist_tags(&other).await.unwrap().is_empty());
+    // What resolution reads, many entries at once, in the order asked.
+    let sets = s
+        .resolution_sets(&[other.clone(), k.clone()])
+        .await
+        .unwrap();
+    assert!(sets[0].is_none());
+    let set = sets[1].as_ref().unwrap();
+    assert_eq!(set.entry.key(), k);
+    assert_eq!(
+        set.versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect::<Vec<_>>(),
+        ["2.0.0-beta.1", "1.0.0"],
+        "newest first"
+    );
+    assert!(set.versions.iter().all(|v| v.manifest.is_null()));
+    assert_eq!(set.tags, tags);
+    let got = s
+        .versions_of(&[
+            (k.clone(), "1.0.0".to_string()),
+            (k.clone(), "3.0.0".to_string()),
+            (other.clone(), "1.0.0".to_string()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got[0].as_ref().unwrap().version, "1.0.0");
+    assert!(!got[0].as_ref().unwrap().manifest.is_null());
+    assert!(got[1].is_none() && got[2].is_none());
     let err = s
         .set_dist_tag_audited(&other, "stable", Some("1.0.0"), t1, None)
         .await
@@ -552,6 +581,23 @@ pub async fn relations(s: &dyn Store) {
     assert_eq!(maps.to, skill);
     let incoming = s.list_relations(&skill, Direction::Incoming).await.unwrap();
     assert_eq!(incoming.len(), 1);
+    // Many targets at once, one relation kind, with the entries they start from.
+    let missing = key(Kind::Skill, "upskill", "missing");
+    let got = s
+        .incoming(
+            &[skill.clone(), missing.clone(), pkg.clone()],
+            RelationKind::MapsTo,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    let to_skill = got[0].as_ref().unwrap();
+    assert_eq!(to_skill.entry.key(), skill);
+    assert_eq!(to_skill.relations.len(), 1);
+    assert_eq!(to_skill.relations[0].0, *maps);
+    assert_eq!(to_skill.relations[0].1.key(), pkg);
+    assert!(got[1].is_none());
+    assert!(got[2].as_ref().unwrap().relations.is_empty());
     assert!(s
         .list_relations(&skill, Direction::Outgoing)
         .await

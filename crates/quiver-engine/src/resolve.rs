@@ -16,9 +16,11 @@
 //! The batch form resolves a whole lock set in one call; each reference answers on its
 //! own (one missing entry does not fail the others).
 
-use quiver_model::{Entry, EntryKey, Error, ErrorCode, Kind, Result, Status, Version};
+use quiver_model::{Entry, EntryKey, Error, Kind, Result, Status, Version};
 use semver::{Version as Semver, VersionReq};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use quiver_auth::Action;
@@ -223,104 +225,102 @@ impl Registry {
     /// or no version answers the range).
     pub async fn resolve(&self, caller: &Caller, r: &ResolveRef) -> Result<Resolved> {
         let want = wanted(r.range.as_deref())?;
-        self.resolve_one(caller, r, &want)
-            .await?
+        let mut out = self.resolve_many(caller, &[(r, want)]).await?;
+        out.pop()
+            .unwrap_or_else(|| {
+                Err(ResolveFailure {
+                    code: "not_found".into(),
+                    message: format!("{} {}/{}", r.kind, r.namespace, r.name),
+                })
+            })
             .map_err(|f| Error::not_found(f.message))
     }
 
-    /// One reference: its resolution, or why it has none (`Err` only for a failure of
-    /// the registry itself).
-    async fn resolve_one(
+    /// References resolved together: their entries, versions and tags in one read, the
+    /// versions chosen, then the chosen ones' manifests in one read. Each answers on its
+    /// own (`Err` of the outer result only for a failure of the registry itself).
+    async fn resolve_many(
         &self,
         caller: &Caller,
-        r: &ResolveRef,
-        want: &Wanted,
-    ) -> Result<std::result::Result<Resolved, ResolveFailure>> {
-        let fail = |code: &str, message: String| {
-            Ok(Err(ResolveFailure {
-                code: code.into(),
-                message,
-            }))
-        };
-        let key = EntryKey::new(r.kind, &r.namespace, &r.name);
-        let entry: Entry = match self.visible_entry(caller, &key).await {
-            Ok(e) => e,
-            Err(e) if e.code == ErrorCode::NotFound => return fail("not_found", e.message),
-            Err(e) if e.code == ErrorCode::InvalidInput => return fail("invalid_input", e.message),
-            Err(e) => return Err(e),
-        };
-        let key = entry.key();
-        let versions = self.all_versions(&key).await?;
-        // A tag the maintainers set is an exact pin of its version; `latest` may be one.
-        let tag = match want {
-            Wanted::Tag(t) => Some(t.as_str()),
-            Wanted::Latest => Some("latest"),
-            _ => None,
-        };
-        let tagged = match tag {
-            Some(tag) => self
-                .db
-                .store
-                .dist_tags(&key)
-                .await?
-                .into_iter()
-                .find(|d| d.tag == tag)
-                .and_then(|d| Semver::parse(&d.version).ok())
-                .map(Wanted::Exact),
-            None => None,
-        };
-        let want = tagged.as_ref().unwrap_or(want);
-        let (chosen, mut warnings) = match choose(&versions, want) {
-            Ok(c) => c,
-            Err(m) => return fail("no_match", format!("{key}: {m}")),
-        };
-        let Some(version) = self.db.store.get_version(&key, &chosen.version).await? else {
-            return fail("not_found", format!("{key}@{}", chosen.version));
-        };
-        if let Some(d) = &entry.deprecation {
-            warnings.push(format!(
-                "{key} is deprecated: {}{}",
-                d.message,
-                d.replacement
-                    .as_deref()
-                    .map_or(String::new(), |r| format!(" (use {r})"))
-            ));
+        refs: &[(&ResolveRef, Wanted)],
+    ) -> Result<Vec<std::result::Result<Resolved, ResolveFailure>>> {
+        // Each entry once.
+        let mut keys: Vec<EntryKey> = Vec::new();
+        let mut slot: HashMap<EntryKey, usize> = HashMap::new();
+        let mut of_ref = Vec::with_capacity(refs.len());
+        for (r, _) in refs {
+            let key = EntryKey::new(r.kind, &r.namespace, &r.name);
+            let i = *slot.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                keys.len() - 1
+            });
+            of_ref.push(i);
         }
-        if let (Some(latest), Wanted::Range(_) | Wanted::Exact(_)) = (&entry.latest_version, want) {
-            let newer = match (Semver::parse(latest), Semver::parse(&version.version)) {
-                (Ok(l), Ok(c)) => l > c,
-                _ => false,
+        let mut sets = self.db.store.resolution_sets(&keys).await?;
+        // What the caller may not see is as missing as what does not exist.
+        for set in sets.iter_mut() {
+            if let Some(s) = set {
+                let allowed = self
+                    .decide(caller, Action::Read, &crate::entry_target(&s.entry))
+                    .await?
+                    .is_allowed();
+                if !allowed {
+                    *set = None;
+                }
+            }
+        }
+        // Choose.
+        let mut picks = Vec::with_capacity(refs.len());
+        let mut wanted_versions: Vec<(EntryKey, String)> = Vec::new();
+        for ((r, want), &i) in refs.iter().zip(&of_ref) {
+            let Some(set) = &sets[i] else {
+                picks.push(failure(
+                    "not_found",
+                    format!("{} {}/{} not found", r.kind, r.namespace, r.name),
+                ));
+                continue;
             };
-            if newer {
-                warnings.push(format!("a newer version is out: {latest}"));
+            let key = set.entry.key();
+            // A tag the maintainers set is an exact pin of its version; `latest` may be
+            // one.
+            let tag = match want {
+                Wanted::Tag(t) => Some(t.as_str()),
+                Wanted::Latest => Some("latest"),
+                _ => None,
+            };
+            let tagged = tag
+                .and_then(|tag| set.tags.iter().find(|d| d.tag == tag))
+                .and_then(|d| Semver::parse(&d.version).ok())
+                .map(Wanted::Exact);
+            match choose(&set.versions, tagged.as_ref().unwrap_or(want)) {
+                Ok((v, warnings)) => {
+                    wanted_versions.push((key, v.version.clone()));
+                    picks.push(Ok((i, wanted_versions.len() - 1, warnings)));
+                }
+                Err(m) => picks.push(failure("no_match", format!("{key}: {m}"))),
             }
         }
-        let source = version.manifest.get("source").cloned();
-        let content_hash = source
-            .as_ref()
-            .and_then(|s| s.get("content_hash"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let source = source.map(|mut s| {
-            if let Some(o) = s.as_object_mut() {
-                o.remove("content_hash");
-            }
-            s
-        });
-        Ok(Ok(Resolved {
-            kind: entry.kind,
-            namespace: entry.namespace,
-            name: entry.name,
-            requested: r.range.clone().unwrap_or_else(|| "latest".into()),
-            version: version.version,
-            manifest_sha256: version.sha256,
-            content_hash,
-            source,
-            latest: entry.latest_version,
-            yanked: version.yanked,
-            deprecated: entry.deprecation.is_some() || entry.status == Status::Deprecated,
-            warnings,
-        }))
+        let versions = self.db.store.versions_of(&wanted_versions).await?;
+        let mut out = Vec::with_capacity(refs.len());
+        for ((r, want), pick) in refs.iter().zip(picks) {
+            let (i, w, mut warnings) = match pick {
+                Ok(p) => p,
+                Err(f) => {
+                    out.push(Err(f));
+                    continue;
+                }
+            };
+            let Some(entry) = sets[i].as_ref().map(|s| &s.entry) else {
+                continue;
+            };
+            let Some(version) = versions[w].clone() else {
+                let (key, v) = &wanted_versions[w];
+                out.push(failure("not_found", format!("{key}@{v}")));
+                continue;
+            };
+            out.push(Ok(finish(entry, version, r, want, &mut warnings)));
+        }
+        Ok(out)
     }
 
     /// Resolve a lock set: each reference on its own, in the order given. A malformed
@@ -338,10 +338,12 @@ impl Registry {
                 Error::invalid(format!("references[{i}].range"), e.message.clone())
             })?);
         }
-        let mut items = Vec::with_capacity(req.references.len());
+        let refs: Vec<(&ResolveRef, Wanted)> = req.references.iter().zip(wants).collect();
+        let answers = self.resolve_many(caller, &refs).await?;
+        let mut items = Vec::with_capacity(answers.len());
         let mut failed = 0;
-        for (r, want) in req.references.iter().zip(&wants) {
-            let (resolved, error) = match self.resolve_one(caller, r, want).await? {
+        for (r, answer) in req.references.iter().zip(answers) {
+            let (resolved, error) = match answer {
                 Ok(v) => (Some(v), None),
                 Err(f) => {
                     failed += 1;
@@ -358,6 +360,71 @@ impl Registry {
             });
         }
         Ok(BatchAnswer { items, failed })
+    }
+}
+
+/// A reference's failure.
+fn failure<T>(code: &str, message: String) -> std::result::Result<T, ResolveFailure> {
+    Err(ResolveFailure {
+        code: code.into(),
+        message,
+    })
+}
+
+/// The answer for a chosen version (with its manifest) of `entry`.
+fn finish(
+    entry: &Entry,
+    version: Version,
+    r: &ResolveRef,
+    want: &Wanted,
+    warnings: &mut Vec<String>,
+) -> Resolved {
+    let key = entry.key();
+    if let Some(d) = &entry.deprecation {
+        warnings.push(format!(
+            "{key} is deprecated: {}{}",
+            d.message,
+            d.replacement
+                .as_deref()
+                .map_or(String::new(), |r| format!(" (use {r})"))
+        ));
+    }
+    if let (Some(latest), Wanted::Range(_) | Wanted::Exact(_) | Wanted::Tag(_)) =
+        (&entry.latest_version, want)
+    {
+        let newer = match (Semver::parse(latest), Semver::parse(&version.version)) {
+            (Ok(l), Ok(c)) => l > c,
+            _ => false,
+        };
+        if newer {
+            warnings.push(format!("a newer version is out: {latest}"));
+        }
+    }
+    let source = version.manifest.get("source").cloned();
+    let content_hash = source
+        .as_ref()
+        .and_then(|s| s.get("content_hash"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let source = source.map(|mut s| {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("content_hash");
+        }
+        s
+    });
+    Resolved {
+        kind: entry.kind,
+        namespace: entry.namespace.clone(),
+        name: entry.name.clone(),
+        requested: r.range.clone().unwrap_or_else(|| "latest".into()),
+        version: version.version,
+        manifest_sha256: version.sha256,
+        content_hash,
+        source,
+        latest: entry.latest_version.clone(),
+        yanked: version.yanked,
+        deprecated: entry.deprecation.is_some() || entry.status == Status::Deprecated,
+        warnings: std::mem::take(warnings),
     }
 }
 

@@ -32,7 +32,8 @@ use accounts::commit_audit;
 use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{
     latest_of, Audit, Database, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord,
-    ImportedFields, LocalFeed, MemoryLimiter, Page, Store, StoreStats, ValidVersion,
+    ImportedFields, Incoming, LocalFeed, MemoryLimiter, Page, ResolutionSet, Store, StoreStats,
+    ValidVersion,
 };
 
 mod accounts;
@@ -1264,6 +1265,106 @@ impl Store for SqliteStore {
                 .context("reading the yanked version")?;
             commit_audit(tx, audit, &v)?;
             Ok(v)
+        })
+        .await
+    }
+
+    async fn incoming(
+        &self,
+        keys: &[EntryKey],
+        kind: quiver_model::RelationKind,
+    ) -> Result<Vec<Option<Incoming>>> {
+        let keys = keys.to_vec();
+        // One read connection for every key (a manifest's 50 packages and their skills).
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let Some(entry) = get_entry_conn(c, key)? else {
+                    out.push(None);
+                    continue;
+                };
+                let relations = c
+                    .prepare_cached(
+                        "SELECT r.kind, f.kind, f.namespace, f.name, t.kind, t.namespace, \
+                         t.name, r.confidence, r.source, r.step_order FROM relations r \
+                         JOIN entries f ON f.id = r.from_id JOIN entries t ON t.id = r.to_id \
+                         WHERE r.to_id = ?1 AND r.kind = ?2 ORDER BY r.id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![entry.id, kind.as_str()], relation_from_row)
+                            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    })
+                    .context("listing relations")?;
+                let mut with_sources = Vec::with_capacity(relations.len());
+                for r in relations {
+                    if let Some(from) = get_entry_conn(c, &r.from)? {
+                        with_sources.push((r, from));
+                    }
+                }
+                out.push(Some(Incoming {
+                    entry,
+                    relations: with_sources,
+                }));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn resolution_sets(&self, keys: &[EntryKey]) -> Result<Vec<Option<ResolutionSet>>> {
+        let keys = keys.to_vec();
+        // One read connection for the whole set: a lock set of 100 references is 300
+        // cached statements in-process, not 300 round trips through the blocking pool.
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let Some(entry) = get_entry_conn(c, key)? else {
+                    out.push(None);
+                    continue;
+                };
+                let mut versions = c
+                    .prepare_cached(&format!(
+                        "SELECT {VERSION_COLS_NO_MANIFEST} FROM versions WHERE entry_id = ?1"
+                    ))
+                    .and_then(|mut stmt| {
+                        stmt.query_map([entry.id], version_from_row)
+                            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    })
+                    .context("listing versions")?;
+                quiver_store::sort_newest_first(&mut versions);
+                let tags = read_dist_tags(c, entry.id)?;
+                out.push(Some(ResolutionSet {
+                    entry,
+                    versions,
+                    tags,
+                }));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn versions_of(&self, wanted: &[(EntryKey, String)]) -> Result<Vec<Option<Version>>> {
+        let wanted = wanted.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(wanted.len());
+            for (key, version) in &wanted {
+                let Some(id) = entry_id(c, key)? else {
+                    out.push(None);
+                    continue;
+                };
+                out.push(
+                    c.prepare_cached(&format!(
+                        "SELECT {VERSION_COLS} FROM versions WHERE entry_id = ?1 AND version = ?2"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_row(params![id, version], version_from_row)
+                            .optional()
+                    })
+                    .context("reading a version")?,
+                );
+            }
+            Ok(out)
         })
         .await
     }

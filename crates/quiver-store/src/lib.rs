@@ -85,6 +85,23 @@ pub struct DistTag {
     pub updated_at: jiff::Timestamp,
 }
 
+/// An entry and the relations of one kind that point at it, each with the entry it
+/// starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub entry: Entry,
+    pub relations: Vec<(Relation, Entry)>,
+}
+
+/// What resolving an entry to a version needs: the entry, every version (manifests
+/// `null`, newest first) and its dist-tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolutionSet {
+    pub entry: Entry,
+    pub versions: Vec<Version>,
+    pub tags: Vec<DistTag>,
+}
+
 /// A page of results and the cursor that continues after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
@@ -362,6 +379,81 @@ pub trait Store: Send + Sync + 'static {
     async fn list_relations(&self, key: &EntryKey, direction: Direction) -> Result<Vec<Relation>>;
     /// An entry's dist-tags, by tag.
     async fn dist_tags(&self, key: &EntryKey) -> Result<Vec<DistTag>>;
+    /// For each key, its entry (`None`: no such entry) with the relations of `kind` that
+    /// point at it and their source entries, in the order of `keys`. The default reads
+    /// one by one; a backend that can answer in one read overrides it.
+    async fn incoming(
+        &self,
+        keys: &[EntryKey],
+        kind: quiver_model::RelationKind,
+    ) -> Result<Vec<Option<Incoming>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = self.get_entry(key).await? else {
+                out.push(None);
+                continue;
+            };
+            let mut relations = Vec::new();
+            for r in self
+                .list_relations(&entry.key(), Direction::Incoming)
+                .await?
+            {
+                if r.kind != kind {
+                    continue;
+                }
+                if let Some(from) = self.get_entry(&r.from).await? {
+                    relations.push((r, from));
+                }
+            }
+            out.push(Some(Incoming { entry, relations }));
+        }
+        Ok(out)
+    }
+    /// [`ResolutionSet`]s of many entries (`None` for a key with no entry), in the order
+    /// of `keys`. The default reads entry by entry; a backend that can answer in one
+    /// read overrides it.
+    async fn resolution_sets(&self, keys: &[EntryKey]) -> Result<Vec<Option<ResolutionSet>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = self.get_entry(key).await? else {
+                out.push(None);
+                continue;
+            };
+            let key = entry.key();
+            let mut versions = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .list_versions_page(&key, cursor.as_deref(), 1_000, false)
+                    .await?;
+                versions.extend(page.items);
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            let tags = self.dist_tags(&key).await?;
+            out.push(Some(ResolutionSet {
+                entry,
+                versions,
+                tags,
+            }));
+        }
+        Ok(out)
+    }
+    /// Versions with their manifests, many at once (`None` for one that does not exist),
+    /// in the order asked. The default reads them one by one.
+    async fn versions_of(&self, wanted: &[(EntryKey, String)]) -> Result<Vec<Option<Version>>> {
+        let mut out = Vec::with_capacity(wanted.len());
+        for (key, version) in wanted {
+            out.push(match self.get_version(key, version).await {
+                Ok(v) => v,
+                Err(e) if e.code == quiver_model::ErrorCode::NotFound => None,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
     /// Point `tag` at `version` (which must exist), or remove it (`None`), with the audit
     /// row of the change (none when nothing changed); the entry's tags as they are after.
     async fn set_dist_tag_audited(

@@ -22,8 +22,8 @@ pub mod manifest;
 
 use std::collections::HashMap;
 
-use quiver_model::{Entry, EntryKey, Error, ErrorCode, Kind, RelationKind, Result, Status};
-use quiver_store::Direction;
+use quiver_auth::Action;
+use quiver_model::{Entry, EntryKey, Error, Kind, RelationKind, Result, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::{Caller, Registry};
@@ -241,76 +241,90 @@ struct Found {
 }
 
 impl Registry {
-    /// The package entry a project's name for it denotes, if the caller may see it.
-    async fn find_package(&self, caller: &Caller, eco: &str, name: &str) -> Result<Option<Entry>> {
-        let key = EntryKey::new(Kind::Package, eco, name);
-        match self.visible_entry(caller, &key).await {
-            Ok(e) => return Ok(Some(e)),
-            Err(e) if e.code != ErrorCode::NotFound => return Err(e),
-            Err(_) => {}
-        }
-        // npm names are compared in lower case (new names must be; old ones rarely
-        // differ only in case).
-        let lower = name.to_ascii_lowercase();
-        if eco == "npm" && lower != name {
-            let key = EntryKey::new(Kind::Package, eco, &lower);
-            if let Ok(e) = self.visible_entry(caller, &key).await {
-                return Ok(Some(e));
+    /// For each `(ecosystem, name)`: the package as the registry holds it (if the caller
+    /// may see it) and the skills that map to it, strongest first. Two reads whatever the
+    /// number of packages: the names as spelled, then npm names in lower case for those
+    /// not found (new npm names must be lower case; old ones rarely differ only in case).
+    async fn lookup(&self, caller: &Caller, refs: &[(String, String)]) -> Result<Vec<Found>> {
+        let keys: Vec<EntryKey> = refs
+            .iter()
+            .map(|(eco, name)| EntryKey::new(Kind::Package, eco, name))
+            .collect();
+        let mut found = self.db.store.incoming(&keys, RelationKind::MapsTo).await?;
+        let retry: Vec<usize> = (0..refs.len())
+            .filter(|&i| {
+                found[i].is_none()
+                    && refs[i].0 == "npm"
+                    && refs[i].1.to_ascii_lowercase() != refs[i].1
+            })
+            .collect();
+        if !retry.is_empty() {
+            let lower: Vec<EntryKey> = retry
+                .iter()
+                .map(|&i| EntryKey::new(Kind::Package, "npm", refs[i].1.to_ascii_lowercase()))
+                .collect();
+            let again = self.db.store.incoming(&lower, RelationKind::MapsTo).await?;
+            for (i, f) in retry.into_iter().zip(again) {
+                found[i] = f;
             }
         }
-        Ok(None)
+        let mut seen: HashMap<EntryKey, bool> = HashMap::new();
+        let mut out = Vec::with_capacity(found.len());
+        for f in found {
+            let Some(inc) = f else {
+                out.push(Found {
+                    entry: None,
+                    skills: vec![],
+                });
+                continue;
+            };
+            if !self.may_read(caller, &inc.entry, &mut seen).await? {
+                out.push(Found {
+                    entry: None,
+                    skills: vec![],
+                });
+                continue;
+            }
+            let mut skills = Vec::new();
+            for (r, skill) in inc.relations {
+                // Drafts, skills in review and archived ones are not suggested.
+                if skill.kind != Kind::Skill
+                    || !matches!(skill.status, Status::Published | Status::Deprecated)
+                    || !self.may_read(caller, &skill, &mut seen).await?
+                {
+                    continue;
+                }
+                skills.push(Mapped {
+                    skill,
+                    confidence: r.confidence.unwrap_or(0.5).clamp(0.0, 1.0),
+                    source: r.source,
+                });
+            }
+            out.push(Found {
+                entry: Some(inc.entry.name),
+                skills,
+            });
+        }
+        Ok(out)
     }
 
-    /// The skills mapping to a package (the caller sees them), strongest mapping first.
-    async fn package_skills(
+    /// Whether the caller may read `e` (remembered per entry for one request).
+    async fn may_read(
         &self,
         caller: &Caller,
-        eco: &str,
-        name: &str,
-        seen: &mut HashMap<EntryKey, Option<Entry>>,
-    ) -> Result<Found> {
-        let Some(package) = self.find_package(caller, eco, name).await? else {
-            return Ok(Found {
-                entry: None,
-                skills: vec![],
-            });
-        };
-        let key = package.key();
-        let mut skills = Vec::new();
-        for r in self
-            .db
-            .store
-            .list_relations(&key, Direction::Incoming)
-            .await?
-        {
-            if r.kind != RelationKind::MapsTo || r.from.kind != Kind::Skill || r.to != key {
-                continue;
-            }
-            let skill = match seen.get(&r.from) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = self.visible_entry(caller, &r.from).await.ok();
-                    seen.insert(r.from.clone(), s.clone());
-                    s
-                }
-            };
-            let Some(skill) = skill else {
-                continue;
-            };
-            // Drafts, skills in review and archived ones are not suggested.
-            if !matches!(skill.status, Status::Published | Status::Deprecated) {
-                continue;
-            }
-            skills.push(Mapped {
-                skill,
-                confidence: r.confidence.unwrap_or(0.5).clamp(0.0, 1.0),
-                source: r.source.clone(),
-            });
+        e: &Entry,
+        seen: &mut HashMap<EntryKey, bool>,
+    ) -> Result<bool> {
+        let key = e.key();
+        if let Some(ok) = seen.get(&key) {
+            return Ok(*ok);
         }
-        Ok(Found {
-            entry: Some(package.name),
-            skills,
-        })
+        let ok = self
+            .decide(caller, Action::Read, &crate::entry_target(e))
+            .await?
+            .is_allowed();
+        seen.insert(key, ok);
+        Ok(ok)
     }
 
     /// Skills for a project's packages, ranked with their reasons.
@@ -367,18 +381,20 @@ impl Registry {
                 }
             }
         }
-        let mut seen = HashMap::new();
-        let mut packages = Vec::with_capacity(order.len());
+        let kept: Vec<&Dependency> = order
+            .iter()
+            .map(|key| &by_key[key])
+            .filter(|d| include_dev || !d.dev)
+            .collect();
+        let refs: Vec<(String, String)> = kept
+            .iter()
+            .map(|d| (d.ecosystem.clone(), d.name.clone()))
+            .collect();
+        let founds = self.lookup(caller, &refs).await?;
+        let mut packages = Vec::with_capacity(kept.len());
         let mut unknown = Vec::new();
         let mut ranked: HashMap<EntryKey, SkillSuggestion> = HashMap::new();
-        for key in &order {
-            let d = &by_key[key];
-            if d.dev && !include_dev {
-                continue;
-            }
-            let found = self
-                .package_skills(caller, &d.ecosystem, &d.name, &mut seen)
-                .await?;
+        for (d, found) in kept.into_iter().zip(founds) {
             if found.entry.is_none() {
                 unknown.push(format!("{}:{}", d.ecosystem, d.name));
             }
@@ -456,8 +472,14 @@ impl Registry {
         }
         let (eco, name) = package_ref("name", name, ecosystem)?;
         let limit = limit_of(limit)?;
-        let mut seen = HashMap::new();
-        let found = self.package_skills(caller, &eco, &name, &mut seen).await?;
+        let found = self
+            .lookup(caller, &[(eco.clone(), name.clone())])
+            .await?
+            .pop()
+            .unwrap_or(Found {
+                entry: None,
+                skills: vec![],
+            });
         if found.entry.is_none() {
             return Err(Error::not_found(format!("package {eco}/{name}")));
         }
@@ -486,13 +508,16 @@ impl Registry {
                 refs.push((key, eco, name));
             }
         }
-        let mut seen = HashMap::new();
+        let lookups: Vec<(String, String)> = refs
+            .iter()
+            .map(|(_, e, n)| (e.clone(), n.clone()))
+            .collect();
+        let founds = self.lookup(caller, &lookups).await?;
         let mut out = BulkSuggestions {
             packages: Vec::with_capacity(refs.len()),
             unknown: vec![],
         };
-        for (_, eco, name) in refs {
-            let found = self.package_skills(caller, &eco, &name, &mut seen).await?;
+        for ((_, eco, name), found) in refs.into_iter().zip(founds) {
             if found.entry.is_none() {
                 out.unknown.push(format!("{eco}:{name}"));
             }
