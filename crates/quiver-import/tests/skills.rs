@@ -311,11 +311,59 @@ async fn real_files_import_and_round_trip() {
     assert_eq!(count("duplicate: /"), 13);
     assert_eq!(count("petekp already has a skill named tuning-panel"), 1);
     assert_eq!(r.rejected_count, 140);
+    // Five counts glued to the digits ending their repository's name (hal-9000,
+    // context7, example-skill2, mega-agent-v2): flagged, and ranked by the real count.
+    let misscrapes: Vec<String> = r
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .filter(|w| w.contains("a mis-scrape of"))
+        .collect();
+    assert_eq!(misscrapes.len(), 5, "{misscrapes:#?}");
+    assert!(
+        misscrapes.iter().any(|w| w.contains("\"900014\"")
+            && w.contains("\"hal-9000\"")
+            && w.contains("a mis-scrape of 14")),
+        "{misscrapes:#?}"
+    );
     // 113 registry skills (each merged with its row) and 4,138 leaderboard-only skills.
     assert_eq!(r.created, 113 + 4138);
     assert_eq!(r.relations.created, 49);
     assert_eq!(r.relations.rejected, 0);
     assert_eq!(r.documents.created, 22);
+
+    let commit = a
+        .get_entry(&quiver_model::EntryKey::new(
+            quiver_model::Kind::Skill,
+            "vinta",
+            "commit",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let fourteen = quiver_import::dataset::popularity_score(14.0);
+    assert!(
+        (commit.popularity.score - fourteen).abs() < 1e-9,
+        "ranked by 14, not 900,014: {:?} {:?}",
+        commit.popularity,
+        a.get_version(&commit.key(), "1.0.0")
+            .await
+            .unwrap()
+            .map(|v| v.manifest)
+    );
+    let v = a
+        .get_version(&commit.key(), "1.0.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v.manifest["installs_misscrape"],
+        serde_json::json!({"scraped": "900014", "corrected": 14})
+    );
+    assert_eq!(
+        v.manifest["leaderboard"]["installs"], "900014",
+        "the row as scraped"
+    );
 
     // A second import of the same files changes nothing.
     let second = sum(&run(&a, &root, false).await);

@@ -27,7 +27,12 @@
 //! key. Its `installs` (`"25.5K"` → 25,500) becomes the entry's popularity
 //! ([`popularity_score`]) with the row's `rank`; the row itself is kept in the manifest
 //! under `leaderboard` (`{rank, installs, href, repo, rawText}`) so the file can be written
-//! back. When a registry skill and a row name the same skill (owner, repo and name), they
+//! back. A row whose count is more than the row ranked above it has and starts with the
+//! digits that end its repository's name (`vinta/hal-9000` with 14 installs scraped as
+//! `"900014"`) is a mis-scrape: it is reported as a warning, flagged in the manifest
+//! (`installs_misscrape: {scraped, corrected}`) and ranked by the corrected count (also
+//! when the registry repeats the scraped number). When a registry skill and a row name
+//! the same skill (owner, repo and name), they
 //! are one record. Rows whose skill name breaks the skill name rule (`debug:react`, names
 //! in other scripts, `ci/cd-optimization`), rows listed twice, and a second skill of the
 //! same owner and name from another repository are rejected with the reason.
@@ -171,12 +176,36 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
+/// A leaderboard count the scraper glued to the digits that end the repository's name
+/// (`vinta/hal-9000` with 14 installs scraped as `"900014"`): it is more than the row
+/// ranked above it has, which a leaderboard sorted by installs cannot hold, and without
+/// those leading digits it fits. The scraped text and the count it stands for.
+fn misscraped(
+    installs: Option<&str>,
+    repo: Option<&str>,
+    above: Option<u64>,
+) -> Option<(String, u64)> {
+    let (text, repo, above) = (installs?.trim(), repo?, above?);
+    if parse_installs(text)? <= above {
+        return None;
+    }
+    let digits = &repo[repo.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+    if digits.is_empty() {
+        return None;
+    }
+    let corrected = parse_installs(text.strip_prefix(digits)?)?;
+    (corrected <= above).then(|| (text.to_string(), corrected))
+}
+
 /// A leaderboard row as read.
 #[derive(Debug, Clone)]
 struct Row {
     origin: Origin,
     rank: Option<u64>,
     installs: Option<u64>,
+    /// The scraped installs and the count they stand for, when the scraper glued the
+    /// repository name's last digits to the count (`installs` is then the count).
+    misscrape: Option<(String, u64)>,
     /// The row itself, minus its name (kept in the manifest under `leaderboard`).
     kept: Map<String, Value>,
 }
@@ -313,8 +342,27 @@ impl Skills {
             return;
         };
         let lines = key_lines(text, "rank");
+        // The installs of the row ranked just above (the leaderboard is sorted by them).
+        let mut prev_installs: Option<u64> = None;
         for (i, row) in rows.iter().enumerate() {
             bundle.count("leaderboard rows", 1);
+            let above = prev_installs;
+            let misscrape = misscraped(
+                row.get("installs").and_then(Value::as_str),
+                row.get("href")
+                    .and_then(Value::as_str)
+                    .and_then(|h| h.trim_start_matches('/').split('/').nth(1)),
+                above,
+            );
+            prev_installs = misscrape
+                .as_ref()
+                .map(|m| m.1)
+                .or_else(|| {
+                    row.get("installs")
+                        .and_then(Value::as_str)
+                        .and_then(parse_installs)
+                })
+                .or(prev_installs);
             let origin = Origin::new(rel, lines.get(i).copied());
             let name = row.get("name").and_then(Value::as_str).map(str::to_string);
             let fail =
@@ -368,7 +416,23 @@ impl Skills {
                 continue;
             }
             let installs_text = obj.get("installs").and_then(Value::as_str);
-            let installs = installs_text.and_then(parse_installs);
+            let installs = match &misscrape {
+                Some((raw, corrected)) => {
+                    bundle.warnings.push(origin.reject(
+                        name.clone(),
+                        Some("installs"),
+                        format!(
+                            "installs: {raw:?} is more than the row ranked above it has \
+                             ({}) and starts with the digits that end the repository's \
+                             name {repo_name:?}: a mis-scrape of {corrected}; ranked by \
+                             {corrected}",
+                            above.unwrap_or(0)
+                        ),
+                    ));
+                    Some(*corrected)
+                }
+                None => installs_text.and_then(parse_installs),
+            };
             if installs.is_none() {
                 bundle.warnings.push(origin.reject(
                     name.clone(),
@@ -386,6 +450,7 @@ impl Skills {
                 origin: origin.clone(),
                 rank: obj.get("rank").and_then(Value::as_u64),
                 installs,
+                misscrape,
                 kept,
             };
             let repo = format!("{owner}/{repo_name}");
@@ -520,6 +585,18 @@ impl Skills {
             let installs = s
                 .registry_installs
                 .or_else(|| s.row.as_ref().and_then(|r| r.installs));
+            // The count that ranks: a registry count that repeats the leaderboard's
+            // mis-scrape is that mis-scrape (the manifest keeps the registry's number, so
+            // the file is written back as it was read).
+            let ranked = match (
+                s.row.as_ref().and_then(|r| r.misscrape.as_ref()),
+                s.registry_installs,
+            ) {
+                (Some((raw, corrected)), Some(reg)) if parse_installs(raw) == Some(reg) => {
+                    Some(*corrected)
+                }
+                _ => installs,
+            };
             let mut manifest = Map::new();
             manifest.insert("repo".into(), json!(s.repo));
             if let Some(t) = &s.title {
@@ -538,9 +615,15 @@ impl Skills {
             if let Some(row) = &s.row {
                 sources.push("leaderboard");
                 manifest.insert("leaderboard".into(), Value::Object(row.kept.clone()));
+                if let Some((raw, corrected)) = &row.misscrape {
+                    manifest.insert(
+                        "installs_misscrape".into(),
+                        json!({"scraped": raw, "corrected": corrected}),
+                    );
+                }
             }
             manifest.insert("sources".into(), json!(sources));
-            let popularity = installs.map(|n| Popularity {
+            let popularity = ranked.map(|n| Popularity {
                 score: popularity_score(n as f64),
                 monthly_downloads: None,
                 rank: s
@@ -742,6 +825,19 @@ pub(super) fn write_json(out: &Path, rel: &str, value: &Value) -> quiver_model::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misscrapes_are_found_by_rank_and_repository_digits() {
+        let m = |i, r, a| misscraped(Some(i), Some(r), Some(a));
+        assert_eq!(m("900014", "hal-9000", 14), Some(("900014".into(), 14)));
+        assert_eq!(m("710", "context7", 10), Some(("710".into(), 10)));
+        assert_eq!(m("21", "mega-agent-v2", 1), Some(("21".into(), 1)));
+        // Consistent with the ranking, or not explained by the name: left alone.
+        assert_eq!(m("14", "hal-9000", 14), None);
+        assert_eq!(m("900", "agent-skills", 14), None);
+        assert_eq!(m("9100", "hal-9000", 14), None, "100 is still more than 14");
+        assert_eq!(misscraped(Some("216"), Some("example-skill2"), None), None);
+    }
 
     #[test]
     fn installs_parse() {
