@@ -79,6 +79,54 @@ pub async fn register_creates_user_namespace_and_owner(t: &TestDatabase) {
     assert_eq!(t.db.store.feed_head().await.unwrap(), head + 1);
 }
 
+/// Skill preferences: set, changed, cleared, per user, for existing skills only.
+pub async fn skill_preferences_are_per_user(t: &TestDatabase) {
+    use quiver_model::EntryKey;
+    use quiver_store::PreferenceAction::{Hide, Pin};
+    let a = accounts(t);
+    let s = &t.db.store;
+    let alice = a.register_user(new_user("alice")).await.unwrap();
+    let bob = a.register_user(new_user("bob")).await.unwrap();
+    for name in ["react-rules", "next-rules"] {
+        s.create_entry(new_entry(Kind::Skill, "upskill", name, name))
+            .await
+            .unwrap();
+    }
+    let react = EntryKey::new(Kind::Skill, "upskill", "react-rules");
+    let next = EntryKey::new(Kind::Skill, "upskill", "next-rules");
+    let at = Timestamp::from_millisecond(1_700_000_000_000).unwrap();
+    s.set_skill_preference(alice.id, "npm", "react", &react, Some(Hide), at)
+        .await
+        .unwrap();
+    s.set_skill_preference(alice.id, "npm", "*", &next, Some(Pin), at)
+        .await
+        .unwrap();
+    let got = s.skill_preferences(alice.id).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|p| (p.package.as_str(), p.skill.name.as_str(), p.action))
+            .collect::<Vec<_>>(),
+        [("*", "next-rules", Pin), ("react", "react-rules", Hide)]
+    );
+    assert_eq!(got[0].updated_at, at);
+    assert!(s.skill_preferences(bob.id).await.unwrap().is_empty());
+    // Changed, then cleared.
+    s.set_skill_preference(alice.id, "npm", "react", &react, Some(Pin), at)
+        .await
+        .unwrap();
+    assert_eq!(s.skill_preferences(alice.id).await.unwrap()[1].action, Pin);
+    s.set_skill_preference(alice.id, "npm", "react", &react, None, at)
+        .await
+        .unwrap();
+    assert_eq!(s.skill_preferences(alice.id).await.unwrap().len(), 1);
+    let missing = EntryKey::new(Kind::Skill, "upskill", "nope");
+    let err = s
+        .set_skill_preference(alice.id, "npm", "react", &missing, Some(Hide), at)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
+
 pub async fn taken_names_conflict_and_write_nothing(t: &TestDatabase) {
     let a = accounts(t);
     a.register_user(new_user("alice")).await.unwrap();
@@ -393,6 +441,7 @@ macro_rules! accounts_suite {
             organisations_and_members,
             site_roles,
             tokens_lifecycle,
+            skill_preferences_are_per_user,
             audit_log_appends_filters_and_pages
         );
     };

@@ -172,6 +172,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0019_dist_tags",
         include_str!("../migrations/postgres/0019_dist_tags.sql"),
     ),
+    (
+        "0020_skill_preferences",
+        include_str!("../migrations/postgres/0020_skill_preferences.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

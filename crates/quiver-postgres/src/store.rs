@@ -14,8 +14,8 @@ use quiver_model::{
     Version, Visibility,
 };
 use quiver_store::{
-    Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, Store, StoreStats,
-    ValidVersion,
+    Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, PreferenceAction,
+    SkillPreference, Store, StoreStats, ValidVersion,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -1376,6 +1376,78 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await.context("committing a dist-tag change")?;
         Ok(after)
+    }
+
+    async fn skill_preferences(&self, user_id: i64) -> Result<Vec<SkillPreference>> {
+        let c = self.read_client().await?;
+        let rows = c
+            .query(
+                "SELECT p.ecosystem, p.package, e.kind, e.namespace, e.name, p.action, \
+                 p.updated_at FROM skill_preferences p JOIN entries e ON e.id = p.skill_id \
+                 WHERE p.user_id = $1 ORDER BY p.ecosystem COLLATE \"C\", p.package COLLATE \"C\", \
+                 e.namespace COLLATE \"C\", e.name COLLATE \"C\"",
+                &[&user_id],
+            )
+            .await
+            .context("reading skill preferences")?;
+        rows.iter()
+            .map(|r| {
+                let decode = || -> std::result::Result<SkillPreference, BoxError> {
+                    let kind: String = r.try_get(2)?;
+                    let action: String = r.try_get(5)?;
+                    Ok(SkillPreference {
+                        ecosystem: r.try_get(0)?,
+                        package: r.try_get(1)?,
+                        skill: EntryKey::new(
+                            parse_enum(&kind)?,
+                            r.try_get::<_, String>(3)?,
+                            r.try_get::<_, String>(4)?,
+                        ),
+                        action: PreferenceAction::parse(&action)
+                            .ok_or_else(|| format!("unknown preference action {action}"))?,
+                        updated_at: jiff::Timestamp::from_millisecond(r.try_get(6)?)
+                            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                    })
+                };
+                decode().context("decoding a skill preference")
+            })
+            .collect()
+    }
+
+    async fn set_skill_preference(
+        &self,
+        user_id: i64,
+        ecosystem: &str,
+        package: &str,
+        skill: &EntryKey,
+        action: Option<PreferenceAction>,
+        at: jiff::Timestamp,
+    ) -> Result<()> {
+        let c = self.pooled().await?;
+        let skill_id = require_entry_id(&c, skill).await?;
+        let written = match action {
+            Some(a) => {
+                let (action, ms) = (a.as_str(), at.as_millisecond());
+                c.execute(
+                    "INSERT INTO skill_preferences (user_id, ecosystem, package, skill_id, \
+                     action, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT \
+                     (user_id, ecosystem, package, skill_id) DO UPDATE SET action = \
+                     EXCLUDED.action, updated_at = EXCLUDED.updated_at",
+                    &[&user_id, &ecosystem, &package, &skill_id, &action, &ms],
+                )
+                .await
+            }
+            None => {
+                c.execute(
+                    "DELETE FROM skill_preferences WHERE user_id = $1 AND ecosystem = $2 AND \
+                     package = $3 AND skill_id = $4",
+                    &[&user_id, &ecosystem, &package, &skill_id],
+                )
+                .await
+            }
+        };
+        written.context("writing a skill preference")?;
+        Ok(())
     }
 
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {

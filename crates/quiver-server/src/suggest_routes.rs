@@ -3,8 +3,9 @@
 //! `suggest` service. Reads: a caller sees only the skills and packages they may read.
 
 use axum::extract::State;
+use quiver_engine::store::SkillPreference;
 use quiver_engine::suggest::{
-    BulkSuggestRequest, BulkSuggestions, PackageSkills, SuggestRequest, Suggestions,
+    BulkSuggestRequest, BulkSuggestions, PackageSkills, SetPreference, SuggestRequest, Suggestions,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -90,5 +91,22 @@ pub async fn package_skills(
             .registry
             .skills_of_package(&caller, &p.ecosystem, &p.name, q.limit.map(|l| l.0))
             .await?,
+    ))
+}
+
+pub async fn preferences(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> ApiResult<Json<Vec<SkillPreference>>> {
+    Ok(Json::ok(state.registry.skill_preferences(&caller).await?))
+}
+
+pub async fn set_preference(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(req): JsonBody<SetPreference>,
+) -> ApiResult<Json<Vec<SkillPreference>>> {
+    Ok(Json::ok(
+        state.registry.set_skill_preference(&caller, req).await?,
     ))
 }

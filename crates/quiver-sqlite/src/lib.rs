@@ -32,8 +32,8 @@ use accounts::commit_audit;
 use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{
     latest_of, Audit, Database, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord,
-    ImportedFields, Incoming, LocalFeed, MemoryLimiter, Page, ResolutionSet, Store, StoreStats,
-    ValidVersion,
+    ImportedFields, Incoming, LocalFeed, MemoryLimiter, Page, PreferenceAction, ResolutionSet,
+    SkillPreference, Store, StoreStats, ValidVersion,
 };
 
 mod accounts;
@@ -117,6 +117,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0019_dist_tags",
         include_str!("../migrations/sqlite/0019_dist_tags.sql"),
+    ),
+    (
+        "0020_skill_preferences",
+        include_str!("../migrations/sqlite/0020_skill_preferences.sql"),
     ),
 ];
 
@@ -1307,6 +1311,76 @@ impl Store for SqliteStore {
                 }));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn skill_preferences(&self, user_id: i64) -> Result<Vec<SkillPreference>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT p.ecosystem, p.package, e.kind, e.namespace, e.name, p.action, \
+                 p.updated_at FROM skill_preferences p JOIN entries e ON e.id = p.skill_id \
+                 WHERE p.user_id = ?1 ORDER BY p.ecosystem, p.package, e.namespace, e.name",
+            )
+            .and_then(|mut s| {
+                s.query_map([user_id], |r| {
+                    let kind: String = r.get(2)?;
+                    let action: String = r.get(5)?;
+                    Ok(SkillPreference {
+                        ecosystem: r.get(0)?,
+                        package: r.get(1)?,
+                        skill: EntryKey::new(
+                            kind.parse().unwrap_or(quiver_model::Kind::Skill),
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ),
+                        action: PreferenceAction::parse(&action).unwrap_or(PreferenceAction::Hide),
+                        updated_at: ts(r.get(6)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .context("reading skill preferences")
+        })
+        .await
+    }
+
+    async fn set_skill_preference(
+        &self,
+        user_id: i64,
+        ecosystem: &str,
+        package: &str,
+        skill: &EntryKey,
+        action: Option<PreferenceAction>,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (ecosystem, package, skill) =
+            (ecosystem.to_string(), package.to_string(), skill.clone());
+        self.write(move |tx| {
+            let skill_id = require_entry_id(tx, &skill)?;
+            match action {
+                Some(a) => tx.execute(
+                    "INSERT INTO skill_preferences (user_id, ecosystem, package, skill_id, \
+                     action, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT \
+                     (user_id, ecosystem, package, skill_id) DO UPDATE SET action = \
+                     excluded.action, updated_at = excluded.updated_at",
+                    params![
+                        user_id,
+                        ecosystem,
+                        package,
+                        skill_id,
+                        a.as_str(),
+                        at.as_millisecond()
+                    ],
+                ),
+                None => tx.execute(
+                    "DELETE FROM skill_preferences WHERE user_id = ?1 AND ecosystem = ?2 AND \
+                     package = ?3 AND skill_id = ?4",
+                    params![user_id, ecosystem, package, skill_id],
+                ),
+            }
+            .context("writing a skill preference")?;
+            Ok(())
         })
         .await
     }

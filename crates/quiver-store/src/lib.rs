@@ -85,6 +85,44 @@ pub struct DistTag {
     pub updated_at: jiff::Timestamp,
 }
 
+/// What a user asked of one skill's suggestion for one package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PreferenceAction {
+    /// Always suggest it first for the package.
+    Pin,
+    /// Never suggest it for the package.
+    Hide,
+}
+
+impl PreferenceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreferenceAction::Pin => "pin",
+            PreferenceAction::Hide => "hide",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pin" => Some(PreferenceAction::Pin),
+            "hide" => Some(PreferenceAction::Hide),
+            _ => None,
+        }
+    }
+}
+
+/// A user's pin or hide of a skill for a package (`*`: every package).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SkillPreference {
+    pub ecosystem: String,
+    /// The package's name as its ecosystem compares names, or `*`.
+    pub package: String,
+    pub skill: EntryKey,
+    pub action: PreferenceAction,
+    pub updated_at: jiff::Timestamp,
+}
+
 /// An entry and the relations of one kind that point at it, each with the entry it
 /// starts from.
 #[derive(Debug, Clone, PartialEq)]
@@ -409,6 +447,19 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(out)
     }
+    /// A user's skill preferences, by ecosystem, package and skill.
+    async fn skill_preferences(&self, user_id: i64) -> Result<Vec<SkillPreference>>;
+    /// Set (`Some`) or clear (`None`) a user's preference for a skill (which must exist)
+    /// for a package.
+    async fn set_skill_preference(
+        &self,
+        user_id: i64,
+        ecosystem: &str,
+        package: &str,
+        skill: &EntryKey,
+        action: Option<PreferenceAction>,
+        at: jiff::Timestamp,
+    ) -> Result<()>;
     /// [`ResolutionSet`]s of many entries (`None` for a key with no entry), in the order
     /// of `keys`. The default reads entry by entry; a backend that can answer in one
     /// read overrides it.

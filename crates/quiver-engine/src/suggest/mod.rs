@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use quiver_auth::Action;
 use quiver_model::{Entry, EntryKey, Error, Kind, RelationKind, Result, Status};
+use quiver_store::{PreferenceAction, SkillPreference};
 use serde::{Deserialize, Serialize};
 
 use crate::{Caller, Registry};
@@ -102,6 +103,8 @@ pub struct SkillSuggestion {
     /// The skill's normalized popularity, 0..1.
     pub popularity: f64,
     pub score: f64,
+    /// The caller pinned it for one of the packages: it ranks first.
+    pub pinned: bool,
     /// The packages it matched, strongest first.
     pub matches: Vec<SkillMatch>,
 }
@@ -157,6 +160,8 @@ pub struct PackageSkill {
     pub source: Option<String>,
     /// confidence + 0.25 × popularity.
     pub score: f64,
+    /// The caller pinned it for this package: it ranks first.
+    pub pinned: bool,
 }
 
 /// The skills of one package.
@@ -232,6 +237,8 @@ struct Mapped {
     skill: Entry,
     confidence: f64,
     source: Option<String>,
+    /// The caller pinned it for this package.
+    pinned: bool,
 }
 
 /// What one lookup found: the package as held, and the skills mapping to it.
@@ -268,9 +275,11 @@ impl Registry {
                 found[i] = f;
             }
         }
+        let prefs = self.preferences_of(caller).await?;
+        let refs_eco: Vec<String> = refs.iter().map(|(e, _)| e.clone()).collect();
         let mut seen: HashMap<EntryKey, bool> = HashMap::new();
         let mut out = Vec::with_capacity(found.len());
-        for f in found {
+        for (idx, f) in found.into_iter().enumerate() {
             let Some(inc) = f else {
                 out.push(Found {
                     entry: None,
@@ -285,6 +294,7 @@ impl Registry {
                 });
                 continue;
             }
+            let package_key = manifest::package_key(&refs_eco[idx], &inc.entry.name);
             let mut skills = Vec::new();
             for (r, skill) in inc.relations {
                 // Drafts, skills in review and archived ones are not suggested.
@@ -294,10 +304,15 @@ impl Registry {
                 {
                     continue;
                 }
+                let pref = prefs.of(&refs_eco[idx], &package_key, &skill.key());
+                if pref == Some(PreferenceAction::Hide) {
+                    continue;
+                }
                 skills.push(Mapped {
                     skill,
                     confidence: r.confidence.unwrap_or(0.5).clamp(0.0, 1.0),
                     source: r.source,
+                    pinned: pref == Some(PreferenceAction::Pin),
                 });
             }
             out.push(Found {
@@ -418,9 +433,11 @@ impl Registry {
                         latest_version: m.skill.latest_version.clone(),
                         popularity: m.skill.popularity.score,
                         score: POPULARITY_WEIGHT * m.skill.popularity.score,
+                        pinned: false,
                         matches: vec![],
                     });
                 s.score += m.confidence * weight;
+                s.pinned |= m.pinned;
                 s.matches.push(SkillMatch {
                     ecosystem: d.ecosystem.clone(),
                     package: found.entry.clone().unwrap_or_default(),
@@ -442,8 +459,9 @@ impl Registry {
             });
         }
         skills.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
+            b.pinned
+                .cmp(&a.pinned)
+                .then(b.score.total_cmp(&a.score))
                 .then_with(|| a.namespace.cmp(&b.namespace))
                 .then_with(|| a.name.cmp(&b.name))
         });
@@ -527,6 +545,115 @@ impl Registry {
     }
 }
 
+/// A user's preferences, by ecosystem and package (`*`: every package).
+#[derive(Default)]
+struct Prefs(HashMap<(String, String), Vec<(EntryKey, PreferenceAction)>>);
+
+impl Prefs {
+    /// The preference for `skill` on a package: the package's own, else the `*` one.
+    fn of(&self, ecosystem: &str, package: &str, skill: &EntryKey) -> Option<PreferenceAction> {
+        let find = |p: &str| {
+            self.0
+                .get(&(ecosystem.to_string(), p.to_string()))
+                .and_then(|l| l.iter().find(|(k, _)| k == skill))
+                .map(|(_, a)| *a)
+        };
+        find(package).or_else(|| find("*"))
+    }
+}
+
+/// A change of one preference.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPreference {
+    /// npm, pypi or cargo.
+    pub ecosystem: String,
+    /// The package (as the ecosystem spells it), or `*` for every package.
+    pub package: String,
+    /// The skill, `namespace/name`.
+    pub skill: String,
+    /// `pin` (always first), `hide` (never), or `clear`.
+    pub action: String,
+}
+
+impl Registry {
+    async fn preferences_of(&self, caller: &Caller) -> Result<Prefs> {
+        let Some(account) = caller.account() else {
+            return Ok(Prefs::default());
+        };
+        let mut prefs = Prefs::default();
+        for p in self.db.store.skill_preferences(account.id).await? {
+            prefs
+                .0
+                .entry((p.ecosystem, p.package))
+                .or_default()
+                .push((p.skill, p.action));
+        }
+        Ok(prefs)
+    }
+
+    /// The caller's skill preferences (signed-in users and their tokens).
+    pub async fn skill_preferences(&self, caller: &Caller) -> Result<Vec<SkillPreference>> {
+        let account = caller
+            .account()
+            .ok_or_else(|| Error::unauthorized("sign in to keep skill preferences"))?;
+        self.db.store.skill_preferences(account.id).await
+    }
+
+    /// Pin, hide or clear a skill for a package in the caller's suggestions.
+    pub async fn set_skill_preference(
+        &self,
+        caller: &Caller,
+        req: SetPreference,
+    ) -> Result<Vec<SkillPreference>> {
+        let account = caller
+            .account()
+            .ok_or_else(|| Error::unauthorized("sign in to keep skill preferences"))?;
+        let eco = default_ecosystem(&Some(req.ecosystem.clone()))?;
+        let package = match req.package.trim() {
+            "*" => "*".to_string(),
+            p => manifest::package_key(&eco, &package_ref("package", p, &eco)?.1),
+        };
+        let action = match req.action.as_str() {
+            "pin" => Some(PreferenceAction::Pin),
+            "hide" => Some(PreferenceAction::Hide),
+            "clear" => None,
+            other => {
+                return Err(Error::invalid(
+                    "action",
+                    format!("`{other}`: pin, hide or clear"),
+                ))
+            }
+        };
+        let (ns, name) = req
+            .skill
+            .split_once('/')
+            .filter(|(n, m)| !n.is_empty() && !m.is_empty())
+            .ok_or_else(|| Error::invalid("skill", "write it namespace/name"))?;
+        let key = EntryKey::new(Kind::Skill, ns, name);
+        // Only a skill the caller may see (a hidden one is as missing as an absent one).
+        let skill = match self.visible_entry(caller, &key).await {
+            Ok(s) => s,
+            Err(e) if e.code == quiver_model::ErrorCode::NotFound => {
+                return Err(Error::invalid("skill", format!("no skill {ns}/{name}")))
+            }
+            Err(e) => return Err(e),
+        };
+        self.db
+            .store
+            .set_skill_preference(
+                account.id,
+                &eco,
+                &package,
+                &skill.key(),
+                action,
+                jiff::Timestamp::now(),
+            )
+            .await?;
+        self.db.store.skill_preferences(account.id).await
+    }
+}
+
 /// One package's skills, ranked and cut to `limit`.
 fn group(ecosystem: String, name: String, found: Found, limit: usize) -> PackageSkills {
     let mut skills: Vec<PackageSkill> = found
@@ -541,11 +668,13 @@ fn group(ecosystem: String, name: String, found: Found, limit: usize) -> Package
             popularity: m.skill.popularity.score,
             confidence: m.confidence,
             source: m.source,
+            pinned: m.pinned,
         })
         .collect();
     skills.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
+        b.pinned
+            .cmp(&a.pinned)
+            .then(b.score.total_cmp(&a.score))
             .then_with(|| a.namespace.cmp(&b.namespace))
             .then_with(|| a.name.cmp(&b.name))
     });

@@ -376,3 +376,136 @@ async fn suggestion_page() {
 fn plain(html: &str) -> String {
     html.replace("&#x2f;", "/")
 }
+
+/// A signed-in user pins and hides skills for a package; only their own suggestions
+/// change, and a preference can be cleared.
+#[tokio::test]
+async fn pinned_and_hidden_skills_are_the_users_own() {
+    let app = TestApp::builder()
+        .admin_token(ADMIN)
+        .user("alice")
+        .user("bob")
+        .start()
+        .await;
+    let own = tempfile::tempdir().unwrap();
+    let file = own.path().join("own.jsonl");
+    let npm: BTreeSet<String> = ["react".to_string()].into();
+    let mut records = own_records(&npm);
+    for (name, confidence) in [("react-a", 0.9), ("react-b", 0.6)] {
+        records.push_str(&line(
+            json!({"kind": "skill", "namespace": "upskill", "name": name,
+            "description": format!("{name} skill"),
+            "relations": [{"kind": "maps_to", "to": {"kind": "package", "namespace": "npm",
+                "name": "react"}, "confidence": confidence, "source": "curated"}]}),
+        ));
+    }
+    std::fs::write(&file, records).unwrap();
+    import(&app, &file).await;
+    let alice = app.session("alice").to_string();
+    let bob = app.session("bob").to_string();
+    let ranked = |v: &Value| names(&v["skills"]);
+    let suggest = |token: String| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/v1/skills/suggest",
+                Some(&token),
+                json!({"packages": ["react"]}),
+            )
+            .await
+            .1
+        }
+    };
+    assert_eq!(
+        ranked(&suggest(alice.clone()).await),
+        ["react-a", "react-b"]
+    );
+
+    // Alice hides react-a for react and pins react-b for every package.
+    let prefs = "/api/v1/user/skill-preferences";
+    let (s, v) = app
+        .post(
+            prefs,
+            Some(&alice),
+            json!({"ecosystem": "npm", "package": "React", "skill": "upskill/react-a",
+                   "action": "hide"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = app
+        .post(
+            prefs,
+            Some(&alice),
+            json!({"ecosystem": "npm", "package": "*", "skill": "upskill/react-b",
+                   "action": "pin"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let mine = suggest(alice.clone()).await;
+    assert_eq!(ranked(&mine), ["react-b"], "{mine}");
+    assert_eq!(mine["skills"][0]["pinned"], json!(true));
+    let (_, one) = app
+        .get("/api/v1/packages/npm/react/skills", Some(&alice))
+        .await;
+    assert_eq!(ranked(&one), ["react-b"]);
+    // Bob's, and an anonymous caller's, are as before.
+    assert_eq!(ranked(&suggest(bob.clone()).await), ["react-a", "react-b"]);
+    let (_, anon) = app
+        .post(
+            "/api/v1/skills/suggest",
+            None,
+            json!({"packages": ["react"]}),
+        )
+        .await;
+    assert_eq!(ranked(&anon), ["react-a", "react-b"]);
+    let (_, bobs) = app.get(prefs, Some(&bob)).await;
+    assert_eq!(bobs, json!([]));
+
+    // Cleared, the hide is gone; bad input changes nothing.
+    let (s, _) = app
+        .post(
+            prefs,
+            Some(&alice),
+            json!({"ecosystem": "npm", "package": "react", "skill": "upskill/react-a",
+                   "action": "clear"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        ranked(&suggest(alice.clone()).await),
+        ["react-b", "react-a"]
+    );
+    for (body, field) in [
+        (
+            json!({"ecosystem": "npm", "package": "react", "skill": "upskill/react-a",
+                "action": "love"}),
+            "action",
+        ),
+        (
+            json!({"ecosystem": "npm", "package": "react", "skill": "secretco/internal-react",
+                "action": "hide"}),
+            "skill",
+        ),
+        (
+            json!({"ecosystem": "gem", "package": "rails", "skill": "upskill/react-a",
+                "action": "hide"}),
+            "ecosystem",
+        ),
+    ] {
+        let (s, e) = app.post(prefs, Some(&alice), body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert_eq!(e["error"]["field"], json!(field), "{body}: {e}");
+    }
+    assert_eq!(
+        app.get(prefs, Some(&alice))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (s, _) = app.get(prefs, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "preferences need an account");
+}
