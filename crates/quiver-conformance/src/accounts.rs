@@ -127,6 +127,142 @@ pub async fn skill_preferences_are_per_user(t: &TestDatabase) {
     assert_eq!(err.code, ErrorCode::NotFound);
 }
 
+/// Advisories: numbered per year from 0001, found by the entries they affect, listed
+/// newest first with filters, withdrawn (then left out unless asked for).
+pub async fn advisories_are_numbered_indexed_and_withdrawn(t: &TestDatabase) {
+    use quiver_model::EntryKey;
+    use quiver_store::advisories::{AdvisoryFilter, Affected, NewAdvisory, Severity};
+    let s = &t.db.store;
+    let adv = &t.db.advisories;
+    for name in ["fmt", "io"] {
+        s.create_entry(new_entry(Kind::Module, "alice", name, name))
+            .await
+            .unwrap();
+    }
+    let fmt = EntryKey::new(Kind::Module, "alice", "fmt");
+    let io = EntryKey::new(Kind::Module, "alice", "io");
+    let new = |summary: &str, severity, keys: &[&EntryKey]| NewAdvisory {
+        aliases: vec!["CVE-2026-0001".into()],
+        summary: summary.into(),
+        description: "details".into(),
+        severity,
+        cvss: None,
+        advisory_type: None,
+        recommendation: Some("upgrade".into()),
+        affected: keys
+            .iter()
+            .map(|k| Affected {
+                entry: (*k).clone(),
+                range: "<1.2.0".into(),
+                fixed: vec!["1.2.0".into()],
+            })
+            .collect(),
+        reporter: Some("bob".into()),
+        verified: true,
+    };
+    let t1 = Timestamp::from_millisecond(1_780_000_000_000).unwrap(); // 2026
+    let a1 = adv
+        .create_advisory(new("first", Severity::High, &[&fmt]), t1, None)
+        .await
+        .unwrap();
+    assert_eq!(a1.id, "QVR-2026-0001");
+    assert_eq!(a1.advisory_type, "vulnerability");
+    let t2 = Timestamp::from_millisecond(1_780_000_001_000).unwrap();
+    let a2 = adv
+        .create_advisory(new("second", Severity::Low, &[&fmt, &io]), t2, None)
+        .await
+        .unwrap();
+    assert_eq!(a2.id, "QVR-2026-0002");
+    let t3 = Timestamp::from_millisecond(1_800_000_000_000).unwrap(); // 2027
+    let a3 = adv
+        .create_advisory(new("next year", Severity::Critical, &[&io]), t3, None)
+        .await
+        .unwrap();
+    assert_eq!(a3.id, "QVR-2027-0001");
+    // An entry that does not exist: refused, nothing written.
+    let nope = EntryKey::new(Kind::Module, "alice", "nope");
+    let err = adv
+        .create_advisory(new("bad", Severity::Low, &[&nope]), t3, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("affected[0].entry"));
+    assert_eq!(
+        adv.advisory("QVR-2026-0001").await.unwrap(),
+        Some(a1.clone())
+    );
+    assert!(adv.advisory("QVR-2026-0404").await.unwrap().is_none());
+    let all = |f: AdvisoryFilter| async move {
+        adv.advisories(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>()
+    };
+    let f = AdvisoryFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        all(f.clone()).await,
+        ["QVR-2027-0001", "QVR-2026-0002", "QVR-2026-0001"]
+    );
+    assert_eq!(
+        all(AdvisoryFilter {
+            entry: Some(fmt.clone()),
+            ..f.clone()
+        })
+        .await,
+        ["QVR-2026-0002", "QVR-2026-0001"]
+    );
+    assert_eq!(
+        all(AdvisoryFilter {
+            min_severity: Some(Severity::High),
+            ..f.clone()
+        })
+        .await,
+        ["QVR-2027-0001", "QVR-2026-0001"]
+    );
+    let mut of_io: Vec<String> = adv
+        .advisories_of(&[io.clone(), nope.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    of_io.sort();
+    assert_eq!(of_io, ["QVR-2026-0002", "QVR-2027-0001"]);
+    // Withdrawn: kept, but out of lists and lookups unless asked for.
+    let w = adv
+        .withdraw_advisory("QVR-2026-0002", "not a problem".into(), t3, None)
+        .await
+        .unwrap();
+    assert_eq!(w.withdrawn_at, Some(t3));
+    assert_eq!(w.withdrawn_reason.as_deref(), Some("not a problem"));
+    assert_eq!(all(f.clone()).await, ["QVR-2027-0001", "QVR-2026-0001"]);
+    assert_eq!(
+        all(AdvisoryFilter {
+            include_withdrawn: true,
+            ..f.clone()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        adv.advisories_of(std::slice::from_ref(&fmt))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = adv
+        .withdraw_advisory("QVR-1999-0001", "x".into(), t3, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
+
 pub async fn taken_names_conflict_and_write_nothing(t: &TestDatabase) {
     let a = accounts(t);
     a.register_user(new_user("alice")).await.unwrap();
@@ -442,6 +578,7 @@ macro_rules! accounts_suite {
             site_roles,
             tokens_lifecycle,
             skill_preferences_are_per_user,
+            advisories_are_numbered_indexed_and_withdrawn,
             audit_log_appends_filters_and_pages
         );
     };

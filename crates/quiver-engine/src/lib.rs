@@ -45,6 +45,7 @@ pub use quiver_search as search;
 pub use quiver_store as store;
 
 pub mod accounts;
+pub mod advisories;
 pub mod audit;
 pub mod bulk;
 pub mod device;

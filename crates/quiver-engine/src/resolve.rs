@@ -66,9 +66,24 @@ pub struct Resolved {
     pub latest: Option<String>,
     pub yanked: bool,
     pub deprecated: bool,
-    /// What the caller should know: a pinned yanked version, a deprecated entry, a newer
-    /// version outside the range.
+    /// The advisories (not withdrawn) that affect the chosen version.
+    pub advisories: Vec<AdvisoryNote>,
+    /// The lowest version that fixes every one of them, when there is one.
+    pub next_fix: Option<String>,
+    /// What the caller should know: advisories, a pinned yanked version, a deprecated
+    /// entry, a newer version outside the range.
     pub warnings: Vec<String>,
+}
+
+/// An advisory that affects a resolved version.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AdvisoryNote {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub severity: quiver_store::advisories::Severity,
+    pub summary: String,
+    /// The versions that fix it.
+    pub fixed: Vec<String>,
 }
 
 /// One reference's answer in a batch: its resolution, or why there is none.
@@ -301,6 +316,17 @@ impl Registry {
             }
         }
         let versions = self.db.store.versions_of(&wanted_versions).await?;
+        // Every advisory of the resolved entries, in one read.
+        let resolved_keys: Vec<EntryKey> = {
+            let mut k: Vec<EntryKey> = wanted_versions.iter().map(|(k, _)| k.clone()).collect();
+            k.dedup();
+            k
+        };
+        let advisories = if resolved_keys.is_empty() {
+            Vec::new()
+        } else {
+            self.db.advisories.advisories_of(&resolved_keys).await?
+        };
         let mut out = Vec::with_capacity(refs.len());
         for ((r, want), pick) in refs.iter().zip(picks) {
             let (i, w, mut warnings) = match pick {
@@ -318,7 +344,14 @@ impl Registry {
                 out.push(failure("not_found", format!("{key}@{v}")));
                 continue;
             };
-            out.push(Ok(finish(entry, version, r, want, &mut warnings)));
+            out.push(Ok(finish(
+                entry,
+                version,
+                r,
+                want,
+                &advisories,
+                &mut warnings,
+            )));
         }
         Ok(out)
     }
@@ -377,9 +410,46 @@ fn finish(
     version: Version,
     r: &ResolveRef,
     want: &Wanted,
+    advisories: &[quiver_store::advisories::Advisory],
     warnings: &mut Vec<String>,
 ) -> Resolved {
     let key = entry.key();
+    let chosen = Semver::parse(&version.version).ok();
+    let mut notes = Vec::new();
+    let mut fixes: Vec<Option<Semver>> = Vec::new();
+    for a in advisories {
+        let Some(fixed) = crate::advisories::affects(a, &key, &version.version) else {
+            continue;
+        };
+        // The lowest fix above the chosen version.
+        let fix = fixed
+            .iter()
+            .filter_map(|f| Semver::parse(f).ok())
+            .filter(|f| chosen.as_ref().is_none_or(|c| f > c))
+            .min();
+        warnings.push(format!(
+            "{} ({:?}): {}{}",
+            a.id,
+            a.severity,
+            a.summary,
+            fix.as_ref()
+                .map_or(" (no fix yet)".to_string(), |f| format!("; fixed in {f}"))
+        ));
+        fixes.push(fix);
+        notes.push(AdvisoryNote {
+            id: a.id.clone(),
+            aliases: a.aliases.clone(),
+            severity: a.severity,
+            summary: a.summary.clone(),
+            fixed: fixed.to_vec(),
+        });
+    }
+    // One version that fixes them all: the highest of their lowest fixes.
+    let next_fix = if !fixes.is_empty() && fixes.iter().all(Option::is_some) {
+        fixes.into_iter().flatten().max().map(|v| v.to_string())
+    } else {
+        None
+    };
     if let Some(d) = &entry.deprecation {
         warnings.push(format!(
             "{key} is deprecated: {}{}",
@@ -424,6 +494,8 @@ fn finish(
         latest: entry.latest_version.clone(),
         yanked: version.yanked,
         deprecated: entry.deprecation.is_some() || entry.status == Status::Deprecated,
+        advisories: notes,
+        next_fix,
         warnings: std::mem::take(warnings),
     }
 }

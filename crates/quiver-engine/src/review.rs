@@ -294,7 +294,12 @@ impl Registry {
         })
     }
 
-    async fn require_moderator(&self, caller: &Caller, target: &str, action: &str) -> Result<()> {
+    pub(crate) async fn require_moderator(
+        &self,
+        caller: &Caller,
+        target: &str,
+        action: &str,
+    ) -> Result<()> {
         if is_moderator(caller) {
             return Ok(());
         }

@@ -85,6 +85,7 @@ use quiver_store::Database;
 use tokio_postgres::NoTls;
 
 mod accounts;
+mod advisories;
 mod cursors;
 mod device;
 mod import;
@@ -175,6 +176,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0020_skill_preferences",
         include_str!("../migrations/postgres/0020_skill_preferences.sql"),
+    ),
+    (
+        "0021_advisories",
+        include_str!("../migrations/postgres/0021_advisories.sql"),
     ),
 ];
 
@@ -591,7 +596,8 @@ impl PostgresStore {
             identities: me.clone(),
             cursors: me.clone(),
             telemetry: me.clone(),
-            pipeline: me,
+            pipeline: me.clone(),
+            advisories: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

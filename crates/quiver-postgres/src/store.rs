@@ -461,7 +461,7 @@ async fn get_entry_conn<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Optio
         .transpose()
 }
 
-async fn entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Option<i64>> {
+pub(crate) async fn entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<Option<i64>> {
     let nk = name_key(key.kind, &key.namespace, &key.name);
     let stmt = c
         .prepare_cached(
@@ -518,7 +518,7 @@ async fn read_dist_tags<C: GenericClient>(c: &C, entry_id: i64) -> Result<Vec<Di
         .collect()
 }
 
-async fn require_entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<i64> {
+pub(crate) async fn require_entry_id<C: GenericClient>(c: &C, key: &EntryKey) -> Result<i64> {
     entry_id(c, key).await?.ok_or_else(|| Error::not_found(key))
 }
 

@@ -263,6 +263,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/api/v1/resolve", post_with(resolve_routes::resolve_batch, doc("Resolve a lock set (1 to 1,000 references) in one call: each reference answers on its own, with its resolution or why it has none (not_found, no_match)")))
         .api_route("/api/v1/skills/suggest", get_with(sg::suggest_get, doc("Skills that fit a project's packages (packages=react&packages=pypi:requests), ranked, each with its reasons: the packages it matched, each mapping's confidence and source; packages the registry does not hold are listed as unknown")))
         .api_route("/api/v1/skills/suggest", post_with(sg::suggest_post, doc("Skills that fit a project: packages by name and/or a manifest uploaded as text (package.json, requirements.txt, pyproject.toml, Cargo.toml; dependencies and dev-dependencies with their ranges), ranked with their reasons")))
+        .api_route("/api/v1/advisories", get_with(resolve_routes::advisories, doc("Security advisories, newest first; filters: an entry (kind, namespace, name), the least severity, include_withdrawn; only the affected entries the caller may read")))
+        .api_route("/api/v1/advisories/{id}", get_with(resolve_routes::advisory, doc("One security advisory")))
         .api_route("/api/v1/user/skill-preferences", get_with(sg::preferences, doc("The caller's skill preferences: pinned and hidden skills per package")))
         .api_route("/api/v1/skills/bulk-suggest", post_with(sg::bulk_suggest, doc("Skills grouped by package, for many packages at once (up to 2,000)")))
         .api_route("/api/v1/packages/{ecosystem}/{name}/skills", get_with(sg::package_skills, doc("The skills that map to one package, ranked by the mapping's confidence and the skill's popularity (a scoped npm name's `/` as is or as %2F)")))
@@ -351,6 +353,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             post_with(r::yank, doc("Yank a version, with a reason")),
         )
         .api_route(&entry("/versions/{version}/unyank"), post_with(r::unyank, doc("Undo a yank")))
+        .api_route("/api/v1/advisories", post_with(resolve_routes::create_advisory, doc("Publish a security advisory (moderators and admins; audited): summary, description, severity, CVSS vector, type, recommendation, aliases (CVE, GHSA-style ids), the affected entries with a semver range and the fixed versions; numbered QVR-<year>-<n>")))
+        .api_route("/api/v1/advisories/{id}/withdraw", post_with(resolve_routes::withdraw_advisory, doc("Withdraw an advisory with a reason (moderators and admins; audited); it stays readable and is listed with include_withdrawn")))
         .api_route("/api/v1/user/skill-preferences", post_with(sg::set_preference, doc("Pin (always first), hide (never suggested) or clear a skill for a package (`*`: every package) in the caller's own suggestions (signed-in users and their tokens)")))
         .api_route(&entry("/dist-tags/{tag}"), put_with(resolve_routes::set_dist_tag, doc("Point a dist-tag (stable, beta, latest, ...) at an existing version (those who may publish the entry; audited); `latest` set here overrides the highest release")).delete_with(resolve_routes::remove_dist_tag, doc("Remove a dist-tag (audited)")))
         .api_route(

@@ -7,6 +7,7 @@ use axum::extract::State;
 use quiver_engine::resolve::{
     BatchAnswer, BatchRequest, DistTags, ResolveRef, Resolved, SetDistTag,
 };
+use quiver_engine::store::advisories::{Advisory, AdvisoryFilter, NewAdvisory, Severity};
 use quiver_model::{EntryKey, Kind};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, PathParams, Query};
 use crate::params::Param;
-use crate::reply::Json;
+use crate::reply::{Created, Json};
 use crate::routes::EntryPath;
 use crate::AppState;
 
@@ -98,6 +99,106 @@ pub async fn remove_dist_tag(
         state
             .registry
             .set_dist_tag(&caller, &p.key(), &p.tag, None)
+            .await?,
+    ))
+}
+
+/// Which advisories to list.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvisoryParams {
+    /// With namespace and name: only the advisories affecting that entry.
+    kind: Option<Param<Kind>>,
+    namespace: Option<String>,
+    name: Option<String>,
+    /// The least severity: low, medium, high or critical.
+    severity: Option<Param<SeverityParam>>,
+    /// Withdrawn advisories too (default false).
+    include_withdrawn: Option<Param<bool>>,
+    /// 1 to 100 (default 50).
+    limit: Option<Param<usize>>,
+}
+
+/// A severity as a query parameter.
+#[derive(Debug, Clone, Copy, JsonSchema)]
+#[schemars(rename = "Severity")]
+pub struct SeverityParam(Severity);
+
+impl std::str::FromStr for SeverityParam {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map(SeverityParam)
+            .map_err(|_| format!("`{s}`: low, medium, high or critical"))
+    }
+}
+
+pub async fn advisories(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(p): Query<AdvisoryParams>,
+) -> ApiResult<Json<Vec<Advisory>>> {
+    let entry = match (p.kind, p.namespace, p.name) {
+        (Some(k), Some(ns), Some(n)) => Some(EntryKey::new(k.0, ns, n)),
+        (None, None, None) => None,
+        _ => {
+            return Err(quiver_model::Error::invalid(
+                "kind",
+                "give kind, namespace and name together, or none of them",
+            )
+            .into())
+        }
+    };
+    let f = AdvisoryFilter {
+        entry,
+        min_severity: p.severity.map(|s| (s.0).0),
+        include_withdrawn: p.include_withdrawn.is_some_and(|b| b.0),
+        limit: p.limit.map_or(50, |l| l.0),
+    };
+    Ok(Json::ok(state.registry.advisories(&caller, f).await?))
+}
+
+/// An advisory's id.
+#[derive(Deserialize, JsonSchema)]
+pub struct AdvisoryPath {
+    /// `QVR-2026-0001`.
+    id: String,
+}
+
+pub async fn advisory(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<AdvisoryPath>,
+) -> ApiResult<Json<Advisory>> {
+    Ok(Json::ok(state.registry.advisory(&caller, &p.id).await?))
+}
+
+pub async fn create_advisory(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<NewAdvisory>,
+) -> ApiResult<Created<Advisory>> {
+    let a = state.registry.create_advisory(&caller, b).await?;
+    Ok(Created::at(format!("/api/v1/advisories/{}", a.id), a))
+}
+
+/// Why an advisory is withdrawn.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    pub reason: String,
+}
+
+pub async fn withdraw_advisory(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<AdvisoryPath>,
+    JsonBody(b): JsonBody<Withdrawal>,
+) -> ApiResult<Json<Advisory>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .withdraw_advisory(&caller, &p.id, b.reason)
             .await?,
     ))
 }

@@ -37,6 +37,7 @@ use quiver_store::{
 };
 
 mod accounts;
+mod advisories;
 mod counters;
 mod cursors;
 mod device;
@@ -121,6 +122,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0020_skill_preferences",
         include_str!("../migrations/sqlite/0020_skill_preferences.sql"),
+    ),
+    (
+        "0021_advisories",
+        include_str!("../migrations/sqlite/0021_advisories.sql"),
     ),
 ];
 
@@ -263,7 +268,8 @@ impl SqliteStore {
             identities: me.clone(),
             cursors: me.clone(),
             telemetry: me.clone(),
-            pipeline: me,
+            pipeline: me.clone(),
+            advisories: me,
             feed: self.inner.feed.clone(),
         }
     }

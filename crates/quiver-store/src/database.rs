@@ -56,6 +56,8 @@ pub struct Database {
     pub telemetry: Arc<dyn TelemetryStore>,
     /// The recipe pipeline's queue, results, blocks, valves, checksums and requests.
     pub pipeline: Arc<dyn PipelineStore>,
+    /// Security advisories and the entries they affect.
+    pub advisories: Arc<dyn crate::advisories::AdvisoryStore>,
 }
 
 impl Database {

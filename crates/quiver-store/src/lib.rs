@@ -31,6 +31,7 @@ use quiver_model::{
 use serde::{Deserialize, Serialize};
 
 pub mod accounts;
+pub mod advisories;
 pub mod audit;
 pub mod cursors;
 pub mod database;

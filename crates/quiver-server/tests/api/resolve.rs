@@ -288,3 +288,186 @@ async fn ranges_pins_yanked_deprecated_and_lock_sets() {
     assert_eq!(v["name"], "@types/node");
     assert_eq!(v["content_hash"], Value::Null);
 }
+
+/// Advisories: published by moderators only, listed with filters, shown in resolution
+/// for the versions they affect with the next fix, withdrawn, and never leaking a private
+/// entry.
+#[tokio::test]
+async fn advisories_are_published_listed_and_shown_in_resolution() {
+    let app = TestApp::builder()
+        .admin_token(ADMIN)
+        .user("mallory")
+        .start()
+        .await;
+    module(
+        &app,
+        "alice",
+        "fmt",
+        "public",
+        &["1.0.0", "1.1.0", "1.2.0", "2.0.0"],
+    )
+    .await;
+    module(&app, "secretco", "internal", "private", &["1.0.0"]).await;
+    let body = |summary: &str, severity: &str, entry: (&str, &str), range: &str, fixed: Value| {
+        json!({"summary": summary, "severity": severity, "aliases": ["CVE-2026-4242"],
+               "description": "Titles reach the prompt unescaped.",
+               "recommendation": "Upgrade.", "verified": true,
+               "affected": [{"entry": {"kind": "module", "namespace": entry.0, "name": entry.1},
+                             "range": range, "fixed": fixed}]})
+    };
+    // Only moderators and admins publish.
+    let b1 = body(
+        "Prompt injection",
+        "high",
+        ("alice", "fmt"),
+        "<1.2.0",
+        json!(["1.2.0"]),
+    );
+    let (s, _) = app.post("/api/v1/advisories", None, b1.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let mallory = app.session("mallory").to_string();
+    let (s, _) = app
+        .post("/api/v1/advisories", Some(&mallory), b1.clone())
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, a1) = app.post("/api/v1/advisories", Some(ADMIN), b1).await;
+    assert_eq!(s, StatusCode::CREATED, "{a1}");
+    let id1 = a1["id"].as_str().unwrap().to_string();
+    assert!(id1.starts_with("QVR-") && id1.ends_with("-0001"), "{id1}");
+    let (s, a2) = app
+        .post(
+            "/api/v1/advisories",
+            Some(ADMIN),
+            body(
+                "Crash on empty input",
+                "low",
+                ("alice", "fmt"),
+                ">=2.0.0",
+                json!([]),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a2}");
+    let (s, secret) = app
+        .post(
+            "/api/v1/advisories",
+            Some(ADMIN),
+            body(
+                "Internal leak",
+                "critical",
+                ("secretco", "internal"),
+                "*",
+                json!([]),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{secret}");
+    // Bad input: the field and reason, nothing written.
+    let (s, e) = app
+        .post(
+            "/api/v1/advisories",
+            Some(ADMIN),
+            body("Bad", "high", ("alice", "fmt"), "soon", json!([])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "affected[0].range");
+    let (s, e) = app
+        .post(
+            "/api/v1/advisories",
+            Some(ADMIN),
+            body("Bad", "high", ("alice", "nope"), "*", json!([])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "affected[0].entry");
+
+    // Listed newest first; the private entry's advisory only for those who may see it.
+    let (_, list) = app.get("/api/v1/advisories", None).await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a2["id"].as_str().unwrap(), id1.as_str()], "{list}");
+    assert!(!list.to_string().contains("Internal leak"));
+    let (s, _) = app
+        .get(
+            &format!("/api/v1/advisories/{}", secret["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, all) = app.get("/api/v1/advisories", Some(ADMIN)).await;
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let (_, high) = app.get("/api/v1/advisories?severity=high", None).await;
+    assert_eq!(high.as_array().unwrap().len(), 1);
+    let (_, of_fmt) = app
+        .get(
+            "/api/v1/advisories?kind=module&namespace=alice&name=fmt",
+            None,
+        )
+        .await;
+    assert_eq!(of_fmt.as_array().unwrap().len(), 2);
+    let (s, _) = app.get("/api/v1/advisories?severity=dire", None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Resolution: an affected version carries the advisory and the next fix.
+    let (_, v) = app
+        .get("/api/v1/resolve/module/alice/fmt?range=1.0.0", None)
+        .await;
+    assert_eq!(v["advisories"][0]["id"], json!(id1), "{v}");
+    assert_eq!(v["advisories"][0]["severity"], "high");
+    assert_eq!(v["next_fix"], "1.2.0");
+    assert!(v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("fixed in 1.2.0")));
+    let (_, v) = app
+        .get("/api/v1/resolve/module/alice/fmt?range=%5E1", None)
+        .await;
+    assert_eq!(v["version"], "1.2.0");
+    assert_eq!(v["advisories"], json!([]), "1.2.0 is the fix");
+    let (_, v) = app.get("/api/v1/resolve/module/alice/fmt", None).await;
+    assert_eq!(v["version"], "2.0.0");
+    assert_eq!(v["advisories"][0]["severity"], "low");
+    assert_eq!(v["next_fix"], Value::Null, "no fix yet");
+    // Withdrawn: gone from resolution and the list, still readable.
+    let (s, w) = app
+        .post(
+            &format!("/api/v1/advisories/{id1}/withdraw"),
+            Some(ADMIN),
+            json!({"reason": "not exploitable"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert!(w["withdrawn_at"].is_string());
+    let (_, v) = app
+        .get("/api/v1/resolve/module/alice/fmt?range=1.0.0", None)
+        .await;
+    assert_eq!(v["advisories"], json!([]));
+    let (s, _) = app.get(&format!("/api/v1/advisories/{id1}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = app.get("/api/v1/advisories", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, log) = app
+        .get(
+            "/api/v1/audit?action=advisory.publish&limit=100",
+            Some(ADMIN),
+        )
+        .await;
+    // Three publishes, and mallory's denied attempt.
+    let outcomes: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["allowed", "allowed", "allowed", "denied"],
+        "{log}"
+    );
+}
