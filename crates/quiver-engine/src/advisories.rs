@@ -75,7 +75,7 @@ fn check(new: &NewAdvisory) -> Result<()> {
 }
 
 /// Whether `version` is affected by `a` for the entry `key`, and the versions that fix it.
-pub(crate) fn affects<'a>(
+pub fn affects<'a>(
     a: &'a Advisory,
     key: &quiver_model::EntryKey,
     version: &str,

@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use limits::RouteClass;
 
 mod account_pages;
+mod advisory_pages;
 pub mod conn;
 mod device;
 pub mod error;
@@ -532,6 +533,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/pipeline", get_with(pipeline_pages::dashboard, doc("The website's recipe pipeline dashboard: queue depth, activity chart, valves and the emergency stop, blockers, gaps, checksum alerts, recent failures (filters: ecosystem, environment, category; pages with before)")))
         .api_route("/pipeline/items/{id}", get_with(pipeline_pages::item, doc("The website's page of a pipeline queue item: what blocks it, its latest result per environment, its history")))
         .api_route("/experiments/{name}", get_with(intel_pages::experiment, doc("The website's page of an A/B test: each arm's figures, the significance tests, the verdict, and its buttons")))
+        .api_route("/advisories", get_with(advisory_pages::list, doc("The website's list of security advisories (filters: severity, withdrawn)")))
+        .api_route("/advisories/{id}", get_with(advisory_pages::one, doc("The website's page of one security advisory: what it affects and what fixes it")))
         .api_route("/skills/suggest", get_with(suggest_pages::suggest, doc("The website's \"which skills fit my project\" page: packages in a GET form, the ranked skills with the packages each matched")))
         .api_route("/select", get_with(tool_pages::select, doc("The website's selection playground: a capability, variables, constraints and weights; the ranked tools")))
         .api_route(

@@ -75,6 +75,14 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
                 "suggest.html",
                 include_str!("../templates/web/suggest.html"),
             ),
+            (
+                "advisories.html",
+                include_str!("../templates/web/advisories.html"),
+            ),
+            (
+                "advisory.html",
+                include_str!("../templates/web/advisory.html"),
+            ),
             ("home.html", include_str!("../templates/web/home.html")),
             ("search.html", include_str!("../templates/web/search.html")),
             ("entry.html", include_str!("../templates/web/entry.html")),
@@ -681,6 +689,21 @@ struct VersionView {
     reason: Option<String>,
     changelog: Option<String>,
     breaking: bool,
+    /// The ids of the advisories that affect it.
+    advisories: Vec<String>,
+}
+
+/// An advisory of the entry, for its banner and list.
+#[derive(Serialize)]
+struct AdvisoryBanner {
+    id: String,
+    href: String,
+    severity: String,
+    summary: String,
+    range: String,
+    fixed: Vec<String>,
+    /// It affects the latest version.
+    current: bool,
 }
 
 #[derive(Serialize)]
@@ -707,6 +730,7 @@ struct EntryView {
     more_versions: bool,
     outgoing: Vec<RelationView>,
     incoming: Vec<RelationView>,
+    advisories: Vec<AdvisoryBanner>,
 }
 
 /// A scoped npm package's page path: `/package/{namespace}/{scope}/{name}`.
@@ -778,7 +802,52 @@ async fn entry_view(
     let held_back =
         e.latest_version.is_none() && !page.items.is_empty() && page.items.iter().all(|v| v.yanked);
     let (platforms, steps) = recipe_platforms(e.kind, manifest);
+    let advisories = r
+        .advisories(
+            caller,
+            quiver_engine::store::advisories::AdvisoryFilter {
+                entry: Some(e.key()),
+                limit: quiver_engine::advisories::MAX_LIST,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let affecting = |version: &str| -> Vec<String> {
+        advisories
+            .iter()
+            .filter(|a| quiver_engine::advisories::affects(a, &e.key(), version).is_some())
+            .map(|a| a.id.clone())
+            .collect()
+    };
+    let mut versions: Vec<VersionView> = page.items.iter().map(version_view).collect();
+    for v in &mut versions {
+        v.advisories = affecting(&v.version);
+    }
+    let current = e
+        .latest_version
+        .as_deref()
+        .map(affecting)
+        .unwrap_or_default();
+    let banners = advisories
+        .iter()
+        .flat_map(|a| {
+            a.affected
+                .iter()
+                .filter(|x| x.entry == e.key())
+                .map(|x| AdvisoryBanner {
+                    id: a.id.clone(),
+                    href: format!("/advisories/{}", a.id),
+                    severity: severity_name(a.severity).to_string(),
+                    summary: a.summary.clone(),
+                    range: x.range.clone(),
+                    fixed: x.fixed.clone(),
+                    current: current.contains(&a.id),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     Ok(EntryView {
+        advisories: banners,
         usage: usage(&e, manifest),
         schemas: tool_schemas(&e, manifest),
         capabilities: capabilities(manifest),
@@ -786,7 +855,7 @@ async fn entry_view(
         steps,
         gates: latest.as_ref().and_then(gates_view),
         more_versions: page.next_cursor.is_some(),
-        versions: page.items.iter().map(version_view).collect(),
+        versions,
         outgoing: relation_views(&relations, key, true),
         incoming: relation_views(&relations, key, false),
         held_back,
@@ -1054,6 +1123,18 @@ fn version_view(v: &Version) -> VersionView {
         reason: v.yank_reason.clone(),
         changelog: v.changelog.clone(),
         breaking: v.breaking,
+        advisories: vec![],
+    }
+}
+
+/// A severity as a word for pages.
+pub(crate) fn severity_name(s: quiver_engine::store::advisories::Severity) -> &'static str {
+    use quiver_engine::store::advisories::Severity::*;
+    match s {
+        Low => "low",
+        Medium => "medium",
+        High => "high",
+        Critical => "critical",
     }
 }
 

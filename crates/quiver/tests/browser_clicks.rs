@@ -402,6 +402,8 @@ async fn the_site_clicked_through_in_a_real_browser() {
             "/experiments",
             "/pipeline",
             "/pipeline/items/github:sharkdp%2Fbat",
+            "/skills/suggest?packages=react%2C+next%2C+pypi%3Apytest",
+            "/advisories",
             "/signin",
         ] {
             c.goto(&server.url(path)).await.unwrap();
@@ -431,6 +433,11 @@ async fn the_site_clicked_through_in_a_real_browser() {
     at(&c, "/pipeline/items/github:sharkdp%2Fbat").await;
     assert!(c.source().await.unwrap().contains("oniguruma"));
     screenshot(&c, "pipeline-item").await;
+    c.goto(&server.url("/skills/suggest?packages=react%2C+next%2C+pypi%3Apytest"))
+        .await
+        .unwrap();
+    assert!(c.source().await.unwrap().contains("react-best-practices"));
+    screenshot(&c, "suggest").await;
     c.goto(&server.url("/signin")).await.unwrap();
     screenshot(&c, "signin").await;
 

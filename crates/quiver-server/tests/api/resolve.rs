@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::TestApp;
+use crate::web_account::Browser;
 
 const ADMIN: &str = "admin-secret";
 
@@ -434,6 +435,41 @@ async fn advisories_are_published_listed_and_shown_in_resolution() {
     assert_eq!(v["version"], "2.0.0");
     assert_eq!(v["advisories"][0]["severity"], "low");
     assert_eq!(v["next_fix"], Value::Null, "no fix yet");
+    // The website: the list, one advisory, and the banner on the affected entry.
+    let mut visitor = Browser::new(&app);
+    let page = visitor.get("/advisories").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.html.replace("&#x2f;", "/");
+    assert!(
+        html.contains(&id1) && html.contains("Prompt injection"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("Internal leak"),
+        "a private entry's advisory: {html}"
+    );
+    let page = visitor.get("/advisories?severity=high").await;
+    assert!(!page.html.contains("Crash on empty input"));
+    let page = visitor.get(&format!("/advisories/{id1}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("CVE-2026-4242") && page.html.contains("1.2.0"));
+    let page = visitor
+        .get(&format!("/advisories/{}", secret["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    let page = visitor.get("/module/alice/fmt").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.html.replace("&#x2f;", "/");
+    assert!(
+        html.contains("role=\"alert\"><strong>Security advisory")
+            && html.contains("The latest version is affected"),
+        "the latest (2.0.0) is affected by the low one: {html}"
+    );
+    assert!(
+        html.contains(&format!("href=\"/advisories/{id1}\"")),
+        "{html}"
+    );
+
     // Withdrawn: gone from resolution and the list, still readable.
     let (s, w) = app
         .post(
