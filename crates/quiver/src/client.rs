@@ -77,6 +77,74 @@ impl Client {
     }
 }
 
+impl Client {
+    /// [`Client::call`] for a read worth keeping (`suggest`, `resolve`, `info`): the answer
+    /// is cached with its `ETag` and revalidated; when the server cannot be reached, the
+    /// cached answer is given, with a note on standard error saying so and as of when.
+    pub(crate) async fn call_cached(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Option<Value>> {
+        let server = self.remote.server.clone();
+        let m = method.as_str().to_string();
+        let cached = crate::cache::load(&server, &m, path, body);
+        let url = format!("{}{}", server.trim_end_matches('/'), path);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(t) = &self.remote.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(tag) = cached.as_ref().and_then(|c| c.etag.as_deref()) {
+            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                return match cached {
+                    Some(c) => {
+                        eprintln!(
+                            "offline: {server} cannot be reached; answering from the cache as \
+                             of {}",
+                            c.at
+                        );
+                        Ok(Some(c.body))
+                    }
+                    None => Err(anyhow!(
+                        "could not reach the server at {server} and nothing is cached for \
+                         this request (is `quiver serve` running? set --server or \
+                         QUIVER_SERVER)"
+                    )),
+                };
+            }
+            Err(e) => return Err(anyhow!("request to {url} failed: {e}")),
+        };
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            if let Some(c) = cached {
+                return Ok(Some(c.body));
+            }
+        }
+        if status == StatusCode::NOT_FOUND && method == Method::GET {
+            return Ok(None);
+        }
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            crate::cache::store(&server, &m, path, body, etag.as_deref(), &value);
+            return Ok(Some(value));
+        }
+        Err(refusal(status, &value))
+    }
+}
+
 /// The error for a refused request: the server's message, and field when it names one.
 fn refusal(status: StatusCode, body: &Value) -> anyhow::Error {
     let e = &body["error"];
@@ -185,12 +253,12 @@ pub async fn info(a: InfoArgs) -> anyhow::Result<()> {
     let client = Client::new(a.remote.clone());
     let path = entry_path(a.kind, &ns, &name);
     let entry = client
-        .call(Method::GET, &path, None)
+        .call_cached(Method::GET, &path, None)
         .await?
         .ok_or_else(|| anyhow!("{} {ns}/{name} not found", a.kind))?;
     // The newest versions (the list is paged; `info` shows the first page).
     let versions = client
-        .call(Method::GET, &format!("{path}/versions?limit=100"), None)
+        .call_cached(Method::GET, &format!("{path}/versions?limit=100"), None)
         .await?
         .map(|page| page["items"].clone())
         .unwrap_or(json!([]));

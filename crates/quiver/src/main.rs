@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench_exec;
+mod cache;
 mod client;
 mod local;
 mod login;

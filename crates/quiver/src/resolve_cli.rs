@@ -60,7 +60,7 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<()> {
             path.push_str(&format!("?range={}", encode(r)));
         }
         let v = client
-            .call(Method::GET, &path, None)
+            .call_cached(Method::GET, &path, None)
             .await?
             .unwrap_or(Value::Null);
         vec![json!({"resolved": v})]
@@ -69,7 +69,7 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<()> {
             "kind": a.kind, "namespace": ns, "name": name, "range": range,
         })).collect::<Vec<_>>()});
         let v = client
-            .call(Method::POST, "/api/v1/resolve", Some(&body))
+            .call_cached(Method::POST, "/api/v1/resolve", Some(&body))
             .await?
             .unwrap_or(Value::Null);
         v["items"].as_array().cloned().unwrap_or_default()

@@ -73,7 +73,7 @@ pub async fn run(a: SuggestArgs) -> anyhow::Result<()> {
         body["manifest"] = json!({"filename": filename, "content": content});
     }
     let r = client
-        .call(Method::POST, "/api/v1/skills/suggest", Some(&body))
+        .call_cached(Method::POST, "/api/v1/skills/suggest", Some(&body))
         .await?
         .unwrap_or(Value::Null);
     if a.remote.json {

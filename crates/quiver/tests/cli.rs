@@ -14,6 +14,11 @@ fn quiver(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("QUIVER_LOG", "warn")
+        // The client's cache, out of the user's home (keys include the server's port).
+        .env(
+            "QUIVER_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+        )
         .output()
         .expect("run quiver");
     (
@@ -684,4 +689,44 @@ async fn imported_versions_get_their_gates_through_the_feed() {
     ))
     .await;
     assert!(p["validation"].is_null(), "not gated: {p}");
+}
+
+/// Suggestions and resolutions fetched once are answered from the client's cache when
+/// the server is gone, saying so; what was never fetched is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_the_cache_when_the_server_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--demo"]);
+    let base = server.base.clone();
+    let s = ["--server", base.as_str()];
+    let resolve = [
+        &["resolve"],
+        &s[..],
+        &["module", "mlld/env@~1.0", "mlld/env"],
+    ]
+    .concat();
+    let suggest = [&["suggest"], &s[..], &["react", "pypi:pytest"]].concat();
+    let (ok, resolved, err) = quiver(&resolve);
+    assert!(ok, "{err}");
+    assert!(!err.contains("offline"), "{err}");
+    let (ok, suggested, err) = quiver(&suggest);
+    assert!(ok, "{err}");
+    // Online again: the same answers, revalidated (not from the cache).
+    let (ok, again, err) = quiver(&resolve);
+    assert!(ok && again == resolved && !err.contains("offline"), "{err}");
+    drop(server);
+
+    let (ok, offline, err) = quiver(&resolve);
+    assert!(ok, "{err}");
+    assert_eq!(offline, resolved);
+    assert!(
+        err.contains("offline: ") && err.contains("answering from the cache as of"),
+        "{err}"
+    );
+    let (ok, offline, err) = quiver(&suggest);
+    assert!(ok, "{err}");
+    assert_eq!(offline, suggested);
+    assert!(err.contains("offline: "), "{err}");
+    let (ok, _, err) = quiver(&[&["resolve"], &s[..], &["module", "mlld/env@~9.9"]].concat());
+    assert!(!ok && err.contains("nothing is cached"), "{err}");
 }
