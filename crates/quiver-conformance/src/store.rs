@@ -381,6 +381,61 @@ pub async fn dist_tags(s: &dyn Store) {
     assert_eq!(err.code, ErrorCode::NotFound);
 }
 
+/// Usage events: idempotent by id, unknown entries named; co-installs counted by
+/// distinct project, above a least number of projects.
+pub async fn usage_events_and_co_installs(s: &dyn Store) {
+    use quiver_store::UsageEvent;
+    for name in ["react", "next", "vue"] {
+        s.create_entry(new_entry(Kind::Package, "npm", name, name))
+            .await
+            .unwrap();
+    }
+    let at = jiff::Timestamp::from_millisecond(1_700_000_000_000).unwrap();
+    let ev = |id: String, name: &str, project: &str| UsageEvent {
+        id,
+        kind: "install".into(),
+        entry: key(Kind::Package, "npm", name),
+        version: None,
+        project: Some(project.into()),
+        at,
+    };
+    let mut batch = Vec::new();
+    // react and next together in 4 projects (twice in p0); react and vue in 1.
+    for p in 0..4 {
+        batch.push(ev(format!("r{p}"), "react", &format!("p{p}")));
+        batch.push(ev(format!("n{p}"), "next", &format!("p{p}")));
+    }
+    batch.push(ev("n0-again".into(), "next", "p0"));
+    batch.push(ev("v0".into(), "vue", "p0"));
+    batch.push(ev("x".into(), "left-pad", "p0"));
+    let out = s.record_events(batch.clone()).await.unwrap();
+    assert_eq!((out.accepted, out.duplicates), (10, 0));
+    assert_eq!(out.unknown, [10]);
+    let again = s.record_events(batch).await.unwrap();
+    assert_eq!(
+        (again.accepted, again.duplicates),
+        (0, 10),
+        "idempotent by id"
+    );
+    let react = key(Kind::Package, "npm", "react");
+    let got = s.co_installed(&react, 1, 10).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.entry.name.as_str(), c.projects))
+            .collect::<Vec<_>>(),
+        [("next", 4), ("vue", 1)],
+        "distinct projects, most first"
+    );
+    let got = s.co_installed(&react, 2, 10).await.unwrap();
+    assert_eq!(got.len(), 1, "vue is below the least support");
+    assert!(s.co_installed(&react, 5, 10).await.unwrap().is_empty());
+    assert!(s
+        .co_installed(&key(Kind::Package, "npm", "nope"), 1, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn validation_is_recorded(s: &dyn Store) {
     let k = key(Kind::Tool, "acme", "text.checked");
     s.create_entry(new_entry(k.kind, &k.namespace, &k.name, "d"))
@@ -905,6 +960,7 @@ macro_rules! conformance_suite {
             versions_are_immutable_and_ordered,
             yank_and_unyank,
             dist_tags,
+            usage_events_and_co_installs,
             validation_is_recorded,
             list_filters_and_pages,
             relations,

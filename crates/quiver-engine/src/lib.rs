@@ -49,6 +49,7 @@ pub mod advisories;
 pub mod audit;
 pub mod bulk;
 pub mod device;
+pub mod events;
 pub mod experiments;
 pub mod gates;
 pub mod lifecycle;

@@ -181,6 +181,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0021_advisories",
         include_str!("../migrations/postgres/0021_advisories.sql"),
     ),
+    (
+        "0022_usage_events",
+        include_str!("../migrations/postgres/0022_usage_events.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

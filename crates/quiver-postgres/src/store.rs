@@ -17,6 +17,7 @@ use quiver_store::{
     Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, PreferenceAction,
     SkillPreference, Store, StoreStats, ValidVersion,
 };
+use quiver_store::{CoInstall, EventsOutcome, UsageEvent};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -1448,6 +1449,80 @@ impl Store for PostgresStore {
         };
         written.context("writing a skill preference")?;
         Ok(())
+    }
+
+    async fn record_events(&self, events: Vec<UsageEvent>) -> Result<EventsOutcome> {
+        let mut client = self.pooled().await?;
+        let tx = client
+            .transaction()
+            .await
+            .context("beginning an events batch")?;
+        let mut out = EventsOutcome::default();
+        for (i, e) in events.iter().enumerate() {
+            let Some(id) = entry_id(&tx, &e.entry).await? else {
+                out.unknown.push(i);
+                continue;
+            };
+            let at = e.at.as_millisecond();
+            let n = tx
+                .execute(
+                    "INSERT INTO usage_events (id, kind, entry_id, version, project, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    &[&e.id, &e.kind, &id, &e.version, &e.project, &at],
+                )
+                .await
+                .context("recording an event")?;
+            if n == 0 {
+                out.duplicates += 1;
+            } else {
+                out.accepted += 1;
+            }
+        }
+        tx.commit().await.context("committing an events batch")?;
+        Ok(out)
+    }
+
+    async fn co_installed(
+        &self,
+        key: &EntryKey,
+        min_projects: u64,
+        limit: usize,
+    ) -> Result<Vec<CoInstall>> {
+        let c = self.read_client().await?;
+        let Some(id) = entry_id(&c, key).await? else {
+            return Ok(Vec::new());
+        };
+        let (min, lim) = (min_projects as i64, limit as i64);
+        let rows = c
+            .query(
+                "SELECT e.kind, e.namespace, e.name, COUNT(DISTINCT b.project) AS n \
+                 FROM usage_events a JOIN usage_events b ON b.project = a.project \
+                 AND b.kind = 'install' AND b.entry_id <> a.entry_id \
+                 JOIN entries e ON e.id = b.entry_id \
+                 WHERE a.entry_id = $1 AND a.kind = 'install' AND a.project IS NOT NULL \
+                 GROUP BY b.entry_id, e.kind, e.namespace, e.name \
+                 HAVING COUNT(DISTINCT b.project) >= $2 \
+                 ORDER BY n DESC, e.namespace COLLATE \"C\", e.name COLLATE \"C\" LIMIT $3",
+                &[&id, &min, &lim],
+            )
+            .await
+            .context("finding co-installed entries")?;
+        rows.iter()
+            .map(|r| {
+                let decode = || -> std::result::Result<CoInstall, BoxError> {
+                    let kind: String = r.try_get(0)?;
+                    Ok(CoInstall {
+                        entry: EntryKey::new(
+                            parse_enum(&kind)?,
+                            r.try_get::<_, String>(1)?,
+                            r.try_get::<_, String>(2)?,
+                        ),
+                        projects: r.try_get::<_, i64>(3)?.max(0) as u64,
+                    })
+                };
+                decode().context("decoding a co-install")
+            })
+            .collect()
     }
 
     async fn feed_since(&self, after: i64, limit: usize) -> Result<Vec<FeedEvent>> {

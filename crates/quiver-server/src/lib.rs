@@ -189,6 +189,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(r::get_entry, doc("Read one entry (exact lookup, no search index)")),
         )
         .api_route(&entry("/versions"), get_with(r::list_versions, doc("List versions, newest first")))
+        .api_route(&entry("/co-installed"), get_with(sg::co_installed, doc("Entries installed in the same projects as this one (from reported install events), most first, each behind at least min_projects projects (never fewer than 5)")))
         .api_route(&entry("/dist-tags"), get_with(resolve_routes::dist_tags, doc("An entry's dist-tags, and what latest resolves to (the tag when set, else the highest release)")))
         .api_route(
             &entry("/relations"),
@@ -354,6 +355,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             post_with(r::yank, doc("Yank a version, with a reason")),
         )
         .api_route(&entry("/versions/{version}/unyank"), post_with(r::unyank, doc("Undo a yank")))
+        .api_route("/api/v1/events", post_with(sg::record_events, doc("Report install and use events from a client, 1 to 1,000 a batch, idempotent by the client's event id; the project id is hashed before it is stored; events for entries the caller may not see are answered as unknown")))
         .api_route("/api/v1/advisories", post_with(resolve_routes::create_advisory, doc("Publish a security advisory (moderators and admins; audited): summary, description, severity, CVSS vector, type, recommendation, aliases (CVE, GHSA-style ids), the affected entries with a semver range and the fixed versions; numbered QVR-<year>-<n>")))
         .api_route("/api/v1/advisories/{id}/withdraw", post_with(resolve_routes::withdraw_advisory, doc("Withdraw an advisory with a reason (moderators and admins; audited); it stays readable and is listed with include_withdrawn")))
         .api_route("/api/v1/user/skill-preferences", post_with(sg::set_preference, doc("Pin (always first), hide (never suggested) or clear a skill for a package (`*`: every package) in the caller's own suggestions (signed-in users and their tokens)")))

@@ -3,7 +3,8 @@
 //! `suggest` service. Reads: a caller sees only the skills and packages they may read.
 
 use axum::extract::State;
-use quiver_engine::store::SkillPreference;
+use quiver_engine::events::{CoInstalls, EventBatch};
+use quiver_engine::store::{EventsOutcome, SkillPreference};
 use quiver_engine::suggest::{
     BulkSuggestRequest, BulkSuggestions, PackageSkills, SetPreference, SuggestRequest, Suggestions,
 };
@@ -12,7 +13,7 @@ use serde::Deserialize;
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, PathParams, Query};
-use crate::params::{values, Csv, Param};
+use crate::params::{values, Csv, PageSize, Param};
 use crate::reply::Json;
 use crate::AppState;
 
@@ -108,5 +109,42 @@ pub async fn set_preference(
 ) -> ApiResult<Json<Vec<SkillPreference>>> {
     Ok(Json::ok(
         state.registry.set_skill_preference(&caller, req).await?,
+    ))
+}
+
+pub async fn record_events(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(b): JsonBody<EventBatch>,
+) -> ApiResult<Json<EventsOutcome>> {
+    Ok(Json::ok(state.registry.record_events(&caller, b).await?))
+}
+
+/// How many, and how sure.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoInstallParams {
+    /// The least number of projects behind a recommendation (never below 5).
+    min_projects: Option<Param<u64>>,
+    /// 1 to 100 (default 10).
+    limit: Option<PageSize>,
+}
+
+pub async fn co_installed(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(p): PathParams<crate::routes::EntryPath>,
+    Query(q): Query<CoInstallParams>,
+) -> ApiResult<Json<CoInstalls>> {
+    Ok(Json::ok(
+        state
+            .registry
+            .co_installed(
+                &caller,
+                &p.key(),
+                q.min_projects.map(|m| m.0),
+                q.limit.map_or(10, |l| l.0),
+            )
+            .await?,
     ))
 }

@@ -35,6 +35,7 @@ use quiver_store::{
     ImportedFields, Incoming, LocalFeed, MemoryLimiter, Page, PreferenceAction, ResolutionSet,
     SkillPreference, Store, StoreStats, ValidVersion,
 };
+use quiver_store::{CoInstall, EventsOutcome, UsageEvent};
 
 mod accounts;
 mod advisories;
@@ -126,6 +127,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0021_advisories",
         include_str!("../migrations/sqlite/0021_advisories.sql"),
+    ),
+    (
+        "0022_usage_events",
+        include_str!("../migrations/sqlite/0022_usage_events.sql"),
     ),
 ];
 
@@ -1387,6 +1392,80 @@ impl Store for SqliteStore {
             }
             .context("writing a skill preference")?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_events(&self, events: Vec<UsageEvent>) -> Result<EventsOutcome> {
+        self.write(move |tx| {
+            let mut out = EventsOutcome::default();
+            for (i, e) in events.iter().enumerate() {
+                let Some(id) = entry_id(tx, &e.entry)? else {
+                    out.unknown.push(i);
+                    continue;
+                };
+                let n = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO usage_events (id, kind, entry_id, version, \
+                         project, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            e.id,
+                            e.kind,
+                            id,
+                            e.version,
+                            e.project,
+                            e.at.as_millisecond()
+                        ])
+                    })
+                    .context("recording an event")?;
+                if n == 0 {
+                    out.duplicates += 1;
+                } else {
+                    out.accepted += 1;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn co_installed(
+        &self,
+        key: &EntryKey,
+        min_projects: u64,
+        limit: usize,
+    ) -> Result<Vec<CoInstall>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let Some(id) = entry_id(c, &key)? else {
+                return Ok(Vec::new());
+            };
+            c.prepare_cached(
+                "SELECT e.kind, e.namespace, e.name, COUNT(DISTINCT b.project) AS n \
+                 FROM usage_events a JOIN usage_events b ON b.project = a.project \
+                 AND b.kind = 'install' AND b.entry_id <> a.entry_id \
+                 JOIN entries e ON e.id = b.entry_id \
+                 WHERE a.entry_id = ?1 AND a.kind = 'install' AND a.project IS NOT NULL \
+                 GROUP BY b.entry_id HAVING n >= ?2 ORDER BY n DESC, e.namespace, e.name \
+                 LIMIT ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![id, min_projects as i64, limit as i64], |r| {
+                    let kind: String = r.get(0)?;
+                    Ok(CoInstall {
+                        entry: EntryKey::new(
+                            kind.parse().unwrap_or(quiver_model::Kind::Package),
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ),
+                        projects: r.get::<_, i64>(3)?.max(0) as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .context("finding co-installed entries")
         })
         .await
     }

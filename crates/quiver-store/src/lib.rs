@@ -86,6 +86,38 @@ pub struct DistTag {
     pub updated_at: jiff::Timestamp,
 }
 
+/// An install or use a client reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct UsageEvent {
+    /// The client's id for the event: a second report of it is a duplicate.
+    pub id: String,
+    /// `install` or `use`.
+    pub kind: String,
+    pub entry: EntryKey,
+    pub version: Option<String>,
+    /// The project it happened in, as an opaque id.
+    pub project: Option<String>,
+    pub at: jiff::Timestamp,
+}
+
+/// What a batch of events did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EventsOutcome {
+    pub accepted: usize,
+    /// Already reported (same id).
+    pub duplicates: usize,
+    /// For entries the registry does not hold, by index in the batch.
+    pub unknown: Vec<usize>,
+}
+
+/// An entry installed in the same projects as another, with how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CoInstall {
+    pub entry: EntryKey,
+    /// Projects that installed both.
+    pub projects: u64,
+}
+
 /// What a user asked of one skill's suggestion for one package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -448,6 +480,16 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(out)
     }
+    /// Record reported events (one transaction; ids already seen are duplicates).
+    async fn record_events(&self, events: Vec<UsageEvent>) -> Result<EventsOutcome>;
+    /// The entries installed in the most projects that also installed `key`, with at
+    /// least `min_projects` such projects, most first.
+    async fn co_installed(
+        &self,
+        key: &EntryKey,
+        min_projects: u64,
+        limit: usize,
+    ) -> Result<Vec<CoInstall>>;
     /// A user's skill preferences, by ecosystem, package and skill.
     async fn skill_preferences(&self, user_id: i64) -> Result<Vec<SkillPreference>>;
     /// Set (`Some`) or clear (`None`) a user's preference for a skill (which must exist)

@@ -509,3 +509,105 @@ async fn pinned_and_hidden_skills_are_the_users_own() {
     let (s, _) = app.get(prefs, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "preferences need an account");
 }
+
+/// Install events, idempotent; co-install recommendations only above the minimum support,
+/// and never naming a private entry.
+#[tokio::test]
+async fn co_install_recommendations_need_enough_projects() {
+    let app = TestApp::builder().admin_token(ADMIN).start().await;
+    let own = tempfile::tempdir().unwrap();
+    let file = own.path().join("own.jsonl");
+    let npm: BTreeSet<String> = ["react", "next", "vue", "zod"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    std::fs::write(&file, own_records(&npm)).unwrap();
+    import(&app, &file).await;
+    let pkg = |name: &str| json!({"kind": "package", "namespace": "npm", "name": name});
+    let skill = json!({"kind": "skill", "namespace": "secretco", "name": "internal-react"});
+    // next with react in 6 projects, vue with react in 2, the private skill in 6.
+    let mut events = Vec::new();
+    for p in 0..6 {
+        let project = format!("/home/dev/project-{p}");
+        events.push(
+            json!({"id": format!("r{p}"), "kind": "install", "entry": pkg("react"),
+                           "version": "18.2.0", "project": project}),
+        );
+        events.push(
+            json!({"id": format!("n{p}"), "kind": "install", "entry": pkg("next"),
+                           "project": project}),
+        );
+        events.push(
+            json!({"id": format!("s{p}"), "kind": "install", "entry": skill,
+                           "project": project}),
+        );
+        if p < 2 {
+            events.push(
+                json!({"id": format!("v{p}"), "kind": "install", "entry": pkg("vue"),
+                               "project": project}),
+            );
+        }
+    }
+    events.push(json!({"id": "gone", "kind": "install", "entry": pkg("left-pad")}));
+    let (s, v) = app
+        .post("/api/v1/events", None, json!({"events": events.clone()}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The private skill's events are unknown to an anonymous client, as left-pad is.
+    assert_eq!(v["accepted"], 14, "{v}");
+    assert_eq!(v["unknown"].as_array().unwrap().len(), 7, "{v}");
+    let (_, again) = app
+        .post("/api/v1/events", Some(ADMIN), json!({"events": events}))
+        .await;
+    assert_eq!(
+        again["accepted"], 6,
+        "the admin's: the private skill's six: {again}"
+    );
+    assert_eq!(again["duplicates"], 14);
+
+    let path = "/api/v1/entries/package/npm/react/co-installed";
+    let (s, v) = app.get(path, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["min_projects"], 5);
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["entry"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["next"],
+        "vue has 2 projects, the skill is private: {v}"
+    );
+    assert_eq!(v["items"][0]["projects"], 6);
+    let (_, admin) = app.get(path, Some(ADMIN)).await;
+    assert_eq!(admin["items"].as_array().unwrap().len(), 2, "{admin}");
+    // The minimum can be raised, never lowered.
+    let (_, v) = app.get(&format!("{path}?min_projects=1"), None).await;
+    assert_eq!(v["min_projects"], 5);
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    let (_, v) = app.get(&format!("{path}?min_projects=7"), None).await;
+    assert_eq!(v["items"], json!([]));
+    // Bad input names its field and records nothing.
+    for (body, field) in [
+        (json!({"events": []}), "events"),
+        (
+            json!({"events": [{"id": "x", "kind": "download", "entry": pkg("react")}]}),
+            "events[0].kind",
+        ),
+        (
+            json!({"events": [{"id": "", "kind": "install", "entry": pkg("react")}]}),
+            "events[0].id",
+        ),
+        (
+            json!({"events": [{"id": "y", "kind": "install", "entry": pkg("react"),
+                            "version": "latest"}]}),
+            "events[0].version",
+        ),
+    ] {
+        let (s, e) = app.post("/api/v1/events", None, body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert_eq!(e["error"]["field"], json!(field), "{body}: {e}");
+    }
+}
