@@ -1,6 +1,7 @@
 //! The [`Store`] implementation: row mapping, the write transaction with its feed lock,
 //! and every trait method except the bulk import (see `import.rs`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -17,7 +18,7 @@ use quiver_store::{
     Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, PreferenceAction,
     SkillPreference, Store, StoreStats, ValidVersion,
 };
-use quiver_store::{CoInstall, EventsOutcome, UsageEvent};
+use quiver_store::{CoInstall, EventsOutcome, Incoming, ResolutionSet, UsageEvent};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -492,6 +493,40 @@ async fn require_version_id<C: GenericClient>(
     .context("resolving a version")?
     .map(|r| r.get(0))
     .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+}
+
+/// The entries of many keys in one query: `(position in keys, entry)` for those that
+/// exist.
+async fn entries_of<C: GenericClient>(c: &C, keys: &[EntryKey]) -> Result<Vec<(usize, Entry)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+    let namespaces: Vec<&str> = keys.iter().map(|k| k.namespace.as_str()).collect();
+    let name_keys: Vec<String> = keys
+        .iter()
+        .map(|k| name_key(k.kind, &k.namespace, &k.name))
+        .collect();
+    let sql = format!(
+        "SELECT {}, k.ord FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
+         AS k(kind, namespace, name_key, ord) JOIN entries e ON e.kind = k.kind AND \
+         e.namespace = k.namespace AND e.name_key = k.name_key",
+        ENTRY_COLS
+            .split(", ")
+            .map(|c| format!("e.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows = c
+        .query(&sql, &[&kinds, &namespaces, &name_keys])
+        .await
+        .context("reading entries")?;
+    rows.iter()
+        .map(|r| {
+            let ord: i64 = r.try_get(18).context("decoding an entry")?;
+            Ok((ord as usize - 1, entry_from_row(r)?))
+        })
+        .collect()
 }
 
 /// An entry's dist-tags, by tag (byte order, as SQLite sorts).
@@ -1309,6 +1344,167 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| decode_relation(r).context("decoding a relation"))
             .collect()
+    }
+
+    async fn resolution_sets(&self, keys: &[EntryKey]) -> Result<Vec<Option<ResolutionSet>>> {
+        // Three queries whatever the number of keys: entries, versions, tags.
+        let c = self.read_client().await?;
+        let found = entries_of(&c, keys).await?;
+        let ids: Vec<i64> = found.iter().map(|(_, e)| e.id).collect();
+        let mut versions: HashMap<i64, Vec<Version>> = HashMap::new();
+        let mut tags: HashMap<i64, Vec<DistTag>> = HashMap::new();
+        if !ids.is_empty() {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {VERSION_COLS_NO_MANIFEST}, entry_id FROM versions \
+                         WHERE entry_id = ANY($1)"
+                    ),
+                    &[&ids],
+                )
+                .await
+                .context("listing versions")?;
+            for r in &rows {
+                let id: i64 = r.try_get(9).context("decoding a version")?;
+                versions.entry(id).or_default().push(version_from_row(r)?);
+            }
+            let rows = c
+                .query(
+                    "SELECT tag, version, updated_at, entry_id FROM dist_tags \
+                     WHERE entry_id = ANY($1) ORDER BY tag COLLATE \"C\"",
+                    &[&ids],
+                )
+                .await
+                .context("reading dist-tags")?;
+            for r in &rows {
+                let decode = || -> std::result::Result<(i64, DistTag), BoxError> {
+                    Ok((
+                        r.try_get(3)?,
+                        DistTag {
+                            tag: r.try_get(0)?,
+                            version: r.try_get(1)?,
+                            updated_at: ts(r.try_get(2)?),
+                        },
+                    ))
+                };
+                let (id, t) = decode().context("decoding a dist-tag")?;
+                tags.entry(id).or_default().push(t);
+            }
+        }
+        let mut out: Vec<Option<ResolutionSet>> = vec![None; keys.len()];
+        for (i, entry) in found {
+            let mut vs = versions.remove(&entry.id).unwrap_or_default();
+            quiver_store::sort_newest_first(&mut vs);
+            let ts = tags.remove(&entry.id).unwrap_or_default();
+            out[i] = Some(ResolutionSet {
+                entry,
+                versions: vs,
+                tags: ts,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn versions_of(&self, wanted: &[(EntryKey, String)]) -> Result<Vec<Option<Version>>> {
+        let c = self.read_client().await?;
+        let keys: Vec<EntryKey> = wanted.iter().map(|(k, _)| k.clone()).collect();
+        let mut ids: Vec<Option<i64>> = vec![None; wanted.len()];
+        for (i, e) in entries_of(&c, &keys).await? {
+            ids[i] = Some(e.id);
+        }
+        let (entry_ids, names): (Vec<i64>, Vec<&str>) = wanted
+            .iter()
+            .zip(&ids)
+            .filter_map(|((_, v), id)| id.map(|id| (id, v.as_str())))
+            .unzip();
+        let mut found: HashMap<(i64, String), Version> = HashMap::new();
+        if !entry_ids.is_empty() {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {}, v.entry_id FROM unnest($1::int8[], $2::text[]) AS \
+                         w(entry_id, version) JOIN versions v ON v.entry_id = w.entry_id AND \
+                         v.version = w.version",
+                        VERSION_COLS
+                            .split(", ")
+                            .map(|c| format!("v.{}", c.trim()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    &[&entry_ids, &names],
+                )
+                .await
+                .context("reading versions")?;
+            for r in &rows {
+                let id: i64 = r.try_get(9).context("decoding a version")?;
+                let v = version_from_row(r)?;
+                found.insert((id, v.version.clone()), v);
+            }
+        }
+        Ok(wanted
+            .iter()
+            .zip(ids)
+            .map(|((_, v), id)| id.and_then(|id| found.get(&(id, v.clone())).cloned()))
+            .collect())
+    }
+
+    async fn incoming(
+        &self,
+        keys: &[EntryKey],
+        kind: quiver_model::RelationKind,
+    ) -> Result<Vec<Option<Incoming>>> {
+        // Three queries whatever the number of keys: targets, relations, sources.
+        let c = self.read_client().await?;
+        let found = entries_of(&c, keys).await?;
+        let ids: Vec<i64> = found.iter().map(|(_, e)| e.id).collect();
+        let mut by_target: HashMap<i64, Vec<(Relation, i64)>> = HashMap::new();
+        let mut sources: HashMap<i64, Entry> = HashMap::new();
+        if !ids.is_empty() {
+            let rows = c
+                .query(
+                    "SELECT r.kind, f.kind, f.namespace, f.name, t.kind, t.namespace, t.name, \
+                     r.confidence, r.source, r.step_order, r.to_id, r.from_id FROM relations r \
+                     JOIN entries f ON f.id = r.from_id JOIN entries t ON t.id = r.to_id \
+                     WHERE r.to_id = ANY($1) AND r.kind = $2 ORDER BY r.id",
+                    &[&ids, &kind.as_str()],
+                )
+                .await
+                .context("listing relations")?;
+            let mut from_ids = Vec::new();
+            for r in &rows {
+                let rel = decode_relation(r).context("decoding a relation")?;
+                let to: i64 = r.try_get(10).context("decoding a relation")?;
+                let from: i64 = r.try_get(11).context("decoding a relation")?;
+                from_ids.push(from);
+                by_target.entry(to).or_default().push((rel, from));
+            }
+            from_ids.sort_unstable();
+            from_ids.dedup();
+            if !from_ids.is_empty() {
+                let rows = c
+                    .query(
+                        &format!("SELECT {ENTRY_COLS} FROM entries WHERE id = ANY($1)"),
+                        &[&from_ids],
+                    )
+                    .await
+                    .context("reading relations' sources")?;
+                for r in &rows {
+                    let e = entry_from_row(r)?;
+                    sources.insert(e.id, e);
+                }
+            }
+        }
+        let mut out: Vec<Option<Incoming>> = vec![None; keys.len()];
+        for (i, entry) in found {
+            let relations = by_target
+                .remove(&entry.id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(r, from)| sources.get(&from).map(|e| (r, e.clone())))
+                .collect();
+            out[i] = Some(Incoming { entry, relations });
+        }
+        Ok(out)
     }
 
     async fn dist_tags(&self, key: &EntryKey) -> Result<Vec<DistTag>> {

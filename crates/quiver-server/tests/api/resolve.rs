@@ -507,3 +507,57 @@ async fn advisories_are_published_listed_and_shown_in_resolution() {
         "{log}"
     );
 }
+
+/// The batch reads on PostgreSQL: a lock set with a tag, an advisory, a private entry.
+#[tokio::test]
+async fn lock_sets_tags_and_advisories_on_postgres() {
+    let Some(builder) = TestApp::builder().admin_token(ADMIN).postgres() else {
+        return;
+    };
+    let app = builder.start().await;
+    module(
+        &app,
+        "alice",
+        "fmt",
+        "public",
+        &["1.0.0", "1.2.0", "2.0.0-rc.1"],
+    )
+    .await;
+    module(&app, "alice", "io", "public", &["0.1.0"]).await;
+    module(&app, "secretco", "internal", "private", &["1.0.0"]).await;
+    app.put(
+        "/api/v1/entries/module/alice/io/dist-tags/stable",
+        Some(ADMIN),
+        json!({"version": "0.1.0"}),
+    )
+    .await;
+    let (s, a) = app
+        .post(
+            "/api/v1/advisories",
+            Some(ADMIN),
+            json!({"summary": "Old", "severity": "medium", "affected": [{"entry":
+                {"kind": "module", "namespace": "alice", "name": "fmt"},
+                "range": "<1.2.0", "fixed": ["1.2.0"]}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let refs = json!({"references": [
+        {"kind": "module", "namespace": "alice", "name": "fmt", "range": "1.0.0"},
+        {"kind": "module", "namespace": "alice", "name": "io", "range": "stable"},
+        {"kind": "module", "namespace": "alice", "name": "fmt", "range": "^1"},
+        {"kind": "module", "namespace": "secretco", "name": "internal"},
+        {"kind": "module", "namespace": "alice", "name": "fmt", "range": ">=2.0.0-rc.0"}]});
+    let (s, v) = app.post("/api/v1/resolve", None, refs).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(at(&v, 0)["resolved"]["version"], "1.0.0");
+    assert_eq!(at(&v, 0)["resolved"]["next_fix"], "1.2.0");
+    assert_eq!(at(&v, 1)["resolved"]["version"], "0.1.0");
+    assert_eq!(at(&v, 2)["resolved"]["version"], "1.2.0");
+    assert!(at(&v, 2)["resolved"]["source"]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/fmt/1.2.0"));
+    assert_eq!(at(&v, 3)["error"]["code"], "not_found");
+    assert_eq!(at(&v, 4)["resolved"]["version"], "2.0.0-rc.1");
+    assert_eq!(v["failed"], 1);
+}
