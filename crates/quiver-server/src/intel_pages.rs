@@ -316,17 +316,144 @@ pub async fn pattern(
 
 /// `GET /experiments`: the A/B tests of the tools the visitor may read.
 pub async fn experiments(State(state): State<AppState>, v: Visitor) -> Headed<Page> {
+    experiments_page(&state, &v, NewExperimentForm::default(), None).await
+}
+
+/// The list, and (for signed-in visitors) the creation form with what was typed and
+/// the problem, when a creation was refused.
+async fn experiments_page(
+    state: &AppState,
+    v: &Visitor,
+    form: NewExperimentForm,
+    problem: Option<Error>,
+) -> Headed<Page> {
     #[derive(Serialize)]
     struct View {
         tests: Vec<quiver_store::Experiment>,
+        csrf: Option<String>,
+        form: NewExperimentForm,
+        problem: Option<String>,
     }
+    let status = if problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
     match state
         .registry
         .experiments(&v.caller, ExperimentFilter::default())
         .await
     {
-        Ok(tests) => render(&v, StatusCode::OK, "experiments.html", &View { tests }),
-        Err(e) => error_page(&v, e),
+        Ok(tests) => render(
+            v,
+            status,
+            "experiments.html",
+            &View {
+                tests,
+                csrf: v.name().and_then(|_| v.csrf()),
+                form,
+                problem: problem.map(|e| match &e.field {
+                    Some(f) => format!("{f}: {}", e.message),
+                    None => e.message,
+                }),
+            },
+        ),
+        Err(e) => error_page(v, e),
+    }
+}
+
+/// The creation form of an A/B test (the tool's maintainers).
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NewExperimentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    /// The tool, `namespace/name`.
+    #[serde(default)]
+    tool: String,
+    #[serde(default)]
+    capability: String,
+    /// `versions` or `patterns`.
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    arm_a: String,
+    #[serde(default)]
+    arm_b: String,
+    /// The share of subjects for arm b, 0 to 1 (default 0.5).
+    #[serde(default)]
+    split: String,
+    #[serde(default)]
+    description: String,
+    /// `on`: start it at once.
+    #[serde(default)]
+    start: Option<String>,
+}
+
+/// `POST /experiments`: create an A/B test from the form.
+pub async fn create_experiment(
+    State(state): State<AppState>,
+    v: Visitor,
+    Form(f): Form<NewExperimentForm>,
+) -> PageOr {
+    if v.name().is_none() {
+        return crate::account_pages::redirect_to("/signin");
+    }
+    if let Err(e) = v.check_csrf(&f.csrf) {
+        return error_page(&v, e).into();
+    }
+    let new = (|| -> quiver_model::Result<quiver_engine::experiments::NewExperiment> {
+        let subject = match f.subject.as_str() {
+            "versions" => quiver_store::ExperimentSubject::Versions,
+            "patterns" => quiver_store::ExperimentSubject::Patterns,
+            other => {
+                return Err(Error::invalid(
+                    "subject",
+                    format!("'{other}': versions or patterns"),
+                ))
+            }
+        };
+        let split = match f.split.trim() {
+            "" => None,
+            x => Some(x.parse::<f64>().map_err(|_| {
+                Error::invalid("split", format!("'{x}' is not a number between 0 and 1"))
+            })?),
+        };
+        Ok(quiver_engine::experiments::NewExperiment {
+            name: f.name.trim().to_string(),
+            description: f.description.trim().to_string(),
+            tool: f.tool.trim().to_string(),
+            capability: f.capability.trim().to_string(),
+            subject,
+            arm_a: f.arm_a.trim().to_string(),
+            arm_b: f.arm_b.trim().to_string(),
+            split,
+            environment: None,
+            callers: vec![],
+            min_samples: None,
+            auto_complete: false,
+            start: f.start.as_deref().is_some_and(|s| !s.is_empty()),
+        })
+    })();
+    let created = match new {
+        Ok(n) => state.registry.create_experiment(&v.caller, n).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(e) => {
+            use percent_encoding::utf8_percent_encode as enc;
+            redirect_path(
+                &v,
+                format!("/experiments/{}", enc(&e.name, crate::web::SEGMENT)),
+            )
+        }
+        Err(e) if e.code == quiver_model::ErrorCode::InvalidInput => {
+            let mut kept = f.clone();
+            kept.csrf = String::new();
+            experiments_page(&state, &v, kept, Some(e)).await.into()
+        }
+        Err(e) => error_page(&v, e).into(),
     }
 }
 

@@ -342,6 +342,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/pipeline/ecosystems/{ecosystem}", post_with(pipeline_pages::ecosystem_action, form_page("The website's form that pauses, resumes, rate-limits or resets the breaker of an ecosystem (the pipeline's operators)")))
         .api_route("/pipeline/stop", post_with(pipeline_pages::stop, form_page("The website's form that stops the whole recipe pipeline, with a reason (its operators)")))
         .api_route("/pipeline/start", post_with(pipeline_pages::start, form_page("The website's form that starts the recipe pipeline again after an emergency stop (its operators)")))
+        .api_route("/experiments", post_with(intel_pages::create_experiment, form_page("The website's form that creates an A/B test (the tool's maintainers); a refused one shows the form again with the problem")))
         .api_route("/experiments/{name}", post_with(intel_pages::experiment_action, form_page("The website's form that starts, completes or cancels an A/B test (the tool's maintainers)")))
         .api_route("/skills/suggest", post_with(suggest_pages::suggest_manifest, form_page("The website's form that suggests skills for a pasted manifest (package.json, requirements.txt, pyproject.toml, Cargo.toml); it changes nothing")))
         .api_route("/jobs/retry", post_with(staff_pages::retry_job, form_page("The website's form that retries a dead job (admins)")))

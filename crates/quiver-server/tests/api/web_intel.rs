@@ -169,4 +169,51 @@ async fn drift_pattern_chart_and_ab_test_pages() {
     let (_, x) = app.get("/api/v1/experiments/quick-or-not", None).await;
     assert_eq!(x["experiment"]["status"], "completed");
     assert_eq!(x["experiment"]["winner"], "quick");
+
+    // The creation form: for signed-in visitors; a refusal shows the problem and keeps
+    // what was typed; the tool's maintainer creates one; anyone else is refused.
+    let page = a.get("/experiments").await;
+    assert!(page.html.contains("Create an A/B test"), "{}", page.html);
+    let csrf = page.csrf();
+    let anon = visitor.get("/experiments").await;
+    assert!(!anon.html.contains("Create an A/B test"));
+    let form = |subject: &'static str, csrf: String| {
+        vec![
+            ("csrf", csrf),
+            ("name", "capture-again".to_string()),
+            ("tool", "alice/tcpdump".to_string()),
+            ("capability", "packet_capture".to_string()),
+            ("subject", subject.to_string()),
+            ("arm_a", "capture".to_string()),
+            ("arm_b", "quick".to_string()),
+            ("split", "0.3".to_string()),
+        ]
+    };
+    let fields = form("colours", csrf.clone());
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = a.post("/experiments", &fields).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.html
+    );
+    assert!(refused.html.contains("subject:"), "{}", refused.html);
+    assert!(
+        refused.html.contains("value=\"capture-again\""),
+        "kept: {}",
+        refused.html
+    );
+    let bobs = form("patterns", bob.get("/experiments").await.csrf());
+    let bobs: Vec<(&str, &str)> = bobs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let denied = bob.post("/experiments", &bobs).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.html);
+    let fields = form("patterns", csrf);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let created = a.post("/experiments", &fields).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
+    assert_eq!(plain(created.location()), "/experiments/capture-again");
+    let (_, x) = app.get("/api/v1/experiments/capture-again", None).await;
+    assert_eq!(x["experiment"]["status"], "draft", "{x}");
+    assert_eq!(x["experiment"]["split"], 0.3);
 }
