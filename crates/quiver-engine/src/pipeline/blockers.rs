@@ -30,11 +30,16 @@ pub struct Blocker {
     /// Items it blocks directly and in all.
     pub direct: u64,
     pub total: u64,
-    /// The summed popularity of every item it blocks, directly and transitively.
+    /// The summed popularity of every item it blocks, directly and transitively (an item
+    /// of unknown popularity counts [`UNKNOWN_POPULARITY`], so that a queue without
+    /// popularity figures still ranks by how much is blocked).
     pub impact: f64,
     /// The items, most popular first (at most the number asked for).
     pub items: Vec<BlockedItem>,
 }
+
+/// What an item of unknown (zero) popularity weighs in a blocker's impact.
+pub const UNKNOWN_POPULARITY: f64 = 0.01;
 
 /// Rank the dependencies of `blocks` by impact. `recipe_of(dependency)` is the recipe a
 /// dependency resolves to (the mapping), `None` when unmapped; items are found as
@@ -104,7 +109,10 @@ pub fn rank(
                     }
                 }
             }
-            let impact: f64 = seen.values().map(|i| i.popularity).sum();
+            let impact: f64 = seen
+                .values()
+                .map(|i| i.popularity.max(UNKNOWN_POPULARITY))
+                .sum();
             let mut list: Vec<BlockedItem> = seen.into_values().collect();
             let total = list.len() as u64;
             list.sort_by(|a, b| {
@@ -176,6 +184,19 @@ mod tests {
         assert!(png.items[1].transitive);
         let alias = r.iter().find(|b| b.dependency == "png-alias").unwrap();
         assert_eq!(alias.recipe.as_deref(), Some("libpng"));
+    }
+
+    #[test]
+    fn without_popularity_impact_counts_items() {
+        let blocks = vec![
+            block("homebrew:a", 0.0, "linux", "zlib"),
+            block("homebrew:b", 0.0, "linux", "zlib"),
+            block("homebrew:c", 0.0, "linux", "xz"),
+        ];
+        let r = rank(&blocks, &|_, _| None, 10, 10);
+        assert_eq!(r[0].dependency, "zlib");
+        assert!((r[0].impact - 2.0 * UNKNOWN_POPULARITY).abs() < 1e-12);
+        assert!((r[1].impact - UNKNOWN_POPULARITY).abs() < 1e-12);
     }
 
     #[test]
