@@ -31,8 +31,8 @@ pub struct Blocker {
     pub direct: u64,
     pub total: u64,
     /// The summed popularity of every item it blocks, directly and transitively (an item
-    /// of unknown popularity counts [`UNKNOWN_POPULARITY`], so that a queue without
-    /// popularity figures still ranks by how much is blocked).
+    /// of unknown popularity counts 0.01, so that a queue without popularity figures
+    /// still ranks by how much is blocked).
     pub impact: f64,
     /// The items, most popular first (at most the number asked for).
     pub items: Vec<BlockedItem>,
