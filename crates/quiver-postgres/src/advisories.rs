@@ -75,26 +75,8 @@ impl AdvisoryStore for PostgresStore {
             .context("numbering an advisory")?
             .try_get(0)
             .context("numbering an advisory")?;
-        let advisory = Advisory {
-            id: advisory_id(year, number),
-            aliases: new.aliases,
-            summary: new.summary,
-            description: new.description,
-            severity: new.severity,
-            cvss: new.cvss,
-            advisory_type: new.advisory_type.unwrap_or_else(|| "vulnerability".into()),
-            recommendation: new.recommendation,
-            affected: new.affected,
-            reporter: new.reporter,
-            verified: new.verified,
-            published_at: at,
-            withdrawn_at: None,
-            withdrawn_reason: None,
-        };
-        let severity = serde_json::to_value(advisory.severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let advisory = new.publish(advisory_id(year, number), at);
+        let severity = advisory.severity.as_str();
         let body = serde_json::to_string(&advisory).unwrap_or_default();
         let ms = at.as_millisecond();
         tx.execute(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::reply::{Headed, Page};
 use crate::session::Visitor;
-use crate::web::{entry_href, error_page, render, severity_name};
+use crate::web::{entry_href, error_page, render};
 use crate::AppState;
 
 /// The list's filters.
@@ -56,7 +56,7 @@ struct Row {
 fn row(a: Advisory) -> Row {
     Row {
         href: format!("/advisories/{}", a.id),
-        severity: severity_name(a.severity),
+        severity: a.severity.as_str(),
         published: a.published_at.strftime("%Y-%m-%d").to_string(),
         withdrawn: a.withdrawn_at.map(|t| t.strftime("%Y-%m-%d").to_string()),
         withdrawn_reason: a.withdrawn_reason,
@@ -90,9 +90,9 @@ pub async fn list(
 ) -> Headed<Page> {
     let severity = match p.severity.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(s) => match serde_json::from_value::<Severity>(serde_json::json!(s)) {
-            Ok(s) => Some(s),
-            Err(_) => {
+        Some(s) => match Severity::parse(s) {
+            Some(s) => Some(s),
+            None => {
                 return error_page(
                     &v,
                     Error::invalid("severity", format!("`{s}`: low, medium, high or critical")),
@@ -117,7 +117,7 @@ pub async fn list(
             }
             let view = View {
                 rows: list.into_iter().map(row).collect(),
-                severity: severity.map_or("", severity_name),
+                severity: severity.map_or("", Severity::as_str),
                 withdrawn,
             };
             render(&v, StatusCode::OK, "advisories.html", &view)

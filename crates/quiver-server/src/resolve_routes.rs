@@ -127,9 +127,9 @@ pub struct SeverityParam(Severity);
 impl std::str::FromStr for SeverityParam {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
+        Severity::parse(s)
             .map(SeverityParam)
-            .map_err(|_| format!("`{s}`: low, medium, high or critical"))
+            .ok_or_else(|| format!("`{s}`: low, medium, high or critical"))
     }
 }
 

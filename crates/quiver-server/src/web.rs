@@ -837,7 +837,7 @@ async fn entry_view(
                 .map(|x| AdvisoryBanner {
                     id: a.id.clone(),
                     href: format!("/advisories/{}", a.id),
-                    severity: severity_name(a.severity).to_string(),
+                    severity: a.severity.as_str().to_string(),
                     summary: a.summary.clone(),
                     range: x.range.clone(),
                     fixed: x.fixed.clone(),
@@ -1124,17 +1124,6 @@ fn version_view(v: &Version) -> VersionView {
         changelog: v.changelog.clone(),
         breaking: v.breaking,
         advisories: vec![],
-    }
-}
-
-/// A severity as a word for pages.
-pub(crate) fn severity_name(s: quiver_engine::store::advisories::Severity) -> &'static str {
-    use quiver_engine::store::advisories::Severity::*;
-    match s {
-        Low => "low",
-        Medium => "medium",
-        High => "high",
-        Critical => "critical",
     }
 }
 

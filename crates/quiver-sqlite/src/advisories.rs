@@ -51,24 +51,7 @@ impl AdvisoryStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .context("numbering an advisory")?;
-            let advisory = Advisory {
-                id: advisory_id(year, number),
-                aliases: new.aliases,
-                summary: new.summary,
-                description: new.description,
-                severity: new.severity,
-                cvss: new.cvss,
-                advisory_type: new
-                    .advisory_type
-                    .unwrap_or_else(|| "vulnerability".into()),
-                recommendation: new.recommendation,
-                affected: new.affected,
-                reporter: new.reporter,
-                verified: new.verified,
-                published_at: at,
-                withdrawn_at: None,
-                withdrawn_reason: None,
-            };
+            let advisory = new.publish(advisory_id(year, number), at);
             tx.execute(
                 "INSERT INTO advisories (id, year, number, severity, body, published_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -76,10 +59,7 @@ impl AdvisoryStore for SqliteStore {
                     advisory.id,
                     i64::from(year),
                     number,
-                    serde_json::to_value(advisory.severity)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    advisory.severity.as_str(),
                     serde_json::to_string(&advisory).unwrap_or_default(),
                     at.as_millisecond()
                 ],

@@ -20,6 +20,28 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
 /// One entry an advisory affects: the versions (a semver range) and those that fix it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +100,28 @@ pub struct NewAdvisory {
     pub reporter: Option<String>,
     #[serde(default)]
     pub verified: bool,
+}
+
+impl NewAdvisory {
+    /// The advisory as published under `id` at `at` (both backends number and time it).
+    pub fn publish(self, id: String, at: Timestamp) -> Advisory {
+        Advisory {
+            id,
+            aliases: self.aliases,
+            summary: self.summary,
+            description: self.description,
+            severity: self.severity,
+            cvss: self.cvss,
+            advisory_type: self.advisory_type.unwrap_or_else(|| "vulnerability".into()),
+            recommendation: self.recommendation,
+            affected: self.affected,
+            reporter: self.reporter,
+            verified: self.verified,
+            published_at: at,
+            withdrawn_at: None,
+            withdrawn_reason: None,
+        }
+    }
 }
 
 /// Which advisories to list.
