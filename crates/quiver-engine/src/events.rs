@@ -162,11 +162,12 @@ impl Registry {
     ) -> Result<CoInstalls> {
         let entry = self.visible_entry(caller, key).await?;
         let min = min_projects.unwrap_or(MIN_PROJECTS).max(MIN_PROJECTS);
+        // Twice as many as asked, as some may be hidden from the caller.
         let mut items = Vec::new();
         for c in self
             .db
             .store
-            .co_installed(&entry.key(), min, limit.saturating_mul(2).max(limit))
+            .co_installed(&entry.key(), min, limit.saturating_mul(2))
             .await?
         {
             if self.visible_entry(caller, &c.entry).await.is_ok() {

@@ -31,8 +31,6 @@ use crate::{Caller, Registry};
 
 /// Most references in one batch.
 pub const MAX_BATCH: usize = 1_000;
-/// Versions read per page while resolving.
-const PAGE: usize = 1_000;
 
 /// One reference to resolve.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -218,24 +216,6 @@ fn choose<'a>(
 }
 
 impl Registry {
-    /// Every version of an entry (no manifests), newest first.
-    async fn all_versions(&self, key: &EntryKey) -> Result<Vec<Version>> {
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .db
-                .store
-                .list_versions_page(key, cursor.as_deref(), PAGE, false)
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
-    }
-
     /// Resolve one reference to a version (not found: no such entry the caller may see,
     /// or no version answers the range).
     pub async fn resolve(&self, caller: &Caller, r: &ResolveRef) -> Result<Resolved> {
@@ -317,11 +297,7 @@ impl Registry {
         }
         let versions = self.db.store.versions_of(&wanted_versions).await?;
         // Every advisory of the resolved entries, in one read.
-        let resolved_keys: Vec<EntryKey> = {
-            let mut k: Vec<EntryKey> = wanted_versions.iter().map(|(k, _)| k.clone()).collect();
-            k.dedup();
-            k
-        };
+        let resolved_keys: Vec<EntryKey> = sets.iter().flatten().map(|s| s.entry.key()).collect();
         let advisories = if resolved_keys.is_empty() {
             Vec::new()
         } else {
@@ -521,18 +497,26 @@ impl Registry {
     /// An entry's dist-tags, and what `latest` resolves to.
     pub async fn dist_tags(&self, caller: &Caller, key: &EntryKey) -> Result<DistTags> {
         let entry = self.visible_entry(caller, key).await?;
-        let key = entry.key();
-        let tags = self.db.store.dist_tags(&key).await?;
-        let latest = match tags.iter().find(|t| t.tag == "latest") {
-            Some(t) => Some(t.version.clone()),
-            None => {
-                let versions = self.all_versions(&key).await?;
-                choose(&versions, &Wanted::Latest)
-                    .ok()
-                    .map(|(v, _)| v.version.clone())
-            }
+        let Some(set) = self
+            .db
+            .store
+            .resolution_sets(&[entry.key()])
+            .await?
+            .pop()
+            .flatten()
+        else {
+            return Err(Error::not_found(key));
         };
-        Ok(DistTags { tags, latest })
+        let latest = match set.tags.iter().find(|t| t.tag == "latest") {
+            Some(t) => Some(t.version.clone()),
+            None => choose(&set.versions, &Wanted::Latest)
+                .ok()
+                .map(|(v, _)| v.version.clone()),
+        };
+        Ok(DistTags {
+            tags: set.tags,
+            latest,
+        })
     }
 
     /// Point a dist-tag at a version, or remove it (`None`): the entry's maintainers
