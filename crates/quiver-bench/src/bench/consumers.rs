@@ -18,7 +18,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -26,6 +25,7 @@ use serde_json::{json, Value};
 
 use super::data::{load_rows, Rng};
 use super::http::post_json;
+use super::intel::quiver;
 use super::proc;
 use super::stats::{fmt_bytes, fmt_ms, Lat, LatSummary};
 
@@ -49,23 +49,6 @@ pub struct ConsumerFigures {
     pub suggest: LatSummary,
     pub suggest_skills_mean: f64,
     pub peak_rss_bytes: u64,
-}
-
-/// Run `quiver ARGS` to completion, its standard output returned.
-fn quiver(exe: &Path, args: &[&str], what: &str) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running quiver {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "quiver {what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out.stdout)
 }
 
 /// A range of one of the shapes lock files and manifests use.

@@ -69,7 +69,7 @@ fn variables() -> Value {
 }
 
 /// Run `quiver ARGS` to completion, its standard output returned.
-fn quiver(exe: &Path, args: &[&str], what: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn quiver(exe: &Path, args: &[&str], what: &str) -> anyhow::Result<Vec<u8>> {
     let out = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
