@@ -11,6 +11,8 @@
 //! - [`throttle`]: the credential throttle's GCRA counts ([`throttle::run`]);
 //! - [`pipeline`]: the recipe pipeline's queue, results, blocks and valves (in
 //!   [`conformance_suite!`]);
+//! - [`downloads`]: counted downloads, their series and the popularity state (in
+//!   [`conformance_suite!`]);
 //! - [`telemetry`]: tool executions and their roll-ups (in [`conformance_suite!`]);
 //! - [`derived`]: writes committed with their audit rows, feed-consumer positions, and
 //!   bulk enqueueing (in [`conformance_suite!`]);
@@ -30,6 +32,7 @@ use quiver_store::Database;
 pub mod accounts;
 pub mod derived;
 pub mod device;
+pub mod downloads;
 pub mod feed;
 pub mod jobs;
 pub mod pipeline;

@@ -56,7 +56,7 @@ fn version(kind: Kind, v: &str) -> quiver_store::ValidVersion {
     .expect("test version is valid")
 }
 
-fn key(kind: Kind, ns: &str, name: &str) -> EntryKey {
+pub(crate) fn key(kind: Kind, ns: &str, name: &str) -> EntryKey {
     EntryKey::new(kind, ns, name)
 }
 
@@ -1005,6 +1005,13 @@ macro_rules! conformance_suite {
             let Some(ts) = $factory.await else { return };
             let other = ts.open_another().await;
             $crate::pipeline::concurrent_claims(ts.db.clone(), other).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn downloads() {
+            let Some(ts) = $factory.await else { return };
+            let other = ts.open_another().await;
+            $crate::downloads::run(&ts.db, &other).await;
             drop(ts);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,9 @@ pub mod accounts;
 pub mod advisories;
 pub mod audit;
 pub mod bulk;
+pub mod content;
 pub mod device;
+pub mod downloads;
 pub mod events;
 pub mod experiments;
 pub mod gates;
@@ -104,6 +106,11 @@ pub struct EngineConfig {
     pub telemetry_retention: Duration,
     /// The recipe pipeline's environments, lease, retries and circuit breaker.
     pub pipeline: pipeline::PipelineSettings,
+    /// How downloads are counted and popularity refreshed from them (`downloads.rs`).
+    pub downloads: downloads::DownloadSettings,
+    /// Where published content is kept, addressed by its hash (default: `content` in
+    /// the data directory).
+    pub content_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -120,6 +127,8 @@ impl EngineConfig {
             credentials: throttle::CredentialLimits::default(),
             telemetry_retention: telemetry::DEFAULT_RETENTION,
             pipeline: pipeline::PipelineSettings::default(),
+            downloads: downloads::DownloadSettings::default(),
+            content_dir: None,
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -219,6 +228,10 @@ pub struct Registry {
     setup: std::sync::Mutex<Option<String>>,
     /// The tools' capabilities for selection, brought up to the feed before each use (`select.rs`).
     catalog: select::SharedCatalog,
+    /// Download hits waiting for the next flush (`downloads.rs`).
+    downloads: downloads::Buffer,
+    /// Published content, addressed by its hash (`content.rs`).
+    content: Arc<dyn content::ContentStore>,
 }
 
 /// The largest page any list answers.
@@ -240,11 +253,19 @@ impl Registry {
             "search index caught up with the change feed"
         );
         let setup = setup::draw_setup_code(&db, &config).await?;
+        let content: Arc<dyn content::ContentStore> = Arc::new(content::FileContentStore::new(
+            config
+                .content_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("content")),
+        ));
         Ok(Arc::new(Registry {
             setup: std::sync::Mutex::new(setup),
             audit_salt: tokio::sync::OnceCell::new(),
             telemetry_pruned: std::sync::atomic::AtomicI64::new(0),
             catalog: Default::default(),
+            downloads: Default::default(),
+            content,
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
@@ -555,24 +576,7 @@ impl Registry {
         key: &EntryKey,
         version: NewVersion,
     ) -> Result<Version> {
-        let entry = self.visible_entry(caller, key).await?;
-        // The first version of a name is part of publishing it new (`publish-new`); later
-        // ones are updates (`publish-update`).
-        let action = if entry.latest_version.is_none()
-            && self
-                .db
-                .store
-                .list_versions_page(key, None, 1, false)
-                .await?
-                .items
-                .is_empty()
-        {
-            Action::CreateEntry
-        } else {
-            Action::Publish
-        };
-        self.require(caller, action, &entry_target(&entry), key)
-            .await?;
+        let (entry, action) = self.publishable_entry(caller, key).await?;
         if key.kind == Kind::Tool {
             // Every estimate expression parses, calls known functions and uses declared
             // variables (an import takes undeclared ones with a warning; a publish not).
@@ -621,6 +625,29 @@ impl Registry {
         // queued from the change feed (`gates::queue_gates`, run by the follower), so
         // every new version gets them whoever wrote it and a crash cannot lose one.
         Ok(v)
+    }
+
+    /// The entry, if the caller may publish a version of it, and which action that is:
+    /// the first version of a name is part of publishing it new (`publish-new`), later
+    /// ones are updates (`publish-update`).
+    async fn publishable_entry(&self, caller: &Caller, key: &EntryKey) -> Result<(Entry, Action)> {
+        let entry = self.visible_entry(caller, key).await?;
+        let action = if entry.latest_version.is_none()
+            && self
+                .db
+                .store
+                .list_versions_page(key, None, 1, false)
+                .await?
+                .items
+                .is_empty()
+        {
+            Action::CreateEntry
+        } else {
+            Action::Publish
+        };
+        self.require(caller, action, &entry_target(&entry), key)
+            .await?;
+        Ok((entry, action))
     }
 
     /// Refuse a version that would take the entry past
@@ -809,6 +836,10 @@ impl Registry {
                 kind: format!("{REBUILD_INDEX}:{}", self.node),
                 store: self.db.store.clone(),
                 index: self.index.clone(),
+            })
+            .handler(downloads::RefreshPopularity {
+                store: self.db.store.clone(),
+                downloads: self.db.downloads.clone(),
             })
             .handler(gates::ValidateVersion {
                 store: self.db.store.clone(),

@@ -56,7 +56,8 @@ pub struct Resolved {
     pub version: String,
     /// sha256 of the version's manifest (canonical JSON).
     pub manifest_sha256: String,
-    /// The content's hash the manifest declares (`source.content_hash`), if any.
+    /// The content's sha256 the manifest declares (`source.content_hash`, or the mlld
+    /// registry's `contentHash`), as `sha256:<hex>`, if any.
     pub content_hash: Option<String>,
     /// Where the content comes from (the manifest's `source`, without its hash).
     pub source: Option<Value>,
@@ -447,14 +448,12 @@ fn finish(
         }
     }
     let source = version.manifest.get("source").cloned();
-    let content_hash = source
-        .as_ref()
-        .and_then(|s| s.get("content_hash"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let content_hash =
+        crate::content::declared_hash(&version.manifest).map(|h| format!("sha256:{h}"));
     let source = source.map(|mut s| {
         if let Some(o) = s.as_object_mut() {
             o.remove("content_hash");
+            o.remove("contentHash");
         }
         s
     });

@@ -88,6 +88,7 @@ mod accounts;
 mod advisories;
 mod cursors;
 mod device;
+mod downloads;
 mod import;
 mod jobs;
 mod limits;
@@ -184,6 +185,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0022_usage_events",
         include_str!("../migrations/postgres/0022_usage_events.sql"),
+    ),
+    (
+        "0023_downloads",
+        include_str!("../migrations/postgres/0023_downloads.sql"),
     ),
 ];
 
@@ -601,7 +606,8 @@ impl PostgresStore {
             cursors: me.clone(),
             telemetry: me.clone(),
             pipeline: me.clone(),
-            advisories: me,
+            advisories: me.clone(),
+            downloads: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

@@ -28,6 +28,7 @@ mod account_pages;
 mod advisory_pages;
 pub mod conn;
 mod device;
+mod download_routes;
 pub mod error;
 pub mod extract;
 pub mod guard;
@@ -190,6 +191,9 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         )
         .api_route(&entry("/versions"), get_with(r::list_versions, doc("List versions, newest first")))
         .api_route(&entry("/co-installed"), get_with(sg::co_installed, doc("Entries installed in the same projects as this one (from reported install events), most first, each behind at least min_projects projects (never fewer than 5)")))
+        .api_route(&entry("/stats"), get_with(download_routes::entry_stats, doc("An entry's counted downloads and resolutions: all time, the last 7 and 30 UTC days, a daily series over a window (from, to: UTC days, at most 366; default the last 30) and per version; as of the last flush (about a second behind)")))
+        .api_route("/api/v1/namespaces/{namespace}/stats", get_with(download_routes::namespace_stats, doc("A namespace's counted downloads and resolutions over the entries the caller may see: totals, a daily series over a window and per entry")))
+        .api_route("/api/v1/stats/agents", get_with(download_routes::agent_stats, doc("Downloads and resolutions per client program (a user agent's product and major.minor version, the only part kept) and UTC day (site admins)")))
         .api_route(&entry("/dist-tags"), get_with(resolve_routes::dist_tags, doc("An entry's dist-tags, and what latest resolves to (the tag when set, else the highest release)")))
         .api_route(
             &entry("/relations"),
@@ -277,10 +281,15 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/api/v1/pipeline/blockers", get_with(pl::blockers, doc("Missing dependencies ranked by the summed popularity of the items they block, directly and transitively, each with the items")))
         .api_route("/api/v1/pipeline/gaps", get_with(pl::gaps, doc("Capability gaps: per failure category and environment, the items whose latest result there failed that way, by popularity")))
         .api_route("/api/v1/pipeline/checksums/alerts", get_with(pl::checksum_alerts, doc("Checksum drift alerts, newest first: an asset whose checksum changed for the same recipe version and environment")));
-    let download = ApiRouter::new().api_route(
-        &entry("/versions/{version}"),
-        get_with(r::get_version, doc("Read one version")),
-    );
+    let download = ApiRouter::new()
+        .api_route(
+            &entry("/versions/{version}"),
+            get_with(r::get_version, doc("Read one version")),
+        )
+        .api_route(
+            &entry("/versions/{version}/content"),
+            get_with(download_routes::download, doc("Download a version's content (counted: a client once per entry, version and hour): its bytes with the sha256 as a strong ETag and X-Content-SHA256, cacheable for a year (immutable); 404 when the version has no content held by this registry")),
+        );
     let registration = ApiRouter::new()
         .api_route("/api/v1/entries", post_with(r::create_entry, doc("Create an entry")))
         .api_route(
@@ -349,7 +358,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/users", post_with(staff_pages::set_user, form_page("The website's form that sets a user's site role (admins) or trust level (moderators)")))
         .api_route(
             &entry("/versions"),
-            post_with(r::publish_version, doc("Publish a version (immutable once published)")),
+            post_with(download_routes::publish_version, doc("Publish a version (immutable once published), optionally with its content (`content` as text or `content_base64`): quiver hashes it (sha256), refuses a declared `source.content_hash` that disagrees (422), keeps it in its content store and records the hash in the manifest")),
         )
         .api_route(
             &entry("/versions/{version}/yank"),

@@ -581,3 +581,94 @@ impl OperationOutput for Stylesheet {
         ]
     }
 }
+
+/// A version's content: its bytes, with its sha256 as a strong `ETag` and caching for a
+/// year (content by hash never changes), or 304 for a matching `If-None-Match`.
+pub struct Content(pub Response);
+
+impl Content {
+    pub fn new(request_headers: &HeaderMap, hash: &str, bytes: Vec<u8>) -> Self {
+        let etag = format!("\"sha256:{hash}\"");
+        let fresh = request_headers
+            .get(IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        let headers = [
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+            (
+                ETAG,
+                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"content\"")),
+            ),
+        ];
+        if fresh {
+            return Content((StatusCode::NOT_MODIFIED, headers).into_response());
+        }
+        let digest = HeaderValue::from_str(&format!("sha256:{hash}"))
+            .unwrap_or(HeaderValue::from_static("sha256:"));
+        Content(
+            (
+                StatusCode::OK,
+                headers,
+                [
+                    (
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    ),
+                    (HeaderName::from_static("x-content-sha256"), digest),
+                ],
+                bytes,
+            )
+                .into_response(),
+        )
+    }
+}
+
+impl IntoResponse for Content {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl OperationOutput for Content {
+    type Inner = Vec<u8>;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        let r = doc_response(
+            "the content's bytes",
+            "application/octet-stream",
+            json_schema!({"type": "string", "format": "binary"}),
+        );
+        Some(with_header(
+            with_header(
+                r,
+                "ETag",
+                "\"sha256:<hex>\": the content's hash; send it back in If-None-Match",
+            ),
+            "X-Content-SHA256",
+            "sha256:<hex>, to verify the bytes against",
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(ok) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        vec![
+            (Some(DocStatus::Code(200)), ok.clone()),
+            (
+                Some(DocStatus::Code(304)),
+                DocResponse {
+                    description: "not modified (If-None-Match)".into(),
+                    ..DocResponse::default()
+                },
+            ),
+            (None, ok),
+        ]
+    }
+}

@@ -4,6 +4,7 @@
 //! set by those who may publish the entry.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use quiver_engine::resolve::{
     BatchAnswer, BatchRequest, DistTags, ResolveRef, Resolved, SetDistTag,
 };
@@ -12,6 +13,7 @@ use quiver_model::{EntryKey, Kind};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::download_routes::user_agent;
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, PathParams, Query};
 use crate::params::Param;
@@ -33,6 +35,7 @@ pub async fn resolve_one(
     Auth(caller): Auth,
     PathParams(p): PathParams<EntryPath>,
     Query(q): Query<RangeParams>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<Resolved>> {
     let r = ResolveRef {
         kind: p.kind.0,
@@ -40,15 +43,39 @@ pub async fn resolve_one(
         name: p.name,
         range: q.range,
     };
-    Ok(Json::ok(state.registry.resolve(&caller, &r).await?))
+    let resolved = state.registry.resolve(&caller, &r).await?;
+    // Every resolution counts, as a download does (off the request path).
+    let hit = EntryKey::new(resolved.kind, &resolved.namespace, &resolved.name);
+    state
+        .registry
+        .count_downloads(&[(hit, resolved.version.clone())], user_agent(&headers))
+        .await;
+    Ok(Json::ok(resolved))
 }
 
 pub async fn resolve_batch(
     State(state): State<AppState>,
     Auth(caller): Auth,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> ApiResult<Json<BatchAnswer>> {
-    Ok(Json::ok(state.registry.resolve_batch(&caller, req).await?))
+    let answer = state.registry.resolve_batch(&caller, req).await?;
+    let hits: Vec<(EntryKey, String)> = answer
+        .items
+        .iter()
+        .filter_map(|i| i.resolved.as_ref())
+        .map(|r| {
+            (
+                EntryKey::new(r.kind, &r.namespace, &r.name),
+                r.version.clone(),
+            )
+        })
+        .collect();
+    state
+        .registry
+        .count_downloads(&hits, user_agent(&headers))
+        .await;
+    Ok(Json::ok(answer))
 }
 
 pub async fn dist_tags(

@@ -12,8 +12,8 @@ use quiver_engine::auth::{NamespaceRole, SiteRole};
 use quiver_engine::review::{Review, ReviewPage, ReviewState, Trust};
 use quiver_engine::Registry;
 use quiver_model::{
-    Entry, EntryKey, EntryPatch, Error, Kind, Namespace, NewEntry, NewVersion, Relation,
-    RelationKind, Status, Version,
+    Entry, EntryKey, EntryPatch, Error, Kind, Namespace, NewEntry, Relation, RelationKind, Status,
+    Version,
 };
 use quiver_search::{SearchQuery, SearchResults, Sort};
 use quiver_store::{ApiToken, AuditRecord, Direction, EntryFilter, Membership, User};
@@ -346,7 +346,7 @@ pub struct KindInfo {
 
 // ---- entries -----------------------------------------------------------------------
 
-fn entry_location(key: &EntryKey) -> String {
+pub(crate) fn entry_location(key: &EntryKey) -> String {
     let name = percent_encoding::utf8_percent_encode(&key.name, PATH_SEGMENT);
     format!("/api/v1/entries/{}/{}/{name}", key.kind, key.namespace)
 }
@@ -443,18 +443,6 @@ pub async fn list_versions(
         return answer.encode_apart().await;
     }
     Ok(answer)
-}
-
-pub async fn publish_version(
-    State(state): State<AppState>,
-    Auth(caller): Auth,
-    PathParams(path): PathParams<EntryPath>,
-    JsonBody(v): JsonBody<NewVersion>,
-) -> ApiResult<Created<Version>> {
-    let key = path.key();
-    let v = state.registry.publish_version(&caller, &key, v).await?;
-    let loc = format!("{}/versions/{}", entry_location(&key), v.version);
-    Ok(Created::at(loc, v))
 }
 
 pub async fn get_version(

@@ -42,6 +42,7 @@ mod advisories;
 mod counters;
 mod cursors;
 mod device;
+mod downloads;
 mod jobs;
 mod pipeline;
 mod telemetry;
@@ -131,6 +132,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0022_usage_events",
         include_str!("../migrations/sqlite/0022_usage_events.sql"),
+    ),
+    (
+        "0023_downloads",
+        include_str!("../migrations/sqlite/0023_downloads.sql"),
     ),
 ];
 
@@ -274,7 +279,8 @@ impl SqliteStore {
             cursors: me.clone(),
             telemetry: me.clone(),
             pipeline: me.clone(),
-            advisories: me,
+            advisories: me.clone(),
+            downloads: me,
             feed: self.inner.feed.clone(),
         }
     }

@@ -58,6 +58,8 @@ pub struct Database {
     pub pipeline: Arc<dyn PipelineStore>,
     /// Security advisories and the entries they affect.
     pub advisories: Arc<dyn crate::advisories::AdvisoryStore>,
+    /// Counted downloads and resolutions, and the popularity refreshed from them.
+    pub downloads: Arc<dyn crate::downloads::DownloadStore>,
 }
 
 impl Database {

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod cursors;
 pub mod database;
 pub mod device;
+pub mod downloads;
 pub mod import;
 pub mod jobs;
 pub mod limits;

@@ -22,10 +22,28 @@ impl Client {
         if remote.token.is_none() {
             remote.token = crate::login::stored_token(&remote.server);
         }
-        Client {
-            http: reqwest::Client::new(),
-            remote,
+        // The server counts downloads per client program by this product token.
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("quiver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Client { http, remote }
+    }
+
+    /// GET raw bytes (a version's content): `Ok(None)` for 404.
+    pub(crate) async fn get_bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        if !status.is_success() {
+            let value: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(refusal(status, &value));
+        }
+        Ok(Some(
+            resp.bytes().await.context("reading the download")?.to_vec(),
+        ))
     }
 
     /// Send a request and hand back the response, whatever its status.
@@ -184,9 +202,20 @@ pub struct PublishArgs {
     /// A JSON file: the entry's fields (kind, namespace, name, description, ...) and the
     /// version's (version, manifest, changelog, breaking).
     pub file: PathBuf,
+    /// A file to publish as the version's content (a module's file): the server hashes
+    /// it and records the hash in the manifest.
+    #[arg(long)]
+    pub content: Option<PathBuf>,
 }
 
-const VERSION_FIELDS: &[&str] = &["version", "manifest", "changelog", "breaking"];
+const VERSION_FIELDS: &[&str] = &[
+    "version",
+    "manifest",
+    "changelog",
+    "breaking",
+    "content",
+    "content_base64",
+];
 
 pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.file)
@@ -210,6 +239,19 @@ pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     };
     if !version.contains_key("version") {
         bail!("{} needs a version", a.file.display());
+    }
+    if let Some(path) = &a.content {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        version.remove("content");
+        version.remove("content_base64");
+        match String::from_utf8(bytes) {
+            Ok(text) => version.insert("content".into(), text.into()),
+            Err(e) => {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                version.insert("content_base64".into(), b64.into())
+            }
+        };
     }
     let kind: Kind = kind.parse()?;
     let client = Client::new(a.remote.clone());

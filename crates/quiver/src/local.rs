@@ -51,6 +51,17 @@ pub struct ServeArgs {
     /// Days raw telemetry events are kept (their hourly roll-ups are kept for good).
     #[arg(long, env = "QUIVER_TELEMETRY_RETENTION_DAYS", default_value_t = 30)]
     pub telemetry_retention_days: u64,
+    /// How often counted downloads are written to the store, in milliseconds: the most a
+    /// crash can lose (a clean shutdown loses none).
+    #[arg(long, env = "QUIVER_DOWNLOAD_FLUSH_MS", default_value_t = 1000)]
+    pub download_flush_ms: u64,
+    /// How often popularity is refreshed from counted downloads, in seconds.
+    #[arg(long, env = "QUIVER_POPULARITY_REFRESH_SECS", default_value_t = 3600)]
+    pub popularity_refresh_secs: u64,
+    /// Where published content is kept, addressed by its sha256 (default: `content` in
+    /// the data directory; on several nodes, a folder they all share).
+    #[arg(long, env = "QUIVER_CONTENT_DIR")]
+    pub content_dir: Option<PathBuf>,
     /// Rate limits per client: the defaults (empty), `off`, or `class=limit` pairs over the
     /// defaults, e.g. `search=60/min,download=off` (classes: read, search, write,
     /// registration, download; limits like `20/s`, `100/min`, `50/day`).
@@ -195,6 +206,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     config.telemetry_retention =
         std::time::Duration::from_secs(a.telemetry_retention_days * 24 * 3600);
+    if a.download_flush_ms == 0 || a.popularity_refresh_secs == 0 {
+        bail!("--download-flush-ms and --popularity-refresh-secs must be at least 1");
+    }
+    config.downloads.flush_interval = std::time::Duration::from_millis(a.download_flush_ms);
+    config.downloads.refresh_interval = std::time::Duration::from_secs(a.popularity_refresh_secs);
+    config.content_dir = a.content_dir.clone();
     config.ecosystem_namespaces = a
         .ecosystem_namespaces
         .iter()
@@ -243,6 +260,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     println!("quiver listening on http://{addr}");
     let worker = registry.spawn_worker();
+    let flusher = registry.spawn_download_flusher();
     let state = AppState {
         registry: registry.clone(),
         admin_token: a.admin_token,
@@ -269,7 +287,12 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = metrics_server {
         m.abort();
     }
-    // In-flight requests are done; let the worker finish the job in hand.
+    // In-flight requests are done: write the counts they buffered.
+    flusher.abort();
+    if let Err(e) = registry.flush_downloads().await {
+        tracing::error!(error = %e, "the last flush of download counts failed");
+    }
+    // Let the worker finish the job in hand.
     worker.shutdown().await;
     follower.abort();
     Ok(())

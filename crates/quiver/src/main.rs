@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench_exec;
 mod cache;
 mod client;
+mod install_cli;
 mod local;
 mod login;
 mod pipeline_cli;
@@ -128,6 +129,12 @@ enum Command {
     Suggest(suggest_cli::SuggestArgs),
     /// Pin references to versions: `quiver resolve module alice/fmt@^1.2 alice/io`.
     Resolve(resolve_cli::ResolveArgs),
+    /// Download a version's content and verify its sha256 (a mismatch is refused):
+    /// `quiver install module alice/fmt@^1.2 --out quiver_modules`.
+    Install(install_cli::InstallArgs),
+    /// Counted downloads with a terminal chart: `quiver stats module alice/fmt`, or a
+    /// namespace: `quiver stats alice`.
+    Stats(install_cli::StatsArgs),
     /// List entries on a server.
     List(client::ListArgs),
     /// The recipe pipeline: status, claim, report, blockers, item, requeue, pause,
@@ -207,6 +214,8 @@ fn main() -> ExitCode {
             Command::List(a) => client::list(a).await,
             Command::Suggest(a) => suggest_cli::run(a).await,
             Command::Resolve(a) => resolve_cli::run(a).await,
+            Command::Install(a) => install_cli::install(a).await,
+            Command::Stats(a) => install_cli::stats(a).await,
             Command::Pipeline(a) => pipeline_cli::run(a).await,
             Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => login::login(a).await,

@@ -25,7 +25,7 @@ pub struct ResolveArgs {
 
 /// `(namespace, name, range)` of `namespace/name[@range]` (a scoped npm name's own `@`
 /// is part of the name).
-fn reference(s: &str) -> anyhow::Result<(String, String, Option<String>)> {
+pub(crate) fn reference(s: &str) -> anyhow::Result<(String, String, Option<String>)> {
     let (ns, rest) = split_name(s)?;
     let (name, range) = match rest.get(1..).and_then(|r| r.find('@')) {
         Some(i) => (&rest[..=i], Some(rest[i + 2..].to_string())),
@@ -38,7 +38,7 @@ fn reference(s: &str) -> anyhow::Result<(String, String, Option<String>)> {
 }
 
 /// Percent-encode a query value (every byte but unreserved ones).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),

@@ -11,6 +11,7 @@ mod accounts;
 mod audit;
 mod credentials;
 mod device;
+mod downloads;
 mod entries;
 mod entry_names;
 mod experiments;
