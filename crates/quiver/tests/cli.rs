@@ -730,3 +730,149 @@ async fn answers_from_the_cache_when_the_server_is_gone() {
     let (ok, _, err) = quiver(&[&["resolve"], &s[..], &["module", "mlld/env@~9.9"]].concat());
     assert!(!ok && err.contains("nothing is cached"), "{err}");
 }
+
+/// `quiver publish --content` then `quiver install`: the content is downloaded and
+/// verified; once its bytes are changed in the server's content store, `quiver install`
+/// refuses them and writes nothing. `quiver stats` shows the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_verifies_content_and_refuses_changed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let s = ["--server", server.base.as_str()];
+    let text = "/var @greeting = \"hello\"\n/export { greeting }\n";
+    let module = dir.path().join("greet.mld");
+    std::fs::write(&module, text).unwrap();
+    let spec = dir.path().join("greet.json");
+    std::fs::write(
+        &spec,
+        json!({"kind": "module", "namespace": "alice", "name": "greet",
+               "description": "greetings for every occasion", "version": "1.0.0",
+               "manifest": {"license": "CC0"}})
+        .to_string(),
+    )
+    .unwrap();
+    let publish = [
+        &["publish"],
+        &s[..],
+        &[
+            spec.to_str().unwrap(),
+            "--content",
+            module.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let (ok, out, err) = quiver(&publish);
+    assert!(ok, "{err}");
+    assert!(out.contains("published module alice/greet 1.0.0"), "{out}");
+
+    let out_dir = dir.path().join("modules");
+    let install = [
+        &["install"],
+        &s[..],
+        &[
+            "module",
+            "alice/greet@^1",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let (ok, out, err) = quiver(&install);
+    assert!(ok, "{err}");
+    let installed = out_dir.join("alice").join("greet@1.0.0");
+    assert!(out.contains("installed module alice/greet@1.0.0"), "{out}");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), text);
+    let (ok, out, err) = quiver(&install);
+    assert!(ok && out.contains("is installed at"), "{out} {err}");
+
+    // Change the stored bytes on the server's disk: the client refuses them.
+    let hash = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())
+    );
+    let blob = data
+        .join("content")
+        .join("sha256")
+        .join(&hash[..2])
+        .join(&hash);
+    std::fs::write(&blob, "/var @greeting = \"pwned\"\n").unwrap();
+    std::fs::remove_file(&installed).unwrap();
+    let (ok, _, err) = quiver(&install);
+    assert!(!ok, "a changed download is refused");
+    assert!(err.contains("refusing the download"), "{err}");
+    assert!(!installed.exists(), "nothing written");
+
+    // The good download was counted (flushed within a second).
+    let started = Instant::now();
+    loop {
+        let (ok, out, err) = quiver(&[&["stats"], &s[..], &["module", "alice/greet"]].concat());
+        assert!(ok, "{err}");
+        if out.contains("module alice/greet: 1 downloads in all") {
+            assert!(out.contains("1.0.0"), "{out}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A SIGKILL loses no download counted before the last flush; a clean shutdown loses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_counts_survive_sigkill_after_a_flush_and_a_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--trust-forwarded-for",
+        "--rate-limits",
+        "off",
+        "--download-flush-ms",
+        "200",
+    ];
+    let server = Server::start(dir.path(), &args);
+    let http = reqwest::Client::new();
+    let created = http
+        .post(server.url("/api/v1/entries"))
+        .json(&json!({"kind": "module", "namespace": "alice", "name": "greet", "description": "g"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let published = http
+        .post(server.url("/api/v1/entries/module/alice/greet/versions"))
+        .json(&json!({"version": "1.0.0", "content": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201);
+    let fetch = |base: String, client: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!(
+                    "{base}/api/v1/entries/module/alice/greet/versions/1.0.0/content"
+                ))
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    for i in 0..20 {
+        fetch(server.base.clone(), format!("10.0.0.{i}")).await;
+    }
+    // Past the flush interval, then killed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill9();
+    let server = Server::start(dir.path(), &args);
+    let stats = get(&server.url("/api/v1/entries/module/alice/greet/stats")).await;
+    assert_eq!(stats["total"], 20, "{stats}");
+    // Downloads answered just before a clean shutdown are flushed by it.
+    for i in 0..15 {
+        fetch(server.base.clone(), format!("10.0.1.{i}")).await;
+    }
+    server.terminate();
+    let server = Server::start(dir.path(), &args);
+    let stats = get(&server.url("/api/v1/entries/module/alice/greet/stats")).await;
+    assert_eq!(stats["total"], 35, "{stats}");
+}

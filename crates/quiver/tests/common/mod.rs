@@ -73,6 +73,15 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stop it with SIGTERM (a clean shutdown) and wait for it.
+    pub fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
