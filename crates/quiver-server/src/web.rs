@@ -311,6 +311,17 @@ struct HomeView {
     kinds: Vec<KindCount>,
     recent: Vec<HitView>,
     popular: Vec<HitView>,
+    downloaded: Vec<DownloadedView>,
+}
+
+/// An entry among the most downloaded here.
+#[derive(Serialize)]
+struct DownloadedView {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    href: String,
+    count: u64,
 }
 
 fn kind_label(kind: &str, n: u64) -> String {
@@ -352,7 +363,21 @@ pub async fn home(State(state): State<AppState>, v: Visitor) -> Headed<Page> {
             }
         })
         .collect();
+    let downloaded = match r.most_downloaded(&v.caller, 8).await {
+        Ok(d) => d
+            .into_iter()
+            .map(|c| DownloadedView {
+                href: entry_href(c.entry.kind, &c.entry.namespace, &c.entry.name),
+                kind: c.entry.kind,
+                namespace: c.entry.namespace,
+                name: c.entry.name,
+                count: c.in_window,
+            })
+            .collect(),
+        Err(e) => return error_page(&v, e),
+    };
     let view = HomeView {
+        downloaded,
         kinds,
         recent: all.hits.into_iter().map(HitView::from).collect(),
         popular: popular.hits.into_iter().map(HitView::from).collect(),
@@ -731,6 +756,83 @@ struct EntryView {
     outgoing: Vec<RelationView>,
     incoming: Vec<RelationView>,
     advisories: Vec<AdvisoryBanner>,
+    downloads: Option<DownloadChart>,
+}
+
+/// One day's bar of a downloads chart (coordinates in the SVG's own units).
+#[derive(Serialize)]
+struct DayBar {
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+    date: String,
+    count: u64,
+}
+
+/// An entry's downloads over the last 30 days, as bars drawn on the server.
+#[derive(Serialize)]
+struct DownloadChart {
+    total: u64,
+    last_7: u64,
+    last_30: u64,
+    peak: u64,
+    width: u32,
+    height: u32,
+    /// The baseline's y.
+    base: u32,
+    bars: Vec<DayBar>,
+    from: String,
+    to: String,
+}
+
+/// The chart of an entry's statistics, when it has any downloads.
+fn download_chart(s: &quiver_engine::downloads::DownloadStats) -> Option<DownloadChart> {
+    if s.total == 0 {
+        return None;
+    }
+    const W: u32 = 600;
+    const H: u32 = 120;
+    const TOP: u32 = 8;
+    const BASE: u32 = 104;
+    let n = s.daily.len().max(1) as u32;
+    let slot = W / n;
+    let peak = s.daily.iter().map(|d| d.count).max().unwrap_or(0);
+    let bars = s
+        .daily
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let h = if peak == 0 {
+                0
+            } else {
+                // At least a pixel for any day with downloads.
+                ((d.count as f64 / peak as f64) * f64::from(BASE - TOP))
+                    .round()
+                    .max(if d.count > 0 { 1.0 } else { 0.0 }) as u32
+            };
+            DayBar {
+                x: i as u32 * slot + 1,
+                y: BASE - h,
+                w: slot.saturating_sub(2).max(1),
+                h,
+                date: d.date.clone(),
+                count: d.count,
+            }
+        })
+        .collect();
+    Some(DownloadChart {
+        total: s.total,
+        last_7: s.last_7_days,
+        last_30: s.last_30_days,
+        peak,
+        width: W,
+        height: H,
+        base: BASE,
+        bars,
+        from: s.from.clone(),
+        to: s.to.clone(),
+    })
 }
 
 /// A scoped npm package's page path: `/package/{namespace}/{scope}/{name}`.
@@ -846,7 +948,9 @@ async fn entry_view(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let stats = r.entry_download_stats(caller, key, None, None).await?;
     Ok(EntryView {
+        downloads: download_chart(&stats),
         advisories: banners,
         usage: usage(&e, manifest),
         schemas: tool_schemas(&e, manifest),
@@ -883,10 +987,18 @@ fn usage(e: &Entry, manifest: &Value) -> Vec<Usage> {
             label: "Install with tsuku",
             code: format!("tsuku install {name}"),
         }),
-        Kind::Module => out.push(Usage {
-            label: "Import in mlld",
-            code: format!("/import {{ ... }} from @{ns}/{name}"),
-        }),
+        Kind::Module => {
+            out.push(Usage {
+                label: "Import in mlld",
+                code: format!("/import {{ ... }} from @{ns}/{name}"),
+            });
+            if quiver_engine::content::declared_hash(manifest).is_some() {
+                out.push(Usage {
+                    label: "Download it, verified by its sha256",
+                    code: format!("quiver install module {ns}/{name}"),
+                });
+            }
+        }
         Kind::Skill => {
             let packages: Vec<&str> = manifest["target_packages"]
                 .as_array()

@@ -355,3 +355,69 @@ async fn popularity_follows_downloads_over_its_prior() {
     let (_, e) = app.get("/api/v1/entries/module/alice/greet", None).await;
     assert_eq!(e["popularity"]["score"].as_f64().unwrap(), after);
 }
+
+/// The website: a downloads chart on an entry with downloads (none without), the
+/// install line of a module with content, and the most downloaded on the home page
+/// (private entries left out for others).
+#[tokio::test]
+async fn pages_show_downloads() {
+    let app = app().await;
+    entry(&app, "greet", "public").await;
+    entry(&app, "quiet", "public").await;
+    entry(&app, "secret", "private").await;
+    for name in ["greet", "quiet", "secret"] {
+        let (s, e) = publish(
+            &app,
+            name,
+            "1.0.0",
+            json!({"content": format!("{TEXT}{name}")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{e}");
+    }
+    for i in 0..7 {
+        download(&app, "greet", "1.0.0", &format!("10.2.0.{i}")).await;
+    }
+    let r = app
+        .http
+        .get(app.url("/api/v1/entries/module/alice/secret/versions/1.0.0/content"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.registry.flush_downloads().await.unwrap();
+
+    let html = |path: &'static str| {
+        let app = &app;
+        async move {
+            let r = app.http.get(app.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let page = html("/module/alice/greet").await;
+    assert!(page.contains("id=\"downloads\""), "{page}");
+    assert!(page.contains("7 in the last 30 days"), "{page}");
+    assert!(page.contains("<rect class=\"day\""), "{page}");
+    assert!(page.contains(": 7</title>"), "{page}");
+    assert!(
+        page.contains("quiver install module alice&#x2f;greet"),
+        "{page}"
+    );
+    let page = html("/module/alice/quiet").await;
+    assert!(
+        !page.contains("id=\"downloads\""),
+        "no chart without downloads"
+    );
+    let home = html("/").await;
+    assert!(home.contains("Most downloaded here"), "{home}");
+    assert!(
+        home.contains("alice/greet</a> <span class=\"n\">7</span>"),
+        "{home}"
+    );
+    assert!(
+        !home.contains("alice/secret"),
+        "a private entry is left out: {home}"
+    );
+}
