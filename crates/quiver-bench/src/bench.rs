@@ -182,6 +182,13 @@ pub struct BenchArgs {
     /// Requests of each kind the consumers' benchmark times.
     #[arg(long, default_value_t = 500)]
     pub consumer_requests: usize,
+    /// Seconds of the consumers' benchmark's download load (8 clients, then paced while
+    /// lookups are timed).
+    #[arg(long, default_value_t = 10.0)]
+    pub download_seconds: f64,
+    /// Module versions published with content for the download load.
+    #[arg(long, default_value_t = 1_000)]
+    pub download_modules: usize,
     /// The module registry's files (the mlld fixtures).
     #[arg(long, default_value = "../shared/fixtures/mlld-registry")]
     pub module_fixtures: PathBuf,
@@ -1176,9 +1183,22 @@ fn start_node(
     addr: SocketAddr,
     log_path: PathBuf,
 ) -> anyhow::Result<ChildGuard> {
+    start_node_with(exe, data_dir, database, addr, log_path, &[])
+}
+
+/// [`start_node`] with more arguments to `quiver serve`.
+fn start_node_with(
+    exe: &Path,
+    data_dir: &Path,
+    database: Option<&str>,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    extra: &[&str],
+) -> anyhow::Result<ChildGuard> {
     let child = Command::new(exe)
         .arg("serve")
         .args(["--rate-limits", "off"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .args(database.map(|url| format!("--database={url}")))

@@ -48,6 +48,17 @@ pub struct ConsumerFigures {
     pub resolve_one: LatSummary,
     pub suggest: LatSummary,
     pub suggest_skills_mean: f64,
+    /// Module versions published with content for the download load.
+    pub download_modules: usize,
+    /// Downloads with 8 clients at full speed: requests a second, and their latency.
+    pub downloads_per_sec: f64,
+    pub download: LatSummary,
+    /// Distinct (client, version) pairs the load sent, and what the server counted.
+    pub download_pairs: u64,
+    pub downloads_counted: u64,
+    /// Lookups with no other load, and while downloads run at a steady 1,000 a second.
+    pub lookup_idle: LatSummary,
+    pub lookup_under_downloads: LatSummary,
     pub peak_rss_bytes: u64,
 }
 
@@ -125,6 +136,21 @@ fn print(f: &ConsumerFigures) {
         f.suggest_skills_mean
     );
     println!(
+        "  downloads, 8 clients {:.0}/s  {}  ({} module versions with content)",
+        f.downloads_per_sec,
+        pair(&f.download),
+        f.download_modules
+    );
+    println!(
+        "  counted            {} of {} distinct client and version pairs",
+        f.downloads_counted, f.download_pairs
+    );
+    println!("  lookups, idle      {}", pair(&f.lookup_idle));
+    println!(
+        "  lookups, 1,000 downloads/s beside them  {}",
+        pair(&f.lookup_under_downloads)
+    );
+    println!(
         "  server memory      peak RSS {}",
         fmt_bytes(f.peak_rss_bytes)
     );
@@ -140,6 +166,22 @@ fn print(f: &ConsumerFigures) {
         "  {}  suggest for 50 dependencies p95 < 10 ms {}",
         bar(f.suggest.p95_ms < 10.0),
         fmt_ms(f.suggest.p95_ms)
+    );
+    println!(
+        "  {}  downloads with 8 clients >= 5,000/s    {:.0}/s",
+        bar(f.downloads_per_sec >= 5_000.0),
+        f.downloads_per_sec
+    );
+    println!(
+        "  {}  every distinct download counted        {} of {}",
+        bar(f.downloads_counted == f.download_pairs),
+        f.downloads_counted,
+        f.download_pairs
+    );
+    println!(
+        "  {}  lookup p99 < 1 ms beside downloads     {}",
+        bar(f.lookup_under_downloads.p99_ms < 1.0),
+        fmt_ms(f.lookup_under_downloads.p99_ms)
     );
 }
 
@@ -250,7 +292,15 @@ async fn measure(exe: &Path, work: &Path, a: &super::BenchArgs) -> anyhow::Resul
 
     // 4. Measure.
     let addr = SocketAddr::from(([127, 0, 0, 1], proc::free_port()?));
-    let mut node = super::start_node(exe, &data, None, addr, work.join("serve-consumers.log"))?;
+    // Clients are told apart by X-Forwarded-For in the download load.
+    let mut node = super::start_node_with(
+        exe,
+        &data,
+        None,
+        addr,
+        work.join("serve-consumers.log"),
+        &["--trust-forwarded-for", "--download-flush-ms", "500"],
+    )?;
     super::wait_ready(&mut node, addr, Duration::from_secs(600)).await?;
     note!(
         "consumers: {} lock sets of 100, {} single resolutions, {} suggestions",
@@ -326,7 +376,167 @@ async fn measure(exe: &Path, work: &Path, a: &super::BenchArgs) -> anyhow::Resul
     }
     fig.suggest = lat.summary();
     fig.suggest_skills_mean = skills as f64 / a.consumer_requests.max(1) as f64;
+    downloads(addr, n, &npm, a, &mut fig).await?;
     fig.peak_rss_bytes = proc::memory(node.id()).map_or(0, |m| m.0);
     node.stop(Duration::from_secs(10));
     Ok(fig)
+}
+
+/// The download load: `--download-modules` versions published with content, then 8
+/// clients downloading them as fast as they can for `--download-seconds` (each request
+/// from one of 50,000 client addresses, so most hits are distinct and reach the store),
+/// the counts checked against the distinct pairs sent, then lookups timed idle and
+/// beside a steady 1,000 downloads a second.
+async fn downloads(
+    addr: SocketAddr,
+    modules: usize,
+    npm: &[String],
+    a: &super::BenchArgs,
+    fig: &mut ConsumerFigures,
+) -> anyhow::Result<()> {
+    use std::collections::HashSet;
+    let d = a.download_modules.clamp(1, modules);
+    note!("consumers: publishing {d} module versions with content");
+    for i in 0..d {
+        let body = json!({"version": "3.0.0",
+            "content": format!("/var @m{i} = \"{}\"\n/export {{ m{i} }}\n", "x".repeat(200))});
+        let (s, answer) = post_json(
+            addr,
+            &format!("/api/v1/entries/module/benchmods/m{i}/versions"),
+            &body,
+        )
+        .await?;
+        if !s.is_success() {
+            bail!(
+                "publish with content refused: {s} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    fig.download_modules = d;
+    let stats = |addr: SocketAddr| async move {
+        let mut c = super::http::Client::new(addr);
+        let (s, body) = c
+            .get_slow(
+                "/api/v1/namespaces/benchmods/stats",
+                Duration::from_secs(60),
+            )
+            .await?;
+        if !s.is_success() {
+            bail!("namespace stats: {s}");
+        }
+        let v: Value = serde_json::from_slice(&body)?;
+        Ok::<u64, anyhow::Error>(v["total"].as_u64().unwrap_or(0))
+    };
+    let before = stats(addr).await?;
+
+    note!(
+        "consumers: downloads with 8 clients for {} s",
+        a.download_seconds
+    );
+    let until = Instant::now() + Duration::from_secs_f64(a.download_seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let seed = a.seed ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            tokio::spawn(async move {
+                let mut rng = Rng::new(seed);
+                let mut client = super::http::Client::new(addr);
+                let mut lat = Lat::default();
+                let mut pairs = HashSet::new();
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let i = rng.below(d);
+                    let c = rng.below(50_000);
+                    client.forwarded_for =
+                        Some(format!("10.{}.{}.{}", c >> 16, (c >> 8) & 255, c & 255));
+                    let path =
+                        format!("/api/v1/entries/module/benchmods/m{i}/versions/3.0.0/content");
+                    let t = Instant::now();
+                    let (s, _) = client.get(&path).await?;
+                    lat.record(t.elapsed());
+                    if !s.is_success() {
+                        bail!("GET {path}: {s}");
+                    }
+                    pairs.insert((c, i));
+                    n += 1;
+                }
+                Ok::<_, anyhow::Error>((n, lat, pairs))
+            })
+        })
+        .collect();
+    let mut lat = Lat::default();
+    let mut pairs: HashSet<(usize, usize)> = HashSet::new();
+    let mut total = 0u64;
+    for t in tasks {
+        let (n, l, p) = t.await??;
+        total += n;
+        lat.add(&l);
+        pairs.extend(p);
+    }
+    fig.downloads_per_sec = total as f64 / started.elapsed().as_secs_f64();
+    fig.download = lat.summary();
+    fig.download_pairs = pairs.len() as u64;
+    // Past a flush or two, every distinct pair is counted once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        fig.downloads_counted = stats(addr).await? - before;
+        if fig.downloads_counted >= fig.download_pairs || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let plain: Vec<&String> = npm.iter().filter(|n| !n.starts_with('@')).collect();
+    let lookups = a.consumer_requests.max(1) * 4;
+    let time_lookups = |seed: u64| {
+        let plain = plain.clone();
+        async move {
+            let mut rng = Rng::new(seed);
+            let mut client = super::http::Client::new(addr);
+            let mut lat = Lat::default();
+            for _ in 0..lookups {
+                let name = plain[rng.below(plain.len())];
+                let path = format!("/api/v1/entries/package/npm/{name}");
+                let t = Instant::now();
+                let (s, _) = client.get(&path).await?;
+                lat.record(t.elapsed());
+                if !s.is_success() {
+                    bail!("GET {path}: {s}");
+                }
+            }
+            Ok::<_, anyhow::Error>(lat.summary())
+        }
+    };
+    fig.lookup_idle = time_lookups(a.seed).await?;
+    // A steady 1,000 downloads a second (4 clients, one every 4 ms each) beside them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4u64)
+        .map(|t| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng::new(t + 77);
+                let mut client = super::http::Client::new(addr);
+                let mut tick = tokio::time::interval(Duration::from_millis(4));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tick.tick().await;
+                    let i = rng.below(d);
+                    let c = rng.below(50_000);
+                    client.forwarded_for =
+                        Some(format!("10.{}.{}.{}", c >> 16, (c >> 8) & 255, c & 255));
+                    let path =
+                        format!("/api/v1/entries/module/benchmods/m{i}/versions/3.0.0/content");
+                    client.get(&path).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    let under = time_lookups(a.seed + 1).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.await??;
+    }
+    fig.lookup_under_downloads = under?;
+    Ok(())
 }

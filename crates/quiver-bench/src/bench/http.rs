@@ -18,11 +18,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Client {
     addr: SocketAddr,
     sender: Option<SendRequest<Empty<Bytes>>>,
+    /// Sent as `X-Forwarded-For` (a server that trusts it counts this client by it).
+    pub forwarded_for: Option<String>,
 }
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Self {
-        Client { addr, sender: None }
+        Client {
+            addr,
+            sender: None,
+            forwarded_for: None,
+        }
     }
 
     async fn connect(&mut self) -> anyhow::Result<()> {
@@ -72,9 +78,11 @@ impl Client {
             self.connect().await?;
         }
         let sender = self.sender.as_mut().expect("connected");
-        let req = Request::get(path)
-            .header(hyper::header::HOST, "127.0.0.1")
-            .body(Empty::<Bytes>::new())?;
+        let mut req = Request::get(path).header(hyper::header::HOST, "127.0.0.1");
+        if let Some(f) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", f.as_str());
+        }
+        let req = req.body(Empty::<Bytes>::new())?;
         let res = match sender.send_request(req).await {
             Ok(r) => r,
             Err(e) => {
