@@ -707,6 +707,13 @@ pub async fn feed_records_every_write(s: &dyn Store) {
     assert_eq!(s.feed_head().await.unwrap(), 5);
     assert_eq!(s.feed_since(3, 100).await.unwrap().len(), 2);
     assert_eq!(s.feed_since(0, 2).await.unwrap().len(), 2);
+    // A version event names its version through its row id.
+    let names = s
+        .version_names_by_id(&[events[3].entity_id, 987_654])
+        .await
+        .unwrap();
+    assert_eq!(names, [(events[3].entity_id, "0.1.0".to_string())]);
+    assert!(s.version_names_by_id(&[]).await.unwrap().is_empty());
 }
 
 pub async fn import_is_idempotent(s: &dyn Store) {

@@ -48,6 +48,7 @@ pub mod accounts;
 pub mod advisories;
 pub mod audit;
 pub mod bulk;
+pub mod changes;
 pub mod content;
 pub mod device;
 pub mod downloads;
@@ -228,6 +229,9 @@ pub struct Registry {
     setup: std::sync::Mutex<Option<String>>,
     /// The tools' capabilities for selection, brought up to the feed before each use (`select.rs`).
     catalog: select::SharedCatalog,
+    /// The feed's newest head as this node hears of it, for the public feed's long polls
+    /// and streams (`changes.rs`); the follower moves it.
+    heads: tokio::sync::watch::Sender<i64>,
     /// Download hits waiting for the next flush (`downloads.rs`).
     downloads: downloads::Buffer,
     /// Published content, addressed by its hash (`content.rs`).
@@ -265,6 +269,7 @@ impl Registry {
             telemetry_pruned: std::sync::atomic::AtomicI64::new(0),
             catalog: Default::default(),
             downloads: Default::default(),
+            heads: tokio::sync::watch::Sender::new(caught.position),
             content,
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
@@ -302,11 +307,15 @@ impl Registry {
             let mut feed = me.db.feed.subscribe();
             loop {
                 tokio::select! {
-                    _ = feed.changed() => {}
+                    head = feed.changed() => me.advance_head(head),
                     _ = tokio::time::sleep(me.config.poll_interval) => {}
                 }
-                if let Err(e) = me.index.catch_up(&*me.db.store).await {
-                    tracing::warn!(error = %e, "index follower could not catch up; will retry");
+                match me.index.catch_up(&*me.db.store).await {
+                    // Writes found by the poll (another process) wake the feed's readers too.
+                    Ok(c) => me.advance_head(c.position),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "index follower could not catch up; will retry")
+                    }
                 }
                 if let Err(e) = me.queue_gates().await {
                     tracing::warn!(error = %e, "could not queue the quality gates; will retry");

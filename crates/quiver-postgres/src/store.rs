@@ -891,6 +891,28 @@ impl Store for PostgresStore {
         get_entry_conn(&c, key).await
     }
 
+    async fn version_names_by_id(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.pooled().await?;
+        let rows = c
+            .query(
+                "SELECT id, version FROM versions WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .context("reading versions by id")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).context("reading a version id")?,
+                    r.try_get(1).context("reading a version")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>> {
         if ids.is_empty() {
             return Ok(Vec::new());

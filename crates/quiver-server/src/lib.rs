@@ -26,6 +26,7 @@ use limits::RouteClass;
 
 mod account_pages;
 mod advisory_pages;
+mod changes_routes;
 pub mod conn;
 mod device;
 mod download_routes;
@@ -193,6 +194,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route(&entry("/co-installed"), get_with(sg::co_installed, doc("Entries installed in the same projects as this one (from reported install events), most first, each behind at least min_projects projects (never fewer than 5)")))
         .api_route(&entry("/stats"), get_with(download_routes::entry_stats, doc("An entry's counted downloads and resolutions: all time, the last 7 and 30 UTC days, a daily series over a window (from, to: UTC days, at most 366; default the last 30) and per version; as of the last flush (about a second behind)")))
         .api_route("/api/v1/namespaces/{namespace}/stats", get_with(download_routes::namespace_stats, doc("A namespace's counted downloads and resolutions over the entries the caller may see: totals, a daily series over a window and per entry")))
+        .api_route("/api/v1/changes", get_with(changes_routes::changes, doc("The public change feed: the changes after a position (since, default 0) that the caller may see, oldest first in commit order, at most limit (default 100), with the position to resume from (next) and the feed's head; wait=N (up to 60 s) long-polls until a change arrives. Positions are the same for every caller; hidden events are skipped, never renumbered")))
+        .api_route("/api/v1/changes/stream", get_with(changes_routes::stream, doc("The change feed as Server-Sent Events (event `change`, id = feed position, data = the change as JSON), from since or Last-Event-ID, live after catching up; keep-alive comments every 15 s")))
         .api_route("/api/v1/stats/agents", get_with(download_routes::agent_stats, doc("Downloads and resolutions per client program (a user agent's product and major.minor version, the only part kept) and UTC day (site admins)")))
         .api_route(&entry("/dist-tags"), get_with(resolve_routes::dist_tags, doc("An entry's dist-tags, and what latest resolves to (the tag when set, else the highest release)")))
         .api_route(

@@ -672,3 +672,33 @@ impl OperationOutput for Content {
         ]
     }
 }
+
+/// A stream of Server-Sent Events (`text/event-stream`), already a response.
+pub struct EventStream(pub Response);
+
+impl IntoResponse for EventStream {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl OperationOutput for EventStream {
+    type Inner = String;
+
+    fn operation_response(_: &mut GenContext, _: &mut Operation) -> Option<DocResponse> {
+        Some(doc_response(
+            "Server-Sent Events: each event's id is its feed position and its data one change as JSON; comments keep the connection alive",
+            "text/event-stream",
+            json_schema!({"type": "string"}),
+        ))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
+}

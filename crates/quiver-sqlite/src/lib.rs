@@ -997,6 +997,30 @@ impl Store for SqliteStore {
         self.read(move |c| get_entry_conn(c, &key)).await
     }
 
+    async fn version_names_by_id(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT id, version FROM versions WHERE id IN ({placeholders})"
+                    ))
+                    .context("preparing versions by id")?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .context("reading versions by id")?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>> {
         let ids = ids.to_vec();
         self.read(move |c| {

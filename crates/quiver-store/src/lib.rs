@@ -374,6 +374,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_entry(&self, key: &EntryKey) -> Result<Option<Entry>>;
     /// Entries by id, in no particular order; unknown ids are skipped.
     async fn get_entries_by_id(&self, ids: &[i64]) -> Result<Vec<Entry>>;
+    /// The version strings of version rows by id (`(id, version)`), in no particular
+    /// order; unknown ids are skipped. For naming the versions of feed events.
+    async fn version_names_by_id(&self, ids: &[i64]) -> Result<Vec<(i64, String)>>;
     /// Entries matching the filter, in creation order, `limit` at a time.
     async fn list_entries(
         &self,

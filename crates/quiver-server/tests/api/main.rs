@@ -9,6 +9,7 @@ mod common;
 
 mod accounts;
 mod audit;
+mod changes;
 mod credentials;
 mod device;
 mod downloads;
