@@ -34,6 +34,7 @@ pub mod extract;
 pub mod guard;
 mod intel_pages;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 mod oidc;
 pub mod openapi;
@@ -599,12 +600,32 @@ pub fn router(state: AppState) -> Router {
 /// The whole HTTP surface with `limits` (see [`limits`]). Client addresses are known only
 /// when served with connect info (as [`serve_with`] does); without it, anonymous callers
 /// share one count.
+/// MCP over Streamable HTTP at [`mcp::PATH`]: not a REST route (one JSON-RPC endpoint), so
+/// outside the OpenAPI document; authenticated with the API's bearer tokens, and counted
+/// as reads by the rate limits.
+fn mcp_route(state: &AppState, limiting: Option<&limits::Limiting>) -> Router<AppState> {
+    let route = Router::new()
+        .route_service(mcp::PATH, mcp::http_service(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mcp::authenticate,
+        ));
+    match limiting {
+        Some(l) => route.layer(axum::middleware::from_fn_with_state(
+            (l.clone(), limits::Classify::Fixed(limits::RouteClass::Read)),
+            limits::limit,
+        )),
+        None => route,
+    }
+}
+
 pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
     let trust_forwarded_for = limits.trust_forwarded_for;
     let limiting = limits::Limiting::new(&state, limits);
     let mut doc = aide::openapi::OpenApi::default();
     let mut app = api(limiting.as_ref())
         .finish_api(&mut doc)
+        .merge(mcp_route(&state, limiting.as_ref()))
         .method_not_allowed_fallback(routes::method_not_allowed);
     app = match limiting {
         // An unknown path under /api/v1 still counts (as a read or a write).

@@ -21,6 +21,7 @@ mod health;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod oidc;
 mod openapi;
 mod pipeline;
