@@ -536,6 +536,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api",
             get_with(web::api_reference, doc("The website's API reference page")),
         )
+        .api_route(
+            "/mcp-setup",
+            get_with(web::mcp_setup, doc("The website's page on connecting an AI agent over MCP: the /mcp endpoint, quiver mcp, client configurations to copy, the tools and resources")),
+        )
         .api_route("/capabilities", get_with(tool_pages::capabilities, doc("The website's capability browser")))
         .api_route("/telemetry/drift", get_with(intel_pages::drift, doc("The website's drift list: patterns whose estimates are off, with refitted expressions")))
         .api_route(

@@ -236,3 +236,38 @@ async fn agents_search_and_read_schemas_as_their_token_allows() {
     let body: Value = res.json().await.unwrap();
     assert_envelope(&body, "unauthorized", None);
 }
+
+#[tokio::test]
+async fn the_setup_page_shows_how_to_connect() {
+    let app = TestApp::start().await;
+    let res = app.http.get(app.url("/mcp-setup")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res
+        .text()
+        .await
+        .unwrap()
+        .replace("&quot;", "\"")
+        .replace("&#x2f;", "/");
+    // This server's endpoint, by the address the browser used, in a config to copy.
+    let endpoint = app.url("/mcp");
+    assert!(html.contains(&format!("\"url\": \"{endpoint}\"")), "{html}");
+    assert!(html.contains("\"mcpServers\""), "{html}");
+    assert!(html.contains("\"command\": \"quiver\""), "{html}");
+    for tool in ["search", "get_tool_schema", "select_tool"] {
+        assert!(
+            html.contains(&format!("<code>{tool}</code>")),
+            "{tool}: {html}"
+        );
+    }
+    // The API page links to it.
+    let api = app
+        .http
+        .get(app.url("/api"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(api.contains("href=\"/mcp-setup\""));
+}
