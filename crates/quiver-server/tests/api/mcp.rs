@@ -271,3 +271,30 @@ async fn the_setup_page_shows_how_to_connect() {
         .unwrap();
     assert!(api.contains("href=\"/mcp-setup\""));
 }
+
+/// MCP requests count as reads for the rate limits, like the API's reads.
+#[tokio::test]
+async fn mcp_requests_count_as_reads() {
+    let mut limits = quiver_server::limits::RateLimits::off();
+    limits
+        .apply("read=2/min")
+        .expect("a valid limit specification");
+    let app = TestApp::builder().limits(limits).start().await;
+    let post = || {
+        app.http
+            .post(app.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "limit-test", "version": "1"}}}),
+            )
+            .send()
+    };
+    for _ in 0..2 {
+        let res = post().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = post().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
