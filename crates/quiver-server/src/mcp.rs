@@ -267,7 +267,7 @@ struct SearchArgs {
     /// Only entries in this namespace (`tpmjs`, `npm`, `pypi`, ...).
     #[serde(default)]
     namespace: Option<String>,
-    /// Only entries with all of these tags.
+    /// Only entries with at least one of these tags.
     #[serde(default)]
     tags: Vec<String>,
     /// Hits to answer, 1 to 50 (default 10).
@@ -522,9 +522,15 @@ pub(crate) async fn authenticate(
 }
 
 /// The Streamable HTTP service over `state`'s registry, to mount at [`PATH`] behind
-/// [`authenticate`]. Host checks are off: the server answers under whatever name it is
-/// deployed, and since credentials come only from the bearer header (no cookies), a
-/// rebound DNS name gains a browser nothing it could not ask for directly.
+/// [`authenticate`].
+///
+/// Stateless: no MCP session is kept between requests (the server never sends requests
+/// or notifications of its own, and each request carries its own credentials), so any
+/// node of a deployment answers any request, and nothing is held in memory per client.
+/// Answers are plain JSON rather than event streams. Host checks are off: the server
+/// answers under whatever name it is deployed, and since credentials come only from the
+/// bearer header (no cookies), a rebound DNS name gains a browser nothing it could not
+/// ask for directly.
 pub fn http_service(
     state: &AppState,
 ) -> rmcp::transport::StreamableHttpService<
@@ -537,7 +543,10 @@ pub fn http_service(
     rmcp::transport::StreamableHttpService::new(
         move || Ok(QuiverMcp::new(registry.clone(), Caller::Anonymous)),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().disable_allowed_hosts(),
+        StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .disable_allowed_hosts(),
     )
 }
 
