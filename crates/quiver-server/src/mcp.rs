@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use quiver_engine::resolve::ResolveRef;
@@ -35,7 +34,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
 use crate::AppState;
 
 /// Where the HTTP transport is mounted.
@@ -483,39 +481,19 @@ impl ServerHandler for QuiverMcp {
     }
 }
 
-/// The HTTP transport's middleware: the request's caller from its bearer token, as the
-/// API's `Auth` extractor finds it (no `Authorization`: anonymous; the admin token: the
-/// bootstrap admin; else an API or session token, resolved by the engine). A header that
-/// does not resolve is refused with the API's 401 envelope, never downgraded. Cookies are
+/// The HTTP transport's middleware: the request's caller from its bearer token, found as
+/// the API's `Auth` extractor finds it (no `Authorization`: anonymous; the admin token:
+/// the bootstrap admin; else an API or session token, resolved by the engine). A header
+/// that does not resolve is refused with the API's 401 envelope, never downgraded. Cookies are
 /// not read, so a page in a browser cannot act with its visitor's session here.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let caller = match req.headers().get(AUTHORIZATION) {
-        None => Caller::Anonymous,
-        Some(value) => {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            let Some(token) = token else {
-                return ApiError::from(Error::unauthorized(
-                    "the Authorization header must be 'Bearer <token>'",
-                ))
-                .into_response();
-            };
-            if state.is_admin_token(token) {
-                Caller::BootstrapAdmin
-            } else {
-                match state.registry.resolve_token(token).await {
-                    Ok(c) => c,
-                    Err(e) => return ApiError::from(e).into_response(),
-                }
-            }
-        }
+    let caller = match crate::extract::bearer_caller(req.headers(), &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
     };
     req.extensions_mut().insert(HttpCaller(caller));
     next.run(req).await
