@@ -144,6 +144,32 @@ async fn an_agent_reads_the_local_store_over_stdio() {
     assert_eq!(v["input_schema"]["required"], json!(["url"]), "{v}");
     assert_eq!(v["output_schema"]["properties"]["title"]["type"], "string");
 
+    // Selection, skill suggestions and resolution answer from the demo's data.
+    let r = call(
+        &anon,
+        "select_tool",
+        json!({"need": "capture network packets", "variables": {"packet_count": 5000}}),
+    )
+    .await;
+    let v = structured(&r);
+    assert_eq!(v["capability"], "packet_capture", "{v}");
+    assert_eq!(v["candidates"][0]["tool"]["name"], "tcpdump", "{v}");
+    let r = call(&anon, "suggest_skills", json!({"packages": ["react"]})).await;
+    let v = structured(&r);
+    assert_eq!(v["skills"][0]["name"], "react-best-practices", "{v}");
+    let r = call(
+        &anon,
+        "resolve",
+        json!({"kind": "tool", "namespace": "tpmjs", "name": "text.csvParse", "range": "^1"}),
+    )
+    .await;
+    assert_eq!(structured(&r)["version"], "1.1.0", "{r:?}");
+    let templates = anon.list_all_resource_templates().await.unwrap();
+    assert_eq!(
+        templates[0].uri_template,
+        "quiver://{kind}/{namespace}/{name}"
+    );
+
     // Anonymous: the private tool is not found, and search does not show it.
     let r = call(
         &anon,
