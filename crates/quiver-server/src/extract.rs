@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use quiver_engine::Caller;
 use quiver_model::Error;
 use schemars::JsonSchema;
@@ -30,24 +31,30 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let Some(value) = parts.headers.get(AUTHORIZATION) else {
-            return Ok(Auth(Caller::Anonymous));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::from(Error::unauthorized(
-                    "the Authorization header must be 'Bearer <token>'",
-                ))
-            })?;
-        if state.is_admin_token(token) {
-            return Ok(Auth(Caller::BootstrapAdmin));
-        }
-        Ok(Auth(state.registry.resolve_token(token).await?))
+        bearer_caller(&parts.headers, state).await.map(Auth)
     }
+}
+
+/// The caller `headers` authenticate, as [`Auth`] finds it (also used by the MCP
+/// endpoint's middleware).
+pub(crate) async fn bearer_caller(headers: &HeaderMap, state: &AppState) -> ApiResult<Caller> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(Caller::Anonymous);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::from(Error::unauthorized(
+                "the Authorization header must be 'Bearer <token>'",
+            ))
+        })?;
+    if state.is_admin_token(token) {
+        return Ok(Caller::BootstrapAdmin);
+    }
+    Ok(state.registry.resolve_token(token).await?)
 }
 
 /// Documented as optional bearer authentication: anonymous callers are served too, with

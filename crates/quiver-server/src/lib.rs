@@ -35,6 +35,7 @@ pub mod extract;
 pub mod guard;
 mod intel_pages;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 mod oidc;
 pub mod openapi;
@@ -538,6 +539,10 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api",
             get_with(web::api_reference, doc("The website's API reference page")),
         )
+        .api_route(
+            "/mcp-setup",
+            get_with(web::mcp_setup, doc("The website's page on connecting an AI agent over MCP: the /mcp endpoint, quiver mcp, client configurations to copy, the tools and resources")),
+        )
         .api_route("/capabilities", get_with(tool_pages::capabilities, doc("The website's capability browser")))
         .api_route("/telemetry/drift", get_with(intel_pages::drift, doc("The website's drift list: patterns whose estimates are off, with refitted expressions")))
         .api_route(
@@ -602,12 +607,32 @@ pub fn router(state: AppState) -> Router {
 /// The whole HTTP surface with `limits` (see [`limits`]). Client addresses are known only
 /// when served with connect info (as [`serve_with`] does); without it, anonymous callers
 /// share one count.
+/// MCP over Streamable HTTP at [`mcp::PATH`]: not a REST route (one JSON-RPC endpoint), so
+/// outside the OpenAPI document; authenticated with the API's bearer tokens, and counted
+/// as reads by the rate limits.
+fn mcp_route(state: &AppState, limiting: Option<&limits::Limiting>) -> Router<AppState> {
+    let route = Router::new()
+        .route_service(mcp::PATH, mcp::http_service(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mcp::authenticate,
+        ));
+    match limiting {
+        Some(l) => route.layer(axum::middleware::from_fn_with_state(
+            (l.clone(), limits::Classify::Fixed(limits::RouteClass::Read)),
+            limits::limit,
+        )),
+        None => route,
+    }
+}
+
 pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
     let trust_forwarded_for = limits.trust_forwarded_for;
     let limiting = limits::Limiting::new(&state, limits);
     let mut doc = aide::openapi::OpenApi::default();
     let mut app = api(limiting.as_ref())
         .finish_api(&mut doc)
+        .merge(mcp_route(&state, limiting.as_ref()))
         .method_not_allowed_fallback(routes::method_not_allowed);
     app = match limiting {
         // An unknown path under /api/v1 still counts (as a read or a write).

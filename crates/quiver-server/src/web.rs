@@ -91,6 +91,10 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
                 include_str!("../templates/web/namespace.html"),
             ),
             ("api.html", include_str!("../templates/web/api.html")),
+            (
+                "mcp_setup.html",
+                include_str!("../templates/web/mcp_setup.html"),
+            ),
             ("error.html", include_str!("../templates/web/error.html")),
             ("signin.html", include_str!("../templates/web/signin.html")),
             (
@@ -1326,6 +1330,50 @@ pub async fn api_reference(v: Visitor) -> Headed<Page> {
         .map(|(tag, ops)| OpGroup { tag, ops })
         .collect();
     render(&v, StatusCode::OK, "api.html", &View { groups })
+}
+
+/// `GET /mcp-setup`: how to connect an agent over MCP, with configurations to copy for
+/// this server's `/mcp` (by the address the browser reached it at) and for `quiver mcp`.
+pub async fn mcp_setup(v: Visitor, headers: axum::http::HeaderMap) -> Headed<Page> {
+    #[derive(Serialize)]
+    struct ToolView {
+        name: String,
+        description: String,
+    }
+    #[derive(Serialize)]
+    struct View {
+        url: String,
+        http_config: String,
+        claude_code: String,
+        stdio_config: String,
+        tools: Vec<ToolView>,
+    }
+    let url = format!("{}{}", crate::device::own_base(&headers), crate::mcp::PATH);
+    // Written out rather than serialized, to keep the keys in the order people read them.
+    let json_url = serde_json::to_string(&url).unwrap_or_default();
+    let view = View {
+        http_config: format!(
+            "{{\n  \"mcpServers\": {{\n    \"quiver\": {{\n      \"type\": \"http\",\n      \
+             \"url\": {json_url},\n      \"headers\": {{ \"Authorization\": \"Bearer YOUR_QUIVER_TOKEN\" }}\n    \
+             }}\n  }}\n}}"
+        ),
+        claude_code: format!(
+            "claude mcp add --transport http quiver {url} --header \"Authorization: Bearer YOUR_QUIVER_TOKEN\""
+        ),
+        stdio_config: "{\n  \"mcpServers\": {\n    \"quiver\": {\n      \"command\": \"quiver\",\n      \
+             \"args\": [\"mcp\", \"--data-dir\", \"/path/to/quiver-data\"],\n      \
+             \"env\": { \"QUIVER_TOKEN\": \"an API token of that store (optional)\" }\n    }\n  }\n}"
+            .to_string(),
+        tools: crate::mcp::tools()
+            .into_iter()
+            .map(|t| ToolView {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        url,
+    };
+    render(&v, StatusCode::OK, "mcp_setup.html", &view)
 }
 
 const STYLESHEET: &str = include_str!("../static/quiver.css");

@@ -17,6 +17,7 @@ mod client;
 mod install_cli;
 mod local;
 mod login;
+mod mcp_cli;
 mod pipeline_cli;
 mod resolve_cli;
 mod suggest_cli;
@@ -116,6 +117,9 @@ enum Command {
     Relevance(local::RelevanceArgs),
     /// List, show and retry durable jobs in the store.
     Jobs(local::JobsArgs),
+    /// Serve the local store to an AI agent over MCP on standard input and output (tools:
+    /// search, get_entry, get_tool_schema, select_tool, suggest_skills, resolve).
+    Mcp(mcp_cli::McpArgs),
     /// Publish an entry version from a JSON file to a server.
     Publish(client::PublishArgs),
     /// Show an entry and its versions: `quiver info package npm/@types/node`.
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
             Command::Export(a) => local::export(a).await,
             Command::Relevance(a) => local::relevance(a).await,
             Command::Jobs(a) => local::jobs(a).await,
+            Command::Mcp(a) => mcp_cli::run(a).await,
             Command::Publish(a) => client::publish(a).await,
             Command::Info(a) => client::info(a).await,
             Command::Audit(a) => client::audit(a).await,

@@ -22,6 +22,7 @@ mod health;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod oidc;
 mod openapi;
 mod pipeline;
