@@ -568,18 +568,23 @@ impl OperationOutput for Stylesheet {
         let Some(css) = Self::operation_response(ctx, op) else {
             return Vec::new();
         };
-        vec![
-            (Some(DocStatus::Code(200)), css.clone()),
-            (
-                Some(DocStatus::Code(304)),
-                DocResponse {
-                    description: "not modified (If-None-Match)".into(),
-                    ..DocResponse::default()
-                },
-            ),
-            (None, css),
-        ]
+        ok_or_not_modified(css)
     }
+}
+
+/// The documented answers of a cacheable asset: `ok` (200 and the default), or 304.
+fn ok_or_not_modified(ok: DocResponse) -> Vec<(Option<DocStatus>, DocResponse)> {
+    vec![
+        (Some(DocStatus::Code(200)), ok.clone()),
+        (
+            Some(DocStatus::Code(304)),
+            DocResponse {
+                description: "not modified (If-None-Match)".into(),
+                ..DocResponse::default()
+            },
+        ),
+        (None, ok),
+    ]
 }
 
 /// A version's content: its bytes, with its sha256 as a strong `ETag` and caching for a
@@ -659,17 +664,7 @@ impl OperationOutput for Content {
         let Some(ok) = Self::operation_response(ctx, op) else {
             return Vec::new();
         };
-        vec![
-            (Some(DocStatus::Code(200)), ok.clone()),
-            (
-                Some(DocStatus::Code(304)),
-                DocResponse {
-                    description: "not modified (If-None-Match)".into(),
-                    ..DocResponse::default()
-                },
-            ),
-            (None, ok),
-        ]
+        ok_or_not_modified(ok)
     }
 }
 
