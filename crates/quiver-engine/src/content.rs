@@ -62,35 +62,7 @@ impl Registry {
     ) -> Result<Version> {
         if let Some(bytes) = content {
             self.publishable_entry(caller, key).await?;
-            if bytes.is_empty() || bytes.len() > MAX_CONTENT_BYTES {
-                return Err(Error::invalid(
-                    "content",
-                    format!("1 to {MAX_CONTENT_BYTES} bytes"),
-                ));
-            }
-            let hash = sha256_hex(&bytes);
-            let source = version
-                .manifest
-                .as_object_mut()
-                .ok_or_else(|| Error::invalid("manifest", "an object"))?
-                .entry("source")
-                .or_insert_with(|| serde_json::json!({}));
-            let Some(source) = source.as_object_mut() else {
-                return Err(Error::invalid("manifest.source", "an object"));
-            };
-            for field in ["content_hash", "contentHash"] {
-                if let Some(d) = source.get(field) {
-                    let ok = d.as_str().and_then(parse_hash).as_deref() == Some(hash.as_str());
-                    if !ok {
-                        return Err(Error::invalid(
-                            format!("manifest.source.{field}"),
-                            format!("declared {d}, but the content's sha256 is sha256:{hash}"),
-                        ));
-                    }
-                }
-            }
-            source.remove("contentHash");
-            source.insert("content_hash".into(), format!("sha256:{hash}").into());
+            let hash = attach_content(&mut version.manifest, &bytes)?;
             self.content.put(&hash, bytes).await?;
         }
         self.publish_version(caller, key, version).await
@@ -186,6 +158,41 @@ impl ContentStore for FileContentStore {
             Err(e) => Err(Error::internal("reading content", e)),
         }
     }
+}
+
+/// Record content's sha256 in a manifest as `source.content_hash` (`sha256:<hex>`),
+/// refusing content out of bounds or a hash the manifest declares that disagrees.
+/// Answers the hash (hex).
+pub fn attach_content(manifest: &mut serde_json::Value, bytes: &[u8]) -> Result<String> {
+    if bytes.is_empty() || bytes.len() > MAX_CONTENT_BYTES {
+        return Err(Error::invalid(
+            "content",
+            format!("1 to {MAX_CONTENT_BYTES} bytes"),
+        ));
+    }
+    let hash = sha256_hex(bytes);
+    let source = manifest
+        .as_object_mut()
+        .ok_or_else(|| Error::invalid("manifest", "an object"))?
+        .entry("source")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(source) = source.as_object_mut() else {
+        return Err(Error::invalid("manifest.source", "an object"));
+    };
+    for field in ["content_hash", "contentHash"] {
+        if let Some(d) = source.get(field) {
+            let ok = d.as_str().and_then(parse_hash).as_deref() == Some(hash.as_str());
+            if !ok {
+                return Err(Error::invalid(
+                    format!("manifest.source.{field}"),
+                    format!("declared {d}, but the content's sha256 is sha256:{hash}"),
+                ));
+            }
+        }
+    }
+    source.remove("contentHash");
+    source.insert("content_hash".into(), format!("sha256:{hash}").into());
+    Ok(hash)
 }
 
 #[cfg(test)]

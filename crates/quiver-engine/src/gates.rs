@@ -130,6 +130,14 @@ fn current(v: &Version, r: &Validation) -> bool {
 
 /// Popular names of `entry`'s kind to compare its name against.
 pub fn popular_names(index: &SearchIndex, entry: &Entry) -> Vec<PopularName> {
+    popular_names_of(
+        index,
+        &EntryKey::new(entry.kind, &entry.namespace, &entry.name),
+    )
+}
+
+/// Popular names of `key`'s kind to compare its name against (the name need not exist).
+pub fn popular_names_of(index: &SearchIndex, entry: &EntryKey) -> Vec<PopularName> {
     let mut out: Vec<PopularName> = vec![];
     let queries = [
         SearchQuery {

@@ -47,6 +47,7 @@ pub use quiver_store as store;
 pub mod accounts;
 pub mod advisories;
 pub mod audit;
+pub mod authoring;
 pub mod bulk;
 pub mod changes;
 pub mod content;

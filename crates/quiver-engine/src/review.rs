@@ -352,6 +352,27 @@ impl Registry {
         kind: Kind,
         manifest: &Value,
     ) -> Result<Option<String>> {
+        self.review_rule(caller, kind, manifest, true).await
+    }
+
+    /// [`Registry::publish_decision`] without spending a trusted publisher's daily
+    /// auto-publish allowance: the answer a check before publishing gives.
+    pub(crate) async fn review_preview(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        manifest: &Value,
+    ) -> Result<Option<String>> {
+        self.review_rule(caller, kind, manifest, false).await
+    }
+
+    async fn review_rule(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        manifest: &Value,
+        spend: bool,
+    ) -> Result<Option<String>> {
         let settings = self.review_settings();
         if !settings.enabled {
             return Ok(None);
@@ -373,6 +394,7 @@ impl Registry {
                 "new entries of standard publishers ({}) are reviewed",
                 account.name
             ))),
+            TrustLevel::Trusted if !spend => Ok(None),
             TrustLevel::Trusted => {
                 // One atomic hit per auto-publish in the store's shared counters: the
                 // 24 h window is aligned to the epoch, so it is the UTC day.

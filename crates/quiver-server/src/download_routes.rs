@@ -38,8 +38,27 @@ pub struct PublishVersion {
     pub content_base64: Option<String>,
 }
 
-fn empty_object() -> serde_json::Value {
+pub(crate) fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
+}
+
+/// A version's content given as text or as base64 (not both).
+pub(crate) fn decode_content(
+    text: Option<String>,
+    base64: Option<String>,
+) -> Result<Option<Vec<u8>>, Error> {
+    match (text, base64) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "content_base64",
+            "give content or content_base64, not both",
+        )),
+        (Some(text), None) => Ok(Some(text.into_bytes())),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map(Some)
+            .map_err(|e| Error::invalid("content_base64", format!("not base64: {e}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The request's user agent, for the counts per client program.
@@ -53,22 +72,7 @@ pub async fn publish_version(
     PathParams(path): PathParams<EntryPath>,
     JsonBody(body): JsonBody<PublishVersion>,
 ) -> ApiResult<Created<Version>> {
-    let content = match (body.content, body.content_base64) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid(
-                "content_base64",
-                "give content or content_base64, not both",
-            )
-            .into())
-        }
-        (Some(text), None) => Some(text.into_bytes()),
-        (None, Some(b64)) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| Error::invalid("content_base64", format!("not base64: {e}")))?,
-        ),
-        (None, None) => None,
-    };
+    let content = decode_content(body.content, body.content_base64)?;
     let key = path.key();
     let v = NewVersion {
         version: body.version,

@@ -206,7 +206,22 @@ pub struct PublishArgs {
     /// it and records the hash in the manifest.
     #[arg(long)]
     pub content: Option<PathBuf>,
+    /// Check the version as a publish would (rules, expressions, content hash, quality
+    /// gates, review) and print every finding, writing nothing. Fails when the publish
+    /// would be refused or the version held back.
+    #[arg(long)]
+    pub dry_run: bool,
 }
+
+/// The entry fields a check of a new name's first version takes.
+const DRAFT_FIELDS: &[&str] = &[
+    "display_name",
+    "description",
+    "category",
+    "tags",
+    "keywords",
+    "visibility",
+];
 
 const VERSION_FIELDS: &[&str] = &[
     "version",
@@ -256,6 +271,24 @@ pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let kind: Kind = kind.parse()?;
     let client = Client::new(a.remote.clone());
     let path = entry_path(kind, &ns, &name);
+    if a.dry_run {
+        if client.call(Method::GET, &path, None).await?.is_none() {
+            let draft: Map<String, Value> = entry
+                .into_iter()
+                .filter(|(k, _)| DRAFT_FIELDS.contains(&k.as_str()))
+                .collect();
+            version.insert("entry".into(), Value::Object(draft));
+        }
+        let report = client
+            .call(
+                Method::POST,
+                &format!("{path}/versions/validate"),
+                Some(&Value::Object(version)),
+            )
+            .await?
+            .unwrap_or(Value::Null);
+        return print_validation(&a.remote, &report, &format!("{kind} {ns}/{name}"));
+    }
     if client.call(Method::GET, &path, None).await?.is_none() {
         client
             .call(Method::POST, "/api/v1/entries", Some(&Value::Object(entry)))
@@ -278,6 +311,43 @@ pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
         v["sha256"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// Print a check's findings; fail unless a publish would store an installable version.
+fn print_validation(remote: &Remote, report: &Value, what: &str) -> anyhow::Result<()> {
+    let outcome = report["outcome"].as_str().unwrap_or("?");
+    if remote.json {
+        print_json(report)?;
+    } else {
+        let verdict = match outcome {
+            "accepted" => "would be published",
+            "review" => "would be published and the entry sent to review",
+            "held_back" => "would be held back by the quality gates",
+            "refused" => "would be refused",
+            other => other,
+        };
+        println!(
+            "{what} {} {verdict}",
+            report["sha256"]
+                .as_str()
+                .map_or(String::new(), |h| format!("(sha256 {h})"))
+        );
+        for f in report["findings"].as_array().into_iter().flatten() {
+            let gate = f["gate"]
+                .as_str()
+                .map_or(String::new(), |g| format!(" [{g}]"));
+            println!(
+                "  {:<7} {}{gate}: {}",
+                f["severity"].as_str().unwrap_or("?"),
+                f["field"].as_str().unwrap_or("?"),
+                f["message"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    match outcome {
+        "accepted" | "review" => Ok(()),
+        _ => bail!("the check found errors: nothing was published"),
+    }
 }
 
 #[derive(Args)]

@@ -1,0 +1,62 @@
+//! Authoring: checking a version before publishing it. Thin handlers over the engine's
+//! `authoring` service.
+
+use axum::extract::State;
+use quiver_engine::authoring::{EntryDraft, ValidationReport, VersionDraft};
+use quiver_model::NewVersion;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::download_routes::{decode_content, empty_object};
+use crate::error::ApiResult;
+use crate::extract::{Auth, JsonBody, PathParams};
+use crate::reply::Json;
+use crate::routes::EntryPath;
+use crate::AppState;
+
+/// Body of `POST …/versions/validate`: what `POST …/versions` takes, and for a name that
+/// does not exist yet the entry's fields.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateVersion {
+    pub version: String,
+    #[serde(default = "empty_object")]
+    pub manifest: serde_json::Value,
+    #[serde(default)]
+    pub changelog: Option<String>,
+    #[serde(default)]
+    pub breaking: bool,
+    /// The content as text, checked as a publish would (its hash against a declared one).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// The content as base64 (instead of `content`).
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    /// The entry's fields (description, tags, ...), to check the first version of a name
+    /// not created yet; ignored when the entry exists.
+    #[serde(default)]
+    pub entry: Option<EntryDraft>,
+}
+
+pub async fn validate_version(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(body): JsonBody<ValidateVersion>,
+) -> ApiResult<Json<ValidationReport>> {
+    let draft = VersionDraft {
+        version: NewVersion {
+            version: body.version,
+            manifest: body.manifest,
+            changelog: body.changelog,
+            breaking: body.breaking,
+        },
+        content: decode_content(body.content, body.content_base64)?,
+        entry: body.entry,
+    };
+    let report = state
+        .registry
+        .validate_version(&caller, &path.key(), draft)
+        .await?;
+    Ok(Json::ok(report))
+}

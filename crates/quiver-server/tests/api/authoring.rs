@@ -1,0 +1,157 @@
+//! Checking a version before publishing it (`POST …/versions/validate`): the same
+//! findings a publish would give, each with its field, the outcome a publish would have,
+//! and nothing written (no version, no change on the feed).
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::TestApp;
+
+const DESCRIPTION: &str = "Capture packets on an interface and write them to a file";
+
+fn manifest(time: &str) -> Value {
+    json!({"capabilities": {"packet_capture": {
+        "description": "capture packets",
+        "patterns": {"capture": {
+            "time_estimate_ms": time,
+            "cost_estimate": "ceil(packet_count / 1000)",
+            "required_inputs": [{"name": "iface", "type": "string"}]
+        }}
+    }}})
+}
+
+/// The feed's head: the position of the last change.
+async fn head(app: &TestApp, token: &str) -> Value {
+    let (s, b) = app.get("/api/v1/changes?limit=1", Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["head"].clone()
+}
+
+#[tokio::test]
+async fn a_check_finds_what_a_publish_would_and_writes_nothing() {
+    let app = TestApp::builder().user("alice").start().await;
+    let alice = app.session("alice").to_string();
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(&alice),
+            json!({"kind": "tool", "namespace": "alice", "name": "tcpdump", "description": DESCRIPTION}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let versions = "/api/v1/entries/tool/alice/tcpdump/versions";
+    let validate = format!("{versions}/validate");
+    let before = head(&app, &alice).await;
+
+    // An undeclared variable: the check names the field a publish would refuse.
+    let bad = json!({"version": "1.0.0", "manifest": manifest("800 + 0.3 * packets")});
+    let (s, report) = app.post(&validate, Some(&alice), bad.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["outcome"], "refused", "{report}");
+    let (s, refused) = app.post(versions, Some(&alice), bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["field"], refused["error"]["field"], "{report}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(errors[0]["message"].as_str().unwrap()),
+        "{report} vs {refused}"
+    );
+
+    // A bad version number and a good manifest: one finding on `version`.
+    let (_, report) = app
+        .post(
+            &validate,
+            Some(&alice),
+            json!({"version": "one", "manifest": manifest("800")}),
+        )
+        .await;
+    assert_eq!(report["outcome"], "refused");
+    assert_eq!(report["findings"][0]["field"], "version", "{report}");
+
+    // A good version: accepted, with the sha256 the publish then records.
+    let good = json!({"version": "1.0.0", "manifest": manifest("800 + 0.3 * packet_count")});
+    let (s, report) = app.post(&validate, Some(&alice), good.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["outcome"], "accepted", "{report}");
+    assert_eq!(report["new_entry"], false);
+    assert!(report["gates"].as_array().unwrap().len() >= 5, "{report}");
+
+    // Nothing was written by any check.
+    assert_eq!(head(&app, &alice).await, before, "the feed did not move");
+    let (_, listed) = app.get(versions, Some(&alice)).await;
+    assert_eq!(listed["items"], json!([]));
+
+    let (s, published) = app.post(versions, Some(&alice), good.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{published}");
+    assert_eq!(published["sha256"], report["sha256"]);
+
+    // The same number again: a publish would conflict, and the check says so.
+    let (_, report) = app.post(&validate, Some(&alice), good).await;
+    assert_eq!(report["outcome"], "refused", "{report}");
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["field"] == "version"
+            && f["message"].as_str().unwrap().contains("already published")));
+}
+
+#[tokio::test]
+async fn a_new_name_is_checked_with_its_entry_fields_and_gates() {
+    let app = TestApp::builder().user("alice").user("bob").start().await;
+    let alice = app.session("alice").to_string();
+    let bob = app.session("bob").to_string();
+    let validate = "/api/v1/entries/tool/alice/newtool/versions/validate";
+    let body = |description: &str| {
+        json!({"version": "1.0.0", "manifest": manifest("800"),
+               "entry": {"description": description, "tags": ["network"]}})
+    };
+
+    // Without the entry's fields, the name is not found.
+    let (s, b) = app
+        .post(
+            validate,
+            Some(&alice),
+            json!({"version": "1.0.0", "manifest": manifest("800")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+
+    // A description too short: the description gate would hold the version back.
+    let (s, report) = app.post(validate, Some(&alice), body("pcap")).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["new_entry"], true);
+    assert_eq!(report["outcome"], "held_back", "{report}");
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["field"] == "description"
+            && f["gate"] == "description"
+            && f["severity"] == "error"));
+
+    let (_, report) = app.post(validate, Some(&alice), body(DESCRIPTION)).await;
+    assert!(
+        ["accepted", "review"].contains(&report["outcome"].as_str().unwrap()),
+        "{report}"
+    );
+
+    // Someone who may not publish in the namespace is refused, as a publish would be.
+    let (s, b) = app.post(validate, Some(&bob), body(DESCRIPTION)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+
+    // Still nothing there.
+    let (s, _) = app
+        .get("/api/v1/entries/tool/alice/newtool", Some(&alice))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
