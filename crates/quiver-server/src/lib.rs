@@ -26,6 +26,7 @@ use limits::RouteClass;
 
 mod account_pages;
 mod advisory_pages;
+mod authoring_routes;
 mod changes_routes;
 pub mod conn;
 mod device;
@@ -33,6 +34,7 @@ mod download_routes;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod http_policy;
 mod intel_pages;
 pub mod limits;
 pub mod mcp;
@@ -59,6 +61,8 @@ pub struct AppState {
     /// Bearer token of the bootstrap admin (no account; may do everything). Other bearer
     /// tokens are API tokens of user accounts, resolved by the engine.
     pub admin_token: Option<String>,
+    /// Caching and cross-origin rules ([`http_policy`]).
+    pub http: Arc<http_policy::HttpPolicy>,
 }
 
 impl AppState {
@@ -192,6 +196,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(r::get_entry, doc("Read one entry (exact lookup, no search index)")),
         )
         .api_route(&entry("/versions"), get_with(r::list_versions, doc("List versions, newest first")))
+        .api_route(&entry("/versions/validate"), post_with(authoring_routes::validate_version, doc("Check a version before publishing it, writing nothing: the same rules, expression checks, content hash, manifest budget, quality gates and review rule a publish runs, each finding with its field, and the outcome a publish would have (accepted, review, held_back or refused). For a name not created yet, give the entry's fields in `entry`. Counted as a read")))
         .api_route(&entry("/co-installed"), get_with(sg::co_installed, doc("Entries installed in the same projects as this one (from reported install events), most first, each behind at least min_projects projects (never fewer than 5)")))
         .api_route(&entry("/stats"), get_with(download_routes::entry_stats, doc("An entry's counted downloads and resolutions: all time, the last 7 and 30 UTC days, a daily series over a window (from, to: UTC days, at most 366; default the last 30) and per version; as of the last flush (about a second behind)")))
         .api_route("/api/v1/namespaces/{namespace}/stats", get_with(download_routes::namespace_stats, doc("A namespace's counted downloads and resolutions over the entries the caller may see: totals, a daily series over a window and per entry")))
@@ -627,6 +632,7 @@ fn mcp_route(state: &AppState, limiting: Option<&limits::Limiting>) -> Router<Ap
 }
 
 pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
+    let policy = state.http.clone();
     let trust_forwarded_for = limits.trust_forwarded_for;
     let limiting = limits::Limiting::new(&state, limits);
     let mut doc = aide::openapi::OpenApi::default();
@@ -651,7 +657,7 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(state);
     // Scoped npm names keep their slash in paths: joined into one segment before routing.
-    Router::new()
+    let app = Router::new()
         .fallback_service(app.map_request(|mut req: Request| {
             if let Some(uri) = paths::join_scoped_name(req.uri()) {
                 *req.uri_mut() = uri;
@@ -659,6 +665,15 @@ pub fn router_with(state: AppState, limits: limits::RateLimits) -> Router {
             req
         }))
         .layer(axum::middleware::from_fn(guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            policy.clone(),
+            http_policy::cache_headers,
+        ));
+    // Preflights are answered before anything else looks at the request.
+    match policy.cors() {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 pub mod paths {

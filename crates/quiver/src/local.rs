@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// the data directory; on several nodes, a folder they all share).
     #[arg(long, env = "QUIVER_CONTENT_DIR")]
     pub content_dir: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser (comma-separated
+    /// `scheme://host[:port]`, or `*` for any). Off by default; cookies are never sent
+    /// across origins (a browser client sends its token in `Authorization`).
+    #[arg(long, env = "QUIVER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Seconds a CDN or shared cache may serve a public answer (to a caller without
+    /// credentials) before revalidating it with its ETag; 0 to always revalidate.
+    #[arg(long, env = "QUIVER_PUBLIC_MAX_AGE", default_value_t = 60)]
+    pub public_max_age: u64,
     /// Rate limits per client: the defaults (empty), `off`, or `class=limit` pairs over the
     /// defaults, e.g. `search=60/min,download=off` (classes: read, search, write,
     /// registration, download; limits like `20/s`, `100/min`, `50/day`).
@@ -201,6 +210,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.device_poll_interval >= a.device_code_lifetime {
         bail!("--device-poll-interval must be shorter than --device-code-lifetime");
     }
+    let http = quiver_server::http_policy::HttpPolicy {
+        public_max_age: a.public_max_age,
+        cors_origins: a
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect(),
+    };
+    http.check()
+        .map_err(|e| anyhow::anyhow!("--cors-origins: {e}"))?;
     if a.telemetry_retention_days == 0 {
         bail!("--telemetry-retention-days must be at least 1");
     }
@@ -264,6 +284,7 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         registry: registry.clone(),
         admin_token: a.admin_token,
+        http: std::sync::Arc::new(http),
     };
     let mut limits = a.rate_limits;
     limits.trust_forwarded_for = a.trust_forwarded_for;

@@ -9,6 +9,8 @@ mod common;
 
 mod accounts;
 mod audit;
+mod authoring;
+mod caching;
 mod changes;
 mod credentials;
 mod device;

@@ -52,6 +52,7 @@ pub struct TestAppBuilder {
     worker: bool,
     limits: Option<RateLimits>,
     connections: ConnectionLimits,
+    http: quiver_server::http_policy::HttpPolicy,
     backend: Backend,
     tweaks: Vec<Tweak>,
     users: Vec<String>,
@@ -74,6 +75,12 @@ impl TestAppBuilder {
     /// Serve with these limits (and their `trust_forwarded_for`).
     pub fn limits(mut self, limits: RateLimits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Serve under these caching and cross-origin rules (the defaults otherwise).
+    pub fn http(mut self, http: quiver_server::http_policy::HttpPolicy) -> Self {
+        self.http = http;
         self
     }
 
@@ -137,6 +144,7 @@ impl TestAppBuilder {
         let state = AppState {
             registry: registry.clone(),
             admin_token: self.admin_token.clone(),
+            http: std::sync::Arc::new(self.http.clone()),
         };
         let limits = self.limits.unwrap_or_else(RateLimits::off);
         let connections = self.connections;
@@ -206,6 +214,7 @@ impl TestApp {
             worker: false,
             limits: None,
             connections: ConnectionLimits::default(),
+            http: Default::default(),
             backend: Backend::Sqlite,
             tweaks: Vec::new(),
             users: Vec::new(),
