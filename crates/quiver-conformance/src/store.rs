@@ -141,6 +141,36 @@ pub async fn update_entry(s: &dyn Store) {
     assert_eq!(e.tags, vec!["react"]);
     assert_eq!(e.category, None);
     assert!(e.updated_at >= e.created_at);
+    assert_eq!(e.disabled, None);
+
+    // Disabled with a reason, kept across reads and other edits; enabled again.
+    let since = jiff::Timestamp::from_millisecond(1_780_000_000_000).unwrap();
+    let disabled = quiver_model::Disabled {
+        reason: "broken on arm64".into(),
+        since,
+    };
+    let patch = EntryPatch {
+        disabled: Some(Some(disabled.clone())),
+        ..Default::default()
+    };
+    let e = s.update_entry(&k, patch).await.unwrap();
+    assert_eq!(e.disabled.as_ref(), Some(&disabled));
+    let patch = EntryPatch {
+        description: Some("newer description".into()),
+        ..Default::default()
+    };
+    s.update_entry(&k, patch).await.unwrap();
+    let got = s.get_entry(&k).await.unwrap().unwrap();
+    assert_eq!(got.disabled.as_ref(), Some(&disabled));
+    let by_id = s.get_entries_by_id(&[got.id]).await.unwrap();
+    assert_eq!(by_id[0].disabled.as_ref(), Some(&disabled));
+    let patch = EntryPatch {
+        disabled: Some(None),
+        ..Default::default()
+    };
+    let e = s.update_entry(&k, patch).await.unwrap();
+    assert_eq!(e.disabled, None);
+    assert_eq!(s.get_entry(&k).await.unwrap().unwrap().disabled, None);
     let filter = EntryFilter {
         tags: vec!["alpha".into()],
         ..Default::default()

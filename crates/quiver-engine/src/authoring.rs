@@ -292,3 +292,89 @@ impl Registry {
         })
     }
 }
+
+/// The longest reason for disabling an entry, in characters.
+pub const MAX_REASON: usize = 500;
+
+impl Registry {
+    /// Disable an entry with a reason (its maintainers: those who may publish it). It
+    /// stays readable by name and keeps its versions, but is marked disabled, never
+    /// selected, suggested or resolved by a range, and left out of search unless asked
+    /// for. Audited (`entry.disable`) and on the change feed. Disabling a disabled entry
+    /// again replaces the reason.
+    pub async fn disable_entry(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        reason: &str,
+    ) -> Result<quiver_model::Entry> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return Err(Error::invalid(
+                "reason",
+                format!("say why, in 1 to {MAX_REASON} characters"),
+            ));
+        }
+        if reason.chars().any(quiver_model::validate::is_invisible) {
+            return Err(Error::invalid(
+                "reason",
+                "no control or invisible characters",
+            ));
+        }
+        let disabled = quiver_model::Disabled {
+            reason: reason.to_string(),
+            since: jiff::Timestamp::now(),
+        };
+        self.set_disabled(caller, key, Some(disabled), "entry.disable", Some(reason))
+            .await
+    }
+
+    /// Enable a disabled entry again (its maintainers). Audited (`entry.enable`); enabling
+    /// an enabled entry changes nothing and writes nothing.
+    pub async fn enable_entry(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+    ) -> Result<quiver_model::Entry> {
+        self.set_disabled(caller, key, None, "entry.enable", None)
+            .await
+    }
+
+    async fn set_disabled(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        disabled: Option<quiver_model::Disabled>,
+        action: &'static str,
+        reason: Option<&str>,
+    ) -> Result<quiver_model::Entry> {
+        let before = self.writable_entry(caller, key, Action::Publish).await?;
+        if before.disabled.is_none() && disabled.is_none() {
+            return Ok(before);
+        }
+        let audit = self
+            .draft(
+                caller,
+                crate::audit::Event {
+                    action,
+                    namespace: Some(&before.namespace),
+                    target: key.to_string(),
+                    denied: None,
+                    reason: reason.map(str::to_string),
+                    diff: Some(serde_json::json!({
+                        "disabled": {
+                            "before": before.disabled.as_ref().map(|d| &d.reason),
+                            "after": disabled.as_ref().map(|d| &d.reason),
+                        }
+                    })),
+                },
+                quiver_store::AuditDiff::Given,
+            )
+            .await;
+        let patch = quiver_model::EntryPatch {
+            disabled: Some(disabled),
+            ..Default::default()
+        };
+        self.db.store.update_entry_audited(key, patch, audit).await
+    }
+}

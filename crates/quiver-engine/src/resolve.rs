@@ -93,7 +93,7 @@ pub struct BatchItem {
     pub name: String,
     pub requested: String,
     pub resolved: Option<Resolved>,
-    /// `not_found`, `no_match` or `invalid_input`, when nothing resolved.
+    /// `not_found`, `no_match`, `disabled` or `invalid_input`, when nothing resolved.
     pub error: Option<ResolveFailure>,
 }
 
@@ -277,6 +277,20 @@ impl Registry {
                 continue;
             };
             let key = set.entry.key();
+            // A disabled entry is never chosen by a range (or a tag); an exact pin still
+            // answers, with a warning.
+            if let Some(d) = &set.entry.disabled {
+                if !matches!(want, Wanted::Exact(_)) {
+                    picks.push(failure(
+                        "disabled",
+                        format!(
+                            "{key} is disabled ({}): pin an exact version to use it",
+                            d.reason
+                        ),
+                    ));
+                    continue;
+                }
+            }
             // A tag the maintainers set is an exact pin of its version; `latest` may be
             // one.
             let tag = match want {
@@ -427,6 +441,9 @@ fn finish(
     } else {
         None
     };
+    if let Some(d) = &entry.disabled {
+        warnings.push(format!("{key} is disabled: {}", d.reason));
+    }
     if let Some(d) = &entry.deprecation {
         warnings.push(format!(
             "{key} is deprecated: {}{}",

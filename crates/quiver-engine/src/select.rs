@@ -542,6 +542,10 @@ impl Registry {
                 reason,
             };
             let unpublished = match entry.status {
+                _ if entry.disabled.is_some() => Some(format!(
+                    "disabled: {}",
+                    entry.disabled.as_ref().map_or("", |d| d.reason.as_str())
+                )),
                 Status::Published => None,
                 Status::Deprecated => Some(match &entry.deprecation {
                     Some(d) => match &d.replacement {

@@ -125,6 +125,16 @@ pub struct Deprecation {
     pub replacement: Option<String>,
 }
 
+/// Why an entry is disabled: it stays readable by name and keeps its history, but is
+/// never selected, suggested or resolved by a range, and search leaves it out unless
+/// asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Disabled {
+    pub reason: String,
+    /// When it was disabled.
+    pub since: Timestamp,
+}
+
 /// An entry: one named thing in the registry, with immutable versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Entry {
@@ -145,6 +155,9 @@ pub struct Entry {
     pub latest_version: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Set while a maintainer has disabled the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
 }
 
 impl Entry {
@@ -229,6 +242,11 @@ pub struct EntryPatch {
     pub popularity: Option<Popularity>,
     #[serde(default)]
     pub deprecation: Option<Deprecation>,
+    /// Disable (`Some(Some(..))`) or enable (`Some(None)`); only through the engine's
+    /// disable and enable, never from a client's patch.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub disabled: Option<Option<Disabled>>,
 }
 
 impl EntryPatch {
@@ -271,6 +289,9 @@ impl EntryPatch {
         }
         if e.status != Status::Deprecated {
             e.deprecation = None;
+        }
+        if let Some(d) = self.disabled {
+            e.disabled = d;
         }
         tags_changed
     }

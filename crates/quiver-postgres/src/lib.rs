@@ -190,6 +190,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0023_downloads",
         include_str!("../migrations/postgres/0023_downloads.sql"),
     ),
+    (
+        "0024_disabled",
+        include_str!("../migrations/postgres/0024_disabled.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

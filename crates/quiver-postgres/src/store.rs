@@ -10,9 +10,9 @@ use jiff::Timestamp;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
-    Context, Deprecation, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent,
-    FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
-    Version, Visibility,
+    Context, Deprecation, Disabled, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity,
+    FeedEvent, FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result,
+    Status, Version, Visibility,
 };
 use quiver_store::{
     Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, PreferenceAction,
@@ -356,12 +356,13 @@ fn parse_enum<T: std::str::FromStr>(s: &str) -> std::result::Result<T, BoxError>
 
 pub(crate) const ENTRY_COLS: &str = "id, kind, namespace, name, display_name, description, \
      category, tags, keywords, status, visibility, deprecation, popularity, monthly_downloads, \
-     download_rank, latest_version, created_at, updated_at";
+     download_rank, latest_version, created_at, updated_at, disabled";
 
 fn decode_entry(r: &Row) -> std::result::Result<Entry, BoxError> {
     let tags: String = r.try_get(7)?;
     let keywords: String = r.try_get(8)?;
     let deprecation: Option<String> = r.try_get(11)?;
+    let disabled: Option<String> = r.try_get(18)?;
     let kind: String = r.try_get(1)?;
     let status: String = r.try_get(9)?;
     let visibility: String = r.try_get(10)?;
@@ -389,6 +390,10 @@ fn decode_entry(r: &Row) -> std::result::Result<Entry, BoxError> {
         latest_version: r.try_get(15)?,
         created_at: ts(r.try_get(16)?),
         updated_at: ts(r.try_get(17)?),
+        disabled: disabled
+            .as_deref()
+            .map(serde_json::from_str::<Disabled>)
+            .transpose()?,
     })
 }
 
@@ -523,7 +528,9 @@ async fn entries_of<C: GenericClient>(c: &C, keys: &[EntryKey]) -> Result<Vec<(u
         .context("reading entries")?;
     rows.iter()
         .map(|r| {
-            let ord: i64 = r.try_get(18).context("decoding an entry")?;
+            let ord: i64 = r
+                .try_get(ENTRY_COLS.split(", ").count())
+                .context("decoding an entry")?;
             Ok((ord as usize - 1, entry_from_row(r)?))
         })
         .collect()
@@ -850,7 +857,8 @@ impl Store for PostgresStore {
             .prepare_cached(
                 "UPDATE entries SET display_name = $1, description = $2, category = $3, tags = $4, \
                  keywords = $5, status = $6, visibility = $7, deprecation = $8, popularity = $9, \
-                 monthly_downloads = $10, download_rank = $11, updated_at = $12 WHERE id = $13",
+                 monthly_downloads = $10, download_rank = $11, updated_at = $12, disabled = $14 \
+                 WHERE id = $13",
             )
             .await
             .context("preparing an entry update")?;
@@ -870,6 +878,7 @@ impl Store for PostgresStore {
                 &e.popularity.rank.map(i64::from),
                 &now_ms(),
                 &e.id,
+                &e.disabled.as_ref().map(json_text),
             ],
         )
         .await

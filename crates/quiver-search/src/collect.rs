@@ -14,7 +14,7 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, ColumnValues, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentReader};
 
-use crate::schema::{self, flags_kind, flags_private, flags_status};
+use crate::schema::{self, flags_disabled, flags_kind, flags_private, flags_status};
 use crate::Sort;
 
 /// What a document must satisfy to be returned (and counted, and faceted).
@@ -32,6 +32,8 @@ pub struct Filter {
     pub namespaces: Vec<String>,
     pub categories: Vec<String>,
     pub tags: Vec<String>,
+    /// Whether disabled entries are returned too.
+    pub include_disabled: bool,
 }
 
 /// Ordinals of `values` in a segment's string column (values absent there are skipped).
@@ -345,6 +347,9 @@ impl HitSegmentCollector {
             return false;
         }
         if f.kind_mask & (1 << flags_kind(flags)) == 0 {
+            return false;
+        }
+        if !f.include_disabled && flags_disabled(flags) {
             return false;
         }
         let private_check = flags_private(flags) && !f.all_private;

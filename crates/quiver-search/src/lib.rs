@@ -134,6 +134,9 @@ pub struct SearchQuery {
     /// engine: admins and moderators; false for everyone else). Never read from input.
     #[serde(skip)]
     pub all_private: bool,
+    /// Include disabled entries (left out by default).
+    #[serde(default)]
+    pub include_disabled: bool,
 }
 
 impl Default for SearchQuery {
@@ -153,6 +156,7 @@ impl Default for SearchQuery {
             highlight: false,
             private_namespaces: vec![],
             all_private: false,
+            include_disabled: false,
         }
     }
 }
@@ -182,6 +186,10 @@ pub struct Hit {
     pub latest_version: Option<String>,
     /// Normalized popularity, 0..1.
     pub popularity: f64,
+    /// Whether a maintainer disabled the entry (returned only when asked for with
+    /// `include_disabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// The ranking score (relevance sort), for debugging and explanations.
     pub score: f32,
     /// The description with matched words wrapped in `<mark>..</mark>` (HTML-escaped).

@@ -114,11 +114,16 @@ fn index_of<T: PartialEq>(all: &[T], v: &T) -> u64 {
     all.iter().position(|x| x == v).unwrap_or(0) as u64
 }
 
-/// Packs status (bits 0-2), private (bit 3) and kind (bits 4-6) into one fast value.
-pub fn flags(kind: Kind, status: Status, visibility: Visibility) -> u64 {
+/// Packs status (bits 0-2), private (bit 3), kind (bits 4-6) and disabled (bit 7) into
+/// one fast value.
+pub fn flags(kind: Kind, status: Status, visibility: Visibility, disabled: bool) -> u64 {
     index_of(Status::ALL, &status)
         | (u64::from(visibility == Visibility::Private) << 3)
         | (index_of(Kind::ALL, &kind) << 4)
+        | (u64::from(disabled) << 7)
+}
+pub fn flags_disabled(f: u64) -> bool {
+    f & 0b1000_0000 != 0
 }
 pub fn flags_status(f: u64) -> u64 {
     f & 0b111
@@ -148,6 +153,8 @@ pub struct Payload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
     pub popularity: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// Whether an entry belongs in the index at all: unlisted entries never do.
@@ -298,7 +305,10 @@ pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> 
         .unwrap_or_default();
     let mut d = TantivyDocument::default();
     d.add_i64(f.id, e.id);
-    d.add_u64(f.flags, flags(e.kind, e.status, e.visibility));
+    d.add_u64(
+        f.flags,
+        flags(e.kind, e.status, e.visibility, e.disabled.is_some()),
+    );
     d.add_text(f.kind, e.kind.as_str());
     d.add_text(f.status, e.status.as_str());
     d.add_text(f.namespace, &e.namespace);
@@ -371,6 +381,7 @@ pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> 
         status: e.status,
         latest_version: e.latest_version.clone(),
         popularity: e.popularity.score,
+        disabled: e.disabled.is_some(),
     };
     d.add_text(
         f.payload,

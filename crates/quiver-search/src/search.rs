@@ -498,6 +498,7 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         namespaces: q.namespaces.clone(),
         categories: q.categories.clone(),
         tags: q.tags.clone(),
+        include_disabled: q.include_disabled,
     });
     let searcher = ix.reader.searcher();
     let ranking = ix.ranking();
@@ -585,6 +586,7 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
             status: p.status,
             latest_version: p.latest_version,
             popularity: p.popularity,
+            disabled: p.disabled,
             score: r.score,
             highlight,
         });

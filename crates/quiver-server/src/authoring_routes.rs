@@ -1,9 +1,9 @@
-//! Authoring: checking a version before publishing it. Thin handlers over the engine's
-//! `authoring` service.
+//! Authoring: checking a version before publishing it, and disabling or enabling an
+//! entry. Thin handlers over the engine's `authoring` service.
 
 use axum::extract::State;
 use quiver_engine::authoring::{EntryDraft, ValidationReport, VersionDraft};
-use quiver_model::NewVersion;
+use quiver_model::{Entry, NewVersion};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -59,4 +59,34 @@ pub async fn validate_version(
         .validate_version(&caller, &path.key(), draft)
         .await?;
     Ok(Json::ok(report))
+}
+
+/// Body of `POST …/disable`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableRequest {
+    /// Why (1 to 500 characters): shown wherever the entry is marked disabled.
+    pub reason: String,
+}
+
+pub async fn disable(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+    JsonBody(body): JsonBody<DisableRequest>,
+) -> ApiResult<Json<Entry>> {
+    let e = state
+        .registry
+        .disable_entry(&caller, &path.key(), &body.reason)
+        .await?;
+    Ok(Json::ok(e))
+}
+
+pub async fn enable(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    PathParams(path): PathParams<EntryPath>,
+) -> ApiResult<Json<Entry>> {
+    let e = state.registry.enable_entry(&caller, &path.key()).await?;
+    Ok(Json::ok(e))
 }

@@ -379,6 +379,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/api/v1/advisories/{id}/withdraw", post_with(resolve_routes::withdraw_advisory, doc("Withdraw an advisory with a reason (moderators and admins; audited); it stays readable and is listed with include_withdrawn")))
         .api_route("/api/v1/user/skill-preferences", post_with(sg::set_preference, doc("Pin (always first), hide (never suggested) or clear a skill for a package (`*`: every package) in the caller's own suggestions (signed-in users and their tokens)")))
         .api_route(&entry("/dist-tags/{tag}"), put_with(resolve_routes::set_dist_tag, doc("Point a dist-tag (stable, beta, latest, ...) at an existing version (those who may publish the entry; audited); `latest` set here overrides the highest release")).delete_with(resolve_routes::remove_dist_tag, doc("Remove a dist-tag (audited)")))
+        .api_route(&entry("/disable"), post_with(authoring_routes::disable, doc("Disable an entry with a reason (its maintainers; audited, on the feed): it stays readable by name and keeps its versions, but is marked disabled, never selected, suggested or resolved by a range (an exact pin still resolves, with a warning), and left out of search unless include_disabled")))
+        .api_route(&entry("/enable"), post_with(authoring_routes::enable, doc("Enable a disabled entry again (its maintainers; audited)")))
         .api_route(
             &entry("/deprecate"),
             post_with(r::deprecate, doc("Deprecate an entry with a message and an optional replacement")),

@@ -161,6 +161,8 @@ pub struct SearchParams {
     facets: Option<Flag>,
     /// true for highlighted description snippets.
     highlight: Option<Flag>,
+    /// true to include entries their maintainers disabled (marked `disabled`).
+    include_disabled: Option<Flag>,
 }
 
 /// The query of `GET .../relations`.
@@ -634,6 +636,7 @@ pub async fn search(
         highlight: p.highlight.is_some_and(|f| f.0),
         private_namespaces: vec![],
         all_private: false,
+        include_disabled: p.include_disabled.is_some_and(|f| f.0),
     };
     let started = Instant::now();
     let results = state.registry.search(&caller, query)?;

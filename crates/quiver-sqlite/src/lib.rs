@@ -21,9 +21,9 @@ use jiff::Timestamp;
 use quiver_model::names::name_key;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
-    Context, Deprecation, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity, FeedEvent,
-    FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result, Status,
-    Validation, Version, Visibility,
+    Context, Deprecation, Disabled, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity,
+    FeedEvent, FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result,
+    Status, Validation, Version, Visibility,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -136,6 +136,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0023_downloads",
         include_str!("../migrations/sqlite/0023_downloads.sql"),
+    ),
+    (
+        "0024_disabled",
+        include_str!("../migrations/sqlite/0024_disabled.sql"),
     ),
 ];
 
@@ -403,7 +407,7 @@ fn feed(
 
 const ENTRY_COLS: &str = "id, kind, namespace, name, display_name, description, category, tags, \
      keywords, status, visibility, deprecation, popularity, monthly_downloads, download_rank, \
-     latest_version, created_at, updated_at";
+     latest_version, created_at, updated_at, disabled";
 
 fn parse_enum<T: std::str::FromStr>(s: String) -> rusqlite::Result<T> {
     s.parse::<T>().map_err(|_| {
@@ -425,6 +429,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let tags: String = r.get(7)?;
     let keywords: String = r.get(8)?;
     let deprecation: Option<String> = r.get(11)?;
+    let disabled: Option<String> = r.get(18)?;
     Ok(Entry {
         id: r.get(0)?,
         kind: parse_enum(r.get(1)?)?,
@@ -449,6 +454,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         latest_version: r.get(15)?,
         created_at: ts(r.get(16)?),
         updated_at: ts(r.get(17)?),
+        disabled: disabled.as_deref().map(json_col::<Disabled>).transpose()?,
     })
 }
 
@@ -959,7 +965,8 @@ impl Store for SqliteStore {
             tx.prepare_cached(
                 "UPDATE entries SET display_name = ?1, description = ?2, category = ?3, tags = ?4, \
                  keywords = ?5, status = ?6, visibility = ?7, deprecation = ?8, popularity = ?9, \
-                 monthly_downloads = ?10, download_rank = ?11, updated_at = ?12 WHERE id = ?13",
+                 monthly_downloads = ?10, download_rank = ?11, updated_at = ?12, disabled = ?14 \
+                 WHERE id = ?13",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -978,6 +985,9 @@ impl Store for SqliteStore {
                     e.popularity.rank.map(i64::from),
                     now_ms(),
                     e.id,
+                    e.disabled
+                        .as_ref()
+                        .map(|d| serde_json::to_string(d).unwrap_or_default()),
                 ])
             })
             .context("updating an entry")?;

@@ -300,6 +300,7 @@ impl Registry {
                 // Drafts, skills in review and archived ones are not suggested.
                 if skill.kind != Kind::Skill
                     || !matches!(skill.status, Status::Published | Status::Deprecated)
+                    || skill.disabled.is_some()
                     || !self.may_read(caller, &skill, &mut seen).await?
                 {
                     continue;

@@ -155,3 +155,147 @@ async fn a_new_name_is_checked_with_its_entry_fields_and_gates() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Poll `check` until it holds (the search index and the selection catalog follow the
+/// change feed, a moment behind the write).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen");
+}
+
+#[tokio::test]
+async fn a_disabled_tool_is_kept_but_not_selected_searched_or_resolved() {
+    let app = TestApp::builder().user("alice").user("bob").start().await;
+    let alice = app.session("alice").to_string();
+    let bob = app.session("bob").to_string();
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(&alice),
+            json!({"kind": "tool", "namespace": "alice", "name": "tcpdump", "description": DESCRIPTION}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let entry = "/api/v1/entries/tool/alice/tcpdump";
+    let (s, b) = app
+        .post(
+            &format!("{entry}/versions"),
+            Some(&alice),
+            json!({"version": "1.0.0", "manifest": manifest("800 + 0.3 * packet_count")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let select = json!({"capability": "packet_capture", "variables": {"packet_count": 10}});
+    let selected = |body: Value| {
+        let app = &app;
+        async move {
+            let (_, b) = app.post("/api/v1/select", None, body).await;
+            b["candidates"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["tool"]["name"] == "tcpdump"))
+        }
+    };
+    let found = |path: &'static str| {
+        let app = &app;
+        async move {
+            let (_, b) = app.get(path, None).await;
+            b["hits"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|h| h["name"] == "tcpdump"))
+        }
+    };
+    eventually("the tool is selectable", || selected(select.clone())).await;
+    eventually("the tool is found", || found("/api/v1/search?q=tcpdump")).await;
+
+    // Only its maintainers may disable it, and only with a reason.
+    let (s, b) = app
+        .post(
+            &format!("{entry}/disable"),
+            Some(&bob),
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = app
+        .post(
+            &format!("{entry}/disable"),
+            Some(&alice),
+            json!({"reason": "  "}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"]["field"], "reason");
+    let (s, e) = app
+        .post(
+            &format!("{entry}/disable"),
+            Some(&alice),
+            json!({"reason": "captures too much on busy hosts"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["disabled"]["reason"], "captures too much on busy hosts");
+
+    // Readable by name and marked; not selected, not searched unless asked, not
+    // resolved by a range; an exact pin still resolves, warned.
+    let (s, e) = app.get(entry, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(e["disabled"].is_object(), "{e}");
+    eventually("the tool leaves the selection", || async {
+        !selected(select.clone()).await
+    })
+    .await;
+    let (_, sel) = app.post("/api/v1/select", None, select.clone()).await;
+    assert!(
+        sel["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["tool"]["name"] == "tcpdump"
+                && x["reason"].as_str().unwrap().contains("disabled")),
+        "{sel}"
+    );
+    eventually("the tool leaves search", || async {
+        !found("/api/v1/search?q=tcpdump").await
+    })
+    .await;
+    let (_, b) = app
+        .get("/api/v1/search?q=tcpdump&include_disabled=true", None)
+        .await;
+    assert_eq!(b["hits"][0]["disabled"], true, "{b}");
+    let (s, b) = app.get("/api/v1/resolve/tool/alice/tcpdump", None).await;
+    assert_ne!(s, StatusCode::OK, "{b}");
+    assert!(b.to_string().contains("disabled"), "{b}");
+    let (s, b) = app
+        .get("/api/v1/resolve/tool/alice/tcpdump?range=1.0.0", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["warnings"].to_string().contains("disabled"), "{b}");
+
+    // Enabled again: back everywhere. Both changes are audited.
+    let (s, e) = app
+        .post(&format!("{entry}/enable"), Some(&alice), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert!(e.get("disabled").is_none(), "{e}");
+    eventually("the tool is selectable again", || selected(select.clone())).await;
+    eventually("the tool is found again", || {
+        found("/api/v1/search?q=tcpdump")
+    })
+    .await;
+    let (s, log) = app.get("/api/v1/audit?namespace=alice", Some(&alice)).await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    let actions = log.to_string();
+    assert!(
+        actions.contains("entry.disable") && actions.contains("entry.enable"),
+        "{log}"
+    );
+}
