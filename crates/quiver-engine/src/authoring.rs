@@ -378,3 +378,323 @@ impl Registry {
         self.db.store.update_entry_audited(key, patch, audit).await
     }
 }
+
+/// The most entries one bulk update may touch: a filter matching more is refused (narrow
+/// it, or run several).
+pub const MAX_BULK: usize = 1000;
+
+/// Which entries a bulk update touches (at least one criterion; everyone but site admins
+/// and moderators names a namespace).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub kind: Option<quiver_model::Kind>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// What a bulk update changes on each entry.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkPatch {
+    /// Tags to add (kept once each).
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    /// The new category (empty clears it).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// A lifecycle change with its reason, as `POST …/status` takes it.
+    #[serde(default)]
+    pub status: Option<crate::lifecycle::StatusChange>,
+}
+
+/// Body of `PATCH /api/v1/entries`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkUpdate {
+    pub filter: BulkFilter,
+    pub patch: BulkPatch,
+    /// Only say what would change (default false: apply).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One field's value before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct FieldChange<T> {
+    pub before: T,
+    pub after: T,
+}
+
+/// What a bulk update changes (or would change) on one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct BulkChange {
+    pub entry: EntryKey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<FieldChange<Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<FieldChange<Option<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<FieldChange<Status>>,
+}
+
+/// A matched entry left alone, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct BulkSkip {
+    pub entry: EntryKey,
+    pub reason: String,
+}
+
+/// The answer of a bulk update: the same list for a dry run and for the run that applies
+/// it (as long as nothing changed in between).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct BulkReport {
+    pub dry_run: bool,
+    /// Entries the filter matched among those the caller may see.
+    pub matched: usize,
+    pub changed: Vec<BulkChange>,
+    /// Matched entries the patch leaves as they are (already so, not allowed, or a
+    /// lifecycle change that does not apply to their status).
+    pub skipped: Vec<BulkSkip>,
+}
+
+impl Registry {
+    /// Change many entries at once: tags added or removed, the category, a lifecycle
+    /// status (with its reason), over the entries a filter matches that the caller may
+    /// change. `dry_run` answers the list without writing; otherwise each entry is
+    /// written on its own with one audit row (`entry.bulk-update`) and appears on the
+    /// feed. A failure part way leaves the entries before it changed and says which.
+    pub async fn bulk_update(&self, caller: &Caller, req: BulkUpdate) -> Result<BulkReport> {
+        let f = &req.filter;
+        if f.namespace.is_none() && f.kind.is_none() && f.category.is_none() && f.tag.is_none() {
+            return Err(Error::invalid(
+                "filter",
+                "give at least one of namespace, kind, category, tag",
+            ));
+        }
+        let moderator = crate::lifecycle::is_moderator(caller);
+        if f.namespace.is_none() && !moderator {
+            return Err(Error::invalid(
+                "filter.namespace",
+                "name the namespace (only moderators and admins update across namespaces)",
+            ));
+        }
+        let p = &req.patch;
+        let mut probe = quiver_model::EntryPatch {
+            tags: (!p.add_tags.is_empty()).then(|| p.add_tags.clone()),
+            category: p.category.clone(),
+            ..Default::default()
+        };
+        if p.add_tags.is_empty()
+            && p.remove_tags.is_empty()
+            && p.category.is_none()
+            && p.status.is_none()
+        {
+            return Err(Error::invalid(
+                "patch",
+                "give add_tags, remove_tags, category or status",
+            ));
+        }
+        if probe.tags.is_some() || probe.category.is_some() {
+            quiver_model::validate::entry_patch(&mut probe).map_err(|e| {
+                let field = e.field.clone().unwrap_or_default();
+                let field = if field == "tags" {
+                    "add_tags".into()
+                } else {
+                    field
+                };
+                Error::invalid(
+                    format!("patch.{field}"),
+                    e.message
+                        .split_once(": ")
+                        .map_or(e.message.clone(), |(_, m)| m.to_string()),
+                )
+            })?;
+        }
+        if let Some(s) = &p.status {
+            if s.reason.trim().is_empty() {
+                return Err(Error::invalid("patch.status.reason", "say why"));
+            }
+        }
+        let filter = quiver_store::EntryFilter {
+            kinds: f.kind.into_iter().collect(),
+            namespaces: f.namespace.iter().cloned().collect(),
+            categories: f.category.iter().cloned().collect(),
+            tags: f.tag.iter().cloned().collect(),
+            statuses: vec![],
+            ..Default::default()
+        };
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .list_entries(caller, filter.clone(), cursor.as_deref(), 100)
+                .await?;
+            entries.extend(page.items);
+            if entries.len() > MAX_BULK {
+                return Err(Error::invalid(
+                    "filter",
+                    format!("matches more than {MAX_BULK} entries: narrow it"),
+                ));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+
+        let mut report = BulkReport {
+            dry_run: req.dry_run,
+            matched: entries.len(),
+            changed: vec![],
+            skipped: vec![],
+        };
+        for e in entries {
+            let key = e.key();
+            let may_edit = self
+                .decide(caller, Action::Publish, &crate::entry_target(&e))
+                .await?
+                .is_allowed();
+            let mut change = BulkChange {
+                entry: key.clone(),
+                tags: None,
+                category: None,
+                status: None,
+            };
+            let mut why_not = None;
+            if !p.add_tags.is_empty() || !p.remove_tags.is_empty() || p.category.is_some() {
+                if !may_edit {
+                    why_not = Some("you may not change this entry".to_string());
+                } else {
+                    let mut tags = e.tags.clone();
+                    tags.retain(|t| !p.remove_tags.contains(t));
+                    for t in probe.tags.iter().flatten() {
+                        if !tags.contains(t) {
+                            tags.push(t.clone());
+                        }
+                    }
+                    if tags != e.tags {
+                        change.tags = Some(FieldChange {
+                            before: e.tags.clone(),
+                            after: tags,
+                        });
+                    }
+                    if let Some(c) = &probe.category {
+                        let after = (!c.is_empty()).then(|| c.clone());
+                        if after != e.category {
+                            change.category = Some(FieldChange {
+                                before: e.category.clone(),
+                                after,
+                            });
+                        }
+                    }
+                }
+            }
+            if let (Some(s), None) = (&p.status, &why_not) {
+                if s.status != e.status {
+                    if !(may_edit || moderator) {
+                        why_not = Some("you may not change this entry".into());
+                    } else if let Err(err) = crate::lifecycle::check(e.status, s.status) {
+                        why_not = Some(err.message);
+                    } else if crate::lifecycle::needs_moderator(e.status, s.status) && !moderator {
+                        why_not = Some("only a moderator may approve an entry in review".into());
+                    } else {
+                        change.status = Some(FieldChange {
+                            before: e.status,
+                            after: s.status,
+                        });
+                    }
+                }
+            }
+            if let Some(reason) = why_not {
+                report.skipped.push(BulkSkip { entry: key, reason });
+                continue;
+            }
+            if change.tags.is_none() && change.category.is_none() && change.status.is_none() {
+                report.skipped.push(BulkSkip {
+                    entry: key,
+                    reason: "already so".into(),
+                });
+                continue;
+            }
+            if !req.dry_run {
+                self.apply_bulk_change(caller, &e, &change, p)
+                    .await
+                    .map_err(|err| Error {
+                        message: format!(
+                            "{key}: {} ({} entries were changed before it)",
+                            err.message,
+                            report.changed.len()
+                        ),
+                        ..err
+                    })?;
+            }
+            report.changed.push(change);
+        }
+        Ok(report)
+    }
+
+    async fn apply_bulk_change(
+        &self,
+        caller: &Caller,
+        before: &quiver_model::Entry,
+        change: &BulkChange,
+        p: &BulkPatch,
+    ) -> Result<()> {
+        let key = before.key();
+        let status = change.status.as_ref().map(|s| s.after);
+        let reason = p.status.as_ref().map(|s| s.reason.trim().to_string());
+        let deprecation = match (&p.status, status) {
+            (Some(s), Some(Status::Deprecated)) => Some(quiver_model::Deprecation {
+                message: s
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| s.reason.trim().to_string()),
+                replacement: s.replacement.clone(),
+            }),
+            _ => None,
+        };
+        let audit = self
+            .draft(
+                caller,
+                crate::audit::Event {
+                    action: "entry.bulk-update",
+                    namespace: Some(&before.namespace),
+                    target: key.to_string(),
+                    denied: None,
+                    reason: reason.clone().filter(|_| status.is_some()),
+                    diff: Some(serde_json::to_value(change).unwrap_or_default()),
+                },
+                quiver_store::AuditDiff::Given,
+            )
+            .await;
+        let patch = quiver_model::EntryPatch {
+            tags: change.tags.as_ref().map(|t| t.after.clone()),
+            category: change
+                .category
+                .as_ref()
+                .map(|c| c.after.clone().unwrap_or_default()),
+            status,
+            deprecation,
+            ..Default::default()
+        };
+        let after = self
+            .db
+            .store
+            .update_entry_audited(&key, patch, audit)
+            .await?;
+        if let (Some(s), Some(reason)) = (change.status.as_ref(), reason) {
+            self.note_review(caller, &key, s.before, after.status, &reason, vec![])
+                .await?;
+        }
+        Ok(())
+    }
+}

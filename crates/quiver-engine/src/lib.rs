@@ -934,7 +934,7 @@ impl Registry {
 }
 
 /// What the policy needs to know about an entry.
-fn entry_target(e: &Entry) -> Target {
+pub(crate) fn entry_target(e: &Entry) -> Target {
     Target::entry(&e.namespace, &e.name, e.visibility)
 }
 

@@ -2,7 +2,9 @@
 //! entry. Thin handlers over the engine's `authoring` service.
 
 use axum::extract::State;
-use quiver_engine::authoring::{EntryDraft, ValidationReport, VersionDraft};
+use quiver_engine::authoring::{
+    BulkReport, BulkUpdate, EntryDraft, ValidationReport, VersionDraft,
+};
 use quiver_model::{Entry, NewVersion};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -89,4 +91,12 @@ pub async fn enable(
 ) -> ApiResult<Json<Entry>> {
     let e = state.registry.enable_entry(&caller, &path.key()).await?;
     Ok(Json::ok(e))
+}
+
+pub async fn bulk_update(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<BulkUpdate>,
+) -> ApiResult<Json<BulkReport>> {
+    Ok(Json::ok(state.registry.bulk_update(&caller, body).await?))
 }

@@ -317,6 +317,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         );
     let write = ApiRouter::new()
         .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
+        .api_route("/api/v1/entries", patch_with(authoring_routes::bulk_update, doc("Update many entries at once (maintainers in their namespace; moderators and admins anywhere): tags added or removed, the category, a lifecycle status with its reason, over the entries a filter (namespace, kind, category, tag) matches, at most 1,000. dry_run answers the list of changes without writing; the applied run answers the same list, one audit row per entry")))
         .api_route(
             "/api/v1/telemetry",
             post_with(r::record_telemetry, doc("Report tool executions (1 to 1,000; each once by its idempotency_key); signed-in callers, tokens with the telemetry scope")),

@@ -299,3 +299,141 @@ async fn a_disabled_tool_is_kept_but_not_selected_searched_or_resolved() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_bulk_update_dry_run_lists_exactly_what_the_run_changes() {
+    let app = TestApp::builder().user("alice").user("bob").start().await;
+    let alice = app.session("alice").to_string();
+    let bob = app.session("bob").to_string();
+    for (ns, name, token, tags) in [
+        ("alice", "fmt", &alice, json!(["text"])),
+        ("alice", "io", &alice, json!(["legacy", "files"])),
+        ("alice", "net", &alice, json!(["legacy"])),
+        ("bob", "other", &bob, json!(["legacy"])),
+    ] {
+        let (s, b) = app
+            .post(
+                "/api/v1/entries",
+                Some(token),
+                json!({"kind": "module", "namespace": ns, "name": name, "tags": tags,
+                       "description": "a module for the bulk update test", "status": "published"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let body = |dry_run: bool| {
+        json!({"filter": {"namespace": "alice", "tag": "legacy"},
+               "patch": {"add_tags": ["old"], "remove_tags": ["legacy"], "category": "archive",
+                         "status": {"status": "deprecated", "reason": "replaced by alice/io2"}},
+               "dry_run": dry_run})
+    };
+    let (s, dry) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/entries",
+            Some(&alice),
+            Some(body(true)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{dry}");
+    assert_eq!(dry["matched"], 2, "{dry}");
+    assert_eq!(dry["changed"].as_array().unwrap().len(), 2, "{dry}");
+    // Nothing written by the dry run.
+    let (_, io) = app.get("/api/v1/entries/module/alice/io", None).await;
+    assert_eq!(io["tags"], json!(["legacy", "files"]));
+    assert_eq!(io["status"], "published");
+
+    let (s, done) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/entries",
+            Some(&alice),
+            Some(body(false)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(
+        done["changed"], dry["changed"],
+        "the run changes what the dry run listed"
+    );
+    let (_, io) = app.get("/api/v1/entries/module/alice/io", None).await;
+    assert_eq!(io["tags"], json!(["files", "old"]));
+    assert_eq!(io["category"], "archive");
+    assert_eq!(io["status"], "deprecated");
+    assert_eq!(io["deprecation"]["message"], "replaced by alice/io2");
+    let (_, fmt) = app.get("/api/v1/entries/module/alice/fmt", None).await;
+    assert_eq!(fmt["tags"], json!(["text"]), "not matched, not changed");
+    let (_, other) = app.get("/api/v1/entries/module/bob/other", None).await;
+    assert_eq!(
+        other["tags"],
+        json!(["legacy"]),
+        "another namespace is not touched"
+    );
+
+    // Again: everything is already so.
+    let (_, again) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/entries",
+            Some(&alice),
+            Some(json!({
+            "filter": {"namespace": "alice", "tag": "old"},
+            "patch": {"add_tags": ["old"]}})),
+        )
+        .await;
+    assert_eq!(again["changed"], json!([]), "{again}");
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
+
+    // One audit row per changed entry.
+    let (_, log) = app
+        .get(
+            "/api/v1/audit?namespace=alice&action=entry.bulk-update",
+            Some(&alice),
+        )
+        .await;
+    let rows = log["items"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["action"] == "entry.bulk-update")
+            .count(),
+        2,
+        "{log}"
+    );
+
+    // Bad requests change nothing and name the field; others may not cross namespaces.
+    for (body, field) in [
+        (
+            json!({"filter": {}, "patch": {"add_tags": ["x"]}}),
+            "filter",
+        ),
+        (
+            json!({"filter": {"namespace": "alice"}, "patch": {}}),
+            "patch",
+        ),
+        (
+            json!({"filter": {"tag": "old"}, "patch": {"add_tags": ["x"]}}),
+            "filter.namespace",
+        ),
+    ] {
+        let (s, b) = app
+            .call(
+                reqwest::Method::PATCH,
+                "/api/v1/entries",
+                Some(&alice),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["error"]["field"], field, "{b}");
+    }
+    let (_, b) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/entries",
+            Some(&bob),
+            Some(json!({
+            "filter": {"namespace": "alice"}, "patch": {"add_tags": ["mine"]}})),
+        )
+        .await;
+    assert_eq!(b["changed"], json!([]), "{b}");
+}
