@@ -212,7 +212,16 @@ fn read_with_readers(path: &Path) -> Result<Vec<Draft>, String> {
             if !reader.claims(&rel, &head) {
                 continue;
             }
-            let bundle = reader.read(root, std::slice::from_ref(&rel));
+            let mut files = vec![rel.clone()];
+            // A registry's version file takes its description from the module's
+            // metadata.json next to it.
+            if reader.format() == crate::Format::Modules {
+                let meta = rel.with_file_name("metadata.json");
+                if meta != rel && root.join(&meta).is_file() {
+                    files.push(meta);
+                }
+            }
+            let bundle = reader.read(root, &files);
             return drafts_of(path, bundle);
         }
     }
@@ -667,5 +676,51 @@ mod tests {
         assert_eq!(d.version.as_deref(), Some("0.3.0"));
         assert_eq!(d.manifest["content"], text);
         quiver_model::manifest::validate_manifest(Kind::Skill, &d.manifest).unwrap();
+    }
+
+    #[test]
+    fn readers_take_a_single_file_from_its_folder_or_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("modules/alice/fmt");
+        std::fs::create_dir_all(&module).unwrap();
+        std::fs::write(
+            module.join("1.0.0.json"),
+            r#"{"version": "1.0.0", "needs": ["js"], "license": "CC0"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            module.join("metadata.json"),
+            r#"{"name": "fmt", "author": "alice", "about": "Formatting helpers for text"}"#,
+        )
+        .unwrap();
+        let drafts = read(&module.join("1.0.0.json")).unwrap();
+        assert_eq!(drafts.len(), 1, "{drafts:?}");
+        let d = &drafts[0];
+        assert_eq!(
+            (d.entry.namespace.as_str(), d.entry.name.as_str()),
+            ("alice", "fmt")
+        );
+        assert_eq!(d.entry.description, "Formatting helpers for text");
+        assert_eq!(d.version.as_deref(), Some("1.0.0"));
+        assert!(d.missing().is_empty());
+
+        let recipe = dir.path().join("jq.toml");
+        std::fs::write(
+            &recipe,
+            "[metadata]\nname = \"jq\"\ndescription = \"Command-line JSON processor\"\n\n\
+             [[steps]]\naction = \"homebrew\"\nformula = \"jq\"\n",
+        )
+        .unwrap();
+        let drafts = read(&recipe).unwrap();
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts[0].entry.kind, Kind::Recipe);
+        assert!(drafts[0].revision && drafts[0].version.is_none());
+        assert!(drafts[0].missing().is_empty());
+
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "hello").unwrap();
+        assert!(read(&other)
+            .unwrap_err()
+            .contains("not a file quiver can publish"));
     }
 }

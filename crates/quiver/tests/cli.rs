@@ -1097,6 +1097,10 @@ async fn publish_each_kinds_source_file() {
                 "tpmjs/tool-manifests/hello/package.json",
                 "published tool tpmjs/text-analysis.helloWorldTool 1.0.0",
             ),
+            (
+                "mlld-registry/modules/mlld/env/1.0.0.json",
+                "published module mlld/env 1.0.0",
+            ),
         ] {
             let path = fixtures.join(rel);
             let mut args = vec![path.to_str().unwrap()];
@@ -1107,12 +1111,11 @@ async fn publish_each_kinds_source_file() {
             assert!(ok, "{rel}: {out}{err}");
             assert!(out.contains(want), "{rel}: {out}");
         }
-        // A registry's version file alone has no description (its metadata.json does).
-        let env = fixtures.join("mlld-registry/modules/mlld/env/1.0.0.json");
-        let (ok, _, err) = publish(&[env.to_str().unwrap()]);
-        assert!(
-            !ok && err.contains("module env missing description"),
-            "{err}"
+        // A registry's version file takes the description from its metadata.json.
+        let e = get(&server.url("/api/v1/entries/module/mlld/env")).await;
+        assert_eq!(
+            e["description"], "Environment variable validation and management",
+            "{e}"
         );
     } else {
         eprintln!(
