@@ -1130,7 +1130,6 @@ async fn publish_each_kinds_source_file() {
 /// expression's error showing its position), and the file it writes publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_tool_in_a_terminal_writes_a_file_that_publishes() {
-    use std::io::Write as _;
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIPPED: no `script` command for a pseudo-terminal");
         return;
@@ -1138,14 +1137,6 @@ async fn new_tool_in_a_terminal_writes_a_file_that_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("probe.json");
     let cmd = format!("'{BIN}' new tool --out '{}'", out.display());
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("QUIVER_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let answers = [
         "acme",                                        // namespace
         "net probe",                                   // name: refused (white space)
@@ -1164,24 +1155,8 @@ async fn new_tool_in_a_terminal_writes_a_file_that_publishes() {
         "hosts",                                       // cost: refused, not an input
         "0.1 * count",                                 // cost
     ];
-    let mut stdin = child.stdin.take().unwrap();
-    for a in answers {
-        writeln!(stdin, "{a}").unwrap();
-    }
-    stdin.flush().unwrap();
-    // Keep standard input open until the program is done (script ends the session on EOF).
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "quiver new did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(stdin);
-    let done = child.wait_with_output().unwrap();
-    let screen = String::from_utf8_lossy(&done.stdout).into_owned();
-    assert!(done.status.success(), "{screen}");
+    let (ok, screen) = in_terminal(&cmd, &answers);
+    assert!(ok, "{screen}");
     assert!(
         screen.contains("name [") || screen.contains("name:"),
         "{screen}"
@@ -1270,4 +1245,73 @@ async fn new_tool_without_questions() {
         stdout.contains("published tool acme/disk.usage 1.0.0"),
         "{stdout}"
     );
+}
+
+/// Run `cmd` (a shell command) in a pseudo-terminal made by `script`, typing `answers`
+/// (one line each); whether it succeeded, and what the terminal showed.
+fn in_terminal(cmd: &str, answers: &[&str]) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .env("QUIVER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for a in answers {
+        writeln!(stdin, "{a}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Keep standard input open until the program is done (script ends the session on EOF).
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{cmd} did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let done = child.wait_with_output().unwrap();
+    (
+        done.status.success(),
+        String::from_utf8_lossy(&done.stdout).into_owned(),
+    )
+}
+
+/// A module file missing its description, published from a terminal: the description
+/// is asked for (a short one is refused by the gate) and the module is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_asks_for_what_a_module_file_lacks_in_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` command for a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let file = write_file(
+        dir.path(),
+        "hello.mld",
+        "---\nauthor: alice\nversion: 1.0.0\n---\n/var @hello = \"hi\"\n",
+    );
+    let cmd = format!("'{BIN}' publish --server {} '{file}'", server.base);
+    let (ok, screen) = in_terminal(
+        &cmd,
+        &["Hello", "", "too short", "Say hello in many languages"],
+    );
+    assert!(ok, "{screen}");
+    assert!(
+        screen.contains("name [hello]"),
+        "the file's stem is offered: {screen}"
+    );
+    assert!(screen.contains("module names are lowercase"), "{screen}");
+    assert!(screen.contains("at least 20 are needed"), "{screen}");
+    assert!(
+        screen.contains("published module alice/hello 1.0.0"),
+        "{screen}"
+    );
+    let e = get(&server.url("/api/v1/entries/module/alice/hello")).await;
+    assert_eq!(e["description"], "Say hello in many languages", "{e}");
 }
