@@ -8,6 +8,8 @@
 //!   (parsing on a blocking thread, overlapping the store's writes) and applies relations
 //!   once every entry is in.
 //! - [`export`](mod@export): [`export()`] writes a store back out as JSONL.
+//! - [`source`]: one kind's own source file (an mlld module file, a skill, or a file a
+//!   source system's reader claims) read into drafts for `quiver publish`.
 //!
 //! Every reader yields `Result<record, Rejected>` lazily, so memory stays constant, and
 //! a bad line is a [`Rejected`] with its line number, the field at fault and the reason,
@@ -22,6 +24,7 @@ mod input;
 pub mod jsonl;
 pub mod pipeline;
 mod plan;
+pub mod source;
 
 use std::fmt;
 

@@ -199,11 +199,15 @@ pub(crate) fn print_json(v: &Value) -> anyhow::Result<()> {
 pub struct PublishArgs {
     #[command(flatten)]
     pub remote: Remote,
-    /// A JSON file: the entry's fields (kind, namespace, name, description, ...) and the
-    /// version's (version, manifest, changelog, breaking).
+    /// What to publish: a JSON file of the entry's fields (kind, namespace, name,
+    /// description, ...) and the version's (version, manifest, changelog, breaking); or a
+    /// kind's own source: an mlld module file (.mld, .mld.md, .mlld.md), a skill's folder
+    /// or SKILL.md, a package.json with a `tpmjs` field, an ops tool profile (YAML), a
+    /// tsuku recipe (TOML), a skills registry.
+    #[arg(value_name = "PATH")]
     pub file: PathBuf,
     /// A file to publish as the version's content (a module's file): the server hashes
-    /// it and records the hash in the manifest.
+    /// it and records the hash in the manifest. A module file is its own content.
     #[arg(long)]
     pub content: Option<PathBuf>,
     /// Check the version as a publish would (rules, expressions, content hash, quality
@@ -211,6 +215,22 @@ pub struct PublishArgs {
     /// would be refused or the version held back.
     #[arg(long)]
     pub dry_run: bool,
+    /// The namespace to publish a source file's entries in (instead of, or where the
+    /// file has none, e.g. a module's `author`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The version to publish a source file as (instead of, or where the file has none);
+    /// a source without versions (a recipe) is otherwise published as the next patch
+    /// after the latest, or 1.0.0.
+    #[arg(long = "version", value_name = "VERSION")]
+    pub set_version: Option<String>,
+    /// Of a source file holding several entries, publish only this one (name or
+    /// namespace/name).
+    #[arg(long)]
+    pub entry: Option<String>,
+    /// Never ask: a source file missing a required field fails, naming every one.
+    #[arg(long, visible_alias = "no-input")]
+    pub yes: bool,
 }
 
 /// The entry fields a check of a new name's first version takes.
@@ -233,6 +253,9 @@ const VERSION_FIELDS: &[&str] = &[
 ];
 
 pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
+    if !is_publish_json(&a.file) {
+        return publish_source(&a).await;
+    }
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let doc: Value = serde_json::from_str(&text)
@@ -256,21 +279,53 @@ pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
         bail!("{} needs a version", a.file.display());
     }
     if let Some(path) = &a.content {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        version.remove("content");
-        version.remove("content_base64");
-        match String::from_utf8(bytes) {
-            Ok(text) => version.insert("content".into(), text.into()),
-            Err(e) => {
-                use base64::Engine as _;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
-                version.insert("content_base64".into(), b64.into())
-            }
-        };
+        insert_content(&mut version, path)?;
     }
     let kind: Kind = kind.parse()?;
     let client = Client::new(a.remote.clone());
-    let path = entry_path(kind, &ns, &name);
+    send_publish(&a, &client, kind, &ns, &name, entry, version).await
+}
+
+/// Whether `path` is quiver's own publish file: a `.json` file that is not JSON (its
+/// error says so), or a JSON object with a `kind`. Anything else is a kind's source.
+fn is_publish_json(path: &std::path::Path) -> bool {
+    if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        return false;
+    }
+    match std::fs::read_to_string(path).map(|t| serde_json::from_str::<Value>(&t)) {
+        Ok(Ok(v)) => v.get("kind").is_some() || !v.is_object(),
+        _ => true,
+    }
+}
+
+/// The file at `path` as the version's content (text, or base64 when it is not UTF-8).
+fn insert_content(version: &mut Map<String, Value>, path: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    version.remove("content");
+    version.remove("content_base64");
+    match String::from_utf8(bytes) {
+        Ok(text) => version.insert("content".into(), text.into()),
+        Err(e) => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+            version.insert("content_base64".into(), b64.into())
+        }
+    };
+    Ok(())
+}
+
+/// Create the entry when it is new, then publish the version (or, with `--dry-run`,
+/// check it and print the findings).
+async fn send_publish(
+    a: &PublishArgs,
+    client: &Client,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    entry: Map<String, Value>,
+    mut version: Map<String, Value>,
+) -> anyhow::Result<()> {
+    let path = entry_path(kind, ns, name);
     if a.dry_run {
         if client.call(Method::GET, &path, None).await?.is_none() {
             let draft: Map<String, Value> = entry
@@ -311,6 +366,150 @@ pub async fn publish(a: PublishArgs) -> anyhow::Result<()> {
         v["sha256"].as_str().unwrap_or("?")
     );
     Ok(())
+}
+
+/// `quiver publish` of a kind's own source file: read it, fill in what it lacks (asked
+/// on a terminal; named in the error otherwise, publishing nothing), then publish each
+/// entry it holds.
+async fn publish_source(a: &PublishArgs) -> anyhow::Result<()> {
+    let shown = a.file.display();
+    let mut drafts = quiver_import::source::read(&a.file).map_err(|e| anyhow!("{shown}: {e}"))?;
+    if let Some(only) = &a.entry {
+        let all: Vec<String> = drafts
+            .iter()
+            .map(|d| format!("{}/{}", d.entry.namespace, d.entry.name))
+            .collect();
+        drafts.retain(|d| {
+            d.entry.name == *only || format!("{}/{}", d.entry.namespace, d.entry.name) == *only
+        });
+        if drafts.is_empty() {
+            bail!(
+                "{shown} holds no entry {only} (it holds: {})",
+                all.join(", ")
+            );
+        }
+    }
+    for d in &mut drafts {
+        if let Some(ns) = &a.namespace {
+            d.entry.namespace = ns.clone();
+        }
+        if let Some(v) = &a.set_version {
+            d.version = Some(v.clone());
+        }
+        for w in &d.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let missing: Vec<String> = drafts.iter().flat_map(|d| d.missing_report()).collect();
+    if !missing.is_empty() {
+        if a.yes || !crate::prompt::interactive() {
+            bail!("{}\nnothing was published", missing.join("\n"));
+        }
+        for d in &mut drafts {
+            ask_missing(d)?;
+        }
+    }
+    let client = Client::new(a.remote.clone());
+    for d in drafts {
+        let (kind, ns, name) = (
+            d.entry.kind,
+            d.entry.namespace.clone(),
+            d.entry.name.clone(),
+        );
+        let version = match &d.version {
+            Some(v) => v.clone(),
+            None => next_revision(&client, kind, &ns, &name).await?,
+        };
+        let mut entry = serde_json::to_value(&d.entry)
+            .context("writing the entry")?
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        entry.retain(|k, v| !v.is_null() && k != "popularity" && k != "status");
+        let mut body = Map::new();
+        body.insert("version".into(), version.into());
+        body.insert("manifest".into(), d.manifest);
+        if let Some(c) = d.changelog {
+            body.insert("changelog".into(), c.into());
+        }
+        match &a.content {
+            Some(path) => insert_content(&mut body, path)?,
+            None => {
+                if let Some(c) = d.content {
+                    body.insert("content".into(), c.into());
+                }
+            }
+        }
+        send_publish(a, &client, kind, &ns, &name, entry, body).await?;
+    }
+    Ok(())
+}
+
+/// Ask for each required field a draft lacks, checking the answer as it is typed.
+fn ask_missing(d: &mut quiver_import::source::Draft) -> anyhow::Result<()> {
+    let kind = d.entry.kind;
+    let stem = d
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .map(str::to_string);
+    for field in d.missing() {
+        let label = format!("{} {field}", d.file.display());
+        match field {
+            "namespace" => {
+                d.entry.namespace = crate::prompt::ask(&label, None, &|v| {
+                    quiver_model::names::validate_namespace(v)
+                        .map(|()| v.to_string())
+                        .map_err(|e| e.message)
+                })?;
+            }
+            "name" => {
+                let ns = d.entry.namespace.clone();
+                d.entry.name = crate::prompt::ask(&label, stem.as_deref(), &|v| {
+                    quiver_model::names::validate_name(kind, &ns, v)
+                        .map(|()| v.to_string())
+                        .map_err(|e| e.message)
+                })?;
+            }
+            "description" => {
+                d.entry.description = crate::prompt::ask(&label, None, &|v| {
+                    match quiver_model::gates::description_problem(v) {
+                        Some(p) => Err(p),
+                        None => Ok(v.trim().to_string()),
+                    }
+                })?;
+            }
+            _ => {
+                d.version = Some(crate::prompt::ask(&label, Some("1.0.0"), &|v| {
+                    crate::new_cli::check_version(v)
+                })?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The version of a source without versions: the next patch after the entry's latest,
+/// or 1.0.0 for a new entry.
+async fn next_revision(
+    client: &Client,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let Some(e) = client
+        .call(Method::GET, &entry_path(kind, ns, name), None)
+        .await?
+    else {
+        return Ok("1.0.0".into());
+    };
+    let Some(latest) = e["latest_version"].as_str() else {
+        return Ok("1.0.0".into());
+    };
+    let v = semver::Version::parse(latest)
+        .with_context(|| format!("the latest version of {kind} {ns}/{name}, {latest}"))?;
+    Ok(semver::Version::new(v.major, v.minor, v.patch + 1).to_string())
 }
 
 /// Print a check's findings; fail unless a publish would store an installable version.

@@ -18,7 +18,9 @@ mod install_cli;
 mod local;
 mod login;
 mod mcp_cli;
+mod new_cli;
 mod pipeline_cli;
+mod prompt;
 mod resolve_cli;
 mod suggest_cli;
 
@@ -120,8 +122,14 @@ enum Command {
     /// Serve the local store to an AI agent over MCP on standard input and output (tools:
     /// search, get_entry, get_tool_schema, select_tool, suggest_skills, resolve).
     Mcp(mcp_cli::McpArgs),
-    /// Publish an entry version from a JSON file to a server.
+    /// Publish an entry version to a server: from a JSON file, or from a kind's own
+    /// source (an mlld module file, a skill, a tpmjs package.json, an ops tool profile, a
+    /// recipe TOML), asking for what the source lacks.
     Publish(client::PublishArgs),
+    /// Create a tool, recipe, skill, module or package in the terminal (prompts with
+    /// defaults, checked as typed; `--yes` and flags for scripts), writing a JSON file
+    /// that `quiver publish` takes.
+    New(new_cli::NewArgs),
     /// Show an entry and its versions: `quiver info package npm/@types/node`.
     Info(client::InfoArgs),
     /// Search a server.
@@ -209,6 +217,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => local::jobs(a).await,
             Command::Mcp(a) => mcp_cli::run(a).await,
             Command::Publish(a) => client::publish(a).await,
+            Command::New(a) => new_cli::run(a),
             Command::Info(a) => client::info(a).await,
             Command::Audit(a) => client::audit(a).await,
             Command::Whoami(a) => client::whoami(a).await,

@@ -876,3 +876,442 @@ async fn download_counts_survive_sigkill_after_a_flush_and_a_clean_shutdown() {
     let stats = get(&server.url("/api/v1/entries/module/alice/greet/stats")).await;
     assert_eq!(stats["total"], 35, "{stats}");
 }
+
+/// Write `text` to `dir/rel` (creating folders) and give the path as text.
+fn write_file(dir: &Path, rel: &str, text: &str) -> String {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// `quiver publish PATH` from each kind's own source file, against a live server: the
+/// metadata is read from the file, a module file is uploaded as the content, a recipe
+/// (no versions of its own) is published as 1.0.0 and then the next patch, and a module
+/// file without a description fails without a terminal, naming the field, publishing
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_each_kinds_source_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let s = ["--server", server.base.as_str()];
+    let publish = |extra: &[&str]| quiver(&[&["publish"], &s[..], extra].concat());
+    let src = dir.path().join("src");
+
+    // An mlld module file: front matter, content uploaded with it.
+    let module_text = "---\nname: greet\nauthor: alice\nabout: Greetings for every occasion\n\
+                       version: 1.2.0\nneeds: [js]\nlicense: CC0\nkeywords: [text, greeting]\n\
+                       ---\n\n/var @greeting = \"hello\"\n/export { @greeting }\n";
+    let module = write_file(&src, "greet.mld.md", module_text);
+    let (ok, out, err) = publish(&["--dry-run", &module]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("module alice/greet") && out.contains("would be published"),
+        "{out}"
+    );
+    assert!(
+        reqwest::get(server.url("/api/v1/entries/module/alice/greet"))
+            .await
+            .unwrap()
+            .status()
+            == 404,
+        "a dry run writes nothing"
+    );
+    let (ok, out, err) = publish(&[&module]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("published module alice/greet 1.2.0"), "{out}");
+    let v = get(&server.url("/api/v1/entries/module/alice/greet/versions/1.2.0")).await;
+    assert_eq!(v["manifest"]["needs"], json!(["js"]), "{v}");
+    assert_eq!(v["manifest"]["license"], "CC0", "{v}");
+    let e = get(&server.url("/api/v1/entries/module/alice/greet")).await;
+    assert_eq!(e["description"], "Greetings for every occasion", "{e}");
+    let content =
+        reqwest::get(server.url("/api/v1/entries/module/alice/greet/versions/1.2.0/content"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(content, module_text);
+
+    // Header comments instead of front matter, the namespace from --namespace.
+    let headed = write_file(
+        &src,
+        "fmt.mld",
+        ">> name: fmt\n>> description: Formatting helpers for text and tables\n\
+         >> version: 0.1.0\n\n/exe @upper(s) = js { return s.toUpperCase() }\n",
+    );
+    let (ok, out, err) = publish(&["--namespace", "bob", &headed]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("published module bob/fmt 0.1.0"), "{out}");
+
+    // No description: without a terminal (and with --no-input) the field is named and
+    // nothing is published.
+    let bare = write_file(
+        &src,
+        "alice.mld",
+        "---\nname: nodesc\nauthor: alice\nversion: 1.0.0\n---\n/var @x = 1\n",
+    );
+    for extra in [&[][..], &["--no-input"][..]] {
+        let (ok, _, err) = publish(&[extra, &[bare.as_str()]].concat());
+        assert!(!ok);
+        assert!(
+            err.contains("alice.mld: module nodesc missing description (add `description:` to the front matter)"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was published"), "{err}");
+    }
+    let none = reqwest::get(server.url("/api/v1/entries/module/alice/nodesc"))
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+    let bare2 = write_file(&src, "empty.mld", "/var @x = 1\n");
+    let (ok, _, err) = publish(&["--yes", &bare2]);
+    assert!(!ok);
+    for f in ["namespace", "name", "description", "version"] {
+        assert!(err.contains(&format!("missing {f} (")), "{f}: {err}");
+    }
+
+    // An ops tool profile.
+    let ops = write_file(
+        &src,
+        "tools/network/netprobe.yaml",
+        "tool_name: netprobe\nversion: \"1.0\"\ndescription: Probe hosts for reachability over ICMP\n\
+         platform: linux\ncategory: network\ncapabilities:\n  reachability:\n    description: Is the host up\n\
+         \x20   patterns:\n      ping:\n        description: ICMP echo\n        time_estimate_ms: \"100 * count + 50\"\n\
+         \x20       cost_estimate: \"1\"\n        required_inputs:\n          - name: count\n            type: integer\n",
+    );
+    let (ok, out, err) = publish(&["--namespace", "acme", &ops]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("published tool acme/netprobe 1.0.0"), "{out}");
+    let v = get(&server.url("/api/v1/entries/tool/acme/netprobe/versions/1.0.0")).await;
+    assert_eq!(
+        v["manifest"]["capabilities"]["reachability"]["patterns"]["ping"]["time_estimate_ms"],
+        "100 * count + 50",
+        "{v}"
+    );
+
+    // A recipe TOML: no version of its own, so 1.0.0, then the next patch.
+    let recipe = write_file(
+        &src,
+        "recipes/r/ripgrep.toml",
+        "[metadata]\nname = \"ripgrep\"\ndescription = \"Search directories for a regex pattern, fast\"\n\
+         homepage = \"https://github.com/BurntSushi/ripgrep\"\n\n[[steps]]\naction = \"homebrew\"\nformula = \"ripgrep\"\n\n\
+         [verify]\ncommand = \"rg --version\"\n",
+    );
+    let (ok, out, err) = publish(&[&recipe]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("published recipe tsuku/ripgrep 1.0.0"),
+        "{out}"
+    );
+    let (ok, out, err) = publish(&[&recipe]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("published recipe tsuku/ripgrep 1.0.1"),
+        "{out}"
+    );
+
+    // A skill's folder (SKILL.md with front matter).
+    let skill_dir = src.join("pdf-forms");
+    write_file(
+        &skill_dir,
+        "SKILL.md",
+        "---\nname: pdf-forms\ndescription: Fill PDF forms from structured data\nauthor: acme\n\
+         version: 0.3.0\n---\n# PDF forms\n\nRead the form's fields, then fill them.\n",
+    );
+    let (ok, out, err) = publish(&[skill_dir.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("published skill acme/pdf-forms 0.3.0"),
+        "{out}"
+    );
+    let v = get(&server.url("/api/v1/entries/skill/acme/pdf-forms/versions/0.3.0")).await;
+    assert!(
+        v["manifest"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("fill them"),
+        "{v}"
+    );
+
+    // A package.json with a tpmjs field: its tool and the npm package.
+    let pkg = write_file(
+        &src,
+        "text-tools/package.json",
+        &json!({
+            "name": "@acme/text-tools", "version": "1.2.0",
+            "description": "Text tools for agents: slugs and more", "license": "MIT",
+            "keywords": ["text"],
+            "tpmjs": {"category": "text", "frameworks": ["vercel-ai"], "tools": [{
+                "name": "slugifyTool",
+                "description": "Turn a title into a URL slug for links",
+                "parameters": [{"name": "title", "type": "string", "description": "the title", "required": true}],
+                "returns": {"type": "string", "description": "the slug"}
+            }]}
+        })
+        .to_string(),
+    );
+    // (The npm package it also holds is only for admins and imports to write.)
+    let (ok, _, err) = publish(&["--entry", "nope", &pkg]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("holds no entry nope")
+            && err.contains("tpmjs/text.slugifyTool, npm/@acme/text-tools"),
+        "{err}"
+    );
+    let (ok, out, err) = publish(&["--entry", "text.slugifyTool", &pkg]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("published tool tpmjs/text.slugifyTool 1.0.0"),
+        "{out}"
+    );
+    let v = get(&server.url("/api/v1/entries/tool/tpmjs/text.slugifyTool/versions/1.0.0")).await;
+    assert_eq!(
+        v["manifest"]["input_schema"]["required"],
+        json!(["title"]),
+        "{v}"
+    );
+
+    // The JSON file of before still works, and a file nobody reads is refused by name.
+    let other = write_file(&src, "notes.txt", "hello\n");
+    let (ok, _, err) = publish(&[&other]);
+    assert!(
+        !ok && err.contains("not a file quiver can publish"),
+        "{err}"
+    );
+
+    // Real files of the source systems, when the shared fixtures are on this machine.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    if fixtures.is_dir() {
+        for (rel, want) in [
+            (
+                "opsconductor-ng/tools/database/pg_dump.yaml",
+                "published tool opsconductor/pg_dump 1.0.0",
+            ),
+            (
+                "tsuku/recipes/b/brotli.toml",
+                "published recipe tsuku/brotli 1.0.0",
+            ),
+            (
+                "tpmjs/tool-manifests/hello/package.json",
+                "published tool tpmjs/text-analysis.helloWorldTool 1.0.0",
+            ),
+            (
+                "mlld-registry/modules/mlld/env/1.0.0.json",
+                "published module mlld/env 1.0.0",
+            ),
+        ] {
+            let path = fixtures.join(rel);
+            let mut args = vec![path.to_str().unwrap()];
+            if rel.ends_with("package.json") {
+                args.extend(["--entry", "text-analysis.helloWorldTool"]);
+            }
+            let (ok, out, err) = publish(&args);
+            assert!(ok, "{rel}: {out}{err}");
+            assert!(out.contains(want), "{rel}: {out}");
+        }
+        // A registry's version file takes the description from its metadata.json.
+        let e = get(&server.url("/api/v1/entries/module/mlld/env")).await;
+        assert_eq!(
+            e["description"], "Environment variable validation and management",
+            "{e}"
+        );
+    } else {
+        eprintln!(
+            "SKIPPED: the real source files: {} not found",
+            fixtures.display()
+        );
+    }
+}
+
+/// `quiver new tool` in a terminal (a pseudo-terminal made by `script`): answers are
+/// checked as typed (a short description and a bad expression are asked again, the
+/// expression's error showing its position), and the file it writes publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tool_in_a_terminal_writes_a_file_that_publishes() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` command for a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe.json");
+    let cmd = format!("'{BIN}' new tool --out '{}'", out.display());
+    let answers = [
+        "acme",                                        // namespace
+        "net probe",                                   // name: refused (white space)
+        "net.probe",                                   // name
+        "short",                                       // description: refused (gate)
+        "Probe hosts on the network for reachability", // description
+        "",                                            // version: 1.0.0
+        "network",                                     // category
+        "net,icmp",                                    // tags
+        "",                                            // platform: linux
+        "reachability",                                // capability
+        "ping",                                        // pattern
+        "count",                                       // inputs
+        "100 * * count",                               // time: refused, with the position
+        "100 * count + 50",                            // time
+        "hosts",                                       // cost: refused, not an input
+        "0.1 * count",                                 // cost
+    ];
+    let (ok, screen) = in_terminal(&cmd, &answers);
+    assert!(ok, "{screen}");
+    assert!(
+        screen.contains("name [") || screen.contains("name:"),
+        "{screen}"
+    );
+    assert!(screen.contains("must not contain white space"), "{screen}");
+    assert!(screen.contains("at least 20 are needed"), "{screen}");
+    assert!(screen.contains("at character 7"), "{screen}");
+    assert!(screen.contains("`hosts` is neither an input"), "{screen}");
+    assert!(
+        screen.contains("wrote tool acme/net.probe 1.0.0"),
+        "{screen}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let pattern = &doc["manifest"]["capabilities"]["reachability"]["patterns"]["ping"];
+    assert_eq!(pattern["time_estimate_ms"], "100 * count + 50", "{doc}");
+    assert_eq!(pattern["cost_estimate"], "0.1 * count", "{doc}");
+    assert_eq!(doc["tags"], json!(["net", "icmp"]), "{doc}");
+
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (ok, out_text, err) = quiver(&["publish", "--server", &server.base, out.to_str().unwrap()]);
+    assert!(ok, "{out_text}{err}");
+    assert!(
+        out_text.contains("published tool acme/net.probe 1.0.0"),
+        "{out_text}"
+    );
+}
+
+/// `quiver new tool --yes` with flags: defaults fill the rest; a required value without
+/// a default, or a flag that does not check, fails naming it and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tool_without_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("df.json");
+    let o = out.to_str().unwrap();
+    let (ok, _, err) = quiver(&["new", "tool", "--yes", "--out", o, "--name", "disk.usage"]);
+    assert!(!ok);
+    assert!(err.contains("needs --namespace, --description"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    let flags = [
+        "new",
+        "tool",
+        "--yes",
+        "--out",
+        o,
+        "--namespace",
+        "acme",
+        "--name",
+        "disk.usage",
+        "--description",
+        "Report the disk usage of a mount point",
+        "--capability",
+        "usage",
+        "--inputs",
+        "mount,depth",
+    ];
+    let (ok, _, err) = quiver(&[&flags[..], &["--time-estimate", "10 * (depth"]].concat());
+    assert!(
+        !ok && err.contains("--time-estimate: ") && err.contains("at character"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let (ok, stdout, err) =
+        quiver(&[&flags[..], &["--time-estimate", "200 + 10 * depth"]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("wrote tool acme/disk.usage 1.0.0"),
+        "{stdout}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        doc["manifest"]["capabilities"]["usage"]["patterns"]["default"]["cost_estimate"], 1,
+        "{doc}"
+    );
+    assert_eq!(
+        doc["manifest"]["input_schema"]["required"],
+        json!(["mount", "depth"]),
+        "{doc}"
+    );
+    let (ok, _, err) = quiver(&[&flags[..], &["--time-estimate", "5"]].concat());
+    assert!(!ok && err.contains("exists; pass --force"), "{err}");
+
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (ok, stdout, err) = quiver(&["publish", "--server", &server.base, o]);
+    assert!(ok, "{stdout}{err}");
+    assert!(
+        stdout.contains("published tool acme/disk.usage 1.0.0"),
+        "{stdout}"
+    );
+}
+
+/// Run `cmd` (a shell command) in a pseudo-terminal made by `script`, typing `answers`
+/// (one line each); whether it succeeded, and what the terminal showed.
+fn in_terminal(cmd: &str, answers: &[&str]) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .env("QUIVER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for a in answers {
+        writeln!(stdin, "{a}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Keep standard input open until the program is done (script ends the session on EOF).
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{cmd} did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let done = child.wait_with_output().unwrap();
+    (
+        done.status.success(),
+        String::from_utf8_lossy(&done.stdout).into_owned(),
+    )
+}
+
+/// A module file missing its description, published from a terminal: the description
+/// is asked for (a short one is refused by the gate) and the module is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_asks_for_what_a_module_file_lacks_in_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` command for a pseudo-terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let file = write_file(
+        dir.path(),
+        "hello.mld",
+        "---\nauthor: alice\nversion: 1.0.0\n---\n/var @hello = \"hi\"\n",
+    );
+    let cmd = format!("'{BIN}' publish --server {} '{file}'", server.base);
+    let (ok, screen) = in_terminal(
+        &cmd,
+        &["Hello", "", "too short", "Say hello in many languages"],
+    );
+    assert!(ok, "{screen}");
+    assert!(
+        screen.contains("name [hello]"),
+        "the file's stem is offered: {screen}"
+    );
+    assert!(screen.contains("module names are lowercase"), "{screen}");
+    assert!(screen.contains("at least 20 are needed"), "{screen}");
+    assert!(
+        screen.contains("published module alice/hello 1.0.0"),
+        "{screen}"
+    );
+    let e = get(&server.url("/api/v1/entries/module/alice/hello")).await;
+    assert_eq!(e["description"], "Say hello in many languages", "{e}");
+}

@@ -197,7 +197,7 @@ fn parse_yaml(rel: &Path, text: &str) -> Result<Value, Box<Rejected>> {
 
 /// YAML to JSON: mapping keys that are numbers or booleans become their text; tags are
 /// dropped (the tagged value is kept); non-finite floats are refused.
-fn yaml_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
+pub(crate) fn yaml_to_json(v: serde_yaml_ng::Value) -> Result<Value, String> {
     use serde_yaml_ng::Value as Y;
     Ok(match v {
         Y::Null => Value::Null,
