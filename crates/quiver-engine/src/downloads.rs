@@ -160,10 +160,10 @@ pub struct DownloadStats {
     /// Every day of the window, oldest first (days without downloads as 0).
     pub daily: Vec<DayCount>,
     /// Per version, most downloaded first (an entry's statistics).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<VersionCount>,
     /// Per entry, most downloaded first (a namespace's statistics).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<EntryCount>,
 }
 
