@@ -125,6 +125,23 @@ pub struct HitCollector {
     /// `name_sort` values that are an exact match of the query, and the score they add.
     pub exact_names: Arc<Vec<String>>,
     pub exact_bonus: f32,
+    /// How the curated kinds and the query's ecosystem words weigh in.
+    pub prior: Prior,
+}
+
+/// What the relevance key adds to the text score beyond popularity: a popularity floor
+/// and an exact-name bonus for the curated kinds, and a preference for the namespaces a
+/// query's ecosystem words name.
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    /// Curated kinds rank as if at least this popular.
+    pub curated_popularity: f64,
+    /// Added to a curated kind's exact name match after popularity.
+    pub curated_exact: f32,
+    /// Preferred namespaces (empty: no preference).
+    pub prefer: Arc<Vec<String>>,
+    /// Multiplies the key of an entry outside `prefer`.
+    pub other_ecosystem: f64,
 }
 
 /// popularity^exponent for popularity 0, 1/1024, .. 1 (floored at 0.01).
@@ -149,6 +166,10 @@ pub struct HitSegmentCollector {
     name_ords: Option<Arc<dyn ColumnValues<u64>>>,
     exact_ords: Vec<u64>,
     exact_bonus: f32,
+    prior: Prior,
+    prefer_ords: Option<Vec<u64>>,
+    /// `flags_kind` of a package.
+    package_kind: u64,
     ns_col: Option<StrColumn>,
     ns_ords: Column<u64>,
     private_ords: Vec<u64>,
@@ -210,6 +231,11 @@ impl Collector for HitCollector {
             None => Column::build_empty_column(reader.max_doc()),
         };
         let private_ords = ords_of(&ns_col, &self.filter.private_namespaces)?;
+        let prefer_ords = if self.prior.prefer.is_empty() {
+            None
+        } else {
+            Some(ords_of(&ns_col, &self.prior.prefer)?)
+        };
         let f = &self.filter;
         let ns_filter = if f.namespaces.is_empty() {
             None
@@ -257,6 +283,12 @@ impl Collector for HitCollector {
             name_ords,
             exact_ords,
             exact_bonus: self.exact_bonus,
+            prior: self.prior.clone(),
+            prefer_ords,
+            package_kind: quiver_model::Kind::ALL
+                .iter()
+                .position(|k| *k == quiver_model::Kind::Package)
+                .unwrap_or(0) as u64,
             ns_col,
             ns_ords,
             private_ords,
@@ -330,6 +362,31 @@ impl Collector for HitCollector {
 }
 
 impl HitSegmentCollector {
+    /// Text score and exact-name bonus, times popularity^exponent, plus popularity
+    /// weighted; with the curated kinds' floor and bonus and the ecosystem preference.
+    #[inline]
+    fn relevance_key(&self, doc: DocId, flags: u64, score: f32, pop: f64) -> f64 {
+        let curated = flags_kind(flags) != self.package_kind;
+        let pop = if curated {
+            pop.max(self.prior.curated_popularity)
+        } else {
+            pop
+        };
+        let exact = self.exact_bonus_of(doc);
+        let mut key = f64::from(score + exact)
+            * self.pop_pow[(pop.clamp(0.0, 1.0) * 1024.0) as usize]
+            + f64::from(self.pop_weight) * pop;
+        if curated && exact > 0.0 {
+            key += f64::from(self.prior.curated_exact);
+        }
+        if let Some(prefer) = &self.prefer_ords {
+            if !self.ns_ords.first(doc).is_some_and(|o| prefer.contains(&o)) {
+                key *= self.prior.other_ecosystem;
+            }
+        }
+        key
+    }
+
     #[inline]
     fn exact_bonus_of(&self, doc: DocId) -> f32 {
         match &self.name_ords {
@@ -423,12 +480,7 @@ impl SegmentCollector for HitSegmentCollector {
         }
         let pop = self.pop.get_val(doc);
         let (key, tie) = match self.sort {
-            Sort::Relevance => (
-                f64::from(score + self.exact_bonus_of(doc))
-                    * self.pop_pow[(pop.clamp(0.0, 1.0) * 1024.0) as usize]
-                    + f64::from(self.pop_weight) * pop,
-                pop,
-            ),
+            Sort::Relevance => (self.relevance_key(doc, flags, score, pop), pop),
             Sort::Popularity => (pop, f64::from(score)),
             Sort::Recent => (
                 self.updated.as_ref().map_or(0, |c| c.get_val(doc)) as f64,

@@ -69,6 +69,7 @@
 
 pub mod analysis;
 mod collect;
+pub mod lexicon;
 mod expand;
 pub mod relevance;
 mod schema;
@@ -194,6 +195,10 @@ pub struct Hit {
     pub score: f32,
     /// The description with matched words wrapped in `<mark>..</mark>` (HTML-escaped).
     pub highlight: Option<String>,
+    /// Why it matched, in a few words (`exact name`, `name matches "pandas"`,
+    /// `matches capability packet_capture`, `description`); relevance sort only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A facet value and how many matching entries have it.
@@ -255,7 +260,7 @@ pub const MAX_WINDOW: usize = 1000;
 
 /// Bumped when the schema or the analysis changes: an index of another version is
 /// rebuilt from the feed.
-const INDEX_VERSION: u32 = 7;
+const INDEX_VERSION: u32 = 8;
 /// Feed events read per batch.
 const FEED_BATCH: usize = 20_000;
 /// A backlog above this is a bulk load (big writer, rare commits).
@@ -539,7 +544,7 @@ impl SearchIndex {
 
 /// The entries touched by `events` (deleted ones are absent).
 /// The entries the events touch, each with its latest manifest when its kind's manifest
-/// adds to its document (tools and recipes: [`schema::manifest_terms`]).
+/// adds to its document (every kind but packages: [`schema::manifest_terms`]).
 async fn fetch_entries(
     store: &dyn quiver_store::Store,
     events: &[quiver_model::FeedEvent],
@@ -554,10 +559,7 @@ async fn fetch_entries(
     let described: Vec<i64> = entries
         .iter()
         .filter(|e| {
-            matches!(
-                e.kind,
-                quiver_model::Kind::Tool | quiver_model::Kind::Recipe
-            ) && e.latest_version.is_some()
+            e.kind != quiver_model::Kind::Package && e.latest_version.is_some()
         })
         .map(|e| e.id)
         .collect();

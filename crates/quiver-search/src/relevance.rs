@@ -25,6 +25,9 @@ pub struct RelevanceCase {
     pub expected: Vec<(String, String)>,
     /// exact, typo, split, prefix, descriptive or generic.
     pub class: String,
+    /// The `kind` filter the query runs with (an optional fourth column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
 }
 
 /// Hit rates of one class (or of all cases).
@@ -96,10 +99,18 @@ pub fn parse_set(text: &str) -> Result<Vec<RelevanceCase>> {
         if expected.is_empty() || cols[0].trim().is_empty() {
             return Err(bad("empty query or expected"));
         }
+        let kind = match cols.get(3).map(|k| k.trim()).filter(|k| !k.is_empty()) {
+            None => None,
+            Some(k) => Some(
+                k.parse::<Kind>()
+                    .map_err(|_| bad(&format!("'{k}' is not a kind")))?,
+            ),
+        };
         out.push(RelevanceCase {
             query: cols[0].trim().to_string(),
             expected,
             class: cols[2].trim().to_string(),
+            kind,
         });
     }
     Ok(out)
@@ -118,6 +129,14 @@ pub fn evaluate<F>(cases: &[RelevanceCase], mut engine: F) -> RelevanceReport
 where
     F: FnMut(&str) -> Vec<(String, String)>,
 {
+    evaluate_cases(cases, |c| engine(&c.query))
+}
+
+/// [`evaluate`] with the whole case given to the engine (for its `kind` filter).
+pub fn evaluate_cases<F>(cases: &[RelevanceCase], mut engine: F) -> RelevanceReport
+where
+    F: FnMut(&RelevanceCase) -> Vec<(String, String)>,
+{
     let mut report = RelevanceReport {
         cases: cases.len(),
         ..Default::default()
@@ -126,7 +145,7 @@ where
     let (mut h1, mut h3, mut h10) = (0usize, 0usize, 0usize);
     let mut rr = 0.0;
     for c in cases {
-        let got = engine(&c.query);
+        let got = engine(c);
         let rank = got
             .iter()
             .position(|(ns, n)| c.expected.contains(&key(ns, n)))
@@ -189,14 +208,14 @@ impl fmt::Display for RelevanceReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<12} {:>5} {:>7} {:>7} {:>7}",
+            "{:<16} {:>5} {:>7} {:>7} {:>7}",
             "class", "cases", "hit@1", "hit@3", "hit@10"
         )?;
         let pct = |x: f64| format!("{:.1}%", x * 100.0);
         for (class, s) in &self.per_class {
             writeln!(
                 f,
-                "{:<12} {:>5} {:>7} {:>7} {:>7}",
+                "{:<16} {:>5} {:>7} {:>7} {:>7}",
                 class,
                 s.cases,
                 pct(s.hit_at_1),
@@ -206,7 +225,7 @@ impl fmt::Display for RelevanceReport {
         }
         writeln!(
             f,
-            "{:<12} {:>5} {:>7} {:>7} {:>7}   MRR {:.3}",
+            "{:<16} {:>5} {:>7} {:>7} {:>7}   MRR {:.3}",
             "all",
             self.cases,
             pct(self.hit_at_1),
@@ -260,5 +279,12 @@ mod tests {
         assert_eq!(r.per_class["descriptive"].hit_at_3, 1.0);
         assert!(r.to_string().contains("all"));
         assert!(parse_set("a\tb\n").is_err());
+        let kinds = parse_set("q\tx/y\tc\ttool\nr\tx/y\tc\t\n").unwrap();
+        assert_eq!(kinds[0].kind, Some(Kind::Tool));
+        assert_eq!(kinds[1].kind, None);
+        assert!(parse_set("q\tx/y\tc\tgadget\n")
+            .unwrap_err()
+            .to_string()
+            .contains("'gadget' is not a kind"));
     }
 }

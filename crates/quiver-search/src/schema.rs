@@ -25,6 +25,7 @@ pub const F_POPULARITY: &str = "popularity";
 pub const F_UPDATED: &str = "updated";
 pub const F_PAYLOAD: &str = "payload";
 pub const F_PLATFORM: &str = "platform";
+pub const F_CONTENT: &str = "content";
 
 /// Field handles.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,9 @@ pub struct Fields {
     pub updated: Field,
     pub payload: Field,
     pub platform: Field,
+    /// What a manifest says beyond the description (capabilities, patterns, inputs,
+    /// binaries, frameworks, exports): searched like the description, weighted below it.
+    pub content: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -90,6 +94,7 @@ pub fn build() -> (Schema, Fields) {
     let updated = b.add_i64_field(F_UPDATED, NumericOptions::default().set_fast());
     let payload = b.add_text_field(F_PAYLOAD, STORED);
     let platform = b.add_text_field(F_PLATFORM, keyword());
+    let content = b.add_text_field(F_CONTENT, text(EN_TOKENIZER));
     let fields = Fields {
         id,
         flags,
@@ -106,6 +111,7 @@ pub fn build() -> (Schema, Fields) {
         updated,
         payload,
         platform,
+        content,
     };
     (b.build(), fields)
 }
@@ -155,6 +161,10 @@ pub struct Payload {
     pub popularity: f64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// The manifest's searchable fields as (what, value): `capability packet_capture`,
+    /// `binary rg`, to say which one a query matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
 }
 
 /// Whether an entry belongs in the index at all: unlisted entries never do.
@@ -182,9 +192,59 @@ pub fn name_sort_key(namespace: &str, name: &str) -> String {
 /// admit (`linux/arm64`, `linux-musl`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ManifestTerms {
-    pub text: String,
+    /// Searchable fields as (what, value), in the manifest's order.
+    pub fields: Vec<(String, String)>,
     pub keywords: Vec<String>,
     pub platforms: Vec<String>,
+}
+
+impl ManifestTerms {
+    fn field(&mut self, what: &str, value: &str) {
+        let value = value.trim();
+        if !value.is_empty() && value.len() <= 500 && self.fields.len() < MAX_FIELDS {
+            self.fields.push((what.to_string(), value.to_string()));
+        }
+    }
+
+    /// The text indexed in the `content` field (`snake_case` names read as words).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (_, v) in &self.fields {
+            out.push_str(&v.replace('_', " "));
+            out.push_str(" ; ");
+        }
+        out
+    }
+}
+
+/// At most this many manifest fields are indexed per entry.
+const MAX_FIELDS: usize = 400;
+
+/// The words of a homepage address that name the project (its host and path without
+/// the scheme, `www` and the top-level domain): `github.com/sharkdp/hyperfine` →
+/// `github sharkdp hyperfine`.
+fn homepage_words(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let mut parts: Vec<&str> = Vec::new();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let labels: Vec<&str> = host.split('.').collect();
+    let n = labels.len();
+    for (i, l) in labels.iter().enumerate() {
+        if (*l != "www") && !(i + 1 == n && n > 1) {
+            parts.push(l);
+        }
+    }
+    parts.extend(path.split('/').filter(|p| !p.is_empty()));
+    parts.join(" ")
+}
+
+/// What a skill manifest's list is called in a hit's reason.
+fn skill_field(key: &str) -> &'static str {
+    match key {
+        "frameworks" | "framework" => "framework",
+        "languages" => "language",
+        _ => "package",
+    }
 }
 
 /// The operating systems a recipe installs on when its steps do not say.
@@ -211,33 +271,51 @@ pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
         Kind::Tool => {
             out.platforms = strs(&m["platform"]);
             out.platforms.extend(strs(&m["platforms"]));
-            let mut words = |s: &str| {
-                out.text.push_str(&s.replace('_', " "));
-                out.text.push_str(" ; ");
-            };
             for (cap, c) in m["capabilities"].as_object().into_iter().flatten() {
-                words(cap);
+                out.field("capability", cap);
                 out.keywords.push(cap.clone());
                 if let Some(d) = c["description"].as_str() {
-                    words(d);
+                    out.field("capability", d);
                 }
                 for (pname, p) in c["patterns"].as_object().into_iter().flatten() {
-                    words(pname);
-                    for field in ["description"] {
-                        if let Some(d) = p[field].as_str() {
-                            words(d);
-                        }
+                    out.field("pattern", pname);
+                    if let Some(d) = p["description"].as_str() {
+                        out.field("pattern", d);
                     }
                     for u in strs(&p["typical_use_cases"]) {
-                        words(&u);
+                        out.field("use case", &u);
                     }
                     for inputs in ["required_inputs", "optional_inputs"] {
                         for i in p[inputs].as_array().into_iter().flatten() {
                             if let Some(n) = i["name"].as_str().or(i.as_str()) {
-                                words(n);
+                                out.field("input", n);
                             }
                         }
                     }
+                }
+            }
+            // Tool definitions of other shapes: a tpmjs package's tools, a block's
+            // inputs and outputs, JSON-Schema properties.
+            for t in m["tpmjs"]["tools"].as_array().into_iter().flatten() {
+                if let Some(n) = t["name"].as_str() {
+                    out.field("tool", n);
+                }
+                for p in t["parameters"].as_array().into_iter().flatten() {
+                    if let Some(n) = p["name"].as_str() {
+                        out.field("input", n);
+                    }
+                }
+            }
+            for (what, key) in [("input", "inputs"), ("output", "outputs")] {
+                for i in m[key].as_array().into_iter().flatten() {
+                    if let Some(n) = i["name"].as_str() {
+                        out.field(what, n);
+                    }
+                }
+            }
+            for (what, key) in [("input", "input_schema"), ("output", "output_schema")] {
+                for (n, _) in m[key]["properties"].as_object().into_iter().flatten() {
+                    out.field(what, n);
                 }
             }
         }
@@ -283,9 +361,49 @@ pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
                 platforms.extend(libcs.iter().map(|l| format!("linux-{l}")));
             }
             out.platforms = platforms;
+            for step in m["steps"].as_array().into_iter().flatten() {
+                for b in step["binaries"].as_array().into_iter().flatten() {
+                    if let Some(b) = b.as_str().or(b["dest"].as_str()).or(b["src"].as_str()) {
+                        let file = b.rsplit('/').next().unwrap_or(b);
+                        out.field("binary", file);
+                    }
+                }
+            }
+            if let Some(cmd) = m["verify"]["command"].as_str() {
+                if let Some(bin) = cmd.split_whitespace().next() {
+                    out.field("binary", bin);
+                }
+            }
+            if let Some(h) = meta["homepage"].as_str() {
+                out.field("homepage", &homepage_words(h));
+            }
+        }
+        Kind::Skill => {
+            for key in ["frameworks", "framework", "target_packages", "packages", "maps_to", "languages"] {
+                for v in strs(&m[key]) {
+                    out.field(skill_field(key), &v);
+                }
+            }
+        }
+        Kind::Module => {
+            for v in strs(&m["exports"]) {
+                out.field("export", &v);
+            }
+            for (n, _) in m["exports"].as_object().into_iter().flatten() {
+                out.field("export", n);
+            }
+            for v in strs(&m["keywords"]) {
+                out.field("keyword", &v);
+            }
         }
         _ => {}
     }
+    for (a, b) in out.fields.iter_mut() {
+        if a == "framework" || a == "package" || a == "language" {
+            *b = b.to_lowercase();
+        }
+    }
+    out.fields.dedup();
     for p in &mut out.platforms {
         *p = p.trim().to_lowercase();
     }
@@ -348,11 +466,10 @@ pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> 
         text.push_str(" ; ");
     }
     text.push_str(&e.description);
-    if !extra.text.is_empty() {
-        text.push_str(" ; ");
-        text.push_str(&extra.text);
-    }
     d.add_text(f.description, &text);
+    if !extra.fields.is_empty() {
+        d.add_text(f.content, extra.text());
+    }
     for k in &extra.keywords {
         d.add_text(f.keywords, k);
     }
@@ -382,6 +499,7 @@ pub fn document(f: &Fields, e: &Entry, manifest: Option<&serde_json::Value>) -> 
         latest_version: e.latest_version.clone(),
         popularity: e.popularity.score,
         disabled: e.disabled.is_some(),
+        fields: extra.fields,
     };
     d.add_text(
         f.payload,

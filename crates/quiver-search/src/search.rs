@@ -13,8 +13,9 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, TantivyDocument, Term};
 
 use crate::analysis::{self, joined, pep503, query_words};
-use crate::collect::{FacetCounts, Filter, Fruit, HitCollector};
+use crate::collect::{FacetCounts, Filter, Fruit, HitCollector, Prior};
 use crate::expand::{ExpandQuery, Expansion};
+use crate::lexicon::Lexicon;
 use crate::schema::{Fields, Payload};
 use crate::{
     decode_cursor, encode_cursor, FacetCount, Facets, Hit, SearchIndex, SearchQuery, SearchResults,
@@ -53,6 +54,22 @@ pub struct Ranking {
     pub expand_below_popularity: f64,
     /// A word is "unknown" (and matched fuzzily) when fewer documents than this hold it.
     pub unknown_df: u64,
+    /// BM25 boost of the manifest content field (capabilities, binaries, exports, ...).
+    pub content_boost: f32,
+    /// A word (or two neighbouring words) of a longer query is an entry's whole name
+    /// ("how to use pandas groupby"): that entry is a candidate with this score.
+    pub name_token: f32,
+    /// From this many content words on, a document may miss one of them.
+    pub soft_and_from: usize,
+    /// Entries of the curated kinds (tool, recipe, skill, module) rank as if at least
+    /// this popular: they carry no download counts to compare with packages'.
+    pub curated_popularity: f64,
+    /// Added to an exact name match of a curated kind, after popularity, so that
+    /// `terraform` shows the recipe of that name before look-alike packages.
+    pub curated_exact: f32,
+    /// A query naming an ecosystem (`python`, `node`) multiplies the score of entries
+    /// of other namespaces by this.
+    pub other_ecosystem: f64,
 }
 
 impl Default for Ranking {
@@ -71,6 +88,12 @@ impl Default for Ranking {
             max_distance: 2,
             expand_below_popularity: 0.6,
             unknown_df: 3,
+            content_boost: 0.5,
+            name_token: 6.0,
+            soft_and_from: 3,
+            curated_popularity: 0.5,
+            curated_exact: 10.0,
+            other_ecosystem: 0.3,
         }
     }
 }
@@ -102,9 +125,24 @@ struct Planner<'a> {
 /// The analysed query.
 struct Plan {
     words: Vec<String>,
-    /// Per word: its English stem (None for stop words).
+    /// Per word: its English stem (None for stop words, and for ecosystem words and
+    /// fillers when other words carry the need).
     stems: Vec<Option<String>>,
+    /// Per word: the stems of what else it matches (the lexicon's synonyms and
+    /// expansions; an expansion of several words needs all of them).
+    alternatives: Vec<Vec<Vec<String>>>,
     joined: String,
+    /// Namespaces the query's ecosystem words prefer.
+    prefer: Vec<String>,
+    /// Joined forms of single content words and neighbouring pairs that may be an
+    /// entry's whole name, for a query of several words.
+    name_tokens: Vec<String>,
+}
+
+impl Plan {
+    fn content_words(&self) -> usize {
+        self.stems.iter().filter(|s| s.is_some()).count()
+    }
 }
 
 /// Which expansions of the joined name a query gets.
@@ -139,74 +177,172 @@ impl Planner<'_> {
     }
 
     fn plan(&mut self, q: &str) -> Plan {
+        let lx = Lexicon::builtin();
         let mut words = query_words(q);
         words.truncate(12);
-        let stems = words.iter().map(|w| self.stem(w)).collect();
+        let mut stems: Vec<Option<String>> = words.iter().map(|w| self.stem(w)).collect();
+        let mut prefer: Vec<String> = Vec::new();
+        if words.len() > 1 {
+            // "parse xml in python": `python` says where, `xml` and `parse` say what.
+            let need = |w: &str| lx.ecosystem(w).is_none() && !lx.is_filler(w);
+            let carried = words
+                .iter()
+                .zip(&stems)
+                .any(|(w, s)| s.is_some() && need(w));
+            if carried {
+                for (w, s) in words.iter().zip(stems.iter_mut()) {
+                    if let Some(ns) = lx.ecosystem(w) {
+                        if !prefer.iter().any(|p| p == ns) {
+                            prefer.push(ns.to_string());
+                        }
+                    }
+                    if !need(w) {
+                        *s = None;
+                    }
+                }
+            }
+        }
+        let mut alternatives = Vec::with_capacity(words.len());
+        for (w, s) in words.iter().zip(&stems) {
+            let mut alts: Vec<Vec<String>> = Vec::new();
+            if let Some(s) = s {
+                for alt in lx.alternatives(w) {
+                    let a: Vec<String> = alt.iter().filter_map(|x| self.stem(x)).collect();
+                    if !a.is_empty() && a != std::slice::from_ref(s) && !alts.contains(&a) {
+                        alts.push(a);
+                    }
+                }
+            }
+            alternatives.push(alts);
+        }
+        let joined_q = joined(q);
+        let mut name_tokens: Vec<String> = Vec::new();
+        let content: Vec<&String> = words
+            .iter()
+            .zip(&stems)
+            .filter(|(_, s)| s.is_some())
+            .map(|(w, _)| w)
+            .collect();
+        if words.len() > 1 {
+            let mut push = |t: String| {
+                if t.len() >= 2 && t != joined_q && !name_tokens.contains(&t) {
+                    name_tokens.push(t);
+                }
+            };
+            for w in &content {
+                push(joined(w));
+            }
+            for pair in content.windows(2) {
+                push(joined(&format!("{}{}", pair[0], pair[1])));
+            }
+        }
         Plan {
-            joined: joined(q),
+            joined: joined_q,
             words,
             stems,
+            alternatives,
+            prefer,
+            name_tokens,
         }
     }
 
     /// The clauses for one query word: what a document must match (the word's stem in
-    /// `description`, which also holds the name words and keywords, or fuzzy expansions
-    /// of an unknown word) and an optional boost (the word among the keywords). None for
-    /// a stop word.
-    fn word_clause(&self, w: &str, stem: Option<&str>) -> Option<(Box<dyn Query>, Box<dyn Query>)> {
+    /// `description`, which also holds the name words and keywords, or in the manifest
+    /// `content`; or one of the word's alternatives from the lexicon; or fuzzy
+    /// expansions of an unknown word) and an optional boost (the word among the
+    /// keywords). None for a stop word.
+    fn word_clause(
+        &self,
+        w: &str,
+        stem: Option<&str>,
+        alternatives: &[Vec<String>],
+    ) -> Option<(Box<dyn Query>, Box<dyn Query>)> {
         let f = self.f;
         let r = &self.r;
         let s = stem?;
-        let term: Box<dyn Query> = Box::new(BoostQuery::new(
-            term_q(f.description, s, IndexRecordOption::WithFreqs),
-            r.description_boost,
-        ));
+        let one = |s: &str| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        term_q(f.description, s, IndexRecordOption::WithFreqs),
+                        r.description_boost,
+                    )) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        term_q(f.content, s, IndexRecordOption::WithFreqs),
+                        r.content_boost,
+                    )),
+                ),
+            ]))
+        };
+        let mut either: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, one(s))];
+        for alt in alternatives {
+            let q: Box<dyn Query> = match alt.as_slice() {
+                [single] => one(single),
+                all => Box::new(BooleanQuery::new(
+                    all.iter().map(|a| (Occur::Must, one(a))).collect(),
+                )),
+            };
+            either.push((Occur::Should, q));
+        }
         let boost: Box<dyn Query> = Box::new(BoostQuery::new(
             term_q(f.keywords, s, IndexRecordOption::WithFreqs),
             r.keywords_boost,
         ));
         let d = self.distance(w.chars().count());
         if d > 0 && r.fuzzy_word > 0.0 && self.df(f.description, s) < r.unknown_df {
-            let fuzzy: Box<dyn Query> = Box::new(ExpandQuery {
-                field: f.description,
-                text: s.to_string(),
-                expansion: Expansion::Fuzzy {
-                    distance: d,
-                    score: r.fuzzy_word,
-                },
-            });
-            let either = BooleanQuery::new(vec![(Occur::Should, term), (Occur::Should, fuzzy)]);
-            return Some((Box::new(either), boost));
+            either.push((
+                Occur::Should,
+                Box::new(ExpandQuery {
+                    field: f.description,
+                    text: s.to_string(),
+                    expansion: Expansion::Fuzzy {
+                        distance: d,
+                        score: r.fuzzy_word,
+                    },
+                }),
+            ));
         }
-        Some((term, boost))
+        Some((Box::new(BooleanQuery::new(either)), boost))
     }
 
-    /// The text part: every (non stop) word must match (AND), or any (OR). Required
-    /// clauses are plain term postings, so a conjunction is an intersection driven by
-    /// the rarest word; the name and keyword boosts are only looked up for its results.
+    /// The text part: every (non stop) word must match (AND), all but one of them
+    /// from `soft_and_from` content words on, or any (OR). Required clauses are plain
+    /// term postings, so a conjunction is an intersection driven by the rarest word; the
+    /// keyword boosts are only looked up for its results.
     fn text_clause(&self, p: &Plan, mode: Mode) -> Option<Box<dyn Query>> {
-        let has_content = p.stems.iter().any(Option::is_some);
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (w, s) in p.words.iter().zip(&p.stems) {
+        let has_content = p.content_words() > 0;
+        let mut required: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut boosts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for ((w, s), alts) in p.words.iter().zip(&p.stems).zip(&p.alternatives) {
             // A stop word ("for", "the") is not required when other words carry meaning.
             if s.is_none() && has_content && mode == Mode::And {
                 continue;
             }
-            let occur = match mode {
-                Mode::And => Occur::Must,
-                Mode::Or => Occur::Should,
-            };
-            let Some((required, boost)) = self.word_clause(w, s.as_deref()) else {
+            let Some((req, boost)) = self.word_clause(w, s.as_deref(), alts) else {
                 continue;
             };
-            clauses.push((occur, required));
-            clauses.push((Occur::Should, boost));
+            required.push((Occur::Should, req));
+            boosts.push((Occur::Should, boost));
         }
-        if clauses.is_empty() {
-            None
-        } else {
-            Some(Box::new(BooleanQuery::new(clauses)))
+        if required.is_empty() {
+            return None;
         }
+        let n = required.len();
+        let needed = match mode {
+            Mode::Or => 1,
+            Mode::And if n >= self.r.soft_and_from.max(2) => n - 1,
+            Mode::And => n,
+        };
+        let words: Box<dyn Query> = Box::new(BooleanQuery::with_minimum_required_clauses(
+            required, needed,
+        ));
+        let mut clauses = vec![(Occur::Must, words)];
+        clauses.extend(boosts);
+        Some(Box::new(BooleanQuery::new(clauses)))
     }
 
     /// Which name expansions are worth their cost: none when a visible, popular
@@ -235,6 +371,7 @@ impl Planner<'_> {
                     scoring: false,
                     exact_names: Default::default(),
                     exact_bonus: 0.0,
+                    prior: Prior::default(),
                 },
             )
             .ok()
@@ -294,6 +431,17 @@ impl Planner<'_> {
                             score: r.fuzzy,
                         },
                     }),
+                ));
+            }
+        }
+        if r.name_token > 0.0 {
+            for t in &p.name_tokens {
+                clauses.push((
+                    Occur::Should,
+                    boxed_const(
+                        term_q(f.name_joined, t, IndexRecordOption::Basic),
+                        r.name_token,
+                    ),
                 ));
             }
         }
@@ -519,6 +667,13 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         exact_names.push(lower);
     }
     let exact_names = Arc::new(exact_names);
+    let plan = (!text.is_empty()).then(|| planner.plan(text));
+    let prior = Prior {
+        curated_popularity: ranking.curated_popularity,
+        curated_exact: ranking.curated_exact,
+        prefer: Arc::new(plan.as_ref().map(|p| p.prefer.clone()).unwrap_or_default()),
+        other_ecosystem: ranking.other_ecosystem,
+    };
     let collector = |sort: Sort, window: usize, scoring: bool| HitCollector {
         filter: filter.clone(),
         sort,
@@ -529,32 +684,30 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         scoring,
         exact_names: exact_names.clone(),
         exact_bonus: ranking.exact,
+        prior: prior.clone(),
     };
     let scoring = q.sort == Sort::Relevance;
-    let mut plan = None;
-    let fruit: Fruit = if text.is_empty() {
-        searcher
+    let fruit: Fruit = match &plan {
+        None => searcher
             .search(
                 &*browse_query(&ix.fields, q),
                 &collector(q.sort, window, false),
             )
-            .context("searching")?
-    } else {
-        let p = planner.plan(text);
-        let expand = planner.expansions(&p, &filter);
-        let query = with_platforms(&ix.fields, q, planner.query(&p, Mode::And, expand));
-        let mut fruit = searcher
-            .search(&*query, &collector(q.sort, window, scoring))
-            .context("searching")?;
-        let content_words = p.stems.iter().filter(|s| s.is_some()).count();
-        if fruit.total == 0 && content_words > 1 {
-            let query = with_platforms(&ix.fields, q, planner.query(&p, Mode::Or, expand));
-            fruit = searcher
+            .context("searching")?,
+        Some(p) => {
+            let expand = planner.expansions(p, &filter);
+            let query = with_platforms(&ix.fields, q, planner.query(p, Mode::And, expand));
+            let mut fruit = searcher
                 .search(&*query, &collector(q.sort, window, scoring))
                 .context("searching")?;
+            if fruit.total == 0 && p.content_words() > 1 {
+                let query = with_platforms(&ix.fields, q, planner.query(p, Mode::Or, expand));
+                fruit = searcher
+                    .search(&*query, &collector(q.sort, window, scoring))
+                    .context("searching")?;
+            }
+            fruit
         }
-        plan = Some(p);
-        fruit
     };
 
     let stems: Vec<String> = plan
@@ -574,6 +727,10 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         } else {
             None
         };
+        let reason = match (&plan, q.sort) {
+            (Some(plan), Sort::Relevance) => reason(&mut planner.en, plan, &exact_names, &p),
+            _ => None,
+        };
         hits.push(Hit {
             id: p.id,
             kind: p.kind,
@@ -589,6 +746,7 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
             disabled: p.disabled,
             score: r.score,
             highlight,
+            reason,
         });
     }
     let next = offset + hits.len();
@@ -605,6 +763,44 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
         next_cursor,
         suggestion,
     })
+}
+
+/// Why a hit matched, in a few words: its exact name, a query word that is its name,
+/// the manifest field that holds a query word, or its description.
+fn reason(en: &mut TextAnalyzer, plan: &Plan, exact: &[String], p: &Payload) -> Option<String> {
+    let name = crate::schema::name_sort_key(&p.namespace, &p.name);
+    let joined_name = joined(&p.name);
+    if exact.contains(&name) || joined_name == plan.joined {
+        return Some("exact name".into());
+    }
+    if let Some(t) = plan.name_tokens.iter().find(|t| **t == joined_name) {
+        return Some(format!("name matches \"{t}\""));
+    }
+    let stems: Vec<&str> = plan
+        .stems
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(plan.alternatives.iter().flatten().flatten().map(String::as_str))
+        .collect();
+    if stems.is_empty() {
+        return None;
+    }
+    let holds = |en: &mut TextAnalyzer, text: &str| {
+        analysis::analyze(en, text)
+            .iter()
+            .any(|t| stems.contains(&t.2.as_str()))
+    };
+    let in_name = analysis::name_index_tokens(&p.name)
+        .iter()
+        .any(|t| holds(en, &t.2));
+    if in_name || holds(en, &p.description) {
+        return Some(if in_name { "name words" } else { "description" }.into());
+    }
+    p.fields
+        .iter()
+        .find(|(_, v)| holds(en, &v.replace('_', " ")))
+        .map(|(what, v)| format!("matches {what} {v}"))
 }
 
 /// The closest popular visible name to the joined query, when nothing matched.
@@ -636,6 +832,7 @@ fn suggest(pl: &Planner, p: &Plan, filter: &Arc<Filter>) -> Result<Option<String
                 scoring: false,
                 exact_names: Default::default(),
                 exact_bonus: 0.0,
+                prior: Prior::default(),
             },
         )
         .context("suggesting")?;

@@ -542,31 +542,60 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
 pub struct RelevanceArgs {
     #[command(flatten)]
     pub data: DataDir,
-    /// The relevance set (TSV: query, expected namespace/name alternatives, class).
-    #[arg(long, default_value = "relevance/queries.tsv")]
-    pub set: PathBuf,
-    /// Print the report as JSON.
+    /// The relevance sets (TSV: query, expected namespace/name alternatives, class, and
+    /// an optional kind filter); each is reported on its own. Default: the name set, the
+    /// need set and the cross-kind set under `relevance/` (those present).
+    #[arg(long = "set")]
+    pub sets: Vec<PathBuf>,
+    /// Print the reports as JSON (an object keyed by set file).
     #[arg(long)]
     pub json: bool,
 }
 
+/// The relevance sets `quiver relevance` runs when none is named.
+pub const DEFAULT_RELEVANCE_SETS: [&str; 3] = [
+    "relevance/queries.tsv",
+    "relevance/needs.tsv",
+    "relevance/kinds.tsv",
+];
+
 pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
-    let cases = quiver_search::relevance::load_set(&a.set)?;
-    let registry = open_registry(&a.data).await?;
-    let report = quiver_search::relevance::evaluate(&cases, |q| {
-        registry
-            .index()
-            .search(&SearchQuery {
-                limit: 10,
-                ..SearchQuery::text(q)
-            })
-            .map(|r| r.hits.into_iter().map(|h| (h.namespace, h.name)).collect())
-            .unwrap_or_default()
-    });
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let sets: Vec<PathBuf> = if a.sets.is_empty() {
+        DEFAULT_RELEVANCE_SETS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect()
     } else {
-        println!("{report}");
+        a.sets.clone()
+    };
+    if sets.is_empty() {
+        bail!("no relevance set found (run from the repository root, or pass --set FILE)");
+    }
+    let registry = open_registry(&a.data).await?;
+    let mut reports = serde_json::Map::new();
+    for set in &sets {
+        let cases = quiver_search::relevance::load_set(set)?;
+        let report = quiver_search::relevance::evaluate_cases(&cases, |c| {
+            registry
+                .index()
+                .search(&SearchQuery {
+                    limit: 10,
+                    kinds: c.kind.into_iter().collect(),
+                    ..SearchQuery::text(&c.query)
+                })
+                .map(|r| r.hits.into_iter().map(|h| (h.namespace, h.name)).collect())
+                .unwrap_or_default()
+        });
+        if a.json {
+            reports.insert(set.display().to_string(), serde_json::to_value(&report)?);
+        } else {
+            println!("== {} (lexicon {})", set.display(), quiver_search::lexicon::Lexicon::builtin().version());
+            println!("{report}");
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(())
 }
