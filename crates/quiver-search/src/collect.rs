@@ -134,7 +134,7 @@ pub struct HitCollector {
 /// query's ecosystem words name.
 #[derive(Debug, Clone, Default)]
 pub struct Prior {
-    /// Curated kinds rank as if at least this popular.
+    /// Curated kinds' popularity is lifted to start at this (keeping their order).
     pub curated_popularity: f64,
     /// Added to a curated kind's exact name match after popularity.
     pub curated_exact: f32,
@@ -368,7 +368,8 @@ impl HitSegmentCollector {
     fn relevance_key(&self, doc: DocId, flags: u64, score: f32, pop: f64) -> f64 {
         let curated = flags_kind(flags) != self.package_kind;
         let pop = if curated {
-            pop.max(self.prior.curated_popularity)
+            let floor = self.prior.curated_popularity;
+            floor + (1.0 - floor) * pop.clamp(0.0, 1.0)
         } else {
             pop
         };

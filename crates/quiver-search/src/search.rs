@@ -70,6 +70,9 @@ pub struct Ranking {
     /// A query naming an ecosystem (`python`, `node`) multiplies the score of entries
     /// of other namespaces by this.
     pub other_ecosystem: f64,
+    /// A word stands for a whole name only when fewer documents than this hold it:
+    /// `pandas` does, `parse` and `format` do not.
+    pub name_token_max_df: u64,
 }
 
 impl Default for Ranking {
@@ -93,7 +96,8 @@ impl Default for Ranking {
             soft_and_from: 3,
             curated_popularity: 0.5,
             curated_exact: 10.0,
-            other_ecosystem: 0.3,
+            other_ecosystem: 0.15,
+            name_token_max_df: 12_000,
         }
     }
 }
@@ -150,6 +154,9 @@ impl Plan {
 struct Expand {
     prefix: bool,
     fuzzy: bool,
+    /// A visible entry popular enough has exactly the joined name (`flask`): it keeps
+    /// the lead over a curated entry of the same name.
+    exact_popular: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -184,7 +191,10 @@ impl Planner<'_> {
         let mut prefer: Vec<String> = Vec::new();
         if words.len() > 1 {
             // "parse xml in python": `python` says where, `xml` and `parse` say what.
-            let need = |w: &str| lx.ecosystem(w).is_none() && !lx.is_filler(w);
+            // Fillers ("how", "library") only give way in a question of three words or
+            // more: `fast api` and `test library` stay as typed.
+            let filler = |w: &str| words.len() >= 3 && lx.is_filler(w);
+            let need = |w: &str| lx.ecosystem(w).is_none() && !filler(w);
             let carried = words
                 .iter()
                 .zip(&stems)
@@ -230,7 +240,13 @@ impl Planner<'_> {
                 }
             };
             for w in &content {
-                push(joined(w));
+                // Only a word rare enough to be a name: `pandas`, not `parse`.
+                let common = self
+                    .stem(w)
+                    .is_some_and(|s| self.df(self.f.description, &s) >= self.r.name_token_max_df);
+                if !common {
+                    push(joined(w));
+                }
             }
             for pair in content.windows(2) {
                 push(joined(&format!("{}{}", pair[0], pair[1])));
@@ -332,14 +348,34 @@ impl Planner<'_> {
             return None;
         }
         let n = required.len();
-        let needed = match mode {
-            Mode::Or => 1,
-            Mode::And if n >= self.r.soft_and_from.max(2) => n - 1,
-            Mode::And => n,
+        let words: Box<dyn Query> = match mode {
+            Mode::Or => Box::new(BooleanQuery::with_minimum_required_clauses(required, 1)),
+            Mode::And if n >= self.r.soft_and_from.max(2) => {
+                // All but one word, and never without the rarest one: `read csv files`
+                // may lack `read` or `files`, not `csv`.
+                let rarest = p
+                    .words
+                    .iter()
+                    .zip(&p.stems)
+                    .filter_map(|(_, s)| s.as_deref())
+                    .enumerate()
+                    .min_by_key(|(_, s)| self.df(self.f.description, s))
+                    .map_or(0, |(i, _)| i);
+                let mut others = required;
+                let (_, must) = others.remove(rarest.min(others.len() - 1));
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, must),
+                    (
+                        Occur::Must,
+                        Box::new(BooleanQuery::with_minimum_required_clauses(
+                            others,
+                            n - 2,
+                        )),
+                    ),
+                ]))
+            }
+            Mode::And => Box::new(BooleanQuery::with_minimum_required_clauses(required, n)),
         };
-        let words: Box<dyn Query> = Box::new(BooleanQuery::with_minimum_required_clauses(
-            required, needed,
-        ));
         let mut clauses = vec![(Occur::Must, words)];
         clauses.extend(boosts);
         Some(Box::new(BooleanQuery::new(clauses)))
@@ -378,9 +414,13 @@ impl Planner<'_> {
             .and_then(|f| f.top.first().map(|r| r.key))
             .unwrap_or(0.0);
         if best >= self.r.expand_below_popularity {
-            return Expand::default();
+            return Expand {
+                exact_popular: true,
+                ..Expand::default()
+            };
         }
         Expand {
+            exact_popular: false,
             prefix: true,
             fuzzy: self.r.fuzzy > 0.0
                 && self.distance(p.joined.chars().count()) > 0
@@ -668,9 +708,17 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
     }
     let exact_names = Arc::new(exact_names);
     let plan = (!text.is_empty()).then(|| planner.plan(text));
+    let expand = plan
+        .as_ref()
+        .map(|p| planner.expansions(p, &filter))
+        .unwrap_or_default();
     let prior = Prior {
         curated_popularity: ranking.curated_popularity,
-        curated_exact: ranking.curated_exact,
+        curated_exact: if expand.exact_popular {
+            0.0
+        } else {
+            ranking.curated_exact
+        },
         prefer: Arc::new(plan.as_ref().map(|p| p.prefer.clone()).unwrap_or_default()),
         other_ecosystem: ranking.other_ecosystem,
     };
@@ -695,7 +743,6 @@ pub(crate) fn run(ix: &SearchIndex, q: &SearchQuery) -> Result<SearchResults> {
             )
             .context("searching")?,
         Some(p) => {
-            let expand = planner.expansions(p, &filter);
             let query = with_platforms(&ix.fields, q, planner.query(p, Mode::And, expand));
             let mut fruit = searcher
                 .search(&*query, &collector(q.sort, window, scoring))
