@@ -69,8 +69,8 @@
 
 pub mod analysis;
 mod collect;
-pub mod lexicon;
 mod expand;
+pub mod lexicon;
 pub mod relevance;
 mod schema;
 mod search;
@@ -558,9 +558,7 @@ async fn fetch_entries(
     let entries = store.get_entries_by_id(&ids).await?;
     let described: Vec<i64> = entries
         .iter()
-        .filter(|e| {
-            e.kind != quiver_model::Kind::Package && e.latest_version.is_some()
-        })
+        .filter(|e| e.kind != quiver_model::Kind::Package && e.latest_version.is_some())
         .map(|e| e.id)
         .collect();
     let mut manifests: std::collections::HashMap<i64, serde_json::Value> = store

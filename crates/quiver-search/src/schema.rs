@@ -379,7 +379,14 @@ pub fn manifest_terms(kind: Kind, m: &serde_json::Value) -> ManifestTerms {
             }
         }
         Kind::Skill => {
-            for key in ["frameworks", "framework", "target_packages", "packages", "maps_to", "languages"] {
+            for key in [
+                "frameworks",
+                "framework",
+                "target_packages",
+                "packages",
+                "maps_to",
+                "languages",
+            ] {
                 for v in strs(&m[key]) {
                     out.field(skill_field(key), &v);
                 }

@@ -367,10 +367,7 @@ impl Planner<'_> {
                     (Occur::Must, must),
                     (
                         Occur::Must,
-                        Box::new(BooleanQuery::with_minimum_required_clauses(
-                            others,
-                            n - 2,
-                        )),
+                        Box::new(BooleanQuery::with_minimum_required_clauses(others, n - 2)),
                     ),
                 ]))
             }
@@ -828,7 +825,13 @@ fn reason(en: &mut TextAnalyzer, plan: &Plan, exact: &[String], p: &Payload) -> 
         .iter()
         .flatten()
         .map(String::as_str)
-        .chain(plan.alternatives.iter().flatten().flatten().map(String::as_str))
+        .chain(
+            plan.alternatives
+                .iter()
+                .flatten()
+                .flatten()
+                .map(String::as_str),
+        )
         .collect();
     if stems.is_empty() {
         return None;

@@ -284,6 +284,8 @@ struct HitView {
     description: String,
     /// HTML made by the index: the description escaped, with `<mark>` around matches.
     highlight: Option<String>,
+    /// Why it matched (`exact name`, `matches capability packet_capture`).
+    reason: Option<String>,
 }
 
 impl From<Hit> for HitView {
@@ -297,6 +299,7 @@ impl From<Hit> for HitView {
             status: h.status.as_str().to_string(),
             description: h.description,
             highlight: h.highlight,
+            reason: h.reason,
         }
     }
 }

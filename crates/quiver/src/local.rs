@@ -590,7 +590,11 @@ pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
         if a.json {
             reports.insert(set.display().to_string(), serde_json::to_value(&report)?);
         } else {
-            println!("== {} (lexicon {})", set.display(), quiver_search::lexicon::Lexicon::builtin().version());
+            println!(
+                "== {} (lexicon {})",
+                set.display(),
+                quiver_search::lexicon::Lexicon::builtin().version()
+            );
             println!("{report}");
         }
     }
