@@ -19,6 +19,10 @@ pub struct Lexicon {
     /// Word → the namespace it names (`python` → `pypi`).
     ecosystems: HashMap<String, String>,
     filler: HashSet<String>,
+    /// Words that say what to do or what sort of thing rather than what with
+    /// ("convert", "read", "client"): never the word a need must hold when another
+    /// names its subject, never taken for a package's name.
+    generic: HashSet<String>,
     /// Word → what else it matches: each alternative is one or more words, all required.
     alternatives: HashMap<String, Vec<Vec<String>>>,
     version: String,
@@ -124,6 +128,12 @@ impl Lexicon {
                             lx.filler.insert(w);
                         }
                     }
+                    "generic" => {
+                        for w in list(n, body)? {
+                            define(&format!("@{w}"), n)?;
+                            lx.generic.insert(w);
+                        }
+                    }
                     other => return Err(invalid(n, format!("unknown directive `@{other}`"))),
                 }
             } else if let Some((lhs, rhs)) = line.split_once("=>") {
@@ -163,7 +173,7 @@ impl Lexicon {
             } else {
                 return Err(invalid(
                     n,
-                    "expected `a = b`, `abbr => words`, `@ecosystem` or `@filler`",
+                    "expected `a = b`, `abbr => words`, `@ecosystem`, `@filler` or `@generic`",
                 ));
             }
         }
@@ -199,6 +209,17 @@ impl Lexicon {
         self.filler.contains(word)
     }
 
+    /// Whether a word is generic: it says what to do or what sort of thing, not what
+    /// with.
+    pub fn is_generic(&self, word: &str) -> bool {
+        self.generic.contains(word)
+    }
+
+    /// The words the lexicon defines alternatives for.
+    pub fn defined_words(&self) -> impl Iterator<Item = &str> {
+        self.alternatives.keys().map(String::as_str)
+    }
+
     /// What else a word matches.
     pub fn alternatives(&self, word: &str) -> &[Vec<String>] {
         self.alternatives.get(word).map_or(&[], Vec::as_slice)
@@ -224,6 +245,7 @@ mod tests {
         assert_eq!(lx.ecosystem("python"), Some("pypi"));
         assert_eq!(lx.ecosystem("node"), Some("npm"));
         assert!(lx.is_filler("library"));
+        assert!(lx.is_generic("convert") && !lx.is_generic("xml"));
         assert_eq!(lx.alternatives("k8s"), [vec!["kubernetes".to_string()]]);
         assert!(lx
             .alternatives("parsing")
@@ -243,6 +265,7 @@ mod tests {
         assert!(err("@filler how, , why\n").contains("line 1: an empty side"));
         assert!(err("@synonym a\n").contains("unknown directive"));
         assert!(err("@filler how\n@filler how\n").contains("line 2"));
+        assert!(err("@generic read\n@filler read\n").contains("line 2"));
         assert!(err("Db => database\n").contains("lower-case"));
         assert!(err("just words\n").contains("line 1: expected"));
         assert!(Lexicon::parse("# nothing\n\n").is_ok());

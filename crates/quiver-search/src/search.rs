@@ -61,6 +61,16 @@ pub struct Ranking {
     pub name_token: f32,
     /// From this many content words on, a document may miss one of them.
     pub soft_and_from: usize,
+    /// In a query typed as a sentence (it holds stop words, ecosystem words or
+    /// fillers) of up to this many content words, only the rarest content word is
+    /// required; the others add to the score.
+    pub sentence_rarest_upto: usize,
+    /// In a sentence of `soft_and_from` content words or more, any one may be missing
+    /// (in keywords, never the rarest).
+    pub sentence_any: bool,
+    /// Added to a document that holds every content word of a query that does not
+    /// require them all, so that the full match leads among entries of like popularity.
+    pub all_words: f32,
     /// Entries of the curated kinds (tool, recipe, skill, module) rank as if at least
     /// this popular: they carry no download counts to compare with packages'.
     pub curated_popularity: f64,
@@ -94,6 +104,9 @@ impl Default for Ranking {
             content_boost: 0.5,
             name_token: 6.0,
             soft_and_from: 3,
+            sentence_rarest_upto: 2,
+            sentence_any: true,
+            all_words: 5.0,
             curated_popularity: 0.5,
             curated_exact: 10.0,
             other_ecosystem: 0.15,
@@ -141,6 +154,12 @@ struct Plan {
     /// Joined forms of single content words and neighbouring pairs that may be an
     /// entry's whole name, for a query of several words.
     name_tokens: Vec<String>,
+    /// The query is a sentence ("parse xml in python"), not keywords ("yaml parser"):
+    /// it holds stop words, ecosystem words or fillers beside the words of the need.
+    sentence: bool,
+    /// Per word: generic ("convert", "client") in a sentence whose subject another
+    /// word names; scored, not required.
+    generic: Vec<bool>,
 }
 
 impl Plan {
@@ -188,6 +207,12 @@ impl Planner<'_> {
         let mut words = query_words(q);
         words.truncate(12);
         let mut stems: Vec<Option<String>> = words.iter().map(|w| self.stem(w)).collect();
+        // A word said twice ("end to end") is one word of the need.
+        for i in 1..stems.len() {
+            if stems[i].is_some() && stems[..i].contains(&stems[i]) {
+                stems[i] = None;
+            }
+        }
         let mut prefer: Vec<String> = Vec::new();
         if words.len() > 1 {
             // "parse xml in python": `python` says where, `xml` and `parse` say what.
@@ -212,19 +237,52 @@ impl Planner<'_> {
                 }
             }
         }
-        let mut alternatives = Vec::with_capacity(words.len());
+        let mut alternatives: Vec<Vec<Vec<String>>> = Vec::with_capacity(words.len());
+        let mut repeated = Vec::new();
         for (w, s) in words.iter().zip(&stems) {
             let mut alts: Vec<Vec<String>> = Vec::new();
             if let Some(s) = s {
-                for alt in lx.alternatives(w) {
+                // The lexicon's word as typed, or one of the same stem (`charts` meets
+                // `chart = plot`).
+                let defined = if lx.alternatives(w).is_empty() {
+                    self.lexicon_word_of_stem(s)
+                } else {
+                    Some(w.as_str())
+                };
+                for alt in defined.map_or(&[][..], |d| lx.alternatives(d)) {
                     let a: Vec<String> = alt.iter().filter_map(|x| self.stem(x)).collect();
                     if !a.is_empty() && a != std::slice::from_ref(s) && !alts.contains(&a) {
                         alts.push(a);
                     }
                 }
             }
-            alternatives.push(alts);
+            // A word that means what an earlier word means ("zip archives" under
+            // `zip = archive`) is that word again.
+            let is = |alts: &[Vec<String>], stem: &String| {
+                alts.iter()
+                    .any(|a| a.as_slice() == std::slice::from_ref(stem))
+            };
+            let said = s.as_ref().is_some_and(|s| {
+                alternatives.iter().zip(&stems).any(|(earlier, es)| {
+                    is(earlier, s) || es.as_ref().is_some_and(|es| is(&alts, es))
+                })
+            });
+            alternatives.push(if said { Vec::new() } else { alts });
+            if said {
+                repeated.push(alternatives.len() - 1);
+            }
         }
+        for i in repeated {
+            stems[i] = None;
+        }
+        let sentence = words.len() > stems.iter().filter(|s| s.is_some()).count();
+        let specific = |w: &String, s: &Option<String>| s.is_some() && !lx.is_generic(w);
+        let has_subject = words.iter().zip(&stems).any(|(w, s)| specific(w, s));
+        let generic: Vec<bool> = words
+            .iter()
+            .zip(&stems)
+            .map(|(w, s)| sentence && has_subject && s.is_some() && lx.is_generic(w))
+            .collect();
         let joined_q = joined(q);
         let mut name_tokens: Vec<String> = Vec::new();
         let content: Vec<&String> = words
@@ -241,9 +299,10 @@ impl Planner<'_> {
             };
             for w in &content {
                 // Only a word rare enough to be a name: `pandas`, not `parse`.
-                let common = self
-                    .stem(w)
-                    .is_some_and(|s| self.df(self.f.description, &s) >= self.r.name_token_max_df);
+                let common = lx.is_generic(w)
+                    || self.stem(w).is_some_and(|s| {
+                        self.df(self.f.description, &s) >= self.r.name_token_max_df
+                    });
                 if !common {
                     push(joined(w));
                 }
@@ -259,7 +318,26 @@ impl Planner<'_> {
             alternatives,
             prefer,
             name_tokens,
+            sentence,
+            generic,
         }
+    }
+
+    /// A word the lexicon defines whose stem is `stem`.
+    fn lexicon_word_of_stem(&mut self, stem: &str) -> Option<&'static str> {
+        static BY_STEM: std::sync::OnceLock<HashMap<String, &'static str>> =
+            std::sync::OnceLock::new();
+        let map = BY_STEM.get_or_init(|| {
+            let mut en = analysis::english();
+            let mut m = HashMap::new();
+            for w in Lexicon::builtin().defined_words() {
+                if let Some(t) = analysis::analyze(&mut en, w).into_iter().next() {
+                    m.entry(t.2).or_insert(w);
+                }
+            }
+            m
+        });
+        map.get(stem).copied()
     }
 
     /// The clauses for one query word: what a document must match (the word's stem in
@@ -333,7 +411,15 @@ impl Planner<'_> {
         let has_content = p.content_words() > 0;
         let mut required: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut boosts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for ((w, s), alts) in p.words.iter().zip(&p.stems).zip(&p.alternatives) {
+        // Indexes into `p.words` of the required clauses.
+        let mut at: Vec<usize> = Vec::new();
+        for (i, ((w, s), alts)) in p
+            .words
+            .iter()
+            .zip(&p.stems)
+            .zip(&p.alternatives)
+            .enumerate()
+        {
             // A stop word ("for", "the") is not required when other words carry meaning.
             if s.is_none() && has_content && mode == Mode::And {
                 continue;
@@ -341,7 +427,13 @@ impl Planner<'_> {
             let Some((req, boost)) = self.word_clause(w, s.as_deref(), alts) else {
                 continue;
             };
-            required.push((Occur::Should, req));
+            if p.generic[i] && mode == Mode::And {
+                // "convert" in "convert markdown to html": scored, not required.
+                boosts.push((Occur::Should, req));
+            } else {
+                required.push((Occur::Should, req));
+                at.push(i);
+            }
             boosts.push((Occur::Should, boost));
         }
         if required.is_empty() {
@@ -350,32 +442,87 @@ impl Planner<'_> {
         let n = required.len();
         let words: Box<dyn Query> = match mode {
             Mode::Or => Box::new(BooleanQuery::with_minimum_required_clauses(required, 1)),
+            Mode::And if n >= 2 && p.sentence && n <= self.r.sentence_rarest_upto => {
+                // A need typed as a sentence names its subject in its rarest word; the
+                // other words add to the score without being required, so that `lxml`
+                // ("XML processing") answers "parse xml in python" by its popularity.
+                let all = self.all_words(p);
+                let rarest = self.rarest(p, &at);
+                let mut others = required;
+                let (_, must) = others.remove(rarest.min(others.len() - 1));
+                let mut clauses = vec![(Occur::Must, must)];
+                clauses.extend(others);
+                clauses.extend(all);
+                Box::new(BooleanQuery::new(clauses))
+            }
+            Mode::And if n >= self.r.soft_and_from.max(2) && p.sentence && self.r.sentence_any => {
+                // A sentence of three words or more may miss any one of them: in
+                // "structured json logging" the rarest word is the modifier.
+                let mut clauses = vec![(
+                    Occur::Must,
+                    Box::new(BooleanQuery::with_minimum_required_clauses(required, n - 1))
+                        as Box<dyn Query>,
+                )];
+                clauses.extend(self.all_words(p));
+                Box::new(BooleanQuery::new(clauses))
+            }
             Mode::And if n >= self.r.soft_and_from.max(2) => {
                 // All but one word, and never without the rarest one: `read csv files`
                 // may lack `read` or `files`, not `csv`.
-                let rarest = p
-                    .words
-                    .iter()
-                    .zip(&p.stems)
-                    .filter_map(|(_, s)| s.as_deref())
-                    .enumerate()
-                    .min_by_key(|(_, s)| self.df(self.f.description, s))
-                    .map_or(0, |(i, _)| i);
+                let all = self.all_words(p);
+                let rarest = self.rarest(p, &at);
                 let mut others = required;
                 let (_, must) = others.remove(rarest.min(others.len() - 1));
-                Box::new(BooleanQuery::new(vec![
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
                     (Occur::Must, must),
                     (
                         Occur::Must,
                         Box::new(BooleanQuery::with_minimum_required_clauses(others, n - 2)),
                     ),
-                ]))
+                ];
+                clauses.extend(all);
+                Box::new(BooleanQuery::new(clauses))
             }
             Mode::And => Box::new(BooleanQuery::with_minimum_required_clauses(required, n)),
         };
         let mut clauses = vec![(Occur::Must, words)];
         clauses.extend(boosts);
         Some(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// A clause worth `all_words` to a document that holds every content word but the
+    /// generic ones (or one of its alternatives), for a query that does not require
+    /// them all.
+    fn all_words(&self, p: &Plan) -> Option<(Occur, Box<dyn Query>)> {
+        if self.r.all_words <= 0.0 {
+            return None;
+        }
+        let every: Vec<(Occur, Box<dyn Query>)> = p
+            .words
+            .iter()
+            .zip(&p.stems)
+            .zip(&p.alternatives)
+            .zip(&p.generic)
+            .filter(|(_, generic)| !**generic)
+            .filter_map(|(((w, s), alts), _)| self.word_clause(w, s.as_deref(), alts))
+            .map(|(req, _)| (Occur::Must, req))
+            .collect();
+        (every.len() >= 2).then(|| {
+            (
+                Occur::Should,
+                boxed_const(Box::new(BooleanQuery::new(every)), self.r.all_words),
+            )
+        })
+    }
+
+    /// Which of the required words the fewest documents hold.
+    /// `at` holds the words' indexes into the plan; the answer is an index into `at`.
+    fn rarest(&self, p: &Plan, at: &[usize]) -> usize {
+        at.iter()
+            .enumerate()
+            .filter_map(|(k, &i)| p.stems[i].as_deref().map(|s| (k, s)))
+            .min_by_key(|(_, s)| self.df(self.f.description, s))
+            .map_or(0, |(k, _)| k)
     }
 
     /// Which name expansions are worth their cost: none when a visible, popular

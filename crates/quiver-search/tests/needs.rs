@@ -1,77 +1,19 @@
 //! Search for needs (issue 16): each ranking rule over a small hand-built corpus, with a
 //! case that fails without the rule.
 
-use quiver_model::{EntryKey, Kind, NewEntry, NewVersion, Popularity, Status, Visibility};
+mod common;
+
+use common::{entry, fixture_with as fixture, names, package, top};
+use quiver_model::{Kind, NewEntry};
 use quiver_search::{SearchIndex, SearchQuery};
-use quiver_sqlite::SqliteStore;
-use quiver_store::Store;
 use serde_json::json;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    index: SearchIndex,
-}
-
-fn entry(kind: Kind, ns: &str, name: &str, description: &str, pop: f64) -> NewEntry {
-    NewEntry {
-        kind,
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        display_name: None,
-        description: description.to_string(),
-        category: None,
-        tags: vec![],
-        keywords: vec![],
-        status: Some(Status::Published),
-        visibility: Some(Visibility::Public),
-        popularity: Some(Popularity {
-            score: pop,
-            ..Default::default()
-        }),
-    }
-}
-
 fn pkg(ns: &str, name: &str, description: &str, pop: f64) -> (NewEntry, Option<serde_json::Value>) {
-    (entry(Kind::Package, ns, name, description, pop), None)
-}
-
-async fn fixture(entries: Vec<(NewEntry, Option<serde_json::Value>)>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("db")).unwrap();
-    for (e, manifest) in entries {
-        let key = EntryKey::new(e.kind, &e.namespace, &e.name);
-        let kind = e.kind;
-        store.create_entry(e).await.unwrap();
-        if let Some(m) = manifest {
-            let v = quiver_store::valid_version(
-                kind,
-                NewVersion {
-                    version: "1.0.0".into(),
-                    manifest: m,
-                    changelog: None,
-                    breaking: false,
-                },
-            )
-            .unwrap();
-            store.publish_version(&key, v).await.unwrap();
-        }
-    }
-    let index = SearchIndex::open(&dir.path().join("index")).unwrap();
-    index.catch_up(&store).await.unwrap();
-    Fixture { _dir: dir, index }
+    (package(ns, name, description, pop), None)
 }
 
 fn search(ix: &SearchIndex, q: SearchQuery) -> Vec<String> {
-    ix.search(&q)
-        .unwrap()
-        .hits
-        .iter()
-        .map(|h| format!("{}/{}", h.namespace, h.name))
-        .collect()
-}
-
-fn top(ix: &SearchIndex, q: &str) -> Vec<String> {
-    search(ix, SearchQuery::text(q))
+    names(&ix.search(&q).unwrap())
 }
 
 #[tokio::test]
@@ -305,4 +247,136 @@ async fn manifest_content_is_searched_below_the_description_and_says_which_field
     let r = f.index.search(&SearchQuery::text("rg")).unwrap();
     assert_eq!(r.hits[0].name, "ripgrep");
     assert_eq!(r.hits[0].reason.as_deref(), Some("matches binary rg"));
+}
+
+#[tokio::test]
+async fn generic_words_of_a_sentence_are_scored_not_required() {
+    let f = fixture(vec![
+        pkg("pypi", "lxml", "Powerful XML processing library", 0.8),
+        pkg("pypi", "xml-parse-tiny", "Parse XML", 0.3),
+        pkg(
+            "pypi",
+            "parse",
+            "Parse strings using a format specification",
+            0.85,
+        ),
+    ])
+    .await;
+    // "parse" says what to do, "xml" what with: the popular XML package answers even
+    // though it never says "parse", and `parse` (a package of that generic name) does
+    // not come first.
+    let got = top(&f.index, "parse xml in python");
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("pypi/lxml"),
+        "{got:?}"
+    );
+    assert!(!got.contains(&"pypi/parse".to_string()), "{got:?}");
+    // Typed as keywords, every word is still required.
+    assert_eq!(top(&f.index, "parse xml"), ["pypi/xml-parse-tiny"]);
+}
+
+#[tokio::test]
+async fn lexicon_words_meet_their_other_forms_through_the_stem() {
+    let f = fixture(vec![pkg(
+        "pypi",
+        "matplotlib",
+        "Python plotting package",
+        0.7,
+    )])
+    .await;
+    // The lexicon says `chart = plot`; `charts` is that word in another form.
+    assert_eq!(top(&f.index, "charts"), ["pypi/matplotlib"]);
+}
+
+#[tokio::test]
+async fn a_word_said_twice_counts_once() {
+    let f = fixture(vec![
+        pkg("npm", "cypress", "Front end testing tool", 0.75),
+        pkg(
+            "npm",
+            "end-of-stream",
+            "Call a callback when a stream has ended",
+            0.9,
+        ),
+    ])
+    .await;
+    // Counted twice, `end` alone would make up two of the three words a sentence of
+    // four must hold.
+    let got = top(&f.index, "end to end browser testing");
+    assert_eq!(got, ["npm/cypress"], "{got:?}");
+}
+
+#[tokio::test]
+async fn a_sentence_may_miss_any_one_word() {
+    let f = fixture(vec![
+        pkg("npm", "pino", "Super fast, all natural json logger", 0.8),
+        pkg("npm", "structured-log", "Structured logs", 0.2),
+        pkg("npm", "json-structure", "Structured JSON values", 0.2),
+        pkg("npm", "json-a", "JSON utilities", 0.1),
+        pkg("npm", "json-b", "Small JSON helpers", 0.1),
+        pkg("npm", "log-a", "Logging", 0.1),
+        pkg("npm", "log-b", "A logger", 0.1),
+    ])
+    .await;
+    // The rarest word ("structured") is the one the popular answer lacks.
+    let got = top(&f.index, "structured json logging for node");
+    assert_eq!(got.first().map(String::as_str), Some("npm/pino"), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_two_word_sentence_needs_its_rarer_word_and_a_full_match_leads() {
+    let f = fixture(vec![
+        pkg(
+            "npm",
+            "chokidar",
+            "Cross-platform file watching library",
+            0.8,
+        ),
+        pkg("npm", "watch-changes", "Watch for changes", 0.8),
+        pkg("npm", "on-change", "Observe changes of an object", 0.85),
+        pkg("npm", "diff", "Show the changes between two texts", 0.9),
+        pkg("npm", "deep-diff", "Changes of objects", 0.3),
+        pkg("npm", "jsdiff", "Text changes", 0.3),
+    ])
+    .await;
+    // `watch` is rarer than `changes`: it is required, `changes` adds to the score.
+    let got = top(&f.index, "watch files for changes");
+    assert!(got.contains(&"npm/chokidar".to_string()), "{got:?}");
+    assert!(!got.contains(&"npm/on-change".to_string()), "{got:?}");
+    // Of like popularity, the entry holding both words leads.
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("npm/watch-changes"),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_synonym_of_an_earlier_word_counts_once() {
+    let f = fixture(vec![
+        pkg(
+            "npm",
+            "archiver",
+            "A streaming interface for archive generation",
+            0.8,
+        ),
+        pkg("npm", "compression", "Compression middleware", 0.9),
+    ])
+    .await;
+    // `zip = compress = archive` in the lexicon: "zip archives" is one need said
+    // twice, scored as once (counted twice, every entry of the group would score
+    // double and earn the bonus for holding every word).
+    let scores = |q: &str| -> Vec<(String, f32)> {
+        f.index
+            .search(&SearchQuery::text(q))
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| (h.name, h.score))
+            .collect()
+    };
+    let once = scores("make zip in node");
+    assert_eq!(once.len(), 2, "{once:?}");
+    assert_eq!(scores("make zip archives in node"), once);
 }

@@ -1,107 +1,54 @@
 //! Behaviour of the search index over a small store built in each test.
 
-use quiver_model::{
-    EntryKey, EntryPatch, ErrorCode, Kind, NewEntry, Popularity, Status, Visibility,
-};
+mod common;
+
+use common::{fixture, names, package, top, Fixture};
+
+use quiver_model::{EntryKey, EntryPatch, ErrorCode, Kind, NewEntry, Status, Visibility};
 use quiver_search::{SearchIndex, SearchQuery, Sort};
-use quiver_sqlite::SqliteStore;
 use quiver_store::Store;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: SqliteStore,
-    index: SearchIndex,
-    index_dir: std::path::PathBuf,
-}
-
-fn entry(ns: &str, name: &str, description: &str, pop: f64) -> NewEntry {
-    NewEntry {
-        kind: Kind::Package,
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        display_name: None,
-        description: description.to_string(),
-        category: None,
-        tags: vec![],
-        keywords: vec![],
-        status: Some(Status::Published),
-        visibility: Some(Visibility::Public),
-        popularity: Some(Popularity {
-            score: pop,
-            ..Default::default()
-        }),
-    }
-}
-
-async fn fixture(entries: Vec<NewEntry>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("db")).unwrap();
-    for e in entries {
-        store.create_entry(e).await.unwrap();
-    }
-    let index_dir = dir.path().join("index");
-    let index = SearchIndex::open(&index_dir).unwrap();
-    index.catch_up(&store).await.unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        index,
-        index_dir,
-    }
-}
 
 fn packages() -> Vec<NewEntry> {
     vec![
-        entry("pypi", "requests", "Python HTTP for Humans.", 0.9),
-        entry(
+        package("pypi", "requests", "Python HTTP for Humans.", 0.9),
+        package(
             "pypi",
             "requests-oauthlib",
             "OAuthlib authentication support for Requests.",
             0.7,
         ),
-        entry("pypi", "Django", "A high-level Python web framework.", 0.8),
-        entry(
+        package("pypi", "Django", "A high-level Python web framework.", 0.8),
+        package(
             "pypi",
             "scikit-learn",
             "A set of python modules for machine learning",
             0.8,
         ),
-        entry("pypi", "beautifulsoup4", "Screen-scraping library", 0.8),
-        entry("pypi", "PyYAML", "YAML parser and emitter for Python", 0.85),
-        entry(
+        package("pypi", "beautifulsoup4", "Screen-scraping library", 0.8),
+        package("pypi", "PyYAML", "YAML parser and emitter for Python", 0.85),
+        package(
             "pypi",
             "elasticsearch",
             "Python client for Elasticsearch",
             0.7,
         ),
-        entry(
+        package(
             "npm",
             "express",
             "Fast, unopinionated, minimalist web framework",
             0.9,
         ),
-        entry("npm", "expresss", "temp test", 0.3),
-        entry("npm", "chalk", "Terminal string styling done right", 0.92),
-        entry("npm", "js-yaml", "YAML 1.2 parser and serializer", 0.9),
-        entry(
+        package("npm", "expresss", "temp test", 0.3),
+        package("npm", "chalk", "Terminal string styling done right", 0.92),
+        package("npm", "js-yaml", "YAML 1.2 parser and serializer", 0.9),
+        package(
             "npm",
             "@types/node",
             "TypeScript definitions for node",
             0.95,
         ),
-        entry("npm", "left-pad", "String left pad", 0.5),
+        package("npm", "left-pad", "String left pad", 0.5),
     ]
-}
-
-fn names(r: &quiver_search::SearchResults) -> Vec<String> {
-    r.hits
-        .iter()
-        .map(|h| format!("{}/{}", h.namespace, h.name))
-        .collect()
-}
-
-fn top(ix: &SearchIndex, q: &str) -> Vec<String> {
-    names(&ix.search(&SearchQuery::text(q)).unwrap())
 }
 
 #[tokio::test]
@@ -144,11 +91,11 @@ async fn finds_names_exactly_split_prefixed_and_misspelt() {
 #[tokio::test]
 async fn private_and_unlisted_never_leak() {
     let mut es = packages();
-    let mut private = entry("acme", "secret-yaml", "YAML parser, internal", 0.99);
+    let mut private = package("acme", "secret-yaml", "YAML parser, internal", 0.99);
     private.visibility = Some(Visibility::Private);
     private.kind = Kind::Tool;
     private.name = "secretYaml".into();
-    let mut unlisted = entry(
+    let mut unlisted = package(
         "pypi",
         "hidden-yaml",
         "YAML parser nobody should list",
@@ -319,11 +266,11 @@ async fn becoming_unlisted_or_private_removes_the_document() {
 #[tokio::test]
 async fn statuses_default_to_published_and_deprecated() {
     let mut es = packages();
-    let mut draft = entry("npm", "yaml-draft", "YAML parser draft", 0.9);
+    let mut draft = package("npm", "yaml-draft", "YAML parser draft", 0.9);
     draft.status = Some(Status::Draft);
-    let mut dep = entry("npm", "yaml-old", "YAML parser, old", 0.9);
+    let mut dep = package("npm", "yaml-old", "YAML parser, old", 0.9);
     dep.status = Some(Status::Deprecated);
-    let mut arch = entry("npm", "yaml-archived", "YAML parser, archived", 0.9);
+    let mut arch = package("npm", "yaml-archived", "YAML parser, archived", 0.9);
     arch.status = Some(Status::Archived);
     es.extend([draft, dep, arch]);
     let f = fixture(es).await;
@@ -354,7 +301,7 @@ async fn statuses_default_to_published_and_deprecated() {
 #[tokio::test]
 async fn filters_and_sorts() {
     let mut es = packages();
-    let mut tool = entry("acme", "text.yamlParse", "Parse YAML text", 0.1);
+    let mut tool = package("acme", "text.yamlParse", "Parse YAML text", 0.1);
     tool.kind = Kind::Tool;
     tool.category = Some("text".into());
     tool.tags = vec!["yaml".into(), "parsing".into()];
@@ -448,7 +395,7 @@ async fn filters_and_sorts() {
 async fn cursor_pages_through_everything_once() {
     let es: Vec<NewEntry> = (0..45)
         .map(|i| {
-            entry(
+            package(
                 "npm",
                 &format!("yaml-thing-{i}"),
                 "a YAML tool",
@@ -527,11 +474,11 @@ async fn crash_before_catch_up_resumes_from_the_committed_position() {
     assert_eq!(pos, f.store.feed_head().await.unwrap());
     // More writes; the index is dropped (a crash) before it catches up.
     f.store
-        .create_entry(entry("npm", "kleur", "Terminal colours, tiny", 0.8))
+        .create_entry(package("npm", "kleur", "Terminal colours, tiny", 0.8))
         .await
         .unwrap();
     f.store
-        .create_entry(entry(
+        .create_entry(package(
             "pypi",
             "httpx",
             "The next generation HTTP client.",

@@ -550,6 +550,10 @@ pub struct RelevanceArgs {
     /// Print the reports as JSON (an object keyed by set file).
     #[arg(long)]
     pub json: bool,
+    /// Ranking weights to try instead of the built-in ones, as a JSON object of the
+    /// fields to change (`{"popularity_exponent": 3}`); for tuning, nothing is saved.
+    #[arg(long)]
+    pub ranking: Option<String>,
 }
 
 /// The relevance sets `quiver relevance` runs when none is named.
@@ -573,6 +577,19 @@ pub async fn relevance(a: RelevanceArgs) -> anyhow::Result<()> {
         bail!("no relevance set found (run from the repository root, or pass --set FILE)");
     }
     let registry = open_registry(&a.data).await?;
+    if let Some(r) = &a.ranking {
+        let changes: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r).context("--ranking: not a JSON object")?;
+        let mut current = serde_json::to_value(registry.index().ranking())?;
+        for (k, v) in changes {
+            if current.get(&k).is_none() {
+                bail!("--ranking: no ranking weight is called `{k}`");
+            }
+            current[&k] = v;
+        }
+        let tried = serde_json::from_value(current).context("--ranking")?;
+        registry.index().set_ranking(tried);
+    }
     let mut reports = serde_json::Map::new();
     for set in &sets {
         let cases = quiver_search::relevance::load_set(set)?;
