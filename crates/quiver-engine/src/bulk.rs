@@ -95,7 +95,7 @@ impl Bulk {
         })
     }
 
-    async fn append(
+    pub(crate) async fn append(
         &self,
         caller: &Caller,
         action: &str,
@@ -103,8 +103,22 @@ impl Bulk {
         denied: Option<String>,
         diff: Option<serde_json::Value>,
     ) {
+        self.append_as(caller.actor(), action, target, denied, diff)
+            .await
+    }
+
+    /// [`Bulk::append`] for an actor named by its audit name (a queued import's
+    /// submitter).
+    pub(crate) async fn append_as(
+        &self,
+        actor: String,
+        action: &str,
+        target: String,
+        denied: Option<String>,
+        diff: Option<serde_json::Value>,
+    ) {
         let row = NewAuditRecord {
-            actor: caller.actor(),
+            actor,
             action: action.to_string(),
             namespace: None,
             target,
@@ -133,6 +147,20 @@ impl Bulk {
         progress: &dyn Progress,
     ) -> Result<ImportRun> {
         self.authorize(caller, "import.run").await?;
+        self.run_import(&caller.actor(), sources, opts, progress)
+            .await
+    }
+
+    /// [`Bulk::import`] once the caller's rights were checked (by [`Bulk::import`] for
+    /// site admins, by `transfer.rs` for namespace maintainers); `actor` names the caller
+    /// in the audit row.
+    pub(crate) async fn run_import(
+        &self,
+        actor: &str,
+        sources: Vec<Source>,
+        opts: ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportRun> {
         let dry_run = opts.dry_run;
         let target = format!("import of {}", file_names(sources.iter().map(|s| &s.path)));
         let report = pipeline::import(&*self.db.store, sources, opts, progress).await?;
@@ -153,7 +181,7 @@ impl Bulk {
             "gates_queued": gates,
             "pipeline": pipeline_sync,
         });
-        self.append(caller, "import.run", target, None, Some(counts))
+        self.append_as(actor.to_string(), "import.run", target, None, Some(counts))
             .await;
         Ok(ImportRun {
             report,

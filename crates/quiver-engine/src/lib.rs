@@ -66,6 +66,7 @@ pub mod setup;
 pub mod suggest;
 pub mod telemetry;
 pub mod throttle;
+pub mod transfer;
 
 use audit::Event;
 
@@ -855,6 +856,11 @@ impl Registry {
                 store: self.db.store.clone(),
                 index: self.index.clone(),
                 audit: self.db.audit.clone(),
+            })
+            .handler(transfer::ImportUploads {
+                db: self.db.clone(),
+                content: self.content.clone(),
+                config: self.config.clone(),
             });
         let handle = worker.spawn();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
@@ -892,13 +898,14 @@ impl Registry {
         self.db.jobs.list_jobs(&filter, cursor, limit).await
     }
 
+    /// One job: for admins, or for the caller who submitted it (a queued import).
     pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<Job> {
+        let job = self.db.jobs.get_job(id).await?;
+        if let Some(j) = job.as_ref().filter(|j| transfer::submitted_by(j, caller)) {
+            return Ok(j.clone());
+        }
         self.require_admin(caller).await?;
-        self.db
-            .jobs
-            .get_job(id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("job {id}")))
+        job.ok_or_else(|| Error::not_found(format!("job {id}")))
     }
 
     /// Put a dead job back in the queue with its attempts reset.

@@ -43,22 +43,35 @@ pub struct Exported {
 /// versions and outgoing relations, then, when the filter selects everything (a backup),
 /// every document, collection by collection in key order.
 pub async fn export(store: &dyn Store, filter: EntryFilter, out: impl Write) -> Result<Exported> {
+    export_where(store, filter, |_| true, out).await
+}
+
+/// [`export()`], keeping only the listed entries `keep` admits (a caller's visibility
+/// rules beyond what the filter says, such as a token's name pattern). Documents are
+/// written only when the filter selects everything, as in [`export()`].
+pub async fn export_where(
+    store: &dyn Store,
+    filter: EntryFilter,
+    keep: impl Fn(&Entry) -> bool,
+    out: impl Write,
+) -> Result<Exported> {
     let whole = filter == EntryFilter::default();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut cursor: Option<String> = None;
     let mut written = 0u64;
     loop {
         let page = store.list_entries(&filter, cursor.as_deref(), PAGE).await?;
-        let lines: Vec<Result<JsonlEntry>> = futures_util::stream::iter(page.items.iter())
-            .map(|e: &Entry| async move {
-                let key = e.key();
-                let versions = store.list_versions(&key).await?;
-                let relations = store.list_relations(&key, Direction::Outgoing).await?;
-                Ok(JsonlEntry::from_store(e, &versions, &relations))
-            })
-            .buffered(CONCURRENT_READS)
-            .collect()
-            .await;
+        let lines: Vec<Result<JsonlEntry>> =
+            futures_util::stream::iter(page.items.iter().filter(|e| keep(e)))
+                .map(|e: &Entry| async move {
+                    let key = e.key();
+                    let versions = store.list_versions(&key).await?;
+                    let relations = store.list_relations(&key, Direction::Outgoing).await?;
+                    Ok(JsonlEntry::from_store(e, &versions, &relations))
+                })
+                .buffered(CONCURRENT_READS)
+                .collect()
+                .await;
         for line in lines {
             serde_json::to_writer(&mut out, &line?).context("writing the export")?;
             out.write_all(b"\n").context("writing the export")?;

@@ -990,6 +990,50 @@ pub async fn import(
     run(store, plan, opts, progress, started).await
 }
 
+/// What an import would write to, read without writing: the namespaces of its entries
+/// (those that read and validate; rejected records are not written anyway) and how many
+/// documents it carries. The server checks a caller's rights over these before an
+/// import starts, so that a refused import writes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub namespaces: std::collections::BTreeSet<String>,
+    pub documents: u64,
+}
+
+/// Read `sources` as [`import`] would, and tell what they would write to ([`Scan`]).
+pub async fn scan(sources: &[Source], opts: &ImportOptions) -> Result<Scan> {
+    let mut plan = Plan {
+        items: Vec::new(),
+        unread: Vec::new(),
+    };
+    for s in sources {
+        plan_source(&s.path, s.format.or(opts.format), &mut plan)?;
+    }
+    let items = Arc::new(plan.items);
+    let (tx, mut rx) = mpsc::channel::<Msg>(2);
+    let batch_size = opts.batch_size.max(1);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_all(items, batch_size, Arc::new(AtomicU64::new(0)), tx)
+    });
+    let mut scan = Scan::default();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Fatal(e) => return Err(e),
+            Msg::Batch(b) => {
+                for r in &b.records {
+                    if !scan.namespaces.contains(&r.entry.namespace) {
+                        scan.namespaces.insert(r.entry.namespace.clone());
+                    }
+                }
+            }
+            Msg::Extras(_, extras) => scan.documents += extras.documents.len() as u64,
+            Msg::File(_) => {}
+        }
+    }
+    reader.await.context("the import's reading thread")?;
+    Ok(scan)
+}
+
 /// Run a plan (see [`import`]).
 async fn run(
     store: &dyn Store,
@@ -1137,8 +1181,10 @@ const DRY_RUN_LOOKUPS: usize = 8;
 
 /// Classify a batch as the store's upsert would, without writing.
 async fn dry_run_batch(store: &dyn Store, records: &[ImportRecord]) -> Result<Vec<ImportOutcome>> {
-    futures_util::stream::iter(records)
-        .map(|rec| classify(store, rec))
+    // The lookups are made before they are streamed (not by a closure over `&record`), so
+    // the import's future is `Send` for callers that spawn it (the HTTP import).
+    let lookups: Vec<_> = records.iter().map(|rec| classify(store, rec)).collect();
+    futures_util::stream::iter(lookups)
         .buffered(DRY_RUN_LOOKUPS)
         .collect::<Vec<Result<ImportOutcome>>>()
         .await

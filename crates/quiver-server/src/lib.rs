@@ -52,6 +52,7 @@ mod staff_pages;
 mod suggest_pages;
 mod suggest_routes;
 mod tool_pages;
+mod transfer_routes;
 mod web;
 
 /// What every handler can reach.
@@ -231,6 +232,14 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             "/api/v1/audit/export",
             get_with(r::export_audit, doc("Every audit row the filters select, newest first, streamed as JSON lines; the same rights as the listing")),
         )
+        .api_route(
+            "/api/v1/export",
+            get_with(transfer_routes::export, doc("Export as `quiver export` does, streamed: quiver JSONL of the entries the caller may read (kind, namespace, status filters; a site admin's unfiltered export is the full backup with documents), or a source system's own files (site admins): blocks.yml, or a tar archive for ops-tools, recipes, skills, modules")),
+        )
+        .api_route(
+            "/api/v1/import/{id}",
+            get_with(transfer_routes::import_job, doc("A queued import (202 of POST /api/v1/import): its job and, once it ran, its report (the submitter and admins)")),
+        )
         .api_route("/api/v1/tokens", get_with(r::list_tokens, doc("The caller's API tokens, newest first (never the secrets)")))
         .api_route(
             "/api/v1/namespaces/{namespace}/members",
@@ -317,6 +326,7 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         );
     let write = ApiRouter::new()
         .api_route(ENTRY, patch_with(r::update_entry, doc("Update an entry's fields")))
+        .api_route("/api/v1/import", post_with(transfer_routes::import, doc("Import a file or archive as `quiver import` does (admins anywhere; owners and maintainers into their namespaces, no documents, 403 naming a namespace outside their rights), with dry_run; all or nothing unless partial=true (a rejected record: 422 with its field and reason, nothing written). Answers the import's report, or, for bodies over 1 MiB, 202 and the job to poll")))
         .api_route("/api/v1/entries", patch_with(authoring_routes::bulk_update, doc("Update many entries at once (maintainers in their namespace; moderators and admins anywhere): tags added or removed, the category, a lifecycle status with its reason, over the entries a filter (namespace, kind, category, tag) matches, at most 1,000. dry_run answers the list of changes without writing; the applied run answers the same list, one audit row per entry")))
         .api_route(
             "/api/v1/telemetry",

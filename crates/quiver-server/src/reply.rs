@@ -19,7 +19,11 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, ApiResult};
 
 /// A response document with `schema` as the body of `media_type`.
-fn doc_response(description: &str, media_type: &str, schema: schemars::Schema) -> DocResponse {
+pub(crate) fn doc_response(
+    description: &str,
+    media_type: &str,
+    schema: schemars::Schema,
+) -> DocResponse {
     DocResponse {
         description: description.to_string(),
         content: [(
@@ -44,7 +48,7 @@ fn json_doc<T: JsonSchema>(ctx: &mut GenContext, description: &str) -> DocRespon
     doc_response(description, "application/json", schema)
 }
 
-fn with_header(mut r: DocResponse, name: &str, description: &str) -> DocResponse {
+pub(crate) fn with_header(mut r: DocResponse, name: &str, description: &str) -> DocResponse {
     r.headers.insert(
         name.to_string(),
         ReferenceOr::Item(Header {

@@ -314,6 +314,16 @@ described!(
     "Store and index statistics: backend, store counts and size, index position, docs and size, index lag, jobs by state."
 );
 described!(
+    quiver_engine::transfer::ImportAnswer,
+    "ImportReport",
+    "What an import did (or, with dry_run, would do), as `quiver import --json` prints it: `report` (dry_run, files: each with path, format, records, created, updated, unchanged, rejected_count, rejected (file, line, name, field, reason), relations and documents (created, updated, unchanged, rejected), warnings, counts; unread files; totals; elapsed_secs) and `gates_queued`."
+);
+described!(
+    quiver_engine::transfer::ImportJobStatus,
+    "ImportJob",
+    "A queued import: `job` (the durable job: id, state, attempts, last_error, ...) and `report`, once it ran: `{submitter, report, gates_queued}` as an import answers, or `{submitter, error: {code, message, field}}` when the import was refused."
+);
+described!(
     quiver_store::Job,
     "Job",
     "A durable job: id, kind, payload, priority, dedup_key, state (queued, running, succeeded, dead), attempts, max_attempts, run_at, locked_by, locked_until, last_error, created_at, updated_at, finished_at."
@@ -704,7 +714,7 @@ pub async fn list_jobs(
     Ok(Json::ok(Described(page.into())))
 }
 
-fn job_id(id: &str) -> ApiResult<quiver_store::JobId> {
+pub(crate) fn job_id(id: &str) -> ApiResult<quiver_store::JobId> {
     id.parse()
         .map_err(|_| Error::invalid("id", format!("'{id}' is not a job id")).into())
 }

@@ -32,6 +32,7 @@ mod resolve;
 mod select;
 mod suggest;
 mod telemetry;
+mod transfer;
 mod web;
 mod web_account;
 mod web_intel;
