@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// The relevance set.
     #[arg(long, default_value = "relevance/queries.tsv")]
     pub relevance: PathBuf,
+    /// The need set (natural-language needs over the data set's packages), measured on
+    /// quiver and on the peers alike; skipped when the file is absent.
+    #[arg(long, default_value = "relevance/needs.tsv")]
+    pub needs: PathBuf,
     /// Exact lookups to time.
     #[arg(long, default_value_t = 20_000)]
     pub lookups: usize,
@@ -328,6 +332,9 @@ pub struct QuiverFigures {
     pub serving_peak_rss_bytes: u64,
     pub serving_rss_bytes: u64,
     pub relevance: RelevanceReport,
+    /// The need set, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<RelevanceReport>,
     /// A second node over the same PostgreSQL database (with `--backend postgres`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub second_node: Option<NodeFigures>,
@@ -363,6 +370,7 @@ pub struct PeerFigures {
     pub search_errors: u64,
     pub search_per_class: BTreeMap<String, LatSummary>,
     pub relevance: Option<RelevanceReport>,
+    pub needs: Option<RelevanceReport>,
 }
 
 impl PeerFigures {
@@ -605,6 +613,15 @@ async fn bench(
         }
     }
     let cases = Arc::new(relevance::load_set(&a.relevance)?);
+    let needs = Arc::new(if a.needs.is_file() {
+        relevance::load_set(&a.needs)?
+    } else {
+        shout(&format!(
+            "the need set {} is absent: need relevance is NOT MEASURED",
+            a.needs.display()
+        ));
+        Vec::new()
+    });
     if a.concurrency == 0 || a.queries == 0 || a.duration.is_nan() || a.duration <= 0.0 {
         bail!("--concurrency, --queries and --duration must be positive");
     }
@@ -700,6 +717,7 @@ async fn bench(
         &mix,
         &warm,
         &cases,
+        &needs,
         &mut rng,
         import,
     )
@@ -722,10 +740,13 @@ async fn bench(
                         mix.clone(),
                         warm.clone(),
                         cases.clone(),
+                        needs.clone(),
                     )
                     .await
                 }
-                PeerKind::Postgres => run_pg(a, &rows, &mix, &warm, &cases, &pg_schema).await,
+                PeerKind::Postgres => {
+                    run_pg(a, &rows, &mix, &warm, &cases, &needs, &pg_schema).await
+                }
             };
             peers.push(fig);
         }
@@ -901,6 +922,7 @@ async fn measure_quiver(
     mix: &Arc<Vec<Query>>,
     warm: &[Query],
     cases: &[RelevanceCase],
+    needs: &[RelevanceCase],
     rng: &mut Rng,
     import: ImportFigures,
 ) -> anyhow::Result<QuiverFigures> {
@@ -1137,7 +1159,7 @@ async fn measure_quiver(
 
     // 7. Relevance through HTTP.
     let mut answers: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for c in cases {
+    for c in cases.iter().chain(needs) {
         if answers.contains_key(&c.query) {
             continue;
         }
@@ -1156,6 +1178,8 @@ async fn measure_quiver(
         );
     }
     fig.relevance = relevance::evaluate(cases, |q| answers.get(q).cloned().unwrap_or_default());
+    fig.needs = (!needs.is_empty())
+        .then(|| relevance::evaluate(needs, |q| answers.get(q).cloned().unwrap_or_default()));
     progress!(
         "relevance: hit@1 {} hit@3 {} hit@10 {}",
         pct(fig.relevance.hit_at_1),
@@ -1530,6 +1554,7 @@ async fn run_fts5(
     mix: Arc<Vec<Query>>,
     warm: Arc<Vec<Query>>,
     cases: Arc<Vec<RelevanceCase>>,
+    needs: Arc<Vec<RelevanceCase>>,
 ) -> PeerFigures {
     let res = tokio::task::spawn_blocking(move || -> anyhow::Result<PeerFigures> {
         progress!(
@@ -1572,6 +1597,8 @@ async fn run_fts5(
         fig.relevance = Some(relevance::evaluate(&cases, |q| {
             db.search(q).unwrap_or_default()
         }));
+        fig.needs = (!needs.is_empty())
+            .then(|| relevance::evaluate(&needs, |q| db.search(q).unwrap_or_default()));
         Ok(fig)
     })
     .await;
@@ -1653,6 +1680,7 @@ async fn run_pg(
     mix: &[Query],
     warm: &[Query],
     cases: &[RelevanceCase],
+    needs: &[RelevanceCase],
     schema_slot: &Mutex<Option<String>>,
 ) -> PeerFigures {
     let shown = redact_url(&a.postgres_url);
@@ -1670,7 +1698,7 @@ async fn run_pg(
     if let Ok(mut s) = schema_slot.lock() {
         *s = Some(schema.clone());
     }
-    let res = measure_pg(client, &schema, rows, mix, warm, cases).await;
+    let res = measure_pg(client, &schema, rows, mix, warm, cases, needs).await;
     progress!("postgres: dropping the schema {schema}");
     match pg::drop_schema(&a.postgres_url, &schema).await {
         Ok(()) => {
@@ -1692,6 +1720,7 @@ async fn measure_pg(
     mix: &[Query],
     warm: &[Query],
     cases: &[RelevanceCase],
+    needs: &[RelevanceCase],
 ) -> anyhow::Result<PeerFigures> {
     progress!(
         "postgres: loading {} rows with COPY into schema {schema}",
@@ -1745,7 +1774,7 @@ async fn measure_pg(
         .map(|(c, l)| (c.key().to_string(), l.summary()))
         .collect();
     let mut answers = HashMap::new();
-    for c in cases {
+    for c in cases.iter().chain(needs) {
         if !answers.contains_key(&c.query) {
             answers.insert(
                 c.query.clone(),
@@ -1756,6 +1785,9 @@ async fn measure_pg(
     fig.relevance = Some(relevance::evaluate(cases, |q| {
         answers.get(q).cloned().unwrap_or_default()
     }));
+    fig.needs = (!needs.is_empty()).then(|| {
+        relevance::evaluate(needs, |q| answers.get(q).cloned().unwrap_or_default())
+    });
     Ok(fig)
 }
 
@@ -1833,6 +1865,26 @@ fn judge(q: &QuiverFigures, peers: &[PeerFigures]) -> Vec<Bar> {
         value: format!("{} vs {}", pct(q.relevance.hit_at_3), vs.join(", ")),
         verdict: ahead,
     });
+    if let Some(n) = &q.needs {
+        let beside: Vec<String> = [FTS5, POSTGRES]
+            .iter()
+            .map(|want| {
+                match peers
+                    .iter()
+                    .find(|p| p.peer == *want && p.measured())
+                    .and_then(|p| p.needs.as_ref())
+                {
+                    Some(r) => format!("{want} {}", pct(r.hit_at_3)),
+                    None => format!("{want} not measured"),
+                }
+            })
+            .collect();
+        bars.push(Bar {
+            bar: "need set hit@3 >= 85%".into(),
+            value: format!("{} ({})", pct(n.hit_at_3), beside.join(", ")),
+            verdict: v(n.hit_at_3 >= 0.85),
+        });
+    }
     bars
 }
 
@@ -1982,6 +2034,17 @@ pub fn render(r: &Report) -> String {
                 .map(|p| p.relevance.as_ref().map_or("-".into(), |x| pct(get(x)))),
         );
         t.push(row);
+    }
+    if let Some(n) = &q.needs {
+        for (label, get) in hits {
+            let mut row = vec![format!("needs {label}"), pct(get(n))];
+            row.extend(
+                measured
+                    .iter()
+                    .map(|p| p.needs.as_ref().map_or("-".into(), |x| pct(get(x)))),
+            );
+            t.push(row);
+        }
     }
     s.push_str(&table(&t));
     let _ = writeln!(
