@@ -266,6 +266,13 @@ async fn a_mirror_follows_resumes_and_never_copies_private_entries() {
     source.publish("late", "0.1.0", None).await;
     let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
     assert!(ok, "{out}\n{err}");
+    let resumed_at: i64 = err
+        .split("from position ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the mirror says where it starts: {err}"));
+    assert!(resumed_at > 0, "resumed from its stored position: {err}");
     assert_eq!(
         local.versions("greet").await,
         Some(owned(&[
@@ -330,8 +337,9 @@ async fn a_mirror_follows_resumes_and_never_copies_private_entries() {
     );
 
     // Into a fresh store with `--prefix`: every namespace renamed, relations included.
+    // With a token that reads private entries too, they are still left out.
     let prefixed = dir.path().join("prefixed");
-    let (ok, out, err) = mirror_once(from, &prefixed, &["--prefix", "up-"]);
+    let (ok, out, err) = mirror_once(from, &prefixed, &["--prefix", "up-", "--token", ADMIN]);
     assert!(ok, "{out}\n{err}");
     let export = Command::new(BIN)
         .args(["export", "--data-dir"])
