@@ -38,7 +38,7 @@ impl Client {
             token: Some(String::new()),
             json: false,
         });
-        c.remote.token = token;
+        c.remote.token = token.filter(|t| !t.is_empty());
         c
     }
 
