@@ -57,6 +57,7 @@ pub mod events;
 pub mod experiments;
 pub mod gates;
 pub mod lifecycle;
+pub mod mirror;
 pub mod oidc;
 pub mod pipeline;
 pub mod resolve;

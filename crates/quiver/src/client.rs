@@ -30,6 +30,18 @@ impl Client {
         Client { http, remote }
     }
 
+    /// A client that sends exactly the token given (none: anonymous), never one stored
+    /// by `quiver login` (the mirror reads what anyone may read unless told otherwise).
+    pub(crate) fn with_token(server: &str, token: Option<String>) -> Self {
+        let mut c = Client::new(Remote {
+            server: server.to_string(),
+            token: Some(String::new()),
+            json: false,
+        });
+        c.remote.token = token.filter(|t| !t.is_empty());
+        c
+    }
+
     /// GET raw bytes (a version's content): `Ok(None)` for 404.
     pub(crate) async fn get_bytes(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let resp = self.send(Method::GET, path, None).await?;
@@ -186,7 +198,7 @@ pub(crate) fn split_name(full: &str) -> anyhow::Result<(String, String)> {
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn entry_path(kind: Kind, ns: &str, name: &str) -> String {
+pub(crate) fn entry_path(kind: Kind, ns: &str, name: &str) -> String {
     format!("/api/v1/entries/{kind}/{ns}/{name}")
 }
 
@@ -807,7 +819,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 

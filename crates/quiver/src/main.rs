@@ -18,6 +18,7 @@ mod install_cli;
 mod local;
 mod login;
 mod mcp_cli;
+mod mirror_cli;
 mod new_cli;
 mod pipeline_cli;
 mod prompt;
@@ -122,6 +123,10 @@ enum Command {
     /// Serve the local store to an AI agent over MCP on standard input and output (tools:
     /// search, get_entry, get_tool_schema, select_tool, suggest_skills, resolve).
     Mcp(mcp_cli::McpArgs),
+    /// Mirror another quiver server: follow its public change feed and copy its public
+    /// entries, versions, relations, lifecycle state and content into the local store,
+    /// resuming from the last position (`--once` to catch up and exit).
+    Mirror(mirror_cli::MirrorArgs),
     /// Publish an entry version to a server: from a JSON file, or from a kind's own
     /// source (an mlld module file, a skill, a tpmjs package.json, an ops tool profile, a
     /// recipe TOML), asking for what the source lacks.
@@ -216,6 +221,7 @@ fn main() -> ExitCode {
             Command::Relevance(a) => local::relevance(a).await,
             Command::Jobs(a) => local::jobs(a).await,
             Command::Mcp(a) => mcp_cli::run(a).await,
+            Command::Mirror(a) => mirror_cli::run(a).await,
             Command::Publish(a) => client::publish(a).await,
             Command::New(a) => new_cli::run(a),
             Command::Info(a) => client::info(a).await,
