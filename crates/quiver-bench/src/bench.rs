@@ -1785,9 +1785,8 @@ async fn measure_pg(
     fig.relevance = Some(relevance::evaluate(cases, |q| {
         answers.get(q).cloned().unwrap_or_default()
     }));
-    fig.needs = (!needs.is_empty()).then(|| {
-        relevance::evaluate(needs, |q| answers.get(q).cloned().unwrap_or_default())
-    });
+    fig.needs = (!needs.is_empty())
+        .then(|| relevance::evaluate(needs, |q| answers.get(q).cloned().unwrap_or_default()));
     Ok(fig)
 }
 
