@@ -21,6 +21,8 @@ use quiver_store::Database;
 
 pub use quiver_postgres::is_postgres_url;
 
+pub use quiver_sqlite::set_mmap_size as set_sqlite_mmap_size;
+
 /// Where the embedded store lives in a data directory.
 pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("quiver.db")

@@ -370,7 +370,7 @@ impl SearchIndex {
         }
         let bulk = head - start > BULK_THRESHOLD;
         let (threads, budget) = if bulk {
-            (2, 2 * 300_000_000)
+            (2, 2 * 180_000_000)
         } else {
             (1, 50_000_000)
         };

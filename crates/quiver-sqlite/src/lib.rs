@@ -190,11 +190,29 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
     }
 }
 
+/// Bytes of the database file each connection memory-maps for its reads (SQLite's
+/// `mmap_size`), for connections opened after [`set_mmap_size`].
+static MMAP_BYTES: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(256 * 1024 * 1024);
+
+/// How much of the database file each connection opened from now on memory-maps for
+/// reads (256 MiB unless changed; 0 reads through SQLite's page cache alone). A server's
+/// lookups gain from the map; a bulk import, which reads each row once, does not, and
+/// the mapped pages of every reader connection count toward the process's resident
+/// memory.
+pub fn set_mmap_size(bytes: i64) {
+    MMAP_BYTES.store(bytes.max(0), std::sync::atomic::Ordering::Relaxed);
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB page cache per connection
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    conn.pragma_update(
+        None,
+        "mmap_size",
+        MMAP_BYTES.load(std::sync::atomic::Ordering::Relaxed),
+    )?;
     Ok(())
 }
 

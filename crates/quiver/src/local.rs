@@ -371,6 +371,9 @@ impl Progress for Bar {
 
 pub async fn import(a: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // A bulk import reads each row once: memory-mapping the embedded database would
+    // only add its pages (up to 256 MiB per reader connection) to the resident memory.
+    quiver_backends::set_sqlite_mmap_size(0);
     let db = a.data.primary_database().await?;
     let store = db.store.clone();
     // Through the engine, as the operator: authorized, one audit row for the run, and
