@@ -132,6 +132,22 @@ fn boxed_const(q: Box<dyn Query>, score: f32) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(q, score))
 }
 
+/// A word the lexicon defines whose stem is `stem`.
+fn lexicon_word_of_stem(stem: &str) -> Option<&'static str> {
+    static BY_STEM: std::sync::OnceLock<HashMap<String, &'static str>> = std::sync::OnceLock::new();
+    let map = BY_STEM.get_or_init(|| {
+        let mut en = analysis::english();
+        let mut m = HashMap::new();
+        for w in Lexicon::builtin().defined_words() {
+            if let Some(t) = analysis::analyze(&mut en, w).into_iter().next() {
+                m.entry(t.2).or_insert(w);
+            }
+        }
+        m
+    });
+    map.get(stem).copied()
+}
+
 struct Planner<'a> {
     searcher: &'a Searcher,
     f: &'a Fields,
@@ -245,7 +261,7 @@ impl Planner<'_> {
                 // The lexicon's word as typed, or one of the same stem (`charts` meets
                 // `chart = plot`).
                 let defined = if lx.alternatives(w).is_empty() {
-                    self.lexicon_word_of_stem(s)
+                    lexicon_word_of_stem(s)
                 } else {
                     Some(w.as_str())
                 };
@@ -321,23 +337,6 @@ impl Planner<'_> {
             sentence,
             generic,
         }
-    }
-
-    /// A word the lexicon defines whose stem is `stem`.
-    fn lexicon_word_of_stem(&mut self, stem: &str) -> Option<&'static str> {
-        static BY_STEM: std::sync::OnceLock<HashMap<String, &'static str>> =
-            std::sync::OnceLock::new();
-        let map = BY_STEM.get_or_init(|| {
-            let mut en = analysis::english();
-            let mut m = HashMap::new();
-            for w in Lexicon::builtin().defined_words() {
-                if let Some(t) = analysis::analyze(&mut en, w).into_iter().next() {
-                    m.entry(t.2).or_insert(w);
-                }
-            }
-            m
-        });
-        map.get(stem).copied()
     }
 
     /// The clauses for one query word: what a document must match (the word's stem in
@@ -440,13 +439,17 @@ impl Planner<'_> {
             return None;
         }
         let n = required.len();
+        // Worth nothing where every word is required anyway.
+        let all = match mode {
+            Mode::And => self.all_words(&required),
+            Mode::Or => None,
+        };
         let words: Box<dyn Query> = match mode {
             Mode::Or => Box::new(BooleanQuery::with_minimum_required_clauses(required, 1)),
             Mode::And if n >= 2 && p.sentence && n <= self.r.sentence_rarest_upto => {
                 // A need typed as a sentence names its subject in its rarest word; the
                 // other words add to the score without being required, so that `lxml`
                 // ("XML processing") answers "parse xml in python" by its popularity.
-                let all = self.all_words(p);
                 let rarest = self.rarest(p, &at);
                 let mut others = required;
                 let (_, must) = others.remove(rarest.min(others.len() - 1));
@@ -463,13 +466,12 @@ impl Planner<'_> {
                     Box::new(BooleanQuery::with_minimum_required_clauses(required, n - 1))
                         as Box<dyn Query>,
                 )];
-                clauses.extend(self.all_words(p));
+                clauses.extend(all);
                 Box::new(BooleanQuery::new(clauses))
             }
             Mode::And if n >= self.r.soft_and_from.max(2) => {
                 // All but one word, and never without the rarest one: `read csv files`
                 // may lack `read` or `files`, not `csv`.
-                let all = self.all_words(p);
                 let rarest = self.rarest(p, &at);
                 let mut others = required;
                 let (_, must) = others.remove(rarest.min(others.len() - 1));
@@ -490,29 +492,22 @@ impl Planner<'_> {
         Some(Box::new(BooleanQuery::new(clauses)))
     }
 
-    /// A clause worth `all_words` to a document that holds every content word but the
-    /// generic ones (or one of its alternatives), for a query that does not require
-    /// them all.
-    fn all_words(&self, p: &Plan) -> Option<(Occur, Box<dyn Query>)> {
-        if self.r.all_words <= 0.0 {
+    /// A clause worth `all_words` to a document that holds every required word (each
+    /// with its alternatives: in a sentence, every word but the generic ones), for a
+    /// query that does not require them all. The words' clauses are cloned, not built
+    /// again.
+    fn all_words(&self, required: &[(Occur, Box<dyn Query>)]) -> Option<(Occur, Box<dyn Query>)> {
+        if self.r.all_words <= 0.0 || required.len() < 2 {
             return None;
         }
-        let every: Vec<(Occur, Box<dyn Query>)> = p
-            .words
+        let every = required
             .iter()
-            .zip(&p.stems)
-            .zip(&p.alternatives)
-            .zip(&p.generic)
-            .filter(|(_, generic)| !**generic)
-            .filter_map(|(((w, s), alts), _)| self.word_clause(w, s.as_deref(), alts))
-            .map(|(req, _)| (Occur::Must, req))
+            .map(|(_, q)| (Occur::Must, q.box_clone()))
             .collect();
-        (every.len() >= 2).then(|| {
-            (
-                Occur::Should,
-                boxed_const(Box::new(BooleanQuery::new(every)), self.r.all_words),
-            )
-        })
+        Some((
+            Occur::Should,
+            boxed_const(Box::new(BooleanQuery::new(every)), self.r.all_words),
+        ))
     }
 
     /// Which of the required words the fewest documents hold.
