@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// quiver and on the peers alike; skipped when the file is absent.
     #[arg(long, default_value = "relevance/needs.tsv")]
     pub needs: PathBuf,
+    /// How many change-feed events to read from position 0 (fewer when the feed is
+    /// shorter: an import writes one event per entry and one per version).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub feed_events: u64,
     /// Exact lookups to time.
     #[arg(long, default_value_t = 20_000)]
     pub lookups: usize,
@@ -307,6 +311,18 @@ pub struct LoadFigures {
     pub latency: LatSummary,
 }
 
+/// Reading the public change feed (`GET /api/v1/changes?since=…&limit=1000`) from
+/// position 0 as an anonymous follower, one client, page after page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedFigures {
+    pub events: u64,
+    pub pages: u64,
+    pub secs: f64,
+    pub events_per_sec: f64,
+    /// One page's latency.
+    pub page: LatSummary,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QuiverFigures {
     pub import: ImportFigures,
@@ -335,6 +351,11 @@ pub struct QuiverFigures {
     /// The need set, when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub needs: Option<RelevanceReport>,
+    /// The need set's queries (natural-language sentences), HTTP on loopback, one client,
+    /// each asked once more after the relevance pass warmed it.
+    pub needs_http: LatSummary,
+    /// Reading the public change feed from position 0 through HTTP.
+    pub feed: FeedFigures,
     /// A second node over the same PostgreSQL database (with `--backend postgres`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub second_node: Option<NodeFigures>,
@@ -913,6 +934,43 @@ fn search_path(q: &str) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Page through the public change feed from position 0 until `want` events were read or
+/// the feed ends.
+async fn read_feed(client: &mut Client, want: u64) -> anyhow::Result<FeedFigures> {
+    #[derive(Deserialize)]
+    struct Page {
+        items: Vec<serde::de::IgnoredAny>,
+        next: i64,
+        head: i64,
+    }
+    let mut fig = FeedFigures::default();
+    let mut lat = Lat::default();
+    let mut since = 0i64;
+    let started = Instant::now();
+    while fig.events < want {
+        let path = format!("/api/v1/changes?since={since}&limit=1000");
+        let t = Instant::now();
+        let (st, body) = client.get(&path).await?;
+        if !st.is_success() {
+            bail!("{path}: {st} {}", String::from_utf8_lossy(&body));
+        }
+        let page: Page =
+            serde_json::from_slice(&body).with_context(|| format!("{path}: unreadable"))?;
+        lat.record(t.elapsed());
+        fig.pages += 1;
+        fig.events += page.items.len() as u64;
+        let done = page.next <= since || page.next >= page.head;
+        since = page.next;
+        if done {
+            break;
+        }
+    }
+    fig.secs = started.elapsed().as_secs_f64();
+    fig.events_per_sec = fig.events as f64 / fig.secs.max(1e-9);
+    fig.page = lat.summary();
+    Ok(fig)
+}
+
 async fn measure_quiver(
     exe: &Path,
     work: &Path,
@@ -1185,6 +1243,39 @@ async fn measure_quiver(
         pct(fig.relevance.hit_at_1),
         pct(fig.relevance.hit_at_3),
         pct(fig.relevance.hit_at_10)
+    );
+
+    // 7b. The need set's latency: sentences are the slowest queries.
+    let mut lat = Lat::default();
+    for c in needs {
+        let path = search_path(&c.query);
+        let t = Instant::now();
+        let (st, _) = client.get(&path).await?;
+        lat.record(t.elapsed());
+        if !st.is_success() {
+            bail!("search {:?}: {st}", c.query);
+        }
+    }
+    fig.needs_http = lat.summary();
+    if !needs.is_empty() {
+        progress!(
+            "needs: {} sentences, p50 {} p95 {} max {}",
+            needs.len(),
+            fmt_ms(fig.needs_http.p50_ms),
+            fmt_ms(fig.needs_http.p95_ms),
+            fmt_ms(fig.needs_http.max_ms)
+        );
+    }
+
+    // 7c. The change feed, read from the start.
+    fig.feed = read_feed(&mut client, a.feed_events).await?;
+    progress!(
+        "feed: {} events in {} pages, {} ({:.0} events/s), page p95 {}",
+        fmt_int(fig.feed.events),
+        fig.feed.pages,
+        fmt_secs(fig.feed.secs),
+        fig.feed.events_per_sec,
+        fmt_ms(fig.feed.page.p95_ms)
     );
 
     // 8. A second node over the same database.
@@ -1828,6 +1919,28 @@ fn judge(q: &QuiverFigures, peers: &[PeerFigures]) -> Vec<Bar> {
             verdict: v(q.serving_peak_rss_bytes < GB),
         },
         Bar {
+            bar: "need-set query p95 < 5 ms (HTTP, loopback)".into(),
+            value: fmt_ms(q.needs_http.p95_ms),
+            verdict: if q.needs_http.count == 0 {
+                Verdict::Unverified
+            } else {
+                v(q.needs_http.p95_ms < 5.0)
+            },
+        },
+        Bar {
+            bar: "change feed read >= 200,000 events/s (HTTP, from position 0)".into(),
+            value: format!(
+                "{:.0}/s over {} events",
+                q.feed.events_per_sec,
+                fmt_int(q.feed.events)
+            ),
+            verdict: if q.feed.events < 1_000_000 {
+                Verdict::Unverified
+            } else {
+                v(q.feed.events_per_sec >= 200_000.0)
+            },
+        },
+        Bar {
             bar: "relevance hit@3 >= 90%".into(),
             value: pct(q.relevance.hit_at_3),
             verdict: v(q.relevance.hit_at_3 >= 0.9),
@@ -2206,6 +2319,15 @@ pub fn render(r: &Report) -> String {
     );
 
     let _ = writeln!(s, "  search (engine) {}  (took_us)", full(&q.search_engine));
+    let _ = writeln!(s, "  need sentences  {}", full(&q.needs_http));
+    let _ = writeln!(
+        s,
+        "  change feed     {} events in {} pages, {:.0} events/s, page {}",
+        fmt_int(q.feed.events),
+        q.feed.pages,
+        q.feed.events_per_sec,
+        full(&q.feed.page)
+    );
     let _ = writeln!(
         s,
         "  server CPU      {} per lookup, {} per search (user + system, all threads)",

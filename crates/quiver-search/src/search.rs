@@ -461,11 +461,8 @@ impl Planner<'_> {
             Mode::And if n >= self.r.soft_and_from.max(2) && p.sentence && self.r.sentence_any => {
                 // A sentence of three words or more may miss any one of them: in
                 // "structured json logging" the rarest word is the modifier.
-                let mut clauses = vec![(
-                    Occur::Must,
-                    Box::new(BooleanQuery::with_minimum_required_clauses(required, n - 1))
-                        as Box<dyn Query>,
-                )];
+                let mut clauses = vec![(Occur::Must, at_least(&required, n - 1))];
+                clauses.extend(required);
                 clauses.extend(all);
                 Box::new(BooleanQuery::new(clauses))
             }
@@ -475,13 +472,9 @@ impl Planner<'_> {
                 let rarest = self.rarest(p, &at);
                 let mut others = required;
                 let (_, must) = others.remove(rarest.min(others.len() - 1));
-                let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-                    (Occur::Must, must),
-                    (
-                        Occur::Must,
-                        Box::new(BooleanQuery::with_minimum_required_clauses(others, n - 2)),
-                    ),
-                ];
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Must, must), (Occur::Must, at_least(&others, n - 2))];
+                clauses.extend(others);
                 clauses.extend(all);
                 Box::new(BooleanQuery::new(clauses))
             }
@@ -629,6 +622,78 @@ impl Planner<'_> {
         }
         Box::new(BooleanQuery::new(clauses))
     }
+}
+
+/// Most of this many clause copies go into an [`at_least`] filter; beyond, it falls back
+/// to tantivy's counting disjunction.
+const AT_LEAST_MAX_COPIES: usize = 64;
+
+/// A filter (score 0) that matches the documents holding at least `k` of `clauses`; the
+/// caller adds the clauses themselves as optional ones for the score.
+///
+/// tantivy answers `with_minimum_required_clauses` with a counting disjunction that walks
+/// the union of every clause's postings and cannot seek: "command line tools for llm"
+/// visits every document that says "tools" or "line". The same set is the union of the
+/// conjunctions of each `k` clauses, and each conjunction is driven by its rarest word,
+/// so the cost follows the rare words instead of the common ones. The conjunctions are
+/// built from clones of the clauses, as many as `C(n, k) * k`, which stays small for the
+/// `n - 1` and `n - 2` of `n` that search asks for; past `AT_LEAST_MAX_COPIES` the
+/// counting disjunction is used.
+fn at_least(clauses: &[(Occur, Box<dyn Query>)], k: usize) -> Box<dyn Query> {
+    let n = clauses.len();
+    let zero = |q: Box<dyn Query>| -> Box<dyn Query> { Box::new(ConstScoreQuery::new(q, 0.0)) };
+    if k == 0 {
+        return Box::new(AllQuery);
+    }
+    let combos = subsets(n, k);
+    if k >= n || combos.len() * k > AT_LEAST_MAX_COPIES {
+        let copies = clauses
+            .iter()
+            .map(|(_, q)| (Occur::Should, q.box_clone()))
+            .collect();
+        return zero(Box::new(BooleanQuery::with_minimum_required_clauses(
+            copies,
+            k.min(n),
+        )));
+    }
+    let union = combos
+        .into_iter()
+        .map(|set| {
+            let conj: Box<dyn Query> = Box::new(BooleanQuery::new(
+                set.into_iter()
+                    .map(|i| (Occur::Must, clauses[i].1.box_clone()))
+                    .collect(),
+            ));
+            (Occur::Should, zero(conj))
+        })
+        .collect();
+    Box::new(BooleanQuery::new(union))
+}
+
+/// Every `k`-element subset of `0..n`, in lexicographic order.
+fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::with_capacity(k);
+    fn go(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        // Stop early once the subsets would outgrow any caller's budget.
+        if out.len() > AT_LEAST_MAX_COPIES {
+            return;
+        }
+        for i in start..n {
+            if n - i < k - cur.len() {
+                break;
+            }
+            cur.push(i);
+            go(i + 1, n, k, cur, out);
+            cur.pop();
+        }
+    }
+    go(0, n, k, &mut cur, &mut out);
+    out
 }
 
 fn status_mask(statuses: &[Status]) -> u32 {
@@ -1077,5 +1142,69 @@ mod tests {
             Some("Fast &lt;<mark>YAML</mark>&gt; <mark>parsers</mark> &amp; emitters")
         );
         assert_eq!(highlight(&mut en, "nothing here", &["yaml".into()]), None);
+    }
+
+    #[test]
+    fn subsets_are_every_combination_once() {
+        assert_eq!(subsets(3, 2), vec![vec![0, 1], vec![0, 2], vec![1, 2]]);
+        assert_eq!(subsets(4, 3).len(), 4);
+        assert_eq!(subsets(5, 1).len(), 5);
+        assert_eq!(subsets(2, 3), Vec::<Vec<usize>>::new());
+    }
+
+    /// `at_least` matches exactly what tantivy's counting disjunction matches, for every
+    /// `k` and for a set of documents holding every combination of four words, and it
+    /// leaves the score to the caller.
+    #[test]
+    fn at_least_matches_the_counting_disjunction() {
+        use tantivy::collector::DocSetCollector;
+        use tantivy::schema::{Schema, TEXT};
+        use tantivy::{doc, Index};
+
+        let mut sb = Schema::builder();
+        let body = sb.add_text_field("body", TEXT);
+        let index = Index::create_in_ram(sb.build());
+        let mut w = index.writer(15_000_000).unwrap();
+        let words = ["alpha", "beta", "gamma", "delta"];
+        for mask in 0u32..16 {
+            // Each combination three times, plus filler, so that postings have length.
+            for _ in 0..3 {
+                let text: Vec<&str> = (0..4)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| words[i])
+                    .chain(["filler"])
+                    .collect();
+                w.add_document(doc!(body => text.join(" "))).unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let clauses = || -> Vec<(Occur, Box<dyn Query>)> {
+            words
+                .iter()
+                .map(|t| (Occur::Should, term_q(body, t, IndexRecordOption::WithFreqs)))
+                .collect()
+        };
+        for k in 1..=4 {
+            let ours = searcher
+                .search(&*at_least(&clauses(), k), &DocSetCollector)
+                .unwrap();
+            let theirs = searcher
+                .search(
+                    &BooleanQuery::with_minimum_required_clauses(clauses(), k),
+                    &DocSetCollector,
+                )
+                .unwrap();
+            assert_eq!(ours, theirs, "at least {k} of 4");
+            let expected = (0u32..16).filter(|m| m.count_ones() as usize >= k).count() * 3;
+            assert_eq!(ours.len(), expected, "at least {k} of 4");
+        }
+        let top = searcher
+            .search(
+                &*at_least(&clauses(), 2),
+                &tantivy::collector::TopDocs::with_limit(1).order_by_score(),
+            )
+            .unwrap();
+        assert_eq!(top[0].0, 0.0, "the filter scores nothing");
     }
 }
