@@ -933,7 +933,6 @@ fn search_path(q: &str) -> String {
     format!("/api/v1/search?q={}&limit=10", encode_query_value(q))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Page through the public change feed from position 0 until `want` events were read or
 /// the feed ends.
 async fn read_feed(client: &mut Client, want: u64) -> anyhow::Result<FeedFigures> {
@@ -971,6 +970,7 @@ async fn read_feed(client: &mut Client, want: u64) -> anyhow::Result<FeedFigures
     Ok(fig)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure_quiver(
     exe: &Path,
     work: &Path,
