@@ -170,8 +170,8 @@ async fn an_owner_deletes_within_the_grace_period() {
     // And the audit log.
     let rows = audit_actions(&app).await;
     for (action, target) in [
-        ("version.delete", "module/alice/fmt@1.1.0"),
-        ("entry.delete", "module/alice/scratch"),
+        ("version.delete", "module alice/fmt@1.1.0"),
+        ("entry.delete", "module alice/scratch"),
     ] {
         assert!(
             rows.iter()
@@ -230,7 +230,7 @@ async fn outside_the_grace_period_or_with_a_dependent_the_answer_says_what_to_do
     assert_envelope(&b, "delete_refused", None);
     let msg = b["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("module/alice/app") && msg.contains("depend"),
+        msg.contains("module alice/app") && msg.contains("depend"),
         "{msg}"
     );
     let (s, b) = app
@@ -245,7 +245,7 @@ async fn outside_the_grace_period_or_with_a_dependent_the_answer_says_what_to_do
     let rows = audit_actions(&app).await;
     assert!(
         rows.iter()
-            .any(|r| r.0 == "entry.delete" && r.1 == "module/alice/base" && r.2 == "denied"),
+            .any(|r| r.0 == "entry.delete" && r.1 == "module alice/base" && r.2 == "denied"),
         "{rows:?}"
     );
 }
@@ -332,7 +332,7 @@ async fn admin_deletion_reserves_the_name(app: TestApp) {
     let rows = audit_actions(&app).await;
     assert!(
         rows.iter()
-            .any(|r| r.0 == "entry.delete" && r.1 == "module/alice/evil" && r.2 == "allowed"),
+            .any(|r| r.0 == "entry.delete" && r.1 == "module alice/evil" && r.2 == "allowed"),
         "{rows:?}"
     );
 }
@@ -440,7 +440,7 @@ async fn a_disabled_version_answers_only_an_exact_pin() {
     for action in ["version.disable", "version.enable"] {
         assert!(
             rows.iter()
-                .any(|r| r.0 == action && r.1 == "module/alice/fmt@1.1.0"),
+                .any(|r| r.0 == action && r.1 == "module alice/fmt@1.1.0"),
             "{action}: {rows:?}"
         );
     }
