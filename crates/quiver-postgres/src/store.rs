@@ -403,6 +403,8 @@ pub(crate) fn entry_from_row(r: &Row) -> Result<Entry> {
 
 const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
      published_at, validation, disabled";
+/// How many columns [`VERSION_COLS`] names (a column after them is at this index).
+const VERSION_COL_COUNT: usize = 10;
 /// [`VERSION_COLS`] with a `null` manifest: a version's row without reading its manifest.
 const VERSION_COLS_NO_MANIFEST: &str = "version, 'null'::text, sha256, changelog, breaking, \
      yanked, yank_reason, published_at, validation, disabled";
@@ -489,6 +491,15 @@ async fn insert_tombstone(
         .await
         .context("writing a tombstone")?;
     tombstone_from_row(&row)
+}
+
+#[test]
+fn the_version_column_count_is_the_list() {
+    assert_eq!(VERSION_COLS.split(", ").count(), VERSION_COL_COUNT);
+    assert_eq!(
+        VERSION_COLS_NO_MANIFEST.split(", ").count(),
+        VERSION_COL_COUNT
+    );
 }
 
 fn version_from_row(r: &Row) -> Result<Version> {
@@ -1274,7 +1285,9 @@ impl Store for PostgresStore {
                 .await
                 .context("reading latest versions")?
             {
-                let id: i64 = r.try_get(9).context("decoding an entry id")?;
+                let id: i64 = r
+                    .try_get(VERSION_COL_COUNT)
+                    .context("decoding an entry id")?;
                 out.push((id, version_from_row(&r)?));
             }
         }
@@ -1590,7 +1603,7 @@ impl Store for PostgresStore {
                 .await
                 .context("listing versions")?;
             for r in &rows {
-                let id: i64 = r.try_get(10).context("decoding a version")?;
+                let id: i64 = r.try_get(VERSION_COL_COUNT).context("decoding a version")?;
                 versions.entry(id).or_default().push(version_from_row(r)?);
             }
             let rows = c
@@ -1661,7 +1674,7 @@ impl Store for PostgresStore {
                 .await
                 .context("reading versions")?;
             for r in &rows {
-                let id: i64 = r.try_get(10).context("decoding a version")?;
+                let id: i64 = r.try_get(VERSION_COL_COUNT).context("decoding a version")?;
                 let v = version_from_row(r)?;
                 found.insert((id, v.version.clone()), v);
             }
