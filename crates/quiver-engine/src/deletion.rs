@@ -12,8 +12,9 @@
 //!     the entry (relations name entries, not versions, so a dependent blocks deleting
 //!     any of the entry's versions too);
 //!   - it has at most [`DeletionSettings::max_downloads`] counted downloads (the entry's,
-//!     all versions; a version's own), as last flushed (hits still in the node's buffer,
-//!     at most one flush interval's worth, are not counted yet).
+//!     all versions; a version's own): this node's buffered hits are flushed first; hits
+//!     still buffered on other nodes (at most one flush interval's worth) are not counted
+//!     yet.
 //! - A *site admin* may delete anything at any time (legal or security reasons), with a
 //!   reason. The tombstone keeps the name reserved: nobody but an admin may register it
 //!   again. An owner's deletion frees the name for the namespace's members.
@@ -139,6 +140,7 @@ impl Registry {
                 ));
             }
         } else {
+            self.flush_downloads().await?;
             let refusal = self
                 .refusal(
                     &key,
@@ -209,6 +211,7 @@ impl Registry {
                 ));
             }
         } else {
+            self.flush_downloads().await?;
             let downloads = self
                 .db
                 .downloads
@@ -304,8 +307,9 @@ impl Registry {
         let max = self.config.deletion.max_downloads;
         if downloads > max {
             return Ok(Some(format!(
-                "{what} cannot be deleted: it has {downloads} downloads, more than the {max} \
-                 an owner may delete; {instead}"
+                "{what} cannot be deleted: it has {downloads} counted download{}, more than \
+                 the {max} an owner may delete; {instead}",
+                if downloads == 1 { "" } else { "s" }
             )));
         }
         Ok(None)

@@ -1,6 +1,6 @@
 //! The deletion policy and per-version disable through the API: an owner's deletion
-//! inside the grace period (and its refusal outside it, or with a dependent), a
-//! maintainer who is not an owner refused, an admin's deletion leaving a tombstone that
+//! inside the grace period (and its refusal outside it, with a dependent, or past the
+//! download threshold), someone outside the namespace refused, an admin's deletion leaving a tombstone that
 //! keeps the name from anyone but admins, what the feed and the audit log say, deleted
 //! version numbers never published again, and a disabled version that only an exact pin
 //! resolves.
@@ -166,6 +166,40 @@ async fn an_owner_deletes_within_the_grace_period() {
             ("entry".into(), "scratch".into(), Value::Null),
         ],
         "{changes:?}"
+    );
+    // A private entry's deletion is on the feed only for those who could read it.
+    let (s, b) = app
+        .post(
+            "/api/v1/entries",
+            Some(&alice),
+            json!({"kind": "module", "namespace": "alice", "name": "hush",
+                   "description": "a private module", "visibility": "private"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app.delete(&path("hush"), Some(&alice)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        !public_changes(&app)
+            .await
+            .iter()
+            .any(|c| c["name"] == "hush"),
+        "a private entry's deletion is hidden from anonymous followers"
+    );
+    let (_, mine) = app.get("/api/v1/changes?limit=1000", Some(&alice)).await;
+    assert!(
+        mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "hush" && c["op"] == "delete"),
+        "{mine}"
+    );
+    let (s, b) = app.get(&path("hush"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        !b["error"]["message"].as_str().unwrap().contains("deleted"),
+        "nothing about a private entry to outsiders: {b}"
     );
     // And the audit log.
     let rows = audit_actions(&app).await;
@@ -444,4 +478,65 @@ async fn a_disabled_version_answers_only_an_exact_pin() {
             "{action}: {rows:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_past_the_threshold_refuse_an_owners_delete() {
+    let app = base(TestApp::builder())
+        .config(|c| c.deletion.max_downloads = 0)
+        .start()
+        .await;
+    let alice = app.session("alice").to_string();
+    let (s, e) = app
+        .post(
+            "/api/v1/entries",
+            Some(&alice),
+            json!({"kind": "module", "namespace": "alice", "name": "popular",
+                   "description": "a popular module"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let (s, e) = app
+        .post(
+            &format!("{}/versions", path("popular")),
+            Some(&alice),
+            json!({"version": "1.0.0", "content": "/var @x = 1\n"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let r = app
+        .http
+        .get(app.url(&format!("{}/versions/1.0.0/content", path("popular"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for p in [
+        format!("{}/versions/1.0.0", path("popular")),
+        path("popular"),
+    ] {
+        let (s, b) = app.delete(&p, Some(&alice)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{p}: {b}");
+        assert_envelope(&b, "delete_refused", None);
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 counted download,"),
+            "{b}"
+        );
+    }
+    let (s, b) = app
+        .call(
+            reqwest::Method::DELETE,
+            &path("popular"),
+            Some(ROOT),
+            Some(json!({"reason": "legal request"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "an admin is not bound by the threshold: {b}"
+    );
 }
