@@ -172,7 +172,8 @@ impl Mirror {
     }
 
     /// Apply `snapshots` (one per entry) as the command-line operator: entries and
-    /// versions in one import batch, then content, disabled states and relations.
+    /// versions in one import batch, then content, disabled states (the entry's and its
+    /// versions') and relations.
     pub async fn apply(&self, caller: &Caller, snapshots: Vec<Snapshot>) -> Result<Applied> {
         if !crate::setup::site_admin(caller) {
             return Err(Error::forbidden("only site admins may mirror into a store"));
@@ -253,6 +254,24 @@ impl Mirror {
                     };
                     self.db.store.update_entry(key, patch).await?;
                     out.updated += 1;
+                }
+                // Versions' disabled states, likewise.
+                for v in &s.versions {
+                    let Some(here) = self.db.store.get_version(key, &v.version).await? else {
+                        continue;
+                    };
+                    let same = match (&here.disabled, &v.disabled) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => a.reason == b.reason,
+                        _ => false,
+                    };
+                    if !same {
+                        self.db
+                            .store
+                            .set_version_disabled_audited(key, &v.version, v.disabled.clone(), None)
+                            .await?;
+                        out.updated += 1;
+                    }
                 }
             }
             for r in &s.relations {

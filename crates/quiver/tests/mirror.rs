@@ -410,9 +410,21 @@ async fn a_mirror_follows_deletions() {
             .unwrap();
         assert_eq!(r.status(), 200, "DELETE {path}");
     }
+    // And disables the version left: the mirror marks it too.
+    source
+        .post(
+            "/api/v1/entries/module/alice/keep/versions/1.0.0/disable",
+            json!({"reason": "broken build"}),
+        )
+        .await;
     let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("2 deleted"), "{out}");
+    let v = local
+        .get("/api/v1/entries/module/alice/keep/versions/1.0.0")
+        .await
+        .unwrap();
+    assert_eq!(v["disabled"]["reason"], "broken build", "{v}");
     assert_eq!(
         local.versions("keep").await,
         Some(owned(&[("1.0.0", false)]))
@@ -435,5 +447,9 @@ async fn a_mirror_follows_deletions() {
     assert_eq!(deletes, 2, "{feed}");
     let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
     assert!(ok, "{out}\n{err}");
+    assert!(
+        out.trim().is_empty() || out.contains("caught up"),
+        "nothing new: {out}"
+    );
     assert!(!out.contains("deleted"), "nothing new to delete: {out}");
 }
