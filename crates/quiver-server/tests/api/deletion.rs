@@ -424,6 +424,19 @@ async fn a_disabled_version_answers_only_an_exact_pin() {
     assert_eq!(got["disabled"]["reason"], "corrupts files on Windows");
     let (_, e) = app.get(&path("fmt"), None).await;
     assert_eq!(e["latest_version"], "1.0.0", "{e}");
+    let html = app
+        .http
+        .get(app.url("/module/alice/fmt"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(">disabled</span> corrupts files on Windows"),
+        "the entry's page marks the version"
+    );
     let resolve = "/api/v1/resolve/module/alice/fmt";
     let (s, r) = app.get(&format!("{resolve}?range=%5E1"), None).await;
     assert_eq!(s, StatusCode::OK, "{r}");
