@@ -519,23 +519,6 @@ impl Registry {
             .set_version_disabled_audited(&key, version, disabled, audit)
             .await
     }
-
-    /// The tombstones of a name the caller could read (newest first): what was deleted
-    /// under it, by whom, when and why.
-    pub async fn tombstones(&self, caller: &Caller, key: &EntryKey) -> Result<Vec<Tombstone>> {
-        let mut out = Vec::new();
-        for t in self.db.store.tombstones(key).await? {
-            let target = Target::entry(&t.namespace, &t.name, t.visibility);
-            if self
-                .decide(caller, Action::Read, &target)
-                .await?
-                .is_allowed()
-            {
-                out.push(t);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// The not-found of something deleted: what, when and why.
