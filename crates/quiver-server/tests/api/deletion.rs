@@ -299,6 +299,25 @@ async fn admin_deletion_reserves_the_name(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
+    // Searchable before.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, found) = app
+            .get("/api/v1/search?q=evil&kind=module", Some(ROOT))
+            .await;
+        if found["hits"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["name"] == "evil"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "search never found the entry: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // An admin's deletion needs a reason, and ignores the dependent.
     let (s, b) = app.delete(&path("evil"), Some(ROOT)).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -332,6 +351,28 @@ async fn admin_deletion_reserves_the_name(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::OK, "{rels}");
     assert_eq!(rels, json!([]));
+
+    // Search drops it (the index follows the feed's delete).
+    let started = std::time::Instant::now();
+    loop {
+        let (s, found) = app
+            .get("/api/v1/search?q=evil&kind=module", Some(ROOT))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{found}");
+        let hit = found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "evil");
+        if !hit {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "search still finds the deleted entry: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The old owner may not register the name again; an admin may.
     let (s, b) = app
