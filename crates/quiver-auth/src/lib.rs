@@ -194,6 +194,40 @@ mod tests {
     }
 
     #[test]
+    fn only_owners_delete() {
+        let entry = Target::entry("acme", "text.csv", Visibility::Public);
+        assert!(authorize(&user(&[("acme", Owner)]), Action::Delete, &entry).is_allowed());
+        for role in [Maintainer, Viewer] {
+            assert!(matches!(
+                authorize(&user(&[("acme", role)]), Action::Delete, &entry),
+                Decision::Forbidden(_)
+            ));
+        }
+        assert!(matches!(
+            authorize(&user(&[("beta", Owner)]), Action::Delete, &entry),
+            Decision::Forbidden(_)
+        ));
+        assert!(matches!(
+            authorize(
+                &token(&[("acme", Owner)], &[Scope::PublishUpdate], None),
+                Action::Delete,
+                &entry
+            ),
+            Decision::Forbidden(_)
+        ));
+        assert!(authorize(
+            &token(&[("acme", Owner)], &[Scope::Yank], None),
+            Action::Delete,
+            &entry
+        )
+        .is_allowed());
+        assert!(matches!(
+            authorize(&Principal::Anonymous, Action::Delete, &entry),
+            Decision::Unauthenticated(_)
+        ));
+    }
+
+    #[test]
     fn decisions_become_engine_errors() {
         use quiver_model::ErrorCode;
         let e = Decision::Hidden.check(&"tool/acme/x").unwrap_err();

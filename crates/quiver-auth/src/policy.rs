@@ -238,6 +238,9 @@ pub enum Action {
     Publish,
     /// Yank or unyank a version.
     Yank,
+    /// Delete an entry or a version under the deletion policy (the engine adds the grace
+    /// period, dependents and downloads rules): the namespace's owners.
+    Delete,
     /// Add, change or remove members of a namespace.
     ManageMembers,
     /// Site operations (jobs, index rebuilds).
@@ -253,7 +256,7 @@ impl Action {
             }
             Action::CreateEntry => Some(Scope::PublishNew),
             Action::Publish => Some(Scope::PublishUpdate),
-            Action::Yank => Some(Scope::Yank),
+            Action::Yank | Action::Delete => Some(Scope::Yank),
             Action::ManageMembers => Some(Scope::ManageOwners),
             Action::Administer => Some(Scope::Admin),
         }
@@ -353,7 +356,7 @@ fn account_may(a: &Account, action: Action, namespace: &str) -> bool {
         Action::Read | Action::List => role.is_some() || moderator,
         Action::CreateEntry | Action::Publish => role >= Some(NamespaceRole::Maintainer),
         Action::Yank => role >= Some(NamespaceRole::Maintainer) || moderator,
-        Action::ManageMembers => role == Some(NamespaceRole::Owner),
+        Action::ManageMembers | Action::Delete => role == Some(NamespaceRole::Owner),
         Action::Administer => false,
     }
 }
@@ -405,6 +408,7 @@ pub fn authorize(p: &Principal, action: Action, t: &Target) -> Decision {
         Action::CreateEntry => "create entries in",
         Action::Publish => "publish to",
         Action::Yank => "yank versions in",
+        Action::Delete => "delete entries or versions in",
         Action::ManageMembers => "manage the members of",
         _ => "administer",
     };

@@ -16,6 +16,8 @@
 //! - [`telemetry`]: tool executions and their roll-ups (in [`conformance_suite!`]);
 //! - [`derived`]: writes committed with their audit rows, feed-consumer positions, and
 //!   bulk enqueueing (in [`conformance_suite!`]);
+//! - [`deletion`]: per-version disable, deleting versions and entries, tombstones (in
+//!   [`conformance_suite!`]);
 //! - [`feed`]: the feed waker, on one handle (in [`conformance_suite!`]) and across two
 //!   handles on one database ([`feed::a_write_on_another_handle_wakes_a_subscriber`],
 //!   for backends shared by several nodes).
@@ -30,6 +32,7 @@ use async_trait::async_trait;
 use quiver_store::Database;
 
 pub mod accounts;
+pub mod deletion;
 pub mod derived;
 pub mod device;
 pub mod downloads;

@@ -1014,6 +1014,24 @@ macro_rules! conformance_suite {
             drop(ts);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn disable_a_version() {
+            let Some(ts) = $factory.await else { return };
+            $crate::deletion::disable_a_version(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn delete_a_version() {
+            let Some(ts) = $factory.await else { return };
+            $crate::deletion::delete_a_version(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn delete_an_entry() {
+            let Some(ts) = $factory.await else { return };
+            $crate::deletion::delete_an_entry(&ts.db).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn telemetry() {
             let Some(ts) = $factory.await else { return };
             $crate::telemetry::run(&ts.db).await;

@@ -56,6 +56,7 @@ pub(crate) fn action_name(a: Action) -> &'static str {
         Action::CreateEntry => "entry.create",
         Action::Publish => "entry.publish",
         Action::Yank => "version.yank",
+        Action::Delete => "entry.delete",
         Action::ManageMembers => "namespace.members",
         Action::Administer => "site.administer",
     }

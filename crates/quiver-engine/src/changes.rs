@@ -9,6 +9,10 @@
 //! client resumes from the `next` it was given whoever it is: events hidden from it are
 //! skipped, never renumbered.
 //!
+//! A deleted entry's events (and a deleted version's) are named from its tombstone, with
+//! the visibility it had when it was deleted: a follower sees `entity: entry, op:
+//! delete` (or `version`/`delete` with the version) and a mirror drops it.
+//!
 //! Guarantees: events come oldest first in commit order; a caller following from any
 //! position with `next` sees every event of its view exactly once per read, with no gap
 //! (at-least-once across retries: a client that loses an answer asks again from its last
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use quiver_auth::{authorize, Action};
-use quiver_model::{Error, FeedEntity, Kind, Result};
+use quiver_model::{Error, FeedEntity, FeedOp, Kind, Result};
 use serde::Serialize;
 
 use crate::{entry_target, Caller, Registry};
@@ -65,6 +69,29 @@ pub struct Changes {
     pub head: i64,
 }
 
+/// A stand-in entry naming a deleted one in the feed (only its key is used).
+fn tombstone_entry(t: &quiver_model::Tombstone) -> quiver_model::Entry {
+    quiver_model::Entry {
+        id: t.entry_id,
+        kind: t.kind,
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        display_name: None,
+        description: String::new(),
+        category: None,
+        tags: Vec::new(),
+        keywords: Vec::new(),
+        status: quiver_model::Status::Archived,
+        visibility: t.visibility,
+        deprecation: None,
+        popularity: Default::default(),
+        latest_version: None,
+        created_at: t.deleted_at,
+        updated_at: t.deleted_at,
+        disabled: None,
+    }
+}
+
 impl Registry {
     /// The changes after `since` that the caller may see, at most `limit`, oldest first.
     pub async fn changes(&self, caller: &Caller, since: i64, limit: usize) -> Result<Changes> {
@@ -88,28 +115,62 @@ impl Registry {
             let mut entry_ids: Vec<i64> = events.iter().filter_map(|e| e.entry_id).collect();
             entry_ids.sort_unstable();
             entry_ids.dedup();
-            let entries: HashMap<i64, quiver_model::Entry> = self
-                .db
-                .store
-                .get_entries_by_id(&entry_ids)
-                .await?
+            let found = self.db.store.get_entries_by_id(&entry_ids).await?;
+            // Deleted entries and versions are named from their tombstones (to whoever
+            // could read the entry when it was deleted), so followers and mirrors see
+            // the deletion.
+            let mut gone_ids: Vec<i64> = entry_ids
+                .iter()
+                .copied()
+                .filter(|id| !found.iter().any(|e| e.id == *id))
+                .collect();
+            gone_ids.extend(
+                events
+                    .iter()
+                    .filter(|e| e.entity == FeedEntity::Version && e.op == FeedOp::Delete)
+                    .filter_map(|e| e.entry_id),
+            );
+            let tombstones = if gone_ids.is_empty() {
+                Vec::new()
+            } else {
+                self.db.store.tombstones_of_entries(&gone_ids).await?
+            };
+            let mut entries: HashMap<i64, quiver_model::Entry> = found
                 .into_iter()
                 .filter(|e| authorize(caller, Action::Read, &entry_target(e)).is_allowed())
                 .map(|e| (e.id, e))
                 .collect();
+            let mut deleted_versions: HashMap<i64, String> = HashMap::new();
+            for t in tombstones {
+                let target = quiver_auth::Target::entry(&t.namespace, &t.name, t.visibility);
+                if !authorize(caller, Action::Read, &target).is_allowed() {
+                    continue;
+                }
+                match (t.version_id, &t.version) {
+                    (Some(vid), Some(v)) => {
+                        deleted_versions.insert(vid, v.clone());
+                    }
+                    _ => {
+                        entries
+                            .entry(t.entry_id)
+                            .or_insert_with(|| tombstone_entry(&t));
+                    }
+                }
+            }
             let version_ids: Vec<i64> = events
                 .iter()
                 .filter(|e| e.entity == FeedEntity::Version)
                 .filter(|e| e.entry_id.is_some_and(|id| entries.contains_key(&id)))
                 .map(|e| e.entity_id)
                 .collect();
-            let versions: HashMap<i64, String> = self
+            let mut versions: HashMap<i64, String> = self
                 .db
                 .store
                 .version_names_by_id(&version_ids)
                 .await?
                 .into_iter()
                 .collect();
+            versions.extend(deleted_versions);
             for ev in events {
                 if items.len() == limit {
                     break;

@@ -51,6 +51,7 @@ pub mod authoring;
 pub mod bulk;
 pub mod changes;
 pub mod content;
+pub mod deletion;
 pub mod device;
 pub mod downloads;
 pub mod events;
@@ -115,6 +116,8 @@ pub struct EngineConfig {
     /// Where published content is kept, addressed by its hash (default: `content` in
     /// the data directory).
     pub content_dir: Option<PathBuf>,
+    /// The deletion policy's grace period and download threshold (`deletion.rs`).
+    pub deletion: deletion::DeletionSettings,
 }
 
 impl EngineConfig {
@@ -133,6 +136,7 @@ impl EngineConfig {
             pipeline: pipeline::PipelineSettings::default(),
             downloads: downloads::DownloadSettings::default(),
             content_dir: None,
+            deletion: deletion::DeletionSettings::default(),
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -441,12 +445,9 @@ impl Registry {
 
     /// The entry, if the caller may see it; otherwise the same not-found as a missing one.
     async fn visible_entry(&self, caller: &Caller, key: &EntryKey) -> Result<Entry> {
-        let e = self
-            .db
-            .store
-            .get_entry(key)
-            .await?
-            .ok_or_else(|| Error::not_found(key))?;
+        let Some(e) = self.db.store.get_entry(key).await? else {
+            return Err(self.missing_entry(caller, key).await);
+        };
         self.require(caller, Action::Read, &entry_target(&e), key)
             .await?;
         Ok(e)
@@ -476,6 +477,11 @@ impl Registry {
         );
         self.require(caller, Action::CreateEntry, &target, &"this")
             .await?;
+        self.check_reserved(
+            caller,
+            &EntryKey::new(entry.kind, &entry.namespace, &entry.name),
+        )
+        .await?;
         let audit = self
             .draft(
                 caller,
@@ -596,6 +602,8 @@ impl Registry {
         }
         let valid = quiver_store::valid_version(key.kind, version)?;
         self.check_manifest_budget(key, &valid).await?;
+        self.check_version_number(key, &valid.version.version)
+            .await?;
         if entry.status == Status::Archived {
             return Err(Error::invalid(
                 "status",
@@ -706,11 +714,10 @@ impl Registry {
         version: &str,
     ) -> Result<Version> {
         self.visible_entry(caller, key).await?;
-        self.db
-            .store
-            .get_version(key, version)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("version {version} of {key}")))
+        match self.db.store.get_version(key, version).await? {
+            Some(v) => Ok(v),
+            None => Err(self.missing_version(caller, key, version).await),
+        }
     }
 
     pub async fn yank(

@@ -26,6 +26,9 @@
 //! - **Content is checked.** A version's content is kept in the content store only when
 //!   its sha256 is the hash its manifest declares; content the source does not hold is
 //!   simply absent, as on the source.
+//! - **Deletions follow.** An entry (or version) the source's feed names as deleted, and
+//!   that the source no longer answers, is deleted here too, leaving a tombstone that
+//!   does not reserve the name ([`Mirror::apply_deletions`]).
 //! - **One audit row per batch that changed something** (`mirror.apply`, with counts),
 //!   and the quality gates of the new versions queued from the local feed, as for an
 //!   import.
@@ -40,7 +43,7 @@ use quiver_import::jsonl::JsonlEntry;
 use quiver_model::names::name_key;
 use quiver_model::{validate, Visibility};
 use quiver_model::{Entry, EntryKey, EntryPatch, Error, ErrorCode, Relation, Result, Version};
-use quiver_store::{Database, Direction, ImportOutcome, NewAuditRecord};
+use quiver_store::{Database, Direction, ImportOutcome, NewAuditRecord, NewTombstone};
 use serde::Serialize;
 
 use crate::content::{declared_hash, sha256_hex, ContentStore, FileContentStore};
@@ -74,12 +77,14 @@ pub struct Applied {
     pub relations_waiting: u64,
     pub contents_stored: u64,
     pub gates_queued: u64,
+    /// Entries and versions deleted here because the source deleted them.
+    pub deleted: u64,
 }
 
 impl Applied {
     /// Whether anything was written.
     pub fn wrote(&self) -> bool {
-        self.created + self.updated + self.relations_added + self.contents_stored > 0
+        self.created + self.updated + self.relations_added + self.contents_stored + self.deleted > 0
     }
 }
 
@@ -167,7 +172,8 @@ impl Mirror {
     }
 
     /// Apply `snapshots` (one per entry) as the command-line operator: entries and
-    /// versions in one import batch, then content, disabled states and relations.
+    /// versions in one import batch, then content, disabled states (the entry's and its
+    /// versions') and relations.
     pub async fn apply(&self, caller: &Caller, snapshots: Vec<Snapshot>) -> Result<Applied> {
         if !crate::setup::site_admin(caller) {
             return Err(Error::forbidden("only site admins may mirror into a store"));
@@ -249,6 +255,24 @@ impl Mirror {
                     self.db.store.update_entry(key, patch).await?;
                     out.updated += 1;
                 }
+                // Versions' disabled states, likewise.
+                for v in &s.versions {
+                    let Some(here) = self.db.store.get_version(key, &v.version).await? else {
+                        continue;
+                    };
+                    let same = match (&here.disabled, &v.disabled) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => a.reason == b.reason,
+                        _ => false,
+                    };
+                    if !same {
+                        self.db
+                            .store
+                            .set_version_disabled_audited(key, &v.version, v.disabled.clone(), None)
+                            .await?;
+                        out.updated += 1;
+                    }
+                }
             }
             for r in &s.relations {
                 let rel = Relation {
@@ -263,6 +287,58 @@ impl Mirror {
         }
         if out.wrote() || !out.rejected.is_empty() {
             out.gates_queued = crate::gates::queue_gates(&self.db, &self.ecosystems).await?;
+            self.audit(caller, &out).await;
+        }
+        Ok(out)
+    }
+
+    /// Delete here what the source deleted: `entries` its feed named as deleted that the
+    /// source no longer answers, `versions` likewise (the caller checks the source).
+    /// Each leaves a tombstone (`deleted at the mirror's source`, not reserving the
+    /// name); what is not here is skipped. One audit row (`mirror.apply`) when anything
+    /// went.
+    pub async fn apply_deletions(
+        &self,
+        caller: &Caller,
+        entries: &[EntryKey],
+        versions: &[(EntryKey, String)],
+    ) -> Result<Applied> {
+        if !crate::setup::site_admin(caller) {
+            return Err(Error::forbidden("only site admins may mirror into a store"));
+        }
+        let mut out = Applied::default();
+        let tombstone = || NewTombstone {
+            reason: "deleted at the mirror's source".into(),
+            actor: caller.actor(),
+            by_admin: false,
+        };
+        for (key, version) in versions {
+            let key = self.local_key(key);
+            match self
+                .db
+                .store
+                .delete_version_audited(&key, version, tombstone(), None)
+                .await
+            {
+                Ok(_) => out.deleted += 1,
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for key in entries {
+            let key = self.local_key(key);
+            match self
+                .db
+                .store
+                .delete_entry_audited(&key, tombstone(), None)
+                .await
+            {
+                Ok(_) => out.deleted += 1,
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if out.wrote() {
             self.audit(caller, &out).await;
         }
         Ok(out)

@@ -11,6 +11,8 @@
 //!   `major.minor.patch` (the semver crate's rule, and npm's), or an exact pin.
 //! - Yanked versions are skipped unless pinned exactly; a pinned yanked version is
 //!   answered with a warning (a lock file must still install).
+//! - Disabled versions (a maintainer's `POST …/versions/{v}/disable`) likewise: no range,
+//!   dist-tag or `latest` answers one; an exact pin does, with a warning.
 //! - A deprecated entry resolves, with its deprecation message as a warning.
 //!
 //! The batch form resolves a whole lock set in one call; each reference answers on its
@@ -163,6 +165,11 @@ pub fn valid_tag(t: &str) -> bool {
         && VersionReq::parse(t).is_err()
 }
 
+/// Whether a range, a tag or `latest` may choose the version: neither yanked nor disabled.
+fn usable(v: &Version) -> bool {
+    !v.yanked && v.disabled.is_none()
+}
+
 /// The version a request chooses among `versions`, with its warnings.
 fn choose<'a>(
     versions: &'a [Version],
@@ -195,18 +202,26 @@ fn choose<'a>(
                         .map_or(String::new(), |r| format!(" ({r})"))
                 ));
             }
+            if let Some(d) = &v.disabled {
+                warnings.push(format!(
+                    "{} is disabled ({}): pinned exactly, so it is still answered",
+                    v.version, d.reason
+                ));
+            }
             Ok((v, warnings))
         }
         Wanted::Tag(t) => Err(format!("no dist-tag {t}")),
-        Wanted::Latest => best(&|v, s| !v.yanked && s.pre.is_empty())
-            .or_else(|| best(&|v, _| !v.yanked))
+        Wanted::Latest => best(&|v, s| usable(v) && s.pre.is_empty())
+            .or_else(|| best(&|v, _| usable(v)))
             .map(|v| (v, vec![]))
-            .ok_or_else(|| "every version is yanked".to_string()),
+            .ok_or_else(|| "every version is yanked or disabled".to_string()),
         Wanted::Range(req) => {
-            let v = best(&|v, s| !v.yanked && req.matches(s)).ok_or_else(|| {
-                let yanked = parsed.iter().any(|(v, s)| v.yanked && req.matches(s));
+            let v = best(&|v, s| usable(v) && req.matches(s)).ok_or_else(|| {
+                let yanked = parsed.iter().any(|(v, s)| !usable(v) && req.matches(s));
                 if yanked {
-                    format!("only yanked versions match {req} (pin one exactly to use it)")
+                    format!(
+                        "only yanked or disabled versions match {req} (pin one exactly to use it)"
+                    )
                 } else {
                     format!("no version matches {req}")
                 }
@@ -303,6 +318,18 @@ impl Registry {
                 .and_then(|d| Semver::parse(&d.version).ok())
                 .map(Wanted::Exact);
             match choose(&set.versions, tagged.as_ref().unwrap_or(want)) {
+                // A tag is a name, not a pin: it never answers a disabled version.
+                Ok((v, _)) if tagged.is_some() && v.disabled.is_some() => {
+                    let reason = v.disabled.as_ref().map_or("", |d| d.reason.as_str());
+                    picks.push(failure(
+                        "disabled",
+                        format!(
+                            "{key}: the dist-tag's version {} is disabled ({reason}): pin it \
+                             exactly to use it",
+                            v.version
+                        ),
+                    ));
+                }
                 Ok((v, warnings)) => {
                     wanted_versions.push((key, v.version.clone()));
                     picks.push(Ok((i, wanted_versions.len() - 1, warnings)));
@@ -597,6 +624,7 @@ mod tests {
             breaking: false,
             yanked,
             yank_reason: yanked.then(|| "broken".into()),
+            disabled: None,
             published_at: jiff::Timestamp::UNIX_EPOCH,
             validation: None,
         }
@@ -651,5 +679,23 @@ mod tests {
         let w = wanted(Some("1.2.5")).unwrap();
         let (_, warnings) = choose(&vs, &w).unwrap();
         assert!(warnings[0].contains("yanked (broken)"), "{warnings:?}");
+    }
+
+    #[test]
+    fn disabled_versions_answer_only_exact_pins() {
+        let mut off = v("1.3.0", false);
+        off.disabled = Some(quiver_model::Disabled {
+            reason: "crashes".into(),
+            since: jiff::Timestamp::UNIX_EPOCH,
+        });
+        let vs = [v("1.2.0", false), off];
+        assert_eq!(pick(&vs, "^1").unwrap(), "1.2.0");
+        assert_eq!(pick(&vs, "latest").unwrap(), "1.2.0");
+        assert!(pick(&vs, "~1.3")
+            .unwrap_err()
+            .contains("only yanked or disabled"));
+        let (got, warnings) = choose(&vs, &wanted(Some("1.3.0")).unwrap()).unwrap();
+        assert_eq!(got.version, "1.3.0");
+        assert!(warnings[0].contains("disabled (crashes)"), "{warnings:?}");
     }
 }

@@ -25,6 +25,10 @@ pub enum ErrorCode {
     /// Too many failed credential checks for this account or from this client (the
     /// credential throttle): retry after [`Error::retry_after`].
     TooManyAttempts,
+    /// A delete the deletion policy refuses (outside the grace period, with dependents,
+    /// with downloads): the message says why and what to do instead (yank, deprecate,
+    /// archive).
+    DeleteRefused,
 }
 
 impl ErrorCode {
@@ -37,6 +41,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::DeleteRefused => "delete_refused",
         }
     }
 }
@@ -94,6 +99,16 @@ impl Error {
             code: ErrorCode::Conflict,
             message: message.into(),
             field: Some(field.into()),
+            retry_after: None,
+        }
+    }
+
+    /// A delete the deletion policy refuses; `message` says why and what to do instead.
+    pub fn delete_refused(message: impl Into<String>) -> Self {
+        Error {
+            code: ErrorCode::DeleteRefused,
+            message: message.into(),
+            field: None,
             retry_after: None,
         }
     }

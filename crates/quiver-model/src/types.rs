@@ -312,6 +312,46 @@ pub struct Version {
     /// The result of the validation job, once it has run (absent while pending).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<Validation>,
+    /// Set while a maintainer has disabled this version: it stays readable by exact
+    /// version, but no range, dist-tag or `latest` resolves to it and it is never
+    /// selected (an exact pin still resolves, with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+}
+
+/// What is left of a deleted entry or version: who deleted it, when and why. An entry's
+/// tombstone (`version` absent) made by a site admin keeps the name reserved: nobody but
+/// an admin may register it again. A version's tombstone keeps its number from ever being
+/// published again. The public change feed names deleted entries and versions from their
+/// tombstones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Tombstone {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// The deleted version; absent when the whole entry was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The deleted entry's id (feed events name it).
+    #[serde(skip)]
+    pub entry_id: i64,
+    /// The deleted version's id, for a version's tombstone.
+    #[serde(skip)]
+    pub version_id: Option<i64>,
+    /// The visibility the entry had when it was deleted (who may see the deletion).
+    pub visibility: Visibility,
+    pub reason: String,
+    /// Who deleted it (an account name, `admin` or `operator`).
+    pub actor: String,
+    /// Deleted by a site admin (legal or security reasons): the name stays reserved.
+    pub by_admin: bool,
+    pub deleted_at: Timestamp,
+}
+
+impl Tombstone {
+    pub fn key(&self) -> EntryKey {
+        EntryKey::new(self.kind, &self.namespace, &self.name)
+    }
 }
 
 /// What the validation job found for a version's manifest.

@@ -705,6 +705,7 @@ async fn import_round(
         let rows =
             w.tx.query(
                 "SELECT entry_id, version FROM versions WHERE entry_id = ANY($1) AND NOT yanked \
+                 AND disabled IS NULL \
                  ORDER BY id",
                 &[&plan.refresh],
             )

@@ -194,6 +194,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0024_disabled",
         include_str!("../migrations/postgres/0024_disabled.sql"),
     ),
+    (
+        "0026_deletion",
+        include_str!("../migrations/postgres/0026_deletion.sql"),
+    ),
 ];
 
 /// Connect, run pending migrations, and hand out the whole [`Database`] (see

@@ -12,18 +12,18 @@ use quiver_model::validate::SemverVersion;
 use quiver_model::{
     Context, Deprecation, Disabled, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity,
     FeedEvent, FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result,
-    Status, Version, Visibility,
+    Status, Tombstone, Version, Visibility,
 };
 use quiver_store::{
-    Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, Page, PreferenceAction,
-    SkillPreference, Store, StoreStats, ValidVersion,
+    Audit, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord, NewTombstone, Page,
+    PreferenceAction, SkillPreference, Store, StoreStats, ValidVersion,
 };
 use quiver_store::{CoInstall, EventsOutcome, Incoming, ResolutionSet, UsageEvent};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::accounts::commit_audit;
+use crate::accounts::{commit_audit, commit_audit_change};
 use crate::{PostgresStore, FEED_LOCK};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -402,10 +402,12 @@ pub(crate) fn entry_from_row(r: &Row) -> Result<Entry> {
 }
 
 const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
-     published_at, validation";
+     published_at, validation, disabled";
+/// How many columns [`VERSION_COLS`] names (a column after them is at this index).
+const VERSION_COL_COUNT: usize = 10;
 /// [`VERSION_COLS`] with a `null` manifest: a version's row without reading its manifest.
 const VERSION_COLS_NO_MANIFEST: &str = "version, 'null'::text, sha256, changelog, breaking, \
-     yanked, yank_reason, published_at, validation";
+     yanked, yank_reason, published_at, validation, disabled";
 
 fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
     let manifest: String = r.try_get(1)?;
@@ -423,7 +425,81 @@ fn decode_version(r: &Row) -> std::result::Result<Version, BoxError> {
             .as_deref()
             .map(serde_json::from_str)
             .transpose()?,
+        disabled: r
+            .try_get::<_, Option<String>>(9)?
+            .as_deref()
+            .map(serde_json::from_str::<Disabled>)
+            .transpose()?,
     })
+}
+
+const TOMBSTONE_COLS: &str = "kind, namespace, name, version, entry_id, version_id, visibility, \
+     reason, actor, by_admin, deleted_at";
+
+fn decode_tombstone(r: &Row) -> std::result::Result<Tombstone, BoxError> {
+    let kind: String = r.try_get(0)?;
+    let visibility: String = r.try_get(6)?;
+    Ok(Tombstone {
+        kind: parse_enum(&kind)?,
+        namespace: r.try_get(1)?,
+        name: r.try_get(2)?,
+        version: r.try_get(3)?,
+        entry_id: r.try_get(4)?,
+        version_id: r.try_get(5)?,
+        visibility: parse_enum(&visibility)?,
+        reason: r.try_get(7)?,
+        actor: r.try_get(8)?,
+        by_admin: r.try_get(9)?,
+        deleted_at: ts(r.try_get(10)?),
+    })
+}
+
+fn tombstone_from_row(r: &Row) -> Result<Tombstone> {
+    decode_tombstone(r).context("decoding a tombstone")
+}
+
+/// Write a tombstone for `entry` (and `version`, with its id) and read it back.
+async fn insert_tombstone(
+    w: &Writer<'_>,
+    entry: &Entry,
+    version: Option<(&str, i64)>,
+    t: &NewTombstone,
+) -> Result<Tombstone> {
+    let row =
+        w.tx.query_one(
+            &format!(
+                "INSERT INTO tombstones (kind, namespace, name, name_key, version, entry_id, \
+                 version_id, visibility, reason, actor, by_admin, deleted_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 RETURNING {TOMBSTONE_COLS}"
+            ),
+            &[
+                &entry.kind.as_str(),
+                &entry.namespace,
+                &entry.name,
+                &name_key(entry.kind, &entry.namespace, &entry.name),
+                &version.map(|v| v.0),
+                &entry.id,
+                &version.map(|v| v.1),
+                &entry.visibility.as_str(),
+                &t.reason,
+                &t.actor,
+                &t.by_admin,
+                &now_ms(),
+            ],
+        )
+        .await
+        .context("writing a tombstone")?;
+    tombstone_from_row(&row)
+}
+
+#[test]
+fn the_version_column_count_is_the_list() {
+    assert_eq!(VERSION_COLS.split(", ").count(), VERSION_COL_COUNT);
+    assert_eq!(
+        VERSION_COLS_NO_MANIFEST.split(", ").count(),
+        VERSION_COL_COUNT
+    );
 }
 
 fn version_from_row(r: &Row) -> Result<Version> {
@@ -758,9 +834,11 @@ pub(crate) fn latest_of<'v>(versions: impl IntoIterator<Item = &'v str>) -> Opti
 /// Recompute an entry's latest version.
 async fn refresh_latest(w: &Writer<'_>, entry_id: i64) -> Result<Option<String>> {
     let stmt =
-        w.tx.prepare_cached("SELECT version FROM versions WHERE entry_id = $1 AND NOT yanked")
-            .await
-            .context("preparing latest-version query")?;
+        w.tx.prepare_cached(
+            "SELECT version FROM versions WHERE entry_id = $1 AND NOT yanked AND disabled IS NULL",
+        )
+        .await
+        .context("preparing latest-version query")?;
     let rows =
         w.tx.query(&stmt, &[&entry_id])
             .await
@@ -1207,7 +1285,9 @@ impl Store for PostgresStore {
                 .await
                 .context("reading latest versions")?
             {
-                let id: i64 = r.try_get(9).context("decoding an entry id")?;
+                let id: i64 = r
+                    .try_get(VERSION_COL_COUNT)
+                    .context("decoding an entry id")?;
                 out.push((id, version_from_row(&r)?));
             }
         }
@@ -1237,6 +1317,133 @@ impl Store for PostgresStore {
         let done = w.commit(&self.inner.channel).await?;
         self.after_commit(&mut client, done).await?;
         Ok(v)
+    }
+
+    async fn set_version_disabled_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        disabled: Option<Disabled>,
+        audit: Audit,
+    ) -> Result<Version> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
+        let vid = require_version_id(&w.tx, id, key, version).await?;
+        let text = disabled
+            .as_ref()
+            .map(|d| serde_json::to_string(d).unwrap_or_default());
+        w.tx.execute(
+            "UPDATE versions SET disabled = $1 WHERE id = $2",
+            &[&text, &vid],
+        )
+        .await
+        .context("disabling a version")?;
+        refresh_latest(&w, id).await?;
+        w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Update)
+            .await?;
+        let v = read_version(&w, vid, "reading the disabled version").await?;
+        commit_audit(&w, audit, &v).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
+        Ok(v)
+    }
+
+    async fn delete_entry_audited(
+        &self,
+        key: &EntryKey,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
+        let entry = get_entry_by_id(&w.tx, id).await?;
+        for sql in [
+            "DELETE FROM versions WHERE entry_id = $1",
+            "DELETE FROM relations WHERE from_id = $1 OR to_id = $1",
+            "DELETE FROM entry_tags WHERE entry_id = $1",
+            "DELETE FROM entries WHERE id = $1",
+        ] {
+            w.tx.execute(sql, &[&id])
+                .await
+                .context("deleting an entry")?;
+        }
+        let t = insert_tombstone(&w, &entry, None, &tombstone).await?;
+        w.feed(FeedEntity::Entry, id, Some(id), FeedOp::Delete)
+            .await?;
+        commit_audit_change(&w.tx, audit, Some(&entry), Some(&t)).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
+        Ok(t)
+    }
+
+    async fn delete_version_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone> {
+        let mut client = self.pooled().await?;
+        let mut w = Writer::begin(&mut client, self.inner.lock_key).await?;
+        let id = require_entry_id(&w.tx, key).await?;
+        w.lock_entry(id).await?;
+        let entry = get_entry_by_id(&w.tx, id).await?;
+        let vid = require_version_id(&w.tx, id, key, version).await?;
+        w.tx.execute(
+            "DELETE FROM dist_tags WHERE entry_id = $1 AND version = $2",
+            &[&id, &version],
+        )
+        .await
+        .context("deleting a version's dist-tags")?;
+        w.tx.execute("DELETE FROM versions WHERE id = $1", &[&vid])
+            .await
+            .context("deleting a version")?;
+        refresh_latest(&w, id).await?;
+        let t = insert_tombstone(&w, &entry, Some((version, vid)), &tombstone).await?;
+        w.feed(FeedEntity::Version, vid, Some(id), FeedOp::Delete)
+            .await?;
+        commit_audit(&w, audit, &t).await?;
+        let done = w.commit(&self.inner.channel).await?;
+        self.after_commit(&mut client, done).await?;
+        Ok(t)
+    }
+
+    async fn tombstones(&self, key: &EntryKey) -> Result<Vec<Tombstone>> {
+        // The primary: registering a name checks its tombstones, which a replica's lag
+        // must not hide.
+        let c = self.client().await?;
+        let nk = name_key(key.kind, &key.namespace, &key.name);
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {TOMBSTONE_COLS} FROM tombstones \
+                     WHERE kind = $1 AND namespace = $2 AND name_key = $3 ORDER BY id DESC"
+                ),
+                &[&key.kind.as_str(), &key.namespace, &nk],
+            )
+            .await
+            .context("reading tombstones")?;
+        rows.iter().map(tombstone_from_row).collect()
+    }
+
+    async fn tombstones_of_entries(&self, entry_ids: &[i64]) -> Result<Vec<Tombstone>> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.read_client().await?;
+        let ids = entry_ids.to_vec();
+        let rows = c
+            .query(
+                &format!("SELECT {TOMBSTONE_COLS} FROM tombstones WHERE entry_id = ANY($1)"),
+                &[&ids],
+            )
+            .await
+            .context("reading tombstones")?;
+        rows.iter().map(tombstone_from_row).collect()
     }
 
     async fn set_validation(
@@ -1396,7 +1603,7 @@ impl Store for PostgresStore {
                 .await
                 .context("listing versions")?;
             for r in &rows {
-                let id: i64 = r.try_get(9).context("decoding a version")?;
+                let id: i64 = r.try_get(VERSION_COL_COUNT).context("decoding a version")?;
                 versions.entry(id).or_default().push(version_from_row(r)?);
             }
             let rows = c
@@ -1467,7 +1674,7 @@ impl Store for PostgresStore {
                 .await
                 .context("reading versions")?;
             for r in &rows {
-                let id: i64 = r.try_get(9).context("decoding a version")?;
+                let id: i64 = r.try_get(VERSION_COL_COUNT).context("decoding a version")?;
                 let v = version_from_row(r)?;
                 found.insert((id, v.version.clone()), v);
             }

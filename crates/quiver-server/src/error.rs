@@ -43,10 +43,11 @@ pub enum Code {
     HeadersTooLarge,
     Unavailable,
     TooManyAttempts,
+    DeleteRefused,
 }
 
 impl Code {
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::InvalidInput,
         Code::MalformedRequest,
         Code::NotFound,
@@ -66,6 +67,7 @@ impl Code {
         Code::HeadersTooLarge,
         Code::Unavailable,
         Code::TooManyAttempts,
+        Code::DeleteRefused,
     ];
 
     /// The table: the code's name in the envelope, its HTTP status, and what it means.
@@ -90,6 +92,7 @@ impl Code {
             Code::UriTooLong => ("uri_too_long", S::URI_TOO_LONG, "the request's path and query are longer than the server accepts (8 KiB)"),
             Code::HeadersTooLarge => ("headers_too_large", S::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are larger than the server accepts (32 KiB in all)"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "the server is at its connection limit (for this client or in all); retry after Retry-After seconds"),
+            Code::DeleteRefused => ("delete_refused", S::CONFLICT, "the deletion policy refuses this delete (past the grace period, other entries depend on it, or too many downloads); the message says why and what to do instead: yank, deprecate or archive"),
             Code::TooManyAttempts => ("too_many_attempts", S::TOO_MANY_REQUESTS, "too many failed credential checks for this account from this client, or from this client in all; retry after Retry-After seconds"),
         }
     }
@@ -117,6 +120,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::Unauthorized => Code::Unauthorized,
             ErrorCode::Forbidden => Code::Forbidden,
             ErrorCode::TooManyAttempts => Code::TooManyAttempts,
+            ErrorCode::DeleteRefused => Code::DeleteRefused,
             // `ErrorCode` may grow: an unknown code is treated as internal.
             _ => Code::Internal,
         }

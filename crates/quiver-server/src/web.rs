@@ -719,6 +719,8 @@ struct VersionView {
     published: String,
     yanked: bool,
     reason: Option<String>,
+    /// Why its maintainers disabled it, while they have.
+    disabled: Option<String>,
     changelog: Option<String>,
     breaking: bool,
     /// The ids of the advisories that affect it.
@@ -1240,6 +1242,7 @@ fn version_view(v: &Version) -> VersionView {
         published: v.published_at.strftime("%Y-%m-%d").to_string(),
         yanked: v.yanked,
         reason: v.yank_reason.clone(),
+        disabled: v.disabled.as_ref().map(|d| d.reason.clone()),
         changelog: v.changelog.clone(),
         breaking: v.breaking,
         advisories: vec![],

@@ -23,17 +23,17 @@ use quiver_model::validate::SemverVersion;
 use quiver_model::{
     Context, Deprecation, Disabled, Document, Entry, EntryKey, EntryPatch, Error, FeedEntity,
     FeedEvent, FeedOp, Namespace, NewDocument, NewEntry, OwnerKind, Popularity, Relation, Result,
-    Status, Validation, Version, Visibility,
+    Status, Tombstone, Validation, Version, Visibility,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use accounts::commit_audit;
+use accounts::{commit_audit, commit_audit_change};
 use quiver_store::import::{self, Decision, StoredVersion};
 use quiver_store::{
     latest_of, Audit, Database, Direction, DistTag, EntryFilter, ImportOutcome, ImportRecord,
-    ImportedFields, Incoming, LocalFeed, MemoryLimiter, Page, PreferenceAction, ResolutionSet,
-    SkillPreference, Store, StoreStats, ValidVersion,
+    ImportedFields, Incoming, LocalFeed, MemoryLimiter, NewTombstone, Page, PreferenceAction,
+    ResolutionSet, SkillPreference, Store, StoreStats, ValidVersion,
 };
 use quiver_store::{CoInstall, EventsOutcome, UsageEvent};
 
@@ -140,6 +140,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0024_disabled",
         include_str!("../migrations/sqlite/0024_disabled.sql"),
+    ),
+    (
+        "0026_deletion",
+        include_str!("../migrations/sqlite/0026_deletion.sql"),
     ),
 ];
 
@@ -497,14 +501,19 @@ fn version_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Ver
             .as_deref()
             .map(json_col)
             .transpose()?,
+        disabled: r
+            .get::<_, Option<String>>(at + 9)?
+            .as_deref()
+            .map(json_col::<Disabled>)
+            .transpose()?,
     })
 }
 
 const VERSION_COLS: &str = "version, manifest, sha256, changelog, breaking, yanked, yank_reason, \
-     published_at, validation";
+     published_at, validation, disabled";
 /// [`VERSION_COLS`] with a `null` manifest: a version's row without reading its manifest.
 const VERSION_COLS_NO_MANIFEST: &str = "version, 'null', sha256, changelog, breaking, yanked, \
-     yank_reason, published_at, validation";
+     yank_reason, published_at, validation, disabled";
 
 fn get_entry_conn(conn: &Connection, key: &EntryKey) -> Result<Option<Entry>> {
     let nk = name_key(key.kind, &key.namespace, &key.name);
@@ -696,11 +705,13 @@ fn insert_version(tx: &Transaction<'_>, entry_id: i64, v: &ValidVersion) -> Resu
     Ok(id)
 }
 
-/// Recompute an entry's latest version: the highest unyanked release, else the highest
-/// unyanked pre-release, else none.
+/// Recompute an entry's latest version: the highest unyanked, enabled release, else the
+/// highest unyanked, enabled pre-release, else none.
 fn refresh_latest(tx: &Transaction<'_>, entry_id: i64) -> Result<Option<String>> {
     let mut stmt = tx
-        .prepare_cached("SELECT version FROM versions WHERE entry_id = ?1 AND yanked = 0")
+        .prepare_cached(
+            "SELECT version FROM versions WHERE entry_id = ?1 AND yanked = 0 AND disabled IS NULL",
+        )
         .context("preparing latest-version query")?;
     let versions: Vec<String> = stmt
         .query_map([entry_id], |r| r.get(0))
@@ -921,6 +932,63 @@ fn set_yank_row(
         .and_then(|mut s| s.execute(params![yanked, reason, vid]))
         .context("yanking a version")?;
     Ok(())
+}
+
+const TOMBSTONE_COLS: &str = "kind, namespace, name, version, entry_id, version_id, visibility, \
+     reason, actor, by_admin, deleted_at";
+
+fn tombstone_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tombstone> {
+    Ok(Tombstone {
+        kind: parse_enum(r.get(0)?)?,
+        namespace: r.get(1)?,
+        name: r.get(2)?,
+        version: r.get(3)?,
+        entry_id: r.get(4)?,
+        version_id: r.get(5)?,
+        visibility: parse_enum(r.get(6)?)?,
+        reason: r.get(7)?,
+        actor: r.get(8)?,
+        by_admin: r.get(9)?,
+        deleted_at: ts(r.get(10)?),
+    })
+}
+
+/// Write a tombstone for `entry` (and `version`, with its id) and read it back.
+fn insert_tombstone(
+    tx: &Transaction<'_>,
+    entry: &Entry,
+    version: Option<(&str, i64)>,
+    t: &NewTombstone,
+) -> Result<Tombstone> {
+    tx.prepare_cached(
+        "INSERT INTO tombstones (kind, namespace, name, name_key, version, entry_id, \
+         version_id, visibility, reason, actor, by_admin, deleted_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            entry.kind.as_str(),
+            entry.namespace,
+            entry.name,
+            name_key(entry.kind, &entry.namespace, &entry.name),
+            version.map(|v| v.0),
+            entry.id,
+            version.map(|v| v.1),
+            entry.visibility.as_str(),
+            t.reason,
+            t.actor,
+            t.by_admin,
+            now_ms(),
+        ])
+    })
+    .context("writing a tombstone")?;
+    let id = tx.last_insert_rowid();
+    tx.query_row(
+        &format!("SELECT {TOMBSTONE_COLS} FROM tombstones WHERE id = ?1"),
+        [id],
+        tombstone_from_row,
+    )
+    .context("reading a tombstone")
 }
 
 #[async_trait]
@@ -1338,6 +1406,140 @@ impl Store for SqliteStore {
                 .context("reading the yanked version")?;
             commit_audit(tx, audit, &v)?;
             Ok(v)
+        })
+        .await
+    }
+
+    async fn set_version_disabled_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        disabled: Option<Disabled>,
+        audit: Audit,
+    ) -> Result<Version> {
+        let key = key.clone();
+        let version = version.to_string();
+        self.write(move |tx| {
+            let id = require_entry_id(tx, &key)?;
+            let vid = require_version_id(tx, id, &key, &version)?;
+            tx.prepare_cached("UPDATE versions SET disabled = ?1 WHERE id = ?2")
+                .and_then(|mut s| {
+                    s.execute(params![
+                        disabled
+                            .as_ref()
+                            .map(|d| serde_json::to_string(d).unwrap_or_default()),
+                        vid
+                    ])
+                })
+                .context("disabling a version")?;
+            refresh_latest(tx, id)?;
+            feed(tx, FeedEntity::Version, vid, Some(id), FeedOp::Update)?;
+            let v = tx
+                .query_row(
+                    &format!("SELECT {VERSION_COLS} FROM versions WHERE id = ?1"),
+                    [vid],
+                    version_from_row,
+                )
+                .context("reading the disabled version")?;
+            commit_audit(tx, audit, &v)?;
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn delete_entry_audited(
+        &self,
+        key: &EntryKey,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let entry = get_entry_conn(tx, &key)?.ok_or_else(|| Error::not_found(&key))?;
+            let id = entry.id;
+            for sql in [
+                "DELETE FROM versions WHERE entry_id = ?1",
+                "DELETE FROM relations WHERE from_id = ?1 OR to_id = ?1",
+                "DELETE FROM entry_tags WHERE entry_id = ?1",
+                "DELETE FROM entries WHERE id = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([id]))
+                    .context("deleting an entry")?;
+            }
+            let t = insert_tombstone(tx, &entry, None, &tombstone)?;
+            feed(tx, FeedEntity::Entry, id, Some(id), FeedOp::Delete)?;
+            commit_audit_change(tx, audit, Some(&entry), Some(&t))?;
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn delete_version_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone> {
+        let key = key.clone();
+        let version = version.to_string();
+        self.write(move |tx| {
+            let entry = get_entry_conn(tx, &key)?.ok_or_else(|| Error::not_found(&key))?;
+            let vid = require_version_id(tx, entry.id, &key, &version)?;
+            tx.prepare_cached("DELETE FROM dist_tags WHERE entry_id = ?1 AND version = ?2")
+                .and_then(|mut s| s.execute(params![entry.id, version]))
+                .context("deleting a version's dist-tags")?;
+            tx.prepare_cached("DELETE FROM versions WHERE id = ?1")
+                .and_then(|mut s| s.execute([vid]))
+                .context("deleting a version")?;
+            refresh_latest(tx, entry.id)?;
+            let t = insert_tombstone(tx, &entry, Some((&version, vid)), &tombstone)?;
+            feed(tx, FeedEntity::Version, vid, Some(entry.id), FeedOp::Delete)?;
+            commit_audit(tx, audit, &t)?;
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn tombstones(&self, key: &EntryKey) -> Result<Vec<Tombstone>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let nk = name_key(key.kind, &key.namespace, &key.name);
+            c.prepare_cached(&format!(
+                "SELECT {TOMBSTONE_COLS} FROM tombstones \
+                 WHERE kind = ?1 AND namespace = ?2 AND name_key = ?3 ORDER BY id DESC"
+            ))
+            .and_then(|mut s| {
+                s.query_map(
+                    params![key.kind.as_str(), key.namespace, nk],
+                    tombstone_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .context("reading tombstones")
+        })
+        .await
+    }
+
+    async fn tombstones_of_entries(&self, entry_ids: &[i64]) -> Result<Vec<Tombstone>> {
+        let ids = entry_ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let rows = c
+                    .prepare(&format!(
+                        "SELECT {TOMBSTONE_COLS} FROM tombstones WHERE entry_id IN ({placeholders})"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(rusqlite::params_from_iter(chunk.iter()), tombstone_from_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .context("reading tombstones")?;
+                out.extend(rows);
+            }
+            Ok(out)
         })
         .await
     }

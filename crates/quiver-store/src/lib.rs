@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use quiver_model::validate::SemverVersion;
 use quiver_model::{
     Deprecation, Document, Entry, EntryKey, EntryPatch, FeedEvent, Kind, Namespace, NewDocument,
-    NewEntry, NewVersion, OwnerKind, Relation, Result, Status, Version, Visibility,
+    NewEntry, NewVersion, OwnerKind, Relation, Result, Status, Tombstone, Version, Visibility,
 };
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +339,17 @@ pub struct StoreStats {
     pub size_bytes: Option<u64>,
 }
 
+/// What the engine decides about a deletion; the store adds the entry's (or version's)
+/// name, ids, visibility and time to make the [`Tombstone`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTombstone {
+    pub reason: String,
+    /// Who deletes it (an account name, `admin`, `operator`).
+    pub actor: String,
+    /// A site admin's deletion: the name stays reserved.
+    pub by_admin: bool,
+}
+
 /// The audit row a write commits with, if any (see [`AuditDraft`]).
 pub type Audit = Option<AuditDraft>;
 
@@ -435,6 +446,47 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<String>,
         audit: Audit,
     ) -> Result<Version>;
+
+    /// Disable (`Some`, with its reason) or enable (`None`) one version, with the audit
+    /// row of the change; a feed row (version update) and the entry's latest version
+    /// recomputed (a disabled version is never the latest).
+    async fn set_version_disabled_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        disabled: Option<quiver_model::Disabled>,
+        audit: Audit,
+    ) -> Result<Version>;
+
+    /// Delete an entry for good, in one transaction: its versions, relations (both
+    /// ways), tags, dist-tags, download counts, usage events, skill preferences and
+    /// advisory links go; a [`Tombstone`] stays, and a feed row (entry delete) tells the
+    /// derived views and the public feed. `NotFound` when there is no such entry.
+    async fn delete_entry_audited(
+        &self,
+        key: &EntryKey,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone>;
+
+    /// Delete one version for good, in one transaction: its row and the dist-tags that
+    /// point at it go, the entry's latest version is recomputed, a [`Tombstone`] keeps
+    /// its number from being published again, and a feed row (version delete) is written.
+    async fn delete_version_audited(
+        &self,
+        key: &EntryKey,
+        version: &str,
+        tombstone: NewTombstone,
+        audit: Audit,
+    ) -> Result<Tombstone>;
+
+    /// The tombstones of a name (the entry's and its versions'; the name compared after
+    /// the kind's normalization), newest first.
+    async fn tombstones(&self, key: &EntryKey) -> Result<Vec<Tombstone>>;
+
+    /// The tombstones of deleted entries and versions by the deleted entry's id, in no
+    /// particular order: for naming the feed's delete events.
+    async fn tombstones_of_entries(&self, entry_ids: &[i64]) -> Result<Vec<Tombstone>>;
 
     /// Record the validation job's result on a version (a feed row: version update).
     async fn set_validation(

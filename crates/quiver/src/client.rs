@@ -562,6 +562,57 @@ fn print_validation(remote: &Remote, report: &Value, what: &str) -> anyhow::Resu
 }
 
 #[derive(Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The entry's kind.
+    pub kind: Kind,
+    /// namespace/name, or namespace/name@version to delete one version.
+    pub name: String,
+    /// Why (required of site admins; kept on the tombstone and in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `namespace/name[@version]`: the name, and the version when one is given (an npm
+/// scope's leading `@` is part of the name).
+fn split_versioned(full: &str) -> anyhow::Result<(String, String, Option<String>)> {
+    let (ns, name) = split_name(full)?;
+    match name.rsplit_once('@') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => {
+            Ok((ns, n.to_string(), Some(v.to_string())))
+        }
+        _ => Ok((ns, name, None)),
+    }
+}
+
+/// `quiver delete`: delete an entry or one version under the server's deletion policy.
+pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let (ns, name, version) = split_versioned(&a.name)?;
+    let client = Client::new(a.remote.clone());
+    let mut path = entry_path(a.kind, &ns, &name);
+    if let Some(v) = &version {
+        path.push_str(&format!("/versions/{}", urlencode(v)));
+    }
+    let body = json!({ "reason": a.reason });
+    let t = client
+        .call(Method::DELETE, &path, Some(&body))
+        .await?
+        .ok_or_else(|| anyhow!("{} {ns}/{name} not found", a.kind))?;
+    if a.remote.json {
+        return print_json(&t);
+    }
+    match &version {
+        Some(v) => println!("deleted {} {ns}/{name}@{v}", a.kind),
+        None => println!("deleted {} {ns}/{name}", a.kind),
+    }
+    if t["by_admin"] == true {
+        println!("  the name stays reserved (deleted by an administrator)");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct InfoArgs {
     #[command(flatten)]
     pub remote: Remote,

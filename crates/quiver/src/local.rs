@@ -58,6 +58,14 @@ pub struct ServeArgs {
     /// How often popularity is refreshed from counted downloads, in seconds.
     #[arg(long, env = "QUIVER_POPULARITY_REFRESH_SECS", default_value_t = 3600)]
     pub popularity_refresh_secs: u64,
+    /// How long after publishing an owner may still delete an entry or version, in hours
+    /// (the deletion policy; site admins may delete at any time).
+    #[arg(long, env = "QUIVER_DELETE_GRACE_HOURS", default_value_t = 72)]
+    pub delete_grace_hours: u64,
+    /// The most counted downloads an entry (all versions) or a version may have for its
+    /// owner to delete it.
+    #[arg(long, env = "QUIVER_DELETE_MAX_DOWNLOADS", default_value_t = 100)]
+    pub delete_max_downloads: u64,
     /// Where published content is kept, addressed by its sha256 (default: `content` in
     /// the data directory; on several nodes, a folder they all share).
     #[arg(long, env = "QUIVER_CONTENT_DIR")]
@@ -232,6 +240,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.downloads.flush_interval = std::time::Duration::from_millis(a.download_flush_ms);
     config.downloads.refresh_interval = std::time::Duration::from_secs(a.popularity_refresh_secs);
     config.content_dir = a.content_dir.clone();
+    config.deletion.grace = std::time::Duration::from_secs(a.delete_grace_hours * 3600);
+    config.deletion.max_downloads = a.delete_max_downloads;
     config.ecosystem_namespaces = a
         .ecosystem_namespaces
         .iter()

@@ -137,6 +137,10 @@ enum Command {
     New(new_cli::NewArgs),
     /// Show an entry and its versions: `quiver info package npm/@types/node`.
     Info(client::InfoArgs),
+    /// Delete an entry or one version under the server's deletion policy (owners within
+    /// the grace period, nothing depending on it, few downloads; admins with a reason):
+    /// `quiver delete tool acme/csv-parse@1.0.1 --reason "leaked a key"`.
+    Delete(client::DeleteArgs),
     /// Search a server.
     Search(client::SearchArgs),
     /// Select tools for a capability: `quiver select packet_capture --var packet_count=5000`.
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             Command::Publish(a) => client::publish(a).await,
             Command::New(a) => new_cli::run(a),
             Command::Info(a) => client::info(a).await,
+            Command::Delete(a) => client::delete(a).await,
             Command::Audit(a) => client::audit(a).await,
             Command::Whoami(a) => client::whoami(a).await,
             Command::Register(a) => client::register(a).await,

@@ -5,7 +5,9 @@
 //! (`GET /api/v1/changes`, a long poll in follow mode), reads every entry the page
 //! touches as the source answers it now (the entry, its versions with manifests, its
 //! relations, the content of its versions that the local store lacks), applies them in
-//! one batch, and only then moves the position. A mirror stopped at any moment resumes
+//! one batch, follows the deletions the page names (an entry or version the source
+//! deleted and no longer answers is deleted here, `Mirror::apply_deletions`), and only
+//! then moves the position. A mirror stopped at any moment resumes
 //! from the last applied page; a page applied twice writes nothing the second time.
 
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ pub struct MirrorArgs {
 /// events touch (in order, once each), where to resume, and the feed's head.
 struct Page {
     keys: Vec<EntryKey>,
+    /// Entries the page says were deleted.
+    deleted: Vec<EntryKey>,
+    /// Versions the page says were deleted.
+    deleted_versions: Vec<(EntryKey, String)>,
     next: i64,
     head: i64,
 }
@@ -69,6 +75,8 @@ impl Page {
                 .with_context(|| format!("the source's feed page has no `{field}`"))
         };
         let mut keys: Vec<EntryKey> = Vec::new();
+        let mut deleted: Vec<EntryKey> = Vec::new();
+        let mut deleted_versions: Vec<(EntryKey, String)> = Vec::new();
         for c in v["items"].as_array().into_iter().flatten() {
             let (Some(kind), Some(ns), Some(name)) = (
                 c["kind"].as_str().and_then(|k| k.parse::<Kind>().ok()),
@@ -78,12 +86,21 @@ impl Page {
                 continue; // a namespace's or document's event (admins only): not mirrored
             };
             let key = EntryKey::new(kind, ns, name);
+            if c["op"] == "delete" {
+                match (c["entity"].as_str(), c["version"].as_str()) {
+                    (Some("entry"), _) if !deleted.contains(&key) => deleted.push(key.clone()),
+                    (Some("version"), Some(v)) => deleted_versions.push((key.clone(), v.into())),
+                    _ => {}
+                }
+            }
             if !keys.contains(&key) {
                 keys.push(key);
             }
         }
         Ok(Page {
             keys,
+            deleted,
+            deleted_versions,
             next: number("next")?,
             head: number("head")?,
         })
@@ -157,12 +174,37 @@ async fn round(
         .context("the source has no change feed (GET /api/v1/changes answered 404)")?;
     let page = Page::read(&value)?;
     let mut snapshots = Vec::with_capacity(page.keys.len());
+    let mut gone = Vec::new();
     for key in &page.keys {
-        if let Some(s) = snapshot(client, mirror, key).await? {
-            snapshots.push(s);
+        match snapshot(client, mirror, key).await? {
+            Some(s) => snapshots.push(s),
+            None => gone.push(key.clone()),
         }
     }
-    let applied = mirror.apply(&Caller::Operator, snapshots).await?;
+    // A deletion is followed only when the source no longer answers what it deleted (an
+    // entry deleted and registered again is applied as its snapshot).
+    let entries: Vec<EntryKey> = page
+        .deleted
+        .iter()
+        .filter(|k| gone.contains(k))
+        .cloned()
+        .collect();
+    let versions: Vec<(EntryKey, String)> = page
+        .deleted_versions
+        .iter()
+        .filter(|(k, v)| {
+            snapshots
+                .iter()
+                .find(|s| s.entry.key() == *k)
+                .is_some_and(|s| !s.versions.iter().any(|x| x.version == *v))
+        })
+        .cloned()
+        .collect();
+    let mut applied = mirror.apply(&Caller::Operator, snapshots).await?;
+    let deletions = mirror
+        .apply_deletions(&Caller::Operator, &entries, &versions)
+        .await?;
+    applied.deleted = deletions.deleted;
     Ok((page, applied))
 }
 
@@ -234,8 +276,8 @@ async fn snapshot(
 fn report(a: &Applied, position: i64, head: i64) {
     if a.wrote() {
         println!(
-            "position {position}/{head}: {} created, {} updated, {} unchanged, {} relations added, {} contents stored",
-            a.created, a.updated, a.unchanged, a.relations_added, a.contents_stored
+            "position {position}/{head}: {} created, {} updated, {} unchanged, {} relations added, {} contents stored, {} deleted",
+            a.created, a.updated, a.unchanged, a.relations_added, a.contents_stored, a.deleted
         );
     }
     for r in &a.rejected {

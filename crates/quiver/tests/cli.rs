@@ -1315,3 +1315,123 @@ async fn publish_asks_for_what_a_module_file_lacks_in_a_terminal() {
     let e = get(&server.url("/api/v1/entries/module/alice/hello")).await;
     assert_eq!(e["description"], "Say hello in many languages", "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_from_the_cli_under_the_servers_policy() {
+    const ROOT: &str = "root-for-delete-tests";
+    let dir = tempfile::tempdir().unwrap();
+    // A grace period of none: an owner may delete nothing, an admin anything.
+    let server = Server::start(
+        dir.path(),
+        &["--admin-token", ROOT, "--delete-grace-hours", "0"],
+    );
+    let s = ["--server", server.base.as_str()];
+    let http = reqwest::Client::new();
+    let r = http
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": "olga", "email": "olga@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let session: Value = http
+        .post(server.url("/api/v1/session"))
+        .json(&json!({"name": "olga", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let olga = session["token"].as_str().unwrap().to_string();
+    let post = |path: &str, body: Value| {
+        http.post(server.url(path))
+            .bearer_auth(&olga)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        post("/api/v1/namespaces", json!({"name": "acme"}))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        post(
+            "/api/v1/entries",
+            json!({"kind": "module", "namespace": "acme", "name": "fmt", "description": "formats things"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        201
+    );
+    for v in ["1.0.0", "1.1.0"] {
+        let r = post(
+            "/api/v1/entries/module/acme/fmt/versions",
+            json!({"version": v, "manifest": {"license": "CC0"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201, "{v}");
+    }
+
+    let (ok, _, err) = quiver(
+        &[
+            &["delete"],
+            &s[..],
+            &["--token", &olga, "module", "acme/fmt"],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("grace period") && err.contains("yank"),
+        "{err}"
+    );
+    let (ok, out, err) = quiver(
+        &[
+            &["delete"],
+            &s[..],
+            &[
+                "--token",
+                ROOT,
+                "module",
+                "acme/fmt@1.1.0",
+                "--reason",
+                "leaked a key",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted module acme/fmt@1.1.0"), "{out}");
+    let (ok, _, err) = quiver(
+        &[
+            &["delete"],
+            &s[..],
+            &["--token", ROOT, "module", "acme/fmt"],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(err.contains("reason"), "{err}");
+    let (ok, out, err) = quiver(
+        &[
+            &["delete"],
+            &s[..],
+            &["--token", ROOT, "module", "acme/fmt", "--reason", "malware"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("deleted module acme/fmt") && out.contains("reserved"),
+        "{out}"
+    );
+    let r = reqwest::get(server.url("/api/v1/entries/module/acme/fmt"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

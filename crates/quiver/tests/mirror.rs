@@ -1,7 +1,7 @@
 //! `quiver mirror` between two real servers on loopback: a write on the source appears on
 //! the mirror's server, a mirror killed and started again resumes from its position (no
 //! version missed or written twice), private entries are never copied, and `--prefix`
-//! renames namespaces.
+//! renames namespaces; deletions on the source (an entry, a version) are followed.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -371,4 +371,85 @@ async fn a_mirror_follows_resumes_and_never_copies_private_entries() {
         "{greet}"
     );
     assert_eq!(greet["versions"].as_array().unwrap().len(), 3, "{greet}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_follows_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_server = Server::start(&dir.path().join("source"), &["--admin-token", ADMIN]);
+    let mirror_data = dir.path().join("mirror");
+    let mirror_server = Server::start(&mirror_data, &["--admin-token", ADMIN]);
+    let source = Api::new(&source_server);
+    let local = Api::new(&mirror_server);
+    let from = source_server.base.as_str();
+    source.create("keep", "public").await;
+    source.publish("keep", "1.0.0", None).await;
+    source.publish("keep", "1.1.0", None).await;
+    source.create("gone", "public").await;
+    source.publish("gone", "1.0.0", None).await;
+    let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        local.versions("keep").await,
+        Some(owned(&[("1.0.0", false), ("1.1.0", false)]))
+    );
+    assert!(local.versions("gone").await.is_some());
+
+    // The source's admin deletes a version and an entry; the mirror follows.
+    for path in [
+        "/api/v1/entries/module/alice/keep/versions/1.1.0",
+        "/api/v1/entries/module/alice/gone",
+    ] {
+        let r = source
+            .http
+            .delete(format!("{}{path}", source.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({"reason": "takedown request"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "DELETE {path}");
+    }
+    // And disables the version left: the mirror marks it too.
+    source
+        .post(
+            "/api/v1/entries/module/alice/keep/versions/1.0.0/disable",
+            json!({"reason": "broken build"}),
+        )
+        .await;
+    let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 deleted"), "{out}");
+    let v = local
+        .get("/api/v1/entries/module/alice/keep/versions/1.0.0")
+        .await
+        .unwrap();
+    assert_eq!(v["disabled"]["reason"], "broken build", "{v}");
+    assert_eq!(
+        local.versions("keep").await,
+        Some(owned(&[("1.0.0", false)]))
+    );
+    assert!(local
+        .get("/api/v1/entries/module/alice/gone")
+        .await
+        .is_none());
+    // The mirror's own feed says so too, and a second run writes nothing.
+    let feed = local
+        .get("/api/v1/changes?since=0&limit=1000")
+        .await
+        .unwrap();
+    let deletes = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["op"] == "delete")
+        .count();
+    assert_eq!(deletes, 2, "{feed}");
+    let (ok, out, err) = mirror_once(from, &mirror_data, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.trim().is_empty() || out.contains("caught up"),
+        "nothing new: {out}"
+    );
+    assert!(!out.contains("deleted"), "nothing new to delete: {out}");
 }

@@ -13,6 +13,7 @@ mod authoring;
 mod caching;
 mod changes;
 mod credentials;
+mod deletion;
 mod device;
 mod downloads;
 mod entries;
