@@ -68,6 +68,7 @@ pub mod suggest;
 pub mod telemetry;
 pub mod throttle;
 pub mod transfer;
+pub mod webhooks;
 
 use audit::Event;
 
@@ -115,6 +116,8 @@ pub struct EngineConfig {
     /// Where published content is kept, addressed by its hash (default: `content` in
     /// the data directory).
     pub content_dir: Option<PathBuf>,
+    /// How webhooks are delivered: private targets, backoff, attempts, disabling.
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl EngineConfig {
@@ -133,6 +136,7 @@ impl EngineConfig {
             pipeline: pipeline::PipelineSettings::default(),
             downloads: downloads::DownloadSettings::default(),
             content_dir: None,
+            webhooks: webhooks::WebhookSettings::default(),
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -222,6 +226,8 @@ pub struct Registry {
     node: String,
     /// Wakes this process's worker when a job is queued here.
     worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
+    /// Wakes this process's webhook delivery workers (`webhooks.rs`).
+    webhook_wake: std::sync::Mutex<Vec<Arc<Notify>>>,
     /// The salt of the audit log's client-address hashes, read from the store once.
     audit_salt: tokio::sync::OnceCell<String>,
     /// When raw telemetry was last pruned (ms since the epoch).
@@ -277,6 +283,7 @@ impl Registry {
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
+            webhook_wake: std::sync::Mutex::new(Vec::new()),
             db,
             index,
             config,
@@ -325,6 +332,9 @@ impl Registry {
                 }
                 if let Err(e) = me.pipeline_follow().await {
                     tracing::warn!(error = %e, "could not re-queue unblocked pipeline items; will retry");
+                }
+                if let Err(e) = me.fan_out_webhooks().await {
+                    tracing::warn!(error = %e, "could not add webhook deliveries; will retry");
                 }
             }
         })
@@ -864,6 +874,7 @@ impl Registry {
                 config: self.config.clone(),
             });
         let handle = worker.spawn();
+        self.spawn_webhook_workers();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
         handle
     }

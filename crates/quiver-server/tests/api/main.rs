@@ -38,3 +38,4 @@ mod web_account;
 mod web_intel;
 mod web_pipeline;
 mod web_staff;
+mod webhooks;
