@@ -782,6 +782,24 @@ impl Registry {
     }
 }
 
+/// First attempts of the deliveries one event fans out to, per job at most (sent
+/// concurrently by the job's worker: a write with many subscribers costs one job, not one
+/// per subscriber; retries are jobs of their own).
+const BATCH: usize = 50;
+
+/// The job of the first attempts of these deliveries.
+fn first_attempts(ids: &[i64]) -> NewJob {
+    NewJob::new(DELIVER_WEBHOOK, serde_json::json!({"deliveries": ids}))
+        .dedup_key(format!(
+            "webhooks:{}-{}:{}",
+            ids[0],
+            ids[ids.len() - 1],
+            ids.len()
+        ))
+        .max_attempts(3)
+        .priority(1)
+}
+
 /// The job of attempt `attempt + 1` of delivery `id`, due at `at` (now when `None`).
 fn deliver_job(id: i64, attempt: u32, at: Option<Timestamp>) -> NewJob {
     let job = NewJob::new(DELIVER_WEBHOOK, serde_json::json!({"delivery": id}))
@@ -982,7 +1000,7 @@ pub async fn fan_out(db: &Database) -> Result<u64> {
         if !new.is_empty() {
             let ids = db.webhooks.add_deliveries(new, Timestamp::now()).await?;
             db.jobs
-                .enqueue_many(ids.into_iter().map(|id| deliver_job(id, 0, None)).collect())
+                .enqueue_many(ids.chunks(BATCH).map(first_attempts).collect())
                 .await?;
         }
         if db
@@ -1079,21 +1097,94 @@ impl Handler for DeliverWebhook {
     }
 
     async fn run(&self, job: &Job) -> std::result::Result<(), String> {
-        self.attempt(job).await.map_err(|e| e.to_string())
+        if let Some(ids) = job.payload["deliveries"].as_array() {
+            return self.first_attempts(ids).await.map_err(|e| e.to_string());
+        }
+        let Some(id) = job.payload["delivery"].as_i64() else {
+            return Err("the job names no delivery".into());
+        };
+        let result: Result<()> = async {
+            if let Some((id, attempt, disable_after, audit)) = self.try_one(id).await? {
+                let rec = self
+                    .db
+                    .webhooks
+                    .record_attempt(id, attempt, disable_after, audit)
+                    .await?;
+                self.after(vec![rec]).await?;
+            }
+            Ok(())
+        }
+        .await;
+        result.map_err(|e| e.to_string())
     }
 }
 
+/// An attempt made, to record.
+type Made = (i64, Attempt, u32, quiver_store::Audit);
+
 impl DeliverWebhook {
-    async fn attempt(&self, job: &Job) -> Result<()> {
-        let Some(id) = job.payload["delivery"].as_i64() else {
-            return Err(Error::invalid("delivery", "the job names no delivery"));
-        };
+    /// The first attempts of a fan-out's deliveries: sent concurrently, recorded together.
+    async fn first_attempts(&self, ids: &[serde_json::Value]) -> Result<()> {
+        let mut set = tokio::task::JoinSet::new();
+        for id in ids.iter().filter_map(serde_json::Value::as_i64) {
+            let me = DeliverWebhook {
+                db: self.db.clone(),
+                settings: self.settings.clone(),
+            };
+            set.spawn(async move { me.try_one(id).await });
+        }
+        let mut made = vec![];
+        let mut failed = None;
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(Some(m))) => made.push(m),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => failed = Some(Error::internal("a delivery attempt", e)),
+            }
+        }
+        if !made.is_empty() {
+            let recs = self.db.webhooks.record_attempts(made).await?;
+            self.after(recs).await?;
+        }
+        // Run again on a failure: the deliveries already done are skipped.
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Queue the next attempts of the deliveries still pending.
+    async fn after(&self, recs: Vec<quiver_store::webhooks::AttemptRecorded>) -> Result<()> {
+        let mut jobs = vec![];
+        for rec in recs {
+            if rec.disabled {
+                tracing::warn!(
+                    webhook = rec.delivery.webhook_id,
+                    "webhook disabled after a run of failed deliveries"
+                );
+            }
+            if rec.delivery.state == DeliveryState::Pending {
+                if let Some(next) = rec.delivery.next_attempt_at {
+                    jobs.push(deliver_job(
+                        rec.delivery.id,
+                        rec.delivery.attempts,
+                        Some(next),
+                    ));
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            self.db.jobs.enqueue_many(jobs).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt of delivery `id` if it is pending and due, not yet recorded.
+    async fn try_one(&self, id: i64) -> Result<Option<Made>> {
         let hooks = &self.db.webhooks;
         let Some(d) = hooks.delivery(id).await? else {
-            return Ok(()); // its subscription was deleted
+            return Ok(None); // its subscription was deleted
         };
         if d.state != DeliveryState::Pending {
-            return Ok(()); // done already (a job run twice)
+            return Ok(None); // done already (a job run twice)
         }
         let now = Timestamp::now();
         if let Some(next) = d.next_attempt_at {
@@ -1103,11 +1194,11 @@ impl DeliverWebhook {
                     .jobs
                     .enqueue(deliver_job(id, d.attempts, Some(next)))
                     .await?;
-                return Ok(());
+                return Ok(None);
             }
         }
         let Some(w) = hooks.webhook(d.webhook_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let started = Instant::now();
         let sent = if w.active || d.event == PING {
@@ -1157,36 +1248,19 @@ impl DeliverWebhook {
         } else {
             0
         };
-        let rec = hooks
-            .record_attempt(
-                id,
-                Attempt {
-                    at,
-                    ok: sent.ok,
-                    status: sent.status,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    error: sent.error,
-                    retry_at,
-                },
-                disable_after,
-                audit,
-            )
-            .await?;
-        if rec.disabled {
-            tracing::warn!(
-                webhook = w.id,
-                "webhook disabled after a run of failed deliveries"
-            );
-        }
-        if rec.delivery.state == DeliveryState::Pending {
-            if let Some(next) = rec.delivery.next_attempt_at {
-                self.db
-                    .jobs
-                    .enqueue(deliver_job(id, rec.delivery.attempts, Some(next)))
-                    .await?;
-            }
-        }
-        Ok(())
+        Ok(Some((
+            id,
+            Attempt {
+                at,
+                ok: sent.ok,
+                status: sent.status,
+                duration_ms: started.elapsed().as_millis() as u64,
+                error: sent.error,
+                retry_at,
+            },
+            disable_after,
+            audit,
+        )))
     }
 }
 

@@ -9,7 +9,7 @@ use quiver_store::webhooks::{
     NewDelivery, Webhook, WebhookOwner, WebhookStore,
 };
 use quiver_store::Audit;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::SqliteStore;
 use crate::accounts::commit_audit_change;
@@ -250,30 +250,59 @@ impl WebhookStore for SqliteStore {
         audit: Audit,
     ) -> Result<AttemptRecorded> {
         self.write(move |tx| {
-            let mut d = read_delivery(tx, delivery_id)?
-                .ok_or_else(|| Error::not_found(format!("webhook delivery {delivery_id}")))?;
-            if d.state != DeliveryState::Pending {
-                return Ok(AttemptRecorded {
-                    delivery: d,
-                    disabled: false,
-                });
-            }
-            apply_attempt(&mut d, &attempt);
-            write_delivery(tx, &d)?;
-            let mut disabled = false;
-            if let Some(mut w) = read_webhook(tx, d.webhook_id)? {
-                let before = w.clone();
-                disabled = apply_to_webhook(&mut w, &attempt, disable_after);
-                write_webhook(tx, &w)?;
-                if disabled {
-                    commit_audit_change(tx, audit, Some(&before), Some(&w))?;
-                }
-            }
-            Ok(AttemptRecorded {
-                delivery: d,
-                disabled,
-            })
+            record_in(tx, delivery_id, &attempt, disable_after, audit)?
+                .ok_or_else(|| Error::not_found(format!("webhook delivery {delivery_id}")))
         })
         .await
     }
+
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(i64, Attempt, u32, Audit)>,
+    ) -> Result<Vec<AttemptRecorded>> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(attempts.len());
+            for (id, attempt, disable_after, audit) in attempts {
+                out.extend(record_in(tx, id, &attempt, disable_after, audit)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// One attempt, in the caller's transaction (`None`: the delivery is gone).
+fn record_in(
+    tx: &Transaction<'_>,
+    delivery_id: i64,
+    attempt: &Attempt,
+    disable_after: u32,
+    audit: Audit,
+) -> Result<Option<AttemptRecorded>> {
+    let Some(mut d) = read_delivery(tx, delivery_id)? else {
+        return Ok(None);
+    };
+    if d.state != DeliveryState::Pending {
+        return Ok(Some(AttemptRecorded {
+            delivery: d,
+            disabled: false,
+        }));
+    }
+    apply_attempt(&mut d, attempt);
+    write_delivery(tx, &d)?;
+    let mut disabled = false;
+    if let Some(mut w) = read_webhook(tx, d.webhook_id)? {
+        let before = w.clone();
+        disabled = apply_to_webhook(&mut w, attempt, disable_after);
+        if w != before {
+            write_webhook(tx, &w)?;
+        }
+        if disabled {
+            commit_audit_change(tx, audit, Some(&before), Some(&w))?;
+        }
+    }
+    Ok(Some(AttemptRecorded {
+        delivery: d,
+        disabled,
+    }))
 }

@@ -349,4 +349,21 @@ pub trait WebhookStore: Send + Sync + 'static {
         disable_after: u32,
         audit: Audit,
     ) -> Result<AttemptRecorded>;
+    /// [`WebhookStore::record_attempt`] for many deliveries (each with its
+    /// `disable_after` and audit row), skipping those that are gone; a backend may write
+    /// them in one transaction (SQLite does: one commit for a fan-out's first attempts).
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(i64, Attempt, u32, Audit)>,
+    ) -> Result<Vec<AttemptRecorded>> {
+        let mut out = Vec::with_capacity(attempts.len());
+        for (id, attempt, disable_after, audit) in attempts {
+            match self.record_attempt(id, attempt, disable_after, audit).await {
+                Ok(r) => out.push(r),
+                Err(e) if e.code == quiver_model::ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 }

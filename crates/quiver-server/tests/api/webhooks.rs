@@ -567,3 +567,64 @@ async fn private_entries_reach_only_owners_who_may_read_them() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(names(&for_ann.got()), ["open.tool"], "{got:?}");
 }
+
+/// The fan-out benchmark (ignored by default; it prints figures, asserts none): 100
+/// subscriptions of one namespace, 10 versions published back to back, so 1,000
+/// deliveries to one receiver on loopback sent by 8 delivery workers; the time from each
+/// publish request's start to each delivery's receipt, as p50, p95 and max.
+///
+/// `cargo test -p quiver-server --test api -- --ignored --nocapture webhook_fan_out_bench`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints figures"]
+async fn webhook_fan_out_bench() {
+    const HOOKS: usize = 100;
+    const WRITES: usize = 10;
+    let app = builder()
+        .config(|c| {
+            c.webhooks.allow_private = true;
+            c.webhooks.workers = 8;
+            c.webhooks.poll_interval = Duration::from_millis(20);
+        })
+        .start()
+        .await;
+    let rx = Receiver::start(|_| 200).await;
+    entry(&app, "bench", "fanned", "public").await;
+    for _ in 0..HOOKS {
+        subscribe(
+            &app,
+            ADMIN,
+            json!({"url": rx.url, "namespace": "bench", "events": ["version.published"]}),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let mut written = std::collections::HashMap::new();
+    for i in 0..WRITES {
+        let version = format!("1.0.{i}");
+        written.insert(version.clone(), Instant::now());
+        publish(&app, "bench", "fanned", &version).await;
+    }
+    let got = rx.wait_for(HOOKS * WRITES, 120).await;
+    let total = started.elapsed();
+    let mut lat: Vec<Duration> = got
+        .iter()
+        .map(|g| {
+            let b: Value = serde_json::from_slice(&g.body).unwrap();
+            g.at - written[b["version"].as_str().unwrap()]
+        })
+        .collect();
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    println!(
+        "webhook fan-out: {} deliveries ({HOOKS} subscriptions x {WRITES} writes), 8 workers, \
+         {} backend: write-to-receipt p50 {:?}, p95 {:?}, max {:?}; all received in {:?} \
+         ({:.0} deliveries/s)",
+        lat.len(),
+        app.registry.database().backend(),
+        q(0.50),
+        q(0.95),
+        lat[lat.len() - 1],
+        total,
+        lat.len() as f64 / total.as_secs_f64()
+    );
+}
