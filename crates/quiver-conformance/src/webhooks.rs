@@ -312,6 +312,34 @@ pub async fn run(db: &Database, other: &Database) {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
 
+    // Many attempts at once: each recorded, a gone delivery skipped.
+    let batch = s
+        .add_deliveries(vec![delivery(b.id, "9:x"), delivery(b.id, "10:x")], now)
+        .await
+        .unwrap();
+    let recs = o
+        .record_attempts(vec![
+            (batch[0], ok.clone(), 0, None),
+            (batch[1], failed(now, Some(later)), 0, None),
+            (a.id + b.id + 1000, ok.clone(), 0, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(recs.len(), 2);
+    let state = |id: i64| {
+        recs.iter()
+            .find(|r| r.delivery.id == id)
+            .unwrap()
+            .delivery
+            .state
+    };
+    assert_eq!(state(batch[0]), DeliveryState::Succeeded);
+    assert_eq!(state(batch[1]), DeliveryState::Pending);
+    assert_eq!(
+        s.delivery(batch[1]).await.unwrap().unwrap().next_attempt_at,
+        Some(later)
+    );
+
     // Deletion takes the deliveries with it.
     assert!(o
         .delete_webhook(a.id, draft("webhook.delete"))

@@ -54,6 +54,7 @@ mod suggest_routes;
 mod tool_pages;
 mod transfer_routes;
 mod web;
+mod webhook_pages;
 mod webhook_routes;
 
 /// What every handler can reach.
@@ -370,6 +371,9 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
         .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))
         .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
+        .api_route("/webhooks", post_with(webhook_pages::create_webhook, form_page("The website's form that adds a webhook (its signing secret shown once)")))
+        .api_route("/webhooks/{id}/test", post_with(webhook_pages::ping, form_page("The website's form that sends a webhook a ping")))
+        .api_route("/webhooks/{id}/deliveries/{delivery_id}/redeliver", post_with(webhook_pages::redeliver, form_page("The website's form that sends a webhook delivery again")))
         .api_route("/publish", post_with(account_pages::publish, form_page("The website's form that publishes a version (problems shown next to their field)")))
         .api_route("/reviews", post_with(staff_pages::review, form_page("The website's form that acts on an entry's review (moderators)")))
         .api_route("/pipeline/ecosystems/{ecosystem}", post_with(pipeline_pages::ecosystem_action, form_page("The website's form that pauses, resumes, rate-limits or resets the breaker of an ecosystem (the pipeline's operators)")))
@@ -537,6 +541,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                 doc("The website's page of the signed-in user's API tokens"),
             ),
         )
+        .api_route("/webhooks", get_with(webhook_pages::webhooks, doc("The website's page of the signed-in user's webhooks, with a form to add one")))
+        .api_route("/webhooks/{id}", get_with(webhook_pages::webhook_log, doc("The website's page of a webhook's delivery log, with redelivery and a ping")))
         .api_route(
             "/publish",
             get_with(

@@ -628,3 +628,82 @@ async fn webhook_fan_out_bench() {
         lat.len() as f64 / total.as_secs_f64()
     );
 }
+
+/// The website's pages: the list and its form (CSRF checked, the secret shown once, a
+/// private target refused on the page), the delivery log, a ping and a redelivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_website_lists_adds_and_redelivers() {
+    use crate::web_account::Browser;
+    let app = app(100, 3, 10).await;
+    let rx = Receiver::start(|_| 200).await;
+    let mut b = Browser::new(&app);
+    let a = b.get("/webhooks").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "signed-in only");
+    b.sign_in("ann").await;
+    let page = b.get("/webhooks").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let csrf = page.csrf();
+    let forged = b
+        .post("/webhooks", &[("csrf", "0000"), ("url", &rx.url)])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let bad = b
+        .post("/webhooks", &[("csrf", &csrf), ("url", "ftp://nowhere/x")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.html);
+    assert!(bad.html.contains("http or https"), "{}", bad.html);
+    let made = b
+        .post(
+            "/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("url", &rx.url),
+                ("event_version_published", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.html);
+    assert!(made.html.contains("whsec_"), "the secret, once");
+    let host = rx
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(made.html.contains(host), "{}", made.html);
+    let again = b.get("/webhooks").await;
+    assert!(!again.html.contains("whsec_"), "never again");
+
+    let ann = app.session("ann").to_string();
+    let (_, list) = app.get("/api/v1/webhooks", Some(&ann)).await;
+    let id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(list[0]["filter"]["events"], json!(["version.published"]));
+    let ping = b
+        .post(&format!("/webhooks/{id}/test"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(ping.status, StatusCode::SEE_OTHER, "{}", ping.html);
+    rx.wait_for(1, 10).await;
+    let log = log_when(&app, &ann, id, "succeeded", 10).await;
+    let first = log["items"][0]["id"].as_i64().unwrap();
+    let page = b.get(&format!("/webhooks/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.html.contains("ping") && page.html.contains("succeeded"),
+        "{}",
+        page.html
+    );
+    let again = b
+        .post(
+            &format!("/webhooks/{id}/deliveries/{first}/redeliver"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.html);
+    rx.wait_for(2, 10).await;
+    // Another user's page of it: not found.
+    let mut other = Browser::new(&app);
+    other.sign_in("bob").await;
+    let theirs = other.get(&format!("/webhooks/{id}")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
