@@ -1286,6 +1286,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_signs_as_shown() {
+        assert_eq!(
+            signature_header(&["whsec_example"], 1764950400, br#"{"event":"ping"}"#),
+            "t=1764950400,v1=c684a3cefcaa2fa6e4ca5aaa926fc93f899105b4a47c13463804a1a9c89d9dbf"
+        );
+    }
+
+    #[test]
     fn signatures_verify_and_expire() {
         let body = br#"{"event":"ping"}"#;
         let h = signature_header(&["new", "old"], 1_700_000_000, body);
