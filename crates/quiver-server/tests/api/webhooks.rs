@@ -135,7 +135,7 @@ fn verifies(header: &str, secret: &str, body: &[u8]) -> bool {
     let mut msg = format!("{t}.").into_bytes();
     msg.extend_from_slice(body);
     let expected = hmac(secret.as_bytes(), &msg);
-    sigs.iter().any(|s| *s == expected)
+    sigs.contains(&expected)
 }
 
 fn builder() -> crate::common::TestAppBuilder {
