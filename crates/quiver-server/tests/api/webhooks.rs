@@ -707,3 +707,31 @@ async fn the_website_lists_adds_and_redelivers() {
     let theirs = other.get(&format!("/webhooks/{id}")).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 }
+
+/// The same path on PostgreSQL: fan-out, a failed attempt, its retry, the log (skips
+/// without `QUIVER_TEST_POSTGRES_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_the_log_on_postgres() {
+    let Some(b) = builder().postgres() else {
+        return;
+    };
+    let app = b
+        .user("ann")
+        .config(|c| {
+            c.webhooks.allow_private = true;
+            c.webhooks.backoff_base = Duration::from_millis(100);
+            c.webhooks.poll_interval = Duration::from_millis(20);
+        })
+        .start()
+        .await;
+    let rx = Receiver::start(|n| if n == 0 { 500 } else { 200 }).await;
+    let ann = app.session("ann").to_string();
+    let (id, secret) = subscribe(&app, &ann, json!({"url": rx.url})).await;
+    entry(&app, "acme", "pg.hook", "public").await;
+    publish(&app, "acme", "pg.hook", "1.0.0").await;
+    let got = rx.wait_for(2, 20).await;
+    assert!(verifies(&got[1].signature, &secret, &got[1].body));
+    let log = log_when(&app, &ann, id, "succeeded", 10).await;
+    assert_eq!(log["items"][0]["attempts"], 2, "{log}");
+    assert_eq!(log["items"][0]["last_status"], 200, "{log}");
+}
