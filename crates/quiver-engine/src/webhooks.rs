@@ -342,12 +342,23 @@ impl From<&Webhook> for WebhookView {
     }
 }
 
-/// A subscription with its secret: answered once, when it is created or rotated.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+/// A subscription with its secret: answered once, when it is created or rotated. Its
+/// `Debug` hides the secret.
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct WebhookWithSecret {
     pub webhook: WebhookView,
     /// The signing secret: shown this once.
     pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let WebhookWithSecret { webhook, secret: _ } = self;
+        f.debug_struct("WebhookWithSecret")
+            .field("webhook", webhook)
+            .field("secret", &quiver_auth::secrets::Redacted)
+            .finish()
+    }
 }
 
 /// A page of a subscription's deliveries, newest first.
@@ -1283,6 +1294,32 @@ mod tests {
             )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let now = Timestamp::now();
+        let w = Webhook {
+            id: 1,
+            owner: WebhookOwner::User(1),
+            url: "http://hooks.invalid/x".into(),
+            filter: WebhookFilter::default(),
+            active: true,
+            disabled_reason: None,
+            consecutive_failures: 0,
+            secret: "whsec_current".into(),
+            previous_secret: Some("whsec_previous".into()),
+            previous_secret_until: Some(now),
+            created_at: now,
+            updated_at: now,
+        };
+        let shown = WebhookWithSecret {
+            webhook: WebhookView::from(&w),
+            secret: w.secret.clone(),
+        };
+        for text in [format!("{w:?}"), format!("{shown:?}")] {
+            assert!(!text.contains("whsec_"), "{text}");
+        }
     }
 
     #[test]
