@@ -761,6 +761,9 @@ impl Registry {
         let pid = std::process::id();
         let mut workers = vec![];
         let mut wakes = vec![];
+        // One client for targets named by address (nothing to resolve, so nothing to pin):
+        // its connections are kept alive and shared by every worker.
+        let literal = client_builder(&s).build().ok();
         for i in 0..s.workers.max(1) {
             let opts = WorkerOptions::new(format!("{prefix}{pid}:{i}"))
                 .poll_interval(s.poll_interval)
@@ -768,6 +771,7 @@ impl Registry {
             let w = Worker::new(self.db.jobs.clone(), opts).handler(DeliverWebhook {
                 db: self.db.clone(),
                 settings: s.clone(),
+                literal: literal.clone(),
             });
             wakes.push(w.notifier());
             workers.push(w);
@@ -1030,6 +1034,16 @@ pub async fn fan_out(db: &Database) -> Result<u64> {
 pub(crate) struct DeliverWebhook {
     pub db: Database,
     pub settings: WebhookSettings,
+    /// The shared client for targets named by address.
+    pub literal: Option<reqwest::Client>,
+}
+
+fn client_builder(settings: &WebhookSettings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .user_agent(concat!("quiver-webhooks/", env!("CARGO_PKG_VERSION")))
 }
 
 /// What one attempt's request got.
@@ -1041,6 +1055,7 @@ struct Sent {
 
 async fn send(
     settings: &WebhookSettings,
+    literal: Option<&reqwest::Client>,
     w: &Webhook,
     d: &Delivery,
     body: Vec<u8>,
@@ -1061,17 +1076,20 @@ async fn send(
         Ok(a) => a,
         Err(e) => return fail(format!("refused: {}", e.message)),
     };
-    let mut client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(settings.timeout)
-        .user_agent(concat!("quiver-webhooks/", env!("CARGO_PKG_VERSION")));
-    if let Some(url::Host::Domain(d)) = u.host() {
-        client = client.resolve(d, addr);
-    }
-    let client = match client.build() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("building the request: {e}")),
+    // A name: a client of its own that connects to the address checked, whatever DNS
+    // says by then. An address: the shared client.
+    let client = match (u.host(), literal) {
+        (Some(url::Host::Domain(d)), _) => {
+            match client_builder(settings).resolve(d, addr).build() {
+                Ok(c) => c,
+                Err(e) => return fail(format!("building the request: {e}")),
+            }
+        }
+        (_, Some(c)) => c.clone(),
+        (_, None) => match client_builder(settings).build() {
+            Ok(c) => c,
+            Err(e) => return fail(format!("building the request: {e}")),
+        },
     };
     let t = now.as_second();
     let sig = signature_header(&w.signing_secrets(now), t, &body);
@@ -1141,6 +1159,7 @@ impl DeliverWebhook {
             let me = DeliverWebhook {
                 db: self.db.clone(),
                 settings: self.settings.clone(),
+                literal: self.literal.clone(),
             };
             set.spawn(async move { me.try_one(id).await });
         }
@@ -1214,7 +1233,7 @@ impl DeliverWebhook {
         let started = Instant::now();
         let sent = if w.active || d.event == PING {
             let body = serde_json::to_vec(&d.payload).unwrap_or_default();
-            send(&self.settings, &w, &d, body, now).await
+            send(&self.settings, self.literal.as_ref(), &w, &d, body, now).await
         } else {
             Sent {
                 ok: false,
