@@ -342,8 +342,8 @@ impl From<&Webhook> for WebhookView {
     }
 }
 
-/// A subscription with its secret: answered once, when it is created or rotated. Its
-/// `Debug` hides the secret.
+/// A subscription with its secret: answered once, when it is created or rotated.
+// (Its `Debug` hides the secret.)
 #[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct WebhookWithSecret {
     pub webhook: WebhookView,
