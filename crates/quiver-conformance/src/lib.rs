@@ -42,6 +42,7 @@ pub mod pipeline;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod webhooks;
 
 pub use store::new_entry;
 

@@ -1070,6 +1070,13 @@ macro_rules! conformance_suite {
             drop(ts);
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn webhooks() {
+            let Some(ts) = $factory.await else { return };
+            let other = ts.open_another().await;
+            $crate::webhooks::run(&ts.db, &other).await;
+            drop(ts);
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_write_wakes_a_subscriber() {
             let Some(ts) = $factory.await else { return };
             $crate::feed::a_write_wakes_a_subscriber(&ts).await;

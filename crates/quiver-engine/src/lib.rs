@@ -69,6 +69,7 @@ pub mod suggest;
 pub mod telemetry;
 pub mod throttle;
 pub mod transfer;
+pub mod webhooks;
 
 use audit::Event;
 
@@ -118,6 +119,8 @@ pub struct EngineConfig {
     pub content_dir: Option<PathBuf>,
     /// The deletion policy's grace period and download threshold (`deletion.rs`).
     pub deletion: deletion::DeletionSettings,
+    /// How webhooks are delivered: private targets, backoff, attempts, disabling.
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl EngineConfig {
@@ -137,6 +140,7 @@ impl EngineConfig {
             downloads: downloads::DownloadSettings::default(),
             content_dir: None,
             deletion: deletion::DeletionSettings::default(),
+            webhooks: webhooks::WebhookSettings::default(),
             ecosystem_namespaces: setup::DEFAULT_ECOSYSTEMS
                 .iter()
                 .map(|s| s.to_string())
@@ -226,6 +230,8 @@ pub struct Registry {
     node: String,
     /// Wakes this process's worker when a job is queued here.
     worker_wake: std::sync::Mutex<Option<Arc<Notify>>>,
+    /// Wakes this process's webhook delivery workers (`webhooks.rs`).
+    webhook_wake: std::sync::Mutex<Vec<Arc<Notify>>>,
     /// The salt of the audit log's client-address hashes, read from the store once.
     audit_salt: tokio::sync::OnceCell<String>,
     /// When raw telemetry was last pruned (ms since the epoch).
@@ -281,6 +287,7 @@ impl Registry {
             accounts_exist: AtomicBool::new(false),
             node: node_id(&config),
             worker_wake: std::sync::Mutex::new(None),
+            webhook_wake: std::sync::Mutex::new(Vec::new()),
             db,
             index,
             config,
@@ -329,6 +336,9 @@ impl Registry {
                 }
                 if let Err(e) = me.pipeline_follow().await {
                     tracing::warn!(error = %e, "could not re-queue unblocked pipeline items; will retry");
+                }
+                if let Err(e) = me.fan_out_webhooks().await {
+                    tracing::warn!(error = %e, "could not add webhook deliveries; will retry");
                 }
             }
         })
@@ -871,6 +881,7 @@ impl Registry {
                 config: self.config.clone(),
             });
         let handle = worker.spawn();
+        self.spawn_webhook_workers();
         *self.worker_wake.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.notifier());
         handle
     }

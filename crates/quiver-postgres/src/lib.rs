@@ -98,6 +98,7 @@ mod store;
 mod telemetry;
 pub mod testing;
 mod throttle;
+mod webhooks;
 
 pub use listen::FeedListener;
 
@@ -193,6 +194,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0024_disabled",
         include_str!("../migrations/postgres/0024_disabled.sql"),
+    ),
+    (
+        "0025_webhooks",
+        include_str!("../migrations/postgres/0025_webhooks.sql"),
     ),
     (
         "0026_deletion",
@@ -615,7 +620,8 @@ impl PostgresStore {
             telemetry: me.clone(),
             pipeline: me.clone(),
             advisories: me.clone(),
-            downloads: me,
+            downloads: me.clone(),
+            webhooks: me,
             feed: Arc::new(listen::ListenWaker(self.clone())),
         }
     }

@@ -40,7 +40,7 @@ pub(crate) fn redirect_to(to: &'static str) -> PageOr {
 }
 
 /// What the user may read of an error (never an internal one's details).
-fn problem_of(e: &Error) -> String {
+pub(crate) fn problem_of(e: &Error) -> String {
     if e.code == ErrorCode::Internal {
         tracing::error!(error = %e.message, "internal error");
         "internal error; the server log has the details".into()

@@ -54,6 +54,8 @@ mod suggest_routes;
 mod tool_pages;
 mod transfer_routes;
 mod web;
+mod webhook_pages;
+mod webhook_routes;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -241,6 +243,9 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             get_with(transfer_routes::import_job, doc("A queued import (202 of POST /api/v1/import): its job and, once it ran, its report (the submitter and admins)")),
         )
         .api_route("/api/v1/tokens", get_with(r::list_tokens, doc("The caller's API tokens, newest first (never the secrets)")))
+        .api_route("/api/v1/webhooks", get_with(webhook_routes::list, doc("The caller's webhooks, or a namespace's (namespace=, its owners); never the secrets")))
+        .api_route("/api/v1/webhooks/{id}", get_with(webhook_routes::get, doc("One webhook (its owner)")))
+        .api_route("/api/v1/webhooks/{id}/deliveries", get_with(webhook_routes::deliveries, doc("A webhook's delivery log, newest first: each delivery's event, state (pending, succeeded, dead), attempts, last response code, duration and error (its owner)")))
         .api_route(
             "/api/v1/namespaces/{namespace}/members",
             get_with(r::list_members, doc("A namespace's members and their roles")),
@@ -366,6 +371,9 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
         .api_route("/signout", post_with(account_pages::signout, form_page("The website's sign-out (revokes the session)")))
         .api_route("/tokens", post_with(account_pages::create_token, form_page("The website's form that creates an API token (shown once)")))
         .api_route("/tokens/{id}/revoke", post_with(account_pages::revoke_token, form_page("The website's form that revokes an API token")))
+        .api_route("/webhooks", post_with(webhook_pages::create_webhook, form_page("The website's form that adds a webhook (its signing secret shown once)")))
+        .api_route("/webhooks/{id}/test", post_with(webhook_pages::ping, form_page("The website's form that sends a webhook a ping")))
+        .api_route("/webhooks/{id}/deliveries/{delivery_id}/redeliver", post_with(webhook_pages::redeliver, form_page("The website's form that sends a webhook delivery again")))
         .api_route("/publish", post_with(account_pages::publish, form_page("The website's form that publishes a version (problems shown next to their field)")))
         .api_route("/reviews", post_with(staff_pages::review, form_page("The website's form that acts on an entry's review (moderators)")))
         .api_route("/pipeline/ecosystems/{ecosystem}", post_with(pipeline_pages::ecosystem_action, form_page("The website's form that pauses, resumes, rate-limits or resets the breaker of an ecosystem (the pipeline's operators)")))
@@ -424,6 +432,18 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
             post_with(r::create_token, doc("Create an API token (shown once) within the calling token's scopes")),
         )
         .api_route("/api/v1/tokens/{id}", delete_with(r::revoke_token, doc("Revoke one of the caller's tokens")))
+        .api_route(
+            "/api/v1/webhooks",
+            post_with(webhook_routes::create, doc("Subscribe a URL to events (version.published, version.yanked, entry.deprecated) filtered by kind, namespace and entry, owned by the caller or by a namespace they own; the target must be http or https at a public address; answers the signing secret once (audited)")),
+        )
+        .api_route(
+            "/api/v1/webhooks/{id}",
+            patch_with(webhook_routes::update, doc("Change a webhook's URL, filter or state; active=true re-enables a disabled one (audited)"))
+                .delete_with(webhook_routes::delete, doc("Delete a webhook and its delivery log (audited)")),
+        )
+        .api_route("/api/v1/webhooks/{id}/rotate-secret", post_with(webhook_routes::rotate_secret, doc("A new signing secret, answered once; the previous one still signs (a second v1=) for the overlap window (audited)")))
+        .api_route("/api/v1/webhooks/{id}/test", post_with(webhook_routes::ping, doc("Send a ping event to the webhook now (202 and the delivery)")))
+        .api_route("/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", post_with(webhook_routes::redeliver, doc("Send a delivery's event again as a new delivery (202 and the delivery; audited)")))
         .api_route(
             "/api/v1/namespaces/{namespace}/members/{user}",
             put_with(r::set_member, doc("Add a member or change their role (owners and admins)"))
@@ -525,6 +545,8 @@ pub(crate) fn api(limiting: Option<&limits::Limiting>) -> ApiRouter<AppState> {
                 doc("The website's page of the signed-in user's API tokens"),
             ),
         )
+        .api_route("/webhooks", get_with(webhook_pages::webhooks, doc("The website's page of the signed-in user's webhooks, with a form to add one")))
+        .api_route("/webhooks/{id}", get_with(webhook_pages::webhook_log, doc("The website's page of a webhook's delivery log, with redelivery and a ping")))
         .api_route(
             "/publish",
             get_with(

@@ -103,6 +103,14 @@ pub(crate) fn templates() -> &'static minijinja::Environment<'static> {
             ),
             ("tokens.html", include_str!("../templates/web/tokens.html")),
             (
+                "webhooks.html",
+                include_str!("../templates/web/webhooks.html"),
+            ),
+            (
+                "webhook.html",
+                include_str!("../templates/web/webhook.html"),
+            ),
+            (
                 "publish.html",
                 include_str!("../templates/web/publish.html"),
             ),

@@ -47,6 +47,7 @@ mod jobs;
 mod pipeline;
 mod telemetry;
 mod throttle;
+mod webhooks;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -140,6 +141,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0024_disabled",
         include_str!("../migrations/sqlite/0024_disabled.sql"),
+    ),
+    (
+        "0025_webhooks",
+        include_str!("../migrations/sqlite/0025_webhooks.sql"),
     ),
     (
         "0026_deletion",
@@ -306,7 +311,8 @@ impl SqliteStore {
             telemetry: me.clone(),
             pipeline: me.clone(),
             advisories: me.clone(),
-            downloads: me,
+            downloads: me.clone(),
+            webhooks: me,
             feed: self.inner.feed.clone(),
         }
     }

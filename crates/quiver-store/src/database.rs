@@ -60,6 +60,8 @@ pub struct Database {
     pub advisories: Arc<dyn crate::advisories::AdvisoryStore>,
     /// Counted downloads and resolutions, and the popularity refreshed from them.
     pub downloads: Arc<dyn crate::downloads::DownloadStore>,
+    /// Webhook subscriptions and their deliveries.
+    pub webhooks: Arc<dyn crate::webhooks::WebhookStore>,
 }
 
 impl Database {

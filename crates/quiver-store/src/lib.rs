@@ -43,6 +43,7 @@ pub mod limits;
 pub mod pipeline;
 pub mod telemetry;
 pub mod throttle;
+pub mod webhooks;
 pub mod worker;
 
 pub use accounts::{AccountStore, ApiToken, Membership, NewToken, NewUser, User, UserRecord};

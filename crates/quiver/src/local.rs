@@ -70,6 +70,23 @@ pub struct ServeArgs {
     /// the data directory; on several nodes, a folder they all share).
     #[arg(long, env = "QUIVER_CONTENT_DIR")]
     pub content_dir: Option<PathBuf>,
+    /// Let webhook targets be loopback and private addresses (a closed network, tests).
+    /// Off by default, so that webhooks cannot be used to probe the inside network.
+    #[arg(long, env = "QUIVER_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+    /// Milliseconds before a failed webhook delivery is tried again, doubled after each
+    /// further failure (capped at an hour).
+    #[arg(long, env = "QUIVER_WEBHOOKS_BACKOFF_MS", default_value_t = 10_000)]
+    pub webhooks_backoff_ms: u64,
+    /// Attempts per webhook delivery before it is dead-lettered.
+    #[arg(long, env = "QUIVER_WEBHOOKS_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhooks_max_attempts: u32,
+    /// Failed webhook attempts in a row that disable a subscription (0: never).
+    #[arg(long, env = "QUIVER_WEBHOOKS_DISABLE_AFTER", default_value_t = 20)]
+    pub webhooks_disable_after: u32,
+    /// Workers sending webhook deliveries on this node.
+    #[arg(long, env = "QUIVER_WEBHOOKS_WORKERS", default_value_t = 4)]
+    pub webhooks_workers: usize,
     /// Origins allowed to call the API from a browser (comma-separated
     /// `scheme://host[:port]`, or `*` for any). Off by default; cookies are never sent
     /// across origins (a browser client sends its token in `Authorization`).
@@ -242,6 +259,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.content_dir = a.content_dir.clone();
     config.deletion.grace = std::time::Duration::from_secs(a.delete_grace_hours * 3600);
     config.deletion.max_downloads = a.delete_max_downloads;
+    if a.webhooks_max_attempts == 0 || a.webhooks_workers == 0 {
+        bail!("--webhooks-max-attempts and --webhooks-workers must be at least 1");
+    }
+    config.webhooks.allow_private = a.webhooks_allow_private;
+    config.webhooks.backoff_base = std::time::Duration::from_millis(a.webhooks_backoff_ms);
+    config.webhooks.max_attempts = a.webhooks_max_attempts;
+    config.webhooks.disable_after = a.webhooks_disable_after;
+    config.webhooks.workers = a.webhooks_workers;
     config.ecosystem_namespaces = a
         .ecosystem_namespaces
         .iter()

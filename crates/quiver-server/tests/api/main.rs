@@ -39,3 +39,4 @@ mod web_account;
 mod web_intel;
 mod web_pipeline;
 mod web_staff;
+mod webhooks;
