@@ -39,7 +39,7 @@ use quiver_store::webhooks::{
 use quiver_store::worker::Handler;
 use quiver_store::{AuditDiff, AuditDraft, Database, Job, NewAuditRecord, NewJob};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::audit::Event;
 use crate::{entry_target, Caller, Registry};
@@ -107,19 +107,12 @@ impl WebhookSettings {
 
 /// HMAC-SHA256 (RFC 2104) of `msg` keyed with `key`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::{Hmac, Mac};
+    // A key of any length is valid for HMAC (a long one is hashed first).
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 fn to_hex(bytes: &[u8]) -> String {
