@@ -2441,6 +2441,14 @@ mod tests {
             page_entry: lat(1.0, 1.5, 2.0),
             serving_peak_rss_bytes: 700 << 20,
             relevance: rel(0.93),
+            needs_http: lat(1.5, 4.0, 6.0),
+            feed: FeedFigures {
+                events: 1_000_000,
+                pages: 1_000,
+                secs: 4.0,
+                events_per_sec: 250_000.0,
+                page: lat(3.0, 6.0, 9.0),
+            },
             ..Default::default()
         };
         q.search_per_class.insert(
@@ -2461,12 +2469,26 @@ mod tests {
         let pg = PeerFigures::skipped(POSTGRES, "unreachable: refused".into());
         let peers = vec![fts, pg];
         let bars = judge(&q, &peers);
-        assert_eq!(bars.len(), 8);
+        assert_eq!(bars.len(), 10);
         assert!(
-            bars[..7].iter().all(|b| b.verdict == Verdict::Pass),
+            bars[..9].iter().all(|b| b.verdict == Verdict::Pass),
             "{bars:?}"
         );
-        assert_eq!(bars[7].verdict, Verdict::Unverified);
+        assert_eq!(bars[9].verdict, Verdict::Unverified);
+        // Without a need set or a feed long enough, those two bars are unverified.
+        let short = QuiverFigures {
+            needs_http: LatSummary::default(),
+            feed: FeedFigures {
+                events: 10,
+                ..Default::default()
+            },
+            ..q.clone()
+        };
+        let unverified = judge(&short, &peers)
+            .iter()
+            .filter(|b| b.verdict == Verdict::Unverified)
+            .count();
+        assert_eq!(unverified, 3);
         let report = Report {
             setup: Setup {
                 backend: Backend::Sqlite,
