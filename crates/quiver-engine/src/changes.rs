@@ -70,7 +70,7 @@ pub struct Changes {
 }
 
 /// A stand-in entry naming a deleted one in the feed (only its key is used).
-fn tombstone_entry(t: &quiver_model::Tombstone) -> quiver_model::Entry {
+pub(crate) fn tombstone_entry(t: &quiver_model::Tombstone) -> quiver_model::Entry {
     quiver_model::Entry {
         id: t.entry_id,
         kind: t.kind,

@@ -267,7 +267,7 @@ pub struct NewWebhook {
     #[serde(default)]
     pub namespace: Option<String>,
     /// Event types to receive (`version.published`, `version.yanked`,
-    /// `entry.deprecated`); empty: all.
+    /// `version.deleted`, `entry.deprecated`, `entry.deleted`); empty: all.
     #[serde(default)]
     pub events: Vec<String>,
     /// Kinds to receive events of; empty: all.
@@ -904,13 +904,34 @@ pub async fn fan_out(db: &Database) -> Result<u64> {
                 .collect();
             ids.sort_unstable();
             ids.dedup();
-            let entries: HashMap<i64, Entry> = db
+            let mut entries: HashMap<i64, Entry> = db
                 .store
                 .get_entries_by_id(&ids)
                 .await?
                 .into_iter()
                 .map(|e| (e.id, e))
                 .collect();
+            // Deletions are named from their tombstones: a deleted entry stands in with
+            // the key and visibility it had, so filters and owners' rights apply as
+            // before it went.
+            let gone: Vec<i64> = events
+                .iter()
+                .filter(|e| e.op == FeedOp::Delete)
+                .filter(|e| matches!(e.entity, FeedEntity::Version | FeedEntity::Entry))
+                .filter_map(|e| e.entry_id)
+                .collect();
+            let tombstones = if gone.is_empty() {
+                Vec::new()
+            } else {
+                db.store.tombstones_of_entries(&gone).await?
+            };
+            for t in &tombstones {
+                if t.version_id.is_none() {
+                    entries
+                        .entry(t.entry_id)
+                        .or_insert_with(|| crate::changes::tombstone_entry(t));
+                }
+            }
             let version_ids: Vec<i64> = events
                 .iter()
                 .filter(|e| e.entity == FeedEntity::Version)
@@ -946,6 +967,34 @@ pub async fn fan_out(db: &Database) -> Result<u64> {
                             continue;
                         }
                         ("version.yanked", serde_json::json!({"version": v}))
+                    }
+                    (FeedEntity::Version, FeedOp::Delete) => {
+                        let Some(t) = tombstones
+                            .iter()
+                            .find(|t| t.version_id == Some(ev.entity_id))
+                        else {
+                            continue;
+                        };
+                        (
+                            "version.deleted",
+                            serde_json::json!({
+                                "version": t.version,
+                                "reason": t.reason,
+                                "by_admin": t.by_admin,
+                            }),
+                        )
+                    }
+                    (FeedEntity::Entry, FeedOp::Delete) => {
+                        let Some(t) = tombstones
+                            .iter()
+                            .find(|t| t.entry_id == entry.id && t.version_id.is_none())
+                        else {
+                            continue;
+                        };
+                        (
+                            "entry.deleted",
+                            serde_json::json!({"reason": t.reason, "by_admin": t.by_admin}),
+                        )
                     }
                     (FeedEntity::Entry, FeedOp::Update) => {
                         let Some(dep) = &entry.deprecation else {

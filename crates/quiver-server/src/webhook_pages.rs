@@ -6,6 +6,7 @@
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use quiver_engine::webhooks::NewWebhook;
+use quiver_model::Error;
 use quiver_store::webhooks::EVENT_TYPES;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -42,17 +43,26 @@ pub struct WebhookCsrfForm {
     csrf: String,
 }
 
-/// A webhook, by id.
+/// A webhook, by id. Read as text, so that an id that is not a number answers the
+/// website's not-found page instead of the API's JSON error.
 #[derive(Deserialize, JsonSchema)]
 pub struct WebhookPagePath {
-    id: i64,
+    id: String,
 }
 
-/// A delivery of a webhook.
+/// A delivery of a webhook (ids read as text, as above).
 #[derive(Deserialize, JsonSchema)]
 pub struct DeliveryPagePath {
-    id: i64,
-    delivery_id: i64,
+    id: String,
+    delivery_id: String,
+}
+
+/// A page address's id: a webhook or delivery that cannot exist is not found.
+fn page_id(what: &str, id: &str) -> Result<i64, Error> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| Error::not_found(format!("{what} {id}")))
 }
 
 #[derive(Serialize)]
@@ -195,6 +205,10 @@ pub async fn webhook_log(
     if !v.has_session() {
         return redirect_to("/signin");
     }
+    let id = match page_id("webhook", &id) {
+        Ok(id) => id,
+        Err(e) => return error_page(&v, e).into(),
+    };
     let w = match state.registry.get_webhook(&v.caller, id).await {
         Ok(w) => w,
         Err(e) => return error_page(&v, e).into(),
@@ -244,6 +258,10 @@ pub async fn redeliver(
     if let Err(e) = v.check_csrf(&f.csrf) {
         return error_page(&v, e).into();
     }
+    let (id, delivery_id) = match (page_id("webhook", &id), page_id("delivery", &delivery_id)) {
+        (Ok(id), Ok(d)) => (id, d),
+        (Err(e), _) | (_, Err(e)) => return error_page(&v, e).into(),
+    };
     match state
         .registry
         .redeliver_webhook(&v.caller, id, delivery_id)
@@ -267,6 +285,10 @@ pub async fn ping(
     if let Err(e) = v.check_csrf(&f.csrf) {
         return error_page(&v, e).into();
     }
+    let id = match page_id("webhook", &id) {
+        Ok(id) => id,
+        Err(e) => return error_page(&v, e).into(),
+    };
     match state.registry.ping_webhook(&v.caller, id).await {
         Ok(_) => redirect_path(&v, format!("/webhooks/{id}")),
         Err(e) => error_page(&v, e).into(),

@@ -33,7 +33,13 @@ pub enum WebhookOwner {
 }
 
 /// The event types a subscription can ask for.
-pub const EVENT_TYPES: &[&str] = &["version.published", "version.yanked", "entry.deprecated"];
+pub const EVENT_TYPES: &[&str] = &[
+    "version.published",
+    "version.yanked",
+    "version.deleted",
+    "entry.deprecated",
+    "entry.deleted",
+];
 
 /// The event a test delivery (`POST …/test`) sends; always delivered, whatever the filter.
 pub const PING: &str = "ping";

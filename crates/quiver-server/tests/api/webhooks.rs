@@ -706,6 +706,13 @@ async fn the_website_lists_adds_and_redelivers() {
     other.sign_in("bob").await;
     let theirs = other.get(&format!("/webhooks/{id}")).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    // An id that cannot be one (past i64, not a number): the website's not-found page,
+    // not the API's JSON error.
+    for bad in ["9223372036854775808", "abc", "0"] {
+        let page = b.get(&format!("/webhooks/{bad}")).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{bad}");
+        assert!(page.html.contains("<html"), "{bad}: {}", page.html);
+    }
 }
 
 /// The same path on PostgreSQL: fan-out, a failed attempt, its retry, the log (skips
@@ -734,4 +741,58 @@ async fn retries_and_the_log_on_postgres() {
     let log = log_when(&app, &ann, id, "succeeded", 10).await;
     assert_eq!(log["items"][0]["attempts"], 2, "{log}");
     assert_eq!(log["items"][0]["last_status"], 200, "{log}");
+}
+
+/// Deletions reach webhooks: a version's and an entry's, named from their tombstones
+/// (the entry is gone by the time the fan-out reads the feed), with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_are_delivered_from_their_tombstones() {
+    let app = app(100, 3, 10).await;
+    let rx = Receiver::start(|_| 200).await;
+    entry(&app, "acme", "seed", "public").await; // the namespace exists
+    subscribe(&app, ADMIN, json!({"url": rx.url, "namespace": "acme"})).await;
+    entry(&app, "acme", "doomed", "public").await;
+    publish(&app, "acme", "doomed", "1.0.0").await;
+    publish(&app, "acme", "doomed", "1.1.0").await;
+    let path = "/api/v1/entries/tool/acme/doomed";
+    let (s, t) = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{path}/versions/1.1.0"),
+            Some(ADMIN),
+            Some(json!({"reason": "a leaked key"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let (s, t) = app
+        .call(
+            reqwest::Method::DELETE,
+            path,
+            Some(ADMIN),
+            Some(json!({"reason": "a court order"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let got = rx.wait_for(4, 10).await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|g| serde_json::from_slice(&g.body).unwrap())
+        .collect();
+    let of = |event: &str| -> Vec<&Value> {
+        bodies.iter().filter(|b| b["event"] == event).collect()
+    };
+    assert_eq!(of("version.published").len(), 2, "{bodies:?}");
+    let v = of("version.deleted");
+    assert_eq!(v.len(), 1, "{bodies:?}");
+    assert_eq!(v[0]["version"], "1.1.0");
+    assert_eq!(v[0]["reason"], "a leaked key");
+    assert_eq!(v[0]["entry"]["name"], "doomed");
+    let e = of("entry.deleted");
+    assert_eq!(e.len(), 1, "{bodies:?}");
+    assert_eq!(e[0]["reason"], "a court order");
+    assert_eq!(e[0]["by_admin"], true);
+    assert_eq!(e[0]["entry"]["namespace"], "acme");
+    // Each event once, even as the follower goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 4, "{:?}", rx.got());
 }
