@@ -754,6 +754,9 @@ async fn deletions_are_delivered_from_their_tombstones() {
     entry(&app, "acme", "doomed", "public").await;
     publish(&app, "acme", "doomed", "1.0.0").await;
     publish(&app, "acme", "doomed", "1.1.0").await;
+    // (A publish the fan-out reads only after its entry is gone cannot be named any
+    // more: wait for both before deleting.)
+    rx.wait_for(2, 10).await;
     let path = "/api/v1/entries/tool/acme/doomed";
     let (s, t) = app
         .call(
@@ -778,9 +781,8 @@ async fn deletions_are_delivered_from_their_tombstones() {
         .iter()
         .map(|g| serde_json::from_slice(&g.body).unwrap())
         .collect();
-    let of = |event: &str| -> Vec<&Value> {
-        bodies.iter().filter(|b| b["event"] == event).collect()
-    };
+    let of =
+        |event: &str| -> Vec<&Value> { bodies.iter().filter(|b| b["event"] == event).collect() };
     assert_eq!(of("version.published").len(), 2, "{bodies:?}");
     let v = of("version.deleted");
     assert_eq!(v.len(), 1, "{bodies:?}");
