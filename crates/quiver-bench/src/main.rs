@@ -20,7 +20,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: a sequential client's request and its connection task stay on it, so
+    // a latency figure holds no hop between threads (on a 2-core machine shared with the
+    // server, each hop can wait for a core). Concurrent clients are tasks on it; blocking
+    // work (the in-process peers) goes to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
