@@ -20,14 +20,19 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // One thread: a sequential client's request and its connection task stay on it, so
-    // a latency figure holds no hop between threads (on a 2-core machine shared with the
-    // server, each hop can wait for a core). Concurrent clients are tasks on it; blocking
-    // work (the in-process peers) goes to the blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The main bench runs on one thread: a sequential client's request and its
+    // connection task stay on it, so a latency figure holds no hop between threads (on a
+    // 2-core machine shared with the server, each hop can wait for a core); concurrent
+    // clients are tasks on it, blocking work (the in-process peers) goes to the blocking
+    // pool. The other modes generate and send their load from every core, as before.
+    let a = &cli.args;
+    let other_mode = a.attacks || a.tool_intel || a.pipeline || a.consumers || a.pg_writes;
+    let mut builder = if other_mode {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: could not start the runtime: {e}");
