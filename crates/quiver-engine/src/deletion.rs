@@ -124,61 +124,7 @@ impl Registry {
         key: &EntryKey,
         reason: Option<&str>,
     ) -> Result<Tombstone> {
-        let reason = reason.map(check_reason).transpose()?;
-        let admin = self.is_site_admin(caller).await?;
-        let entry = if admin {
-            self.visible_entry(caller, key).await?
-        } else {
-            self.writable_entry(caller, key, Action::Delete).await?
-        };
-        let key = entry.key();
-        if admin {
-            if reason.is_none() {
-                return Err(Error::invalid(
-                    "reason",
-                    "an admin's deletion says why (legal or security reasons)",
-                ));
-            }
-        } else {
-            self.flush_downloads().await?;
-            let refusal = self
-                .refusal(
-                    &key,
-                    None,
-                    entry.created_at,
-                    self.db
-                        .downloads
-                        .download_totals(&key)
-                        .await?
-                        .iter()
-                        .map(|(_, n)| n)
-                        .sum(),
-                )
-                .await?;
-            if let Some(why) = refusal {
-                return Err(self.refuse(caller, &key, None, why).await);
-            }
-        }
-        let reason = reason.unwrap_or_else(|| "deleted by its owner".to_string());
-        let audit = self
-            .draft(
-                caller,
-                Event {
-                    action: "entry.delete",
-                    namespace: Some(&key.namespace),
-                    target: key.to_string(),
-                    denied: None,
-                    reason: Some(reason.clone()),
-                    diff: None,
-                },
-                AuditDiff::Stored,
-            )
-            .await;
-        let tombstone = NewTombstone {
-            reason,
-            actor: caller.actor(),
-            by_admin: admin,
-        };
+        let (key, tombstone, audit) = self.approve_delete(caller, key, None, reason).await?;
         self.db
             .store
             .delete_entry_audited(&key, tombstone, audit)
@@ -194,6 +140,25 @@ impl Registry {
         version: &str,
         reason: Option<&str>,
     ) -> Result<Tombstone> {
+        let (key, tombstone, audit) = self
+            .approve_delete(caller, key, Some(version), reason)
+            .await?;
+        self.db
+            .store
+            .delete_version_audited(&key, version, tombstone, audit)
+            .await
+    }
+
+    /// What an entry's and a version's deletion share: who may (owners under the policy,
+    /// site admins with a reason), the refusal with its audit row, and the tombstone and
+    /// audit row the deletion commits with. Answers the entry's stored key.
+    async fn approve_delete(
+        &self,
+        caller: &Caller,
+        key: &EntryKey,
+        version: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(EntryKey, NewTombstone, quiver_store::Audit)> {
         let reason = reason.map(check_reason).transpose()?;
         let admin = self.is_site_admin(caller).await?;
         let entry = if admin {
@@ -202,7 +167,10 @@ impl Registry {
             self.writable_entry(caller, key, Action::Delete).await?
         };
         let key = entry.key();
-        let v = self.existing_version(caller, &key, version).await?;
+        let published = match version {
+            Some(v) => self.existing_version(caller, &key, v).await?.published_at,
+            None => entry.created_at,
+        };
         if admin {
             if reason.is_none() {
                 return Err(Error::invalid(
@@ -212,30 +180,32 @@ impl Registry {
             }
         } else {
             self.flush_downloads().await?;
+            // The entry's downloads over all versions, or the version's own.
             let downloads = self
                 .db
                 .downloads
                 .download_totals(&key)
                 .await?
                 .iter()
-                .filter(|(v, _)| *v == version)
+                .filter(|(v, _)| version.is_none_or(|want| v == want))
                 .map(|(_, n)| n)
                 .sum();
-            if let Some(why) = self
-                .refusal(&key, Some(version), v.published_at, downloads)
-                .await?
-            {
-                return Err(self.refuse(caller, &key, Some(version), why).await);
+            if let Some(why) = self.refusal(&key, version, published, downloads).await? {
+                return Err(self.refuse(caller, &key, version, why).await);
             }
         }
         let reason = reason.unwrap_or_else(|| "deleted by its owner".to_string());
+        let (action, target) = match version {
+            Some(v) => ("version.delete", format!("{key}@{v}")),
+            None => ("entry.delete", key.to_string()),
+        };
         let audit = self
             .draft(
                 caller,
                 Event {
-                    action: "version.delete",
+                    action,
                     namespace: Some(&key.namespace),
-                    target: format!("{key}@{version}"),
+                    target,
                     denied: None,
                     reason: Some(reason.clone()),
                     diff: None,
@@ -248,10 +218,7 @@ impl Registry {
             actor: caller.actor(),
             by_admin: admin,
         };
-        self.db
-            .store
-            .delete_version_audited(&key, version, tombstone, audit)
-            .await
+        Ok((key, tombstone, audit))
     }
 
     /// Why the policy refuses an owner's deletion, if it does.
