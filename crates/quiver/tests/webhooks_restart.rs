@@ -78,6 +78,18 @@ async fn receive(listener: TcpListener, bodies: Arc<Mutex<Vec<Value>>>) {
     }
 }
 
+/// The webhook's delivery log, as the admin reads it.
+async fn delivery_log(http: &reqwest::Client, server: &Server, id: i64) -> Value {
+    http.get(server.url(&format!("/api/v1/webhooks/{id}/deliveries")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn post(http: &reqwest::Client, server: &Server, path: &str, body: Value) -> Value {
     let r = http
         .post(server.url(path))
@@ -132,15 +144,7 @@ async fn pending_deliveries_survive_a_sigkill() {
     // Wait until every delivery exists and has failed at least once: pending.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log: Value = http
-            .get(server.url(&format!("/api/v1/webhooks/{id}/deliveries")))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = delivery_log(&http, &server, id).await;
         let items = log["items"].as_array().unwrap();
         if items.len() == versions.len()
             && items
@@ -180,15 +184,7 @@ async fn pending_deliveries_survive_a_sigkill() {
     // And the log says so.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log: Value = http
-            .get(server.url(&format!("/api/v1/webhooks/{id}/deliveries")))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = delivery_log(&http, &server, id).await;
         let items = log["items"].as_array().unwrap();
         if items.iter().all(|d| d["state"] == "succeeded") {
             assert_eq!(items.len(), versions.len(), "{log}");
