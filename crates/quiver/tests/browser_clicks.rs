@@ -473,6 +473,19 @@ async fn the_site_clicked_through_in_a_real_browser() {
         .unwrap();
     assert!(me.status().is_success(), "the new token works");
 
+    // Her webhooks: the list (none yet) and the form that adds one.
+    c.goto(&server.url("/webhooks")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("No webhooks yet"));
+    if let Some(js) = &axe_js {
+        violations.extend(
+            axe(&c, js)
+                .await
+                .into_iter()
+                .map(|v| format!("/webhooks: {v}")),
+        );
+    }
+    screenshot(&c, "webhooks").await;
+
     // Publish a version with an error, then without.
     c.goto(&server.url("/tool/olga/text.csv")).await.unwrap();
     click(&c, "a.publish-link").await;
